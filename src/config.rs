@@ -1,0 +1,1 @@
+//! Validated configuration from the command line.

@@ -1,0 +1,31 @@
+//! tollgate — a thread-per-core io_uring edge relay for LLM WebSocket APIs
+//! (the OpenAI Responses API "WebSocket mode", and xAI / Azure which speak it too).
+//!
+//! # The data flow is the module layout
+//!
+//! ```text
+//! client ──TCP/TLS──► server::accept      per-core SO_REUSEPORT listener (runtime)
+//!                      server::handshake  bounded sans-IO HTTP/1.1 upgrade parser + RFC 6455 checks
+//!                      server::auth       relay keys → tenant (or passthrough fingerprint)
+//!                      upstream::dial     TCP (+TLS via monoio-rustls) + client handshake, timed
+//!                      upstream::handshake  request rewrite, 101 validation, refusal → status map
+//!                      relay::session     answers the client only after upstream's 101
+//!                      relay::pump        two pumps on owned buffers: walk frame headers (ws::frame),
+//!                                         unmask/re-mask in place (ws::mask), forward the same bytes
+//!                      tap                SIMD peek at the top-level JSON "type"; rare frames parsed
+//!                      metering           one durable usage record per response.id
+//!                      metrics            per-core counters, Prometheus text on the admin listener
+//! ```
+//!
+//! `config` turns the command line into a validated [`config::Config`]; `runtime` starts one
+//! pinned monoio worker per core (io_uring, epoll fallback).
+
+pub mod config;
+pub mod runtime;
+pub mod server;
+pub mod upstream;
+pub mod ws;
+pub mod relay;
+pub mod tap;
+pub mod metering;
+pub mod metrics;

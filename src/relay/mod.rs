@@ -1,0 +1,1 @@
+//! The session and its two pumps.

@@ -1,0 +1,1 @@
+//! Worker threads: one pinned monoio runtime per core.

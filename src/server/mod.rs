@@ -1,0 +1,3 @@
+//! The client-facing side: accept, the upgrade handshake, authentication.
+pub mod auth;
+pub mod handshake;

@@ -1,0 +1,2 @@
+//! The upstream side: dialing the provider and the client half of the handshake.
+pub mod handshake;

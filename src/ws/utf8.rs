@@ -1,0 +1,1 @@
+//! TODO(ws helper)
