@@ -1,1 +1,525 @@
-//! Validated configuration from the command line.
+//! The command line, parsed by clap, turned into a validated [`Config`].
+//!
+//! Every flag has a `TOLLGATE_*` environment fallback and its default in `--help`.
+//! Anything invalid is a [`ConfigError`] naming the flag; `main` exits 64 (EX_USAGE) on it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::upstream::url::{parse_upstream_url, UpstreamUrl};
+
+/// Which io driver each worker runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Driver {
+    /// io_uring, falling back to epoll when io_uring cannot start.
+    Auto,
+    /// io_uring only; fail to start without it.
+    Uring,
+    /// epoll (monoio's legacy driver).
+    Epoll,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable key=value lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// tollgate — an edge relay for the OpenAI Responses API WebSocket mode.
+///
+/// Clients connect with `ws://` (or `wss://` with --tls-cert/--tls-key); the relay
+/// authenticates them, dials the upstream WebSocket first, then forwards frames both ways
+/// and meters every response.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "tollgate", version, about, long_about = None)]
+pub struct Cli {
+    /// Address the client listener binds (one SO_REUSEPORT socket per worker).
+    #[arg(long, env = "TOLLGATE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Worker threads, one pinned per core [default: available cores].
+    #[arg(long, env = "TOLLGATE_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// io driver: auto (io_uring, epoll fallback), uring, epoll.
+    #[arg(long, env = "TOLLGATE_DRIVER", value_enum, default_value_t = Driver::Auto)]
+    pub driver: Driver,
+
+    /// Do not pin worker threads to cores.
+    #[arg(long, env = "TOLLGATE_NO_PIN")]
+    pub no_pin: bool,
+
+    /// PEM certificate chain for a TLS (wss://) client listener.
+    #[arg(long, env = "TOLLGATE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for the TLS client listener.
+    #[arg(long, env = "TOLLGATE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Managed auth: file of `<tenant> <key>` lines (`sha256:<hex>` keys allowed).
+    #[arg(long, env = "TOLLGATE_CLIENT_KEYS")]
+    pub client_keys: Option<PathBuf>,
+
+    /// Passthrough auth: the client's own credential goes upstream unchanged.
+    #[arg(long, env = "TOLLGATE_PASSTHROUGH_AUTH")]
+    pub passthrough_auth: bool,
+
+    /// Header injected upstream in managed mode, `Name: value`, `${VAR}` expanded at start
+    /// (repeatable) [default: `Authorization: Bearer ${OPENAI_API_KEY}`].
+    #[arg(long = "upstream-header", env = "TOLLGATE_UPSTREAM_HEADER", value_delimiter = '\n')]
+    pub upstream_headers: Vec<String>,
+
+    /// Upstream base URL; the client's path and query are appended.
+    #[arg(long, env = "TOLLGATE_UPSTREAM", default_value = "wss://api.openai.com")]
+    pub upstream: String,
+
+    /// Extra PEM CA bundle trusted for the upstream (in addition to the system roots).
+    #[arg(long, env = "TOLLGATE_UPSTREAM_CA")]
+    pub upstream_ca: Option<PathBuf>,
+
+    /// Upstream TCP + TLS connect timeout.
+    #[arg(long, env = "TOLLGATE_UPSTREAM_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub upstream_connect_timeout: Duration,
+
+    /// Upstream WebSocket handshake timeout (request sent → 101 read).
+    #[arg(long, env = "TOLLGATE_UPSTREAM_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub upstream_handshake_timeout: Duration,
+
+    /// Allowed `Origin` values (exact match, repeatable); unset = any origin.
+    #[arg(long = "allowed-origin", env = "TOLLGATE_ALLOWED_ORIGIN", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Largest client request head in bytes.
+    #[arg(long, env = "TOLLGATE_MAX_HEADER_BYTES", default_value = "16KiB", value_parser = parse_size)]
+    pub max_header_bytes: u64,
+
+    /// Most header lines in a client request head.
+    #[arg(long, env = "TOLLGATE_MAX_HEADERS", default_value_t = 100)]
+    pub max_headers: usize,
+
+    /// Time a client has to send its complete upgrade request.
+    #[arg(long, env = "TOLLGATE_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+
+    /// Largest single frame payload, either direction (close 1009 above it).
+    #[arg(long, env = "TOLLGATE_MAX_FRAME_BYTES", default_value = "16MiB", value_parser = parse_size)]
+    pub max_frame_bytes: u64,
+
+    /// Largest client→upstream message (close 1009 above it).
+    #[arg(long, env = "TOLLGATE_MAX_MESSAGE_BYTES_UP", default_value = "16MiB", value_parser = parse_size)]
+    pub max_message_bytes_up: u64,
+
+    /// Largest upstream→client message (close 1009 above it).
+    #[arg(long, env = "TOLLGATE_MAX_MESSAGE_BYTES_DOWN", default_value = "64MiB", value_parser = parse_size)]
+    pub max_message_bytes_down: u64,
+
+    /// Most frames in one fragmented message (close 1008 above it).
+    #[arg(long, env = "TOLLGATE_MAX_FRAGMENTS", default_value_t = 4096)]
+    pub max_fragments: u32,
+
+    /// Read buffer per direction per session.
+    #[arg(long, env = "TOLLGATE_BUFFER_BYTES", default_value = "64KiB", value_parser = parse_size)]
+    pub buffer_bytes: u64,
+
+    /// Close a session with 1001 after this long without a frame in either direction.
+    #[arg(long, env = "TOLLGATE_IDLE_TIMEOUT", default_value = "300s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// On SIGTERM/SIGINT: how long in-flight sessions may finish before they are closed 1001.
+    #[arg(long, env = "TOLLGATE_DRAIN_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// Diagnostic byte tunnel: after the handshake copy bytes both ways without walking
+    /// frames (no metering). The benchmark's in-run ceiling.
+    #[arg(long, env = "TOLLGATE_TUNNEL")]
+    pub tunnel: bool,
+
+    /// Usage log (JSON Lines, group-committed); `-` = stdout; unset = no usage log.
+    #[arg(long, env = "TOLLGATE_USAGE_LOG")]
+    pub usage_log: Option<String>,
+
+    /// Group-commit interval of the usage log.
+    #[arg(long, env = "TOLLGATE_USAGE_FSYNC_MS", default_value_t = 10)]
+    pub usage_fsync_ms: u64,
+
+    /// When a client leaves with responses in flight, keep reading upstream this long for
+    /// their terminal events (usage) before closing upstream.
+    #[arg(long, env = "TOLLGATE_ORPHAN_DRAIN_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
+    pub orphan_drain_timeout: Duration,
+
+    /// Most orphan drains at once per worker; beyond it upstream is closed at once and the
+    /// open responses are recorded as client_disconnected.
+    #[arg(long, env = "TOLLGATE_MAX_ORPHAN_DRAINS", default_value_t = 1024)]
+    pub max_orphan_drains: usize,
+
+    /// Admin listener for /metrics, /healthz, /readyz; unset = none.
+    #[arg(long, env = "TOLLGATE_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+
+    /// Log format.
+    #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `tollgate=debug`.
+    #[arg(long, env = "TOLLGATE_LOG", default_value = "info")]
+    pub log: String,
+}
+
+/// How clients authenticate.
+#[derive(Debug, Clone)]
+pub enum AuthMode {
+    /// Relay-issued keys from this file; the provider credential is injected upstream.
+    Managed { keys_file: PathBuf },
+    /// The client's credential goes upstream; tenant = its fingerprint.
+    Passthrough,
+}
+
+/// Where usage records go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UsageLog {
+    /// No usage log.
+    Disabled,
+    /// JSON Lines on stdout.
+    Stdout,
+    /// JSON Lines appended to this file.
+    File(PathBuf),
+}
+
+/// Limits applied by the frame walkers.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameLimits {
+    /// Largest frame payload.
+    pub max_frame_bytes: u64,
+    /// Largest client→upstream message.
+    pub max_message_up: u64,
+    /// Largest upstream→client message.
+    pub max_message_down: u64,
+    /// Most frames per message.
+    pub max_fragments: u32,
+}
+
+/// The validated configuration every worker shares (read-only).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Client listener address.
+    pub listen: SocketAddr,
+    /// Number of workers.
+    pub workers: usize,
+    /// Requested driver.
+    pub driver: Driver,
+    /// Pin workers to cores.
+    pub pin: bool,
+    /// TLS listener cert and key files.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Authentication mode.
+    pub auth: AuthMode,
+    /// Headers injected upstream (managed mode), already `${VAR}`-expanded.
+    pub inject_headers: Vec<(String, String)>,
+    /// The upstream.
+    pub upstream: UpstreamUrl,
+    /// The upstream URL as given (for logs and records).
+    pub upstream_label: String,
+    /// Extra CA bundle for the upstream.
+    pub upstream_ca: Option<PathBuf>,
+    /// Upstream TCP+TLS timeout.
+    pub upstream_connect_timeout: Duration,
+    /// Upstream handshake timeout.
+    pub upstream_handshake_timeout: Duration,
+    /// Exact-match Origin allowlist; empty = any.
+    pub allowed_origins: Vec<String>,
+    /// Handshake parser limits.
+    pub max_header_bytes: usize,
+    /// Most header lines.
+    pub max_headers: usize,
+    /// Client handshake timeout.
+    pub handshake_timeout: Duration,
+    /// Frame/message limits.
+    pub frames: FrameLimits,
+    /// Read buffer size per direction.
+    pub buffer_bytes: usize,
+    /// Idle timeout.
+    pub idle_timeout: Duration,
+    /// Graceful drain deadline.
+    pub drain_timeout: Duration,
+    /// Byte-tunnel mode.
+    pub tunnel: bool,
+    /// Usage log destination.
+    pub usage_log: UsageLog,
+    /// Group-commit interval.
+    pub usage_fsync: Duration,
+    /// Orphan drain deadline.
+    pub orphan_drain_timeout: Duration,
+    /// Orphan drains per worker.
+    pub max_orphan_drains: usize,
+    /// Admin listener.
+    pub admin_listen: Option<SocketAddr>,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter.
+    pub log: String,
+}
+
+/// A configuration error; its text names the flag.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Neither or both auth modes chosen.
+    #[error("choose exactly one auth mode: --client-keys FILE or --passthrough-auth")]
+    AuthMode,
+    /// `--upstream-header` is not `Name: value`.
+    #[error("--upstream-header {0:?}: expected `Name: value`")]
+    HeaderSyntax(String),
+    /// `${VAR}` in `--upstream-header` is not set.
+    #[error("--upstream-header {name}: environment variable {var} is not set")]
+    UnsetVariable {
+        /// Header name.
+        name: String,
+        /// The missing variable.
+        var: String,
+    },
+    /// `--upstream` invalid.
+    #[error("--upstream: {0}")]
+    Upstream(String),
+    /// A numeric flag out of range.
+    #[error("--{flag}: {why}")]
+    Range {
+        /// Flag name without dashes.
+        flag: &'static str,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// A file flag names a file that cannot be read.
+    #[error("--{flag} {path}: {source}")]
+    File {
+        /// Flag name.
+        flag: &'static str,
+        /// The path.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// Parse `10s`, `500ms`, `5m`, `1h` (humantime syntax).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// Parse a byte size: `1024`, `64KiB`, `16MiB`, `1GiB` (also `K`, `M`, `G`, `KB`, `MB`, `GB` as powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size (e.g. 65536, 64KiB, 16MiB)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?} (use KiB, MiB, GiB)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// Expand `${VAR}` references from the environment.
+fn expand_env(name: &str, value: &str) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or_else(|| ConfigError::HeaderSyntax(name.to_string()))?;
+        let var = &after[..end];
+        let val = std::env::var(var).map_err(|_| ConfigError::UnsetVariable {
+            name: name.to_string(),
+            var: var.to_string(),
+        })?;
+        out.push_str(&val);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Parse one `--upstream-header` value.
+fn parse_header_flag(raw: &str) -> Result<(String, String), ConfigError> {
+    let (name, value) = raw.split_once(':').ok_or_else(|| ConfigError::HeaderSyntax(raw.to_string()))?;
+    let name = name.trim();
+    let valid_name = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+    if !valid_name {
+        return Err(ConfigError::HeaderSyntax(name.to_string()));
+    }
+    let value = expand_env(name, value.trim())?;
+    if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(ConfigError::HeaderSyntax(name.to_string()));
+    }
+    Ok((name.to_string(), value))
+}
+
+impl Cli {
+    /// Validate into a [`Config`].
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let auth = match (&self.client_keys, self.passthrough_auth) {
+            (Some(path), false) => AuthMode::Managed { keys_file: path.clone() },
+            (None, true) => AuthMode::Passthrough,
+            _ => return Err(ConfigError::AuthMode),
+        };
+        let inject_headers = match auth {
+            AuthMode::Passthrough => Vec::new(),
+            AuthMode::Managed { .. } => {
+                let raw = if self.upstream_headers.is_empty() {
+                    vec!["Authorization: Bearer ${OPENAI_API_KEY}".to_string()]
+                } else {
+                    self.upstream_headers.clone()
+                };
+                raw.iter().map(|h| parse_header_flag(h)).collect::<Result<_, _>>()?
+            }
+        };
+        let upstream = parse_upstream_url(&self.upstream).map_err(|e| ConfigError::Upstream(e.to_string()))?;
+        let workers = match self.workers {
+            Some(0) => return Err(ConfigError::Range { flag: "workers", why: "must be at least 1" }),
+            Some(n) if n > 1024 => return Err(ConfigError::Range { flag: "workers", why: "at most 1024" }),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        };
+        if !(1024..=1 << 20).contains(&self.max_header_bytes) {
+            return Err(ConfigError::Range { flag: "max-header-bytes", why: "must be 1KiB..=1MiB" });
+        }
+        if self.max_headers == 0 || self.max_headers > 10_000 {
+            return Err(ConfigError::Range { flag: "max-headers", why: "must be 1..=10000" });
+        }
+        if !(4096..=64 << 20).contains(&self.buffer_bytes) {
+            return Err(ConfigError::Range { flag: "buffer-bytes", why: "must be 4KiB..=64MiB" });
+        }
+        if self.max_frame_bytes == 0 || self.max_frame_bytes > 1 << 40 {
+            return Err(ConfigError::Range { flag: "max-frame-bytes", why: "must be 1..=1TiB" });
+        }
+        if self.max_message_bytes_up == 0 {
+            return Err(ConfigError::Range { flag: "max-message-bytes-up", why: "must be at least 1" });
+        }
+        if self.max_message_bytes_down == 0 {
+            return Err(ConfigError::Range { flag: "max-message-bytes-down", why: "must be at least 1" });
+        }
+        if self.max_fragments == 0 {
+            return Err(ConfigError::Range { flag: "max-fragments", why: "must be at least 1" });
+        }
+        for (flag, d) in [
+            ("handshake-timeout", self.handshake_timeout),
+            ("upstream-connect-timeout", self.upstream_connect_timeout),
+            ("upstream-handshake-timeout", self.upstream_handshake_timeout),
+            ("idle-timeout", self.idle_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::Range { flag, why: "must be greater than 0" });
+            }
+        }
+        for (flag, path) in [("client-keys", &self.client_keys), ("upstream-ca", &self.upstream_ca), ("tls-cert", &self.tls_cert), ("tls-key", &self.tls_key)] {
+            if let Some(p) = path {
+                std::fs::metadata(p).map_err(|source| ConfigError::File { flag, path: p.display().to_string(), source })?;
+            }
+        }
+        let usage_log = match self.usage_log.as_deref() {
+            None | Some("") => UsageLog::Disabled,
+            Some("-") => UsageLog::Stdout,
+            Some(p) => UsageLog::File(PathBuf::from(p)),
+        };
+        Ok(Config {
+            listen: self.listen,
+            workers,
+            driver: self.driver,
+            pin: !self.no_pin,
+            tls: self.tls_cert.zip(self.tls_key),
+            auth,
+            inject_headers,
+            upstream,
+            upstream_label: self.upstream,
+            upstream_ca: self.upstream_ca,
+            upstream_connect_timeout: self.upstream_connect_timeout,
+            upstream_handshake_timeout: self.upstream_handshake_timeout,
+            allowed_origins: self.allowed_origins,
+            max_header_bytes: self.max_header_bytes as usize,
+            max_headers: self.max_headers,
+            handshake_timeout: self.handshake_timeout,
+            frames: FrameLimits {
+                max_frame_bytes: self.max_frame_bytes,
+                max_message_up: self.max_message_bytes_up,
+                max_message_down: self.max_message_bytes_down,
+                max_fragments: self.max_fragments,
+            },
+            buffer_bytes: self.buffer_bytes as usize,
+            idle_timeout: self.idle_timeout,
+            drain_timeout: self.drain_timeout,
+            tunnel: self.tunnel,
+            usage_log,
+            usage_fsync: Duration::from_millis(self.usage_fsync_ms.max(1)),
+            orphan_drain_timeout: self.orphan_drain_timeout,
+            max_orphan_drains: self.max_orphan_drains,
+            admin_listen: self.admin_listen,
+            log_format: self.log_format,
+            log: self.log,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Result<Config, String> {
+        let mut v = vec!["tollgate"];
+        v.extend_from_slice(args);
+        let c = Cli::try_parse_from(v).map_err(|e| e.to_string())?;
+        c.into_config().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("12XB").is_err());
+        assert!(parse_size("").is_err());
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert!(parse_duration("ten").is_err());
+    }
+
+    #[test]
+    fn exactly_one_auth_mode() {
+        let e = cli(&["--upstream", "ws://127.0.0.1:1"]).unwrap_err();
+        assert!(e.contains("--client-keys") && e.contains("--passthrough-auth"), "{e}");
+        let e = cli(&["--passthrough-auth", "--client-keys", "/dev/null"]).unwrap_err();
+        assert!(e.contains("exactly one"), "{e}");
+        let c = cli(&["--passthrough-auth", "--upstream", "ws://127.0.0.1:9"]).unwrap();
+        assert!(matches!(c.auth, AuthMode::Passthrough));
+        assert!(c.inject_headers.is_empty());
+    }
+
+    #[test]
+    fn upstream_header_expands_env_and_fails_on_unset() {
+        std::env::set_var("TOLLGATE_TEST_KEY_A", "sk-test-123");
+        let c = cli(&["--client-keys", "/dev/null", "--upstream-header", "Authorization: Bearer ${TOLLGATE_TEST_KEY_A}"]).unwrap();
+        assert_eq!(c.inject_headers, vec![("Authorization".into(), "Bearer sk-test-123".into())]);
+        let e = cli(&["--client-keys", "/dev/null", "--upstream-header", "X-Key: ${TOLLGATE_TEST_UNSET_VAR_Z}"]).unwrap_err();
+        assert!(e.contains("--upstream-header") && e.contains("TOLLGATE_TEST_UNSET_VAR_Z"), "{e}");
+        let e = cli(&["--client-keys", "/dev/null", "--upstream-header", "no colon"]).unwrap_err();
+        assert!(e.contains("--upstream-header"), "{e}");
+    }
+
+    #[test]
+    fn range_errors_name_the_flag() {
+        let e = cli(&["--passthrough-auth", "--workers", "0"]).unwrap_err();
+        assert!(e.contains("--workers"), "{e}");
+        let e = cli(&["--passthrough-auth", "--buffer-bytes", "10"]).unwrap_err();
+        assert!(e.contains("--buffer-bytes"), "{e}");
+        let e = cli(&["--passthrough-auth", "--upstream", "ftp://x"]).unwrap_err();
+        assert!(e.contains("--upstream"), "{e}");
+        let e = cli(&["--client-keys", "/nonexistent/keys"]).unwrap_err();
+        assert!(e.contains("--client-keys"), "{e}");
+    }
+}

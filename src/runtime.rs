@@ -1,1 +1,538 @@
-//! Worker threads: one pinned monoio runtime per core.
+//! Worker threads: one pinned monoio runtime per core, each with its own SO_REUSEPORT
+//! listener; io_uring by default with an epoll fallback; signals; graceful drain.
+//!
+//! Nothing on the hot path is shared between workers: each owns its listener, its sessions
+//! and its counters (`Cell`s), which it copies into the shared registry on a timer.
+
+use std::cell::Cell;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::ServerName;
+
+use crate::config::{AuthMode, Config, Driver, UsageLog};
+use crate::metering::sink::{Sink, SinkConfig, SinkHandle, SinkPath};
+use crate::metrics::{Registry, WorkerMetrics};
+use crate::relay::signal::Signal;
+use crate::server::auth::ClientKeys;
+use crate::upstream::dial::{client_tls_config, server_tls_config};
+
+/// Read-only state shared by all workers (behind an `Arc`; touched per session, not per frame).
+pub struct Shared {
+    /// The configuration.
+    pub config: Config,
+    /// Managed-mode client keys (`None` in passthrough mode); swapped on SIGHUP.
+    pub keys: RwLock<Option<Arc<ClientKeys>>>,
+    /// TLS connector for a `wss://` upstream, with the SNI name.
+    pub upstream_tls: Option<(monoio_rustls::TlsConnector, ServerName<'static>)>,
+    /// TLS acceptor for a `wss://` client listener.
+    pub listener_tls: Option<monoio_rustls::TlsAcceptor>,
+    /// Upstream addresses (re-resolved in the background for host names).
+    pub upstream_addrs: RwLock<Arc<Vec<SocketAddr>>>,
+    /// Usage-record sink.
+    pub sink: SinkHandle,
+    /// Metrics registry.
+    pub registry: Arc<Registry>,
+    /// Upstream label for logs and records.
+    pub upstream_label: Arc<str>,
+    shutdown: AtomicBool,
+    drain_deadline: OnceLock<Instant>,
+}
+
+impl Shared {
+    /// Whether a graceful shutdown has begun.
+    pub fn shutting_down(&self) -> bool {
+        self.shutdown.load(Ordering::Relaxed)
+    }
+
+    /// The current client keys.
+    pub fn client_keys(&self) -> Option<Arc<ClientKeys>> {
+        self.keys.read().ok().and_then(|k| k.clone())
+    }
+}
+
+/// One worker's context (lives on its thread).
+pub struct WorkerCtx {
+    /// Worker index.
+    pub id: usize,
+    /// Shared state.
+    pub shared: Arc<Shared>,
+    /// This worker's counters.
+    pub metrics: WorkerMetrics,
+    orphan_drains: Cell<usize>,
+    next_session: Cell<u64>,
+    active: Cell<usize>,
+    shutdown_signal: Signal,
+}
+
+impl WorkerCtx {
+    /// Whether a graceful shutdown has begun.
+    pub fn shutting_down(&self) -> bool {
+        self.shared.shutting_down()
+    }
+
+    /// Whether the graceful-drain deadline has passed.
+    pub fn drain_deadline_passed(&self, now: Instant) -> bool {
+        self.shared.drain_deadline.get().is_some_and(|d| now >= *d)
+    }
+
+    /// Reserve an orphan-drain slot (bounded by `--max-orphan-drains`).
+    pub fn try_start_orphan_drain(&self) -> bool {
+        let n = self.orphan_drains.get();
+        if n >= self.shared.config.max_orphan_drains {
+            return false;
+        }
+        self.orphan_drains.set(n + 1);
+        self.metrics.orphan_drain_started();
+        true
+    }
+
+    /// Release an orphan-drain slot.
+    pub fn orphan_drain_ended(&self) {
+        self.orphan_drains.set(self.orphan_drains.get().saturating_sub(1));
+        self.metrics.orphan_drain_finished();
+    }
+
+    /// A session id unique in this process: worker index in the top bits.
+    pub fn next_session_id(&self) -> u64 {
+        let n = self.next_session.get() + 1;
+        self.next_session.set(n);
+        ((self.id as u64) << 48) | n
+    }
+
+    /// A connection started (handshake or session).
+    pub fn conn_started(&self) {
+        self.active.set(self.active.get() + 1);
+    }
+
+    /// A connection ended.
+    pub fn conn_ended(&self) {
+        self.active.set(self.active.get().saturating_sub(1));
+    }
+}
+
+/// Startup failures; `main` exits 64 for configuration problems, 70 otherwise.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listener could not be bound.
+    #[error("--listen {addr}: {source}")]
+    Listen {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// A TLS file was rejected.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::upstream::dial::TlsConfigError),
+    /// The client keys file was rejected.
+    #[error("--client-keys: {0}")]
+    Keys(#[from] crate::server::auth::AuthError),
+    /// The upstream host did not resolve at start.
+    #[error("--upstream {host}: does not resolve: {source}")]
+    Resolve {
+        /// Host.
+        host: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// `--driver uring` without io_uring, or a runtime failed to build.
+    #[error("worker {worker}: {why}")]
+    Worker {
+        /// Worker index.
+        worker: usize,
+        /// What failed.
+        why: String,
+    },
+    /// The usage log could not be opened.
+    #[error("--usage-log: {0}")]
+    Sink(String),
+    /// The admin listener could not be bound.
+    #[error("--admin-listen: {0}")]
+    Admin(std::io::Error),
+}
+
+impl StartError {
+    /// Whether this is a usage error (exit 64) rather than an environment failure.
+    pub fn is_usage(&self) -> bool {
+        !matches!(self, StartError::Worker { .. })
+    }
+}
+
+/// A running relay.
+pub struct Relay {
+    addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+    sink: Option<Sink>,
+    ready: Arc<AtomicBool>,
+    driver: &'static str,
+}
+
+fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    let addrs: Vec<SocketAddr> = (host, port).to_socket_addrs()?.collect();
+    if addrs.is_empty() {
+        return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"));
+    }
+    Ok(addrs)
+}
+
+fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let domain = socket2::Domain::for_address(addr);
+    let s = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(4096)?;
+    Ok(s.into())
+}
+
+fn pin_to_core(core: usize) {
+    // SAFETY: cpu_set_t is plain data; sched_setaffinity only reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            tracing::warn!(core, "could not pin worker to core");
+        }
+    }
+}
+
+impl Relay {
+    /// Start the sink, the admin listener and the workers. Returns once every worker accepts.
+    pub fn start(config: Config) -> Result<Relay, StartError> {
+        let registry = Arc::new(Registry::new());
+        let keys = match &config.auth {
+            AuthMode::Managed { keys_file } => Some(Arc::new(ClientKeys::load(keys_file)?)),
+            AuthMode::Passthrough => None,
+        };
+        let up = &config.upstream;
+        let addrs = resolve(&up.host, up.port).map_err(|source| StartError::Resolve { host: up.host.clone(), source })?;
+        let upstream_tls = if up.tls {
+            let cfg = client_tls_config(config.upstream_ca.as_deref())?;
+            let name = ServerName::try_from(up.host.clone()).map_err(|e| StartError::Resolve {
+                host: up.host.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()),
+            })?;
+            Some((monoio_rustls::TlsConnector::from(cfg), name))
+        } else {
+            None
+        };
+        let listener_tls = match &config.tls {
+            Some((cert, key)) => Some(monoio_rustls::TlsAcceptor::from(server_tls_config(cert, key)?)),
+            None => None,
+        };
+        let sink_path = match &config.usage_log {
+            UsageLog::Disabled => SinkPath::Disabled,
+            UsageLog::Stdout => SinkPath::Stdout,
+            UsageLog::File(p) => SinkPath::File(p.clone()),
+        };
+        let sink = Sink::start(
+            SinkConfig { fsync_interval: config.usage_fsync, ..SinkConfig::new(sink_path) },
+            registry.sink_metrics(),
+        )
+        .map_err(|e| StartError::Sink(e.to_string()))?;
+
+        // Bind the first listener (resolving port 0), then one more per worker on the same port.
+        let first = reuseport_listener(config.listen).map_err(|source| StartError::Listen { addr: config.listen, source })?;
+        let addr = first.local_addr().map_err(|source| StartError::Listen { addr: config.listen, source })?;
+        let mut listeners = vec![first];
+        for _ in 1..config.workers {
+            listeners.push(reuseport_listener(addr).map_err(|source| StartError::Listen { addr, source })?);
+        }
+
+        let shared = Arc::new(Shared {
+            upstream_label: Arc::from(config.upstream_label.as_str()),
+            keys: RwLock::new(keys),
+            upstream_tls,
+            listener_tls,
+            upstream_addrs: RwLock::new(Arc::new(addrs)),
+            sink: sink.handle(),
+            registry: registry.clone(),
+            shutdown: AtomicBool::new(false),
+            drain_deadline: OnceLock::new(),
+            config,
+        });
+        let ready = Arc::new(AtomicBool::new(false));
+        let admin_addr = match shared.config.admin_listen {
+            Some(a) => Some(crate::metrics::spawn_admin(a, registry.clone(), ready.clone()).map_err(StartError::Admin)?.0),
+            None => None,
+        };
+        spawn_resolver(&shared);
+
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let (tx, rx) = std::sync::mpsc::channel::<Result<&'static str, StartError>>();
+        let mut workers = Vec::new();
+        for (id, listener) in listeners.into_iter().enumerate() {
+            let shared = shared.clone();
+            let tx = tx.clone();
+            let pin = shared.config.pin;
+            let h = std::thread::Builder::new()
+                .name(format!("tollgate-w{id}"))
+                .spawn(move || {
+                    if pin {
+                        pin_to_core(id % cores);
+                    }
+                    worker_thread(id, shared, listener, tx)
+                })
+                .map_err(|e| StartError::Worker { worker: id, why: e.to_string() })?;
+            workers.push(h);
+        }
+        drop(tx);
+        let mut driver = "epoll";
+        for _ in 0..workers.len() {
+            match rx.recv() {
+                Ok(Ok(d)) => driver = d,
+                Ok(Err(e)) => {
+                    shared.shutdown.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+                Err(_) => return Err(StartError::Worker { worker: 0, why: "worker exited during start".into() }),
+            }
+        }
+        registry.set_driver(driver);
+        ready.store(true, Ordering::Relaxed);
+        tracing::info!(listen = %addr, workers = workers.len(), driver, upstream = %shared.upstream_label, tls = shared.listener_tls.is_some(), tunnel = shared.config.tunnel, "tollgate listening");
+        Ok(Relay { addr, admin_addr, shared, workers, sink: Some(sink), ready, driver })
+    }
+
+    /// The bound client listener address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The bound admin address.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// The io driver the workers run (`io_uring` or `epoll`).
+    pub fn driver(&self) -> &'static str {
+        self.driver
+    }
+
+    /// Shared state (tests and the admin endpoint).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Re-read the client keys file (SIGHUP). Sessions are not touched.
+    pub fn reload_keys(&self) -> Result<usize, crate::server::auth::AuthError> {
+        if let AuthMode::Managed { keys_file } = &self.shared.config.auth {
+            let keys = ClientKeys::load(keys_file)?;
+            let n = keys.len();
+            if let Ok(mut k) = self.shared.keys.write() {
+                *k = Some(Arc::new(keys));
+            }
+            return Ok(n);
+        }
+        Ok(0)
+    }
+
+    /// Graceful shutdown: stop accepting, let in-flight responses finish until `drain`, close
+    /// the rest with 1001, sync the usage log. Returns whether every record is durable.
+    pub fn shutdown(mut self, drain: Duration) -> bool {
+        self.ready.store(false, Ordering::Relaxed);
+        let _ = self.shared.drain_deadline.set(Instant::now() + drain);
+        self.shared.shutdown.store(true, Ordering::Relaxed);
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        match self.sink.take().map(|s| s.shutdown()) {
+            Some(Ok(stats)) => {
+                tracing::info!(?stats, "usage log closed");
+                true
+            }
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "usage log did not close cleanly");
+                false
+            }
+            None => true,
+        }
+    }
+}
+
+/// Re-resolve a named upstream every 30 s so DNS changes are followed without blocking a
+/// worker (a failed lookup keeps the last good addresses).
+fn spawn_resolver(shared: &Arc<Shared>) {
+    let host = shared.config.upstream.host.clone();
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return;
+    }
+    let port = shared.config.upstream.port;
+    let weak = Arc::downgrade(shared);
+    let _ = std::thread::Builder::new().name("tollgate-dns".into()).spawn(move || loop {
+        std::thread::sleep(Duration::from_secs(30));
+        let Some(shared) = weak.upgrade() else { return };
+        if shared.shutting_down() {
+            return;
+        }
+        match resolve(&host, port) {
+            Ok(a) => {
+                if let Ok(mut w) = shared.upstream_addrs.write() {
+                    *w = Arc::new(a);
+                }
+            }
+            Err(e) => tracing::warn!(host = %host, error = %e, "upstream re-resolve failed; keeping previous addresses"),
+        }
+    });
+}
+
+fn worker_thread(id: usize, shared: Arc<Shared>, listener: std::net::TcpListener, tx: std::sync::mpsc::Sender<Result<&'static str, StartError>>) {
+    let want = shared.config.driver;
+    let uring_ok = want != Driver::Epoll && monoio::utils::detect_uring();
+    if want == Driver::Uring && !uring_ok {
+        let _ = tx.send(Err(StartError::Worker { worker: id, why: "--driver uring: io_uring is not available on this kernel".into() }));
+        return;
+    }
+    if uring_ok {
+        match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new().enable_timer().with_entries(1024).build() {
+            Ok(mut rt) => {
+                rt.block_on(worker_main(id, shared, listener, tx, "io_uring"));
+                return;
+            }
+            Err(e) if want == Driver::Uring => {
+                let _ = tx.send(Err(StartError::Worker { worker: id, why: format!("io_uring runtime: {e}") }));
+                return;
+            }
+            Err(e) => tracing::warn!(worker = id, error = %e, "io_uring runtime failed; falling back to epoll"),
+        }
+    }
+    match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build() {
+        Ok(mut rt) => rt.block_on(worker_main(id, shared, listener, tx, "epoll")),
+        Err(e) => {
+            let _ = tx.send(Err(StartError::Worker { worker: id, why: format!("epoll runtime: {e}") }));
+        }
+    }
+}
+
+async fn worker_main(id: usize, shared: Arc<Shared>, listener: std::net::TcpListener, tx: std::sync::mpsc::Sender<Result<&'static str, StartError>>, driver: &'static str) {
+    let listener = match monoio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = tx.send(Err(StartError::Worker { worker: id, why: format!("listener: {e}") }));
+            return;
+        }
+    };
+    let ctx = Rc::new(WorkerCtx {
+        id,
+        metrics: WorkerMetrics::new(shared.registry.clone()),
+        shared,
+        orphan_drains: Cell::new(0),
+        next_session: Cell::new(0),
+        active: Cell::new(0),
+        shutdown_signal: Signal::default(),
+    });
+    let _ = tx.send(Ok(driver));
+    drop(tx);
+    tracing::debug!(worker = id, driver, "worker started");
+
+    // Publish counters and watch for shutdown on a timer (never per frame).
+    let ticker = {
+        let ctx = ctx.clone();
+        monoio::spawn(async move {
+            loop {
+                monoio::time::sleep(Duration::from_millis(200)).await;
+                ctx.metrics.publish(ctx.id);
+                if ctx.shutting_down() {
+                    ctx.shutdown_signal.raise();
+                    return;
+                }
+            }
+        })
+    };
+
+    loop {
+        let accepted = monoio::select! {
+            r = listener.accept() => r,
+            _ = ctx.shutdown_signal.wait() => break,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let ctx = ctx.clone();
+                monoio::spawn(async move {
+                    ctx.conn_started();
+                    crate::server::accept::serve(&ctx, stream, peer).await;
+                    ctx.conn_ended();
+                });
+            }
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(worker = id, error = %e, "accept failed");
+                monoio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    drop(listener);
+    ticker.await;
+    // Sessions close themselves at the drain deadline (their watchdogs see the flag).
+    let hard_stop = Instant::now() + ctx.shared.config.drain_timeout + Duration::from_secs(10);
+    while ctx.active.get() > 0 && Instant::now() < hard_stop {
+        monoio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ctx.metrics.publish(ctx.id);
+    tracing::debug!(worker = id, "worker stopped");
+}
+
+/// Block SIGTERM/SIGINT/SIGHUP in this thread (and the threads it spawns later), so
+/// [`wait_signal`] can take them synchronously.
+pub fn block_signals() {
+    // SAFETY: plain libc signal-mask calls on a zeroed sigset.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Wait for SIGTERM/SIGINT (→ `true`: shut down) or SIGHUP (→ `false`: reload).
+pub fn wait_signal() -> bool {
+    // SAFETY: as in block_signals; sigwait writes the signal number into `sig`.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        let mut sig: libc::c_int = 0;
+        libc::sigwait(&set, &mut sig);
+        sig != libc::SIGHUP
+    }
+}
+
+/// Run until SIGTERM/SIGINT; SIGHUP reloads the client keys. Returns the exit code.
+pub fn run(config: Config) -> i32 {
+    block_signals();
+    let relay = match Relay::start(config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tollgate: {e}");
+            return if e.is_usage() { 64 } else { 70 };
+        }
+    };
+    loop {
+        if wait_signal() {
+            break;
+        }
+        match relay.reload_keys() {
+            Ok(n) => tracing::info!(keys = n, "client keys reloaded"),
+            Err(e) => tracing::error!(error = %e, "client keys reload failed; keeping the old keys"),
+        }
+    }
+    let drain = relay.shared.config.drain_timeout;
+    tracing::info!(drain_s = drain.as_secs(), "shutting down: listener closed, draining sessions");
+    if relay.shutdown(drain) {
+        0
+    } else {
+        75
+    }
+}

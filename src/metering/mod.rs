@@ -1,1 +1,23 @@
-//! TODO
+//! Metering: one durable usage record per `response.id`.
+//!
+//! - [`record`]: the [`UsageRecord`] written as one JSON line.
+//! - [`session`]: [`SessionMeter`], one per session on its worker, turning the tap's events
+//!   into records (exactly once per `response.id`, lanes matched FIFO, steering successors,
+//!   disconnects).
+//! - [`sink`]: the durable JSON Lines log with group commit that fails closed
+//!   ([`Sink`], [`SinkHandle`]).
+//! - [`reader`]: reads a log back, tolerating a torn last line.
+//! - [`recover`]: moves a torn last line aside when the sink starts.
+
+pub mod reader;
+pub mod record;
+pub mod recover;
+pub mod session;
+pub mod sink;
+#[cfg(test)]
+mod tests;
+
+pub use reader::{read_log, LogRead, ReadError};
+pub use record::{format_rfc3339_ms, RecordStatus, UsageRecord};
+pub use session::{EndReason, MeterStats, SessionMeter};
+pub use sink::{Sink, SinkConfig, SinkError, SinkHandle, SinkPath, SinkStats};

@@ -1,1 +1,245 @@
-//! TODO
+//! Client authentication: relay-issued keys → tenant, or (passthrough mode) a fingerprint of
+//! the client's own key.
+//!
+//! The keys file holds `<tenant> <key>` per line; `#` starts a comment line. A key may be written
+//! `sha256:<64 hex>` so the file holds no plaintext. Only SHA-256 digests are kept in memory, and
+//! lookups compare the presented key's digest against every entry in constant time.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest as _, Sha256};
+use subtle::{Choice, ConditionallySelectable as _, ConstantTimeEq as _};
+
+use super::handshake::{trim, UpgradeRequest};
+
+/// What is wrong with one line of the keys file. Never carries the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    /// The line has a tenant but no key.
+    #[error("expected `<tenant> <key>`, found only one field")]
+    MissingKey,
+    /// The line has more than two whitespace-separated fields.
+    #[error("expected `<tenant> <key>`, found extra fields")]
+    ExtraFields,
+    /// The tenant is longer than 64 bytes or has characters outside `[A-Za-z0-9_.@:-]`.
+    #[error("tenant must be 1-64 characters of [A-Za-z0-9_.@:-]")]
+    InvalidTenant,
+    /// A `sha256:` entry is not followed by exactly 64 hex digits.
+    #[error("`sha256:` must be followed by 64 hex digits")]
+    InvalidDigest,
+}
+
+/// Why a keys file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The file could not be read (or is not UTF-8).
+    #[error("cannot read keys file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A line is malformed; `line` is 1-based.
+    #[error("keys file line {line}: {reason}")]
+    Line {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        reason: LineError,
+    },
+    /// The same key is listed on two lines (it would map to two tenants, or is a copy-paste slip).
+    #[error("keys file line {line}: same key as line {first_line}")]
+    DuplicateKey {
+        /// 1-based line number of the repeat.
+        line: usize,
+        /// 1-based line number of the first occurrence.
+        first_line: usize,
+    },
+    /// The file has no keys: nobody could authenticate (on reload, keep the old keys).
+    #[error("keys file has no keys")]
+    Empty,
+}
+
+/// One accepted key: its SHA-256 digest and the tenant it belongs to.
+struct Entry {
+    digest: [u8; 32],
+    tenant: Arc<str>,
+}
+
+/// The relay's client keys (digests only). Cheap to share behind an `Arc`; replace the whole
+/// set on reload.
+pub struct ClientKeys {
+    entries: Vec<Entry>,
+}
+
+impl std::fmt::Debug for ClientKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientKeys")
+            .field("len", &self.entries.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Digest comparisons made by `authenticate` on this thread (tests check no early exit).
+    static COMPARISONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+impl ClientKeys {
+    /// Parse the keys file text. Errors name the line number, never the key.
+    pub fn parse(text: &str) -> Result<ClientKeys, AuthError> {
+        let mut entries: Vec<Entry> = Vec::new();
+        let mut lines_of: Vec<usize> = Vec::new();
+        for (i, raw) in text.lines().enumerate() {
+            let line = i + 1;
+            let content = raw.trim();
+            if content.is_empty() || content.starts_with('#') {
+                continue;
+            }
+            let mut fields = content.split_whitespace();
+            let (tenant, key) = match (fields.next(), fields.next(), fields.next()) {
+                (Some(t), Some(k), None) => (t, k),
+                (_, _, Some(_)) => {
+                    return Err(AuthError::Line {
+                        line,
+                        reason: LineError::ExtraFields,
+                    })
+                }
+                _ => {
+                    return Err(AuthError::Line {
+                        line,
+                        reason: LineError::MissingKey,
+                    })
+                }
+            };
+            if !valid_tenant(tenant) {
+                return Err(AuthError::Line {
+                    line,
+                    reason: LineError::InvalidTenant,
+                });
+            }
+            let digest = match key.strip_prefix("sha256:") {
+                Some(hex) => parse_hex32(hex).ok_or(AuthError::Line {
+                    line,
+                    reason: LineError::InvalidDigest,
+                })?,
+                None => sha256(key.as_bytes()),
+            };
+            if let Some(pos) = entries.iter().position(|e| e.digest == digest) {
+                let first_line = lines_of.get(pos).copied().unwrap_or_default();
+                return Err(AuthError::DuplicateKey { line, first_line });
+            }
+            entries.push(Entry {
+                digest,
+                tenant: Arc::from(tenant),
+            });
+            lines_of.push(line);
+        }
+        if entries.is_empty() {
+            return Err(AuthError::Empty);
+        }
+        Ok(ClientKeys { entries })
+    }
+
+    /// Read and parse a keys file.
+    pub fn load(path: &Path) -> Result<ClientKeys, AuthError> {
+        let text = std::fs::read_to_string(path).map_err(|source| AuthError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text)
+    }
+
+    /// The tenant owning `presented`, if any. Hashes the key once, then compares the digest with
+    /// every entry using `subtle` (no early exit), so timing does not depend on which entry
+    /// matched or how many leading bytes agreed.
+    pub fn authenticate(&self, presented: &[u8]) -> Option<Arc<str>> {
+        let digest = sha256(presented);
+        let mut found = Choice::from(0);
+        let mut index: u32 = 0;
+        for (i, entry) in self.entries.iter().enumerate() {
+            #[cfg(test)]
+            COMPARISONS.with(|c| c.set(c.get() + 1));
+            let hit = digest.ct_eq(&entry.digest);
+            index = u32::conditional_select(&index, &u32::try_from(i).unwrap_or(u32::MAX), hit);
+            found |= hit;
+        }
+        if bool::from(found) {
+            usize::try_from(index)
+                .ok()
+                .and_then(|i| self.entries.get(i))
+                .map(|e| Arc::clone(&e.tenant))
+        } else {
+            None
+        }
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are no keys (never true for a parsed file).
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+fn valid_tenant(t: &str) -> bool {
+    (1..=64).contains(&t.len())
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'@' | b':'))
+}
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    Sha256::digest(data).into()
+}
+
+fn parse_hex32(hex: &str) -> Option<[u8; 32]> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        let hi = char::from(*pair.first()?).to_digit(16)?;
+        let lo = char::from(*pair.get(1)?).to_digit(16)?;
+        *o = u8::try_from(hi * 16 + lo).ok()?;
+    }
+    Some(out)
+}
+
+/// The client's credential: `Authorization: Bearer <key>` (scheme case-insensitive), else
+/// `api-key: <key>` (Azure style). `None` when neither carries a non-empty key.
+pub fn presented_key(req: &UpgradeRequest) -> Option<&[u8]> {
+    let bearer = req.header("authorization").and_then(|v| {
+        let v = trim(v);
+        let (scheme, rest) = v.split_at(v.iter().position(|&b| b == b' ').unwrap_or(v.len()));
+        scheme
+            .eq_ignore_ascii_case(b"bearer")
+            .then(|| trim(rest))
+            .filter(|k| !k.is_empty())
+    });
+    bearer.or_else(|| req.header("api-key").map(trim).filter(|k| !k.is_empty()))
+}
+
+/// Passthrough-mode tenant: `fp-` + the first 12 hex digits of sha256(key). Never the key.
+pub fn fingerprint(key: &[u8]) -> String {
+    let digest = sha256(key);
+    let mut out = String::with_capacity(15);
+    out.push_str("fp-");
+    for b in digest.iter().take(6) {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+#[cfg(test)]
+#[path = "auth_tests.rs"]
+mod tests;

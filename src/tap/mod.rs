@@ -1,1 +1,405 @@
-//! TODO
+//! The tap: a per-direction peek at the top-level JSON `"type"` of every text message the relay
+//! forwards, and extraction of the rare messages that matter for metering.
+//!
+//! # Cost model
+//!
+//! - A message that starts with `{"type":"` (after optional whitespace) and arrives whole has
+//!   its type read right there: a prefix compare and a short `memchr`. An uninteresting message
+//!   (every delta, unless [`Tap::set_track_deltas`] is on) costs nothing more.
+//! - Otherwise a depth-aware scanner ([`scan`]) walks the top-level members; strings, where the
+//!   bulk bytes are, are skipped with `memchr2`. It stops at the first top-level `"type"` when
+//!   that type is uninteresting.
+//! - A message in one chunk is scanned in place (no copy). A message split over chunks is
+//!   scanned in place up to the end of its first chunk; if the type is found and uninteresting
+//!   the rest is skipped without copying; otherwise the chunks are copied into the tap's buffer
+//!   (at most `max_buffer` bytes) and the *same* scanner resumes over the growing buffer
+//!   (nothing is rescanned).
+//! - Extraction (`extract`) decodes only small sub-slices: scalar strings and the `usage`
+//!   object; `output` arrays are skipped, never parsed.
+//!
+//! Duplicate keys: the first occurrence wins (consistently on every path).
+
+mod extract;
+mod scan;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_fixtures;
+
+use extract::{build, classify, fast_type, Kind, TopFields};
+use scan::{Scanner, Step};
+
+/// Capacity of the assembly buffer kept between messages; a larger one is freed at message end.
+const RETAIN_CAPACITY: usize = 64 * 1024;
+
+/// Which way the tapped messages travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Client events (`response.create`, …) on their way upstream.
+    ClientToUpstream,
+    /// Server events (`response.created`, deltas, terminal events, `error`) on their way down.
+    UpstreamToClient,
+}
+
+/// Why a message the tap tried to understand produced no event (see [`Tap::last_error`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TapError {
+    /// The message does not start with a JSON object.
+    #[error("message does not start with a JSON object (byte {at})")]
+    NotAnObject {
+        /// Offset of the offending byte.
+        at: usize,
+    },
+    /// A byte that cannot appear at this point of a top-level object.
+    #[error("unexpected byte {byte:#04x} at {at}, expected {expected}")]
+    Unexpected {
+        /// Offset of the offending byte.
+        at: usize,
+        /// The byte.
+        byte: u8,
+        /// What the scanner expected there.
+        expected: &'static str,
+    },
+    /// Non-whitespace bytes after the object's closing brace.
+    #[error("bytes after the closing brace (byte {at})")]
+    Trailing {
+        /// Offset of the first trailing byte.
+        at: usize,
+    },
+    /// The message (or a nested object in it) ended before its closing brace.
+    #[error("message ended inside the JSON object")]
+    Truncated,
+    /// A string value needed for the event has an invalid escape or is not UTF-8.
+    #[error("string value with an invalid escape or invalid UTF-8")]
+    BadString,
+    /// A `response.created` / terminal event without a `response` object.
+    #[error("event has no `response` object")]
+    NoResponseObject,
+    /// A `response.created` / terminal event whose `response` has no string `id`.
+    #[error("event has no `response.id`")]
+    NoResponseId,
+    /// The message needed assembling and was larger than `max_buffer`.
+    #[error("message larger than the tap's max_buffer")]
+    Overflow,
+}
+
+/// Which terminal event ended a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TerminalKind {
+    /// `response.completed`
+    Completed,
+    /// `response.incomplete`
+    Incomplete,
+    /// `response.failed`
+    Failed,
+}
+
+/// `response.usage` of a terminal event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// `input_tokens`
+    pub input_tokens: u64,
+    /// `input_tokens_details.cached_tokens` (0 when the details are missing)
+    pub cached_tokens: u64,
+    /// `output_tokens`
+    pub output_tokens: u64,
+    /// `output_tokens_details.reasoning_tokens` (0 when the details are missing)
+    pub reasoning_tokens: u64,
+    /// `total_tokens` (input + output when missing)
+    pub total_tokens: u64,
+}
+
+/// A terminal event: what metering records, keyed by `response_id`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Terminal {
+    /// Which terminal event.
+    pub event: TerminalKind,
+    /// `response.id`
+    pub response_id: String,
+    /// `response.model` (the resolved model)
+    pub model: Option<String>,
+    /// `response.status`
+    pub status: Option<String>,
+    /// `response.service_tier`
+    pub service_tier: Option<String>,
+    /// Top-level `stream_id` (None on the default lane)
+    pub stream_id: Option<String>,
+    /// `response.usage` (None when missing, `null` or unparsable)
+    pub usage: Option<Usage>,
+}
+
+/// What the tap understood of one message (at most one per message).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TapEvent {
+    /// client `response.create`
+    Create {
+        /// Top-level `model`
+        model: Option<String>,
+        /// Top-level `stream_id`
+        stream_id: Option<String>,
+        /// Top-level `generate` (`Some(false)` = warm-up)
+        generate: Option<bool>,
+    },
+    /// upstream `response.created`
+    Created {
+        /// `response.id`
+        response_id: String,
+        /// Top-level `stream_id`
+        stream_id: Option<String>,
+        /// `response.model`
+        model: Option<String>,
+    },
+    /// upstream `response.completed` / `.incomplete` / `.failed`
+    Terminal(Terminal),
+    /// upstream `error` event
+    Error {
+        /// Top-level `status`
+        status: Option<u16>,
+        /// `error.code`
+        code: Option<String>,
+        /// Top-level `stream_id`
+        stream_id: Option<String>,
+    },
+    /// upstream `response.*.delta` (only while `set_track_deltas(true)`)
+    Delta {
+        /// Top-level `stream_id`
+        stream_id: Option<String>,
+    },
+}
+
+/// Where the tap is within the current message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// No byte of the current message seen yet.
+    Start,
+    /// Copying into `buf` and scanning it; `kind` once the type is known (and interesting).
+    Assemble { kind: Option<Kind> },
+    /// Nothing to learn from this message: ignore chunks until `fin`.
+    Skip,
+}
+
+/// Per-direction tap over the payloads of text messages (see the module docs).
+#[derive(Debug)]
+pub struct Tap {
+    dir: Direction,
+    max_buffer: usize,
+    track_deltas: bool,
+    scalar: bool,
+    state: State,
+    buf: Vec<u8>,
+    scan: Scanner,
+    fields: TopFields,
+    overflows: u64,
+    malformed: u64,
+    last_error: Option<TapError>,
+}
+
+impl Tap {
+    /// `max_buffer`: most bytes the tap will copy for one message it must assemble (default from
+    /// the relay: 64 MiB down / 16 MiB up). Over that: the message is skipped and counted
+    /// (`overflows()`).
+    pub fn new(dir: Direction, max_buffer: usize) -> Tap {
+        Tap {
+            dir,
+            max_buffer,
+            track_deltas: false,
+            scalar: false,
+            state: State::Start,
+            buf: Vec::new(),
+            scan: Scanner::new(),
+            fields: TopFields::default(),
+            overflows: 0,
+            malformed: 0,
+            last_error: None,
+        }
+    }
+
+    /// The same tap with the scalar string skip instead of `memchr2` (for tests and benches).
+    pub fn new_scalar(dir: Direction, max_buffer: usize) -> Tap {
+        Tap {
+            scalar: true,
+            ..Tap::new(dir, max_buffer)
+        }
+    }
+
+    /// Feed the next chunk of the current text message's payload. `fin` = this chunk ends the
+    /// message. Messages arrive as any sequence of chunks (split across frames of a fragmented
+    /// message and across socket reads at arbitrary byte positions, including 0-length chunks).
+    /// Returns the event when the message (or enough of it) is understood; at most one event
+    /// per message.
+    pub fn feed(&mut self, chunk: &[u8], fin: bool) -> Option<TapEvent> {
+        let event = if self.scalar {
+            self.step::<false>(chunk, fin)
+        } else {
+            self.step::<true>(chunk, fin)
+        };
+        if fin {
+            self.end_message();
+        }
+        event
+    }
+
+    /// When true, also report `TapEvent::Delta` for upstream `*.delta` events (with their
+    /// stream_id) — the meter turns this on only while it waits for a response's first output
+    /// (TTFT), so deltas normally cost only the prefix check.
+    pub fn set_track_deltas(&mut self, on: bool) {
+        self.track_deltas = on;
+    }
+
+    /// Messages skipped because assembling them would exceed `max_buffer`.
+    pub fn overflows(&self) -> u64 {
+        self.overflows
+    }
+
+    /// Messages of an interesting type (or not yet known type) that turned out malformed.
+    pub fn malformed(&self) -> u64 {
+        self.malformed
+    }
+
+    /// Why the most recent message that the tap tried to understand produced no event.
+    pub fn last_error(&self) -> Option<&TapError> {
+        self.last_error.as_ref()
+    }
+
+    fn step<const SIMD: bool>(&mut self, chunk: &[u8], fin: bool) -> Option<TapEvent> {
+        match self.state {
+            State::Skip => None,
+            State::Start if fin => self.whole::<SIMD>(chunk),
+            State::Start if chunk.is_empty() => None,
+            State::Start => {
+                // Scan the first chunk in place; copy it only if the message may matter.
+                let mut kind = None;
+                if let Some(ty) = fast_type(chunk) {
+                    kind = classify(self.dir, ty, self.track_deltas);
+                    if kind.is_none() {
+                        self.state = State::Skip;
+                        return None;
+                    }
+                }
+                match self.walk::<SIMD>(chunk, &mut kind) {
+                    Walk::Skip => {
+                        self.state = State::Skip;
+                        None
+                    }
+                    Walk::Open | Walk::Closed => {
+                        self.state = State::Assemble { kind };
+                        self.append(chunk);
+                        None
+                    }
+                }
+            }
+            State::Assemble { mut kind } => {
+                if !self.append(chunk) {
+                    return None;
+                }
+                let buf = std::mem::take(&mut self.buf);
+                let walked = self.walk::<SIMD>(&buf, &mut kind);
+                let event = match walked {
+                    Walk::Skip => {
+                        self.state = State::Skip;
+                        None
+                    }
+                    Walk::Open if fin => self.fail(TapError::Truncated),
+                    Walk::Closed if fin => self.finish::<SIMD>(kind, &buf),
+                    Walk::Open | Walk::Closed => {
+                        self.state = State::Assemble { kind };
+                        None
+                    }
+                };
+                self.buf = buf;
+                event
+            }
+        }
+    }
+
+    /// A message that arrived whole in one chunk: scanned in place, no copy.
+    fn whole<const SIMD: bool>(&mut self, msg: &[u8]) -> Option<TapEvent> {
+        let mut kind = None;
+        if let Some(ty) = fast_type(msg) {
+            kind = Some(classify(self.dir, ty, self.track_deltas)?);
+        }
+        match self.walk::<SIMD>(msg, &mut kind) {
+            Walk::Skip => None,
+            Walk::Open => self.fail(TapError::Truncated),
+            Walk::Closed => self.finish::<SIMD>(kind, msg),
+        }
+    }
+
+    /// Builds the event of a complete, closed message.
+    fn finish<const SIMD: bool>(&mut self, kind: Option<Kind>, msg: &[u8]) -> Option<TapEvent> {
+        let kind = kind?;
+        match build::<SIMD>(kind, msg, &self.fields) {
+            Ok(event) => Some(event),
+            Err(e) => self.fail(e),
+        }
+    }
+
+    #[cold]
+    fn fail(&mut self, e: TapError) -> Option<TapEvent> {
+        self.malformed += 1;
+        self.last_error = Some(e);
+        None
+    }
+
+    /// Runs the message scanner over `buf` (the message so far) as far as it goes.
+    fn walk<const SIMD: bool>(&mut self, buf: &[u8], kind: &mut Option<Kind>) -> Walk {
+        loop {
+            match self.scan.next::<SIMD>(buf) {
+                Ok(Step::Member { key, value }) => {
+                    let Some(ty) = self.fields.record(buf, key, value) else {
+                        continue;
+                    };
+                    if kind.is_none() {
+                        match classify(self.dir, ty, self.track_deltas) {
+                            Some(k) => *kind = Some(k),
+                            None => return Walk::Skip,
+                        }
+                    }
+                }
+                Ok(Step::More) => return Walk::Open,
+                Ok(Step::End) => return Walk::Closed,
+                Err(e) => {
+                    if kind.is_some() || self.fields.ty.is_none() {
+                        self.fail(e);
+                    }
+                    return Walk::Skip;
+                }
+            }
+        }
+    }
+
+    /// Appends a chunk to the assembly buffer; false (and the message skipped) on overflow.
+    fn append(&mut self, chunk: &[u8]) -> bool {
+        if self.buf.len().saturating_add(chunk.len()) > self.max_buffer {
+            self.overflows += 1;
+            self.last_error = Some(TapError::Overflow);
+            self.state = State::Skip;
+            self.buf = Vec::new();
+            return false;
+        }
+        self.buf.extend_from_slice(chunk);
+        true
+    }
+
+    fn end_message(&mut self) {
+        self.state = State::Start;
+        self.scan = Scanner::new();
+        self.fields = TopFields::default();
+        if self.buf.capacity() > RETAIN_CAPACITY {
+            self.buf = Vec::new();
+        } else {
+            self.buf.clear();
+        }
+    }
+}
+
+/// How far a scan over the available bytes got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Walk {
+    /// Uninteresting type, or malformed: ignore the rest of the message.
+    Skip,
+    /// More bytes needed.
+    Open,
+    /// The object is closed (only whitespace after it so far).
+    Closed,
+}

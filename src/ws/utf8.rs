@@ -1,1 +1,122 @@
-//! TODO(ws helper)
+//! Incremental UTF-8 validation for text messages split across frames and reads.
+//!
+//! RFC 6455 §8.1 requires failing the connection (1007) on invalid UTF-8 in a text message;
+//! Autobahn 6.x additionally expects "fail fast": the error must be reported as soon as the
+//! bytes seen so far cannot start a valid sequence, not at the end of the message. Each chunk
+//! is validated with `simdutf8`'s `compat` flavour, whose error detail matches `std`: an
+//! `error_len()` of `None` means only "input ended inside a sequence whose prefix is valid".
+
+use thiserror::Error;
+
+/// Why a text message is not valid UTF-8. Both map to close code 1007.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Error)]
+pub enum Utf8Error {
+    /// An invalid byte sequence was seen (or a prefix no valid sequence can start with).
+    #[error("invalid UTF-8 in text message")]
+    Invalid,
+    /// The message ended inside a multi-byte sequence.
+    #[error("text message ends inside a UTF-8 sequence")]
+    Incomplete,
+}
+
+impl Utf8Error {
+    /// Always 1007 (invalid frame payload data).
+    pub fn close_code(&self) -> u16 {
+        1007
+    }
+}
+
+/// Streaming validator for one text message at a time. Carries at most 3 bytes (an
+/// incomplete but so-far-valid sequence) between [`Utf8Validator::feed`] calls.
+#[derive(Clone, Debug, Default)]
+pub struct Utf8Validator {
+    /// Pending bytes of a sequence split across chunks; only `pending[..pending_len]` is live.
+    pending: [u8; 4],
+    pending_len: u8,
+}
+
+impl Utf8Validator {
+    /// A validator at the start of a message.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Validates the next chunk of the message. Fails as soon as an invalid sequence is
+    /// certain, including an incomplete sequence whose prefix is already impossible. After an
+    /// error the validator is reset (the connection is expected to close).
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<(), Utf8Error> {
+        let rest = match self.complete_pending(chunk) {
+            Ok(Some(rest)) => rest,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                self.reset();
+                return Err(e);
+            }
+        };
+        match simdutf8::compat::from_utf8(rest) {
+            Ok(_) => Ok(()),
+            Err(e) if e.error_len().is_some() => {
+                self.reset();
+                Err(Utf8Error::Invalid)
+            }
+            Err(e) => {
+                // A valid prefix of a sequence, 1..=3 bytes, runs to the end of the chunk.
+                let tail = rest.get(e.valid_up_to()..).unwrap_or_default();
+                let k = tail.len().min(3);
+                self.pending[..k].copy_from_slice(&tail[..k]);
+                self.pending_len = k as u8;
+                Ok(())
+            }
+        }
+    }
+
+    /// Ends the message: an incomplete trailing sequence is an error. Always resets, ready for
+    /// the next message.
+    pub fn finish(&mut self) -> Result<(), Utf8Error> {
+        let incomplete = self.pending_len != 0;
+        self.reset();
+        if incomplete {
+            Err(Utf8Error::Incomplete)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Forgets any pending bytes (start of a new message).
+    pub fn reset(&mut self) {
+        self.pending_len = 0;
+    }
+
+    /// `true` when no partial sequence is pending (the bytes so far end on a char boundary).
+    pub fn is_at_boundary(&self) -> bool {
+        self.pending_len == 0
+    }
+
+    /// Moves bytes from `chunk` into the pending sequence until it completes or `chunk` runs
+    /// out. Returns the unconsumed rest of `chunk` once no sequence is pending, or `None` if
+    /// `chunk` was used up while the sequence is still incomplete.
+    fn complete_pending<'a>(&mut self, chunk: &'a [u8]) -> Result<Option<&'a [u8]>, Utf8Error> {
+        let mut rest = chunk;
+        while self.pending_len != 0 {
+            let Some((&b, tail)) = rest.split_first() else {
+                return Ok(None);
+            };
+            rest = tail;
+            let n = usize::from(self.pending_len);
+            if let Some(slot) = self.pending.get_mut(n) {
+                *slot = b;
+            }
+            let seq = self.pending.get(..=n).unwrap_or_default();
+            match simdutf8::compat::from_utf8(seq) {
+                Ok(_) => self.pending_len = 0,
+                Err(e) if e.error_len().is_some() || n + 1 >= 4 => return Err(Utf8Error::Invalid),
+                Err(_) => self.pending_len += 1,
+            }
+        }
+        Ok(Some(rest))
+    }
+}
+
+#[cfg(test)]
+#[path = "utf8_tests.rs"]
+mod tests;

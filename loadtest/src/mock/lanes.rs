@@ -1,0 +1,329 @@
+//! Lanes and responses: routes each `response.create` to its `stream_id` lane (one
+//! task per lane, FIFO inside it, ≤16 responses in flight per connection) and
+//! produces the event sequence of one response.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+
+use super::conn::{Framing, Out};
+use super::events::{self, Resp, Usage};
+use super::{lock, Fault, LedgerEntry, Shared};
+
+/// Responses in flight per connection before further creates wait.
+pub(crate) const MAX_IN_FLIGHT: usize = 16;
+/// Distinct named lanes per connection.
+pub(crate) const MAX_NAMED_LANES: usize = 32;
+
+/// Per-connection state the lanes share.
+pub(crate) struct ConnCtx {
+    pub shared: Arc<Shared>,
+    pub tx: mpsc::Sender<Out>,
+    pub framing: Framing,
+    known: Mutex<HashSet<String>>,
+    inflight: Arc<Semaphore>,
+}
+
+impl ConnCtx {
+    pub fn new(shared: Arc<Shared>, tx: mpsc::Sender<Out>, framing: Framing) -> Arc<ConnCtx> {
+        Arc::new(ConnCtx {
+            shared,
+            tx,
+            framing,
+            known: Mutex::default(),
+            inflight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+        })
+    }
+
+    async fn send(&self, text: String) -> Result<(), Closed> {
+        let out = Out::Event { text, framing: self.framing };
+        self.tx.send(out).await.map_err(|_| Closed)
+    }
+}
+
+/// The connection's writer is gone; stop producing.
+#[derive(Debug)]
+pub(crate) struct Closed;
+
+struct Job {
+    create: Value,
+    frame_bytes: usize,
+}
+
+struct Lane {
+    jobs: mpsc::UnboundedSender<Job>,
+    seq: Arc<AtomicU64>,
+}
+
+/// Routes client messages of one connection. Dropping it aborts every lane.
+pub(crate) struct Dispatcher {
+    ctx: Arc<ConnCtx>,
+    lanes: HashMap<Option<String>, Lane>,
+    tasks: JoinSet<()>,
+}
+
+fn valid_stream_id(s: &str) -> bool {
+    (1..=256).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+impl Dispatcher {
+    pub fn new(ctx: Arc<ConnCtx>) -> Dispatcher {
+        Dispatcher {
+            ctx,
+            lanes: HashMap::new(),
+            tasks: JoinSet::new(),
+        }
+    }
+
+    fn lane(&mut self, key: Option<String>) -> &Lane {
+        let ctx = &self.ctx;
+        let tasks = &mut self.tasks;
+        self.lanes.entry(key.clone()).or_insert_with(|| {
+            let (jobs, rx) = mpsc::unbounded_channel();
+            let seq = Arc::new(AtomicU64::new(0));
+            tasks.spawn(lane_task(ctx.clone(), key, rx, seq.clone()));
+            Lane { jobs, seq }
+        })
+    }
+
+    fn next_seq(&mut self, key: &Option<String>) -> u64 {
+        let lane = match self.lanes.get(key) {
+            Some(l) => l,
+            None => self.lane(None),
+        };
+        lane.seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Handles one complete text message from the client.
+    pub async fn on_text(&mut self, raw: &str) -> Result<(), Closed> {
+        let Ok(v) = serde_json::from_str::<Value>(raw) else {
+            return Ok(()); // not JSON: recorded, ignored
+        };
+        let stream_id = v.get("stream_id").and_then(Value::as_str).map(str::to_string);
+        match v.get("type").and_then(Value::as_str) {
+            Some("response.create") => {
+                if let Some(sid) = &stream_id {
+                    let named = self.lanes.keys().filter(|k| k.is_some()).count();
+                    let (code, msg) = if !valid_stream_id(sid) {
+                        ("invalid_stream_id", "Invalid stream_id.")
+                    } else if !self.lanes.contains_key(&stream_id) && named >= MAX_NAMED_LANES {
+                        ("websocket_stream_limit_reached", "Too many streams on this connection.")
+                    } else {
+                        ("", "")
+                    };
+                    if !code.is_empty() {
+                        let seq = self.next_seq(&None);
+                        let e = events::error_event(400, "invalid_request_error", code, msg, Some("stream_id"), None, seq);
+                        return self.ctx.send(e).await;
+                    }
+                }
+                let job = Job { create: v, frame_bytes: raw.len() };
+                // The lane task only ends when the connection ends.
+                let _ = self.lane(stream_id).jobs.send(job);
+                Ok(())
+            }
+            Some("response.steer") => {
+                let seq = self.next_seq(&stream_id);
+                let prev = v.get("previous_response_id").and_then(Value::as_str);
+                let sid = stream_id.as_deref().filter(|_| self.lanes.contains_key(&stream_id));
+                self.ctx.send(events::steer_accepted(prev, sid, seq)).await
+            }
+            _ => Ok(()), // unknown client events are recorded and ignored
+        }
+    }
+}
+
+async fn lane_task(
+    ctx: Arc<ConnCtx>,
+    lane: Option<String>,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    seq: Arc<AtomicU64>,
+) {
+    while let Some(job) = jobs.recv().await {
+        let plan = Plan::new(&ctx.shared.cfg, &job.create, job.frame_bytes);
+        let known = plan
+            .previous
+            .as_ref()
+            .is_none_or(|p| lock(&ctx.known).contains(p));
+        let res = if known {
+            let Ok(_permit) = ctx.inflight.clone().acquire_owned().await else {
+                return;
+            };
+            run_response(&ctx, lane.as_deref(), &plan, &seq).await
+        } else {
+            let prev = plan.previous.as_deref().unwrap_or_default();
+            let msg = format!("Previous response with id '{prev}' not found.");
+            let s = seq.fetch_add(1, Ordering::Relaxed);
+            let e = events::error_event(400, "invalid_request_error", "previous_response_not_found",
+                &msg, Some("previous_response_id"), lane.as_deref(), s);
+            ctx.send(e).await
+        };
+        if res.is_err() {
+            return;
+        }
+    }
+}
+
+/// What one `response.create` asks for, after config and metadata overrides.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    model: String,
+    service_tier: String,
+    store: bool,
+    tools: Value,
+    instructions: Option<String>,
+    generate: bool,
+    previous: Option<String>,
+    deltas: usize,
+    input_tokens: u64,
+    reasoning: bool,
+    fault: Option<Fault>,
+    terminal: String,
+    pad: usize,
+}
+
+impl Plan {
+    pub fn new(cfg: &super::MockConfig, c: &Value, frame_bytes: usize) -> Plan {
+        let s = |k: &str| c.get(k).and_then(Value::as_str).map(str::to_string);
+        let meta = |k: &str| c.get("metadata").and_then(|m| m.get(k));
+        let fault = match Fault::from_metadata(c) {
+            Some(f) => f,
+            None => cfg.fault.clone(),
+        };
+        let deltas = meta("mock_deltas")
+            .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(cfg.deltas);
+        let terminal = match meta("mock_terminal").and_then(Value::as_str) {
+            Some(t @ ("incomplete" | "failed")) => t.to_string(),
+            _ => "completed".to_string(),
+        };
+        let pad = match &fault {
+            Some(Fault::HugeTerminal { bytes }) => *bytes,
+            _ => cfg.terminal_pad_bytes,
+        };
+        Plan {
+            model: s("model").unwrap_or_else(|| "gpt-5".to_string()),
+            service_tier: s("service_tier").unwrap_or_else(|| "default".to_string()),
+            store: c.get("store").and_then(Value::as_bool).unwrap_or(false),
+            tools: c.get("tools").cloned().unwrap_or_else(|| Value::Array(Vec::new())),
+            instructions: s("instructions"),
+            generate: c.get("generate").and_then(Value::as_bool).unwrap_or(true),
+            previous: s("previous_response_id"),
+            deltas,
+            input_tokens: (frame_bytes as u64 / 4).max(1),
+            reasoning: c.get("reasoning").is_some_and(|r| !r.is_null()),
+            fault,
+            terminal,
+            pad,
+        }
+    }
+
+    fn usage(&self, output: u64) -> Usage {
+        Usage {
+            input: self.input_tokens,
+            cached: if self.previous.is_some() { self.input_tokens / 2 } else { 0 },
+            output,
+            reasoning: if self.reasoning { output / 2 } else { 0 },
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+async fn run_response(ctx: &ConnCtx, lane: Option<&str>, plan: &Plan, seq: &AtomicU64) -> Result<(), Closed> {
+    if plan.fault == Some(Fault::Stall) {
+        std::future::pending::<()>().await;
+    }
+    let framing = match &plan.fault {
+        Some(Fault::MaskedFrames) => Framing { masked: true, ..ctx.framing },
+        Some(Fault::Fragmented { pieces }) => Framing { pieces: *pieces, ..ctx.framing },
+        _ => ctx.framing,
+    };
+    let emit = |text: String| ctx.tx.send(Out::Event { text, framing });
+    let next = || seq.fetch_add(1, Ordering::Relaxed);
+    let id = ctx.shared.new_id("resp");
+    let item_id = ctx.shared.new_id("msg");
+    lock(&ctx.known).insert(id.clone());
+    let r = Resp {
+        id: &id,
+        item_id: &item_id,
+        model: &plan.model,
+        stream_id: lane,
+        created_at: unix_now(),
+        service_tier: &plan.service_tier,
+        store: plan.store,
+        tools: &plan.tools,
+    };
+    emit(r.lifecycle("response.created", next())).await.map_err(|_| Closed)?;
+    let entry = |status: &str, u: Usage| LedgerEntry {
+        response_id: id.clone(),
+        stream_id: lane.map(str::to_string),
+        model: plan.model.clone(),
+        status: status.to_string(),
+        service_tier: plan.service_tier.clone(),
+        input_tokens: u.input,
+        cached_tokens: u.cached,
+        output_tokens: u.output,
+        reasoning_tokens: u.reasoning,
+    };
+    if !plan.generate {
+        let u = plan.usage(0);
+        let text = r.terminal("completed", None, plan.instructions.as_deref(), u, next());
+        let out = Out::Terminal { text, framing, entry: entry("completed", u) };
+        return ctx.tx.send(out).await.map_err(|_| Closed);
+    }
+    emit(r.lifecycle("response.in_progress", next())).await.map_err(|_| Closed)?;
+    if let Some(Fault::CloseAfterError { code, error_code }) = &plan.fault {
+        let e = events::error_event(500, "server_error", error_code, "The mock upstream failed.", None, lane, next());
+        emit(e).await.map_err(|_| Closed)?;
+        let close = Out::Close { payload: code.to_be_bytes().to_vec() };
+        let _ = ctx.tx.send(close).await;
+        return Err(Closed);
+    }
+    emit(r.item(None, next())).await.map_err(|_| Closed)?;
+    emit(r.part(None, next())).await.map_err(|_| Closed)?;
+    let abort = match &plan.fault {
+        Some(Fault::AbortFin { after_deltas }) => Some((*after_deltas, Out::AbortFin)),
+        Some(Fault::AbortRst { after_deltas }) => Some((*after_deltas, Out::AbortRst)),
+        _ => None,
+    };
+    let pace = ctx.shared.cfg.token_rate.filter(|r| *r > 0.0).map(|r| Duration::from_secs_f64(1.0 / r));
+    let mut full = String::new();
+    let texts = events::delta_texts(&r, plan.deltas, ctx.shared.cfg.delta_bytes);
+    for (i, t) in texts.iter().enumerate() {
+        if let Some((after, _)) = &abort {
+            if i == *after {
+                break;
+            }
+        }
+        match pace {
+            Some(d) => tokio::time::sleep(d).await,
+            None => tokio::task::yield_now().await,
+        }
+        emit(r.delta(t, next())).await.map_err(|_| Closed)?;
+        full.push_str(t);
+    }
+    if let Some((_, out)) = abort {
+        let _ = ctx.tx.send(out).await;
+        return Err(Closed);
+    }
+    emit(r.text_done(&full, next())).await.map_err(|_| Closed)?;
+    emit(r.part(Some(&full), next())).await.map_err(|_| Closed)?;
+    emit(r.item(Some(&full), next())).await.map_err(|_| Closed)?;
+    let mut instructions = plan.instructions.clone().unwrap_or_default();
+    instructions.push_str(&events::padding(plan.pad));
+    let instructions = (!instructions.is_empty()).then_some(instructions.as_str());
+    let u = plan.usage(texts.len() as u64);
+    let text = r.terminal(&plan.terminal, Some(&full), instructions, u, next());
+    let out = Out::Terminal { text, framing, entry: entry(&plan.terminal, u) };
+    ctx.tx.send(out).await.map_err(|_| Closed)
+}

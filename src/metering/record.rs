@@ -1,0 +1,117 @@
+//! One usage record: one JSON line per `response.id` in the usage log.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// How a metered response ended, as written in the record's `status` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordStatus {
+    /// Upstream sent `response.completed`.
+    Completed,
+    /// Upstream sent `response.incomplete` (e.g. `max_output_tokens`, steered).
+    Incomplete,
+    /// Upstream sent `response.failed`.
+    Failed,
+    /// The client left and no terminal event arrived before the orphan drain ended.
+    ClientDisconnected,
+    /// The upstream connection ended before the terminal event.
+    UpstreamDisconnected,
+    /// The relay shut down before the terminal event.
+    RelayShutdown,
+}
+
+impl RecordStatus {
+    /// The snake_case name written to the log and used as a metrics label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RecordStatus::Completed => "completed",
+            RecordStatus::Incomplete => "incomplete",
+            RecordStatus::Failed => "failed",
+            RecordStatus::ClientDisconnected => "client_disconnected",
+            RecordStatus::UpstreamDisconnected => "upstream_disconnected",
+            RecordStatus::RelayShutdown => "relay_shutdown",
+        }
+    }
+}
+
+/// One billed response. Serialized as one line of JSON; field order is the declaration order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRecord {
+    /// When the record was made: RFC 3339, UTC, milliseconds (`2026-03-01T12:34:56.789Z`).
+    pub ts: String,
+    /// Relay session (connection) id.
+    pub session: u64,
+    /// Tenant the client authenticated as.
+    pub tenant: String,
+    /// Upstream route name.
+    pub upstream: String,
+    /// Lane (`stream_id`); `None` = default lane.
+    pub stream_id: Option<String>,
+    /// Upstream `response.id`: the record's unique key.
+    pub response_id: String,
+    /// Resolved model (`response.model`), which may differ from the requested one.
+    pub model: Option<String>,
+    /// Model named in the client's `response.create`, when known.
+    pub requested_model: Option<String>,
+    /// How the response ended.
+    pub status: RecordStatus,
+    /// `usage.input_tokens`.
+    pub input_tokens: u64,
+    /// `usage.input_tokens_details.cached_tokens`.
+    pub cached_tokens: u64,
+    /// `usage.output_tokens`.
+    pub output_tokens: u64,
+    /// `usage.output_tokens_details.reasoning_tokens`.
+    pub reasoning_tokens: u64,
+    /// `usage.total_tokens`.
+    pub total_tokens: u64,
+    /// `response.service_tier`, when known.
+    pub service_tier: Option<String>,
+    /// Milliseconds from the `response.create` (or, for a steering successor, from its
+    /// `response.created`) to the first output delta; `None` when no delta was seen.
+    pub ttft_ms: Option<u64>,
+    /// Milliseconds from the same start to the end of the response.
+    pub duration_ms: u64,
+    /// `true` when the token counts are the upstream's terminal `usage`; `false` when the
+    /// response ended without one (disconnects, shutdown, or a terminal lacking `usage`).
+    pub usage_final: bool,
+}
+
+/// Formats `t` as RFC 3339 UTC with millisecond precision, e.g. `2026-03-01T12:34:56.789Z`.
+/// Times before 1970 are clamped to the epoch.
+pub fn format_rfc3339_ms(t: SystemTime) -> String {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let millis = since.subsec_millis();
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// The current time formatted by [`format_rfc3339_ms`].
+pub fn now_rfc3339_ms() -> String {
+    format_rfc3339_ms(SystemTime::now())
+}
+
+/// Days since 1970-01-01 → (year, month 1..=12, day 1..=31), proleptic Gregorian
+/// (H. Hinnant's `civil_from_days`, restricted to non-negative day counts).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097; // [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11], March-based
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}

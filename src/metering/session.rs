@@ -1,0 +1,430 @@
+//! Per-session metering: turns the tap's events into exactly one usage record per
+//! `response.id`.
+//!
+//! # Matching
+//!
+//! - A client `response.create` queues a *pending create* on its lane (`stream_id`; `None` is
+//!   the default lane) with the requested model and its start time.
+//! - An upstream `response.created` opens a response and binds it to the oldest pending create
+//!   of its lane (FIFO within a lane). With no pending create on that lane it is a *steering
+//!   successor*: it still opens a response, with the lane's last requested model and its own
+//!   arrival as start time.
+//! - A terminal event makes one record, keyed by `response.id`; a second terminal for an id
+//!   already recorded (among the last [`MAX_RECENT_DONE`]) is ignored and counted. A terminal
+//!   for an id never seen `created` is still recorded (it consumes the lane's oldest pending
+//!   create).
+//! - An `error` event ends the oldest pending create of its lane (no record: no response id).
+//!   With no pending create on the lane it changes nothing: a response already created stays
+//!   open, and is recorded by its terminal event or by [`SessionMeter::finish`], so a late
+//!   terminal's real usage is never lost to an early guess.
+//! - [`SessionMeter::finish`] records every response still open with the end reason as status,
+//!   zero usage and `usage_final: false`.
+//!
+//! # Bounds
+//!
+//! At most [`MAX_PENDING`] pending creates and [`MAX_OPEN`] open responses are tracked per
+//! session. Creates past the bound are only counted (their responses are matched like
+//! successors); responses past the bound are still recorded by their terminal event but not by
+//! `finish`.
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::record::{now_rfc3339_ms, RecordStatus, UsageRecord};
+use super::sink::{SinkError, SinkHandle};
+use crate::metrics::WorkerMetrics;
+use crate::tap::{TapEvent, Terminal, TerminalKind, Usage};
+
+/// Most pending (not yet `created`) creates tracked per session.
+pub const MAX_PENDING: usize = 1024;
+/// Most open responses tracked per session (upstream allows 16 in flight).
+pub const MAX_OPEN: usize = 64;
+/// How many recorded `response.id`s are remembered to ignore duplicate terminals.
+pub const MAX_RECENT_DONE: usize = 128;
+/// Most lanes remembered per session (upstream allows 32 named lanes per connection).
+pub const MAX_LANES: usize = 64;
+
+/// Why a session ended with responses possibly still open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// The client left (after the orphan drain, if any).
+    ClientDisconnected,
+    /// The upstream connection ended.
+    UpstreamDisconnected,
+    /// The relay is shutting down.
+    RelayShutdown,
+}
+
+impl EndReason {
+    /// The record status this reason writes.
+    pub const fn status(self) -> RecordStatus {
+        match self {
+            EndReason::ClientDisconnected => RecordStatus::ClientDisconnected,
+            EndReason::UpstreamDisconnected => RecordStatus::UpstreamDisconnected,
+            EndReason::RelayShutdown => RecordStatus::RelayShutdown,
+        }
+    }
+}
+
+/// Counters of one session's metering (also fed to [`WorkerMetrics`] when attached).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MeterStats {
+    /// Records made (submitted or not).
+    pub records: u64,
+    /// Duplicate terminal events ignored.
+    pub duplicate_terminals: u64,
+    /// Pending creates ended by an `error` event.
+    pub creates_failed: u64,
+    /// `error` events seen.
+    pub errors: u64,
+    /// Creates past [`MAX_PENDING`] (or [`MAX_LANES`]), counted but not queued.
+    pub untracked_creates: u64,
+    /// Responses past [`MAX_OPEN`], recorded only by their terminal event.
+    pub untracked_responses: u64,
+    /// Pending creates never answered by `response.created` when `finish` ran.
+    pub unanswered_creates: u64,
+    /// Records the sink refused (`submit` errors).
+    pub submit_errors: u64,
+}
+
+#[derive(Debug)]
+struct Pending {
+    requested_model: Option<String>,
+    start: Instant,
+}
+
+#[derive(Debug)]
+struct Lane {
+    id: Option<String>,
+    queue: VecDeque<Pending>,
+    last_model: Option<String>,
+}
+
+#[derive(Debug)]
+struct Open {
+    response_id: String,
+    lane: Option<String>,
+    requested_model: Option<String>,
+    model: Option<String>,
+    start: Instant,
+    ttft: Option<Duration>,
+}
+
+/// One session's metering state. Lives on its worker thread.
+#[derive(Debug)]
+pub struct SessionMeter {
+    session: u64,
+    tenant: Arc<str>,
+    upstream: Arc<str>,
+    sink: SinkHandle,
+    metrics: Option<Rc<WorkerMetrics>>,
+    lanes: Vec<Lane>,
+    pending: usize,
+    /// Creates counted but not queued (bounds); consumed by unmatched `created`/`error`.
+    untracked: usize,
+    open: Vec<Open>,
+    done: VecDeque<Box<str>>,
+    stats: MeterStats,
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl SessionMeter {
+    /// A meter for session `session` of `tenant` relayed to route `upstream`.
+    pub fn new(session: u64, tenant: Arc<str>, upstream: Arc<str>, sink: SinkHandle) -> Self {
+        SessionMeter {
+            session,
+            tenant,
+            upstream,
+            sink,
+            metrics: None,
+            lanes: Vec::new(),
+            pending: 0,
+            untracked: 0,
+            open: Vec::new(),
+            done: VecDeque::new(),
+            stats: MeterStats::default(),
+        }
+    }
+
+    /// Also counts records, tokens, duplicates and failed creates in the worker's metrics.
+    pub fn with_metrics(mut self, metrics: Rc<WorkerMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// A client event: `Create` queues a pending create on its lane; others are ignored.
+    pub fn on_client(&mut self, ev: &TapEvent, now: Instant) {
+        let TapEvent::Create {
+            model, stream_id, ..
+        } = ev
+        else {
+            return;
+        };
+        let pending = self.pending;
+        let Some(lane) = self.lane_mut(stream_id.as_deref(), true) else {
+            self.untracked += 1;
+            self.stats.untracked_creates += 1;
+            return;
+        };
+        lane.last_model.clone_from(model);
+        if pending >= MAX_PENDING {
+            self.untracked += 1;
+            self.stats.untracked_creates += 1;
+            return;
+        }
+        lane.queue.push_back(Pending {
+            requested_model: model.clone(),
+            start: now,
+        });
+        self.pending += 1;
+    }
+
+    /// An upstream event. Returns the sink's error when a record could not be submitted
+    /// (the record was still counted; see [`SinkError`] for whether it was kept).
+    pub fn on_upstream(&mut self, ev: &TapEvent, now: Instant) -> Result<(), SinkError> {
+        match ev {
+            TapEvent::Created {
+                response_id,
+                stream_id,
+                model,
+            } => {
+                self.created(response_id, stream_id, model, now);
+                Ok(())
+            }
+            TapEvent::Delta { stream_id } => {
+                if let Some(o) = self
+                    .open
+                    .iter_mut()
+                    .find(|o| o.lane == *stream_id && o.ttft.is_none())
+                {
+                    o.ttft = Some(now.saturating_duration_since(o.start));
+                }
+                Ok(())
+            }
+            TapEvent::Terminal(t) => self.terminal(t, now),
+            TapEvent::Error { stream_id, .. } => {
+                self.stats.errors += 1;
+                if self.take_pending(stream_id.as_deref()).is_some() {
+                    self.stats.creates_failed += 1;
+                    if let Some(m) = &self.metrics {
+                        m.create_failed();
+                    }
+                }
+                Ok(())
+            }
+            TapEvent::Create { .. } => Ok(()),
+        }
+    }
+
+    /// `true` while some open response has seen no output yet: the relay then keeps
+    /// `tap.set_track_deltas(true)`.
+    pub fn wants_deltas(&self) -> bool {
+        self.open.iter().any(|o| o.ttft.is_none())
+    }
+
+    /// Responses created (or pending creation) but not yet terminal; the orphan drain waits
+    /// for this to reach 0.
+    pub fn open_responses(&self) -> usize {
+        self.open.len() + self.pending + self.untracked
+    }
+
+    /// This session's counters so far.
+    pub fn stats(&self) -> MeterStats {
+        self.stats
+    }
+
+    /// The session ended: records every response still open with `reason` as status, zero
+    /// usage and `usage_final: false`. Pending creates without a response id make no record
+    /// (counted in [`MeterStats::unanswered_creates`]); sink refusals are counted in
+    /// [`MeterStats::submit_errors`].
+    pub fn finish(&mut self, reason: EndReason, now: Instant) {
+        let open = std::mem::take(&mut self.open);
+        for o in open {
+            let rec = self.record(&o, reason.status(), None, None, None, now);
+            self.remember_done(&o.response_id);
+            // Errors are counted in `emit`; keep recording the rest.
+            let _ = self.emit(rec, &Usage::default());
+        }
+        self.stats.unanswered_creates += (self.pending + self.untracked) as u64;
+        for lane in &mut self.lanes {
+            lane.queue.clear();
+        }
+        self.pending = 0;
+        self.untracked = 0;
+    }
+
+    fn created(&mut self, id: &str, lane: &Option<String>, model: &Option<String>, now: Instant) {
+        if self.open.iter().any(|o| o.response_id == id) || self.is_done(id) {
+            return;
+        }
+        let (requested_model, start) = match self.take_pending(lane.as_deref()) {
+            Some(p) => (p.requested_model, p.start),
+            // Steering successor (or a create past the bounds): the lane's last model.
+            None => (
+                self.lane_mut(lane.as_deref(), false)
+                    .and_then(|l| l.last_model.clone()),
+                now,
+            ),
+        };
+        if self.open.len() >= MAX_OPEN {
+            self.stats.untracked_responses += 1;
+            return;
+        }
+        self.open.push(Open {
+            response_id: id.to_owned(),
+            lane: lane.clone(),
+            requested_model,
+            model: model.clone(),
+            start,
+            ttft: None,
+        });
+    }
+
+    fn terminal(&mut self, t: &Terminal, now: Instant) -> Result<(), SinkError> {
+        if self.is_done(&t.response_id) {
+            self.stats.duplicate_terminals += 1;
+            if let Some(m) = &self.metrics {
+                m.duplicate_terminal();
+            }
+            return Ok(());
+        }
+        let open = match self
+            .open
+            .iter()
+            .position(|o| o.response_id == t.response_id)
+        {
+            Some(i) => self.open.remove(i),
+            None => {
+                // Never saw its `response.created`: still billable.
+                let p = self.take_pending(t.stream_id.as_deref());
+                Open {
+                    response_id: t.response_id.clone(),
+                    lane: t.stream_id.clone(),
+                    requested_model: p.as_ref().and_then(|p| p.requested_model.clone()),
+                    model: None,
+                    start: p.map_or(now, |p| p.start),
+                    ttft: None,
+                }
+            }
+        };
+        let status = match t.event {
+            TerminalKind::Completed => RecordStatus::Completed,
+            TerminalKind::Incomplete => RecordStatus::Incomplete,
+            TerminalKind::Failed => RecordStatus::Failed,
+        };
+        let rec = self.record(
+            &open,
+            status,
+            t.usage.as_ref(),
+            t.model.as_ref(),
+            t.service_tier.as_ref(),
+            now,
+        );
+        self.remember_done(&t.response_id);
+        self.emit(rec, &t.usage.unwrap_or_default())
+    }
+
+    fn record(
+        &self,
+        o: &Open,
+        status: RecordStatus,
+        usage: Option<&Usage>,
+        model: Option<&String>,
+        service_tier: Option<&String>,
+        now: Instant,
+    ) -> UsageRecord {
+        let u = usage.copied().unwrap_or_default();
+        UsageRecord {
+            ts: now_rfc3339_ms(),
+            session: self.session,
+            tenant: self.tenant.to_string(),
+            upstream: self.upstream.to_string(),
+            stream_id: o.lane.clone(),
+            response_id: o.response_id.clone(),
+            model: model.or(o.model.as_ref()).cloned(),
+            requested_model: o.requested_model.clone(),
+            status,
+            input_tokens: u.input_tokens,
+            cached_tokens: u.cached_tokens,
+            output_tokens: u.output_tokens,
+            reasoning_tokens: u.reasoning_tokens,
+            total_tokens: u.total_tokens,
+            service_tier: service_tier.cloned(),
+            ttft_ms: o.ttft.map(ms),
+            duration_ms: ms(now.saturating_duration_since(o.start)),
+            usage_final: usage.is_some(),
+        }
+    }
+
+    fn emit(&mut self, rec: UsageRecord, usage: &Usage) -> Result<(), SinkError> {
+        self.stats.records += 1;
+        if let Some(m) = &self.metrics {
+            m.response(rec.status.as_str());
+            m.tokens(
+                rec.model.as_deref().unwrap_or("unknown"),
+                &self.tenant,
+                usage,
+            );
+        }
+        let res = self.sink.submit(rec);
+        if res.is_err() {
+            self.stats.submit_errors += 1;
+        }
+        res
+    }
+
+    /// The lane `id`, created if `create` (evicting an idle lane at [`MAX_LANES`]).
+    fn lane_mut(&mut self, id: Option<&str>, create: bool) -> Option<&mut Lane> {
+        if let Some(i) = self.lanes.iter().position(|l| l.id.as_deref() == id) {
+            return self.lanes.get_mut(i);
+        }
+        if !create {
+            return None;
+        }
+        if self.lanes.len() >= MAX_LANES {
+            let idle = self.lanes.iter().position(|l| l.queue.is_empty())?;
+            self.lanes.swap_remove(idle);
+        }
+        self.lanes.push(Lane {
+            id: id.map(str::to_owned),
+            queue: VecDeque::new(),
+            last_model: None,
+        });
+        self.lanes.last_mut()
+    }
+
+    /// Pops the lane's oldest pending create; else consumes one untracked create (`None`).
+    fn take_pending(&mut self, lane: Option<&str>) -> Option<Pending> {
+        let p = self
+            .lanes
+            .iter_mut()
+            .find(|l| l.id.as_deref() == lane)
+            .and_then(|l| l.queue.pop_front());
+        match p {
+            Some(p) => {
+                self.pending -= 1;
+                Some(p)
+            }
+            None => {
+                self.untracked = self.untracked.saturating_sub(1);
+                None
+            }
+        }
+    }
+
+    fn is_done(&self, id: &str) -> bool {
+        self.done.iter().any(|d| &**d == id)
+    }
+
+    fn remember_done(&mut self, id: &str) {
+        if self.done.len() >= MAX_RECENT_DONE {
+            self.done.pop_front();
+        }
+        self.done.push_back(id.into());
+    }
+}

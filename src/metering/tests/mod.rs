@@ -1,0 +1,55 @@
+//! Unit tests of metering.
+
+mod reader;
+mod record;
+mod session;
+mod session_fixtures;
+mod sink;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::record::{RecordStatus, UsageRecord};
+
+/// A record with every field set, keyed by `id`.
+pub(super) fn rec(id: &str) -> UsageRecord {
+    UsageRecord {
+        ts: "2026-03-01T12:34:56.789Z".to_owned(),
+        session: 7,
+        tenant: "acme".to_owned(),
+        upstream: "openai".to_owned(),
+        stream_id: Some("lane-1".to_owned()),
+        response_id: id.to_owned(),
+        model: Some("gpt-5".to_owned()),
+        requested_model: Some("gpt-5".to_owned()),
+        status: RecordStatus::Completed,
+        input_tokens: 10,
+        cached_tokens: 2,
+        output_tokens: 5,
+        reasoning_tokens: 1,
+        total_tokens: 15,
+        service_tier: Some("default".to_owned()),
+        ttft_ms: Some(12),
+        duration_ms: 345,
+        usage_final: true,
+    }
+}
+
+/// A fresh directory and a log path inside it.
+pub(super) fn temp_log() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("usage.jsonl");
+    (dir, path)
+}
+
+/// Polls `f` for up to 5 s.
+pub(super) fn wait_until(f: impl Fn() -> bool) -> bool {
+    let end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    f()
+}

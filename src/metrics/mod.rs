@@ -1,0 +1,25 @@
+//! Counters and the Prometheus admin endpoint.
+//!
+//! - [`WorkerMetrics`]: one per worker thread, plain `Cell`s (no atomics per frame).
+//! - [`Registry`]: shared; each worker [`WorkerMetrics::publish`]es a copy of its counters
+//!   into it every ~500 ms and at shutdown; [`Registry::render`] sums the workers into
+//!   Prometheus text format 0.0.4. The usage-log sink's counters ([`SinkMetrics`]) live here
+//!   too (atomics, touched once per usage record).
+//! - [`spawn_admin`]: the `/metrics`, `/healthz`, `/readyz` listener on a std thread.
+//! - [`names`]: every metric name, defined once.
+
+mod admin;
+pub mod names;
+mod registry;
+#[cfg(test)]
+mod tests;
+mod worker;
+
+pub use admin::{
+    route, spawn_admin, AdminResponse, IO_TIMEOUT, MAX_HEADERS, MAX_REQUEST, METRICS_CONTENT_TYPE,
+};
+pub use registry::{escape_label_into, Registry, SinkMetrics};
+pub use worker::{
+    close_code_label, Dir, Side, TokenCounts, WorkerMetrics, WorkerSnapshot, MAX_MODEL_LABEL,
+    MAX_STATUS_SERIES, MAX_TOKEN_SERIES, OTHER, SESSION_DURATION_BUCKETS,
+};

@@ -1,0 +1,50 @@
+//! Every metric name the relay exports, defined once. Counters end in `_total`.
+
+/// Counter: sessions accepted past the handshake.
+pub const SESSIONS_OPENED: &str = "tollgate_sessions_opened_total";
+/// Counter: sessions that ended.
+pub const SESSIONS_CLOSED: &str = "tollgate_sessions_closed_total";
+/// Gauge: sessions open now (opened − closed, summed over workers).
+pub const SESSIONS_ACTIVE: &str = "tollgate_sessions_active";
+/// Histogram: session lifetime in seconds.
+pub const SESSION_DURATION: &str = "tollgate_session_duration_seconds";
+/// Counter, label `reason`: upgrades refused before a session started.
+pub const HANDSHAKE_FAILURES: &str = "tollgate_handshake_failures_total";
+/// Counter, label `dir`: WebSocket frames relayed.
+pub const FRAMES: &str = "tollgate_frames_total";
+/// Counter, label `dir`: WebSocket frame bytes relayed (headers included).
+pub const FRAME_BYTES: &str = "tollgate_frame_bytes_total";
+/// Counter, labels `code`, `side`: close frames, by code and by who closed.
+pub const CLOSES: &str = "tollgate_closes_total";
+/// Counter, labels `model`, `tenant`, `kind`: tokens metered.
+pub const TOKENS: &str = "tollgate_tokens_total";
+/// Counter, label `status`: usage records made, by record status.
+pub const RESPONSES: &str = "tollgate_responses_total";
+/// Counter: duplicate terminal events ignored (exactly-once by `response.id`).
+pub const DUPLICATE_TERMINALS: &str = "tollgate_usage_duplicate_terminals_total";
+/// Counter: `response.create`s ended by an upstream `error` event before any `response.created`.
+pub const CREATES_FAILED: &str = "tollgate_usage_creates_failed_total";
+/// Counter: orphan drains started (client left with responses in flight).
+pub const ORPHAN_DRAINS_STARTED: &str = "tollgate_orphan_drains_started_total";
+/// Counter: orphan drains finished (terminal events arrived or the deadline passed).
+pub const ORPHAN_DRAINS_FINISHED: &str = "tollgate_orphan_drains_finished_total";
+/// Gauge: orphan drains running now.
+pub const ORPHAN_DRAINS_ACTIVE: &str = "tollgate_orphan_drains_active";
+/// Counter: usage records written to the log (not yet necessarily durable).
+pub const USAGE_RECORDS_WRITTEN: &str = "tollgate_usage_records_written_total";
+/// Counter: usage records covered by a completed fsync.
+pub const USAGE_RECORDS_DURABLE: &str = "tollgate_usage_records_durable_total";
+/// Counter: usage records the sink could not accept (queue full, or full after a failure).
+pub const USAGE_RECORDS_REJECTED: &str = "tollgate_usage_records_rejected_total";
+/// Counter: usage log write/fsync errors (the first one fails the sink closed).
+pub const USAGE_LOG_ERRORS: &str = "tollgate_usage_log_errors_total";
+/// Counter: fsyncs (fdatasync) of the usage log.
+pub const USAGE_LOG_FSYNCS: &str = "tollgate_usage_log_fsyncs_total";
+/// Gauge: records queued for the usage log writer.
+pub const USAGE_LOG_QUEUE_DEPTH: &str = "tollgate_usage_log_queue_depth";
+/// Gauge: 1 while the usage log accepts records, 0 once it failed closed.
+pub const USAGE_LOG_HEALTHY: &str = "tollgate_usage_log_healthy";
+/// Gauge, label `driver`: the I/O driver in use (`io_uring` or `epoll`), always 1.
+pub const DRIVER_INFO: &str = "tollgate_driver_info";
+/// Gauge, label `version`: build information, always 1.
+pub const BUILD_INFO: &str = "tollgate_build_info";

@@ -1,0 +1,376 @@
+//! The shared registry the workers publish into, and its Prometheus text rendering.
+
+use std::collections::BTreeMap;
+use std::fmt::{Display, Write as _};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use super::names;
+use super::worker::{WorkerSnapshot, SESSION_DURATION_LE};
+
+/// Counters of the usage-log sink, shared between the sink's writer thread, the workers'
+/// `SinkHandle`s and the registry (atomics: touched per record, never per frame).
+#[derive(Debug)]
+pub struct SinkMetrics {
+    healthy: AtomicBool,
+    written: AtomicU64,
+    durable: AtomicU64,
+    rejected: AtomicU64,
+    errors: AtomicU64,
+    fsyncs: AtomicU64,
+    queue_depth: AtomicU64,
+}
+
+impl Default for SinkMetrics {
+    fn default() -> Self {
+        SinkMetrics {
+            healthy: AtomicBool::new(true),
+            written: AtomicU64::new(0),
+            durable: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            fsyncs: AtomicU64::new(0),
+            queue_depth: AtomicU64::new(0),
+        }
+    }
+}
+
+impl SinkMetrics {
+    /// `true` until the sink's first write or fsync error.
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
+    }
+    /// Marks the sink failed (forever) and counts the error.
+    pub fn fail(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.healthy.store(false, Ordering::Release);
+    }
+    /// `n` records were written (handed to the kernel).
+    pub fn add_written(&self, n: u64) {
+        self.written.fetch_add(n, Ordering::Relaxed);
+    }
+    /// An fsync made `n` more records durable.
+    pub fn add_durable(&self, n: u64) {
+        self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.durable.fetch_add(n, Ordering::Release);
+    }
+    /// A record could not be accepted.
+    pub fn add_rejected(&self) {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Sets the queue-depth gauge.
+    pub fn set_queue_depth(&self, depth: usize) {
+        self.queue_depth.store(depth as u64, Ordering::Relaxed);
+    }
+    /// Records written so far.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+    /// Records covered by a completed fsync so far.
+    pub fn durable(&self) -> u64 {
+        self.durable.load(Ordering::Acquire)
+    }
+    /// Records rejected so far.
+    pub fn rejected(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
+    }
+    /// Write/fsync errors so far.
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+    /// Fsyncs so far.
+    pub fn fsyncs(&self) -> u64 {
+        self.fsyncs.load(Ordering::Relaxed)
+    }
+    /// Records queued now.
+    pub fn queue_depth(&self) -> u64 {
+        self.queue_depth.load(Ordering::Relaxed)
+    }
+}
+
+/// Everything `/metrics` shows: the workers' latest snapshots, the sink's counters, and
+/// static info. `Mutex`-protected: touched on the publish timer and by scrapes only.
+#[derive(Debug, Default)]
+pub struct Registry {
+    workers: Mutex<BTreeMap<usize, WorkerSnapshot>>,
+    sink: Arc<SinkMetrics>,
+    driver: OnceLock<&'static str>,
+}
+
+impl Registry {
+    /// An empty registry with a fresh, healthy [`SinkMetrics`].
+    pub fn new() -> Self {
+        Registry::default()
+    }
+
+    /// The sink counters to pass to `metering::Sink::start` (and read by `/readyz`).
+    pub fn sink_metrics(&self) -> Arc<SinkMetrics> {
+        Arc::clone(&self.sink)
+    }
+
+    /// Records the I/O driver in use (`"io_uring"` or `"epoll"`); the first call wins.
+    pub fn set_driver(&self, driver: &'static str) {
+        let _ = self.driver.set(driver);
+    }
+
+    /// Replaces worker `worker_id`'s snapshot.
+    pub fn publish(&self, worker_id: usize, snap: WorkerSnapshot) {
+        let mut w = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+        w.insert(worker_id, snap);
+    }
+
+    /// The sum of all published worker snapshots.
+    pub fn total(&self) -> WorkerSnapshot {
+        let w = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut sum = WorkerSnapshot::default();
+        for s in w.values() {
+            sum.add(s);
+        }
+        sum
+    }
+
+    /// Prometheus text exposition format 0.0.4, workers summed.
+    pub fn render(&self) -> String {
+        let t = self.total();
+        let mut o = Out(String::with_capacity(4096));
+        let active = t.sessions_opened.saturating_sub(t.sessions_closed);
+        o.single(
+            names::SESSIONS_OPENED,
+            "counter",
+            "Sessions accepted past the handshake.",
+            t.sessions_opened,
+        );
+        o.single(
+            names::SESSIONS_CLOSED,
+            "counter",
+            "Sessions that ended.",
+            t.sessions_closed,
+        );
+        o.single(
+            names::SESSIONS_ACTIVE,
+            "gauge",
+            "Sessions open now.",
+            active,
+        );
+
+        o.head(
+            names::SESSION_DURATION,
+            "histogram",
+            "Session lifetime in seconds.",
+        );
+        let bucket = format!("{}_bucket", names::SESSION_DURATION);
+        let mut cum = 0u64;
+        for (i, n) in t.duration_buckets.iter().enumerate() {
+            cum += n;
+            let le = SESSION_DURATION_LE.get(i).copied().unwrap_or("+Inf");
+            o.sample(&bucket, &[("le", le)], cum);
+        }
+        o.sample(
+            &format!("{}_sum", names::SESSION_DURATION),
+            &[],
+            t.duration_sum,
+        );
+        o.sample(&format!("{}_count", names::SESSION_DURATION), &[], cum);
+
+        o.head(
+            names::HANDSHAKE_FAILURES,
+            "counter",
+            "Upgrades refused before a session started, by reason.",
+        );
+        for (reason, n) in &t.handshake_failures {
+            o.sample(names::HANDSHAKE_FAILURES, &[("reason", reason)], n);
+        }
+        let dirs = ["client_to_upstream", "upstream_to_client"];
+        o.head(
+            names::FRAMES,
+            "counter",
+            "WebSocket frames relayed, by direction.",
+        );
+        for (d, n) in dirs.iter().zip(t.frames) {
+            o.sample(names::FRAMES, &[("dir", d)], n);
+        }
+        o.head(
+            names::FRAME_BYTES,
+            "counter",
+            "WebSocket frame bytes relayed, by direction.",
+        );
+        for (d, n) in dirs.iter().zip(t.frame_bytes) {
+            o.sample(names::FRAME_BYTES, &[("dir", d)], n);
+        }
+        o.head(
+            names::CLOSES,
+            "counter",
+            "Close frames, by code and by the side that closed.",
+        );
+        for ((code, side), n) in &t.closes {
+            o.sample(names::CLOSES, &[("code", code), ("side", side.as_str())], n);
+        }
+        o.head(
+            names::TOKENS,
+            "counter",
+            "Tokens metered, by model, tenant and kind.",
+        );
+        for ((model, tenant), c) in &t.tokens {
+            for (kind, n) in [
+                ("input", c.input),
+                ("cached", c.cached),
+                ("output", c.output),
+                ("reasoning", c.reasoning),
+            ] {
+                o.sample(
+                    names::TOKENS,
+                    &[("model", model), ("tenant", tenant), ("kind", kind)],
+                    n,
+                );
+            }
+        }
+        o.head(
+            names::RESPONSES,
+            "counter",
+            "Usage records made, by status.",
+        );
+        for (status, n) in &t.responses {
+            o.sample(names::RESPONSES, &[("status", status)], n);
+        }
+        o.single(
+            names::DUPLICATE_TERMINALS,
+            "counter",
+            "Duplicate terminal events ignored.",
+            t.duplicate_terminals,
+        );
+        o.single(
+            names::CREATES_FAILED,
+            "counter",
+            "Creates ended by an upstream error event before response.created.",
+            t.creates_failed,
+        );
+        o.single(
+            names::ORPHAN_DRAINS_STARTED,
+            "counter",
+            "Orphan drains started.",
+            t.orphan_drains_started,
+        );
+        o.single(
+            names::ORPHAN_DRAINS_FINISHED,
+            "counter",
+            "Orphan drains finished.",
+            t.orphan_drains_finished,
+        );
+        let drains = t
+            .orphan_drains_started
+            .saturating_sub(t.orphan_drains_finished);
+        o.single(
+            names::ORPHAN_DRAINS_ACTIVE,
+            "gauge",
+            "Orphan drains running now.",
+            drains,
+        );
+
+        let s = &self.sink;
+        o.single(
+            names::USAGE_RECORDS_WRITTEN,
+            "counter",
+            "Usage records written to the log.",
+            s.written(),
+        );
+        o.single(
+            names::USAGE_RECORDS_DURABLE,
+            "counter",
+            "Usage records covered by a completed fsync.",
+            s.durable(),
+        );
+        o.single(
+            names::USAGE_RECORDS_REJECTED,
+            "counter",
+            "Usage records the sink could not accept.",
+            s.rejected(),
+        );
+        o.single(
+            names::USAGE_LOG_ERRORS,
+            "counter",
+            "Usage log write/fsync errors.",
+            s.errors(),
+        );
+        o.single(
+            names::USAGE_LOG_FSYNCS,
+            "counter",
+            "Usage log fsyncs.",
+            s.fsyncs(),
+        );
+        o.single(
+            names::USAGE_LOG_QUEUE_DEPTH,
+            "gauge",
+            "Usage records queued for the writer.",
+            s.queue_depth(),
+        );
+        o.single(
+            names::USAGE_LOG_HEALTHY,
+            "gauge",
+            "1 while the usage log accepts records, 0 once it failed closed.",
+            u8::from(s.healthy()),
+        );
+
+        if let Some(driver) = self.driver.get() {
+            o.head(names::DRIVER_INFO, "gauge", "I/O driver in use.");
+            o.sample(names::DRIVER_INFO, &[("driver", driver)], 1);
+        }
+        o.head(names::BUILD_INFO, "gauge", "Build information.");
+        o.sample(
+            names::BUILD_INFO,
+            &[("version", env!("CARGO_PKG_VERSION"))],
+            1,
+        );
+        o.0
+    }
+}
+
+/// Text exposition writer.
+struct Out(String);
+
+impl Out {
+    fn head(&mut self, name: &str, kind: &str, help: &str) {
+        // Infallible: writing to a String.
+        let _ = writeln!(self.0, "# HELP {name} {}", escape_help(help));
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                self.0.push_str(k);
+                self.0.push_str("=\"");
+                escape_label_into(&mut self.0, v);
+                self.0.push('"');
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: impl Display) {
+        self.head(name, kind, help);
+        self.sample(name, &[], value);
+    }
+}
+
+/// Escapes a label value: `\` → `\\`, `"` → `\"`, newline → `\n`.
+pub fn escape_label_into(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Escapes HELP text: `\` → `\\`, newline → `\n`.
+fn escape_help(h: &str) -> String {
+    h.replace('\\', "\\\\").replace('\n', "\\n")
+}

@@ -1,0 +1,345 @@
+//! Per-worker counters: plain `Cell`s, touched only by the worker that owns them.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::registry::Registry;
+use crate::tap::Usage;
+
+/// Upper bounds (seconds) of the session-duration histogram buckets; `+Inf` is implied.
+pub const SESSION_DURATION_BUCKETS: [f64; 8] = [0.1, 1.0, 10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0];
+/// Label text of [`SESSION_DURATION_BUCKETS`] (the `le` label).
+pub(crate) const SESSION_DURATION_LE: [&str; 8] =
+    ["0.1", "1", "10", "60", "300", "900", "1800", "3600"];
+/// Most distinct `(model, tenant)` token series one worker keeps; past it the model label
+/// becomes [`OTHER`].
+pub const MAX_TOKEN_SERIES: usize = 512;
+/// Most distinct response statuses one worker keeps; past it the status becomes [`OTHER`].
+pub const MAX_STATUS_SERIES: usize = 32;
+/// Longest model label kept (bytes, cut at a char boundary).
+pub const MAX_MODEL_LABEL: usize = 128;
+/// Label value that stands for everything past a cardinality cap.
+pub const OTHER: &str = "_other";
+
+/// Direction of relayed frames (label `dir`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    /// Client → upstream.
+    ClientToUpstream,
+    /// Upstream → client.
+    UpstreamToClient,
+}
+
+impl Dir {
+    /// Label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Dir::ClientToUpstream => "client_to_upstream",
+            Dir::UpstreamToClient => "upstream_to_client",
+        }
+    }
+}
+
+/// Who closed a leg (label `side`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Side {
+    /// The client.
+    Client,
+    /// The upstream.
+    Upstream,
+    /// The relay itself (limits, timeouts, shutdown, protocol errors).
+    Relay,
+}
+
+impl Side {
+    /// Label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Upstream => "upstream",
+            Side::Relay => "relay",
+        }
+    }
+}
+
+/// The `code` label of a close: exact for 1000–1015, else `3xxx`, `4xxx` or `other`, so that a
+/// peer's arbitrary codes cannot grow the series count.
+pub fn close_code_label(code: u16) -> &'static str {
+    const EXACT: [&str; 16] = [
+        "1000", "1001", "1002", "1003", "1004", "1005", "1006", "1007", "1008", "1009", "1010",
+        "1011", "1012", "1013", "1014", "1015",
+    ];
+    match code {
+        1000..=1015 => EXACT
+            .get(usize::from(code - 1000))
+            .copied()
+            .unwrap_or("other"),
+        3000..=3999 => "3xxx",
+        4000..=4999 => "4xxx",
+        _ => "other",
+    }
+}
+
+/// Token counts of one `(model, tenant)` series.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenCounts {
+    /// Input tokens.
+    pub input: u64,
+    /// Cached input tokens.
+    pub cached: u64,
+    /// Output tokens.
+    pub output: u64,
+    /// Reasoning tokens.
+    pub reasoning: u64,
+}
+
+/// A plain copy of one worker's counters, as published into the [`Registry`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WorkerSnapshot {
+    /// Sessions opened.
+    pub sessions_opened: u64,
+    /// Sessions closed.
+    pub sessions_closed: u64,
+    /// Session-duration histogram: per-bucket (non-cumulative) counts, last = `+Inf`.
+    pub duration_buckets: [u64; 9],
+    /// Sum of session durations, seconds.
+    pub duration_sum: f64,
+    /// Handshake failures by reason.
+    pub handshake_failures: BTreeMap<&'static str, u64>,
+    /// Frames, `[client_to_upstream, upstream_to_client]`.
+    pub frames: [u64; 2],
+    /// Frame bytes, same order.
+    pub frame_bytes: [u64; 2],
+    /// Closes by `(code label, side)`.
+    pub closes: BTreeMap<(&'static str, Side), u64>,
+    /// Tokens by `(model, tenant)`.
+    pub tokens: BTreeMap<(String, String), TokenCounts>,
+    /// Usage records by status.
+    pub responses: BTreeMap<String, u64>,
+    /// Duplicate terminal events ignored.
+    pub duplicate_terminals: u64,
+    /// Creates failed by an upstream error before `response.created`.
+    pub creates_failed: u64,
+    /// Orphan drains started.
+    pub orphan_drains_started: u64,
+    /// Orphan drains finished.
+    pub orphan_drains_finished: u64,
+}
+
+impl WorkerSnapshot {
+    /// Adds `o` into `self` (the registry sums workers with it).
+    pub fn add(&mut self, o: &WorkerSnapshot) {
+        self.sessions_opened += o.sessions_opened;
+        self.sessions_closed += o.sessions_closed;
+        for (a, b) in self.duration_buckets.iter_mut().zip(o.duration_buckets) {
+            *a += b;
+        }
+        self.duration_sum += o.duration_sum;
+        for (k, v) in &o.handshake_failures {
+            *self.handshake_failures.entry(k).or_default() += v;
+        }
+        for i in 0..2 {
+            self.frames[i] += o.frames[i];
+            self.frame_bytes[i] += o.frame_bytes[i];
+        }
+        for (k, v) in &o.closes {
+            *self.closes.entry(*k).or_default() += v;
+        }
+        for (k, v) in &o.tokens {
+            let t = self.tokens.entry(k.clone()).or_default();
+            t.input += v.input;
+            t.cached += v.cached;
+            t.output += v.output;
+            t.reasoning += v.reasoning;
+        }
+        for (k, v) in &o.responses {
+            *self.responses.entry(k.clone()).or_default() += v;
+        }
+        self.duplicate_terminals += o.duplicate_terminals;
+        self.creates_failed += o.creates_failed;
+        self.orphan_drains_started += o.orphan_drains_started;
+        self.orphan_drains_finished += o.orphan_drains_finished;
+    }
+}
+
+/// One worker's counters. `!Sync`: owned by its worker thread, no atomics on the hot path;
+/// [`WorkerMetrics::publish`] copies them into the shared [`Registry`] on a timer.
+#[derive(Debug)]
+pub struct WorkerMetrics {
+    registry: Arc<Registry>,
+    sessions_opened: Cell<u64>,
+    sessions_closed: Cell<u64>,
+    duration_buckets: [Cell<u64>; 9],
+    duration_sum: Cell<f64>,
+    frames: [Cell<u64>; 2],
+    frame_bytes: [Cell<u64>; 2],
+    duplicate_terminals: Cell<u64>,
+    creates_failed: Cell<u64>,
+    orphan_drains_started: Cell<u64>,
+    orphan_drains_finished: Cell<u64>,
+    labeled: RefCell<Labeled>,
+}
+
+/// The rarely-touched labeled series.
+#[derive(Debug, Default)]
+struct Labeled {
+    handshake_failures: BTreeMap<&'static str, u64>,
+    closes: BTreeMap<(&'static str, Side), u64>,
+    tokens: BTreeMap<(String, String), TokenCounts>,
+    responses: BTreeMap<String, u64>,
+}
+
+fn bump(c: &Cell<u64>, n: u64) {
+    c.set(c.get().wrapping_add(n));
+}
+
+/// Cuts `s` to at most `max` bytes at a char boundary.
+fn clip(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or("")
+}
+
+impl WorkerMetrics {
+    /// Counters for one worker, publishing into `registry`.
+    pub fn new(registry: Arc<Registry>) -> Self {
+        WorkerMetrics {
+            registry,
+            sessions_opened: Cell::new(0),
+            sessions_closed: Cell::new(0),
+            duration_buckets: Default::default(),
+            duration_sum: Cell::new(0.0),
+            frames: Default::default(),
+            frame_bytes: Default::default(),
+            duplicate_terminals: Cell::new(0),
+            creates_failed: Cell::new(0),
+            orphan_drains_started: Cell::new(0),
+            orphan_drains_finished: Cell::new(0),
+            labeled: RefCell::new(Labeled::default()),
+        }
+    }
+
+    /// A session passed its handshake (client got its 101).
+    pub fn session_opened(&self) {
+        bump(&self.sessions_opened, 1);
+    }
+
+    /// A session ended after `duration`.
+    pub fn session_closed(&self, duration: Duration) {
+        bump(&self.sessions_closed, 1);
+        let secs = duration.as_secs_f64();
+        let idx = SESSION_DURATION_BUCKETS
+            .iter()
+            .position(|&le| secs <= le)
+            .unwrap_or(8);
+        if let Some(b) = self.duration_buckets.get(idx) {
+            bump(b, 1);
+        }
+        self.duration_sum.set(self.duration_sum.get() + secs);
+    }
+
+    /// An upgrade was refused before a session started; `reason` is a fixed snake_case code.
+    pub fn handshake_failed(&self, reason: &'static str) {
+        *self
+            .labeled
+            .borrow_mut()
+            .handshake_failures
+            .entry(reason)
+            .or_default() += 1;
+    }
+
+    /// `n` frames of `bytes` total were relayed in direction `dir`.
+    pub fn frames(&self, dir: Dir, n: u64, bytes: u64) {
+        let i = dir as usize;
+        if let (Some(f), Some(b)) = (self.frames.get(i), self.frame_bytes.get(i)) {
+            bump(f, n);
+            bump(b, bytes);
+        }
+    }
+
+    /// A leg was closed with `code` by `side`.
+    pub fn close(&self, code: u16, side: Side) {
+        let key = (close_code_label(code), side);
+        *self.labeled.borrow_mut().closes.entry(key).or_default() += 1;
+    }
+
+    /// Tokens of one usage record (model label cut to [`MAX_MODEL_LABEL`] bytes; past
+    /// [`MAX_TOKEN_SERIES`] series the model becomes [`OTHER`]).
+    pub fn tokens(&self, model: &str, tenant: &str, usage: &Usage) {
+        let mut l = self.labeled.borrow_mut();
+        let mut key = (clip(model, MAX_MODEL_LABEL).to_owned(), tenant.to_owned());
+        if !l.tokens.contains_key(&key) && l.tokens.len() >= MAX_TOKEN_SERIES {
+            key.0 = OTHER.to_owned();
+        }
+        let t = l.tokens.entry(key).or_default();
+        t.input = t.input.wrapping_add(usage.input_tokens);
+        t.cached = t.cached.wrapping_add(usage.cached_tokens);
+        t.output = t.output.wrapping_add(usage.output_tokens);
+        t.reasoning = t.reasoning.wrapping_add(usage.reasoning_tokens);
+    }
+
+    /// A usage record with `status` was made.
+    pub fn response(&self, status: &str) {
+        let mut l = self.labeled.borrow_mut();
+        let key = if l.responses.contains_key(status) || l.responses.len() < MAX_STATUS_SERIES {
+            status
+        } else {
+            OTHER
+        };
+        *l.responses.entry(key.to_owned()).or_default() += 1;
+    }
+
+    /// A duplicate terminal event for an already-recorded `response.id` was ignored.
+    pub fn duplicate_terminal(&self) {
+        bump(&self.duplicate_terminals, 1);
+    }
+
+    /// A `response.create` was ended by an upstream `error` event before `response.created`.
+    pub fn create_failed(&self) {
+        bump(&self.creates_failed, 1);
+    }
+
+    /// The client left with responses in flight; the relay keeps reading upstream.
+    pub fn orphan_drain_started(&self) {
+        bump(&self.orphan_drains_started, 1);
+    }
+
+    /// An orphan drain ended (terminal events arrived, or its deadline passed).
+    pub fn orphan_drain_finished(&self) {
+        bump(&self.orphan_drains_finished, 1);
+    }
+
+    /// A plain copy of the counters.
+    pub fn snapshot(&self) -> WorkerSnapshot {
+        let l = self.labeled.borrow();
+        WorkerSnapshot {
+            sessions_opened: self.sessions_opened.get(),
+            sessions_closed: self.sessions_closed.get(),
+            duration_buckets: std::array::from_fn(|i| self.duration_buckets[i].get()),
+            duration_sum: self.duration_sum.get(),
+            handshake_failures: l.handshake_failures.clone(),
+            frames: [self.frames[0].get(), self.frames[1].get()],
+            frame_bytes: [self.frame_bytes[0].get(), self.frame_bytes[1].get()],
+            closes: l.closes.clone(),
+            tokens: l.tokens.clone(),
+            responses: l.responses.clone(),
+            duplicate_terminals: self.duplicate_terminals.get(),
+            creates_failed: self.creates_failed.get(),
+            orphan_drains_started: self.orphan_drains_started.get(),
+            orphan_drains_finished: self.orphan_drains_finished.get(),
+        }
+    }
+
+    /// Copies the counters into the registry as worker `worker_id`'s (replacing its previous
+    /// copy). Call every ~500 ms and once at shutdown.
+    pub fn publish(&self, worker_id: usize) {
+        self.registry.publish(worker_id, self.snapshot());
+    }
+}

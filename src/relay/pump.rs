@@ -1,0 +1,165 @@
+//! One direction of a session: read into an owned buffer, walk the frames in place,
+//! write the same bytes onward.
+//!
+//! Every complete frame of a read goes out in one write; a partial payload goes out as it
+//! arrives; only an incomplete header (or control frame) is carried to the next read.
+
+use std::time::Instant;
+
+use monoio::buf::{IoBuf, IoBufMut};
+use monoio::io::AsyncReadRent;
+
+use super::leg::Leg;
+use super::session::{Dir, SessionShared};
+use super::walker::{CloseSeen, WalkError, Walker};
+use crate::tap::Tap;
+
+/// Why a pump stopped.
+#[derive(Debug)]
+pub enum PumpEnd {
+    /// The source sent a close frame. `forwarded` says whether it went to the other leg.
+    PeerClose {
+        /// The close.
+        close: CloseSeen,
+        /// Whether the close frame was forwarded.
+        forwarded: bool,
+    },
+    /// The source closed TCP (or TLS) without a close frame.
+    Eof,
+    /// Reading the source failed.
+    ReadError(std::io::ErrorKind),
+    /// The source broke the protocol; it is owed a close with this code.
+    Protocol(WalkError),
+    /// Writing to the destination failed (and nothing is left to drain).
+    DestGone,
+    /// The session asked this pump to stop.
+    Stopped,
+    /// Upstream pump only: the client was gone and every open response has ended.
+    Drained,
+}
+
+/// Per-direction counters, folded into the worker's metrics at session end.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DirStats {
+    /// Frames seen.
+    pub frames: u64,
+    /// Bytes read from the source.
+    pub bytes: u64,
+    /// Reads.
+    pub reads: u64,
+}
+
+/// Run one direction until it ends. `buf` holds bytes already read from the source (e.g.
+/// frames a client pipelined behind its upgrade request); its capacity is the read size.
+pub async fn pump<R: AsyncReadRent, W: monoio::io::AsyncWriteRent>(
+    src: &mut R,
+    dst: &Leg<W>,
+    mut buf: Vec<u8>,
+    walker: &mut Walker,
+    tap: &mut Tap,
+    dir: Dir,
+    sh: &SessionShared,
+    stats: &mut DirStats,
+) -> PumpEnd {
+    let stop = sh.stop(dir);
+    let mut pending_input = !buf.is_empty();
+    loop {
+        if !pending_input {
+            let len = buf.len();
+            let cap = buf.capacity();
+            let read = src.read(buf.slice_mut(len..cap));
+            let (res, s) = monoio::select! {
+                r = read => r,
+                _ = stop.wait() => return PumpEnd::Stopped,
+            };
+            buf = s.into_inner();
+            match res {
+                Ok(0) => return PumpEnd::Eof,
+                Ok(n) => {
+                    stats.bytes += n as u64;
+                    stats.reads += 1;
+                }
+                Err(e) => return PumpEnd::ReadError(e.kind()),
+            }
+        }
+        pending_input = false;
+        let now = Instant::now();
+        sh.touch(now);
+        let walked = walker.walk(&mut buf[..], tap, &mut |ev| sh.on_tap_event(dir, &ev, now));
+        if dir == Dir::UpstreamToClient {
+            tap.set_track_deltas(sh.meter_wants_deltas());
+        }
+        let walked = match walked {
+            Ok(w) => w,
+            Err(e) => {
+                if e.valid_upto > 0 {
+                    forward(dst, buf, e.valid_upto, true).await;
+                }
+                return PumpEnd::Protocol(e);
+            }
+        };
+        stats.frames += walked.frames;
+        if let Some(close) = walked.close {
+            // Hold a client's close while responses are open: the relay answers the client
+            // itself and keeps reading upstream for their usage (orphan drain).
+            let hold = dir == Dir::ClientToUpstream && sh.open_responses() > 0;
+            let upto = if hold { walked.close_start } else { walked.ready };
+            if upto > 0 {
+                forward(dst, buf, upto, true).await;
+            }
+            if !hold && !dst.is_dead() {
+                dst.mark_close_sent();
+            }
+            return PumpEnd::PeerClose { close, forwarded: !hold && !dst.is_dead() };
+        }
+        let len = buf.len();
+        if walked.ready > 0 {
+            buf = forward(dst, buf, walked.ready, walker.at_boundary()).await;
+            if dst.is_dead() && !sh.keep_draining(dir) {
+                return PumpEnd::DestGone;
+            }
+        }
+        if dir == Dir::UpstreamToClient && dst.is_dead() && sh.open_responses() == 0 {
+            return PumpEnd::Drained;
+        }
+        // Carry the unprocessed tail (an incomplete header or control frame) to the front.
+        buf.copy_within(walked.ready..len, 0);
+        buf.truncate(len - walked.ready);
+    }
+}
+
+/// Write `buf[..upto]` to `dst` and hand the buffer back.
+async fn forward<W: monoio::io::AsyncWriteRent>(dst: &Leg<W>, buf: Vec<u8>, upto: usize, boundary: bool) -> Vec<u8> {
+    if dst.is_dead() {
+        return buf;
+    }
+    let slice = buf.slice(0..upto);
+    dst.forward(slice, boundary).await.into_inner()
+}
+
+/// The diagnostic byte tunnel: copy bytes until EOF, no frame walking.
+pub async fn tunnel<R: AsyncReadRent, W: monoio::io::AsyncWriteRent>(src: &mut R, dst: &Leg<W>, mut buf: Vec<u8>, stop: &super::signal::Signal, stats: &mut DirStats) {
+    loop {
+        if !buf.is_empty() {
+            buf = dst.forward(buf, true).await;
+            buf.clear();
+            if dst.is_dead() {
+                return;
+            }
+        }
+        let cap = buf.capacity();
+        let read = src.read(buf.slice_mut(0..cap));
+        let (res, s) = monoio::select! {
+            r = read => r,
+            _ = stop.wait() => return,
+        };
+        buf = s.into_inner();
+        match res {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                stats.bytes += n as u64;
+                stats.reads += 1;
+            }
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! A relayed session: the two pumps, the watchdog, and the close rules.
+//!
+//! See `LIFECYCLE.md` beside this file for who closes what with which code.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+
+use super::leg::Leg;
+use super::pump::{pump, tunnel, DirStats, PumpEnd};
+use super::signal::Signal;
+use super::walker::Walker;
+use crate::metering::session::{EndReason, SessionMeter};
+use crate::runtime::WorkerCtx;
+use crate::tap::{Direction, Tap, TapEvent};
+use crate::ws::close::{codes, encode_close_frame};
+use crate::ws::frame::{Opcode, Role};
+use crate::ws::mask::fresh_key;
+
+/// Direction of a pump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    /// Client → upstream.
+    ClientToUpstream,
+    /// Upstream → client.
+    UpstreamToClient,
+}
+
+/// How long a close handshake may take before the relay tears the session down.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// State the two pumps and the watchdog share (one worker thread; never borrowed across
+/// an await).
+pub struct SessionShared {
+    meter: RefCell<SessionMeter>,
+    stop_c2u: Signal,
+    stop_u2c: Signal,
+    done: Signal,
+    ended: Cell<u8>,
+    last_activity: Cell<Instant>,
+    /// When the client went away with responses open (orphan drain start).
+    drain_since: Cell<Option<Instant>>,
+    /// When a close handshake started.
+    closing_since: Cell<Option<Instant>>,
+    sink_refusals: Cell<u64>,
+}
+
+impl SessionShared {
+    /// The stop signal of a direction.
+    pub fn stop(&self, dir: Dir) -> &Signal {
+        match dir {
+            Dir::ClientToUpstream => &self.stop_c2u,
+            Dir::UpstreamToClient => &self.stop_u2c,
+        }
+    }
+
+    /// Record activity (idle timeout).
+    pub fn touch(&self, now: Instant) {
+        self.last_activity.set(now);
+    }
+
+    /// A tap event from a pump.
+    pub fn on_tap_event(&self, dir: Dir, ev: &TapEvent, now: Instant) {
+        let mut m = self.meter.borrow_mut();
+        match dir {
+            Dir::ClientToUpstream => m.on_client(ev, now),
+            Dir::UpstreamToClient => {
+                if m.on_upstream(ev, now).is_err() {
+                    self.sink_refusals.set(self.sink_refusals.get() + 1);
+                }
+            }
+        }
+    }
+
+    /// Whether the meter waits for a first delta (TTFT).
+    pub fn meter_wants_deltas(&self) -> bool {
+        self.meter.borrow().wants_deltas()
+    }
+
+    /// Responses created (or requested) and not yet ended.
+    pub fn open_responses(&self) -> usize {
+        self.meter.borrow().open_responses()
+    }
+
+    /// Whether a pump whose destination died should keep reading (orphan drain).
+    pub fn keep_draining(&self, dir: Dir) -> bool {
+        dir == Dir::UpstreamToClient && self.drain_since.get().is_some() && self.open_responses() > 0
+    }
+}
+
+/// Identity of a session for logs and records.
+pub struct SessionInfo {
+    /// Worker-unique session id.
+    pub id: u64,
+    /// Tenant (never a key).
+    pub tenant: std::sync::Arc<str>,
+    /// Upstream label.
+    pub upstream: std::sync::Arc<str>,
+    /// Request path.
+    pub path: String,
+}
+
+/// What ended a session, for the log line.
+#[derive(Debug, Default)]
+struct Outcome {
+    client_close: Option<u16>,
+    upstream_close: Option<u16>,
+    closed_by: &'static str,
+}
+
+fn close_frame(code: u16, reason: &str, to_upstream: bool) -> ([u8; 131], usize) {
+    let mut out = [0u8; 131];
+    let mask = to_upstream.then(fresh_key);
+    let n = encode_close_frame(&mut out, code, reason, mask);
+    (out, n)
+}
+
+/// A relay-originated `error` event (same shape as the provider's), as one text frame.
+fn error_event_frame(code: &str, message: &str, to_upstream: bool) -> Vec<u8> {
+    let body = serde_json::json!({
+        "type": "error",
+        "error": {"type": "relay_error", "code": code, "message": message},
+    })
+    .to_string();
+    let mut out = Vec::with_capacity(body.len() + 14);
+    crate::ws::close::encode_frame(&mut out, Opcode::Text, body.as_bytes(), to_upstream.then(fresh_key));
+    out
+}
+
+/// Relay frames between an upgraded client and upstream until the session ends.
+#[allow(clippy::too_many_arguments)]
+pub async fn run<CR, CW, UR, UW>(
+    ctx: &Rc<WorkerCtx>,
+    info: SessionInfo,
+    mut client_rd: CR,
+    client_wr: CW,
+    mut up_rd: UR,
+    up_wr: UW,
+    client_leftover: Vec<u8>,
+    upstream_leftover: Vec<u8>,
+) where
+    CR: AsyncReadRent,
+    CW: AsyncWriteRent,
+    UR: AsyncReadRent,
+    UW: AsyncWriteRent,
+{
+    let cfg = &ctx.shared.config;
+    let started = Instant::now();
+    let client_leg = Leg::new(client_wr);
+    let up_leg = Leg::new(up_wr);
+    let mut up_stats = DirStats::default();
+    let mut down_stats = DirStats::default();
+    let buf_size = cfg.buffer_bytes;
+    let with_cap = |mut v: Vec<u8>| {
+        v.reserve(buf_size.saturating_sub(v.len()));
+        v
+    };
+    let sh = SessionShared {
+        meter: RefCell::new(SessionMeter::new(info.id, info.tenant.clone(), info.upstream.clone(), ctx.shared.sink.clone())),
+        stop_c2u: Signal::default(),
+        stop_u2c: Signal::default(),
+        done: Signal::default(),
+        ended: Cell::new(0),
+        last_activity: Cell::new(started),
+        drain_since: Cell::new(None),
+        closing_since: Cell::new(None),
+        sink_refusals: Cell::new(0),
+    };
+    let outcome = RefCell::new(Outcome::default());
+    let end_reason: Cell<Option<EndReason>> = Cell::new(None);
+
+    if cfg.tunnel {
+        let c2u = async {
+            tunnel(&mut client_rd, &up_leg, with_cap(client_leftover), &sh.stop_c2u, &mut up_stats).await;
+            sh.stop_u2c.raise();
+        };
+        let u2c = async {
+            tunnel(&mut up_rd, &client_leg, with_cap(upstream_leftover), &sh.stop_u2c, &mut down_stats).await;
+            sh.stop_c2u.raise();
+        };
+        monoio::join!(c2u, u2c);
+        client_leg.finish(None).await;
+        up_leg.finish(None).await;
+        log_end(ctx, &info, started, &up_stats, &down_stats, &Outcome { closed_by: "tunnel", ..Default::default() });
+        return;
+    }
+
+    let fl = cfg.frames;
+    let mut c2u_walker = Walker::new(Role::Client, fl.max_frame_bytes, fl.max_message_up, fl.max_fragments);
+    let mut u2c_walker = Walker::new(Role::Server, fl.max_frame_bytes, fl.max_message_down, fl.max_fragments);
+    let mut c2u_tap = Tap::new(Direction::ClientToUpstream, fl.max_message_up as usize);
+    let mut u2c_tap = Tap::new(Direction::UpstreamToClient, fl.max_message_down as usize);
+
+    let end_one = || {
+        let n = sh.ended.get() + 1;
+        sh.ended.set(n);
+        if n == 2 {
+            sh.done.raise();
+        }
+    };
+
+    let c2u = async {
+        let end = pump(&mut client_rd, &up_leg, with_cap(client_leftover), &mut c2u_walker, &mut c2u_tap, Dir::ClientToUpstream, &sh, &mut up_stats).await;
+        tracing::debug!(session = info.id, end = ?end, "client pump ended");
+        match end {
+            PumpEnd::PeerClose { close, forwarded } => {
+                outcome.borrow_mut().client_close = close.code;
+                if outcome.borrow().closed_by.is_empty() {
+                    outcome.borrow_mut().closed_by = "client";
+                }
+                if forwarded {
+                    // Upstream answers with its close; the upstream pump forwards it.
+                    sh.closing_since.set(Some(Instant::now()));
+                } else {
+                    // Responses are open: answer the client ourselves and drain upstream.
+                    let code = close.code.unwrap_or(codes::NORMAL);
+                    let (f, n) = close_frame(code, "", false);
+                    client_leg.finish(Some(&f[..n])).await;
+                    start_drain(ctx, &sh, &end_reason);
+                }
+            }
+            PumpEnd::Eof | PumpEnd::ReadError(_) => {
+                client_leg.kill();
+                outcome.borrow_mut().closed_by = "client_vanished";
+                start_drain(ctx, &sh, &end_reason);
+            }
+            PumpEnd::Protocol(e) => {
+                outcome.borrow_mut().closed_by = "client_protocol_error";
+                let (f, n) = close_frame(e.code, e.reason, false);
+                if !e.mid_frame {
+                    client_leg.finish(Some(&f[..n])).await;
+                }
+                client_leg.kill();
+                outcome.borrow_mut().client_close = Some(e.code);
+                start_drain(ctx, &sh, &end_reason);
+            }
+            PumpEnd::DestGone => {
+                outcome.borrow_mut().closed_by = "upstream_vanished";
+                end_reason.set(Some(EndReason::UpstreamDisconnected));
+                sh.stop_u2c.raise();
+            }
+            PumpEnd::Stopped | PumpEnd::Drained => {}
+        }
+        end_one();
+    };
+
+    let u2c = async {
+        let end = pump(&mut up_rd, &client_leg, with_cap(upstream_leftover), &mut u2c_walker, &mut u2c_tap, Dir::UpstreamToClient, &sh, &mut down_stats).await;
+        tracing::debug!(session = info.id, end = ?end, "upstream pump ended");
+        match end {
+            PumpEnd::PeerClose { close, .. } => {
+                outcome.borrow_mut().upstream_close = close.code;
+                if outcome.borrow().closed_by.is_empty() {
+                    outcome.borrow_mut().closed_by = "upstream";
+                }
+                if sh.open_responses() > 0 {
+                    end_reason.set(Some(EndReason::UpstreamDisconnected));
+                }
+                up_leg.mark_close_sent(); // upstream already closed: never send it another close
+                if sh.closing_since.get().is_some() || client_leg.is_dead() {
+                    sh.stop_c2u.raise();
+                } else {
+                    sh.closing_since.set(Some(Instant::now()));
+                }
+            }
+            PumpEnd::Eof | PumpEnd::ReadError(_) => {
+                outcome.borrow_mut().closed_by = "upstream_vanished";
+                up_leg.kill();
+                end_reason.set(Some(EndReason::UpstreamDisconnected));
+                let mut frames = error_event_frame("upstream_disconnected", "the upstream connection ended without a close frame", false);
+                let (f, n) = close_frame(codes::INTERNAL, "upstream disconnected", false);
+                frames.extend_from_slice(&f[..n]);
+                client_leg.finish(Some(&frames)).await;
+                sh.stop_c2u.raise();
+            }
+            PumpEnd::Protocol(e) => {
+                outcome.borrow_mut().closed_by = "upstream_protocol_error";
+                end_reason.set(Some(EndReason::UpstreamDisconnected));
+                let (f, n) = close_frame(e.code, e.reason, true);
+                if !e.mid_frame {
+                    up_leg.finish(Some(&f[..n])).await;
+                }
+                up_leg.kill();
+                let (f, n) = close_frame(codes::BAD_GATEWAY, "upstream protocol error", false);
+                client_leg.finish(Some(&f[..n])).await;
+                sh.stop_c2u.raise();
+            }
+            PumpEnd::DestGone | PumpEnd::Drained => {
+                client_leg.kill();
+                sh.stop_c2u.raise();
+            }
+            PumpEnd::Stopped => {}
+        }
+        end_one();
+    };
+
+    let watchdog = async {
+        let tick = (cfg.idle_timeout / 4).clamp(Duration::from_millis(20), Duration::from_millis(500));
+        loop {
+            monoio::select! {
+                _ = monoio::time::sleep(tick) => {},
+                _ = sh.done.wait() => break,
+            }
+            let now = Instant::now();
+            let shutting = ctx.shutting_down();
+            let mut stop_all = false;
+            if let Some(t) = sh.drain_since.get() {
+                if now.duration_since(t) >= cfg.orphan_drain_timeout {
+                    tracing::warn!(session = info.id, open = sh.open_responses(), "orphan drain timed out");
+                    stop_all = true;
+                }
+            } else if now.duration_since(sh.last_activity.get()) >= cfg.idle_timeout {
+                outcome.borrow_mut().closed_by = "idle_timeout";
+                stop_all = true;
+            }
+            if let Some(t) = sh.closing_since.get() {
+                if now.duration_since(t) >= CLOSE_TIMEOUT {
+                    stop_all = true;
+                }
+            }
+            if shutting && (sh.open_responses() == 0 || ctx.drain_deadline_passed(now)) {
+                if outcome.borrow().closed_by.is_empty() {
+                    outcome.borrow_mut().closed_by = "relay_shutdown";
+                }
+                if sh.open_responses() > 0 {
+                    end_reason.set(Some(EndReason::RelayShutdown));
+                }
+                stop_all = true;
+            }
+            if stop_all {
+                sh.stop_c2u.raise();
+                sh.stop_u2c.raise();
+            }
+        }
+    };
+
+    monoio::join!(c2u, u2c, watchdog);
+    if sh.drain_since.get().is_some() {
+        ctx.orphan_drain_ended();
+    }
+
+    // Close whatever is still open, with 1001 (going away) unless a close already went.
+    let (f, n) = close_frame(codes::GOING_AWAY, "", false);
+    client_leg.finish(Some(&f[..n])).await;
+    let (f, n) = close_frame(codes::GOING_AWAY, "", true);
+    up_leg.finish(Some(&f[..n])).await;
+
+    let reason = end_reason.get().unwrap_or(match outcome.borrow().closed_by {
+        "upstream" | "upstream_vanished" | "upstream_protocol_error" => EndReason::UpstreamDisconnected,
+        "relay_shutdown" => EndReason::RelayShutdown,
+        _ => EndReason::ClientDisconnected,
+    });
+    sh.meter.borrow_mut().finish(reason, Instant::now());
+    log_end(ctx, &info, started, &up_stats, &down_stats, &outcome.borrow());
+}
+
+/// The client is gone or done: keep reading upstream while responses are open (bounded by
+/// `--orphan-drain-timeout` and `--max-orphan-drains`), otherwise stop at once.
+fn start_drain(ctx: &Rc<WorkerCtx>, sh: &SessionShared, end_reason: &Cell<Option<EndReason>>) {
+    if sh.open_responses() > 0 && ctx.try_start_orphan_drain() {
+        tracing::debug!(open = sh.open_responses(), "client gone; draining upstream for usage");
+        sh.drain_since.set(Some(Instant::now()));
+        end_reason.set(Some(EndReason::ClientDisconnected));
+    } else {
+        sh.stop_u2c.raise();
+    }
+}
+
+fn log_end(ctx: &Rc<WorkerCtx>, info: &SessionInfo, started: Instant, up: &DirStats, down: &DirStats, o: &Outcome) {
+    ctx.metrics.session_closed(started.elapsed());
+    ctx.metrics.frames(crate::metrics::Dir::ClientToUpstream, up.frames, up.bytes);
+    ctx.metrics.frames(crate::metrics::Dir::UpstreamToClient, down.frames, down.bytes);
+    if let Some(c) = o.client_close {
+        ctx.metrics.close(c, crate::metrics::Side::Client);
+    }
+    if let Some(c) = o.upstream_close {
+        ctx.metrics.close(c, crate::metrics::Side::Upstream);
+    }
+    tracing::info!(
+        session = info.id,
+        tenant = %info.tenant,
+        upstream = %info.upstream,
+        path = %info.path,
+        duration_ms = started.elapsed().as_millis() as u64,
+        frames_up = up.frames,
+        bytes_up = up.bytes,
+        frames_down = down.frames,
+        bytes_down = down.bytes,
+        client_close = o.client_close,
+        upstream_close = o.upstream_close,
+        closed_by = o.closed_by,
+        "session closed"
+    );
+}

@@ -1,0 +1,306 @@
+//! Classification of the top-level `"type"` and extraction of the rare frames that matter.
+//!
+//! Extraction never parses the forwarded bytes in place: the scanner yields value spans, and
+//! only the small ones are decoded: scalar strings (with `serde_json` over the sub-slice when
+//! they contain escapes; it does not write to its input) and the `usage` object (walked with
+//! the same scanner, integers parsed from their digits). `output` arrays are skipped.
+
+use std::ops::Range;
+
+use super::scan::{decode_escaped, unquote, Scanner, Step};
+use super::{Direction, TapError, TapEvent, Terminal, TerminalKind, Usage};
+
+/// What a message is, once its top-level type is known and it is worth extracting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Client `response.create`.
+    Create,
+    /// Upstream `response.created`.
+    Created,
+    /// Upstream terminal event.
+    Terminal(TerminalKind),
+    /// Upstream `error`.
+    Error,
+    /// Upstream `response.*.delta` while deltas are tracked.
+    Delta,
+}
+
+/// The kind of message whose raw (still quoted-content, maybe escaped) type is `raw`;
+/// None when the message is not one the tap reports.
+pub(crate) fn classify(dir: Direction, raw: &[u8], track_deltas: bool) -> Option<Kind> {
+    if raw.contains(&b'\\') {
+        let mut span = Vec::with_capacity(raw.len() + 2);
+        span.push(b'"');
+        span.extend_from_slice(raw);
+        span.push(b'"');
+        let decoded = decode_escaped(&span)?;
+        return classify_plain(dir, decoded.as_bytes(), track_deltas);
+    }
+    classify_plain(dir, raw, track_deltas)
+}
+
+#[inline]
+fn classify_plain(dir: Direction, ty: &[u8], track_deltas: bool) -> Option<Kind> {
+    match dir {
+        Direction::ClientToUpstream => (ty == b"response.create").then_some(Kind::Create),
+        Direction::UpstreamToClient => match ty {
+            b"response.created" => Some(Kind::Created),
+            b"response.completed" => Some(Kind::Terminal(TerminalKind::Completed)),
+            b"response.incomplete" => Some(Kind::Terminal(TerminalKind::Incomplete)),
+            b"response.failed" => Some(Kind::Terminal(TerminalKind::Failed)),
+            b"error" => Some(Kind::Error),
+            _ if track_deltas && ty.starts_with(b"response.") && ty.ends_with(b".delta") => {
+                Some(Kind::Delta)
+            }
+            _ => None,
+        },
+    }
+}
+
+/// The fast path: the type of a message that starts with `{"type":"` (after whitespace), as
+/// raw string content, when its closing quote is within `msg` and it has no escapes.
+#[inline]
+pub(crate) fn fast_type(msg: &[u8]) -> Option<&[u8]> {
+    const PREFIX: &[u8] = b"{\"type\":\"";
+    let start = msg.iter().position(|&b| !super::scan::is_ws(b))?;
+    let rest = msg.get(start..)?.strip_prefix(PREFIX)?;
+    let end = memchr::memchr(b'"', rest)?;
+    let ty = rest.get(..end)?;
+    (!ty.contains(&b'\\')).then_some(ty)
+}
+
+/// Spans of the top-level members the tap may need (first occurrence wins).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TopFields {
+    pub(crate) ty: Option<Range<usize>>,
+    stream_id: Option<Range<usize>>,
+    model: Option<Range<usize>>,
+    generate: Option<Range<usize>>,
+    status: Option<Range<usize>>,
+    error: Option<Range<usize>>,
+    response: Option<Range<usize>>,
+}
+
+impl TopFields {
+    /// Records a member; returns the raw type content when this member is the first `"type"`.
+    pub(crate) fn record<'a>(
+        &mut self,
+        buf: &'a [u8],
+        key: Range<usize>,
+        value: Range<usize>,
+    ) -> Option<&'a [u8]> {
+        let raw = unquote(buf.get(key.clone())?);
+        let slot = match raw {
+            b"type" => &mut self.ty,
+            b"stream_id" => &mut self.stream_id,
+            b"model" => &mut self.model,
+            b"generate" => &mut self.generate,
+            b"status" => &mut self.status,
+            b"error" => &mut self.error,
+            b"response" => &mut self.response,
+            _ if raw.contains(&b'\\') => return self.record_escaped(buf, key, value),
+            _ => return None,
+        };
+        if slot.is_some() {
+            return None;
+        }
+        *slot = Some(value.clone());
+        if raw == b"type" {
+            return Some(unquote(buf.get(value)?));
+        }
+        None
+    }
+
+    #[cold]
+    fn record_escaped<'a>(
+        &mut self,
+        buf: &'a [u8],
+        key: Range<usize>,
+        value: Range<usize>,
+    ) -> Option<&'a [u8]> {
+        let name = decode_escaped(buf.get(key)?)?;
+        let slot = match name.as_str() {
+            "type" => &mut self.ty,
+            "stream_id" => &mut self.stream_id,
+            "model" => &mut self.model,
+            "generate" => &mut self.generate,
+            "status" => &mut self.status,
+            "error" => &mut self.error,
+            "response" => &mut self.response,
+            _ => return None,
+        };
+        if slot.is_some() {
+            return None;
+        }
+        *slot = Some(value.clone());
+        if name == "type" {
+            return Some(unquote(buf.get(value)?));
+        }
+        None
+    }
+}
+
+/// Builds the event of a complete message `msg` whose members were recorded in `f`.
+pub(crate) fn build<const SIMD: bool>(
+    kind: Kind,
+    msg: &[u8],
+    f: &TopFields,
+) -> Result<TapEvent, TapError> {
+    let stream_id = opt_string(msg, &f.stream_id)?;
+    Ok(match kind {
+        Kind::Delta => TapEvent::Delta { stream_id },
+        Kind::Create => TapEvent::Create {
+            model: opt_string(msg, &f.model)?,
+            stream_id,
+            generate: f.generate.clone().and_then(|r| match msg.get(r)? {
+                b"true" => Some(true),
+                b"false" => Some(false),
+                _ => None,
+            }),
+        },
+        Kind::Error => {
+            let status = f
+                .status
+                .clone()
+                .and_then(|r| std::str::from_utf8(msg.get(r)?).ok()?.parse::<u16>().ok());
+            let code = match object_span(msg, &f.error) {
+                Some(err) => {
+                    let [code] = members::<SIMD, 1>(err, [b"code"])?;
+                    opt_string(err, &code)?
+                }
+                None => None,
+            };
+            TapEvent::Error {
+                status,
+                code,
+                stream_id,
+            }
+        }
+        Kind::Created | Kind::Terminal(_) => {
+            let resp = object_span(msg, &f.response).ok_or(TapError::NoResponseObject)?;
+            let [id, model, status, tier, usage] = members::<SIMD, 5>(
+                resp,
+                [b"id", b"model", b"status", b"service_tier", b"usage"],
+            )?;
+            let response_id = opt_string(resp, &id)?.ok_or(TapError::NoResponseId)?;
+            let model = opt_string(resp, &model)?;
+            match kind {
+                Kind::Terminal(event) => TapEvent::Terminal(Terminal {
+                    event,
+                    response_id,
+                    model,
+                    status: opt_string(resp, &status)?,
+                    service_tier: opt_string(resp, &tier)?,
+                    stream_id,
+                    usage: match usage.and_then(|r| resp.get(r)) {
+                        Some(u) => parse_usage::<SIMD>(u)?,
+                        None => None,
+                    },
+                }),
+                _ => TapEvent::Created {
+                    response_id,
+                    stream_id,
+                    model,
+                },
+            }
+        }
+    })
+}
+
+/// The value span when it is an object.
+fn object_span<'a>(buf: &'a [u8], span: &Option<Range<usize>>) -> Option<&'a [u8]> {
+    let v = buf.get(span.clone()?)?;
+    (v.first() == Some(&b'{')).then_some(v)
+}
+
+/// Value spans of the named members of the complete object `obj` (first occurrence wins).
+fn members<const SIMD: bool, const N: usize>(
+    obj: &[u8],
+    names: [&[u8]; N],
+) -> Result<[Option<Range<usize>>; N], TapError> {
+    let mut out: [Option<Range<usize>>; N] = std::array::from_fn(|_| None);
+    let mut scan = Scanner::new();
+    loop {
+        match scan.next::<SIMD>(obj)? {
+            Step::Member { key, value } => {
+                let raw = obj.get(key).map(unquote).unwrap_or_default();
+                let idx = if raw.contains(&b'\\') {
+                    let name = decode_escaped(&[b"\"", raw, b"\""].concat());
+                    names
+                        .iter()
+                        .position(|n| name.as_deref().map(str::as_bytes) == Some(*n))
+                } else {
+                    names.iter().position(|n| *n == raw)
+                };
+                if let Some(slot) = idx.and_then(|i| out.get_mut(i)) {
+                    if slot.is_none() {
+                        *slot = Some(value);
+                    }
+                }
+            }
+            Step::End => return Ok(out),
+            Step::More => return Err(TapError::Truncated),
+        }
+    }
+}
+
+/// A string value, decoded; `Ok(None)` when absent or not a string (e.g. `null`).
+fn opt_string(buf: &[u8], span: &Option<Range<usize>>) -> Result<Option<String>, TapError> {
+    let Some(v) = span.clone().and_then(|r| buf.get(r)) else {
+        return Ok(None);
+    };
+    if v.first() != Some(&b'"') {
+        return Ok(None);
+    }
+    let inner = unquote(v);
+    if inner.contains(&b'\\') {
+        return decode_escaped(v).map(Some).ok_or(TapError::BadString);
+    }
+    match std::str::from_utf8(inner) {
+        Ok(s) => Ok(Some(s.to_owned())),
+        Err(_) => Err(TapError::BadString),
+    }
+}
+
+/// The `usage` object, walked with the scanner (no allocation); None for `null` or a
+/// non-object. Each counter that is missing or not a non-negative integer counts as 0
+/// (`total_tokens`: input + output), so one odd field does not lose the others.
+fn parse_usage<const SIMD: bool>(span: &[u8]) -> Result<Option<Usage>, TapError> {
+    if span.first() != Some(&b'{') {
+        return Ok(None);
+    }
+    let [input, input_details, output, output_details, total] = members::<SIMD, 5>(
+        span,
+        [
+            b"input_tokens",
+            b"input_tokens_details",
+            b"output_tokens",
+            b"output_tokens_details",
+            b"total_tokens",
+        ],
+    )?;
+    let detail = |d: &Option<Range<usize>>, name: &[u8]| -> Result<Option<u64>, TapError> {
+        match object_span(span, d) {
+            Some(obj) => Ok(uint(obj, &members::<SIMD, 1>(obj, [name])?[0])),
+            None => Ok(None),
+        }
+    };
+    let input_tokens = uint(span, &input).unwrap_or(0);
+    let output_tokens = uint(span, &output).unwrap_or(0);
+    Ok(Some(Usage {
+        input_tokens,
+        cached_tokens: detail(&input_details, b"cached_tokens")?.unwrap_or(0),
+        output_tokens,
+        reasoning_tokens: detail(&output_details, b"reasoning_tokens")?.unwrap_or(0),
+        total_tokens: uint(span, &total).unwrap_or(input_tokens.saturating_add(output_tokens)),
+    }))
+}
+
+/// A JSON non-negative integer value that fits in u64.
+fn uint(buf: &[u8], span: &Option<Range<usize>>) -> Option<u64> {
+    let digits = buf.get(span.clone()?)?;
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}

@@ -1,0 +1,351 @@
+//! A depth-aware scanner over the members of one JSON object, resumable over a growing buffer.
+//!
+//! The scanner walks the members (`"key": value`) of the object that starts the buffer and
+//! reports each member's key and value spans. Nested objects/arrays are skipped by counting
+//! brackets outside strings; strings are skipped with `memchr2(b'"', b'\\')` (or the scalar
+//! twin [`skip_string_scalar`]), which is where the bulk of the bytes are.
+//!
+//! It is *structural*, not a validator: bracket kinds are not matched inside nested values and
+//! scalars are delimited, not checked. Callers decode the few spans they care about properly.
+//!
+//! Resumable: when the buffer ends mid-token the scanner returns [`Step::More`] and keeps its
+//! state; call [`Scanner::next`] again with the same buffer grown by the next chunk (all bytes
+//! from the start of the message). Work already done is not repeated, except a trailing
+//! backslash or an unterminated scalar, which are re-read from their start.
+
+use std::ops::Range;
+
+use super::TapError;
+
+/// Where a string skip ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Skip {
+    /// The closing quote was found; the index just past it.
+    Done(usize),
+    /// The buffer ended inside the string; resume from this index.
+    More(usize),
+}
+
+/// True for the four JSON whitespace bytes.
+#[inline]
+pub(crate) fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// Skips the body of a string that starts at `i` (just after its opening quote) with memchr2.
+#[inline]
+pub(crate) fn skip_string_simd(buf: &[u8], mut i: usize) -> Skip {
+    loop {
+        let Some(rest) = buf.get(i..) else {
+            return Skip::More(buf.len());
+        };
+        let Some(off) = memchr::memchr2(b'"', b'\\', rest) else {
+            return Skip::More(buf.len());
+        };
+        let at = i + off;
+        if rest.get(off) == Some(&b'"') {
+            return Skip::Done(at + 1);
+        }
+        // A backslash: the next byte is escaped (for `\uXXXX` the hex digits are harmless).
+        if at + 1 < buf.len() {
+            i = at + 2;
+        } else {
+            return Skip::More(at);
+        }
+    }
+}
+
+/// Scalar twin of [`skip_string_simd`]: a plain byte loop with the same contract.
+#[inline]
+pub(crate) fn skip_string_scalar(buf: &[u8], mut i: usize) -> Skip {
+    while let Some(&b) = buf.get(i) {
+        match b {
+            b'"' => return Skip::Done(i + 1),
+            b'\\' if i + 1 < buf.len() => i += 2,
+            b'\\' => return Skip::More(i),
+            _ => i += 1,
+        }
+    }
+    Skip::More(buf.len())
+}
+
+/// The string skip selected at compile time (`SIMD = false` → scalar twin, for tests/benches).
+#[inline(always)]
+pub(crate) fn skip_string<const SIMD: bool>(buf: &[u8], i: usize) -> Skip {
+    if SIMD {
+        skip_string_simd(buf, i)
+    } else {
+        skip_string_scalar(buf, i)
+    }
+}
+
+/// Where the scanner is inside the object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Before the opening `{` (leading whitespace allowed).
+    Open,
+    /// After `{`: a key or `}`.
+    FirstKey,
+    /// After `,`: a key.
+    Key,
+    /// Inside a key string.
+    InKey,
+    /// After a key: `:`.
+    Colon,
+    /// After `:`: the start of a value.
+    Value,
+    /// Inside a string value.
+    InString,
+    /// Inside a nested object/array value.
+    InNested,
+    /// Inside a number or literal.
+    InScalar,
+    /// After a value: `,` or `}`.
+    Next,
+    /// After the closing `}`: only whitespace may follow.
+    Done,
+}
+
+/// One result of [`Scanner::next`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// A complete member: the key span (with quotes) and the value span (strings with quotes).
+    Member {
+        /// Span of the key including its quotes.
+        key: Range<usize>,
+        /// Span of the value (strings include their quotes).
+        value: Range<usize>,
+    },
+    /// The buffer ends before the next member is complete.
+    More,
+    /// The object is closed and everything after it so far is whitespace.
+    End,
+}
+
+/// Resumable member walker over one JSON object (see the module docs).
+#[derive(Debug, Clone)]
+pub(crate) struct Scanner {
+    pos: usize,
+    phase: Phase,
+    key_start: usize,
+    key_end: usize,
+    value_start: usize,
+    depth: usize,
+    in_str: bool,
+}
+
+impl Default for Scanner {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Scanner {
+    /// A scanner positioned at the start of a message.
+    pub(crate) const fn new() -> Self {
+        Scanner {
+            pos: 0,
+            phase: Phase::Open,
+            key_start: 0,
+            key_end: 0,
+            value_start: 0,
+            depth: 0,
+            in_str: false,
+        }
+    }
+
+    /// Skips whitespace from `pos`; the next byte, or None at the end of the buffer.
+    #[inline]
+    fn peek_non_ws(&mut self, buf: &[u8]) -> Option<u8> {
+        while let Some(&b) = buf.get(self.pos) {
+            if !is_ws(b) {
+                return Some(b);
+            }
+            self.pos += 1;
+        }
+        None
+    }
+
+    /// The next member of the object in `buf` (`buf` = every byte of the message so far).
+    pub(crate) fn next<const SIMD: bool>(&mut self, buf: &[u8]) -> Result<Step, TapError> {
+        loop {
+            match self.phase {
+                Phase::Open => match self.peek_non_ws(buf) {
+                    None => return Ok(Step::More),
+                    Some(b'{') => {
+                        self.pos += 1;
+                        self.phase = Phase::FirstKey;
+                    }
+                    Some(_) => return Err(TapError::NotAnObject { at: self.pos }),
+                },
+                Phase::FirstKey | Phase::Key => match self.peek_non_ws(buf) {
+                    None => return Ok(Step::More),
+                    Some(b'"') => {
+                        self.key_start = self.pos;
+                        self.pos += 1;
+                        self.phase = Phase::InKey;
+                    }
+                    Some(b'}') if self.phase == Phase::FirstKey => {
+                        self.pos += 1;
+                        self.phase = Phase::Done;
+                    }
+                    Some(byte) => return Err(self.unexpected(byte, "an object key")),
+                },
+                Phase::InKey => match skip_string::<SIMD>(buf, self.pos) {
+                    Skip::Done(end) => {
+                        self.key_end = end;
+                        self.pos = end;
+                        self.phase = Phase::Colon;
+                    }
+                    Skip::More(at) => {
+                        self.pos = at;
+                        return Ok(Step::More);
+                    }
+                },
+                Phase::Colon => match self.peek_non_ws(buf) {
+                    None => return Ok(Step::More),
+                    Some(b':') => {
+                        self.pos += 1;
+                        self.phase = Phase::Value;
+                    }
+                    Some(byte) => return Err(self.unexpected(byte, "`:`")),
+                },
+                Phase::Value => {
+                    let Some(b) = self.peek_non_ws(buf) else {
+                        return Ok(Step::More);
+                    };
+                    self.value_start = self.pos;
+                    match b {
+                        b'"' => {
+                            self.pos += 1;
+                            self.phase = Phase::InString;
+                        }
+                        b'{' | b'[' => {
+                            self.pos += 1;
+                            self.depth = 1;
+                            self.in_str = false;
+                            self.phase = Phase::InNested;
+                        }
+                        b'-' | b'0'..=b'9' | b't' | b'f' | b'n' => self.phase = Phase::InScalar,
+                        byte => return Err(self.unexpected(byte, "a value")),
+                    }
+                }
+                Phase::InString => match skip_string::<SIMD>(buf, self.pos) {
+                    Skip::Done(end) => {
+                        self.pos = end;
+                        return Ok(self.member());
+                    }
+                    Skip::More(at) => {
+                        self.pos = at;
+                        return Ok(Step::More);
+                    }
+                },
+                Phase::InNested => {
+                    if self.skip_nested::<SIMD>(buf) {
+                        return Ok(self.member());
+                    }
+                    return Ok(Step::More);
+                }
+                Phase::InScalar => {
+                    while let Some(&b) = buf.get(self.pos) {
+                        if is_ws(b) || matches!(b, b',' | b'}' | b']') {
+                            return Ok(self.member());
+                        }
+                        self.pos += 1;
+                    }
+                    return Ok(Step::More);
+                }
+                Phase::Next => match self.peek_non_ws(buf) {
+                    None => return Ok(Step::More),
+                    Some(b',') => {
+                        self.pos += 1;
+                        self.phase = Phase::Key;
+                    }
+                    Some(b'}') => {
+                        self.pos += 1;
+                        self.phase = Phase::Done;
+                    }
+                    Some(byte) => return Err(self.unexpected(byte, "`,` or `}`")),
+                },
+                Phase::Done => {
+                    return match self.peek_non_ws(buf) {
+                        None => Ok(Step::End),
+                        Some(_) => Err(TapError::Trailing { at: self.pos }),
+                    };
+                }
+            }
+        }
+    }
+
+    fn member(&mut self) -> Step {
+        self.phase = Phase::Next;
+        Step::Member {
+            key: self.key_start..self.key_end,
+            value: self.value_start..self.pos,
+        }
+    }
+
+    fn unexpected(&self, byte: u8, expected: &'static str) -> TapError {
+        TapError::Unexpected {
+            at: self.pos,
+            byte,
+            expected,
+        }
+    }
+
+    /// Advances through a nested value; true when its closing bracket was consumed.
+    #[inline]
+    fn skip_nested<const SIMD: bool>(&mut self, buf: &[u8]) -> bool {
+        let mut i = self.pos;
+        loop {
+            if self.in_str {
+                match skip_string::<SIMD>(buf, i) {
+                    Skip::Done(end) => {
+                        i = end;
+                        self.in_str = false;
+                    }
+                    Skip::More(at) => {
+                        self.pos = at;
+                        return false;
+                    }
+                }
+            }
+            loop {
+                let Some(&b) = buf.get(i) else {
+                    self.pos = i;
+                    return false;
+                };
+                i += 1;
+                match b {
+                    b'"' => {
+                        self.in_str = true;
+                        break;
+                    }
+                    b'{' | b'[' => self.depth += 1,
+                    b'}' | b']' => {
+                        self.depth -= 1;
+                        if self.depth == 0 {
+                            self.pos = i;
+                            return true;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// The bytes of a key or string span without its quotes (empty if the span is not a string).
+#[inline]
+pub(crate) fn unquote(span: &[u8]) -> &[u8] {
+    match span {
+        [b'"', inner @ .., b'"'] => inner,
+        _ => &[],
+    }
+}
+
+/// Decodes a JSON string span (with quotes) that contains escapes; None if invalid.
+pub(crate) fn decode_escaped(span: &[u8]) -> Option<String> {
+    serde_json::from_slice::<String>(span).ok()
+}

@@ -1,0 +1,351 @@
+//! Unit tests of the tap: string skip (SIMD and scalar twins), the resumable scanner,
+//! lookalike `"type"` keys, escapes, whitespace, malformed input, overflow, and properties
+//! (no panics; chunked == whole; SIMD == scalar) over random and mutated input.
+
+use super::scan::{skip_string_scalar, skip_string_simd, Scanner, Skip, Step};
+use super::tests_fixtures::{feed_msg, load, reference, Cut};
+use super::*;
+
+const BIG: usize = 1 << 30;
+const LOCAL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/responses-ws");
+
+/// Every cut of `msg` through SIMD and scalar taps gives the same result; returns it.
+fn tap_all(dir: Direction, track: bool, msg: &[u8]) -> Option<TapEvent> {
+    let mut results = Vec::new();
+    for scalar in [false, true] {
+        for cut in [
+            Cut::Whole,
+            Cut::Bytes1,
+            Cut::Random {
+                seed: msg.len() as u64,
+                max: 7,
+            },
+        ] {
+            let mut tap = if scalar {
+                Tap::new_scalar(dir, BIG)
+            } else {
+                Tap::new(dir, BIG)
+            };
+            tap.set_track_deltas(track);
+            let mut rng = fastrand::Rng::with_seed(3);
+            results.push((scalar, cut, feed_msg(&mut tap, msg, cut, &mut rng).pop()));
+        }
+    }
+    let first = results[0].2.clone();
+    for (scalar, cut, got) in &results {
+        assert_eq!(
+            got,
+            &first,
+            "scalar={scalar} {cut:?} on {:?}",
+            String::from_utf8_lossy(msg)
+        );
+    }
+    first
+}
+
+fn up(msg: &str) -> Option<TapEvent> {
+    tap_all(Direction::UpstreamToClient, false, msg.as_bytes())
+}
+
+fn terminal(id: &str) -> Terminal {
+    Terminal {
+        event: TerminalKind::Completed,
+        response_id: id.into(),
+        model: None,
+        status: None,
+        service_tier: None,
+        stream_id: None,
+        usage: None,
+    }
+}
+
+#[test]
+fn string_skip_twins_agree_on_cases() {
+    // (buffer, start just after the opening quote, expected)
+    let cases: [(&[u8], usize, Skip); 8] = [
+        (br#""abc" rest"#, 1, Skip::Done(5)),
+        (br#""a\"b""#, 1, Skip::Done(6)),
+        (br#""a\\"b"#, 1, Skip::Done(5)),
+        (br#""\\\"""#, 1, Skip::Done(6)),
+        (br#""abc"#, 1, Skip::More(4)),
+        (br#""abc\"#, 1, Skip::More(4)),
+        (br#""\u0022x""#, 1, Skip::Done(9)),
+        (b"\"", 1, Skip::More(1)),
+    ];
+    for (buf, from, want) in cases {
+        assert_eq!(skip_string_simd(buf, from), want, "simd {buf:?}");
+        assert_eq!(skip_string_scalar(buf, from), want, "scalar {buf:?}");
+    }
+}
+
+#[test]
+fn string_skip_twins_agree_on_random_bytes() {
+    let mut rng = fastrand::Rng::with_seed(11);
+    for _ in 0..20_000 {
+        let len = rng.usize(0..80);
+        let buf: Vec<u8> = (0..len)
+            .map(|_| *rng.choice(b"ab\"\\x ").unwrap_or(&b'a'))
+            .collect();
+        let from = rng.usize(0..=len);
+        assert_eq!(
+            skip_string_simd(&buf, from),
+            skip_string_scalar(&buf, from),
+            "{buf:?} {from}"
+        );
+    }
+}
+
+fn members<const SIMD: bool>(buf: &[u8], grow_by: usize) -> Vec<(String, String)> {
+    let mut scan = Scanner::new();
+    let mut out = Vec::new();
+    let mut end = 0;
+    loop {
+        end = (end + grow_by).min(buf.len());
+        let avail = &buf[..end];
+        match scan.next::<SIMD>(avail) {
+            Ok(Step::Member { key, value }) => {
+                let s = |r: std::ops::Range<usize>| String::from_utf8_lossy(&avail[r]).into_owned();
+                out.push((s(key), s(value)));
+                end = end.saturating_sub(grow_by); // do not grow until More
+            }
+            Ok(Step::More) if end < buf.len() => {}
+            Ok(Step::More) => panic!("truncated"),
+            Ok(Step::End) => return out,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn scanner_reports_top_level_members_resumably() {
+    let msg = br#" { "a" : {"type":"x","b":[1,{"c":"}]"}]} , "k\"q":"v\\\"" ,"n": -1.5e3,"t":true,"z":null, "s":"\u00e9{" } "#;
+    let want: Vec<(String, String)> = [
+        (r#""a""#, r#"{"type":"x","b":[1,{"c":"}]"}]}"#),
+        (r#""k\"q""#, r#""v\\\"""#),
+        (r#""n""#, "-1.5e3"),
+        (r#""t""#, "true"),
+        (r#""z""#, "null"),
+        (r#""s""#, r#""\u00e9{""#),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for grow in [1, 2, 5, msg.len()] {
+        assert_eq!(members::<true>(msg, grow), want, "simd grow={grow}");
+        assert_eq!(members::<false>(msg, grow), want, "scalar grow={grow}");
+    }
+}
+
+#[test]
+fn lookalike_type_keys_are_never_the_event_type() {
+    // Nested objects, arrays and strings full of terminal-looking "type"s; the real type is
+    // an in-progress event, last.
+    let msg = r#"{"response":{"type":"response.completed","id":"r"},"items":[{"type":"response.completed"},["type","response.completed"]],"note":"\"type\":\"response.completed\"","type":"response.in_progress"}"#;
+    assert_eq!(up(msg), None);
+    let delta = r#"{"item":{"type":"response.completed"},"delta":"{\"type\":\"error\"}","type":"response.output_text.delta","stream_id":"s1"}"#;
+    assert_eq!(up(delta), None);
+    assert_eq!(
+        tap_all(Direction::UpstreamToClient, true, delta.as_bytes()),
+        Some(TapEvent::Delta {
+            stream_id: Some("s1".into())
+        })
+    );
+    // A "type" key inside a key-like string value at top level.
+    assert_eq!(up(r#"{"x":"\"type\":","type":"response.queued"}"#), None);
+}
+
+#[test]
+fn escapes_before_the_real_type_and_in_values() {
+    let msg = r#"{"a":"x\\\"y\\\\","b":"\\","c":["\"]}"],"type":"response.completed","response":{"usage":null,"model":"gpt-\u00e9\n\"q\"","id":"r\\1"}}"#;
+    let mut want = terminal("r\\1");
+    want.model = Some("gpt-é\n\"q\"".into());
+    assert_eq!(up(msg), Some(TapEvent::Terminal(want)));
+}
+
+#[test]
+fn whitespace_between_every_token() {
+    let msg = " \r\n{ \"type\" :\t\"response.completed\" ,\n \"response\" : { \"id\" : \"r\" , \"usage\" : { \"input_tokens\" : 3 , \"output_tokens\" : 4 } } , \"stream_id\" : \"l\" } \n";
+    let mut want = terminal("r");
+    want.stream_id = Some("l".into());
+    want.usage = Some(Usage {
+        input_tokens: 3,
+        output_tokens: 4,
+        total_tokens: 7,
+        ..Usage::default()
+    });
+    assert_eq!(up(msg), Some(TapEvent::Terminal(want)));
+}
+
+#[test]
+fn escaped_keys_and_escaped_type_are_decoded() {
+    assert_eq!(
+        up(
+            r#"{"typ\u0065":"error","st\u0061tus":429,"error":{"c\u006fde":"rate_limit_exceeded"}}"#
+        ),
+        Some(TapEvent::Error {
+            status: Some(429),
+            code: Some("rate_limit_exceeded".into()),
+            stream_id: None
+        })
+    );
+    assert_eq!(
+        up(r#"{"type":"response\u002ecompleted","response":{"id":"r"}}"#),
+        Some(TapEvent::Terminal(terminal("r")))
+    );
+}
+
+#[test]
+fn first_type_wins_and_non_string_type_is_ignored() {
+    assert_eq!(
+        up(r#"{"type":"response.in_progress","type":"response.completed","response":{"id":"r"}}"#),
+        None
+    );
+    assert_eq!(up(r#"{"type":7,"response":{"id":"r"}}"#), None);
+    assert_eq!(
+        up(r#"{"type":"response.completed","response":{"id":"r"},"type":"x"}"#),
+        Some(TapEvent::Terminal(terminal("r")))
+    );
+}
+
+#[test]
+fn usage_details_missing_or_partial() {
+    let msg = r#"{"type":"response.incomplete","response":{"id":"r","usage":{"input_tokens":5,"output_tokens":1,"total_tokens":9,"output_tokens_details":{"reasoning_tokens":1}}}}"#;
+    let Some(TapEvent::Terminal(t)) = up(msg) else {
+        panic!("no terminal")
+    };
+    assert_eq!(t.event, TerminalKind::Incomplete);
+    assert_eq!(
+        t.usage,
+        Some(Usage {
+            input_tokens: 5,
+            cached_tokens: 0,
+            output_tokens: 1,
+            reasoning_tokens: 1,
+            total_tokens: 9
+        })
+    );
+}
+
+#[test]
+fn malformed_interesting_messages_give_none_and_are_counted() {
+    let bad = [
+        r#"{"type":"response.completed","response":{"id":"r"}"#, // truncated
+        r#"{"type":"response.completed","response":{"id":"r"}} x"#, // trailing bytes
+        r#"{"type":"response.completed","response":{"id":"r"},}"#, // trailing comma
+        r#"{"type":"response.completed","response":{"model":"m"}}"#, // no id
+        r#"{"type":"response.completed","response":"r"}"#,       // response not an object
+        r#"{"type":"response.completed","response":{"id":"\q"}}"#, // bad escape
+        r#"{"type":"response.created" "response":{"id":"r"}}"#,  // missing comma
+        "[{\"type\":\"error\"}]",
+    ];
+    for msg in bad {
+        assert_eq!(up(msg), None, "{msg}");
+        let mut tap = Tap::new(Direction::UpstreamToClient, BIG);
+        assert_eq!(tap.feed(msg.as_bytes(), true), None);
+        assert_eq!(tap.malformed(), 1, "{msg}");
+        assert!(tap.last_error().is_some());
+        // The tap recovers: the next message is understood.
+        assert!(
+            tap.feed(br#"{"type":"error","status":500}"#, true)
+                .is_some(),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
+fn overflow_skips_assembled_messages_only() {
+    let term = br#"{"type":"response.completed","response":{"id":"resp_1","output":[]}}"#;
+    let (a, b) = term.split_at(20);
+    let mut tap = Tap::new(Direction::UpstreamToClient, term.len() - 1);
+    assert_eq!(tap.feed(a, false), None);
+    assert_eq!(tap.feed(b, true), None);
+    assert_eq!(
+        (tap.overflows(), tap.last_error()),
+        (1, Some(&TapError::Overflow))
+    );
+    // Whole in one chunk: scanned in place, no copy, no limit.
+    assert!(matches!(tap.feed(term, true), Some(TapEvent::Terminal(_))));
+    // An uninteresting split message whose type is in the first chunk is never copied.
+    let delta = br#"{"type":"response.output_text.delta","delta":"a long delta, longer than the buffer allows for sure"}"#;
+    let (a, b) = delta.split_at(40);
+    assert_eq!(
+        (tap.feed(a, false), tap.feed(b, false), tap.feed(&[], true)),
+        (None, None, None)
+    );
+    assert_eq!(tap.overflows(), 1);
+    // At exactly max_buffer the split message is assembled.
+    let mut tap = Tap::new(Direction::UpstreamToClient, term.len());
+    assert_eq!(tap.feed(&term[..40], false), None);
+    assert!(matches!(
+        tap.feed(&term[40..], true),
+        Some(TapEvent::Terminal(_))
+    ));
+    assert_eq!(tap.overflows(), 0);
+}
+
+#[test]
+fn directions_report_only_their_events() {
+    let create = br#"{"type":"response.create","model":"m","generate":true}"#;
+    let mut up_tap = Tap::new(Direction::UpstreamToClient, BIG);
+    assert_eq!(up_tap.feed(create, true), None);
+    let mut client = Tap::new(Direction::ClientToUpstream, BIG);
+    client.set_track_deltas(true);
+    assert_eq!(client.feed(br#"{"type":"error","status":400}"#, true), None);
+    assert_eq!(
+        client.feed(br#"{"type":"response.output_text.delta"}"#, true),
+        None
+    );
+    assert_eq!(
+        client.feed(create, true),
+        Some(TapEvent::Create {
+            model: Some("m".into()),
+            stream_id: None,
+            generate: Some(true)
+        })
+    );
+}
+
+/// Random bytes, truncations and byte mutations of fixture lines: no panic, every cut and
+/// both string skips agree, and well-formed results match the serde_json reference.
+#[test]
+fn property_no_panic_and_cuts_agree() {
+    let fx = load(LOCAL, "reasoning-cached");
+    let lines: Vec<&Vec<u8>> = fx.upstream.iter().chain(&fx.client).collect();
+    let mut rng = fastrand::Rng::with_seed(42);
+    let alphabet = b"{}[]\":,\\ tfn01-typeresponse.completed";
+    for i in 0..3000 {
+        let dir = if rng.bool() {
+            Direction::UpstreamToClient
+        } else {
+            Direction::ClientToUpstream
+        };
+        let track = rng.bool();
+        let msg: Vec<u8> = match i % 3 {
+            0 => (0..rng.usize(0..200))
+                .map(|_| *rng.choice(alphabet).unwrap_or(&b'x'))
+                .collect(),
+            1 => {
+                let line = lines[rng.usize(..lines.len())];
+                line[..rng.usize(..=line.len())].to_vec()
+            }
+            _ => {
+                let mut line = lines[rng.usize(..lines.len())].clone();
+                for _ in 0..rng.usize(1..4) {
+                    let at = rng.usize(..line.len());
+                    line[at] = *rng.choice(alphabet).unwrap_or(&b'x');
+                }
+                line
+            }
+        };
+        let got = tap_all(dir, track, &msg);
+        if serde_json::from_slice::<serde_json::Value>(&msg).is_ok() {
+            assert_eq!(
+                got,
+                reference(dir, track, &msg),
+                "{:?}",
+                String::from_utf8_lossy(&msg)
+            );
+        }
+    }
+}
