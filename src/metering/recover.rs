@@ -49,7 +49,9 @@ pub fn recover_torn_tail(path: &Path) -> Result<Option<u64>, RecoverError> {
     }
     let mut fragment = Vec::with_capacity(torn as usize);
     file.seek(SeekFrom::Start(offset))?;
-    Read::by_ref(&mut file).take(torn).read_to_end(&mut fragment)?;
+    Read::by_ref(&mut file)
+        .take(torn)
+        .read_to_end(&mut fragment)?;
     let side = side_path(path, offset);
     let mut s = OpenOptions::new()
         .write(true)

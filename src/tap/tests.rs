@@ -208,6 +208,23 @@ fn first_type_wins_and_non_string_type_is_ignored() {
 }
 
 #[test]
+fn first_occurrence_of_every_member_wins() {
+    assert_eq!(
+        up(
+            r#"{"type":"error","status":400,"status":500,"stream_id":"a","stream_id":"b","error":{"code":"c1","code":"c2"},"error":{"code":"c3"}}"#
+        ),
+        Some(TapEvent::Error {
+            status: Some(400),
+            code: Some("c1".into()),
+            stream_id: Some("a".into())
+        })
+    );
+    let msg =
+        r#"{"type":"response.completed","response":{"id":"r","id":"q"},"response":{"id":"z"}}"#;
+    assert_eq!(up(msg), Some(TapEvent::Terminal(terminal("r"))));
+}
+
+#[test]
 fn usage_details_missing_or_partial() {
     let msg = r#"{"type":"response.incomplete","response":{"id":"r","usage":{"input_tokens":5,"output_tokens":1,"total_tokens":9,"output_tokens_details":{"reasoning_tokens":1}}}}"#;
     let Some(TapEvent::Terminal(t)) = up(msg) else {
@@ -273,6 +290,11 @@ fn overflow_skips_assembled_messages_only() {
         (tap.feed(a, false), tap.feed(b, false), tap.feed(&[], true)),
         (None, None, None)
     );
+    assert_eq!(tap.overflows(), 1);
+    // Same when the type is not the first key but is found by the scanner in the first chunk.
+    let late = br#"{"a":[1,{"type":"x"}],"type":"response.output_text.delta","delta":"a long delta, longer than the buffer allows for sure"}"#;
+    let (a, b) = late.split_at(70);
+    assert_eq!((tap.feed(a, false), tap.feed(b, true)), (None, None));
     assert_eq!(tap.overflows(), 1);
     // At exactly max_buffer the split message is assembled.
     let mut tap = Tap::new(Direction::UpstreamToClient, term.len());

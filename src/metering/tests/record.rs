@@ -23,7 +23,11 @@ fn rfc3339_every_day_of_four_centuries_round_trips() {
     let (mut y, mut m, mut d) = (1970u64, 1u64, 1u64);
     for day in 0..(400 * 366) {
         let s = at(day * 86_400, 0);
-        assert_eq!(s, format!("{y:04}-{m:02}-{d:02}T00:00:00.000Z"), "day {day}");
+        assert_eq!(
+            s,
+            format!("{y:04}-{m:02}-{d:02}T00:00:00.000Z"),
+            "day {day}"
+        );
         let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
         let len = match m {
             2 if leap => 29,

@@ -7,7 +7,12 @@ use crate::metering::sink::{Sink, SinkConfig, SinkError, SinkPath, SUBMIT_BLOCK}
 use crate::metrics::SinkMetrics;
 
 fn cfg(path: SinkPath, interval: Duration, every: usize, cap: usize) -> SinkConfig {
-    SinkConfig { path, fsync_interval: interval, fsync_every: every, queue_capacity: cap }
+    SinkConfig {
+        path,
+        fsync_interval: interval,
+        fsync_every: every,
+        queue_capacity: cap,
+    }
 }
 
 #[test]
@@ -15,8 +20,16 @@ fn group_commit_counts_durable_only_after_fsync() {
     let (_d, path) = temp_log();
     let m = Arc::new(SinkMetrics::default());
     // An interval that never fires: only `fsync_every` (or shutdown) syncs.
-    let sink = Sink::start(cfg(SinkPath::File(path.clone()), Duration::from_secs(3600), 4, 64), m.clone())
-        .expect("start");
+    let sink = Sink::start(
+        cfg(
+            SinkPath::File(path.clone()),
+            Duration::from_secs(3600),
+            4,
+            64,
+        ),
+        m.clone(),
+    )
+    .expect("start");
     let h = sink.handle();
     for i in 0..3 {
         h.submit(rec(&format!("r{i}"))).expect("submit");
@@ -26,7 +39,10 @@ fn group_commit_counts_durable_only_after_fsync() {
     assert_eq!(h.durable_count(), 0, "written but not yet fsynced");
     assert_eq!(m.fsyncs(), 0);
     h.submit(rec("r3")).expect("submit");
-    assert!(wait_until(|| h.durable_count() == 4), "the 4th record triggers the fsync");
+    assert!(
+        wait_until(|| h.durable_count() == 4),
+        "the 4th record triggers the fsync"
+    );
     assert_eq!(m.fsyncs(), 1);
     h.submit(rec("r4")).expect("submit");
     let stats = sink.shutdown().expect("shutdown");
@@ -45,13 +61,19 @@ fn group_commit_counts_durable_only_after_fsync() {
 fn interval_triggers_fsync() {
     let (_d, path) = temp_log();
     let m = Arc::new(SinkMetrics::default());
-    let sink = Sink::start(cfg(SinkPath::File(path), Duration::from_millis(20), 1000, 64), m.clone())
-        .expect("start");
+    let sink = Sink::start(
+        cfg(SinkPath::File(path), Duration::from_millis(20), 1000, 64),
+        m.clone(),
+    )
+    .expect("start");
     let h = sink.handle();
     let t0 = Instant::now();
     h.submit(rec("a")).expect("submit");
     assert!(wait_until(|| h.durable_count() == 1), "interval fsync");
-    assert!(t0.elapsed() >= Duration::from_millis(15), "not before the interval");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(15),
+        "not before the interval"
+    );
     assert_eq!(m.fsyncs(), 1);
     assert!(sink.shutdown().expect("shutdown").not_durable.is_empty());
 }
@@ -59,12 +81,24 @@ fn interval_triggers_fsync() {
 #[test]
 fn dev_full_fails_closed_and_keeps_records() {
     let m = Arc::new(SinkMetrics::default());
-    let sink = Sink::start(cfg(SinkPath::File("/dev/full".into()), Duration::from_millis(5), 8, 2), m.clone())
-        .expect("start");
+    let sink = Sink::start(
+        cfg(
+            SinkPath::File("/dev/full".into()),
+            Duration::from_millis(5),
+            8,
+            2,
+        ),
+        m.clone(),
+    )
+    .expect("start");
     let h = sink.handle();
     assert!(h.healthy());
-    h.submit(rec("a")).expect("accepted before the failure is known");
-    assert!(wait_until(|| !h.healthy()), "write to /dev/full fails the sink");
+    h.submit(rec("a"))
+        .expect("accepted before the failure is known");
+    assert!(
+        wait_until(|| !h.healthy()),
+        "write to /dev/full fails the sink"
+    );
     assert!(!m.healthy());
     assert_eq!(m.errors(), 1);
     // Afterwards: Unavailable, but kept in memory up to the queue bound (2).
@@ -75,7 +109,11 @@ fn dev_full_fails_closed_and_keeps_records() {
     let stats = sink.shutdown().expect("shutdown");
     assert!(stats.failed);
     assert_eq!(stats.durable, 0);
-    let ids: Vec<_> = stats.not_durable.iter().map(|r| r.response_id.as_str()).collect();
+    let ids: Vec<_> = stats
+        .not_durable
+        .iter()
+        .map(|r| r.response_id.as_str())
+        .collect();
     assert_eq!(ids, ["a", "b", "c"], "nothing silently dropped");
     assert_eq!(stats.rejected, 1, "the one past the bound is counted");
     assert_eq!(m.durable(), 0);
@@ -99,8 +137,11 @@ fn full_queue_blocks_then_refuses() {
         sink.len()
     });
     let m = Arc::new(SinkMetrics::default());
-    let sink = Sink::start(cfg(SinkPath::File(path), Duration::from_secs(3600), 1 << 20, 4), m.clone())
-        .expect("start");
+    let sink = Sink::start(
+        cfg(SinkPath::File(path), Duration::from_secs(3600), 1 << 20, 4),
+        m.clone(),
+    )
+    .expect("start");
     let h = sink.handle();
     let mut refused = None;
     for i in 0..100_000 {
@@ -131,7 +172,11 @@ fn full_queue_blocks_then_refuses() {
 #[test]
 fn disabled_sink_accepts_and_discards() {
     let m = Arc::new(SinkMetrics::default());
-    let sink = Sink::start(cfg(SinkPath::Disabled, Duration::from_millis(10), 1, 1), m.clone()).expect("start");
+    let sink = Sink::start(
+        cfg(SinkPath::Disabled, Duration::from_millis(10), 1, 1),
+        m.clone(),
+    )
+    .expect("start");
     let h = sink.handle();
     for i in 0..3 {
         h.submit(rec(&i.to_string())).expect("submit");
@@ -162,7 +207,11 @@ fn torn_tail_is_moved_aside_at_start() {
     assert_eq!(read_log(&path).expect("read").torn_tail, Some(good.len()));
 
     let m = Arc::new(SinkMetrics::default());
-    let sink = Sink::start(cfg(SinkPath::File(path.clone()), Duration::from_millis(1), 1, 8), m).expect("start");
+    let sink = Sink::start(
+        cfg(SinkPath::File(path.clone()), Duration::from_millis(1), 1, 8),
+        m,
+    )
+    .expect("start");
     sink.handle().submit(rec("c")).expect("submit");
     assert_eq!(sink.shutdown().expect("shutdown").durable, 1);
 
@@ -178,8 +227,16 @@ fn torn_tail_is_moved_aside_at_start() {
 fn drop_without_shutdown_still_syncs() {
     let (_d, path) = temp_log();
     let m = Arc::new(SinkMetrics::default());
-    let sink = Sink::start(cfg(SinkPath::File(path.clone()), Duration::from_secs(3600), 1000, 8), m.clone())
-        .expect("start");
+    let sink = Sink::start(
+        cfg(
+            SinkPath::File(path.clone()),
+            Duration::from_secs(3600),
+            1000,
+            8,
+        ),
+        m.clone(),
+    )
+    .expect("start");
     sink.handle().submit(rec("a")).expect("submit");
     drop(sink);
     assert_eq!(m.durable(), 1);

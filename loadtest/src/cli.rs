@@ -1,0 +1,177 @@
+//! Command-line interface of the `loadtest` binary.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use tollgate_loadtest::mock::{Fault, MockConfig, Refusal};
+
+/// Load generator and mock Responses-API upstream for tollgate.
+#[derive(Debug, Parser)]
+#[command(name = "loadtest", version)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve a fake OpenAI Responses WebSocket upstream until Ctrl-C.
+    MockUpstream(MockArgs),
+    /// Drive load through a relay (not implemented yet).
+    Run,
+    /// Run the benchmark matrix (not implemented yet).
+    Bench,
+}
+
+/// Flags of `loadtest mock-upstream`.
+#[derive(Debug, Args)]
+pub struct MockArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    pub listen: SocketAddr,
+    /// Output-text deltas per response.
+    #[arg(long, default_value_t = 8)]
+    pub deltas: usize,
+    /// Approximate size of each delta frame, in bytes.
+    #[arg(long, default_value_t = 190)]
+    pub delta_bytes: usize,
+    /// Deltas per second per response (unpaced when absent).
+    #[arg(long, value_parser = parse_rate)]
+    pub token_rate: Option<f64>,
+    /// Bytes of echoed-instructions padding in each terminal event.
+    #[arg(long, default_value_t = 2048)]
+    pub terminal_pad_bytes: usize,
+    /// PEM certificate chain: serve wss:// (needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Close each connection with error websocket_connection_limit_reached + 1001
+    /// after this long (e.g. 60m, 90s, 500ms; a bare number is seconds).
+    #[arg(long, value_parser = parse_duration)]
+    pub max_connection_age: Option<Duration>,
+    /// Append every billed usage record to this JSONL file.
+    #[arg(long)]
+    pub ledger: Option<PathBuf>,
+    /// Misbehave: abort-fin[:N], abort-rst[:N], bad-accept, offer-extension,
+    /// masked-frames, fragmented[:PIECES], huge-terminal[:BYTES], stall,
+    /// close-after-error[:CODE[:ERROR_CODE]].
+    #[arg(long)]
+    pub fault: Option<Fault>,
+    /// Echo every data frame back verbatim instead of speaking the protocol.
+    #[arg(long)]
+    pub echo: bool,
+    /// Refuse every upgrade with this HTTP status (e.g. 401, 429, 503).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(200..=599))]
+    pub refuse: Option<u16>,
+    /// Retry-After value sent with --refuse.
+    #[arg(long, requires = "refuse")]
+    pub retry_after: Option<String>,
+    /// Extra header in every 101 response, as NAME:VALUE (repeatable).
+    #[arg(long = "header", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("{s:?} is not a positive number of deltas per second")),
+    }
+}
+
+/// Parses `500ms`, `90s`, `60m`, `2h` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 60m, 90s or 500ms"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("unknown unit {unit:?} in {s:?} (use ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
+}
+
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    match s.split_once(':') {
+        Some((n, v)) if !n.trim().is_empty() => Ok((n.trim().to_string(), v.trim().to_string())),
+        _ => Err(format!("{s:?} is not NAME:VALUE")),
+    }
+}
+
+impl MockArgs {
+    /// The mock configuration these flags describe (without TLS, loaded separately).
+    pub fn to_config(&self) -> MockConfig {
+        MockConfig {
+            listen: Some(self.listen),
+            deltas: self.deltas,
+            delta_bytes: self.delta_bytes,
+            token_rate: self.token_rate,
+            terminal_pad_bytes: self.terminal_pad_bytes,
+            tls: None,
+            max_connection_age: self.max_connection_age,
+            refuse: self.refuse.map(|s| Refusal {
+                retry_after: self.retry_after.clone(),
+                ..Refusal::new(s)
+            }),
+            fault: self.fault.clone(),
+            extra_101_headers: self.headers.clone(),
+            ledger_path: self.ledger.clone(),
+            echo: self.echo,
+            record: false,
+            ..MockConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_in_every_unit() {
+        assert_eq!(parse_duration("60m"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("5 fortnights").is_err());
+        assert!(parse_duration("m").is_err());
+    }
+
+    #[test]
+    fn flags_map_onto_the_mock_config() {
+        let cli = Cli::try_parse_from([
+            "loadtest", "mock-upstream", "--deltas", "3", "--fault", "abort-rst:1", "--refuse", "429",
+            "--retry-after", "7", "--header", "x-codex-turn-state: abc", "--token-rate", "50",
+        ])
+        .expect("parse");
+        let Command::MockUpstream(m) = cli.command else { panic!("wrong subcommand") };
+        let cfg = m.to_config();
+        assert_eq!(cfg.deltas, 3);
+        assert_eq!(cfg.fault, Some(Fault::AbortRst { after_deltas: 1 }));
+        let r = cfg.refuse.expect("refusal");
+        assert_eq!((r.status, r.retry_after.as_deref()), (429, Some("7")));
+        assert_eq!(cfg.extra_101_headers, vec![("x-codex-turn-state".to_string(), "abc".to_string())]);
+        assert_eq!(cfg.token_rate, Some(50.0));
+    }
+
+    #[test]
+    fn bad_flags_are_rejected() {
+        for bad in [
+            vec!["loadtest", "mock-upstream", "--fault", "explode"],
+            vec!["loadtest", "mock-upstream", "--token-rate", "0"],
+            vec!["loadtest", "mock-upstream", "--tls-cert", "c.pem"],
+            vec!["loadtest", "mock-upstream", "--listen", "nowhere"],
+        ] {
+            assert!(Cli::try_parse_from(&bad).is_err(), "{bad:?} should fail");
+        }
+    }
+}

@@ -1,0 +1,472 @@
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::temp_log;
+use crate::metering::reader::read_log;
+use crate::metering::record::{RecordStatus, UsageRecord};
+use crate::metering::session::{EndReason, SessionMeter, MAX_PENDING};
+use crate::metering::sink::{Sink, SinkConfig, SinkPath};
+use crate::metrics::{Registry, SinkMetrics, WorkerMetrics};
+use crate::tap::{TapEvent, Terminal, TerminalKind, Usage};
+
+/// Runs `f` with a meter over a real file sink, then returns the records in the log.
+fn records(f: impl FnOnce(&mut SessionMeter, Instant)) -> Vec<UsageRecord> {
+    records_with(None, f)
+}
+
+/// [`records`] with worker metrics attached to the meter.
+fn records_with(
+    wm: Option<Rc<WorkerMetrics>>,
+    f: impl FnOnce(&mut SessionMeter, Instant),
+) -> Vec<UsageRecord> {
+    let (_d, path) = temp_log();
+    let sink = Sink::start(
+        SinkConfig::new(SinkPath::File(path.clone())),
+        Arc::new(SinkMetrics::default()),
+    )
+    .expect("start");
+    let mut m = SessionMeter::new(42, Arc::from("acme"), Arc::from("openai"), sink.handle());
+    if let Some(wm) = wm {
+        m = m.with_metrics(wm);
+    }
+    f(&mut m, Instant::now());
+    let stats = sink.shutdown().expect("shutdown");
+    assert!(stats.not_durable.is_empty());
+    let log = read_log(&path).expect("read");
+    assert_eq!(log.torn_tail, None);
+    log.records
+}
+
+fn lane(s: Option<&str>) -> Option<String> {
+    s.map(str::to_owned)
+}
+
+fn create(model: &str, l: Option<&str>) -> TapEvent {
+    TapEvent::Create {
+        model: Some(model.to_owned()),
+        stream_id: lane(l),
+        generate: None,
+    }
+}
+
+fn created(id: &str, l: Option<&str>, model: &str) -> TapEvent {
+    TapEvent::Created {
+        response_id: id.to_owned(),
+        stream_id: lane(l),
+        model: Some(model.to_owned()),
+    }
+}
+
+fn usage(input: u64, output: u64) -> Usage {
+    Usage {
+        input_tokens: input,
+        cached_tokens: input / 2,
+        output_tokens: output,
+        reasoning_tokens: output / 2,
+        total_tokens: input + output,
+    }
+}
+
+fn terminal(id: &str, l: Option<&str>, kind: TerminalKind, u: Option<Usage>) -> TapEvent {
+    TapEvent::Terminal(Terminal {
+        event: kind,
+        response_id: id.to_owned(),
+        model: Some("gpt-5-2026".to_owned()),
+        status: None,
+        service_tier: Some("default".to_owned()),
+        stream_id: lane(l),
+        usage: u,
+    })
+}
+
+fn delta(l: Option<&str>) -> TapEvent {
+    TapEvent::Delta { stream_id: lane(l) }
+}
+
+fn ms(t0: Instant, n: u64) -> Instant {
+    t0 + Duration::from_millis(n)
+}
+
+#[test]
+fn lanes_interleaved() {
+    let recs = records(|m, t0| {
+        m.on_client(&create("gpt-5", Some("a")), t0);
+        m.on_client(&create("gpt-5-mini", Some("b")), ms(t0, 1));
+        assert_eq!(m.open_responses(), 2);
+        assert!(!m.wants_deltas());
+        m.on_upstream(&created("rb", Some("b"), "gpt-5-mini"), ms(t0, 5))
+            .expect("ok");
+        m.on_upstream(&created("ra", Some("a"), "gpt-5"), ms(t0, 6))
+            .expect("ok");
+        assert!(m.wants_deltas());
+        m.on_upstream(&delta(Some("b")), ms(t0, 21)).expect("ok");
+        assert!(m.wants_deltas(), "lane a has no output yet");
+        m.on_upstream(&delta(Some("a")), ms(t0, 40)).expect("ok");
+        assert!(!m.wants_deltas());
+        m.on_upstream(
+            &terminal(
+                "ra",
+                Some("a"),
+                TerminalKind::Completed,
+                Some(usage(100, 20)),
+            ),
+            ms(t0, 100),
+        )
+        .expect("ok");
+        assert_eq!(m.open_responses(), 1);
+        m.on_upstream(
+            &terminal(
+                "rb",
+                Some("b"),
+                TerminalKind::Completed,
+                Some(usage(200, 30)),
+            ),
+            ms(t0, 201),
+        )
+        .expect("ok");
+        assert_eq!(m.open_responses(), 0);
+    });
+    assert_eq!(recs.len(), 2);
+    let (a, b) = (&recs[0], &recs[1]);
+    assert_eq!(
+        (a.response_id.as_str(), a.stream_id.as_deref()),
+        ("ra", Some("a"))
+    );
+    assert_eq!(a.requested_model.as_deref(), Some("gpt-5"));
+    assert_eq!(
+        a.model.as_deref(),
+        Some("gpt-5-2026"),
+        "the terminal's resolved model wins"
+    );
+    assert_eq!((a.ttft_ms, a.duration_ms), (Some(40), 100));
+    assert_eq!(
+        (
+            a.input_tokens,
+            a.cached_tokens,
+            a.output_tokens,
+            a.reasoning_tokens,
+            a.total_tokens
+        ),
+        (100, 50, 20, 10, 120)
+    );
+    assert!(a.usage_final);
+    assert_eq!(a.status, RecordStatus::Completed);
+    assert_eq!(
+        (a.session, a.tenant.as_str(), a.upstream.as_str()),
+        (42, "acme", "openai")
+    );
+    assert_eq!(
+        (b.response_id.as_str(), b.stream_id.as_deref()),
+        ("rb", Some("b"))
+    );
+    assert_eq!(b.requested_model.as_deref(), Some("gpt-5-mini"));
+    assert_eq!((b.ttft_ms, b.duration_ms), (Some(20), 200));
+    assert_eq!(b.service_tier.as_deref(), Some("default"));
+}
+
+#[test]
+fn fifo_within_a_lane() {
+    let recs = records(|m, t0| {
+        m.on_client(&create("m1", None), t0);
+        m.on_client(&create("m2", None), ms(t0, 10));
+        m.on_upstream(&created("r1", None, "x"), ms(t0, 11))
+            .expect("ok");
+        m.on_upstream(
+            &terminal("r1", None, TerminalKind::Completed, Some(usage(1, 1))),
+            ms(t0, 20),
+        )
+        .expect("ok");
+        assert_eq!(m.open_responses(), 1, "second create still pending");
+        m.on_upstream(&created("r2", None, "x"), ms(t0, 21))
+            .expect("ok");
+        m.on_upstream(
+            &terminal("r2", None, TerminalKind::Incomplete, Some(usage(2, 2))),
+            ms(t0, 50),
+        )
+        .expect("ok");
+    });
+    let got: Vec<_> = recs
+        .iter()
+        .map(|r| {
+            (
+                r.response_id.as_str(),
+                r.requested_model.as_deref(),
+                r.duration_ms,
+                r.status,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("r1", Some("m1"), 20, RecordStatus::Completed),
+            ("r2", Some("m2"), 40, RecordStatus::Incomplete)
+        ]
+    );
+}
+
+#[test]
+fn steering_successor_opens_a_response() {
+    let recs = records(|m, t0| {
+        m.on_client(&create("gpt-5", None), t0);
+        m.on_upstream(&created("r1", None, "gpt-5"), ms(t0, 1))
+            .expect("ok");
+        m.on_upstream(
+            &terminal("r1", None, TerminalKind::Incomplete, Some(usage(10, 5))),
+            ms(t0, 30),
+        )
+        .expect("ok");
+        assert_eq!(m.open_responses(), 0);
+        m.on_upstream(&created("r2", None, "gpt-5"), ms(t0, 31))
+            .expect("ok");
+        assert_eq!(m.open_responses(), 1, "successor without a pending create");
+        assert!(m.wants_deltas());
+        m.on_upstream(&delta(None), ms(t0, 36)).expect("ok");
+        m.on_upstream(
+            &terminal("r2", None, TerminalKind::Completed, Some(usage(25, 6))),
+            ms(t0, 61),
+        )
+        .expect("ok");
+        assert_eq!(m.open_responses(), 0);
+    });
+    assert_eq!(recs.len(), 2);
+    assert_eq!(recs[1].response_id, "r2");
+    assert_eq!(
+        recs[1].requested_model.as_deref(),
+        Some("gpt-5"),
+        "inherits the lane's model"
+    );
+    assert_eq!(
+        (recs[1].ttft_ms, recs[1].duration_ms),
+        (Some(5), 30),
+        "timed from its own created"
+    );
+    assert_eq!(recs[1].input_tokens, 25);
+}
+
+#[test]
+fn duplicate_terminal_is_ignored_and_counted() {
+    let registry = Arc::new(Registry::new());
+    let wm = Rc::new(WorkerMetrics::new(registry));
+    let mut stats = None;
+    let recs = records_with(Some(wm.clone()), |meter, t0| {
+        meter.on_client(&create("gpt-5", None), t0);
+        meter
+            .on_upstream(&created("r1", None, "gpt-5"), t0)
+            .expect("ok");
+        let t = terminal("r1", None, TerminalKind::Completed, Some(usage(3, 4)));
+        meter.on_upstream(&t, ms(t0, 5)).expect("ok");
+        meter
+            .on_upstream(&t, ms(t0, 6))
+            .expect("duplicate is not an error");
+        meter.finish(EndReason::ClientDisconnected, ms(t0, 7));
+        stats = Some(meter.stats());
+    });
+    assert_eq!(recs.len(), 1, "exactly one record per response.id");
+    let stats = stats.expect("ran");
+    assert_eq!((stats.records, stats.duplicate_terminals), (1, 1));
+    let snap = wm.snapshot();
+    assert_eq!(snap.duplicate_terminals, 1);
+    assert_eq!(snap.responses.get("completed"), Some(&1));
+    let tok = snap
+        .tokens
+        .get(&("gpt-5-2026".to_owned(), "acme".to_owned()))
+        .expect("series");
+    assert_eq!(
+        (tok.input, tok.cached, tok.output, tok.reasoning),
+        (3, 1, 4, 2)
+    );
+}
+
+#[test]
+fn error_fails_the_pending_create_of_its_lane_only() {
+    let mut stats = None;
+    let recs = records(|m, t0| {
+        m.on_client(&create("gpt-5", Some("x")), t0);
+        m.on_client(&create("gpt-5", Some("y")), t0);
+        let err = |l: Option<&str>| TapEvent::Error {
+            status: Some(400),
+            code: Some("previous_response_not_found".into()),
+            stream_id: lane(l),
+        };
+        m.on_upstream(&err(Some("x")), ms(t0, 3)).expect("ok");
+        assert_eq!(m.open_responses(), 1, "lane y still pending");
+        m.on_upstream(&err(None), ms(t0, 4)).expect("ok");
+        assert_eq!(
+            m.open_responses(),
+            1,
+            "default-lane error does not touch lane y"
+        );
+        m.on_upstream(&created("ry", Some("y"), "gpt-5"), ms(t0, 5))
+            .expect("ok");
+        m.on_upstream(
+            &terminal("ry", Some("y"), TerminalKind::Failed, Some(usage(7, 1))),
+            ms(t0, 9),
+        )
+        .expect("ok");
+        stats = Some(m.stats());
+    });
+    assert_eq!(recs.len(), 1, "no record for the failed create");
+    assert_eq!(
+        (recs[0].response_id.as_str(), recs[0].status),
+        ("ry", RecordStatus::Failed)
+    );
+    let stats = stats.expect("ran");
+    assert_eq!((stats.errors, stats.creates_failed), (2, 1));
+}
+
+#[test]
+fn error_after_created_keeps_the_response_open_for_its_usage() {
+    let recs = records(|m, t0| {
+        m.on_client(&create("gpt-5", None), t0);
+        m.on_upstream(&created("r1", None, "gpt-5"), t0)
+            .expect("ok");
+        m.on_upstream(
+            &TapEvent::Error {
+                status: Some(500),
+                code: None,
+                stream_id: None,
+            },
+            ms(t0, 2),
+        )
+        .expect("ok");
+        assert_eq!(m.open_responses(), 1);
+        m.finish(EndReason::UpstreamDisconnected, ms(t0, 10));
+    });
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].status, RecordStatus::UpstreamDisconnected);
+    assert!(!recs[0].usage_final);
+}
+
+#[test]
+fn finish_records_open_responses_as_not_final() {
+    let mut stats = None;
+    let recs = records(|m, t0| {
+        m.on_client(&create("gpt-5", Some("a")), t0);
+        m.on_client(&create("gpt-5-mini", Some("b")), t0);
+        m.on_client(&create("gpt-5", Some("c")), t0);
+        m.on_upstream(&created("ra", Some("a"), "gpt-5"), ms(t0, 1))
+            .expect("ok");
+        m.on_upstream(&created("rb", Some("b"), "gpt-5-mini"), ms(t0, 1))
+            .expect("ok");
+        m.on_upstream(&delta(Some("a")), ms(t0, 9)).expect("ok");
+        m.on_upstream(
+            &terminal("rb", Some("b"), TerminalKind::Completed, Some(usage(5, 5))),
+            ms(t0, 20),
+        )
+        .expect("ok");
+        assert_eq!(m.open_responses(), 2, "ra open, lane c pending");
+        m.finish(EndReason::ClientDisconnected, ms(t0, 50));
+        assert_eq!(m.open_responses(), 0);
+        assert!(!m.wants_deltas());
+        // A terminal after finish for an already-recorded id is a duplicate.
+        m.on_upstream(
+            &terminal("ra", Some("a"), TerminalKind::Completed, Some(usage(1, 1))),
+            ms(t0, 60),
+        )
+        .expect("ok");
+        stats = Some(m.stats());
+    });
+    assert_eq!(recs.len(), 2);
+    let ra = recs
+        .iter()
+        .find(|r| r.response_id == "ra")
+        .expect("ra recorded");
+    assert_eq!(ra.status, RecordStatus::ClientDisconnected);
+    assert!(!ra.usage_final);
+    assert_eq!(
+        (ra.input_tokens, ra.output_tokens, ra.total_tokens),
+        (0, 0, 0)
+    );
+    assert_eq!(
+        (ra.model.as_deref(), ra.requested_model.as_deref()),
+        (Some("gpt-5"), Some("gpt-5"))
+    );
+    assert_eq!((ra.ttft_ms, ra.duration_ms), (Some(9), 50));
+    let stats = stats.expect("ran");
+    assert_eq!(
+        (stats.unanswered_creates, stats.duplicate_terminals),
+        (1, 1)
+    );
+}
+
+#[test]
+fn relay_shutdown_status() {
+    let recs = records(|m, t0| {
+        m.on_upstream(&created("r", None, "gpt-5"), t0).expect("ok");
+        m.finish(EndReason::RelayShutdown, t0);
+    });
+    assert_eq!(recs[0].status, RecordStatus::RelayShutdown);
+    assert_eq!(recs[0].requested_model, None);
+}
+
+#[test]
+fn terminal_without_usage_or_created_is_still_recorded() {
+    let recs = records(|m, t0| {
+        m.on_client(&create("gpt-5", Some("z")), t0);
+        m.on_upstream(
+            &terminal("rz", Some("z"), TerminalKind::Failed, None),
+            ms(t0, 8),
+        )
+        .expect("ok");
+        assert_eq!(m.open_responses(), 0, "consumed the pending create");
+    });
+    assert_eq!(recs.len(), 1);
+    let r = &recs[0];
+    assert_eq!(
+        (r.response_id.as_str(), r.status, r.usage_final),
+        ("rz", RecordStatus::Failed, false)
+    );
+    assert_eq!(
+        (r.requested_model.as_deref(), r.duration_ms, r.ttft_ms),
+        (Some("gpt-5"), 8, None)
+    );
+}
+
+#[test]
+fn creates_past_the_bound_still_count_as_open() {
+    let recs = records(|m, t0| {
+        for _ in 0..MAX_PENDING + 3 {
+            m.on_client(&create("gpt-5", None), t0);
+        }
+        assert_eq!(m.open_responses(), MAX_PENDING + 3);
+        assert_eq!(m.stats().untracked_creates, 3);
+        m.finish(EndReason::ClientDisconnected, t0);
+        assert_eq!(m.stats().unanswered_creates, (MAX_PENDING + 3) as u64);
+    });
+    assert!(recs.is_empty(), "no response id, no record");
+}
+
+#[test]
+fn sink_failure_is_returned_and_counted() {
+    let sink = Sink::start(
+        SinkConfig::new(SinkPath::File("/dev/full".into())),
+        Arc::new(SinkMetrics::default()),
+    )
+    .expect("start");
+    let h = sink.handle();
+    let mut m = SessionMeter::new(1, Arc::from("t"), Arc::from("u"), h.clone());
+    let t0 = Instant::now();
+    m.on_upstream(&created("r0", None, "gpt-5"), t0)
+        .expect("ok");
+    m.on_upstream(
+        &terminal("r0", None, TerminalKind::Completed, Some(usage(1, 1))),
+        t0,
+    )
+    .expect("queued");
+    assert!(super::wait_until(|| !h.healthy()));
+    m.on_upstream(&created("r1", None, "gpt-5"), t0)
+        .expect("ok");
+    let e = m.on_upstream(
+        &terminal("r1", None, TerminalKind::Completed, Some(usage(1, 1))),
+        t0,
+    );
+    assert!(matches!(
+        e,
+        Err(crate::metering::sink::SinkError::Unavailable)
+    ));
+    assert_eq!(m.stats().submit_errors, 1);
+    let stats = sink.shutdown().expect("shutdown");
+    assert_eq!(stats.not_durable.len(), 2, "both kept, neither durable");
+}

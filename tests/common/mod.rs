@@ -1,0 +1,251 @@
+//! Shared helpers for the integration tests: a real relay on 127.0.0.1:0 (in-process,
+//! one worker, the driver chosen per test) and raw-socket peers.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use tollgate::config::Cli;
+use tollgate::runtime::Relay;
+
+/// The drivers every integration test runs under.
+pub const DRIVERS: [&str; 2] = ["uring", "epoll"];
+
+/// A relay running in this process; shut down on drop.
+pub struct TestRelay {
+    relay: Option<Relay>,
+    /// Client listener.
+    pub addr: SocketAddr,
+    /// Keys file kept alive for the relay's lifetime.
+    _dir: tempfile::TempDir,
+    /// Where the usage log goes (if the test asked for one with `usage_log`).
+    pub usage_log: std::path::PathBuf,
+}
+
+impl TestRelay {
+    /// Admin listener address (when started with `--admin-listen`).
+    pub fn admin(&self) -> SocketAddr {
+        self.relay.as_ref().and_then(|r| r.admin_addr()).expect("admin listener")
+    }
+    /// The relay itself.
+    pub fn relay(&self) -> &Relay {
+        self.relay.as_ref().expect("running")
+    }
+    /// Graceful stop; returns whether the usage log closed cleanly.
+    pub fn stop(mut self, drain: Duration) -> bool {
+        self.relay.take().map(|r| r.shutdown(drain)).unwrap_or(true)
+    }
+}
+
+impl Drop for TestRelay {
+    fn drop(&mut self) {
+        if let Some(r) = self.relay.take() {
+            r.shutdown(Duration::from_millis(200));
+        }
+    }
+}
+
+/// The relay key the tests present, and the provider key the relay injects.
+pub const RELAY_KEY: &str = "tg-test-relay-key-0001";
+/// Provider credential (`--upstream-header`).
+pub const PROVIDER_KEY: &str = "sk-provider-secret-9999";
+
+/// Start a relay in managed mode (tenant `acme` with [`RELAY_KEY`]) on `upstream`, one
+/// worker, the given driver, plus `extra` flags.
+pub fn start_relay(driver: &str, upstream: &str, extra: &[&str]) -> TestRelay {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, format!("# test keys\nacme {RELAY_KEY}\n")).expect("keys");
+    let usage_log = dir.path().join("usage.jsonl");
+    let mut args: Vec<String> = vec![
+        "tollgate".into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--workers".into(),
+        "1".into(),
+        "--no-pin".into(),
+        "--driver".into(),
+        driver.into(),
+        "--upstream".into(),
+        upstream.into(),
+        "--client-keys".into(),
+        keys.display().to_string(),
+        "--upstream-header".into(),
+        format!("Authorization: Bearer {PROVIDER_KEY}"),
+    ];
+    for e in extra {
+        args.push(e.replace("{usage_log}", &usage_log.display().to_string()));
+    }
+    let cli = Cli::try_parse_from(&args).expect("cli");
+    let config = cli.into_config().expect("config");
+    let relay = Relay::start(config).expect("relay starts");
+    TestRelay { addr: relay.local_addr(), relay: Some(relay), _dir: dir, usage_log }
+}
+
+/// A TCP listener standing in for an upstream that must never be dialed: counts accepts.
+pub struct CountingUpstream {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Connections accepted.
+    pub accepted: Arc<AtomicUsize>,
+}
+
+impl CountingUpstream {
+    /// Bind 127.0.0.1:0 and count (and immediately drop) connections in a thread.
+    pub fn start() -> CountingUpstream {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let a = accepted.clone();
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                if c.is_ok() {
+                    a.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+        CountingUpstream { addr, accepted }
+    }
+    /// `ws://` URL.
+    pub fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+    /// Connections so far.
+    pub fn count(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+/// A valid upgrade request head with `extra` header lines (each ending in CRLF).
+pub fn upgrade_request(path: &str, extra: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: relay\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
+    )
+}
+
+/// The auth header line for [`RELAY_KEY`].
+pub fn auth_line() -> String {
+    format!("Authorization: Bearer {RELAY_KEY}\r\n")
+}
+
+/// Send raw bytes, read the whole HTTP response head (+ body up to EOF or `Content-Length`).
+pub fn raw_http(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
+    s.write_all(request).expect("write");
+    read_http_response(&mut s)
+}
+
+/// Read one HTTP response (head and, for non-101, body to EOF) from `s`.
+pub fn read_http_response(s: &mut TcpStream) -> (u16, String) {
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end + 4]).to_string();
+            let status: u16 = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+            if status == 101 {
+                return (status, head);
+            }
+            // Read the body to EOF (the relay closes after an error response).
+            while let Ok(n) = s.read(&mut tmp) {
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&tmp[..n]);
+            }
+            return (status, String::from_utf8_lossy(&buf).to_string());
+        }
+        match s.read(&mut tmp) {
+            Ok(0) | Err(_) => return (0, String::from_utf8_lossy(&buf).to_string()),
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+        }
+    }
+}
+
+/// Encode a client frame (masked with a fixed key unless `mask` is None).
+pub fn client_frame(fin: bool, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
+    let mbit = if mask.is_some() { 0x80 } else { 0 };
+    let n = payload.len();
+    if n < 126 {
+        out.push(mbit | n as u8);
+    } else if n < 65536 {
+        out.push(mbit | 126);
+        out.extend_from_slice(&(n as u16).to_be_bytes());
+    } else {
+        out.push(mbit | 127);
+        out.extend_from_slice(&(n as u64).to_be_bytes());
+    }
+    match mask {
+        Some(k) => {
+            out.extend_from_slice(&k);
+            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ k[i % 4]));
+        }
+        None => out.extend_from_slice(payload),
+    }
+    out
+}
+
+/// One frame read from the relay (server frames are unmasked).
+#[derive(Debug)]
+pub struct RawFrame {
+    /// FIN bit.
+    pub fin: bool,
+    /// Opcode.
+    pub opcode: u8,
+    /// Whether the mask bit was set (must not be, from a server).
+    pub masked: bool,
+    /// Payload.
+    pub payload: Vec<u8>,
+}
+
+impl RawFrame {
+    /// Close code of a close frame.
+    pub fn close_code(&self) -> Option<u16> {
+        (self.opcode == 8 && self.payload.len() >= 2).then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
+    }
+}
+
+/// Read one frame; `None` on EOF.
+pub fn read_frame(s: &mut TcpStream) -> Option<RawFrame> {
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h).ok()?;
+    let masked = h[1] & 0x80 != 0;
+    let mut len = (h[1] & 0x7f) as u64;
+    if len == 126 {
+        let mut b = [0u8; 2];
+        s.read_exact(&mut b).ok()?;
+        len = u16::from_be_bytes(b) as u64;
+    } else if len == 127 {
+        let mut b = [0u8; 8];
+        s.read_exact(&mut b).ok()?;
+        len = u64::from_be_bytes(b);
+    }
+    let mut key = [0u8; 4];
+    if masked {
+        s.read_exact(&mut key).ok()?;
+    }
+    let mut payload = vec![0u8; len as usize];
+    s.read_exact(&mut payload).ok()?;
+    if masked {
+        for (i, b) in payload.iter_mut().enumerate() {
+            *b ^= key[i % 4];
+        }
+    }
+    Some(RawFrame { fin: h[0] & 0x80 != 0, opcode: h[0] & 0x0f, masked, payload })
+}
+
+/// Read frames until a close frame (returned) or EOF (None).
+pub fn read_until_close(s: &mut TcpStream) -> Option<RawFrame> {
+    while let Some(f) = read_frame(s) {
+        if f.opcode == 8 {
+            return Some(f);
+        }
+    }
+    None
+}
