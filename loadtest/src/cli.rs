@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve a fake OpenAI Responses WebSocket upstream until Ctrl-C.
-    MockUpstream(MockArgs),
+    MockUpstream(Box<MockArgs>),
     /// Drive load through a relay (not implemented yet).
     Run,
     /// Run the benchmark matrix (not implemented yet).
@@ -80,22 +80,32 @@ pub struct MockArgs {
 fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
-        _ => Err(format!("{s:?} is not a positive number of deltas per second")),
+        _ => Err(format!(
+            "{s:?} is not a positive number of deltas per second"
+        )),
     }
 }
 
 /// Parses `500ms`, `90s`, `60m`, `2h` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 60m, 90s or 500ms"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 60m, 90s or 500ms"))?;
     let secs = match unit {
         "" | "s" => n,
         "ms" => n / 1000.0,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("unknown unit {unit:?} in {s:?} (use ms, s, m or h)")),
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {s:?} (use ms, s, m or h)"
+            ))
+        }
     };
     Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
 }
@@ -149,17 +159,34 @@ mod tests {
     #[test]
     fn flags_map_onto_the_mock_config() {
         let cli = Cli::try_parse_from([
-            "loadtest", "mock-upstream", "--deltas", "3", "--fault", "abort-rst:1", "--refuse", "429",
-            "--retry-after", "7", "--header", "x-codex-turn-state: abc", "--token-rate", "50",
+            "loadtest",
+            "mock-upstream",
+            "--deltas",
+            "3",
+            "--fault",
+            "abort-rst:1",
+            "--refuse",
+            "429",
+            "--retry-after",
+            "7",
+            "--header",
+            "x-codex-turn-state: abc",
+            "--token-rate",
+            "50",
         ])
         .expect("parse");
-        let Command::MockUpstream(m) = cli.command else { panic!("wrong subcommand") };
+        let Command::MockUpstream(m) = cli.command else {
+            panic!("wrong subcommand")
+        };
         let cfg = m.to_config();
         assert_eq!(cfg.deltas, 3);
         assert_eq!(cfg.fault, Some(Fault::AbortRst { after_deltas: 1 }));
         let r = cfg.refuse.expect("refusal");
         assert_eq!((r.status, r.retry_after.as_deref()), (429, Some("7")));
-        assert_eq!(cfg.extra_101_headers, vec![("x-codex-turn-state".to_string(), "abc".to_string())]);
+        assert_eq!(
+            cfg.extra_101_headers,
+            vec![("x-codex-turn-state".to_string(), "abc".to_string())]
+        );
         assert_eq!(cfg.token_rate, Some(50.0));
     }
 

@@ -56,7 +56,9 @@ impl HeaderWalker {
     pub fn feed(&mut self, mut bytes: &[u8], out: &mut impl FnMut(RawHeader)) {
         while !bytes.is_empty() {
             if self.skip > 0 {
-                let n = usize::try_from(self.skip).unwrap_or(usize::MAX).min(bytes.len());
+                let n = usize::try_from(self.skip)
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len());
                 bytes = bytes.get(n..).unwrap_or_default();
                 self.skip -= n as u64;
                 continue;
@@ -189,11 +191,41 @@ mod tests {
         stream.extend(frame(0x82, true, 300)); // 16-bit length
         stream.extend(frame(0xc1, false, 70_000)); // rsv1 + 64-bit length
         let want = vec![
-            RawHeader { fin: false, rsv: 0, opcode: 1, masked: true, payload_len: 5 },
-            RawHeader { fin: true, rsv: 0, opcode: 0, masked: true, payload_len: 0 },
-            RawHeader { fin: true, rsv: 0, opcode: 9, masked: false, payload_len: 125 },
-            RawHeader { fin: true, rsv: 0, opcode: 2, masked: true, payload_len: 300 },
-            RawHeader { fin: true, rsv: 4, opcode: 1, masked: false, payload_len: 70_000 },
+            RawHeader {
+                fin: false,
+                rsv: 0,
+                opcode: 1,
+                masked: true,
+                payload_len: 5,
+            },
+            RawHeader {
+                fin: true,
+                rsv: 0,
+                opcode: 0,
+                masked: true,
+                payload_len: 0,
+            },
+            RawHeader {
+                fin: true,
+                rsv: 0,
+                opcode: 9,
+                masked: false,
+                payload_len: 125,
+            },
+            RawHeader {
+                fin: true,
+                rsv: 0,
+                opcode: 2,
+                masked: true,
+                payload_len: 300,
+            },
+            RawHeader {
+                fin: true,
+                rsv: 4,
+                opcode: 1,
+                masked: false,
+                payload_len: 70_000,
+            },
         ];
         for chunk in [1, 2, 3, 7, 13, 64, 4096, stream.len()] {
             assert_eq!(walk_all(&stream, chunk), want, "chunk size {chunk}");

@@ -115,7 +115,12 @@ pub async fn read_head<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Vec<u8>, He
 fn collect(headers: &[httparse::Header<'_>]) -> Vec<(String, String)> {
     headers
         .iter()
-        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+        .map(|h| {
+            (
+                h.name.to_string(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
         .collect()
 }
 
@@ -174,7 +179,10 @@ mod tests {
 
     #[test]
     fn accept_key_matches_rfc6455_example() {
-        assert_eq!(accept_key("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(
+            accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
 
     #[tokio::test]
@@ -188,7 +196,9 @@ mod tests {
         assert_eq!(parsed.target, "/v1/responses?a=1");
         assert_eq!(parsed.header("x-a"), Some("1"));
         let mut rest = Vec::new();
-        tokio::io::AsyncReadExt::read_to_end(&mut r, &mut rest).await.expect("rest");
+        tokio::io::AsyncReadExt::read_to_end(&mut r, &mut rest)
+            .await
+            .expect("rest");
         assert_eq!(rest, b"\x81\x00");
     }
 

@@ -47,7 +47,10 @@ impl LedgerEntry {
         let n = |v: Option<&Value>| v.and_then(Value::as_u64).unwrap_or(0);
         Some(LedgerEntry {
             response_id: r.get("id")?.as_str()?.to_string(),
-            stream_id: event.get("stream_id").and_then(Value::as_str).map(str::to_string),
+            stream_id: event
+                .get("stream_id")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             model: r.get("model")?.as_str()?.to_string(),
             status: r.get("status")?.as_str()?.to_string(),
             service_tier: r
@@ -77,7 +80,10 @@ mod tests {
         let e = LedgerEntry::from_terminal(&v).expect("usage");
         assert_eq!(e.response_id, "resp_fbc729109a6cb24f350209e6");
         assert_eq!(e.stream_id.as_deref(), Some("agent_a"));
-        assert_eq!((e.input_tokens, e.output_tokens, e.reasoning_tokens), (100, 20, 8));
+        assert_eq!(
+            (e.input_tokens, e.output_tokens, e.reasoning_tokens),
+            (100, 20, 8)
+        );
     }
 
     #[test]

@@ -28,7 +28,7 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let code = match cli.command {
-        Command::MockUpstream(args) => run_mock(args),
+        Command::MockUpstream(args) => run_mock(*args),
         Command::Run | Command::Bench => {
             eprintln!("loadtest: not implemented yet");
             2

@@ -147,12 +147,19 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         }
         let mut head = [0u8; 16];
         let n = f.fmt_head(&mut head);
-        self.batch.extend_from_slice(head.get(..n).unwrap_or_default());
+        self.batch
+            .extend_from_slice(head.get(..n).unwrap_or_default());
         self.batch.extend_from_slice(&f.payload);
     }
 
     /// Queues one message, split into `pieces` frames (1 = unfragmented).
-    pub fn push_message(&mut self, opcode: OpCode, masking: Masking, payload: &[u8], pieces: usize) {
+    pub fn push_message(
+        &mut self,
+        opcode: OpCode,
+        masking: Masking,
+        payload: &[u8],
+        pieces: usize,
+    ) {
         let pieces = pieces.clamp(1, payload.len().max(1));
         let step = payload.len().div_ceil(pieces).max(1);
         let mut chunks: Vec<&[u8]> = payload.chunks(step).collect();
@@ -203,7 +210,10 @@ mod tests {
         let mut fw = FrameWriter::new(Vec::new());
         fw.push_message(OpCode::Text, Masking::None, b"abcdefghij", 3);
         let hs = headers(&fw.batch);
-        let shape: Vec<(bool, u8, u64)> = hs.iter().map(|h| (h.fin, h.opcode, h.payload_len)).collect();
+        let shape: Vec<(bool, u8, u64)> = hs
+            .iter()
+            .map(|h| (h.fin, h.opcode, h.payload_len))
+            .collect();
         assert_eq!(shape, vec![(false, 1, 4), (false, 0, 4), (true, 0, 2)]);
         assert!(hs.iter().all(|h| !h.masked));
     }

@@ -58,8 +58,11 @@ pub fn test_tls() -> Result<TestTls, TlsError> {
     let ca = ca_params.self_signed(&ca_key)?;
 
     let key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
-    params.distinguished_name.push(DnType::CommonName, "localhost");
+    let mut params =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
     let cert = params.signed_by(&key, &ca, &ca_key)?;
     Ok(TestTls {
         cert_pem: cert.pem(),
@@ -82,7 +85,11 @@ impl TestTls {
     /// Writes `cert.pem`, `key.pem` and `ca.pem` into `dir`; returns their paths
     /// in that order.
     pub fn write_to(&self, dir: &Path) -> std::io::Result<(PathBuf, PathBuf, PathBuf)> {
-        let paths = (dir.join("cert.pem"), dir.join("key.pem"), dir.join("ca.pem"));
+        let paths = (
+            dir.join("cert.pem"),
+            dir.join("key.pem"),
+            dir.join("ca.pem"),
+        );
         std::fs::write(&paths.0, &self.cert_pem)?;
         std::fs::write(&paths.1, &self.key_pem)?;
         std::fs::write(&paths.2, &self.ca_pem)?;

@@ -85,6 +85,11 @@ pub async fn pump<R: AsyncReadRent, W: monoio::io::AsyncWriteRent>(
         pending_input = false;
         let now = Instant::now();
         sh.touch(now);
+        if dir == Dir::ClientToUpstream {
+            // While the usage log is down, hold each client text message until it is whole
+            // so a response.create can be refused instead of forwarded.
+            walker.set_gate(!sh.usage_log_healthy());
+        }
         let walked = walker.walk(&mut buf[..], tap, &mut |ev| sh.on_tap_event(dir, &ev, now));
         if dir == Dir::UpstreamToClient {
             tap.set_track_deltas(sh.meter_wants_deltas());
@@ -113,6 +118,18 @@ pub async fn pump<R: AsyncReadRent, W: monoio::io::AsyncWriteRent>(
             return PumpEnd::PeerClose { close, forwarded: !hold && !dst.is_dead() };
         }
         let len = buf.len();
+        if let Some((start, end)) = walked.message {
+            if sh.take_refused_create() {
+                if start > 0 {
+                    buf = forward(dst, buf, start, true).await;
+                }
+                sh.refuse_create().await;
+                buf.copy_within(end..len, 0);
+                buf.truncate(len - end);
+                pending_input = !buf.is_empty();
+                continue;
+            }
+        }
         if walked.ready > 0 {
             buf = forward(dst, buf, walked.ready, walker.at_boundary()).await;
             if dst.is_dead() && !sh.keep_draining(dir) {
@@ -125,6 +142,16 @@ pub async fn pump<R: AsyncReadRent, W: monoio::io::AsyncWriteRent>(
         // Carry the unprocessed tail (an incomplete header or control frame) to the front.
         buf.copy_within(walked.ready..len, 0);
         buf.truncate(len - walked.ready);
+        if walked.message.is_some() && !buf.is_empty() {
+            // Gate mode stopped right after a message: walk the rest before reading more.
+            pending_input = true;
+        } else if walked.need_more && buf.len() == buf.capacity() {
+            // Gate mode holds a whole message: grow (bounded by the message limit, which
+            // the walker enforces).
+            buf.reserve(buf.len());
+        } else if buf.capacity() > 4 * sh.buffer_bytes() && buf.len() < sh.buffer_bytes() {
+            buf.shrink_to(sh.buffer_bytes());
+        }
     }
 }
 

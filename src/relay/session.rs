@@ -45,6 +45,13 @@ pub struct SessionShared {
     /// When a close handshake started.
     closing_since: Cell<Option<Instant>>,
     sink_refusals: Cell<u64>,
+    refused_create: Cell<bool>,
+    sink: crate::metering::sink::SinkHandle,
+    buffer_bytes: usize,
+    /// Relay-originated frames for the client leg (error events), written by whichever
+    /// pump gets there first at a frame boundary.
+    client_inject: RefCell<Vec<u8>>,
+    inject_signal: Signal,
 }
 
 impl SessionShared {
@@ -61,10 +68,36 @@ impl SessionShared {
         self.last_activity.set(now);
     }
 
+    /// Whether the usage log accepts records (else new creates are refused).
+    pub fn usage_log_healthy(&self) -> bool {
+        self.sink.healthy()
+    }
+
+    /// The configured read-buffer size.
+    pub fn buffer_bytes(&self) -> usize {
+        self.buffer_bytes
+    }
+
+    /// Whether the message just walked was a `response.create` to refuse (clears the flag).
+    pub fn take_refused_create(&self) -> bool {
+        self.refused_create.replace(false)
+    }
+
+    /// Tell the client its create was refused: an `error` event on the client leg.
+    pub async fn refuse_create(&self) {
+        let frame = error_event_frame("usage_log_unavailable", "the relay cannot record usage right now; the request was not sent upstream", false);
+        self.client_inject.borrow_mut().extend_from_slice(&frame);
+        self.inject_signal.raise();
+    }
+
     /// A tap event from a pump.
     pub fn on_tap_event(&self, dir: Dir, ev: &TapEvent, now: Instant) {
         let mut m = self.meter.borrow_mut();
         match dir {
+            Dir::ClientToUpstream if matches!(ev, TapEvent::Create { .. }) && !self.sink.healthy() => {
+                tracing::error!("usage log unavailable: refusing response.create");
+                self.refused_create.set(true);
+            }
             Dir::ClientToUpstream => m.on_client(ev, now),
             Dir::UpstreamToClient => {
                 if m.on_upstream(ev, now).is_err() {
@@ -167,6 +200,11 @@ pub async fn run<CR, CW, UR, UW>(
         drain_since: Cell::new(None),
         closing_since: Cell::new(None),
         sink_refusals: Cell::new(0),
+        refused_create: Cell::new(false),
+        sink: ctx.shared.sink.clone(),
+        buffer_bytes: buf_size,
+        client_inject: RefCell::new(Vec::new()),
+        inject_signal: Signal::default(),
     };
     let outcome = RefCell::new(Outcome::default());
     let end_reason: Cell<Option<EndReason>> = Cell::new(None);
@@ -336,7 +374,23 @@ pub async fn run<CR, CW, UR, UW>(
         }
     };
 
-    monoio::join!(c2u, u2c, watchdog);
+    // Relay-originated frames for the client (refused creates) go out through the leg's
+    // outbox, never splitting a forwarded frame.
+    let injector = async {
+        loop {
+            monoio::select! {
+                _ = sh.inject_signal.wait() => {},
+                _ = sh.done.wait() => break,
+            }
+            sh.inject_signal.reset();
+            let data = std::mem::take(&mut *sh.client_inject.borrow_mut());
+            if !data.is_empty() {
+                client_leg.inject(&data).await;
+            }
+        }
+    };
+
+    monoio::join!(c2u, u2c, watchdog, injector);
     if sh.drain_since.get().is_some() {
         ctx.orphan_drain_ended();
     }

@@ -25,6 +25,12 @@ impl Signal {
         }
     }
 
+    /// Lower the signal again (for a signal used as a repeatable notification by a
+    /// single waiter that resets it after each wake-up).
+    pub fn reset(&self) {
+        self.raised.set(false);
+    }
+
     /// Whether the signal has been raised.
     pub fn is_raised(&self) -> bool {
         self.raised.get()

@@ -54,6 +54,12 @@ pub struct Walked {
     pub close: Option<CloseSeen>,
     /// Where that close frame starts (bytes before it may be forwarded without it).
     pub close_start: usize,
+    /// Gate mode only: a whole text message was just processed at `start..end`; the walk
+    /// stopped right after it so the caller may drop it instead of forwarding it.
+    pub message: Option<(usize, usize)>,
+    /// Gate mode only: the walk stopped before a text message that is not complete in the
+    /// buffer; the caller must read more (growing the buffer if it is full).
+    pub need_more: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -73,6 +79,39 @@ pub struct Walker {
     tracker: MessageTracker,
     utf8: Utf8Validator,
     payload: Option<InPayload>,
+    max_message: u64,
+    gate: bool,
+    gated_start: Option<usize>,
+}
+
+/// Whether the text message starting at `buf[0]` is complete in `buf` (all its frames,
+/// including interleaved control frames). A message over `max_message` counts as complete
+/// so that normal processing rejects it.
+fn message_complete(buf: &[u8], sender: Role, max_frame: u64, max_message: u64) -> bool {
+    let mut pos = 0usize;
+    let mut total = 0u64;
+    loop {
+        let Some(rest) = buf.get(pos..) else { return false };
+        let h = match parse_header(rest, sender, max_frame) {
+            Ok(Some(h)) => h,
+            Ok(None) => return false,
+            Err(_) => return true, // let the walk report it
+        };
+        let end = pos as u64 + h.header_len as u64 + h.payload_len;
+        if !h.opcode.is_control() {
+            total += h.payload_len;
+            if total > max_message {
+                return true;
+            }
+        }
+        if end > buf.len() as u64 {
+            return false;
+        }
+        pos = end as usize;
+        if h.fin && !h.opcode.is_control() {
+            return true;
+        }
+    }
 }
 
 impl Walker {
@@ -84,7 +123,17 @@ impl Walker {
             tracker: MessageTracker::new(max_message, max_fragments),
             utf8: Utf8Validator::default(),
             payload: None,
+            max_message,
+            gate: false,
+            gated_start: None,
         }
+    }
+
+    /// Gate mode: hold each new text message until it is complete in the buffer and stop
+    /// the walk right after it ([`Walked::message`]), so the caller can refuse it (used
+    /// while the usage log is unavailable, to refuse `response.create`).
+    pub fn set_gate(&mut self, on: bool) {
+        self.gate = on;
     }
 
     /// True when the bytes forwarded so far end on a frame boundary.
@@ -129,9 +178,17 @@ impl Walker {
                 }
                 p.remaining -= take as u64;
                 p.offset += take as u64;
+                let message_end = done && p.last_of_message;
                 pos += take;
                 if done {
                     self.payload = None;
+                    if message_end {
+                        if let Some(start) = self.gated_start.take() {
+                            out.ready = pos;
+                            out.message = Some((start, pos));
+                            return Ok(out);
+                        }
+                    }
                 } else {
                     out.ready = pos;
                     return Ok(out);
@@ -147,6 +204,13 @@ impl Walker {
                 Ok(None) => return Ok(out),
                 Err(e) => return Err(WalkError { code: e.close_code(), reason: frame_reason(&e), valid_upto: pos, mid_frame: false }),
             };
+            if self.gate && header.opcode == Opcode::Text {
+                if !message_complete(&buf[pos..], self.sender, self.max_frame, self.max_message) {
+                    out.need_more = true;
+                    return Ok(out);
+                }
+                self.gated_start = Some(pos);
+            }
             let step = self
                 .tracker
                 .on_frame(&header)
@@ -207,6 +271,11 @@ impl Walker {
                     on_event(ev);
                 }
                 self.payload = None;
+                if let Some(start) = self.gated_start.take() {
+                    out.ready = pos;
+                    out.message = Some((start, pos));
+                    return Ok(out);
+                }
             }
         }
     }

@@ -249,3 +249,76 @@ pub fn read_until_close(s: &mut TcpStream) -> Option<RawFrame> {
     }
     None
 }
+
+impl CountingUpstream {
+    /// Like [`CountingUpstream::start`] but keeps every connection open and silent.
+    pub fn start_silent() -> CountingUpstream {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let a = accepted.clone();
+        std::thread::spawn(move || {
+            let mut keep = Vec::new();
+            for c in l.incoming().flatten() {
+                a.fetch_add(1, Ordering::SeqCst);
+                keep.push(c);
+            }
+        });
+        CountingUpstream { addr, accepted }
+    }
+}
+
+/// An upstream that records every byte it receives and answers 429 to the first head.
+pub struct RecordingRefuser {
+    /// Its address.
+    pub addr: SocketAddr,
+    got: Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl RecordingRefuser {
+    /// Start on 127.0.0.1:0.
+    pub fn start() -> RecordingRefuser {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let g = got.clone();
+        std::thread::spawn(move || {
+            for mut c in l.incoming().flatten() {
+                let g = g.clone();
+                std::thread::spawn(move || {
+                    let _ = c.set_read_timeout(Some(Duration::from_millis(300)));
+                    let mut buf = [0u8; 4096];
+                    let mut answered = false;
+                    loop {
+                        match c.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(n) => {
+                                let mut all = g.lock().unwrap();
+                                all.extend_from_slice(&buf[..n]);
+                                if !answered && all.windows(4).any(|w| w == b"\r\n\r\n") {
+                                    answered = true;
+                                    let body = r#"{"error":{"type":"rate_limit_error","code":"rate_limit_exceeded","message":"slow down"}}"#;
+                                    let _ = c.write_all(format!("HTTP/1.1 429 Too Many Requests\r\nRetry-After: 3\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
+                                }
+                            }
+                            Err(_) => {
+                                if answered {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        RecordingRefuser { addr, got }
+    }
+    /// `ws://` URL.
+    pub fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+    /// Bytes received so far.
+    pub fn received(&self) -> Vec<u8> {
+        self.got.lock().unwrap().clone()
+    }
+}

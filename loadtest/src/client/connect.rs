@@ -135,7 +135,9 @@ pub async fn connect(url: &str, opts: ClientOpts) -> Result<WsClient, ConnectErr
 }
 
 async fn connect_inner(url: &str, opts: ClientOpts) -> Result<WsClient, ConnectError> {
-    let t = parse_url(url).ok_or_else(|| ConnectError::InvalidUrl { url: url.to_string() })?;
+    let t = parse_url(url).ok_or_else(|| ConnectError::InvalidUrl {
+        url: url.to_string(),
+    })?;
     let tcp = TcpStream::connect((t.host.as_str(), t.port)).await?;
     tcp.set_nodelay(true)?;
     let conn = if t.tls {
@@ -200,15 +202,20 @@ async fn connect_inner(url: &str, opts: ClientOpts) -> Result<WsClient, ConnectE
         return Err(ConnectError::NotUpgraded { header: "Upgrade" });
     }
     if !has_token(head.header("connection"), "upgrade") {
-        return Err(ConnectError::NotUpgraded { header: "Connection" });
+        return Err(ConnectError::NotUpgraded {
+            header: "Connection",
+        });
     }
     if let Some(ext) = head.header("sec-websocket-extensions") {
-        return Err(ConnectError::UnexpectedExtension { value: ext.to_string() });
+        return Err(ConnectError::UnexpectedExtension {
+            value: ext.to_string(),
+        });
     }
 
     let (rd, wr) = tokio::io::split(io);
     let (tap, queue) = FrameTap::new(rd);
-    let (mut read, _unused) = fastwebsockets::after_handshake_split(tap, tokio::io::sink(), Role::Client);
+    let (mut read, _unused) =
+        fastwebsockets::after_handshake_split(tap, tokio::io::sink(), Role::Client);
     read.set_auto_close(false);
     read.set_auto_pong(false);
     read.set_max_message_size(opts.max_message_size);
@@ -237,7 +244,8 @@ async fn read_body(io: &mut BufReader<Stream>, content_length: Option<&str>) -> 
         }
         None => {
             let mut limited = io.take(MAX_REFUSAL_BODY as u64);
-            let _ = tokio::time::timeout(Duration::from_secs(2), limited.read_to_end(&mut body)).await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(2), limited.read_to_end(&mut body)).await;
         }
     }
     String::from_utf8_lossy(&body).into_owned()
@@ -250,11 +258,20 @@ mod tests {
     #[test]
     fn urls_parse_with_defaults_paths_and_ipv6() {
         let t = parse_url("ws://127.0.0.1:9000").expect("url");
-        assert_eq!((t.tls, t.host.as_str(), t.port, t.path), (false, "127.0.0.1", 9000, None));
+        assert_eq!(
+            (t.tls, t.host.as_str(), t.port, t.path),
+            (false, "127.0.0.1", 9000, None)
+        );
         let t = parse_url("wss://localhost/v1/responses?x=1").expect("url");
-        assert_eq!((t.tls, t.port, t.path.as_deref()), (true, 443, Some("/v1/responses?x=1")));
+        assert_eq!(
+            (t.tls, t.port, t.path.as_deref()),
+            (true, 443, Some("/v1/responses?x=1"))
+        );
         let t = parse_url("ws://[::1]:80?q").expect("url");
-        assert_eq!((t.host.as_str(), t.authority.as_str(), t.path.as_deref()), ("::1", "[::1]:80", Some("/?q")));
+        assert_eq!(
+            (t.host.as_str(), t.authority.as_str(), t.path.as_deref()),
+            ("::1", "[::1]:80", Some("/?q"))
+        );
         assert!(parse_url("http://x").is_none());
         assert!(parse_url("ws://:80").is_none());
         assert!(parse_url("ws://h:notaport").is_none());

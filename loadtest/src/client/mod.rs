@@ -193,7 +193,8 @@ impl WsClient {
 
     /// Sends one masked text frame.
     pub async fn send_text(&mut self, s: &str) -> Result<()> {
-        self.send_frame(true, OpCode::Text as u8, s.as_bytes()).await
+        self.send_frame(true, OpCode::Text as u8, s.as_bytes())
+            .await
     }
 
     /// Sends one masked binary frame.
@@ -208,14 +209,21 @@ impl WsClient {
         if op == OpCode::Close {
             self.close_sent = true;
         }
-        self.writer.push_frame(fin, op, Masking::Random, payload.to_vec());
+        self.writer
+            .push_frame(fin, op, Masking::Random, payload.to_vec());
         Ok(self.writer.flush().await?)
     }
 
     /// Sends a message split into `pieces` masked frames.
-    pub async fn send_fragmented(&mut self, opcode: u8, payload: &[u8], pieces: usize) -> Result<()> {
+    pub async fn send_fragmented(
+        &mut self,
+        opcode: u8,
+        payload: &[u8],
+        pieces: usize,
+    ) -> Result<()> {
         let op = OpCode::try_from(opcode)?;
-        self.writer.push_message(op, Masking::Random, payload, pieces);
+        self.writer
+            .push_message(op, Masking::Random, payload, pieces);
         Ok(self.writer.flush().await?)
     }
 
@@ -234,14 +242,25 @@ impl WsClient {
     }
 
     /// Receives the next frame as it came (no reassembly, no automatic replies).
+    /// A masked frame is returned with `masked: true` and its payload still
+    /// masked, or as [`ClientError::MaskedFrame`] when fastwebsockets rejected it.
     pub async fn recv_frame(&mut self) -> Result<RawFrame> {
         let mut noop = |_| std::future::ready(Ok::<(), std::io::Error>(()));
         let fut = self.read.read_frame(&mut noop);
-        let frame = match self.recv_timeout {
-            Some(t) => tokio::time::timeout(t, fut).await.map_err(|_| ClientError::Timeout)??,
-            None => fut.await?,
+        let res = match self.recv_timeout {
+            Some(t) => tokio::time::timeout(t, fut)
+                .await
+                .map_err(|_| ClientError::Timeout)?,
+            None => fut.await,
         };
         let masked = pop_header(&self.tap).is_some_and(|h| h.masked);
+        let frame = match res {
+            Ok(f) => f,
+            // fastwebsockets may reject a masked frame's still-masked payload
+            // (e.g. as invalid UTF-8) before we see it: name the real cause.
+            Err(_) if masked => return Err(ClientError::MaskedFrame),
+            Err(e) => return Err(e.into()),
+        };
         Ok(RawFrame {
             fin: frame.fin,
             opcode: frame.opcode as u8,
@@ -254,7 +273,15 @@ impl WsClient {
     /// echoes a server close.
     pub async fn recv(&mut self) -> Result<Message> {
         loop {
-            let f = self.recv_frame().await?;
+            let f = match self.recv_frame().await {
+                Err(ClientError::MaskedFrame) => Ok(RawFrame {
+                    fin: true,
+                    opcode: 0,
+                    masked: true,
+                    payload: Vec::new(),
+                }),
+                other => other,
+            }?;
             if f.masked {
                 let _ = self.close(1002, "masked frame from server").await;
                 return Err(ClientError::MaskedFrame);
@@ -263,14 +290,16 @@ impl WsClient {
             let data = match op {
                 OpCode::Ping => {
                     if !self.close_sent {
-                        self.send_frame(true, OpCode::Pong as u8, &f.payload).await?;
+                        self.send_frame(true, OpCode::Pong as u8, &f.payload)
+                            .await?;
                     }
                     return Ok(Message::Ping(f.payload));
                 }
                 OpCode::Pong => return Ok(Message::Pong(f.payload)),
                 OpCode::Close => {
                     let code = f.payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
-                    let reason = String::from_utf8_lossy(f.payload.get(2..).unwrap_or_default()).into_owned();
+                    let reason = String::from_utf8_lossy(f.payload.get(2..).unwrap_or_default())
+                        .into_owned();
                     if !self.close_sent {
                         let echo = f.payload.get(..2).unwrap_or_default().to_vec();
                         let _ = self.send_frame(true, OpCode::Close as u8, &echo).await;

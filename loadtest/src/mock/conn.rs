@@ -34,9 +34,17 @@ pub(crate) enum Out {
     /// One event (a text message).
     Event { text: String, framing: Framing },
     /// A terminal event; `entry` goes to the ledger as it is written.
-    Terminal { text: String, framing: Framing, entry: LedgerEntry },
+    Terminal {
+        text: String,
+        framing: Framing,
+        entry: LedgerEntry,
+    },
     /// One frame verbatim (echo, pong).
-    Frame { fin: bool, opcode: OpCode, payload: Vec<u8> },
+    Frame {
+        fin: bool,
+        opcode: OpCode,
+        payload: Vec<u8>,
+    },
     /// A close frame with this payload; the writer stops after it.
     Close { payload: Vec<u8> },
     /// Flush, then close TCP with a FIN (no close frame).
@@ -75,7 +83,13 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, conn_id: usize) {
         _ => return,
     };
     let Ok(req) = handshake::parse_request(&head) else {
-        let _ = respond(&mut io, 400, &[], r#"{"error":{"message":"malformed request"}}"#).await;
+        let _ = respond(
+            &mut io,
+            400,
+            &[],
+            r#"{"error":{"message":"malformed request"}}"#,
+        )
+        .await;
         return;
     };
     if shared.cfg.record {
@@ -87,7 +101,11 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, conn_id: usize) {
         });
     }
     if let Some(r) = &shared.cfg.refuse {
-        let extra: Vec<(&str, &str)> = r.retry_after.iter().map(|v| ("Retry-After", v.as_str())).collect();
+        let extra: Vec<(&str, &str)> = r
+            .retry_after
+            .iter()
+            .map(|v| ("Retry-After", v.as_str()))
+            .collect();
         let _ = respond(&mut io, r.status, &extra, &r.body).await;
         return;
     }
@@ -108,10 +126,16 @@ fn upgrade_key(req: &Head) -> Option<String> {
         && has_token(req.header("upgrade"), "websocket")
         && has_token(req.header("connection"), "upgrade")
         && req.header("sec-websocket-version") == Some("13");
-    ok.then(|| req.header("sec-websocket-key").map(str::to_string)).flatten()
+    ok.then(|| req.header("sec-websocket-key").map(str::to_string))
+        .flatten()
 }
 
-async fn respond(io: &mut Io, status: u16, extra: &[(&str, &str)], body: &str) -> std::io::Result<()> {
+async fn respond(
+    io: &mut Io,
+    status: u16,
+    extra: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<()> {
     let mut out = format!("HTTP/1.1 {status} {}\r\n", handshake::reason(status));
     for (n, v) in extra {
         out.push_str(&format!("{n}: {v}\r\n"));
@@ -157,7 +181,8 @@ enum WriterEnd {
 async fn session(shared: Arc<Shared>, io: Io, rst: Arc<AtomicBool>, conn_id: usize) {
     let (rd, wr) = tokio::io::split(io);
     let (tap, headers) = FrameTap::new(rd);
-    let (mut wsr, _unused_write) = fastwebsockets::after_handshake_split(tap, tokio::io::sink(), Role::Server);
+    let (mut wsr, _unused_write) =
+        fastwebsockets::after_handshake_split(tap, tokio::io::sink(), Role::Server);
     wsr.set_auto_close(false);
     wsr.set_auto_pong(false);
     wsr.set_max_message_size(shared.cfg.max_message_size);
@@ -213,7 +238,13 @@ async fn session(shared: Arc<Shared>, io: Io, rst: Arc<AtomicBool>, conn_id: usi
 
 type WsRead = WebSocketRead<FrameTap<ReadHalf<Io>>>;
 
-async fn reader_loop(shared: &Shared, mut wsr: WsRead, headers: HeaderQueue, ctx: Arc<ConnCtx>, conn_id: usize) -> ReaderEnd {
+async fn reader_loop(
+    shared: &Shared,
+    mut wsr: WsRead,
+    headers: HeaderQueue,
+    ctx: Arc<ConnCtx>,
+    conn_id: usize,
+) -> ReaderEnd {
     let tx = ctx.tx.clone();
     let echo = shared.cfg.echo;
     let mut dispatcher = Dispatcher::new(ctx);
@@ -242,9 +273,23 @@ async fn reader_loop(shared: &Shared, mut wsr: WsRead, headers: HeaderQueue, ctx
                 let _ = tx.send(Out::Close { payload: echo_code }).await;
                 return ReaderEnd::ClientClosed;
             }
-            OpCode::Ping => tx.send(Out::Frame { fin: true, opcode: OpCode::Pong, payload }).await.is_ok(),
+            OpCode::Ping => tx
+                .send(Out::Frame {
+                    fin: true,
+                    opcode: OpCode::Pong,
+                    payload,
+                })
+                .await
+                .is_ok(),
             OpCode::Pong => true,
-            _ if echo => tx.send(Out::Frame { fin, opcode, payload }).await.is_ok(),
+            _ if echo => tx
+                .send(Out::Frame {
+                    fin,
+                    opcode,
+                    payload,
+                })
+                .await
+                .is_ok(),
             OpCode::Text | OpCode::Binary => {
                 if fin {
                     deliver(&mut dispatcher, opcode, &payload).await
@@ -286,19 +331,41 @@ async fn writer_loop(
     mut rx: mpsc::Receiver<Out>,
     rst: &AtomicBool,
 ) -> WriterEnd {
-    let masking = |f: Framing| if f.masked { Masking::Random } else { Masking::None };
+    let masking = |f: Framing| {
+        if f.masked {
+            Masking::Random
+        } else {
+            Masking::None
+        }
+    };
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
         while let Some(out) = next.take() {
             match out {
-                Out::Event { text, framing } => {
-                    fw.push_message(OpCode::Text, masking(framing), text.as_bytes(), framing.pieces)
-                }
-                Out::Terminal { text, framing, entry } => {
+                Out::Event { text, framing } => fw.push_message(
+                    OpCode::Text,
+                    masking(framing),
+                    text.as_bytes(),
+                    framing.pieces,
+                ),
+                Out::Terminal {
+                    text,
+                    framing,
+                    entry,
+                } => {
                     shared.record_ledger(entry);
-                    fw.push_message(OpCode::Text, masking(framing), text.as_bytes(), framing.pieces)
+                    fw.push_message(
+                        OpCode::Text,
+                        masking(framing),
+                        text.as_bytes(),
+                        framing.pieces,
+                    )
                 }
-                Out::Frame { fin, opcode, payload } => fw.push_frame(fin, opcode, Masking::None, payload),
+                Out::Frame {
+                    fin,
+                    opcode,
+                    payload,
+                } => fw.push_frame(fin, opcode, Masking::None, payload),
                 Out::Close { payload } => {
                     fw.push_frame(true, OpCode::Close, Masking::None, payload);
                     return match fw.flush().await {

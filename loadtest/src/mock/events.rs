@@ -6,8 +6,20 @@ use serde_json::Value;
 
 /// Words the deltas are made of: escapes and multi-byte UTF-8 on purpose.
 const WORDS: &[&str] = &[
-    " token", " relay", " café", " ☃", " \"quoted\"", " edge", " back\\slash", " lane", " 🚀",
-    " tab\t", " usage", " newline\n", " frame", " socket",
+    " token",
+    " relay",
+    " café",
+    " ☃",
+    " \"quoted\"",
+    " edge",
+    " back\\slash",
+    " lane",
+    " 🚀",
+    " tab\t",
+    " usage",
+    " newline\n",
+    " frame",
+    " socket",
 ];
 
 /// Fixed facts about one response, used by every event it produces.
@@ -190,13 +202,16 @@ impl Resp<'_> {
         usage: Usage,
         seq: u64,
     ) -> String {
-        let output = text.map(|t| vec![self.message("completed", Some(t))]).unwrap_or_default();
+        let output = text
+            .map(|t| vec![self.message("completed", Some(t))])
+            .unwrap_or_default();
         let mut response = self.obj(status, output);
         response.instructions = instructions;
         response.usage = Some(usage.json());
         match status {
             "incomplete" => {
-                response.incomplete_details = Some(serde_json::json!({"reason": "max_output_tokens"}))
+                response.incomplete_details =
+                    Some(serde_json::json!({"reason": "max_output_tokens"}))
             }
             "failed" => {
                 response.error = Some(serde_json::json!({"code": "server_error",
@@ -204,7 +219,11 @@ impl Resp<'_> {
             }
             _ => {}
         }
-        self.wrap(&format!("response.{status}"), ResponseBody { response }, seq)
+        self.wrap(
+            &format!("response.{status}"),
+            ResponseBody { response },
+            seq,
+        )
     }
 }
 

@@ -80,7 +80,11 @@ pub enum FaultParseError {
     },
 }
 
-fn num<T: FromStr>(fault: &'static str, arg: Option<&str>, default: T) -> Result<T, FaultParseError> {
+fn num<T: FromStr>(
+    fault: &'static str,
+    arg: Option<&str>,
+    default: T,
+) -> Result<T, FaultParseError> {
     match arg {
         None => Ok(default),
         Some(a) => a.trim().parse().map_err(|_| FaultParseError::BadArgument {
@@ -154,7 +158,9 @@ impl Fault {
             Fault::HugeTerminal { bytes } => *bytes = n("mock_bytes").unwrap_or(*bytes),
             Fault::Fragmented { pieces } => *pieces = n("mock_pieces").unwrap_or(*pieces).max(1),
             Fault::CloseAfterError { code, error_code } => {
-                if let Some(c) = meta_num(meta, "mock_close_code").and_then(|c| u16::try_from(c).ok()) {
+                if let Some(c) =
+                    meta_num(meta, "mock_close_code").and_then(|c| u16::try_from(c).ok())
+                {
                     *code = c;
                 }
                 if let Some(e) = meta.get("mock_error_code").and_then(Value::as_str) {
@@ -175,29 +181,50 @@ mod tests {
     #[test]
     fn cli_names_parse_with_and_without_arguments() {
         assert_eq!("abort-fin".parse(), Ok(Fault::AbortFin { after_deltas: 2 }));
-        assert_eq!("abort_rst:5".parse(), Ok(Fault::AbortRst { after_deltas: 5 }));
+        assert_eq!(
+            "abort_rst:5".parse(),
+            Ok(Fault::AbortRst { after_deltas: 5 })
+        );
         assert_eq!("fragmented:7".parse(), Ok(Fault::Fragmented { pieces: 7 }));
         assert_eq!(
             "close-after-error:1013:overloaded".parse(),
-            Ok(Fault::CloseAfterError { code: 1013, error_code: "overloaded".into() })
+            Ok(Fault::CloseAfterError {
+                code: 1013,
+                error_code: "overloaded".into()
+            })
         );
-        assert!(matches!("warp".parse::<Fault>(), Err(FaultParseError::Unknown { .. })));
+        assert!(matches!(
+            "warp".parse::<Fault>(),
+            Err(FaultParseError::Unknown { .. })
+        ));
         assert!(matches!(
             "huge-terminal:lots".parse::<Fault>(),
-            Err(FaultParseError::BadArgument { fault: "huge-terminal", .. })
+            Err(FaultParseError::BadArgument {
+                fault: "huge-terminal",
+                ..
+            })
         ));
     }
 
     #[test]
     fn metadata_override_reads_string_and_number_arguments() {
         let c = json!({"metadata":{"mock_fault":"abort_fin","mock_after_deltas":"4"}});
-        assert_eq!(Fault::from_metadata(&c), Some(Some(Fault::AbortFin { after_deltas: 4 })));
+        assert_eq!(
+            Fault::from_metadata(&c),
+            Some(Some(Fault::AbortFin { after_deltas: 4 }))
+        );
         let c = json!({"metadata":{"mock_fault":"close_after_error","mock_close_code":1012}});
         assert_eq!(
             Fault::from_metadata(&c),
-            Some(Some(Fault::CloseAfterError { code: 1012, error_code: "server_error".into() }))
+            Some(Some(Fault::CloseAfterError {
+                code: 1012,
+                error_code: "server_error".into()
+            }))
         );
-        assert_eq!(Fault::from_metadata(&json!({"metadata":{"mock_fault":"none"}})), Some(None));
+        assert_eq!(
+            Fault::from_metadata(&json!({"metadata":{"mock_fault":"none"}})),
+            Some(None)
+        );
         assert_eq!(Fault::from_metadata(&json!({"metadata":{}})), None);
     }
 }

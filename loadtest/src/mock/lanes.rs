@@ -41,7 +41,10 @@ impl ConnCtx {
     }
 
     async fn send(&self, text: String) -> Result<(), Closed> {
-        let out = Out::Event { text, framing: self.framing };
+        let out = Out::Event {
+            text,
+            framing: self.framing,
+        };
         self.tx.send(out).await.map_err(|_| Closed)
     }
 }
@@ -69,7 +72,8 @@ pub(crate) struct Dispatcher {
 
 fn valid_stream_id(s: &str) -> bool {
     (1..=256).contains(&s.len())
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 impl Dispatcher {
@@ -105,7 +109,10 @@ impl Dispatcher {
         let Ok(v) = serde_json::from_str::<Value>(raw) else {
             return Ok(()); // not JSON: recorded, ignored
         };
-        let stream_id = v.get("stream_id").and_then(Value::as_str).map(str::to_string);
+        let stream_id = v
+            .get("stream_id")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         match v.get("type").and_then(Value::as_str) {
             Some("response.create") => {
                 if let Some(sid) = &stream_id {
@@ -113,17 +120,31 @@ impl Dispatcher {
                     let (code, msg) = if !valid_stream_id(sid) {
                         ("invalid_stream_id", "Invalid stream_id.")
                     } else if !self.lanes.contains_key(&stream_id) && named >= MAX_NAMED_LANES {
-                        ("websocket_stream_limit_reached", "Too many streams on this connection.")
+                        (
+                            "websocket_stream_limit_reached",
+                            "Too many streams on this connection.",
+                        )
                     } else {
                         ("", "")
                     };
                     if !code.is_empty() {
                         let seq = self.next_seq(&None);
-                        let e = events::error_event(400, "invalid_request_error", code, msg, Some("stream_id"), None, seq);
+                        let e = events::error_event(
+                            400,
+                            "invalid_request_error",
+                            code,
+                            msg,
+                            Some("stream_id"),
+                            None,
+                            seq,
+                        );
                         return self.ctx.send(e).await;
                     }
                 }
-                let job = Job { create: v, frame_bytes: raw.len() };
+                let job = Job {
+                    create: v,
+                    frame_bytes: raw.len(),
+                };
                 // The lane task only ends when the connection ends.
                 let _ = self.lane(stream_id).jobs.send(job);
                 Ok(())
@@ -131,7 +152,9 @@ impl Dispatcher {
             Some("response.steer") => {
                 let seq = self.next_seq(&stream_id);
                 let prev = v.get("previous_response_id").and_then(Value::as_str);
-                let sid = stream_id.as_deref().filter(|_| self.lanes.contains_key(&stream_id));
+                let sid = stream_id
+                    .as_deref()
+                    .filter(|_| self.lanes.contains_key(&stream_id));
                 self.ctx.send(events::steer_accepted(prev, sid, seq)).await
             }
             _ => Ok(()), // unknown client events are recorded and ignored
@@ -160,8 +183,15 @@ async fn lane_task(
             let prev = plan.previous.as_deref().unwrap_or_default();
             let msg = format!("Previous response with id '{prev}' not found.");
             let s = seq.fetch_add(1, Ordering::Relaxed);
-            let e = events::error_event(400, "invalid_request_error", "previous_response_not_found",
-                &msg, Some("previous_response_id"), lane.as_deref(), s);
+            let e = events::error_event(
+                400,
+                "invalid_request_error",
+                "previous_response_not_found",
+                &msg,
+                Some("previous_response_id"),
+                lane.as_deref(),
+                s,
+            );
             ctx.send(e).await
         };
         if res.is_err() {
@@ -212,7 +242,10 @@ impl Plan {
             model: s("model").unwrap_or_else(|| "gpt-5".to_string()),
             service_tier: s("service_tier").unwrap_or_else(|| "default".to_string()),
             store: c.get("store").and_then(Value::as_bool).unwrap_or(false),
-            tools: c.get("tools").cloned().unwrap_or_else(|| Value::Array(Vec::new())),
+            tools: c
+                .get("tools")
+                .cloned()
+                .unwrap_or_else(|| Value::Array(Vec::new())),
             instructions: s("instructions"),
             generate: c.get("generate").and_then(Value::as_bool).unwrap_or(true),
             previous: s("previous_response_id"),
@@ -228,7 +261,11 @@ impl Plan {
     fn usage(&self, output: u64) -> Usage {
         Usage {
             input: self.input_tokens,
-            cached: if self.previous.is_some() { self.input_tokens / 2 } else { 0 },
+            cached: if self.previous.is_some() {
+                self.input_tokens / 2
+            } else {
+                0
+            },
             output,
             reasoning: if self.reasoning { output / 2 } else { 0 },
         }
@@ -236,16 +273,30 @@ impl Plan {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
-async fn run_response(ctx: &ConnCtx, lane: Option<&str>, plan: &Plan, seq: &AtomicU64) -> Result<(), Closed> {
+async fn run_response(
+    ctx: &ConnCtx,
+    lane: Option<&str>,
+    plan: &Plan,
+    seq: &AtomicU64,
+) -> Result<(), Closed> {
     if plan.fault == Some(Fault::Stall) {
         std::future::pending::<()>().await;
     }
     let framing = match &plan.fault {
-        Some(Fault::MaskedFrames) => Framing { masked: true, ..ctx.framing },
-        Some(Fault::Fragmented { pieces }) => Framing { pieces: *pieces, ..ctx.framing },
+        Some(Fault::MaskedFrames) => Framing {
+            masked: true,
+            ..ctx.framing
+        },
+        Some(Fault::Fragmented { pieces }) => Framing {
+            pieces: *pieces,
+            ..ctx.framing
+        },
         _ => ctx.framing,
     };
     let emit = |text: String| ctx.tx.send(Out::Event { text, framing });
@@ -263,7 +314,9 @@ async fn run_response(ctx: &ConnCtx, lane: Option<&str>, plan: &Plan, seq: &Atom
         store: plan.store,
         tools: &plan.tools,
     };
-    emit(r.lifecycle("response.created", next())).await.map_err(|_| Closed)?;
+    emit(r.lifecycle("response.created", next()))
+        .await
+        .map_err(|_| Closed)?;
     let entry = |status: &str, u: Usage| LedgerEntry {
         response_id: id.clone(),
         stream_id: lane.map(str::to_string),
@@ -278,14 +331,30 @@ async fn run_response(ctx: &ConnCtx, lane: Option<&str>, plan: &Plan, seq: &Atom
     if !plan.generate {
         let u = plan.usage(0);
         let text = r.terminal("completed", None, plan.instructions.as_deref(), u, next());
-        let out = Out::Terminal { text, framing, entry: entry("completed", u) };
+        let out = Out::Terminal {
+            text,
+            framing,
+            entry: entry("completed", u),
+        };
         return ctx.tx.send(out).await.map_err(|_| Closed);
     }
-    emit(r.lifecycle("response.in_progress", next())).await.map_err(|_| Closed)?;
+    emit(r.lifecycle("response.in_progress", next()))
+        .await
+        .map_err(|_| Closed)?;
     if let Some(Fault::CloseAfterError { code, error_code }) = &plan.fault {
-        let e = events::error_event(500, "server_error", error_code, "The mock upstream failed.", None, lane, next());
+        let e = events::error_event(
+            500,
+            "server_error",
+            error_code,
+            "The mock upstream failed.",
+            None,
+            lane,
+            next(),
+        );
         emit(e).await.map_err(|_| Closed)?;
-        let close = Out::Close { payload: code.to_be_bytes().to_vec() };
+        let close = Out::Close {
+            payload: code.to_be_bytes().to_vec(),
+        };
         let _ = ctx.tx.send(close).await;
         return Err(Closed);
     }
@@ -296,7 +365,12 @@ async fn run_response(ctx: &ConnCtx, lane: Option<&str>, plan: &Plan, seq: &Atom
         Some(Fault::AbortRst { after_deltas }) => Some((*after_deltas, Out::AbortRst)),
         _ => None,
     };
-    let pace = ctx.shared.cfg.token_rate.filter(|r| *r > 0.0).map(|r| Duration::from_secs_f64(1.0 / r));
+    let pace = ctx
+        .shared
+        .cfg
+        .token_rate
+        .filter(|r| *r > 0.0)
+        .map(|r| Duration::from_secs_f64(1.0 / r));
     let mut full = String::new();
     let texts = events::delta_texts(&r, plan.deltas, ctx.shared.cfg.delta_bytes);
     for (i, t) in texts.iter().enumerate() {
@@ -317,13 +391,21 @@ async fn run_response(ctx: &ConnCtx, lane: Option<&str>, plan: &Plan, seq: &Atom
         return Err(Closed);
     }
     emit(r.text_done(&full, next())).await.map_err(|_| Closed)?;
-    emit(r.part(Some(&full), next())).await.map_err(|_| Closed)?;
-    emit(r.item(Some(&full), next())).await.map_err(|_| Closed)?;
+    emit(r.part(Some(&full), next()))
+        .await
+        .map_err(|_| Closed)?;
+    emit(r.item(Some(&full), next()))
+        .await
+        .map_err(|_| Closed)?;
     let mut instructions = plan.instructions.clone().unwrap_or_default();
     instructions.push_str(&events::padding(plan.pad));
     let instructions = (!instructions.is_empty()).then_some(instructions.as_str());
     let u = plan.usage(texts.len() as u64);
     let text = r.terminal(&plan.terminal, Some(&full), instructions, u, next());
-    let out = Out::Terminal { text, framing, entry: entry(&plan.terminal, u) };
+    let out = Out::Terminal {
+        text,
+        framing,
+        entry: entry(&plan.terminal, u),
+    };
     ctx.tx.send(out).await.map_err(|_| Closed)
 }

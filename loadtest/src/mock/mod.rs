@@ -229,12 +229,17 @@ pub struct MockUpstream {
 impl MockUpstream {
     /// Binds (`cfg.listen` or `127.0.0.1:0`) and serves in tokio tasks.
     pub async fn start(cfg: MockConfig) -> anyhow::Result<MockUpstream> {
-        let listen = cfg.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let listen = cfg
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let ledger_file = match &cfg.ledger_path {
             Some(p) => Some(Mutex::new(
-                std::fs::OpenOptions::new().create(true).append(true).open(p)?,
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)?,
             )),
             None => None,
         };

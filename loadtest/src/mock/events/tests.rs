@@ -22,7 +22,10 @@ fn delta_frames_are_about_the_requested_size() {
     for target in [150usize, 190, 400, 2000] {
         for (i, t) in delta_texts(&r, 20, target).iter().enumerate() {
             let len = r.delta(t, i as u64).len();
-            assert!(len >= target && len < target + 20, "target {target}: frame {len} bytes");
+            assert!(
+                len >= target && len < target + 20,
+                "target {target}: frame {len} bytes"
+            );
         }
     }
 }
@@ -32,8 +35,14 @@ fn events_put_type_first_and_lane_then_sequence_last() {
     let tools = json!([]);
     let r = resp(&tools, Some("lane_a"));
     let d = r.delta(" x", 7);
-    assert!(d.starts_with(r#"{"type":"response.output_text.delta","#), "{d}");
-    assert!(d.ends_with(r#""stream_id":"lane_a","sequence_number":7}"#), "{d}");
+    assert!(
+        d.starts_with(r#"{"type":"response.output_text.delta","#),
+        "{d}"
+    );
+    assert!(
+        d.ends_with(r#""stream_id":"lane_a","sequence_number":7}"#),
+        "{d}"
+    );
     let default_lane = resp(&tools, None).lifecycle("response.created", 0);
     assert!(!default_lane.contains("stream_id"));
 }
@@ -42,15 +51,31 @@ fn events_put_type_first_and_lane_then_sequence_last() {
 fn terminal_usage_round_trips_through_the_ledger_extractor() {
     let tools = json!([{"type": "function", "name": "f"}]);
     let r = resp(&tools, Some("b"));
-    let usage = Usage { input: 40, cached: 20, output: 8, reasoning: 4 };
+    let usage = Usage {
+        input: 40,
+        cached: 20,
+        output: 8,
+        reasoning: 4,
+    };
     let t = r.terminal("incomplete", Some("hi"), Some("pad"), usage, 12);
     let v: Value = serde_json::from_str(&t).expect("json");
     assert_eq!(v["type"], "response.incomplete");
     assert_eq!(v["response"]["usage"]["total_tokens"], 48);
-    assert_eq!(v["response"]["incomplete_details"]["reason"], "max_output_tokens");
+    assert_eq!(
+        v["response"]["incomplete_details"]["reason"],
+        "max_output_tokens"
+    );
     assert_eq!(v["response"]["tools"], tools);
     let e = LedgerEntry::from_terminal(&v).expect("entry");
-    assert_eq!((e.input_tokens, e.cached_tokens, e.output_tokens, e.reasoning_tokens), (40, 20, 8, 4));
+    assert_eq!(
+        (
+            e.input_tokens,
+            e.cached_tokens,
+            e.output_tokens,
+            e.reasoning_tokens
+        ),
+        (40, 20, 8, 4)
+    );
     assert_eq!(e.stream_id.as_deref(), Some("b"));
     assert_eq!(e.status, "incomplete");
 }
