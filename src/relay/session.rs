@@ -321,7 +321,13 @@ pub async fn run<CR, CW, UR, UW>(
                     up_leg.finish(Some(&f[..n])).await;
                 }
                 up_leg.kill();
-                let (f, n) = close_frame(codes::BAD_GATEWAY, "upstream protocol error", false);
+                // A message over the limit is "too big" for the client too (Codex falls back
+                // to HTTP on 1009); any other upstream violation is a bad gateway.
+                let (f, n) = if e.code == codes::TOO_BIG {
+                    close_frame(codes::TOO_BIG, "upstream message too big", false)
+                } else {
+                    close_frame(codes::BAD_GATEWAY, "upstream protocol error", false)
+                };
                 client_leg.finish(Some(&f[..n])).await;
                 sh.stop_c2u.raise();
             }

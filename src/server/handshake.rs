@@ -156,8 +156,8 @@ impl HandshakeError {
     }
 }
 
-/// A parsed and validated WebSocket upgrade request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A parsed and validated WebSocket upgrade request. Its `Debug` output redacts credentials.
+#[derive(Clone, PartialEq, Eq)]
 pub struct UpgradeRequest {
     /// The request method (always `GET` once validated).
     pub method: String,
@@ -169,6 +169,23 @@ pub struct UpgradeRequest {
     pub head_len: usize,
     /// The validated `Sec-WebSocket-Key` (base64 of 16 bytes), trimmed.
     pub ws_key: String,
+}
+
+impl std::fmt::Debug for UpgradeRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<(&str, std::borrow::Cow<'_, str>)> = self
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), fields::redacted(n, v)))
+            .collect();
+        f.debug_struct("UpgradeRequest")
+            .field("method", &self.method)
+            .field("path_and_query", &self.path_and_query)
+            .field("headers", &headers)
+            .field("head_len", &self.head_len)
+            .field("ws_key", &self.ws_key)
+            .finish()
+    }
 }
 
 impl UpgradeRequest {

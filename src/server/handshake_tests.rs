@@ -407,3 +407,28 @@ fn handshake_error_response_carries_required_headers() {
     let text = String::from_utf8(HandshakeError::UpgradeRequired.to_response()).unwrap();
     assert!(text.contains("\r\nUpgrade: websocket\r\n"));
 }
+
+#[test]
+fn debug_output_redacts_credentials() {
+    let buf = req_with(
+        &[
+            GOOD,
+            &[
+                "Authorization: Bearer sk-secret-1",
+                "api-key: az-secret-2",
+                "X-Seen: visible",
+            ],
+        ]
+        .concat(),
+    );
+    let req = parse_request(&buf, &Limits::default()).unwrap().unwrap();
+    let dbg = format!("{req:?}");
+    assert!(
+        !dbg.contains("sk-secret-1") && !dbg.contains("az-secret-2"),
+        "{dbg}"
+    );
+    assert!(
+        dbg.contains("<redacted>") && dbg.contains("visible"),
+        "{dbg}"
+    );
+}

@@ -361,7 +361,13 @@ fn reply_head_limits() {
 }
 
 /// (upstream status, upstream Retry-After, client status, code, client Retry-After)
-type RefusalCase = (u16, Option<&'static str>, u16, &'static str, Option<&'static str>);
+type RefusalCase = (
+    u16,
+    Option<&'static str>,
+    u16,
+    &'static str,
+    Option<&'static str>,
+);
 
 #[test]
 fn refusal_status_mapping() {
@@ -389,4 +395,19 @@ fn refusal_status_mapping() {
     let resp = String::from_utf8(map_refusal(429, Some("30")).to_response()).unwrap();
     assert!(resp.starts_with("HTTP/1.1 429 ") && resp.contains("\r\nRetry-After: 30\r\n"));
     assert!(resp.contains("\"code\":\"upstream_rate_limited\""));
+}
+
+#[test]
+fn debug_output_hides_the_injected_credential() {
+    let inject = vec![(
+        "Authorization".to_string(),
+        "Bearer sk-provider-secret".to_string(),
+    )];
+    let r = build_request(&client(CODEX), "h", "", &inject, true);
+    let dbg = format!("{r:?}");
+    assert!(!dbg.contains("sk-provider-secret"), "{dbg}");
+    assert!(
+        dbg.contains("GET /v1/responses?trace=1") && dbg.contains("\"Authorization\""),
+        "{dbg}"
+    );
 }

@@ -62,7 +62,7 @@ def test_sdk_two_turns_through_relay(
     relay = relay_factory(mock_upstream.url, driver, usage_log=usage_log)
     assert relay.driver == {"uring": "io_uring", "epoll": "epoll"}[driver], relay.log_text()
 
-    async def main() -> tuple[list[Any], list[Any]]:
+    async def main() -> tuple[list[Any], list[Any], list[Any]]:
         client = AsyncOpenAI(api_key=RELAY_KEY, base_url=f"http://127.0.0.1:{relay.port}/v1", max_retries=0)
         async with client.responses.connect(
             websocket_connection_options={"open_timeout": 10, "close_timeout": 5}
@@ -70,9 +70,12 @@ def test_sdk_two_turns_through_relay(
             first = await _turn(conn, model="gpt-5", input="hello", store=False)
             rid = first[-1].response.id
             second = await _turn(conn, model="gpt-5", input="again", store=False, previous_response_id=rid)
-        return first, second
+            # The mock checks previous_response_id against its connection-local cache:
+            # an unknown id is answered with an `error` event (so turn 2 really chained).
+            bogus = await _turn(conn, model="gpt-5", input="x", store=False, previous_response_id="resp_nope")
+        return first, second, bogus
 
-    first, second = asyncio.run(asyncio.wait_for(main(), 60))
+    first, second, bogus = asyncio.run(asyncio.wait_for(main(), 60))
 
     for events in (first, second):
         types = [e.type for e in events]
@@ -88,8 +91,11 @@ def test_sdk_two_turns_through_relay(
         assert done.usage.output_tokens == 5
     first_id, second_id = first[-1].response.id, second[-1].response.id
     assert first_id != second_id
-    # The mock only accepts a previous_response_id it produced on the same connection.
-    assert second[-1].response.previous_response_id == first_id
+    # The mock bills cached tokens only for a chained turn, and refuses unknown ids.
+    assert first[-1].response.usage.input_tokens_details.cached_tokens == 0
+    assert second[-1].response.usage.input_tokens_details.cached_tokens > 0
+    assert [e.type for e in bogus] == ["error"], bogus
+    assert bogus[0].error.code == "previous_response_not_found", bogus
 
     # One upstream connection carried both turns, and it carried the provider key only.
     heads = mock_upstream.heads()

@@ -60,3 +60,22 @@ pub(crate) fn write_header(out: &mut Vec<u8>, name: &str, value: &[u8]) -> bool 
     out.extend_from_slice(b"\r\n");
     true
 }
+
+/// Headers whose values are credentials and never printed.
+const SECRET_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "api-key",
+    "x-api-key",
+    "cookie",
+    "set-cookie",
+];
+
+/// A header value for `Debug` output: `<redacted>` for credentials, else the value (lossy UTF-8).
+pub(crate) fn redacted<'a>(name: &str, value: &'a [u8]) -> std::borrow::Cow<'a, str> {
+    if SECRET_HEADERS.iter().any(|s| name.eq_ignore_ascii_case(s)) {
+        std::borrow::Cow::Borrowed("<redacted>")
+    } else {
+        String::from_utf8_lossy(value)
+    }
+}

@@ -7,7 +7,9 @@ use super::{in_connection, named_in};
 use crate::server::handshake::{trim, write_header, UpgradeRequest};
 
 /// The upgrade request to write to upstream.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Its `Debug` output shows the request line and header names only (the head carries the
+/// provider credential).
+#[derive(Clone, PartialEq, Eq)]
 pub struct UpstreamRequest {
     /// The complete request head.
     pub bytes: Vec<u8>,
@@ -16,6 +18,34 @@ pub struct UpstreamRequest {
     /// The client's `Sec-WebSocket-Protocol` offer as sent upstream (all values joined with
     /// `, `), if any (pass it to [`parse_response`]).
     pub offered_protocols: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for UpstreamRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut lines = self.bytes.split(|&b| b == b'\n').map(trim_cr);
+        let request_line = lines.next().map(String::from_utf8_lossy);
+        let names: Vec<_> = lines
+            .filter_map(|l| l.split(|&b| b == b':').next())
+            .filter(|n| !n.is_empty())
+            .map(String::from_utf8_lossy)
+            .collect();
+        f.debug_struct("UpstreamRequest")
+            .field("request_line", &request_line)
+            .field("header_names", &names)
+            .field("ws_key", &self.ws_key)
+            .field(
+                "offered_protocols",
+                &self
+                    .offered_protocols
+                    .as_deref()
+                    .map(String::from_utf8_lossy),
+            )
+            .finish()
+    }
+}
+
+fn trim_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
 }
 
 /// Hop-by-hop and handshake headers never copied from the client to upstream.
