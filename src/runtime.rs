@@ -62,7 +62,7 @@ pub struct WorkerCtx {
     /// Shared state.
     pub shared: Arc<Shared>,
     /// This worker's counters.
-    pub metrics: WorkerMetrics,
+    pub metrics: Rc<WorkerMetrics>,
     orphan_drains: Cell<usize>,
     next_session: Cell<u64>,
     active: Cell<usize>,
@@ -422,7 +422,7 @@ async fn worker_main(id: usize, shared: Arc<Shared>, listener: std::net::TcpList
     };
     let ctx = Rc::new(WorkerCtx {
         id,
-        metrics: WorkerMetrics::new(shared.registry.clone()),
+        metrics: Rc::new(WorkerMetrics::new(shared.registry.clone())),
         shared,
         orphan_drains: Cell::new(0),
         next_session: Cell::new(0),

@@ -296,3 +296,24 @@ async fn cli_serves_and_maps_usage_errors_to_64() {
     let _ = child.wait();
     assert_eq!(types(&result.expect("turn")).len(), 4 + 2 + 4);
 }
+
+#[tokio::test]
+async fn client_protocol_violations_are_closed_with_the_right_code() {
+    // (raw bytes, expected close code): unmasked text, masked invalid UTF-8 text,
+    // masked continuation without a start.
+    let cases: [(&[u8], u16); 3] = [
+        (b"\x81\x02hi", 1002),
+        (b"\x81\x82\x00\x00\x00\x00\xff\xfe", 1007),
+        (b"\x80\x82\x00\x00\x00\x00hi", 1002),
+    ];
+    for (raw, code) in cases {
+        let (mock, mut c) = mock_and_client(MockConfig::default()).await;
+        c.send_raw(raw).await.expect("send raw");
+        match c.recv().await {
+            Ok(Message::Close(got, _)) => assert_eq!(got, Some(code), "{raw:?}"),
+            other => panic!("{raw:?}: expected close {code}, got {other:?}"),
+        }
+        let unmasked = mock.received().iter().any(|f| !f.was_masked);
+        assert_eq!(unmasked, code == 1002 && raw[1] & 0x80 == 0, "{raw:?}");
+    }
+}

@@ -191,7 +191,7 @@ pub async fn run<CR, CW, UR, UW>(
         v
     };
     let sh = SessionShared {
-        meter: RefCell::new(SessionMeter::new(info.id, info.tenant.clone(), info.upstream.clone(), ctx.shared.sink.clone())),
+        meter: RefCell::new(SessionMeter::new(info.id, info.tenant.clone(), info.upstream.clone(), ctx.shared.sink.clone()).with_metrics(ctx.metrics.clone())),
         stop_c2u: Signal::default(),
         stop_u2c: Signal::default(),
         done: Signal::default(),

@@ -6,52 +6,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fastwebsockets::{OpCode, Role, WebSocketRead};
-use tokio::io::{AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
+use fastwebsockets::{OpCode, Role, WebSocketError, WebSocketRead};
+use tokio::io::{AsyncWriteExt, BufReader, ReadHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use super::lanes::{ConnCtx, Dispatcher};
-use super::{events, lock, Fault, LedgerEntry, ReceivedFrame, RecordedRequest, Shared};
+use super::writer::{writer_loop, Framing, Out, WriterEnd};
+use super::{events, lock, Fault, ReceivedFrame, RecordedRequest, Shared};
 use crate::frame_tap::{pop_header, FrameTap, HeaderQueue};
 use crate::handshake::{self, has_token, Head};
-use crate::net::{Conn, FrameWriter, Masking, Stream};
+use crate::net::{Conn, FrameWriter, Stream};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const BATCH_BYTES: usize = 256 * 1024;
 
-type Io = BufReader<Stream>;
-
-/// How server messages are framed on this connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Framing {
-    pub masked: bool,
-    pub pieces: usize,
-}
-
-/// Work for the writer.
-pub(crate) enum Out {
-    /// One event (a text message).
-    Event { text: String, framing: Framing },
-    /// A terminal event; `entry` goes to the ledger as it is written.
-    Terminal {
-        text: String,
-        framing: Framing,
-        entry: LedgerEntry,
-    },
-    /// One frame verbatim (echo, pong).
-    Frame {
-        fin: bool,
-        opcode: OpCode,
-        payload: Vec<u8>,
-    },
-    /// A close frame with this payload; the writer stops after it.
-    Close { payload: Vec<u8> },
-    /// Flush, then close TCP with a FIN (no close frame).
-    AbortFin,
-    /// Flush, then reset TCP.
-    AbortRst,
-}
+/// The buffered stream of one connection.
+pub(crate) type Io = BufReader<Stream>;
 
 struct OpenGuard(Arc<Shared>);
 
@@ -168,13 +138,9 @@ async fn write_101(shared: &Shared, io: &mut Io, key: &str) -> std::io::Result<(
 }
 
 enum ReaderEnd {
-    ClientClosed,
-    Failed,
-}
-
-enum WriterEnd {
-    CloseSent,
-    Aborted,
+    /// A close frame is queued for the writer (echo, or our protocol-error close).
+    CloseQueued,
+    /// The socket failed or the writer is gone.
     Failed,
 }
 
@@ -216,7 +182,7 @@ async fn session(shared: Arc<Shared>, io: Io, rst: Arc<AtomicBool>, conn_id: usi
                 return;
             }
             end = &mut reader => {
-                if let ReaderEnd::ClientClosed = end {
+                if let ReaderEnd::CloseQueued = end {
                     let _ = tokio::time::timeout(Duration::from_secs(2), &mut writer).await;
                 }
                 return;
@@ -251,8 +217,14 @@ async fn reader_loop(
     let mut message: Option<(OpCode, Vec<u8>)> = None;
     let mut noop = |_| std::future::ready(Ok::<(), std::io::Error>(()));
     loop {
-        let Ok(frame) = wsr.read_frame(&mut noop).await else {
-            return ReaderEnd::Failed;
+        let frame = match wsr.read_frame(&mut noop).await {
+            Ok(f) => f,
+            Err(WebSocketError::IoError(_) | WebSocketError::UnexpectedEOF) => {
+                return ReaderEnd::Failed
+            }
+            Err(WebSocketError::InvalidUTF8) => return close_with(&tx, 1007).await,
+            Err(WebSocketError::FrameTooLarge) => return close_with(&tx, 1009).await,
+            Err(_) => return close_with(&tx, 1002).await,
         };
         let hdr = pop_header(&headers);
         let (fin, opcode) = (frame.fin, frame.opcode);
@@ -267,11 +239,14 @@ async fn reader_loop(
                 payload: payload.clone(),
             });
         }
+        if !hdr.is_some_and(|h| h.masked) {
+            return close_with(&tx, 1002).await; // RFC 6455 §5.1: clients must mask
+        }
         let sent = match opcode {
             OpCode::Close => {
                 let echo_code = payload.get(..2).map(<[u8]>::to_vec).unwrap_or_default();
                 let _ = tx.send(Out::Close { payload: echo_code }).await;
-                return ReaderEnd::ClientClosed;
+                return ReaderEnd::CloseQueued;
             }
             OpCode::Ping => tx
                 .send(Out::Frame {
@@ -290,6 +265,9 @@ async fn reader_loop(
                 })
                 .await
                 .is_ok(),
+            OpCode::Text | OpCode::Binary if message.is_some() => {
+                return close_with(&tx, 1002).await
+            }
             OpCode::Text | OpCode::Binary => {
                 if fin {
                     deliver(&mut dispatcher, opcode, &payload).await
@@ -309,7 +287,8 @@ async fn reader_loop(
                         }
                     }
                 }
-                _ => return ReaderEnd::Failed, // stray continuation or message too large
+                Some(_) => return close_with(&tx, 1009).await,
+                None => return close_with(&tx, 1002).await, // continuation without a start
             },
         };
         if !sent {
@@ -318,78 +297,21 @@ async fn reader_loop(
     }
 }
 
+async fn close_with(tx: &mpsc::Sender<Out>, code: u16) -> ReaderEnd {
+    match tx
+        .send(Out::Close {
+            payload: code.to_be_bytes().to_vec(),
+        })
+        .await
+    {
+        Ok(()) => ReaderEnd::CloseQueued,
+        Err(_) => ReaderEnd::Failed,
+    }
+}
+
 async fn deliver(d: &mut Dispatcher, opcode: OpCode, payload: &[u8]) -> bool {
     match (opcode, std::str::from_utf8(payload)) {
         (OpCode::Text, Ok(text)) => d.on_text(text).await.is_ok(),
         _ => true, // binary and invalid UTF-8 are recorded and ignored
     }
-}
-
-async fn writer_loop(
-    shared: &Shared,
-    mut fw: FrameWriter<WriteHalf<Io>>,
-    mut rx: mpsc::Receiver<Out>,
-    rst: &AtomicBool,
-) -> WriterEnd {
-    let masking = |f: Framing| {
-        if f.masked {
-            Masking::Random
-        } else {
-            Masking::None
-        }
-    };
-    while let Some(first) = rx.recv().await {
-        let mut next = Some(first);
-        while let Some(out) = next.take() {
-            match out {
-                Out::Event { text, framing } => fw.push_message(
-                    OpCode::Text,
-                    masking(framing),
-                    text.as_bytes(),
-                    framing.pieces,
-                ),
-                Out::Terminal {
-                    text,
-                    framing,
-                    entry,
-                } => {
-                    shared.record_ledger(entry);
-                    fw.push_message(
-                        OpCode::Text,
-                        masking(framing),
-                        text.as_bytes(),
-                        framing.pieces,
-                    )
-                }
-                Out::Frame {
-                    fin,
-                    opcode,
-                    payload,
-                } => fw.push_frame(fin, opcode, Masking::None, payload),
-                Out::Close { payload } => {
-                    fw.push_frame(true, OpCode::Close, Masking::None, payload);
-                    return match fw.flush().await {
-                        Ok(()) => WriterEnd::CloseSent,
-                        Err(_) => WriterEnd::Failed,
-                    };
-                }
-                Out::AbortFin => {
-                    let _ = fw.shutdown().await;
-                    return WriterEnd::Aborted;
-                }
-                Out::AbortRst => {
-                    let _ = fw.flush().await;
-                    rst.store(true, Ordering::Relaxed);
-                    return WriterEnd::Aborted;
-                }
-            }
-            if fw.pending() < BATCH_BYTES {
-                next = rx.try_recv().ok();
-            }
-        }
-        if fw.flush().await.is_err() {
-            return WriterEnd::Failed;
-        }
-    }
-    WriterEnd::Failed
 }

@@ -11,8 +11,9 @@ use serde_json::Value;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
-use super::conn::{Framing, Out};
 use super::events::{self, Resp, Usage};
+use super::plan::Plan;
+use super::writer::{Framing, Out};
 use super::{lock, Fault, LedgerEntry, Shared};
 
 /// Responses in flight per connection before further creates wait.
@@ -196,78 +197,6 @@ async fn lane_task(
         };
         if res.is_err() {
             return;
-        }
-    }
-}
-
-/// What one `response.create` asks for, after config and metadata overrides.
-#[derive(Debug)]
-pub(crate) struct Plan {
-    model: String,
-    service_tier: String,
-    store: bool,
-    tools: Value,
-    instructions: Option<String>,
-    generate: bool,
-    previous: Option<String>,
-    deltas: usize,
-    input_tokens: u64,
-    reasoning: bool,
-    fault: Option<Fault>,
-    terminal: String,
-    pad: usize,
-}
-
-impl Plan {
-    pub fn new(cfg: &super::MockConfig, c: &Value, frame_bytes: usize) -> Plan {
-        let s = |k: &str| c.get(k).and_then(Value::as_str).map(str::to_string);
-        let meta = |k: &str| c.get("metadata").and_then(|m| m.get(k));
-        let fault = match Fault::from_metadata(c) {
-            Some(f) => f,
-            None => cfg.fault.clone(),
-        };
-        let deltas = meta("mock_deltas")
-            .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
-            .and_then(|n| usize::try_from(n).ok())
-            .unwrap_or(cfg.deltas);
-        let terminal = match meta("mock_terminal").and_then(Value::as_str) {
-            Some(t @ ("incomplete" | "failed")) => t.to_string(),
-            _ => "completed".to_string(),
-        };
-        let pad = match &fault {
-            Some(Fault::HugeTerminal { bytes }) => *bytes,
-            _ => cfg.terminal_pad_bytes,
-        };
-        Plan {
-            model: s("model").unwrap_or_else(|| "gpt-5".to_string()),
-            service_tier: s("service_tier").unwrap_or_else(|| "default".to_string()),
-            store: c.get("store").and_then(Value::as_bool).unwrap_or(false),
-            tools: c
-                .get("tools")
-                .cloned()
-                .unwrap_or_else(|| Value::Array(Vec::new())),
-            instructions: s("instructions"),
-            generate: c.get("generate").and_then(Value::as_bool).unwrap_or(true),
-            previous: s("previous_response_id"),
-            deltas,
-            input_tokens: (frame_bytes as u64 / 4).max(1),
-            reasoning: c.get("reasoning").is_some_and(|r| !r.is_null()),
-            fault,
-            terminal,
-            pad,
-        }
-    }
-
-    fn usage(&self, output: u64) -> Usage {
-        Usage {
-            input: self.input_tokens,
-            cached: if self.previous.is_some() {
-                self.input_tokens / 2
-            } else {
-                0
-            },
-            output,
-            reasoning: if self.reasoning { output / 2 } else { 0 },
         }
     }
 }

@@ -27,6 +27,8 @@ mod conn;
 mod events;
 mod fault;
 mod lanes;
+mod plan;
+mod writer;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
