@@ -58,9 +58,10 @@ pub struct MockArgs {
     /// Append every billed usage record to this JSONL file.
     #[arg(long)]
     pub ledger: Option<PathBuf>,
-    /// Misbehave: abort-fin[:N], abort-rst[:N], bad-accept, offer-extension,
-    /// masked-frames, fragmented[:PIECES], huge-terminal[:BYTES], stall,
-    /// close-after-error[:CODE[:ERROR_CODE]].
+    /// Misbehave: abort-fin, abort-rst, bad-accept, offer-extension, masked-frames,
+    /// fragmented, huge-terminal, stall, close-after-error. Arguments follow colons:
+    /// abort-fin:N (deltas before the FIN), abort-rst:N, fragmented:PIECES,
+    /// huge-terminal:BYTES, close-after-error:CODE:ERROR_CODE.
     #[arg(long)]
     pub fault: Option<Fault>,
     /// Echo every data frame back verbatim instead of speaking the protocol.

@@ -9,11 +9,14 @@
 //! - [`client`]: a test client (connect, send frames, receive reassembled
 //!   messages, run a whole `response.create` turn).
 //! - [`tls`]: runtime-generated CA + `localhost` certificate for `wss` tests.
+//! - [`gen`]: the load generator behind `loadtest run` (thread-per-core,
+//!   open-loop, HdrHistogram latencies, SUT CPU from `/proc`).
 //! - [`ledger`]: the usage record shared by both sides.
 //! - [`frame_tap`], [`handshake`], [`net`]: the small sans-IO and socket pieces.
 
 pub mod client;
 pub mod frame_tap;
+pub mod gen;
 pub mod handshake;
 pub mod ledger;
 pub mod mock;

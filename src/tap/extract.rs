@@ -140,11 +140,61 @@ impl TopFields {
     }
 }
 
-/// Builds the event of a complete message `msg` whose members were recorded in `f`.
+/// Names of the `response` members the tap extracts, in [`RespFields`] slot order.
+const RESP_NAMES: [&[u8]; 5] = [b"id", b"model", b"status", b"service_tier", b"usage"];
+
+/// Spans (absolute in the message) of the `response` members the tap may need.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RespFields {
+    spans: [Option<Range<usize>>; 5],
+    /// The whole `response` object was walked (its members are all recorded).
+    pub(crate) walked: bool,
+}
+
+impl RespFields {
+    /// Records a member of the `response` object (first occurrence wins).
+    pub(crate) fn record(&mut self, buf: &[u8], key: Range<usize>, value: Range<usize>) {
+        let raw = buf.get(key).map(unquote).unwrap_or_default();
+        if let Some(slot) = key_index(raw, &RESP_NAMES).and_then(|i| self.spans.get_mut(i)) {
+            slot.get_or_insert(value);
+        }
+    }
+
+    /// Walks the `response` object at `span` of `msg` (when the message pass did not).
+    fn walk<const SIMD: bool>(
+        msg: &[u8],
+        span: &Option<Range<usize>>,
+    ) -> Result<RespFields, TapError> {
+        let start = span.clone().filter(|r| msg.get(r.start) == Some(&b'{'));
+        let start = start.ok_or(TapError::NoResponseObject)?.start;
+        let mut out = RespFields::default();
+        let mut scan = Scanner::nested_at(start);
+        loop {
+            match scan.next::<SIMD>(msg)? {
+                Step::Member { key, value } => out.record(msg, key, value),
+                Step::End => return Ok(out),
+                Step::More | Step::Enter { .. } => return Err(TapError::Truncated),
+            }
+        }
+    }
+}
+
+/// Index of the key with raw (quoted-content) bytes `raw` in `names`; escaped keys decoded.
+fn key_index(raw: &[u8], names: &[&[u8]]) -> Option<usize> {
+    if raw.contains(&b'\\') {
+        let name = decode_escaped(&[b"\"", raw, b"\""].concat())?;
+        return names.iter().position(|n| *n == name.as_bytes());
+    }
+    names.iter().position(|n| *n == raw)
+}
+
+/// Builds the event of a complete message `msg` whose members were recorded in `f` (and,
+/// when the message pass descended into it, the `response` members in `r`).
 pub(crate) fn build<const SIMD: bool>(
     kind: Kind,
     msg: &[u8],
     f: &TopFields,
+    r: &RespFields,
 ) -> Result<TapEvent, TapError> {
     let stream_id = opt_string(msg, &f.stream_id)?;
     Ok(match kind {
@@ -177,22 +227,25 @@ pub(crate) fn build<const SIMD: bool>(
             }
         }
         Kind::Created | Kind::Terminal(_) => {
-            let resp = object_span(msg, &f.response).ok_or(TapError::NoResponseObject)?;
-            let [id, model, status, tier, usage] = members::<SIMD, 5>(
-                resp,
-                [b"id", b"model", b"status", b"service_tier", b"usage"],
-            )?;
-            let response_id = opt_string(resp, &id)?.ok_or(TapError::NoResponseId)?;
-            let model = opt_string(resp, &model)?;
+            let walked;
+            let r = if r.walked {
+                r
+            } else {
+                walked = RespFields::walk::<SIMD>(msg, &f.response)?;
+                &walked
+            };
+            let [id, model, status, tier, usage] = &r.spans;
+            let response_id = opt_string(msg, id)?.ok_or(TapError::NoResponseId)?;
+            let model = opt_string(msg, model)?;
             match kind {
                 Kind::Terminal(event) => TapEvent::Terminal(Terminal {
                     event,
                     response_id,
                     model,
-                    status: opt_string(resp, &status)?,
-                    service_tier: opt_string(resp, &tier)?,
+                    status: opt_string(msg, status)?,
+                    service_tier: opt_string(msg, tier)?,
                     stream_id,
-                    usage: match usage.and_then(|r| resp.get(r)) {
+                    usage: match usage.clone().and_then(|r| msg.get(r)) {
                         Some(u) => parse_usage::<SIMD>(u)?,
                         None => None,
                     },
@@ -224,22 +277,12 @@ fn members<const SIMD: bool, const N: usize>(
         match scan.next::<SIMD>(obj)? {
             Step::Member { key, value } => {
                 let raw = obj.get(key).map(unquote).unwrap_or_default();
-                let idx = if raw.contains(&b'\\') {
-                    let name = decode_escaped(&[b"\"", raw, b"\""].concat());
-                    names
-                        .iter()
-                        .position(|n| name.as_deref().map(str::as_bytes) == Some(*n))
-                } else {
-                    names.iter().position(|n| *n == raw)
-                };
-                if let Some(slot) = idx.and_then(|i| out.get_mut(i)) {
-                    if slot.is_none() {
-                        *slot = Some(value);
-                    }
+                if let Some(slot) = key_index(raw, &names).and_then(|i| out.get_mut(i)) {
+                    slot.get_or_insert(value);
                 }
             }
             Step::End => return Ok(out),
-            Step::More => return Err(TapError::Truncated),
+            Step::More | Step::Enter { .. } => return Err(TapError::Truncated),
         }
     }
 }

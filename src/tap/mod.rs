@@ -21,13 +21,15 @@
 
 mod extract;
 mod scan;
+mod skip;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_fixtures;
+mod walk;
 
-use extract::{build, classify, fast_type, Kind, TopFields};
-use scan::{Scanner, Step};
+use extract::{build, classify, fast_type, Kind};
+use walk::{Walk, Walker};
 
 /// Capacity of the assembly buffer kept between messages; a larger one is freed at message end.
 const RETAIN_CAPACITY: usize = 64 * 1024;
@@ -187,8 +189,9 @@ pub struct Tap {
     scalar: bool,
     state: State,
     buf: Vec<u8>,
-    scan: Scanner,
-    fields: TopFields,
+    walker: Walker,
+    /// `walker` was used in this message (reset it at the end).
+    dirty: bool,
     overflows: u64,
     malformed: u64,
     last_error: Option<TapError>,
@@ -206,8 +209,8 @@ impl Tap {
             scalar: false,
             state: State::Start,
             buf: Vec::new(),
-            scan: Scanner::new(),
-            fields: TopFields::default(),
+            walker: Walker::new(dir),
+            dirty: false,
             overflows: 0,
             malformed: 0,
             last_error: None,
@@ -256,7 +259,7 @@ impl Tap {
         self.malformed
     }
 
-    /// Why the most recent message that the tap tried to understand produced no event.
+    /// Why the most recent message that produced no event failed (malformed or overflow).
     pub fn last_error(&self) -> Option<&TapError> {
         self.last_error.as_ref()
     }
@@ -277,11 +280,11 @@ impl Tap {
                     }
                 }
                 match self.walk::<SIMD>(chunk, &mut kind) {
-                    Walk::Skip => {
+                    None => {
                         self.state = State::Skip;
                         None
                     }
-                    Walk::Open | Walk::Closed => {
+                    Some(_) => {
                         self.state = State::Assemble { kind };
                         self.append(chunk);
                         None
@@ -295,13 +298,13 @@ impl Tap {
                 let buf = std::mem::take(&mut self.buf);
                 let walked = self.walk::<SIMD>(&buf, &mut kind);
                 let event = match walked {
-                    Walk::Skip => {
+                    None => {
                         self.state = State::Skip;
                         None
                     }
-                    Walk::Open if fin => self.fail(TapError::Truncated),
-                    Walk::Closed if fin => self.finish::<SIMD>(kind, &buf),
-                    Walk::Open | Walk::Closed => {
+                    Some(Walk::Open) if fin => self.fail(TapError::Truncated),
+                    Some(Walk::Closed) if fin => self.finish::<SIMD>(kind, &buf),
+                    Some(_) => {
                         self.state = State::Assemble { kind };
                         None
                     }
@@ -318,17 +321,17 @@ impl Tap {
         if let Some(ty) = fast_type(msg) {
             kind = Some(classify(self.dir, ty, self.track_deltas)?);
         }
-        match self.walk::<SIMD>(msg, &mut kind) {
-            Walk::Skip => None,
+        match self.walk::<SIMD>(msg, &mut kind)? {
             Walk::Open => self.fail(TapError::Truncated),
             Walk::Closed => self.finish::<SIMD>(kind, msg),
+            Walk::Uninteresting => None, // mapped to None by `walk`
         }
     }
 
     /// Builds the event of a complete, closed message.
     fn finish<const SIMD: bool>(&mut self, kind: Option<Kind>, msg: &[u8]) -> Option<TapEvent> {
         let kind = kind?;
-        match build::<SIMD>(kind, msg, &self.fields) {
+        match build::<SIMD>(kind, msg, &self.walker.fields, &self.walker.resp) {
             Ok(event) => Some(event),
             Err(e) => self.fail(e),
         }
@@ -341,29 +344,21 @@ impl Tap {
         None
     }
 
-    /// Runs the message scanner over `buf` (the message so far) as far as it goes.
-    fn walk<const SIMD: bool>(&mut self, buf: &[u8], kind: &mut Option<Kind>) -> Walk {
-        loop {
-            match self.scan.next::<SIMD>(buf) {
-                Ok(Step::Member { key, value }) => {
-                    let Some(ty) = self.fields.record(buf, key, value) else {
-                        continue;
-                    };
-                    if kind.is_none() {
-                        match classify(self.dir, ty, self.track_deltas) {
-                            Some(k) => *kind = Some(k),
-                            None => return Walk::Skip,
-                        }
-                    }
+    /// Runs the message walker over `buf` (the message so far) as far as it goes; None when
+    /// the rest of the message is to be ignored (uninteresting type, or malformed).
+    fn walk<const SIMD: bool>(&mut self, buf: &[u8], kind: &mut Option<Kind>) -> Option<Walk> {
+        self.dirty = true;
+        match self
+            .walker
+            .walk::<SIMD>(buf, self.dir, self.track_deltas, kind)
+        {
+            Ok(Walk::Uninteresting) => None,
+            Ok(w) => Some(w),
+            Err(e) => {
+                if kind.is_some() || self.walker.fields.ty.is_none() {
+                    self.fail(e);
                 }
-                Ok(Step::More) => return Walk::Open,
-                Ok(Step::End) => return Walk::Closed,
-                Err(e) => {
-                    if kind.is_some() || self.fields.ty.is_none() {
-                        self.fail(e);
-                    }
-                    return Walk::Skip;
-                }
+                None
             }
         }
     }
@@ -383,23 +378,14 @@ impl Tap {
 
     fn end_message(&mut self) {
         self.state = State::Start;
-        self.scan = Scanner::new();
-        self.fields = TopFields::default();
+        if self.dirty {
+            self.walker = Walker::new(self.dir);
+            self.dirty = false;
+        }
         if self.buf.capacity() > RETAIN_CAPACITY {
             self.buf = Vec::new();
         } else {
             self.buf.clear();
         }
     }
-}
-
-/// How far a scan over the available bytes got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Walk {
-    /// Uninteresting type, or malformed: ignore the rest of the message.
-    Skip,
-    /// More bytes needed.
-    Open,
-    /// The object is closed (only whitespace after it so far).
-    Closed,
 }

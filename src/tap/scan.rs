@@ -2,8 +2,13 @@
 //!
 //! The scanner walks the members (`"key": value`) of the object that starts the buffer and
 //! reports each member's key and value spans. Nested objects/arrays are skipped by counting
-//! brackets outside strings; strings are skipped with `memchr2(b'"', b'\\')` (or the scalar
-//! twin [`skip_string_scalar`]), which is where the bulk of the bytes are.
+//! brackets outside strings; strings, where the bulk of the bytes are, are skipped 32 bytes at a
+//! time with SSE2 compares (`memchr2(b'"', b'\\')` off x86_64), or with the scalar twin
+//! `skip_string_scalar` (same contract, used by the tests and benches for comparison).
+//!
+//! A message scanner can *descend* into the top-level `"response"` object: it hands that
+//! value to a nested scanner ([`Step::Enter`]) so a terminal event's members are found in the
+//! same single pass that walks the message.
 //!
 //! It is *structural*, not a validator: bracket kinds are not matched inside nested values and
 //! scalars are delimited, not checked. Callers decode the few spans they care about properly.
@@ -15,69 +20,8 @@
 
 use std::ops::Range;
 
+pub(crate) use super::skip::{is_ws, skip_string, Skip};
 use super::TapError;
-
-/// Where a string skip ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Skip {
-    /// The closing quote was found; the index just past it.
-    Done(usize),
-    /// The buffer ended inside the string; resume from this index.
-    More(usize),
-}
-
-/// True for the four JSON whitespace bytes.
-#[inline]
-pub(crate) fn is_ws(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
-}
-
-/// Skips the body of a string that starts at `i` (just after its opening quote) with memchr2.
-#[inline]
-pub(crate) fn skip_string_simd(buf: &[u8], mut i: usize) -> Skip {
-    loop {
-        let Some(rest) = buf.get(i..) else {
-            return Skip::More(buf.len());
-        };
-        let Some(off) = memchr::memchr2(b'"', b'\\', rest) else {
-            return Skip::More(buf.len());
-        };
-        let at = i + off;
-        if rest.get(off) == Some(&b'"') {
-            return Skip::Done(at + 1);
-        }
-        // A backslash: the next byte is escaped (for `\uXXXX` the hex digits are harmless).
-        if at + 1 < buf.len() {
-            i = at + 2;
-        } else {
-            return Skip::More(at);
-        }
-    }
-}
-
-/// Scalar twin of [`skip_string_simd`]: a plain byte loop with the same contract.
-#[inline]
-pub(crate) fn skip_string_scalar(buf: &[u8], mut i: usize) -> Skip {
-    while let Some(&b) = buf.get(i) {
-        match b {
-            b'"' => return Skip::Done(i + 1),
-            b'\\' if i + 1 < buf.len() => i += 2,
-            b'\\' => return Skip::More(i),
-            _ => i += 1,
-        }
-    }
-    Skip::More(buf.len())
-}
-
-/// The string skip selected at compile time (`SIMD = false` → scalar twin, for tests/benches).
-#[inline(always)]
-pub(crate) fn skip_string<const SIMD: bool>(buf: &[u8], i: usize) -> Skip {
-    if SIMD {
-        skip_string_simd(buf, i)
-    } else {
-        skip_string_scalar(buf, i)
-    }
-}
 
 /// Where the scanner is inside the object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,8 +46,10 @@ enum Phase {
     InScalar,
     /// After a value: `,` or `}`.
     Next,
-    /// After the closing `}`: only whitespace may follow.
+    /// After the closing `}`: only whitespace may follow (nothing is checked when nested).
     Done,
+    /// Handed the value (the `response` object) to an inner scanner; waiting for [`Scanner::exit`].
+    Entered,
 }
 
 /// One result of [`Scanner::next`].
@@ -118,8 +64,15 @@ pub(crate) enum Step {
     },
     /// The buffer ends before the next member is complete.
     More,
-    /// The object is closed and everything after it so far is whitespace.
+    /// The object is closed and everything after it so far is whitespace (nested scanner:
+    /// the object is closed; its end is [`Scanner::pos`]).
     End,
+    /// The value of the top-level `"response"` key is an object starting at `at`: walk it with
+    /// [`Scanner::nested_at`], then call [`Scanner::exit`] with its end.
+    Enter {
+        /// Offset of the `{`.
+        at: usize,
+    },
 }
 
 /// Resumable member walker over one JSON object (see the module docs).
@@ -132,6 +85,10 @@ pub(crate) struct Scanner {
     value_start: usize,
     depth: usize,
     in_str: bool,
+    /// Report [`Step::Enter`] for the first `"response": {` member.
+    descend: bool,
+    /// Walking an object nested in the message: stop at its `}`.
+    nested: bool,
 }
 
 impl Default for Scanner {
@@ -151,7 +108,38 @@ impl Scanner {
             value_start: 0,
             depth: 0,
             in_str: false,
+            descend: false,
+            nested: false,
         }
+    }
+
+    /// A message scanner that reports [`Step::Enter`] for the first `"response"` object.
+    pub(crate) const fn descending() -> Self {
+        Scanner {
+            descend: true,
+            ..Scanner::new()
+        }
+    }
+
+    /// A scanner for the object that starts at `at` inside a message.
+    pub(crate) const fn nested_at(at: usize) -> Self {
+        Scanner {
+            pos: at,
+            nested: true,
+            ..Scanner::new()
+        }
+    }
+
+    /// Offset of the next byte to examine (after [`Step::End`]: just past the `}`).
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// Resumes after [`Step::Enter`]: the entered object ended just before `end`; returns the
+    /// member (key, whole object span).
+    pub(crate) fn exit(&mut self, end: usize) -> Step {
+        self.pos = end;
+        self.member()
     }
 
     /// Skips whitespace from `pos`; the next byte, or None at the end of the buffer.
@@ -220,6 +208,11 @@ impl Scanner {
                             self.pos += 1;
                             self.phase = Phase::InString;
                         }
+                        b'{' if self.descend && self.key_is_response(buf) => {
+                            self.descend = false;
+                            self.phase = Phase::Entered;
+                            return Ok(Step::Enter { at: self.pos });
+                        }
                         b'{' | b'[' => {
                             self.pos += 1;
                             self.depth = 1;
@@ -267,6 +260,12 @@ impl Scanner {
                     }
                     Some(byte) => return Err(self.unexpected(byte, "`,` or `}`")),
                 },
+                Phase::Done if self.nested => return Ok(Step::End),
+                Phase::Entered => {
+                    return Ok(Step::Enter {
+                        at: self.value_start,
+                    })
+                }
                 Phase::Done => {
                     return match self.peek_non_ws(buf) {
                         None => Ok(Step::End),
@@ -275,6 +274,10 @@ impl Scanner {
                 }
             }
         }
+    }
+
+    fn key_is_response(&self, buf: &[u8]) -> bool {
+        buf.get(self.key_start..self.key_end) == Some(b"\"response\"")
     }
 
     fn member(&mut self) -> Step {

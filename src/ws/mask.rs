@@ -4,10 +4,6 @@
 //! Masking is an involution: applying the same key at the same offset twice restores the
 //! input, so the same function unmasks client payloads and re-masks them for upstream.
 
-use std::cell::Cell;
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-
 /// XORs `buf` in place with `key`, where `offset` is the position of `buf[0]` within the
 /// frame payload: byte `i` is XORed with `key[(offset + i) % 4]`. Passing the running payload
 /// offset lets a payload split across reads be masked chunk by chunk.
@@ -38,41 +34,14 @@ pub fn apply_mask_scalar(buf: &mut [u8], key: [u8; 4], offset: usize) {
     }
 }
 
-thread_local! {
-    /// Per-thread wyrand state, seeded lazily from OS entropy (see [`fresh_key`]).
-    static KEY_RNG: Cell<u64> = Cell::new(os_seed());
-}
-
-/// 64 seed bits derived from std's per-thread SipHash keys, which std draws from the OS
-/// entropy source (`getrandom(2)` on Linux) once per thread.
-fn os_seed() -> u64 {
-    let mut h = RandomState::new().build_hasher();
-    h.write_u64(0x746f_6c6c_6761_7465);
-    h.finish()
-}
-
 /// A fresh masking key for one client-to-server frame (RFC 6455 §5.3, §10.3).
 ///
-/// Generator: `fastrand`'s wyrand, a fast non-cryptographic PRNG, kept per thread (no locks)
-/// and seeded here from OS entropy via std's `RandomState`. We do not rely on fastrand's own
-/// thread-local seeding because fastrand 2.x seeds it by hashing `Instant::now()` and the
-/// thread id with a fixed-key hasher, which is guessable.
-///
-/// Why non-cryptographic is acceptable: §10.3 requires that the *author of the payload* cannot
-/// predict the key when choosing bytes, so it cannot make the masked wire bytes look like,
-/// say, an HTTP request to a transparent proxy. Our payload authors are the relay's clients;
-/// they never see the upstream leg's keys or wire bytes (the upstream leg is normally TLS, where
-/// masking has no wire-level effect at all), and the 64-bit state is seeded unpredictably.
-/// Someone who can read the plaintext upstream leg could in principle recover the state from
-/// observed keys; a deployment with plaintext `ws://` upstreams through untrusted
-/// intermediaries should swap this for a CSPRNG.
+/// §10.3 requires keys the payload's author cannot predict, so they come from `rand`'s
+/// thread-local CSPRNG (ChaCha, seeded and periodically reseeded from the OS). It costs a
+/// few nanoseconds per frame and needs no lock: each worker thread has its own generator.
+#[inline]
 pub fn fresh_key() -> [u8; 4] {
-    KEY_RNG.with(|state| {
-        let mut rng = fastrand::Rng::with_seed(state.get());
-        let key = rng.u32(..);
-        state.set(rng.get_seed());
-        key.to_ne_bytes()
-    })
+    rand::random()
 }
 
 #[cfg(test)]

@@ -310,7 +310,8 @@ async fn run_response(
         }
         match pace {
             Some(d) => tokio::time::sleep(d).await,
-            None => tokio::task::yield_now().await,
+            None if i % ctx.shared.cfg.delta_burst.max(1) == 0 => tokio::task::yield_now().await,
+            None => {}
         }
         emit(r.delta(t, next())).await.map_err(|_| Closed)?;
         full.push_str(t);

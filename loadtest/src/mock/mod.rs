@@ -77,6 +77,9 @@ pub struct MockConfig {
     pub record: bool,
     /// Largest frame accepted from a client (default 64 MiB).
     pub max_message_size: usize,
+    /// Unpaced only: deltas queued before the lane yields to the writer (default 1).
+    /// Larger values let the writer put many frames in one syscall (firehose load).
+    pub delta_burst: usize,
 }
 
 impl Default for MockConfig {
@@ -96,6 +99,7 @@ impl Default for MockConfig {
             echo: false,
             record: true,
             max_message_size: 64 << 20,
+            delta_burst: 1,
         }
     }
 }
@@ -180,6 +184,8 @@ struct Shared {
     connections: AtomicUsize,
     open: AtomicUsize,
     upgrades: AtomicUsize,
+    frames_sent: AtomicU64,
+    bytes_sent: AtomicU64,
     requests: Mutex<Vec<RecordedRequest>>,
     received: Mutex<Vec<ReceivedFrame>>,
     ledger: Mutex<Vec<LedgerEntry>>,
@@ -250,6 +256,8 @@ impl MockUpstream {
             connections: AtomicUsize::new(0),
             open: AtomicUsize::new(0),
             upgrades: AtomicUsize::new(0),
+            frames_sent: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
             requests: Mutex::default(),
             received: Mutex::default(),
             ledger: Mutex::default(),
@@ -302,6 +310,17 @@ impl MockUpstream {
     /// Upgrades answered with 101 so far.
     pub fn upgrades(&self) -> usize {
         self.shared.upgrades.load(Ordering::SeqCst)
+    }
+
+    /// Data messages (text, binary, echoed frames) written to clients so far,
+    /// counted after each successful socket write; control frames excluded.
+    pub fn frames_sent(&self) -> u64 {
+        self.shared.frames_sent.load(Ordering::Relaxed)
+    }
+
+    /// Payload bytes of [`Self::frames_sent`] (frame headers excluded).
+    pub fn bytes_sent(&self) -> u64 {
+        self.shared.bytes_sent.load(Ordering::Relaxed)
     }
 
     /// Every upgrade request received, in arrival order.

@@ -68,19 +68,28 @@ pub(crate) async fn writer_loop(
     };
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
+        let (mut frames, mut bytes) = (0u64, 0u64);
         while let Some(out) = next.take() {
+            let mut count = |n: usize| {
+                frames += 1;
+                bytes += n as u64;
+            };
             match out {
-                Out::Event { text, framing } => fw.push_message(
-                    OpCode::Text,
-                    masking(framing),
-                    text.as_bytes(),
-                    framing.pieces,
-                ),
+                Out::Event { text, framing } => {
+                    count(text.len());
+                    fw.push_message(
+                        OpCode::Text,
+                        masking(framing),
+                        text.as_bytes(),
+                        framing.pieces,
+                    )
+                }
                 Out::Terminal {
                     text,
                     framing,
                     entry,
                 } => {
+                    count(text.len());
                     shared.record_ledger(entry);
                     fw.push_message(
                         OpCode::Text,
@@ -93,11 +102,20 @@ pub(crate) async fn writer_loop(
                     fin,
                     opcode,
                     payload,
-                } => fw.push_frame(fin, opcode, Masking::None, payload),
+                } => {
+                    if matches!(opcode, OpCode::Text | OpCode::Binary | OpCode::Continuation) {
+                        count(payload.len());
+                    }
+                    fw.push_frame(fin, opcode, Masking::None, payload)
+                }
                 Out::Close { payload } => {
                     fw.push_frame(true, OpCode::Close, Masking::None, payload);
                     return match fw.flush().await {
-                        Ok(()) => WriterEnd::CloseSent,
+                        Ok(()) => {
+                            shared.frames_sent.fetch_add(frames, Ordering::Relaxed);
+                            shared.bytes_sent.fetch_add(bytes, Ordering::Relaxed);
+                            WriterEnd::CloseSent
+                        }
                         Err(_) => WriterEnd::Failed,
                     };
                 }
@@ -118,6 +136,8 @@ pub(crate) async fn writer_loop(
         if fw.flush().await.is_err() {
             return WriterEnd::Failed;
         }
+        shared.frames_sent.fetch_add(frames, Ordering::Relaxed);
+        shared.bytes_sent.fetch_add(bytes, Ordering::Relaxed);
     }
     WriterEnd::Failed
 }

@@ -1,0 +1,213 @@
+//! The orchestrator: threads with current-thread runtimes, the progress bar,
+//! CPU and memory sampling of the system under test, and merging the results.
+
+use std::cell::RefCell;
+use std::io::IsTerminal;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::sync::watch;
+
+use super::conn::Target;
+use super::report::{Report, SutReport};
+use super::stats::{Counts, Hists};
+use super::{echo, idle, procfs, stream, timer, GenError, RunConfig, Workload};
+
+/// State every generator thread shares (read-mostly; counters are only for the
+/// progress bar and the idle phase, touched once per turn or session).
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub cfg: RunConfig,
+    pub target: Target,
+    pub epoch: Instant,
+    /// When turn-based workloads stop starting new turns.
+    pub deadline: Instant,
+    pub progress: AtomicU64,
+    pub connected: AtomicU64,
+    pub connect_failed: AtomicU64,
+    /// Idle: set to the end of the ping phase once every session is open.
+    pub idle_until: watch::Receiver<Option<Instant>>,
+}
+
+impl Shared {
+    /// Nanoseconds from the run's epoch to `t`.
+    pub fn ns(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.epoch).as_nanos() as u64
+    }
+}
+
+/// What one thread collects.
+#[derive(Debug, Default)]
+pub(crate) struct Local {
+    pub hists: Hists,
+    pub counts: Counts,
+    pub errors: Vec<String>,
+}
+
+impl Local {
+    /// Counts a failure and keeps the first few messages.
+    pub fn error(&mut self, e: &GenError) {
+        self.counts.errors += 1;
+        if self.errors.len() < 5 {
+            self.errors.push(e.to_string());
+        }
+    }
+}
+
+/// Thread-local collector handle.
+pub(crate) type LocalRef = Rc<RefCell<Local>>;
+
+fn validate(cfg: &RunConfig) -> Result<(), GenError> {
+    if cfg.sessions == 0 {
+        return Err(GenError::Config("--sessions must be at least 1"));
+    }
+    if cfg.threads == 0 {
+        return Err(GenError::Config("--threads must be at least 1"));
+    }
+    if cfg.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        return Err(GenError::Config("--rate must be a positive number"));
+    }
+    if cfg.turns == Some(0) {
+        return Err(GenError::Config("--turns must be at least 1"));
+    }
+    Ok(())
+}
+
+fn thread_main(shared: Arc<Shared>, index: usize) -> Result<Local, GenError> {
+    timer::tighten_timer_slack();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(GenError::Runtime)?;
+    let local: LocalRef = Rc::default();
+    let set = tokio::task::LocalSet::new();
+    let l = local.clone();
+    set.block_on(&rt, async move {
+        match shared.cfg.workload {
+            Workload::Stream | Workload::Firehose => stream::run_thread(shared, index, l).await,
+            Workload::Churn => stream::churn_thread(shared, index, l).await,
+            Workload::Echo => echo::run_thread(shared, index, l).await,
+            Workload::Idle => idle::run_thread(shared, index, l).await,
+        }
+    })?;
+    drop(set);
+    Ok(Rc::try_unwrap(local)
+        .map(RefCell::into_inner)
+        .unwrap_or_else(|rc| std::mem::take(&mut *rc.borrow_mut())))
+}
+
+fn progress_bar(cfg: &RunConfig) -> ProgressBar {
+    let (len, msg) = match cfg.turns {
+        Some(t) if cfg.workload != Workload::Idle => (t * cfg.sessions as u64, "turns"),
+        _ => (cfg.duration.as_secs().max(1), "s"),
+    };
+    let pb = ProgressBar::new(len);
+    if !cfg.progress || !std::io::stderr().is_terminal() {
+        pb.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {wide_bar} {pos}/{len} {msg}") {
+        pb.set_style(style);
+    }
+    pb.set_message(msg);
+    pb
+}
+
+/// Runs the load described by `cfg` to the end and reports.
+pub fn run(cfg: &RunConfig) -> Result<Report, GenError> {
+    validate(cfg)?;
+    let target = Target::parse(&cfg.target)?;
+    let (idle_tx, idle_rx) = watch::channel(None);
+    let epoch = Instant::now();
+    let far = Duration::from_secs(86_400);
+    let shared = Arc::new(Shared {
+        cfg: cfg.clone(),
+        target,
+        epoch,
+        deadline: epoch
+            + if cfg.turns.is_some() {
+                far
+            } else {
+                cfg.duration
+            },
+        progress: AtomicU64::new(0),
+        connected: AtomicU64::new(0),
+        connect_failed: AtomicU64::new(0),
+        idle_until: idle_rx,
+    });
+    let sut_cpu0 = procfs::cpu_seconds(&cfg.sut_pids);
+    let self_pid = [std::process::id()];
+    let self_cpu0 = procfs::cpu_seconds(&self_pid);
+    let rss0 = procfs::rss_kib_sum(&cfg.sut_pids);
+
+    let pb = progress_bar(cfg);
+    let done = Arc::new(AtomicBool::new(false));
+    let ticker = {
+        let (pb, done, shared) = (pb.clone(), done.clone(), shared.clone());
+        let by_time = cfg.turns.is_none() || cfg.workload == Workload::Idle;
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                let pos = if by_time {
+                    shared.epoch.elapsed().as_secs()
+                } else {
+                    shared.progress.load(Ordering::Relaxed)
+                };
+                pb.set_position(pos);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+
+    let handles: Vec<_> = (0..cfg.threads.min(cfg.sessions))
+        .map(|i| {
+            let s = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("gen-{i}"))
+                .spawn(move || thread_main(s, i))
+                .map_err(GenError::Runtime)
+        })
+        .collect::<Result<_, _>>()?;
+
+    let mut rss_loaded = None;
+    if cfg.workload == Workload::Idle {
+        rss_loaded = Some(idle::await_sessions(&shared, &cfg.sut_pids));
+        let _ = idle_tx.send(Some(Instant::now() + cfg.duration));
+    }
+
+    let mut hists = Hists::default();
+    let mut counts = Counts::default();
+    let mut errors = Vec::new();
+    for h in handles {
+        match h.join() {
+            Ok(Ok(l)) => {
+                hists.merge(&l.hists);
+                counts.merge(&l.counts);
+                errors.extend(l.errors);
+            }
+            Ok(Err(e)) => {
+                done.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+            Err(_) => {
+                counts.errors += 1;
+                errors.push("a generator thread panicked".to_string());
+            }
+        }
+    }
+    let wall = epoch.elapsed().as_secs_f64().max(1e-9);
+    done.store(true, Ordering::Relaxed);
+    let _ = ticker.join();
+    pb.finish_and_clear();
+    errors.truncate(10);
+
+    let sut = (!cfg.sut_pids.is_empty()).then(|| {
+        let cpu = procfs::cpu_seconds(&cfg.sut_pids) - sut_cpu0;
+        SutReport::new(&cfg.sut_pids, cpu, wall, &counts, rss0, rss_loaded)
+    });
+    let load_cpu = procfs::cpu_seconds(&self_pid) - self_cpu0;
+    Ok(Report::new(
+        cfg, wall, counts, &hists, load_cpu, sut, errors,
+    ))
+}

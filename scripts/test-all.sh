@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The repository's test command: every Rust test, then the Python end-to-end suite.
+#
+#   scripts/test-all.sh
+#
+# 1. .venv with the pinned Python test dependencies (requirements-test.txt); created if
+#    missing, re-synced when requirements-test.txt changes.
+# 2. cargo build --workspace --all-targets   (the relay and `loadtest` binaries the
+#    Python suite launches, plus benches/examples so they keep compiling)
+# 3. cargo test --workspace --no-fail-fast
+# 4. .venv/bin/pytest -q tests/py           (openai SDK, websockets peer, Autobahn/kosoku)
+#
+# A failed build stops the script; failing tests in step 3 still let step 4 run, and the
+# script then exits 1.
+#
+# Environment: PYTHON (default python3) creates the venv; PYTEST_TIMEOUT (default 900 s)
+# bounds the Python suite; extra arguments are passed to pytest.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$(pwd)
+PYTHON=${PYTHON:-python3}
+PYTEST_TIMEOUT=${PYTEST_TIMEOUT:-900}
+VENV="$ROOT/.venv"
+STAMP="$VENV/.requirements-test.sha256"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+start=$SECONDS
+
+want=$(sha256sum requirements-test.txt | cut -d' ' -f1)
+if [[ ! -x "$VENV/bin/python" ]]; then
+    step "creating $VENV ($("$PYTHON" --version 2>&1))"
+    "$PYTHON" -m venv "$VENV"
+fi
+if [[ "$(cat "$STAMP" 2>/dev/null || true)" != "$want" ]]; then
+    step "installing requirements-test.txt into .venv"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r requirements-test.txt
+    echo "$want" >"$STAMP"
+else
+    step ".venv is up to date with requirements-test.txt"
+fi
+
+step "cargo build --workspace --all-targets"
+cargo build --workspace --all-targets
+
+# A failing suite does not hide the next one: both run, and any failure fails the script.
+failed=()
+
+step "cargo test --workspace --no-fail-fast"
+cargo test --workspace --no-fail-fast || failed+=("cargo test (exit $?)")
+
+step "pytest -q tests/py (timeout ${PYTEST_TIMEOUT}s)"
+timeout --kill-after=30 "$PYTEST_TIMEOUT" "$VENV/bin/pytest" -q tests/py "$@" || failed+=("pytest (exit $?)")
+
+if ((${#failed[@]})); then
+    step "FAILED after $((SECONDS - start)) s: ${failed[*]}"
+    exit 1
+fi
+step "all tests passed in $((SECONDS - start)) s"

@@ -1,0 +1,139 @@
+use super::*;
+use crate::tap::Direction;
+use crate::ws::frame::{encode_frame, Opcode, Role};
+
+fn frames(mask: bool, msgs: &[(&[u8], Opcode)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, (p, op)) in msgs.iter().enumerate() {
+        encode_frame(&mut out, *op, p, mask.then_some([i as u8, 0x5a, 0xa5, 0x3c]));
+    }
+    out
+}
+
+/// Decode a stream of frames (unmasking), returning (opcode, fin, payload, key).
+fn decode(mut b: &[u8], sender: Role) -> Vec<(Opcode, bool, Vec<u8>, Option<[u8; 4]>)> {
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let h = parse_header(b, sender, u64::MAX >> 1).unwrap().unwrap();
+        let end = h.header_len + h.payload_len as usize;
+        let mut p = b[h.header_len..end].to_vec();
+        if let Some(k) = h.mask {
+            apply_mask(&mut p, k, 0);
+        }
+        out.push((h.opcode, h.fin, p, h.mask));
+        b = &b[end..];
+    }
+    out
+}
+
+/// Walk `input` delivered in chunks of the given sizes, as the pump does (carrying the
+/// unprocessed tail); returns the forwarded bytes and the tap events.
+fn run(input: &[u8], sender: Role, chunks: &[usize]) -> (Vec<u8>, Vec<TapEvent>, Option<CloseSeen>) {
+    let mut w = Walker::new(sender, 1 << 20, 1 << 22, 64);
+    let dir = if sender == Role::Client { Direction::ClientToUpstream } else { Direction::UpstreamToClient };
+    let mut tap = Tap::new(dir, 1 << 22);
+    let mut buf: Vec<u8> = Vec::new();
+    let mut out = Vec::new();
+    let mut events = Vec::new();
+    let mut pos = 0;
+    let mut ci = 0;
+    while pos < input.len() {
+        let n = chunks[ci % chunks.len()].max(1).min(input.len() - pos);
+        ci += 1;
+        buf.extend_from_slice(&input[pos..pos + n]);
+        pos += n;
+        let walked = w.walk(&mut buf, &mut tap, &mut |e| events.push(e)).unwrap();
+        out.extend_from_slice(&buf[..walked.ready]);
+        if walked.close.is_some() {
+            return (out, events, walked.close);
+        }
+        buf.drain(..walked.ready);
+    }
+    assert!(buf.is_empty(), "nothing left over at the end");
+    (out, events, None)
+}
+
+const CREATE: &[u8] = br#"{"type":"response.create","model":"gpt-5","stream_id":"a"}"#;
+
+#[test]
+fn client_frames_are_remasked_with_fresh_keys_and_payload_kept() {
+    let input = frames(true, &[(CREATE, Opcode::Text), (b"ping!", Opcode::Ping), (&[0u8, 1, 2, 255], Opcode::Binary)]);
+    for chunks in [vec![1], vec![2, 3], vec![7], vec![1000]] {
+        let (out, events, _) = run(&input, Role::Client, &chunks);
+        assert_eq!(out.len(), input.len(), "same size: keys replaced in place");
+        let before = decode(&input, Role::Client);
+        let after = decode(&out, Role::Client);
+        for (b, a) in before.iter().zip(&after) {
+            assert_eq!((b.0, b.1, &b.2), (a.0, a.1, &a.2));
+            assert_ne!(b.3, a.3, "a fresh mask key per frame");
+        }
+        assert_eq!(events, vec![TapEvent::Create { model: Some("gpt-5".into()), stream_id: Some("a".into()), generate: None }]);
+    }
+}
+
+#[test]
+fn server_frames_pass_byte_for_byte_and_are_tapped() {
+    let line = br#"{"type":"response.completed","response":{"id":"resp_1","model":"m","status":"completed","usage":{"input_tokens":3,"output_tokens":4,"total_tokens":7}}}"#;
+    let mut input = frames(false, &[(b"{\"type\":\"response.output_text.delta\",\"delta\":\"x\"}", Opcode::Text)]);
+    // A fragmented terminal event with a ping in the middle.
+    let (a, b) = line.split_at(40);
+    encode_frame(&mut input, Opcode::Text, a, None);
+    let fin_at = input.len() - a.len() - 2;
+    input[fin_at] &= 0x7f; // clear FIN on that frame
+    encode_frame(&mut input, Opcode::Ping, b"", None);
+    encode_frame(&mut input, Opcode::Continuation, b, None);
+    for chunks in [vec![1], vec![3, 5], vec![64]] {
+        let (out, events, _) = run(&input, Role::Server, &chunks);
+        assert_eq!(out, input);
+        assert_eq!(events.len(), 1, "{events:?}");
+        match &events[0] {
+            TapEvent::Terminal(t) => assert_eq!(t.usage.map(|u| u.output_tokens), Some(4)),
+            e => panic!("{e:?}"),
+        }
+    }
+}
+
+#[test]
+fn close_stops_the_walk_right_after_it() {
+    let mut input = frames(false, &[(b"hi", Opcode::Text)]);
+    let mut close = [0u8; 131];
+    let n = crate::ws::close::encode_close_frame(&mut close, 4001, "bye", None);
+    input.extend_from_slice(&close[..n]);
+    input.extend_from_slice(b"garbage after close");
+    let (out, _, seen) = run(&input, Role::Server, &[5]);
+    assert_eq!(seen, Some(CloseSeen { code: Some(4001), reason: "bye".into() }));
+    assert!(out.len() <= input.len() - "garbage after close".len());
+}
+
+#[test]
+fn errors_carry_the_right_code_and_valid_prefix() {
+    let mut w = Walker::new(Role::Client, 1 << 20, 1 << 20, 8);
+    let mut tap = Tap::new(Direction::ClientToUpstream, 1 << 20);
+    let mut buf = frames(true, &[(b"ok", Opcode::Text)]);
+    let good = buf.len();
+    buf.extend(frames(false, &[(b"unmasked", Opcode::Text)]));
+    let e = w.walk(&mut buf, &mut tap, &mut |_| {}).unwrap_err();
+    assert_eq!((e.code, e.valid_upto, e.mid_frame), (1002, good, false));
+
+    let mut w = Walker::new(Role::Client, 1 << 20, 1 << 20, 8);
+    let mut buf = frames(true, &[(&[0xff, 0xfe], Opcode::Text)]);
+    assert_eq!(w.walk(&mut buf, &mut tap, &mut |_| {}).unwrap_err().code, 1007);
+}
+
+#[test]
+fn gate_holds_a_text_message_until_whole_and_stops_after_it() {
+    let input = frames(true, &[(CREATE, Opcode::Text), (b"next", Opcode::Text)]);
+    let mut w = Walker::new(Role::Client, 1 << 20, 1 << 20, 8);
+    w.set_gate(true);
+    let mut tap = Tap::new(Direction::ClientToUpstream, 1 << 20);
+    let mut part = input[..10].to_vec();
+    let walked = w.walk(&mut part, &mut tap, &mut |_| {}).unwrap();
+    assert!(walked.need_more && walked.ready == 0);
+    let mut all = input.clone();
+    let mut events = Vec::new();
+    let walked = w.walk(&mut all, &mut tap, &mut |e| events.push(e)).unwrap();
+    let first_len = CREATE.len() + 6;
+    assert_eq!(walked.message, Some((0, first_len)));
+    assert_eq!(walked.ready, first_len);
+    assert_eq!(events.len(), 1);
+}

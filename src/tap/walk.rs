@@ -1,0 +1,96 @@
+//! One resumable pass over a message: top-level members, and (upstream) the members of the
+//! top-level `response` object, recorded as spans while the type is looked for.
+
+use super::extract::{classify, Kind, RespFields, TopFields};
+use super::scan::{Scanner, Step};
+use super::{Direction, TapError};
+
+/// How far a walk over the available bytes got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Walk {
+    /// The top-level type is one the tap does not report: ignore the rest of the message.
+    Uninteresting,
+    /// More bytes needed.
+    Open,
+    /// The object is closed (only whitespace after it so far).
+    Closed,
+}
+
+/// The state of one pass over one message (reset between messages).
+#[derive(Debug, Clone)]
+pub(crate) struct Walker {
+    top: Scanner,
+    inner: Scanner,
+    in_response: bool,
+    /// Spans of the top-level members the tap may need.
+    pub(crate) fields: TopFields,
+    /// Spans of the members of the `response` object (when it was walked in this pass).
+    pub(crate) resp: RespFields,
+}
+
+impl Walker {
+    /// A walker at the start of a message travelling `dir`.
+    pub(crate) fn new(dir: Direction) -> Self {
+        Walker {
+            // Only upstream events carry a `response` object worth descending into.
+            top: match dir {
+                Direction::UpstreamToClient => Scanner::descending(),
+                Direction::ClientToUpstream => Scanner::new(),
+            },
+            inner: Scanner::new(),
+            in_response: false,
+            fields: TopFields::default(),
+            resp: RespFields::default(),
+        }
+    }
+
+    /// Walks `buf` (every byte of the message so far) as far as it goes. Classifies the type
+    /// when its member completes, unless `kind` is already known; stops early when the type
+    /// is uninteresting.
+    pub(crate) fn walk<const SIMD: bool>(
+        &mut self,
+        buf: &[u8],
+        dir: Direction,
+        track_deltas: bool,
+        kind: &mut Option<Kind>,
+    ) -> Result<Walk, TapError> {
+        loop {
+            let step = if self.in_response {
+                match self.inner.next::<SIMD>(buf)? {
+                    Step::Member { key, value } => {
+                        self.resp.record(buf, key, value);
+                        continue;
+                    }
+                    Step::End => {
+                        self.in_response = false;
+                        self.resp.walked = true;
+                        self.top.exit(self.inner.pos())
+                    }
+                    Step::More => return Ok(Walk::Open),
+                    Step::Enter { .. } => return Err(TapError::Truncated),
+                }
+            } else {
+                self.top.next::<SIMD>(buf)?
+            };
+            match step {
+                Step::Member { key, value } => {
+                    let Some(ty) = self.fields.record(buf, key, value) else {
+                        continue;
+                    };
+                    if kind.is_none() {
+                        match classify(dir, ty, track_deltas) {
+                            Some(k) => *kind = Some(k),
+                            None => return Ok(Walk::Uninteresting),
+                        }
+                    }
+                }
+                Step::Enter { at } => {
+                    self.inner = Scanner::nested_at(at);
+                    self.in_response = true;
+                }
+                Step::More => return Ok(Walk::Open),
+                Step::End => return Ok(Walk::Closed),
+            }
+        }
+    }
+}
