@@ -160,8 +160,8 @@ pub struct SinkHandle {
 
 impl Sink {
     /// Opens the destination (recovering a torn last line of an existing file, see
-    /// `recover`), and starts the writer thread `tollgate-usage-log`. `metrics` is marked
-    /// healthy and receives the sink's counters (pass `Registry::sink_metrics()`).
+    /// `recover`), and starts the writer thread `tollgate-usage-log`. `metrics` receives the
+    /// sink's counters and health (pass `Registry::sink_metrics()`; `/readyz` reads it).
     pub fn start(cfg: SinkConfig, metrics: Arc<SinkMetrics>) -> Result<Sink, SinkError> {
         if cfg.fsync_every == 0 {
             return Err(SinkError::ZeroLimit("fsync_every"));

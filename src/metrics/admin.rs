@@ -5,7 +5,7 @@
 //! scrapes by at most that timeout.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -19,6 +19,8 @@ pub const MAX_REQUEST: usize = 8 * 1024;
 pub const MAX_HEADERS: usize = 32;
 /// Read and write timeout of one admin connection.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest the server waits for the peer's end after answering.
+const LINGER: Duration = Duration::from_millis(200);
 /// Content type of `/metrics`.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -147,7 +149,26 @@ fn handle_conn(mut stream: TcpStream, registry: &Registry, ready: &AtomicBool) -
         out.push_str(&resp.body);
     }
     stream.write_all(out.as_bytes())?;
-    stream.flush()
+    stream.flush()?;
+    linger(&mut stream);
+    Ok(())
+}
+
+/// Half-closes and discards what the peer still sends (bounded in bytes and time), so that
+/// unread request bytes do not turn our close into a reset that destroys the response.
+fn linger(stream: &mut TcpStream) {
+    if stream.shutdown(Shutdown::Write).is_err() {
+        return;
+    }
+    let _ = stream.set_read_timeout(Some(LINGER));
+    let mut sink = [0u8; 4096];
+    let mut left = MAX_REQUEST * 8;
+    while left > 0 {
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+    }
 }
 
 /// Routes one request (sans-IO): `GET`/`HEAD` of `/metrics`, `/healthz`, `/readyz`; any

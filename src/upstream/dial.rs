@@ -10,8 +10,8 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use rustls::pki_types::ServerName;
 
-use super::handshake::{map_refusal, parse_response, ClientError, UpstreamHandshakeError, UpstreamReply, UpstreamRequest};
-use crate::server::handshake::Limits;
+use super::handshake::{map_refusal, parse_response_with, ClientError, UpstreamHandshakeError, UpstreamReply, UpstreamRequest};
+use crate::server::handshake::{HeadScanner, Limits};
 
 /// An upstream connection after a successful handshake.
 pub enum UpstreamConn {
@@ -144,6 +144,7 @@ async fn upgrade<S: AsyncReadRent + AsyncWriteRent>(s: &mut S, req: &UpstreamReq
     let (res, _) = s.write_all(req.bytes.clone()).await;
     res.map_err(|e| DialError::Io(e.kind()))?;
     let mut buf: Vec<u8> = Vec::with_capacity(limits.max_header_bytes.max(4096) + 4096);
+    let mut scanner = HeadScanner::new();
     loop {
         let len = buf.len();
         let cap = buf.capacity();
@@ -157,7 +158,7 @@ async fn upgrade<S: AsyncReadRent + AsyncWriteRent>(s: &mut S, req: &UpstreamReq
             Ok(_) => {}
             Err(e) => return Err(DialError::Io(e.kind())),
         }
-        match parse_response(&buf, &req.ws_key, req.offered_protocols.as_deref(), limits)? {
+        match parse_response_with(&buf, &req.ws_key, req.offered_protocols.as_deref(), limits, &mut scanner)? {
             None => continue,
             Some(UpstreamReply::Upgraded { headers, head_len }) => {
                 let leftover = buf.split_off(head_len);

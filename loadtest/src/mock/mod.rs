@@ -323,6 +323,12 @@ impl MockUpstream {
         self.shared.bytes_sent.load(Ordering::Relaxed)
     }
 
+    /// A cheap, thread-safe handle to this mock's counters that outlives borrows
+    /// of the mock (e.g. to read them from another thread).
+    pub fn counters(&self) -> MockCounters {
+        MockCounters(self.shared.clone())
+    }
+
     /// Every upgrade request received, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.shared.requests).clone()
@@ -353,6 +359,33 @@ impl MockUpstream {
 
     /// Stops the listener and every connection (same as dropping).
     pub fn shutdown(self) {}
+}
+
+/// Counters of a running mock, readable from any thread (see
+/// [`MockUpstream::counters`]).
+#[derive(Debug, Clone)]
+pub struct MockCounters(Arc<Shared>);
+
+impl MockCounters {
+    /// Same as [`MockUpstream::frames_sent`].
+    pub fn frames_sent(&self) -> u64 {
+        self.0.frames_sent.load(Ordering::Relaxed)
+    }
+
+    /// Same as [`MockUpstream::bytes_sent`].
+    pub fn bytes_sent(&self) -> u64 {
+        self.0.bytes_sent.load(Ordering::Relaxed)
+    }
+
+    /// Same as [`MockUpstream::connections`].
+    pub fn connections(&self) -> usize {
+        self.0.connections.load(Ordering::SeqCst)
+    }
+
+    /// Same as [`MockUpstream::open_connections`].
+    pub fn open_connections(&self) -> usize {
+        self.0.open.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for MockUpstream {

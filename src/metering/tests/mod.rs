@@ -3,6 +3,7 @@
 mod reader;
 mod record;
 mod session;
+mod session_ends;
 mod session_fixtures;
 mod sink;
 

@@ -1,3 +1,5 @@
+//! SessionMeter: matching across lanes, FIFO, steering successors, exactly-once.
+
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -5,18 +7,18 @@ use std::time::{Duration, Instant};
 use super::temp_log;
 use crate::metering::reader::read_log;
 use crate::metering::record::{RecordStatus, UsageRecord};
-use crate::metering::session::{EndReason, SessionMeter, MAX_PENDING};
+use crate::metering::session::{EndReason, SessionMeter};
 use crate::metering::sink::{Sink, SinkConfig, SinkPath};
 use crate::metrics::{Registry, SinkMetrics, WorkerMetrics};
 use crate::tap::{TapEvent, Terminal, TerminalKind, Usage};
 
 /// Runs `f` with a meter over a real file sink, then returns the records in the log.
-fn records(f: impl FnOnce(&mut SessionMeter, Instant)) -> Vec<UsageRecord> {
+pub(super) fn records(f: impl FnOnce(&mut SessionMeter, Instant)) -> Vec<UsageRecord> {
     records_with(None, f)
 }
 
 /// [`records`] with worker metrics attached to the meter.
-fn records_with(
+pub(super) fn records_with(
     wm: Option<Rc<WorkerMetrics>>,
     f: impl FnOnce(&mut SessionMeter, Instant),
 ) -> Vec<UsageRecord> {
@@ -38,11 +40,11 @@ fn records_with(
     log.records
 }
 
-fn lane(s: Option<&str>) -> Option<String> {
+pub(super) fn lane(s: Option<&str>) -> Option<String> {
     s.map(str::to_owned)
 }
 
-fn create(model: &str, l: Option<&str>) -> TapEvent {
+pub(super) fn create(model: &str, l: Option<&str>) -> TapEvent {
     TapEvent::Create {
         model: Some(model.to_owned()),
         stream_id: lane(l),
@@ -50,7 +52,7 @@ fn create(model: &str, l: Option<&str>) -> TapEvent {
     }
 }
 
-fn created(id: &str, l: Option<&str>, model: &str) -> TapEvent {
+pub(super) fn created(id: &str, l: Option<&str>, model: &str) -> TapEvent {
     TapEvent::Created {
         response_id: id.to_owned(),
         stream_id: lane(l),
@@ -58,7 +60,7 @@ fn created(id: &str, l: Option<&str>, model: &str) -> TapEvent {
     }
 }
 
-fn usage(input: u64, output: u64) -> Usage {
+pub(super) fn usage(input: u64, output: u64) -> Usage {
     Usage {
         input_tokens: input,
         cached_tokens: input / 2,
@@ -68,7 +70,12 @@ fn usage(input: u64, output: u64) -> Usage {
     }
 }
 
-fn terminal(id: &str, l: Option<&str>, kind: TerminalKind, u: Option<Usage>) -> TapEvent {
+pub(super) fn terminal(
+    id: &str,
+    l: Option<&str>,
+    kind: TerminalKind,
+    u: Option<Usage>,
+) -> TapEvent {
     TapEvent::Terminal(Terminal {
         event: kind,
         response_id: id.to_owned(),
@@ -80,11 +87,11 @@ fn terminal(id: &str, l: Option<&str>, kind: TerminalKind, u: Option<Usage>) -> 
     })
 }
 
-fn delta(l: Option<&str>) -> TapEvent {
+pub(super) fn delta(l: Option<&str>) -> TapEvent {
     TapEvent::Delta { stream_id: lane(l) }
 }
 
-fn ms(t0: Instant, n: u64) -> Instant {
+pub(super) fn ms(t0: Instant, n: u64) -> Instant {
     t0 + Duration::from_millis(n)
 }
 
@@ -314,159 +321,4 @@ fn error_fails_the_pending_create_of_its_lane_only() {
     );
     let stats = stats.expect("ran");
     assert_eq!((stats.errors, stats.creates_failed), (2, 1));
-}
-
-#[test]
-fn error_after_created_keeps_the_response_open_for_its_usage() {
-    let recs = records(|m, t0| {
-        m.on_client(&create("gpt-5", None), t0);
-        m.on_upstream(&created("r1", None, "gpt-5"), t0)
-            .expect("ok");
-        m.on_upstream(
-            &TapEvent::Error {
-                status: Some(500),
-                code: None,
-                stream_id: None,
-            },
-            ms(t0, 2),
-        )
-        .expect("ok");
-        assert_eq!(m.open_responses(), 1);
-        m.finish(EndReason::UpstreamDisconnected, ms(t0, 10));
-    });
-    assert_eq!(recs.len(), 1);
-    assert_eq!(recs[0].status, RecordStatus::UpstreamDisconnected);
-    assert!(!recs[0].usage_final);
-}
-
-#[test]
-fn finish_records_open_responses_as_not_final() {
-    let mut stats = None;
-    let recs = records(|m, t0| {
-        m.on_client(&create("gpt-5", Some("a")), t0);
-        m.on_client(&create("gpt-5-mini", Some("b")), t0);
-        m.on_client(&create("gpt-5", Some("c")), t0);
-        m.on_upstream(&created("ra", Some("a"), "gpt-5"), ms(t0, 1))
-            .expect("ok");
-        m.on_upstream(&created("rb", Some("b"), "gpt-5-mini"), ms(t0, 1))
-            .expect("ok");
-        m.on_upstream(&delta(Some("a")), ms(t0, 9)).expect("ok");
-        m.on_upstream(
-            &terminal("rb", Some("b"), TerminalKind::Completed, Some(usage(5, 5))),
-            ms(t0, 20),
-        )
-        .expect("ok");
-        assert_eq!(m.open_responses(), 2, "ra open, lane c pending");
-        m.finish(EndReason::ClientDisconnected, ms(t0, 50));
-        assert_eq!(m.open_responses(), 0);
-        assert!(!m.wants_deltas());
-        // A terminal after finish for an already-recorded id is a duplicate.
-        m.on_upstream(
-            &terminal("ra", Some("a"), TerminalKind::Completed, Some(usage(1, 1))),
-            ms(t0, 60),
-        )
-        .expect("ok");
-        stats = Some(m.stats());
-    });
-    assert_eq!(recs.len(), 2);
-    let ra = recs
-        .iter()
-        .find(|r| r.response_id == "ra")
-        .expect("ra recorded");
-    assert_eq!(ra.status, RecordStatus::ClientDisconnected);
-    assert!(!ra.usage_final);
-    assert_eq!(
-        (ra.input_tokens, ra.output_tokens, ra.total_tokens),
-        (0, 0, 0)
-    );
-    assert_eq!(
-        (ra.model.as_deref(), ra.requested_model.as_deref()),
-        (Some("gpt-5"), Some("gpt-5"))
-    );
-    assert_eq!((ra.ttft_ms, ra.duration_ms), (Some(9), 50));
-    let stats = stats.expect("ran");
-    assert_eq!(
-        (stats.unanswered_creates, stats.duplicate_terminals),
-        (1, 1)
-    );
-}
-
-#[test]
-fn relay_shutdown_status() {
-    let recs = records(|m, t0| {
-        m.on_upstream(&created("r", None, "gpt-5"), t0).expect("ok");
-        m.finish(EndReason::RelayShutdown, t0);
-    });
-    assert_eq!(recs[0].status, RecordStatus::RelayShutdown);
-    assert_eq!(recs[0].requested_model, None);
-}
-
-#[test]
-fn terminal_without_usage_or_created_is_still_recorded() {
-    let recs = records(|m, t0| {
-        m.on_client(&create("gpt-5", Some("z")), t0);
-        m.on_upstream(
-            &terminal("rz", Some("z"), TerminalKind::Failed, None),
-            ms(t0, 8),
-        )
-        .expect("ok");
-        assert_eq!(m.open_responses(), 0, "consumed the pending create");
-    });
-    assert_eq!(recs.len(), 1);
-    let r = &recs[0];
-    assert_eq!(
-        (r.response_id.as_str(), r.status, r.usage_final),
-        ("rz", RecordStatus::Failed, false)
-    );
-    assert_eq!(
-        (r.requested_model.as_deref(), r.duration_ms, r.ttft_ms),
-        (Some("gpt-5"), 8, None)
-    );
-}
-
-#[test]
-fn creates_past_the_bound_still_count_as_open() {
-    let recs = records(|m, t0| {
-        for _ in 0..MAX_PENDING + 3 {
-            m.on_client(&create("gpt-5", None), t0);
-        }
-        assert_eq!(m.open_responses(), MAX_PENDING + 3);
-        assert_eq!(m.stats().untracked_creates, 3);
-        m.finish(EndReason::ClientDisconnected, t0);
-        assert_eq!(m.stats().unanswered_creates, (MAX_PENDING + 3) as u64);
-    });
-    assert!(recs.is_empty(), "no response id, no record");
-}
-
-#[test]
-fn sink_failure_is_returned_and_counted() {
-    let sink = Sink::start(
-        SinkConfig::new(SinkPath::File("/dev/full".into())),
-        Arc::new(SinkMetrics::default()),
-    )
-    .expect("start");
-    let h = sink.handle();
-    let mut m = SessionMeter::new(1, Arc::from("t"), Arc::from("u"), h.clone());
-    let t0 = Instant::now();
-    m.on_upstream(&created("r0", None, "gpt-5"), t0)
-        .expect("ok");
-    m.on_upstream(
-        &terminal("r0", None, TerminalKind::Completed, Some(usage(1, 1))),
-        t0,
-    )
-    .expect("queued");
-    assert!(super::wait_until(|| !h.healthy()));
-    m.on_upstream(&created("r1", None, "gpt-5"), t0)
-        .expect("ok");
-    let e = m.on_upstream(
-        &terminal("r1", None, TerminalKind::Completed, Some(usage(1, 1))),
-        t0,
-    );
-    assert!(matches!(
-        e,
-        Err(crate::metering::sink::SinkError::Unavailable)
-    ));
-    assert_eq!(m.stats().submit_errors, 1);
-    let stats = sink.shutdown().expect("shutdown");
-    assert_eq!(stats.not_durable.len(), 2, "both kept, neither durable");
 }

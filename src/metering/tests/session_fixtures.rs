@@ -15,7 +15,12 @@ use crate::metering::sink::{Sink, SinkConfig, SinkPath};
 use crate::metrics::SinkMetrics;
 use crate::tap::{Direction, Tap};
 
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/responses-ws");
+const LOCAL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/responses-ws");
+/// `large` is kept only in the shared fixtures beside the repository.
+const SHARED: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/fixtures/responses-ws"
+);
 const NAMES: [&str; 8] = [
     "basic",
     "incomplete-failed-error",
@@ -36,8 +41,7 @@ fn lines(path: &Path) -> Vec<Vec<u8>> {
 }
 
 /// Client frames first (pipelined creates), then the upstream trace.
-fn meter_fixture(name: &str) -> (Vec<UsageRecord>, usize) {
-    let dir = Path::new(DIR);
+fn meter_fixture(dir: &Path, name: &str) -> (Vec<UsageRecord>, usize) {
     let (_d, path) = temp_log();
     let sink = Sink::start(
         SinkConfig::new(SinkPath::File(path.clone())),
@@ -73,13 +77,23 @@ fn meter_fixture(name: &str) -> (Vec<UsageRecord>, usize) {
 
 #[test]
 fn fixtures_meter_to_expected_records() {
+    let mut ran = 0;
     for name in NAMES {
+        let Some(dir) = [LOCAL, SHARED]
+            .map(Path::new)
+            .into_iter()
+            .find(|d| d.join(format!("{name}.expected.json")).exists())
+        else {
+            assert_eq!(name, "large", "small fixtures are in the repository");
+            continue;
+        };
+        ran += 1;
         let expected: Value = serde_json::from_slice(
-            &std::fs::read(Path::new(DIR).join(format!("{name}.expected.json"))).expect("expected"),
+            &std::fs::read(dir.join(format!("{name}.expected.json"))).expect("expected"),
         )
         .expect("json");
         let expected = expected.as_array().expect("array");
-        let (recs, deltas) = meter_fixture(name);
+        let (recs, deltas) = meter_fixture(dir, name);
         assert_eq!(recs.len(), expected.len(), "{name}");
         for (r, e) in recs.iter().zip(expected) {
             let got = serde_json::json!({
@@ -91,11 +105,17 @@ fn fixtures_meter_to_expected_records() {
             assert_eq!(&got, e, "{name}");
             assert!(r.usage_final, "{name}: terminal usage is final");
             assert!(r.requested_model.is_some(), "{name}: requested model known");
+            assert_eq!(
+                r.ttft_ms.is_some(),
+                r.output_tokens > 0,
+                "{name}: ttft iff output"
+            );
         }
-        // Tracking stops after each response's first output: few deltas reach the meter.
-        assert!(
-            deltas <= 2 * expected.len(),
-            "{name}: {deltas} deltas tracked"
-        );
+        // Tracking stops after each response's first output: on one lane, at most one delta
+        // per response reaches the meter (interleaved lanes see more until both have output).
+        if name != "lanes" {
+            assert!(deltas <= expected.len(), "{name}: {deltas} deltas tracked");
+        }
     }
+    assert!(ran >= NAMES.len() - 1);
 }

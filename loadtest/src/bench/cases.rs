@@ -1,0 +1,160 @@
+//! The workloads of `shared/benchmarking.md` as concrete (mock, generator)
+//! configurations, for the default, `--quick` and `--full` profiles.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use crate::gen::{RunConfig, Workload};
+use crate::mock::MockConfig;
+
+/// Which group of columns a case feeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Paced Responses turns.
+    Stream,
+    /// Unpaced deltas.
+    Firehose,
+    /// Open-loop echo at one offered rate.
+    Sweep,
+    /// Closed-loop echo of large frames.
+    Bulk,
+    /// Idle sessions.
+    Idle,
+    /// Connect + turn + close.
+    Churn,
+}
+
+/// One workload configuration, run once per peer per repetition.
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// Unique name (`stream`, `sweep@20000`, `bulk-64KiB`, `idle-1000`…).
+    pub name: String,
+    /// Column group.
+    pub kind: Kind,
+    /// The mock's behaviour (`ledger_path` is set per run).
+    pub mock: MockConfig,
+    /// The generator's load (`target`, `key`, `sut_pids` are set per run).
+    pub run: RunConfig,
+}
+
+/// Duration and size knobs of a profile.
+#[derive(Debug, Clone, Copy)]
+pub struct Profile {
+    /// Repetitions per peer.
+    pub reps: usize,
+    /// Seconds of stream load.
+    pub stream_s: f64,
+    /// Seconds of firehose load.
+    pub firehose_s: f64,
+    /// Seconds per sweep rate.
+    pub sweep_s: f64,
+    /// Seconds per bulk size.
+    pub bulk_s: f64,
+    /// Seconds of pinging once the idle sessions are open.
+    pub idle_s: f64,
+    /// Seconds of churn.
+    pub churn_s: f64,
+}
+
+impl Profile {
+    /// `--quick`: one repetition, short runs.
+    pub const QUICK: Profile = Profile { reps: 1, stream_s: 2.0, firehose_s: 2.0, sweep_s: 1.5, bulk_s: 1.5, idle_s: 1.0, churn_s: 1.5 };
+    /// The default: three repetitions, under 15 minutes on two cores.
+    pub const DEFAULT: Profile = Profile { reps: 3, stream_s: 4.0, firehose_s: 3.0, sweep_s: 2.5, bulk_s: 2.5, idle_s: 2.0, churn_s: 2.5 };
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+fn base(workload: Workload, sessions: usize, seconds: f64) -> RunConfig {
+    RunConfig {
+        workload,
+        sessions,
+        duration: secs(seconds),
+        threads: 1,
+        progress: false,
+        drain_timeout: Duration::from_secs(5),
+        ..RunConfig::default()
+    }
+}
+
+fn quiet_mock() -> MockConfig {
+    MockConfig { record: false, ..MockConfig::default() }
+}
+
+/// Offered echo rates (frames/s) of the sweep.
+pub fn sweep_rates(quick: bool) -> Vec<f64> {
+    if quick {
+        vec![2_000.0, 20_000.0]
+    } else {
+        vec![2_000.0, 10_000.0, 25_000.0, 50_000.0]
+    }
+}
+
+/// Idle session counts.
+pub fn idle_sizes(quick: bool, full: bool) -> Vec<usize> {
+    match (quick, full) {
+        (true, _) => vec![200],
+        (false, false) => vec![1000],
+        (false, true) => vec![1000, 4000, 9000],
+    }
+}
+
+/// Every case of a profile, in run order.
+pub fn cases(p: &Profile, quick: bool, full: bool) -> Vec<Case> {
+    let mut v = Vec::new();
+    // stream: 100 connections, ~1.5 KB creates, 20 deltas of ~190 B paced at
+    // 100/s, an ~8 KB terminal event; each session starts a turn every 0.5 s.
+    v.push(Case {
+        name: "stream".into(),
+        kind: Kind::Stream,
+        mock: MockConfig { deltas: 20, token_rate: Some(100.0), terminal_pad_bytes: 8192, ..quiet_mock() },
+        run: RunConfig { rate: Some(200.0), ..base(Workload::Stream, 100, p.stream_s) },
+    });
+    // firehose: 64 connections, 500 unpaced deltas per response, written in bursts.
+    v.push(Case {
+        name: "firehose".into(),
+        kind: Kind::Firehose,
+        mock: MockConfig { deltas: 500, delta_burst: 64, ..quiet_mock() },
+        run: base(Workload::Firehose, 64, p.firehose_s),
+    });
+    for r in sweep_rates(quick) {
+        v.push(Case {
+            name: format!("sweep@{r}"),
+            kind: Kind::Sweep,
+            mock: MockConfig { echo: true, ..quiet_mock() },
+            run: RunConfig { rate: Some(r), frame_bytes: 200, ..base(Workload::Echo, 16, p.sweep_s) },
+        });
+    }
+    for kib in [16usize, 64] {
+        v.push(Case {
+            name: format!("bulk-{kib}KiB"),
+            kind: Kind::Bulk,
+            mock: MockConfig { echo: true, ..quiet_mock() },
+            run: RunConfig { frame_bytes: kib * 1024, window: 4, ..base(Workload::Echo, 8, p.bulk_s) },
+        });
+    }
+    let sources: Vec<IpAddr> = (2..=9).map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i))).collect();
+    for n in idle_sizes(quick, full) {
+        v.push(Case {
+            name: format!("idle-{n}"),
+            kind: Kind::Idle,
+            mock: quiet_mock(),
+            run: RunConfig {
+                source_addrs: sources.clone(),
+                ping_interval: Duration::from_secs(1),
+                connect_timeout: Duration::from_secs(30),
+                ..base(Workload::Idle, n, p.idle_s)
+            },
+        });
+    }
+    v.push(Case {
+        name: "churn".into(),
+        kind: Kind::Churn,
+        mock: MockConfig { deltas: 4, ..quiet_mock() },
+        run: base(Workload::Churn, 16, p.churn_s),
+    });
+    v
+}

@@ -1,0 +1,262 @@
+//! The peers of the side-by-side benchmark and how each one is started in front
+//! of the mock upstream, pinned to the SUT core.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::machine::which;
+use crate::gen::procfs;
+
+/// One system in front of the mock (or none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Peer {
+    /// Generator → mock, no proxy.
+    Direct,
+    /// `tollgate --tunnel`: bytes copied after the upgrade (the ceiling).
+    Tunnel,
+    /// The full relay.
+    Tollgate,
+    /// Debian nginx, 1 worker.
+    Nginx,
+    /// Debian HAProxy, 1 thread.
+    Haproxy,
+}
+
+impl Peer {
+    /// Every peer, in table order.
+    pub const ALL: [Peer; 5] = [Peer::Direct, Peer::Tunnel, Peer::Tollgate, Peer::Nginx, Peer::Haproxy];
+
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Peer::Direct => "direct",
+            Peer::Tunnel => "tunnel",
+            Peer::Tollgate => "tollgate",
+            Peer::Nginx => "nginx",
+            Peer::Haproxy => "haproxy",
+        }
+    }
+
+    /// Parses a name from [`Self::name`].
+    pub fn parse(s: &str) -> Option<Peer> {
+        Peer::ALL.into_iter().find(|p| p.name() == s)
+    }
+
+    /// Whether this peer writes a usage log to check.
+    pub fn meters(self) -> bool {
+        self == Peer::Tollgate
+    }
+}
+
+/// Why a peer could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// Its binary is not installed.
+    #[error("{0} is not installed")]
+    NotInstalled(&'static str),
+    /// Spawning failed.
+    #[error("cannot start {peer}: {source}")]
+    Spawn {
+        /// Peer name.
+        peer: &'static str,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The process exited or never listened.
+    #[error("{peer} did not start listening: {detail}")]
+    NotListening {
+        /// Peer name.
+        peer: &'static str,
+        /// Exit status or log tail.
+        detail: String,
+    },
+}
+
+/// What every peer start needs.
+#[derive(Debug, Clone)]
+pub struct PeerEnv {
+    /// The tollgate binary.
+    pub tollgate: PathBuf,
+    /// `<tenant> <key>` file for tollgate.
+    pub keys_file: PathBuf,
+    /// CPU for the SUT (`taskset -c`); `None` = unpinned.
+    pub sut_cpu: Option<usize>,
+}
+
+/// A started peer; SIGTERMed on [`RunningPeer::stop`] or drop.
+#[derive(Debug)]
+pub struct RunningPeer {
+    /// Which peer.
+    pub peer: Peer,
+    /// `ws://…` the generator dials.
+    pub url: String,
+    /// tollgate's usage log.
+    pub usage_log: Option<PathBuf>,
+    child: Option<Child>,
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn wait_listening(addr: SocketAddr, child: &mut Child, peer: &'static str, log: &Path) -> Result<(), PeerError> {
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        if let Ok(Some(status)) = child.try_wait() {
+            let tail = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: String = tail.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
+            return Err(PeerError::NotListening { peer, detail: format!("exited with {status}: {tail}") });
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(PeerError::NotListening { peer, detail: "no listener after 10 s".into() })
+}
+
+fn nginx_conf(dir: &Path, listen: SocketAddr, upstream: SocketAddr) -> String {
+    format!(
+        "worker_processes 1;\ndaemon off;\nmaster_process on;\nuser root;\npid {d}/nginx.pid;\n\
+error_log {d}/error.log warn;\nworker_rlimit_nofile 20000;\nevents {{ worker_connections 20000; }}\n\
+http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+  server {{\n    listen {listen} backlog=4096;\n    location / {{\n      proxy_pass http://{upstream};\n\
+      proxy_http_version 1.1;\n      proxy_set_header Upgrade $http_upgrade;\n\
+      proxy_set_header Connection \"upgrade\";\n      proxy_buffering off;\n      tcp_nodelay on;\n\
+      proxy_read_timeout 3600s;\n      proxy_send_timeout 3600s;\n    }}\n  }}\n}}\n",
+        d = dir.display()
+    )
+}
+
+fn haproxy_conf(listen: SocketAddr, upstream: SocketAddr) -> String {
+    format!(
+        "global\n  nbthread 1\n  maxconn 9800\n\ndefaults\n  mode http\n  timeout connect 5s\n\
+  timeout client 3600s\n  timeout server 3600s\n  timeout tunnel 3600s\n\n\
+frontend fe\n  bind {listen}\n  default_backend be\n\nbackend be\n  server mock {upstream}\n"
+    )
+}
+
+impl RunningPeer {
+    /// Starts `peer` in front of `upstream`, with its files under `dir`.
+    pub fn start(peer: Peer, env: &PeerEnv, upstream: SocketAddr, dir: &Path) -> Result<RunningPeer, PeerError> {
+        let spawn_err = |source| PeerError::Spawn { peer: peer.name(), source };
+        if peer == Peer::Direct {
+            return Ok(RunningPeer { peer, url: format!("ws://{upstream}"), usage_log: None, child: None });
+        }
+        std::fs::create_dir_all(dir).map_err(spawn_err)?;
+        let listen = SocketAddr::from(([127, 0, 0, 1], free_port().map_err(spawn_err)?));
+        let log = dir.join(format!("{}.log", peer.name()));
+        let mut usage_log = None;
+        let (program, args): (PathBuf, Vec<String>) = match peer {
+            // Direct returned above; it never reaches a command line.
+            Peer::Direct | Peer::Tunnel | Peer::Tollgate => {
+                if !env.tollgate.is_file() {
+                    return Err(PeerError::NotInstalled("tollgate"));
+                }
+                let mut a: Vec<String> = [
+                    "--listen", &listen.to_string(), "--workers", "1", "--no-pin", "--driver", "uring",
+                    "--upstream", &format!("ws://{upstream}"), "--client-keys",
+                    &env.keys_file.display().to_string(), "--upstream-header", "Authorization: Bearer x",
+                    "--log", "warn", "--drain-timeout", "2s",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+                if peer == Peer::Tunnel {
+                    a.push("--tunnel".into());
+                } else {
+                    let u = dir.join("usage.jsonl");
+                    a.extend(["--usage-log".to_string(), u.display().to_string()]);
+                    usage_log = Some(u);
+                }
+                (env.tollgate.clone(), a)
+            }
+            Peer::Nginx => {
+                let bin = which("nginx").ok_or(PeerError::NotInstalled("nginx"))?;
+                let conf = dir.join("nginx.conf");
+                std::fs::write(&conf, nginx_conf(dir, listen, upstream)).map_err(spawn_err)?;
+                let a = vec!["-p".into(), format!("{}/", dir.display()), "-c".into(), conf.display().to_string(),
+                    "-e".into(), dir.join("error.log").display().to_string()];
+                (bin, a)
+            }
+            Peer::Haproxy => {
+                let bin = which("haproxy").ok_or(PeerError::NotInstalled("haproxy"))?;
+                let conf = dir.join("haproxy.cfg");
+                std::fs::write(&conf, haproxy_conf(listen, upstream)).map_err(spawn_err)?;
+                (bin, vec!["-f".into(), conf.display().to_string(), "-db".into()])
+            }
+        };
+        let logf = std::fs::File::create(&log).map_err(spawn_err)?;
+        let mut cmd = match env.sut_cpu {
+            Some(cpu) => {
+                let mut c = Command::new("taskset");
+                c.arg("-c").arg(cpu.to_string()).arg(&program);
+                c
+            }
+            None => Command::new(&program),
+        };
+        cmd.args(&args).stdin(Stdio::null()).stdout(Stdio::null());
+        cmd.stderr(logf);
+        let mut child = cmd.spawn().map_err(spawn_err)?;
+        if let Err(e) = wait_listening(listen, &mut child, peer.name(), &log) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+        Ok(RunningPeer { peer, url: format!("ws://{listen}"), usage_log, child: Some(child) })
+    }
+
+    /// Every process of the SUT (nginx: master and workers).
+    pub fn pids(&self) -> Vec<u32> {
+        let Some(c) = &self.child else { return Vec::new() };
+        let mut p = vec![c.id()];
+        p.extend(procfs::children(c.id()));
+        p
+    }
+
+    /// SIGTERM, wait up to 10 s, then SIGKILL.
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        let Some(mut c) = self.child.take() else { return };
+        if let Ok(pid) = i32::try_from(c.id()) {
+            // SAFETY: signalling our own child by pid.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = c.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+impl Drop for RunningPeer {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// Version strings of the peers (for the report header).
+pub fn versions(tollgate: &Path) -> Vec<(String, String)> {
+    use super::machine::version_of;
+    let t = tollgate.display().to_string();
+    [
+        ("tollgate", version_of(&t, &["--version"])),
+        ("nginx", which("nginx").and_then(|b| version_of(&b.display().to_string(), &["-v"]))),
+        ("haproxy", which("haproxy").and_then(|b| version_of(&b.display().to_string(), &["-v"]))),
+    ]
+    .into_iter()
+    .map(|(n, v)| (n.to_string(), v.unwrap_or_else(|| "not installed".into())))
+    .collect()
+}
