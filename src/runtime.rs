@@ -346,8 +346,18 @@ impl Relay {
         }
         match self.sink.take().map(|s| s.shutdown()) {
             Some(Ok(stats)) => {
-                tracing::info!(?stats, "usage log closed");
-                true
+                if !stats.not_durable.is_empty() || stats.rejected > 0 {
+                    // Never drop a record silently: what the log could not take goes to
+                    // stderr as JSON lines, for the operator to recover.
+                    tracing::error!(not_durable = stats.not_durable.len(), rejected = stats.rejected, "usage records not in the usage log; dumping them to stderr");
+                    for r in &stats.not_durable {
+                        if let Ok(line) = serde_json::to_string(r) {
+                            eprintln!("{line}");
+                        }
+                    }
+                }
+                tracing::info!(durable = stats.durable, failed = stats.failed, "usage log closed");
+                !stats.failed && stats.not_durable.is_empty() && stats.rejected == 0
             }
             Some(Err(e)) => {
                 tracing::error!(error = %e, "usage log did not close cleanly");

@@ -1,0 +1,281 @@
+//! `loadtest bench`: every peer of `shared/benchmarking.md` side by side in one
+//! run, in front of the same mock upstream, with the SUT pinned to CPU 0 and the
+//! generator + mock pinned to CPU 1; ≥3 repetitions in alternating peer order;
+//! a JSON file per run, Markdown tables and an SVG of the latency sweep.
+
+pub mod cases;
+pub mod host;
+pub mod machine;
+pub mod peers;
+pub mod svg;
+pub mod table;
+pub mod usage;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::gen::{self, Report};
+use cases::{Case, Kind, Profile};
+use host::MockHost;
+use machine::Machine;
+use peers::{Peer, PeerEnv, RunningPeer};
+use usage::UsageCheck;
+
+/// The tenant key every generator presents (tollgate checks it; the others pass it on).
+pub const BENCH_KEY: &str = "tg-bench-key-0001";
+/// Load-side utilisation above which a throughput cell may be generator-bound.
+const BUSY: f64 = 0.9;
+
+/// What `loadtest bench` runs.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// One repetition, short durations.
+    pub quick: bool,
+    /// Add the 4k and 9k idle-session sizes.
+    pub full: bool,
+    /// Override the profile's repetitions.
+    pub reps: Option<usize>,
+    /// Peers to run (default: all).
+    pub peers: Vec<Peer>,
+    /// Output directory.
+    pub out: PathBuf,
+    /// The tollgate binary.
+    pub tollgate: PathBuf,
+    /// Install nginx/haproxy with apt-get when missing.
+    pub install: bool,
+    /// The command line, for the report.
+    pub command: String,
+}
+
+/// One (case, peer, repetition) run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Sample {
+    /// Case name.
+    pub case: String,
+    /// Case group.
+    pub kind: Kind,
+    /// Peer.
+    pub peer: Peer,
+    /// Repetition (0-based).
+    pub rep: usize,
+    /// The generator's report.
+    pub report: Option<Report>,
+    /// Data frames the mock wrote.
+    pub mock_frames_sent: u64,
+    /// Usage log vs ledger (tollgate only).
+    pub usage: Option<UsageCheck>,
+    /// Load side ≥ 90% of its core while the SUT is not.
+    pub generator_bound: bool,
+    /// Why there is no report.
+    pub error: Option<String>,
+}
+
+/// Everything one bench run produced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchResult {
+    /// The command line.
+    pub command: String,
+    /// The machine.
+    pub machine: Machine,
+    /// `(name, version)` of the peers.
+    pub versions: Vec<(String, String)>,
+    /// How processes were placed.
+    pub pinning: String,
+    /// Repetitions.
+    pub reps: usize,
+    /// Offered sweep rates.
+    pub sweep_rates: Vec<f64>,
+    /// Package installs attempted.
+    pub installs: Vec<String>,
+    /// Wall time of the whole bench, seconds.
+    pub elapsed_s: f64,
+    /// Every run.
+    pub samples: Vec<Sample>,
+}
+
+/// Failures that stop the bench before it runs anything.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The tollgate binary is missing.
+    #[error("tollgate binary not found at {0} (build it with cargo build --release)")]
+    NoTollgate(PathBuf),
+    /// The output directory cannot be written.
+    #[error("cannot write {path}: {source}")]
+    Output {
+        /// Path.
+        path: PathBuf,
+        /// Error.
+        source: std::io::Error,
+    },
+}
+
+fn out_err(path: &Path) -> impl FnOnce(std::io::Error) -> BenchError + '_ {
+    move |source| BenchError::Output { path: path.to_path_buf(), source }
+}
+
+fn run_one(case: &Case, peer: Peer, rep: usize, env: &PeerEnv, work: &Path) -> Sample {
+    let mut s = Sample {
+        case: case.name.clone(),
+        kind: case.kind,
+        peer,
+        rep,
+        report: None,
+        mock_frames_sent: 0,
+        usage: None,
+        generator_bound: false,
+        error: None,
+    };
+    let dir = work.join(format!("{}-{}-{rep}", case.name.replace('@', "-"), peer.name()));
+    let _ = std::fs::create_dir_all(&dir);
+    let mut mcfg = case.mock.clone();
+    let ledger = dir.join("ledger.jsonl");
+    if peer.meters() {
+        mcfg.ledger_path = Some(ledger.clone());
+    }
+    let mock = match MockHost::start(mcfg) {
+        Ok(m) => m,
+        Err(e) => {
+            s.error = Some(format!("mock: {e}"));
+            return s;
+        }
+    };
+    let rp = match RunningPeer::start(peer, env, mock.addr, &dir) {
+        Ok(p) => p,
+        Err(e) => {
+            s.error = Some(e.to_string());
+            return s;
+        }
+    };
+    let mut rc = case.run.clone();
+    rc.target = rp.url.clone();
+    rc.key = Some(BENCH_KEY.to_string());
+    rc.sut_pids = rp.pids();
+    let report = gen::run(&rc);
+    s.mock_frames_sent = mock.counters.frames_sent();
+    let usage_log = rp.usage_log.clone();
+    rp.stop();
+    mock.stop();
+    if let Some(log) = usage_log {
+        s.usage = usage::compare_files(&log, &ledger).ok();
+    }
+    match report {
+        Ok(r) => {
+            let sut_busy = r.sut.as_ref().map_or(0.0, |x| x.cpu_util);
+            s.generator_bound = r.load_cpu_util >= BUSY && sut_busy < BUSY;
+            s.report = Some(r);
+        }
+        Err(e) => s.error = Some(e.to_string()),
+    }
+    s
+}
+
+fn summary_line(s: &Sample) -> String {
+    match (&s.report, &s.error) {
+        (Some(r), _) => format!(
+            "{} {:>8} rep{}: {:>9.0} frames/s {:>6.1} MB/s, done {:>7.0}/s, SUT {:>3.0}%, load {:>3.0}%, errors {}{}",
+            s.case,
+            s.peer.name(),
+            s.rep,
+            r.frames_per_s,
+            r.mb_per_s,
+            r.achieved_rate,
+            r.sut.as_ref().map_or(0.0, |x| x.cpu_util * 100.0),
+            r.load_cpu_util * 100.0,
+            r.counts.errors,
+            s.usage.as_ref().map(|u| format!(", usage {:.3}", u.accuracy())).unwrap_or_default()
+        ),
+        (None, Some(e)) => format!("{} {} rep{}: {e}", s.case, s.peer.name(), s.rep),
+        (None, None) => format!("{} {} rep{}: no result", s.case, s.peer.name(), s.rep),
+    }
+}
+
+/// Runs the whole matrix, writes the outputs under `cfg.out`, returns the result.
+pub fn run_bench(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
+    let started = Instant::now();
+    if !cfg.tollgate.is_file() {
+        return Err(BenchError::NoTollgate(cfg.tollgate.clone()));
+    }
+    let machine = Machine::detect();
+    // SUT on CPU 0; this process (generator + mock threads, created after this
+    // call, inherit the mask) on CPU 1.
+    let two = machine.nproc >= 2;
+    let pinning = if two && machine::pin_current_thread(1).is_ok() {
+        "SUT pinned to CPU 0 (taskset -c 0); generator + mock (one process, one thread each) pinned to CPU 1 (sched_setaffinity)".to_string()
+    } else {
+        "unpinned (fewer than 2 CPUs or sched_setaffinity failed)".to_string()
+    };
+    let installs = if cfg.install { machine::ensure_debian_peers() } else { Vec::new() };
+    let work = cfg.out.join("work");
+    std::fs::create_dir_all(&work).map_err(out_err(&work))?;
+    let runs_dir = cfg.out.join("runs");
+    std::fs::create_dir_all(&runs_dir).map_err(out_err(&runs_dir))?;
+    let keys_file = work.join("keys");
+    std::fs::write(&keys_file, format!("bench {BENCH_KEY}\n")).map_err(out_err(&keys_file))?;
+    let env = PeerEnv { tollgate: cfg.tollgate.clone(), keys_file, sut_cpu: two.then_some(0) };
+
+    let profile = if cfg.quick { Profile::QUICK } else { Profile::DEFAULT };
+    let reps = cfg.reps.unwrap_or(profile.reps).max(1);
+    let all = cases::cases(&profile, cfg.quick, cfg.full);
+    let total: usize = all.len() * reps * cfg.peers.len();
+    let mut samples = Vec::new();
+    let mut saturated: HashSet<(Peer, usize)> = HashSet::new();
+    let mut missing: HashSet<Peer> = HashSet::new();
+    let mut n = 0;
+    for case in &all {
+        for rep in 0..reps {
+            let mut order = cfg.peers.clone();
+            if rep % 2 == 1 {
+                order.reverse();
+            }
+            for peer in order {
+                n += 1;
+                if case.kind == Kind::Sweep && saturated.contains(&(peer, rep)) {
+                    continue;
+                }
+                let s = if missing.contains(&peer) {
+                    Sample { case: case.name.clone(), kind: case.kind, peer, rep, report: None, mock_frames_sent: 0, usage: None, generator_bound: false, error: Some("not installed".into()) }
+                } else {
+                    run_one(case, peer, rep, &env, &work)
+                };
+                if s.error.as_deref().is_some_and(|e| e.contains("not installed")) {
+                    missing.insert(peer);
+                }
+                if case.kind == Kind::Sweep {
+                    let ok = s.report.as_ref().is_some_and(|r| r.offered_rate.is_some_and(|o| r.achieved_rate >= 0.99 * o));
+                    if !ok {
+                        saturated.insert((peer, rep));
+                    }
+                }
+                eprintln!("[{n}/{total} {:>4.0}s] {}", started.elapsed().as_secs_f64(), summary_line(&s));
+                let file = runs_dir.join(format!("{}-{}-{rep}.json", case.name.replace('@', "-"), peer.name()));
+                if let Ok(j) = serde_json::to_vec_pretty(&s) {
+                    std::fs::write(&file, j).map_err(out_err(&file))?;
+                }
+                samples.push(s);
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+    let result = BenchResult {
+        command: cfg.command.clone(),
+        machine,
+        versions: peers::versions(&cfg.tollgate),
+        pinning,
+        reps,
+        sweep_rates: cases::sweep_rates(cfg.quick),
+        installs,
+        elapsed_s: started.elapsed().as_secs_f64(),
+        samples,
+    };
+    let json = cfg.out.join("bench.json");
+    let body = serde_json::to_vec_pretty(&result).unwrap_or_default();
+    std::fs::write(&json, body).map_err(out_err(&json))?;
+    let md = cfg.out.join("bench.md");
+    std::fs::write(&md, table::markdown(&result, &cfg.peers)).map_err(out_err(&md))?;
+    let svg = cfg.out.join("sweep.svg");
+    std::fs::write(&svg, table::sweep_plot(&result, &cfg.peers)).map_err(out_err(&svg))?;
+    Ok(result)
+}
