@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use tollgate_loadtest::bench::peers::Peer;
+use tollgate_loadtest::gen::{RunConfig, Workload};
 use tollgate_loadtest::mock::{Fault, MockConfig, Refusal};
 
 /// Load generator and mock Responses-API upstream for tollgate.
@@ -21,10 +23,134 @@ pub struct Cli {
 pub enum Command {
     /// Serve a fake OpenAI Responses WebSocket upstream until Ctrl-C.
     MockUpstream(Box<MockArgs>),
-    /// Drive load through a relay (not implemented yet).
-    Run,
-    /// Run the benchmark matrix (not implemented yet).
-    Bench,
+    /// Drive load at a relay or a mock and report latency, throughput and SUT CPU.
+    Run(Box<RunArgs>),
+    /// Run every peer (direct, tunnel, tollgate, nginx, haproxy) side by side.
+    Bench(BenchArgs),
+    /// A scripted conversation through a local relay and mock; no network, no key.
+    Demo(DemoArgs),
+}
+
+/// Flags of `loadtest run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// ws://IP:PORT[/path] of the relay (or the mock directly).
+    #[arg(long)]
+    pub target: String,
+    /// Client key, sent as `Authorization: Bearer KEY`.
+    #[arg(long, env = "LOADTEST_KEY")]
+    pub key: Option<String>,
+    /// What load to generate.
+    #[arg(long, value_enum, default_value_t = Workload::Stream)]
+    pub workload: Workload,
+    /// Connections.
+    #[arg(long, default_value_t = 10)]
+    pub sessions: usize,
+    /// Turns per session (default: run for --duration).
+    #[arg(long)]
+    pub turns: Option<u64>,
+    /// How long to offer load when --turns is not given (e.g. 10s, 500ms).
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub duration: Duration,
+    /// Open-loop rate across all sessions: turns/s (stream, firehose, churn) or
+    /// frames/s (echo). Without it the load is closed loop.
+    #[arg(long, value_parser = parse_rate)]
+    pub rate: Option<f64>,
+    /// Generator threads, one current-thread runtime each [default: available cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Echo payload bytes.
+    #[arg(long, default_value_t = 200)]
+    pub frame_bytes: usize,
+    /// Echo frames in flight per connection (closed loop).
+    #[arg(long, default_value_t = 4)]
+    pub window: usize,
+    /// Approximate size of each response.create, bytes.
+    #[arg(long, default_value_t = 1500)]
+    pub create_bytes: usize,
+    /// Client source address (repeatable; used round-robin), e.g. 127.0.0.2.
+    #[arg(long = "source-addr")]
+    pub source_addrs: Vec<std::net::IpAddr>,
+    /// Idle workload: ping period per session.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub ping_interval: Duration,
+    /// PID of a process of the system under test (repeatable): CPU and memory.
+    #[arg(long = "sut-pid")]
+    pub sut_pids: Vec<u32>,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write HdrHistogram percentile distributions here.
+    #[arg(long)]
+    pub hgrm: Option<PathBuf>,
+    /// Never draw the progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+impl RunArgs {
+    /// The generator configuration.
+    pub fn to_config(&self) -> RunConfig {
+        RunConfig {
+            target: self.target.clone(),
+            key: self.key.clone(),
+            workload: self.workload,
+            sessions: self.sessions,
+            turns: self.turns,
+            duration: self.duration,
+            rate: self.rate,
+            threads: self
+                .threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            frame_bytes: self.frame_bytes,
+            window: self.window,
+            create_bytes: self.create_bytes,
+            source_addrs: self.source_addrs.clone(),
+            ping_interval: self.ping_interval,
+            sut_pids: self.sut_pids.clone(),
+            progress: !self.no_progress,
+            ..RunConfig::default()
+        }
+    }
+}
+
+/// Flags of `loadtest bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Smoke run: one repetition, short durations (< 3 min).
+    #[arg(long)]
+    pub quick: bool,
+    /// Also measure 4,000 and 9,000 idle sessions.
+    #[arg(long)]
+    pub full: bool,
+    /// Repetitions per peer (default 3, or 1 with --quick).
+    #[arg(long)]
+    pub reps: Option<usize>,
+    /// Peers to run, comma-separated (direct,tunnel,tollgate,nginx,haproxy).
+    #[arg(long, value_delimiter = ',', value_parser = parse_peer)]
+    pub peers: Vec<Peer>,
+    /// Output directory (JSON per run, bench.json, bench.md, sweep.svg).
+    #[arg(long, default_value = "bench-out")]
+    pub out: PathBuf,
+    /// The tollgate binary [default: `tollgate` next to this executable].
+    #[arg(long)]
+    pub tollgate: Option<PathBuf>,
+    /// Do not apt-get install nginx/haproxy when missing.
+    #[arg(long)]
+    pub no_install: bool,
+}
+
+/// Flags of `loadtest demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The tollgate binary [default: `tollgate` next to this executable].
+    #[arg(long)]
+    pub tollgate: Option<PathBuf>,
+}
+
+fn parse_peer(s: &str) -> Result<Peer, String> {
+    Peer::parse(s)
+        .ok_or_else(|| format!("{s:?} is not one of direct, tunnel, tollgate, nginx, haproxy"))
 }
 
 /// Flags of `loadtest mock-upstream`.
@@ -67,6 +193,9 @@ pub struct MockArgs {
     /// Echo every data frame back verbatim instead of speaking the protocol.
     #[arg(long)]
     pub echo: bool,
+    /// Unpaced: deltas queued per yield, so one write carries many frames.
+    #[arg(long, default_value_t = 1)]
+    pub delta_burst: usize,
     /// Refuse every upgrade with this HTTP status (e.g. 401, 429, 503).
     #[arg(long, value_parser = clap::value_parser!(u16).range(200..=599))]
     pub refuse: Option<u16>,
@@ -81,9 +210,7 @@ pub struct MockArgs {
 fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
-        _ => Err(format!(
-            "{s:?} is not a positive number of deltas per second"
-        )),
+        _ => Err(format!("{s:?} is not a positive rate (per second)")),
     }
 }
 
@@ -137,6 +264,7 @@ impl MockArgs {
             extra_101_headers: self.headers.clone(),
             ledger_path: self.ledger.clone(),
             echo: self.echo,
+            delta_burst: self.delta_burst,
             record: false,
             ..MockConfig::default()
         }

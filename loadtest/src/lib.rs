@@ -9,12 +9,16 @@
 //! - [`client`]: a test client (connect, send frames, receive reassembled
 //!   messages, run a whole `response.create` turn).
 //! - [`tls`]: runtime-generated CA + `localhost` certificate for `wss` tests.
+//! - [`bench`]: `loadtest bench`, every peer side by side (tables, SVG).
+//! - [`demo`]: `loadtest demo`, a scripted conversation through the relay.
 //! - [`gen`]: the load generator behind `loadtest run` (thread-per-core,
 //!   open-loop, HdrHistogram latencies, SUT CPU from `/proc`).
 //! - [`ledger`]: the usage record shared by both sides.
 //! - [`frame_tap`], [`handshake`], [`net`]: the small sans-IO and socket pieces.
 
+pub mod bench;
 pub mod client;
+pub mod demo;
 pub mod frame_tap;
 pub mod gen;
 pub mod handshake;

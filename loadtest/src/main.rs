@@ -1,10 +1,11 @@
-//! `loadtest`: mock Responses upstream (and, later, the load generator).
+//! `loadtest`: mock Responses upstream, load generator, side-by-side benchmark
+//! and a self-contained demo.
 
 mod cli;
 
 use clap::error::ErrorKind;
 use clap::Parser;
-use cli::{Cli, Command, MockArgs};
+use cli::{BenchArgs, Cli, Command, DemoArgs, MockArgs, RunArgs};
 use tollgate_loadtest::mock::MockUpstream;
 
 /// Exit status for usage errors (EX_USAGE).
@@ -29,10 +30,9 @@ fn main() {
         .init();
     let code = match cli.command {
         Command::MockUpstream(args) => run_mock(*args),
-        Command::Run | Command::Bench => {
-            eprintln!("loadtest: not implemented yet");
-            2
-        }
+        Command::Run(args) => run_load(&args),
+        Command::Bench(args) => run_bench(args),
+        Command::Demo(args) => run_demo(args),
     };
     std::process::exit(code);
 }
@@ -68,6 +68,87 @@ fn run_mock(args: MockArgs) -> i32 {
         mock.shutdown();
         0
     })
+}
+
+/// `tollgate` next to this executable (where `cargo build` puts both).
+fn sibling_tollgate() -> std::path::PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("tollgate")))
+        .unwrap_or_else(|| "tollgate".into())
+}
+
+fn run_load(args: &RunArgs) -> i32 {
+    let report = match tollgate_loadtest::gen::run(&args.to_config()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("loadtest run: {e}");
+            return match e {
+                tollgate_loadtest::gen::GenError::InvalidTarget { .. }
+                | tollgate_loadtest::gen::GenError::Config(_) => EXIT_USAGE,
+                _ => 1,
+            };
+        }
+    };
+    print!("{}", report.markdown());
+    if let Some(p) = &args.json {
+        let body = serde_json::to_vec_pretty(&report).unwrap_or_default();
+        if let Err(e) = std::fs::write(p, body) {
+            eprintln!("loadtest run: --json {}: {e}", p.display());
+            return 1;
+        }
+    }
+    if let Some(p) = &args.hgrm {
+        if let Err(e) = std::fs::write(p, &report.hgrm) {
+            eprintln!("loadtest run: --hgrm {}: {e}", p.display());
+            return 1;
+        }
+    }
+    i32::from(report.counts.errors > 0)
+}
+
+fn run_bench(args: BenchArgs) -> i32 {
+    use tollgate_loadtest::bench::{self, peers::Peer};
+    let cfg = bench::BenchConfig {
+        quick: args.quick,
+        full: args.full,
+        reps: args.reps,
+        peers: if args.peers.is_empty() {
+            Peer::ALL.to_vec()
+        } else {
+            args.peers.clone()
+        },
+        out: args.out.clone(),
+        tollgate: args.tollgate.clone().unwrap_or_else(sibling_tollgate),
+        install: !args.no_install,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    match bench::run_bench(&cfg) {
+        Ok(r) => {
+            print!("{}", bench::table::markdown(&r, &cfg.peers));
+            eprintln!(
+                "loadtest bench: wrote {0}/bench.json, {0}/bench.md, {0}/sweep.svg, {0}/runs/*.json",
+                cfg.out.display()
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("loadtest bench: {e}");
+            1
+        }
+    }
+}
+
+fn run_demo(args: DemoArgs) -> i32 {
+    let tollgate = args.tollgate.unwrap_or_else(sibling_tollgate);
+    match tollgate_loadtest::demo::run(&tollgate) {
+        Ok(true) => 0,
+        Ok(false) => 1,
+        Err(e) => {
+            eprintln!("loadtest demo: {e}");
+            1
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

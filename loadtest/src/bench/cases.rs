@@ -59,9 +59,25 @@ pub struct Profile {
 
 impl Profile {
     /// `--quick`: one repetition, short runs.
-    pub const QUICK: Profile = Profile { reps: 1, stream_s: 2.0, firehose_s: 2.0, sweep_s: 1.5, bulk_s: 1.5, idle_s: 1.0, churn_s: 1.5 };
+    pub const QUICK: Profile = Profile {
+        reps: 1,
+        stream_s: 2.0,
+        firehose_s: 2.0,
+        sweep_s: 1.5,
+        bulk_s: 1.5,
+        idle_s: 1.0,
+        churn_s: 1.5,
+    };
     /// The default: three repetitions, under 15 minutes on two cores.
-    pub const DEFAULT: Profile = Profile { reps: 3, stream_s: 4.0, firehose_s: 3.0, sweep_s: 2.5, bulk_s: 2.5, idle_s: 2.0, churn_s: 2.5 };
+    pub const DEFAULT: Profile = Profile {
+        reps: 3,
+        stream_s: 4.0,
+        firehose_s: 3.0,
+        sweep_s: 2.5,
+        bulk_s: 2.5,
+        idle_s: 2.0,
+        churn_s: 2.5,
+    };
 }
 
 fn secs(s: f64) -> Duration {
@@ -81,7 +97,10 @@ fn base(workload: Workload, sessions: usize, seconds: f64) -> RunConfig {
 }
 
 fn quiet_mock() -> MockConfig {
-    MockConfig { record: false, ..MockConfig::default() }
+    MockConfig {
+        record: false,
+        ..MockConfig::default()
+    }
 }
 
 /// Offered echo rates (frames/s) of the sweep.
@@ -110,33 +129,61 @@ pub fn cases(p: &Profile, quick: bool, full: bool) -> Vec<Case> {
     v.push(Case {
         name: "stream".into(),
         kind: Kind::Stream,
-        mock: MockConfig { deltas: 20, token_rate: Some(100.0), terminal_pad_bytes: 8192, ..quiet_mock() },
-        run: RunConfig { rate: Some(200.0), ..base(Workload::Stream, 100, p.stream_s) },
+        mock: MockConfig {
+            deltas: 20,
+            token_rate: Some(100.0),
+            terminal_pad_bytes: 8192,
+            ..quiet_mock()
+        },
+        run: RunConfig {
+            rate: Some(200.0),
+            ..base(Workload::Stream, 100, p.stream_s)
+        },
     });
     // firehose: 64 connections, 500 unpaced deltas per response, written in bursts.
     v.push(Case {
         name: "firehose".into(),
         kind: Kind::Firehose,
-        mock: MockConfig { deltas: 500, delta_burst: 64, ..quiet_mock() },
+        mock: MockConfig {
+            deltas: 500,
+            delta_burst: 64,
+            ..quiet_mock()
+        },
         run: base(Workload::Firehose, 64, p.firehose_s),
     });
     for r in sweep_rates(quick) {
         v.push(Case {
             name: format!("sweep@{r}"),
             kind: Kind::Sweep,
-            mock: MockConfig { echo: true, ..quiet_mock() },
-            run: RunConfig { rate: Some(r), frame_bytes: 200, ..base(Workload::Echo, 16, p.sweep_s) },
+            mock: MockConfig {
+                echo: true,
+                ..quiet_mock()
+            },
+            run: RunConfig {
+                rate: Some(r),
+                frame_bytes: 200,
+                ..base(Workload::Echo, 16, p.sweep_s)
+            },
         });
     }
     for kib in [16usize, 64] {
         v.push(Case {
             name: format!("bulk-{kib}KiB"),
             kind: Kind::Bulk,
-            mock: MockConfig { echo: true, ..quiet_mock() },
-            run: RunConfig { frame_bytes: kib * 1024, window: 4, ..base(Workload::Echo, 8, p.bulk_s) },
+            mock: MockConfig {
+                echo: true,
+                ..quiet_mock()
+            },
+            run: RunConfig {
+                frame_bytes: kib * 1024,
+                window: 4,
+                ..base(Workload::Echo, 8, p.bulk_s)
+            },
         });
     }
-    let sources: Vec<IpAddr> = (2..=9).map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i))).collect();
+    let sources: Vec<IpAddr> = (2..=9)
+        .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
+        .collect();
     for n in idle_sizes(quick, full) {
         v.push(Case {
             name: format!("idle-{n}"),
@@ -153,7 +200,10 @@ pub fn cases(p: &Profile, quick: bool, full: bool) -> Vec<Case> {
     v.push(Case {
         name: "churn".into(),
         kind: Kind::Churn,
-        mock: MockConfig { deltas: 4, ..quiet_mock() },
+        mock: MockConfig {
+            deltas: 4,
+            ..quiet_mock()
+        },
         run: base(Workload::Churn, 16, p.churn_s),
     });
     v

@@ -50,7 +50,12 @@ impl Machine {
     pub fn line(&self) -> String {
         format!(
             "machine: nproc={}, CPU \"{}\", kernel {}, ulimit -n {} (hard {}), GLIBC_TUNABLES={}",
-            self.nproc, self.cpu_model, self.kernel, self.nofile.0, self.nofile.1, self.glibc_tunables
+            self.nproc,
+            self.cpu_model,
+            self.kernel,
+            self.nofile.0,
+            self.nofile.1,
+            self.glibc_tunables
         )
     }
 }
@@ -71,8 +76,16 @@ pub fn pin_current_thread(cpu: usize) -> std::io::Result<()> {
 
 /// First line of `cmd args…` (stdout, else stderr), or `None` if it cannot run.
 pub fn version_of(cmd: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(cmd).args(args).stdin(Stdio::null()).output().ok()?;
-    let text = if out.stdout.is_empty() { out.stderr } else { out.stdout };
+    let out = Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    let text = if out.stdout.is_empty() {
+        out.stderr
+    } else {
+        out.stdout
+    };
     String::from_utf8_lossy(&text)
         .lines()
         .next()
@@ -82,10 +95,12 @@ pub fn version_of(cmd: &str, args: &[&str]) -> Option<String> {
 /// Whether `name` is an executable on PATH (or under /usr/sbin, /sbin).
 pub fn which(name: &str) -> Option<std::path::PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();
-    path.split(':')
+    let found = path
+        .split(':')
         .chain(["/usr/sbin", "/sbin", "/usr/bin"])
         .map(|d| std::path::Path::new(d).join(name))
-        .find(|p| p.is_file())
+        .find(|p| p.is_file());
+    found
 }
 
 fn candidate_exists(pkg: &str) -> bool {

@@ -113,7 +113,10 @@ pub enum BenchError {
 }
 
 fn out_err(path: &Path) -> impl FnOnce(std::io::Error) -> BenchError + '_ {
-    move |source| BenchError::Output { path: path.to_path_buf(), source }
+    move |source| BenchError::Output {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn run_one(case: &Case, peer: Peer, rep: usize, env: &PeerEnv, work: &Path) -> Sample {
@@ -128,7 +131,11 @@ fn run_one(case: &Case, peer: Peer, rep: usize, env: &PeerEnv, work: &Path) -> S
         generator_bound: false,
         error: None,
     };
-    let dir = work.join(format!("{}-{}-{rep}", case.name.replace('@', "-"), peer.name()));
+    let dir = work.join(format!(
+        "{}-{}-{rep}",
+        case.name.replace('@', "-"),
+        peer.name()
+    ));
     let _ = std::fs::create_dir_all(&dir);
     let mut mcfg = case.mock.clone();
     let ledger = dir.join("ledger.jsonl");
@@ -207,16 +214,28 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
     } else {
         "unpinned (fewer than 2 CPUs or sched_setaffinity failed)".to_string()
     };
-    let installs = if cfg.install { machine::ensure_debian_peers() } else { Vec::new() };
+    let installs = if cfg.install {
+        machine::ensure_debian_peers()
+    } else {
+        Vec::new()
+    };
     let work = cfg.out.join("work");
     std::fs::create_dir_all(&work).map_err(out_err(&work))?;
     let runs_dir = cfg.out.join("runs");
     std::fs::create_dir_all(&runs_dir).map_err(out_err(&runs_dir))?;
     let keys_file = work.join("keys");
     std::fs::write(&keys_file, format!("bench {BENCH_KEY}\n")).map_err(out_err(&keys_file))?;
-    let env = PeerEnv { tollgate: cfg.tollgate.clone(), keys_file, sut_cpu: two.then_some(0) };
+    let env = PeerEnv {
+        tollgate: cfg.tollgate.clone(),
+        keys_file,
+        sut_cpu: two.then_some(0),
+    };
 
-    let profile = if cfg.quick { Profile::QUICK } else { Profile::DEFAULT };
+    let profile = if cfg.quick {
+        Profile::QUICK
+    } else {
+        Profile::DEFAULT
+    };
     let reps = cfg.reps.unwrap_or(profile.reps).max(1);
     let all = cases::cases(&profile, cfg.quick, cfg.full);
     let total: usize = all.len() * reps * cfg.peers.len();
@@ -236,21 +255,44 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
                     continue;
                 }
                 let s = if missing.contains(&peer) {
-                    Sample { case: case.name.clone(), kind: case.kind, peer, rep, report: None, mock_frames_sent: 0, usage: None, generator_bound: false, error: Some("not installed".into()) }
+                    Sample {
+                        case: case.name.clone(),
+                        kind: case.kind,
+                        peer,
+                        rep,
+                        report: None,
+                        mock_frames_sent: 0,
+                        usage: None,
+                        generator_bound: false,
+                        error: Some("not installed".into()),
+                    }
                 } else {
                     run_one(case, peer, rep, &env, &work)
                 };
-                if s.error.as_deref().is_some_and(|e| e.contains("not installed")) {
+                if s.error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("not installed"))
+                {
                     missing.insert(peer);
                 }
                 if case.kind == Kind::Sweep {
-                    let ok = s.report.as_ref().is_some_and(|r| r.offered_rate.is_some_and(|o| r.achieved_rate >= 0.99 * o));
+                    let ok = s.report.as_ref().is_some_and(|r| {
+                        r.offered_rate.is_some_and(|o| r.achieved_rate >= 0.99 * o)
+                    });
                     if !ok {
                         saturated.insert((peer, rep));
                     }
                 }
-                eprintln!("[{n}/{total} {:>4.0}s] {}", started.elapsed().as_secs_f64(), summary_line(&s));
-                let file = runs_dir.join(format!("{}-{}-{rep}.json", case.name.replace('@', "-"), peer.name()));
+                eprintln!(
+                    "[{n}/{total} {:>4.0}s] {}",
+                    started.elapsed().as_secs_f64(),
+                    summary_line(&s)
+                );
+                let file = runs_dir.join(format!(
+                    "{}-{}-{rep}.json",
+                    case.name.replace('@', "-"),
+                    peer.name()
+                ));
                 if let Ok(j) = serde_json::to_vec_pretty(&s) {
                     std::fs::write(&file, j).map_err(out_err(&file))?;
                 }

@@ -10,7 +10,9 @@ use super::machine::which;
 use crate::gen::procfs;
 
 /// One system in front of the mock (or none).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Peer {
     /// Generator → mock, no proxy.
@@ -27,7 +29,13 @@ pub enum Peer {
 
 impl Peer {
     /// Every peer, in table order.
-    pub const ALL: [Peer; 5] = [Peer::Direct, Peer::Tunnel, Peer::Tollgate, Peer::Nginx, Peer::Haproxy];
+    pub const ALL: [Peer; 5] = [
+        Peer::Direct,
+        Peer::Tunnel,
+        Peer::Tollgate,
+        Peer::Nginx,
+        Peer::Haproxy,
+    ];
 
     /// Lower-case name.
     pub fn name(self) -> &'static str {
@@ -102,20 +110,31 @@ fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn wait_listening(addr: SocketAddr, child: &mut Child, peer: &'static str, log: &Path) -> Result<(), PeerError> {
+fn wait_listening(
+    addr: SocketAddr,
+    child: &mut Child,
+    peer: &'static str,
+    log: &Path,
+) -> Result<(), PeerError> {
     let end = Instant::now() + Duration::from_secs(10);
     while Instant::now() < end {
         if let Ok(Some(status)) = child.try_wait() {
             let tail = std::fs::read_to_string(log).unwrap_or_default();
             let tail: String = tail.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
-            return Err(PeerError::NotListening { peer, detail: format!("exited with {status}: {tail}") });
+            return Err(PeerError::NotListening {
+                peer,
+                detail: format!("exited with {status}: {tail}"),
+            });
         }
         if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Err(PeerError::NotListening { peer, detail: "no listener after 10 s".into() })
+    Err(PeerError::NotListening {
+        peer,
+        detail: "no listener after 10 s".into(),
+    })
 }
 
 fn nginx_conf(dir: &Path, listen: SocketAddr, upstream: SocketAddr) -> String {
@@ -142,10 +161,23 @@ frontend fe\n  bind {listen}\n  default_backend be\n\nbackend be\n  server mock 
 
 impl RunningPeer {
     /// Starts `peer` in front of `upstream`, with its files under `dir`.
-    pub fn start(peer: Peer, env: &PeerEnv, upstream: SocketAddr, dir: &Path) -> Result<RunningPeer, PeerError> {
-        let spawn_err = |source| PeerError::Spawn { peer: peer.name(), source };
+    pub fn start(
+        peer: Peer,
+        env: &PeerEnv,
+        upstream: SocketAddr,
+        dir: &Path,
+    ) -> Result<RunningPeer, PeerError> {
+        let spawn_err = |source| PeerError::Spawn {
+            peer: peer.name(),
+            source,
+        };
         if peer == Peer::Direct {
-            return Ok(RunningPeer { peer, url: format!("ws://{upstream}"), usage_log: None, child: None });
+            return Ok(RunningPeer {
+                peer,
+                url: format!("ws://{upstream}"),
+                usage_log: None,
+                child: None,
+            });
         }
         std::fs::create_dir_all(dir).map_err(spawn_err)?;
         let listen = SocketAddr::from(([127, 0, 0, 1], free_port().map_err(spawn_err)?));
@@ -158,10 +190,23 @@ impl RunningPeer {
                     return Err(PeerError::NotInstalled("tollgate"));
                 }
                 let mut a: Vec<String> = [
-                    "--listen", &listen.to_string(), "--workers", "1", "--no-pin", "--driver", "uring",
-                    "--upstream", &format!("ws://{upstream}"), "--client-keys",
-                    &env.keys_file.display().to_string(), "--upstream-header", "Authorization: Bearer x",
-                    "--log", "warn", "--drain-timeout", "2s",
+                    "--listen",
+                    &listen.to_string(),
+                    "--workers",
+                    "1",
+                    "--no-pin",
+                    "--driver",
+                    "uring",
+                    "--upstream",
+                    &format!("ws://{upstream}"),
+                    "--client-keys",
+                    &env.keys_file.display().to_string(),
+                    "--upstream-header",
+                    "Authorization: Bearer x",
+                    "--log",
+                    "warn",
+                    "--drain-timeout",
+                    "2s",
                 ]
                 .iter()
                 .map(|s| s.to_string())
@@ -179,15 +224,24 @@ impl RunningPeer {
                 let bin = which("nginx").ok_or(PeerError::NotInstalled("nginx"))?;
                 let conf = dir.join("nginx.conf");
                 std::fs::write(&conf, nginx_conf(dir, listen, upstream)).map_err(spawn_err)?;
-                let a = vec!["-p".into(), format!("{}/", dir.display()), "-c".into(), conf.display().to_string(),
-                    "-e".into(), dir.join("error.log").display().to_string()];
+                let a = vec![
+                    "-p".into(),
+                    format!("{}/", dir.display()),
+                    "-c".into(),
+                    conf.display().to_string(),
+                    "-e".into(),
+                    dir.join("error.log").display().to_string(),
+                ];
                 (bin, a)
             }
             Peer::Haproxy => {
                 let bin = which("haproxy").ok_or(PeerError::NotInstalled("haproxy"))?;
                 let conf = dir.join("haproxy.cfg");
                 std::fs::write(&conf, haproxy_conf(listen, upstream)).map_err(spawn_err)?;
-                (bin, vec!["-f".into(), conf.display().to_string(), "-db".into()])
+                (
+                    bin,
+                    vec!["-f".into(), conf.display().to_string(), "-db".into()],
+                )
             }
         };
         let logf = std::fs::File::create(&log).map_err(spawn_err)?;
@@ -207,12 +261,19 @@ impl RunningPeer {
             let _ = child.wait();
             return Err(e);
         }
-        Ok(RunningPeer { peer, url: format!("ws://{listen}"), usage_log, child: Some(child) })
+        Ok(RunningPeer {
+            peer,
+            url: format!("ws://{listen}"),
+            usage_log,
+            child: Some(child),
+        })
     }
 
     /// Every process of the SUT (nginx: master and workers).
     pub fn pids(&self) -> Vec<u32> {
-        let Some(c) = &self.child else { return Vec::new() };
+        let Some(c) = &self.child else {
+            return Vec::new();
+        };
         let mut p = vec![c.id()];
         p.extend(procfs::children(c.id()));
         p
@@ -224,7 +285,9 @@ impl RunningPeer {
     }
 
     fn halt(&mut self) {
-        let Some(mut c) = self.child.take() else { return };
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
         if let Ok(pid) = i32::try_from(c.id()) {
             // SAFETY: signalling our own child by pid.
             unsafe { libc::kill(pid, libc::SIGTERM) };
@@ -253,8 +316,14 @@ pub fn versions(tollgate: &Path) -> Vec<(String, String)> {
     let t = tollgate.display().to_string();
     [
         ("tollgate", version_of(&t, &["--version"])),
-        ("nginx", which("nginx").and_then(|b| version_of(&b.display().to_string(), &["-v"]))),
-        ("haproxy", which("haproxy").and_then(|b| version_of(&b.display().to_string(), &["-v"]))),
+        (
+            "nginx",
+            which("nginx").and_then(|b| version_of(&b.display().to_string(), &["-v"])),
+        ),
+        (
+            "haproxy",
+            which("haproxy").and_then(|b| version_of(&b.display().to_string(), &["-v"])),
+        ),
     ]
     .into_iter()
     .map(|(n, v)| (n.to_string(), v.unwrap_or_else(|| "not installed".into())))

@@ -93,7 +93,10 @@ pub fn compare(records: &[Value], ledger: &[LedgerEntry]) -> UsageCheck {
                 if got == want {
                     matched += 1;
                 } else {
-                    note(format!("{}: record {got:?} ≠ ledger {want:?}", l.response_id));
+                    note(format!(
+                        "{}: record {got:?} ≠ ledger {want:?}",
+                        l.response_id
+                    ));
                 }
             }
             Some(rs) => note(format!("{}: {} records", l.response_id, rs.len())),

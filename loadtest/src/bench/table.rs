@@ -1,0 +1,503 @@
+//! Markdown tables (rows = peers, columns = metrics; median with min–max over
+//! repetitions, ratio or difference to `direct` and to `tunnel`) and the sweep plot.
+
+use std::fmt::Write as _;
+
+use super::cases::Kind;
+use super::peers::Peer;
+use super::svg::{self, Series};
+use super::{BenchResult, Sample};
+
+/// Median, min and max of some values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stat {
+    /// Median.
+    pub median: f64,
+    /// Smallest.
+    pub min: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+/// Median/min/max of `v` (`None` when empty).
+pub fn stat(v: &[f64]) -> Option<Stat> {
+    let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    Some(Stat {
+        median,
+        min: v[0],
+        max: v[n - 1],
+    })
+}
+
+/// Compact number: `412.3k`, `1.25M`, `87.5`, `3.21`.
+pub fn fmt(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if a >= 1e4 {
+        format!("{:.1}k", v / 1e3)
+    } else if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+type Getter = fn(&Sample) -> Option<f64>;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Compare {
+    /// Show ×ratio to direct and tunnel.
+    Ratio,
+    /// Show +difference to direct and tunnel (latencies).
+    Added,
+    /// No comparison.
+    None,
+}
+
+struct Col {
+    title: String,
+    case: String,
+    get: Getter,
+    cmp: Compare,
+    throughput: bool,
+}
+
+fn col(title: &str, case: &str, get: Getter, cmp: Compare, throughput: bool) -> Col {
+    Col {
+        title: title.into(),
+        case: case.into(),
+        get,
+        cmp,
+        throughput,
+    }
+}
+
+fn lat(s: &Sample, name: &str, q: fn(&crate::gen::stats::LatencySummary) -> f64) -> Option<f64> {
+    s.report.as_ref()?.latency.get(name).map(q)
+}
+
+fn samples<'a>(r: &'a BenchResult, case: &'a str, peer: Peer) -> impl Iterator<Item = &'a Sample> {
+    r.samples
+        .iter()
+        .filter(move |s| s.case == case && s.peer == peer)
+}
+
+fn cell_stat(r: &BenchResult, c: &Col, peer: Peer) -> Option<Stat> {
+    let v: Vec<f64> = samples(r, &c.case, peer)
+        .filter_map(|s| (c.get)(s))
+        .collect();
+    stat(&v)
+}
+
+fn cell(r: &BenchResult, c: &Col, peer: Peer) -> String {
+    let Some(st) = cell_stat(r, c, peer) else {
+        let err = samples(r, &c.case, peer).find_map(|s| s.error.clone());
+        return match err {
+            Some(e) if e.contains("not installed") => "not installed".into(),
+            Some(_) => "failed".into(),
+            None => "—".into(),
+        };
+    };
+    let mut out = if (st.max - st.min).abs() > f64::EPSILON {
+        format!("{} ({}–{})", fmt(st.median), fmt(st.min), fmt(st.max))
+    } else {
+        fmt(st.median)
+    };
+    let mut refs = Vec::new();
+    for (rp, tag) in [(Peer::Direct, "d"), (Peer::Tunnel, "t")] {
+        if rp == peer || c.cmp == Compare::None {
+            continue;
+        }
+        if let Some(base) = cell_stat(r, c, rp) {
+            match c.cmp {
+                Compare::Ratio if base.median != 0.0 => {
+                    refs.push(format!("×{:.2} {tag}", st.median / base.median))
+                }
+                Compare::Added => refs.push(format!("{:+.1} {tag}", st.median - base.median)),
+                _ => {}
+            }
+        }
+    }
+    if !refs.is_empty() {
+        let _ = write!(out, "<br>{}", refs.join(", "));
+    }
+    let bound = samples(r, &c.case, peer)
+        .filter(|s| s.generator_bound)
+        .count();
+    let all = samples(r, &c.case, peer)
+        .filter(|s| s.report.is_some())
+        .count();
+    if c.throughput && peer != Peer::Direct && bound * 2 > all {
+        out.push_str("<br>generator-bound");
+    }
+    out
+}
+
+fn table(o: &mut String, r: &BenchResult, peers: &[Peer], title: &str, cols: &[Col]) {
+    let _ = writeln!(o, "\n### {title}\n");
+    let _ = write!(o, "| peer |");
+    for c in cols {
+        let _ = write!(o, " {} |", c.title);
+    }
+    let _ = write!(o, "\n|---|");
+    for _ in cols {
+        let _ = write!(o, "---|");
+    }
+    o.push('\n');
+    for p in peers {
+        let _ = write!(o, "| {} |", p.name());
+        for c in cols {
+            let _ = write!(o, " {} |", cell(r, c, *p));
+        }
+        o.push('\n');
+    }
+}
+
+fn sut_us_frame(s: &Sample) -> Option<f64> {
+    s.report.as_ref()?.sut.as_ref()?.cpu_us_per_frame
+}
+
+/// Highest offered sweep rate the peer sustained (achieved ≥ 99%) in `rep`.
+fn max_sustained(r: &BenchResult, peer: Peer, rep: usize) -> Option<f64> {
+    r.samples
+        .iter()
+        .filter(|s| s.kind == Kind::Sweep && s.peer == peer && s.rep == rep)
+        .filter_map(|s| s.report.as_ref())
+        .filter_map(|rep| rep.offered_rate.filter(|o| rep.achieved_rate >= 0.99 * o))
+        .max_by(f64::total_cmp)
+}
+
+/// The Markdown report.
+pub fn markdown(r: &BenchResult, peers: &[Peer]) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "## Side-by-side benchmark\n");
+    let _ = writeln!(o, "- command: `{}`", r.command);
+    let _ = writeln!(o, "- {}", r.machine.line());
+    let v: Vec<String> = r
+        .versions
+        .iter()
+        .map(|(n, v)| format!("{n}: {v}"))
+        .collect();
+    let _ = writeln!(o, "- versions: {}", v.join("; "));
+    let _ = writeln!(
+        o,
+        "- pinning: {}; one worker / thread / process per peer",
+        r.pinning
+    );
+    let _ = writeln!(o, "- limits: a process may hold at most {} open files here (hard limit), so one relay process holds at most ~{} sessions (2 descriptors each)", r.machine.nofile.1, r.machine.nofile.1 / 2);
+    let _ = writeln!(o, "- {} repetition(s) per peer in alternating order; cells: median (min–max); `×r d`/`×r t` = ratio of medians to direct/tunnel; `+x d` = added µs; bench wall time {:.0} s", r.reps, r.elapsed_s);
+    if !r.installs.is_empty() {
+        let _ = writeln!(o, "- installed: {}", r.installs.join("; "));
+    }
+    let reference = r.sweep_rates.first().copied().unwrap_or(0.0);
+    let ref_case = format!("sweep@{reference}");
+    let through = [
+        col(
+            "firehose frames/s",
+            "firehose",
+            |s| s.report.as_ref().map(|r| r.frames_per_s),
+            Compare::Ratio,
+            true,
+        ),
+        col(
+            "firehose SUT µs/frame",
+            "firehose",
+            sut_us_frame,
+            Compare::Ratio,
+            false,
+        ),
+        col(
+            "stream SUT µs/frame",
+            "stream",
+            sut_us_frame,
+            Compare::Ratio,
+            false,
+        ),
+        col(
+            "bulk 16 KiB MB/s",
+            "bulk-16KiB",
+            |s| s.report.as_ref().map(|r| r.mb_per_s),
+            Compare::Ratio,
+            true,
+        ),
+        col(
+            "bulk 64 KiB MB/s",
+            "bulk-64KiB",
+            |s| s.report.as_ref().map(|r| r.mb_per_s),
+            Compare::Ratio,
+            true,
+        ),
+        col(
+            "bulk 64 KiB SUT µs/MB",
+            "bulk-64KiB",
+            |s| s.report.as_ref()?.sut.as_ref()?.cpu_us_per_mb,
+            Compare::Ratio,
+            false,
+        ),
+        col(
+            "churn sessions/s",
+            "churn",
+            |s| s.report.as_ref().map(|r| r.achieved_rate),
+            Compare::Ratio,
+            true,
+        ),
+    ];
+    table(
+        &mut o,
+        r,
+        peers,
+        "Throughput and SUT CPU (firehose: 64 conns, unpaced; bulk: 8 conns × 4 in flight, echo)",
+        &through,
+    );
+    let latency = [
+        col(
+            "stream first delta p50",
+            "stream",
+            |s| lat(s, "first_delta", |l| l.p50_us),
+            Compare::Added,
+            false,
+        ),
+        col(
+            "stream first delta p99",
+            "stream",
+            |s| lat(s, "first_delta", |l| l.p99_us),
+            Compare::Added,
+            false,
+        ),
+        col(
+            "stream inter-delta p99",
+            "stream",
+            |s| lat(s, "inter_delta", |l| l.p99_us),
+            Compare::Added,
+            false,
+        ),
+        col(
+            &format!("echo p50 @{}/s", fmt(reference)),
+            &ref_case,
+            |s| lat(s, "echo", |l| l.p50_us),
+            Compare::Added,
+            false,
+        ),
+        col(
+            &format!("echo p99 @{}/s", fmt(reference)),
+            &ref_case,
+            |s| lat(s, "echo", |l| l.p99_us),
+            Compare::Added,
+            false,
+        ),
+        col(
+            &format!("echo p99.9 @{}/s", fmt(reference)),
+            &ref_case,
+            |s| lat(s, "echo", |l| l.p999_us),
+            Compare::Added,
+            false,
+        ),
+    ];
+    table(&mut o, r, peers, "Latency, µs (stream: 100 conns, 20 deltas paced at 100/s; echo: 16 conns, 200 B, open loop, from scheduled send)", &latency);
+    let _ = writeln!(o, "\n### Latency sweep (echo p50 / p99 µs by offered frames/s; a curve stops once achieved < 99% of offered)\n");
+    let _ = write!(o, "| peer | max sustained |");
+    for rate in &r.sweep_rates {
+        let _ = write!(o, " {}/s |", fmt(*rate));
+    }
+    let _ = write!(o, "\n|---|---|");
+    for _ in &r.sweep_rates {
+        o.push_str("---|");
+    }
+    o.push('\n');
+    for p in peers {
+        let ms: Vec<f64> = (0..r.reps)
+            .filter_map(|rep| max_sustained(r, *p, rep))
+            .collect();
+        let _ = write!(
+            o,
+            "| {} | {} |",
+            p.name(),
+            stat(&ms).map_or("—".into(), |s| fmt(s.median))
+        );
+        for rate in &r.sweep_rates {
+            let case = format!("sweep@{rate}");
+            let p50: Vec<f64> = samples(r, &case, *p)
+                .filter_map(|s| lat(s, "echo", |l| l.p50_us))
+                .collect();
+            let p99: Vec<f64> = samples(r, &case, *p)
+                .filter_map(|s| lat(s, "echo", |l| l.p99_us))
+                .collect();
+            match (stat(&p50), stat(&p99)) {
+                (Some(a), Some(b)) => {
+                    let _ = write!(o, " {} / {} |", fmt(a.median), fmt(b.median));
+                }
+                _ => o.push_str(" — |"),
+            }
+        }
+        o.push('\n');
+    }
+    let mut cap: Vec<Col> = r
+        .samples
+        .iter()
+        .filter(|s| s.kind == Kind::Idle)
+        .map(|s| s.case.clone())
+        .fold(Vec::<String>::new(), |mut v, c| {
+            if !v.contains(&c) {
+                v.push(c);
+            }
+            v
+        })
+        .into_iter()
+        .flat_map(|c| {
+            let n = c.trim_start_matches("idle-").to_string();
+            [
+                col(
+                    &format!("KiB/session ({n} idle)"),
+                    &c,
+                    |s| s.report.as_ref()?.sut.as_ref()?.kib_per_session,
+                    Compare::Ratio,
+                    false,
+                ),
+                col(
+                    &format!("ping p99 µs ({n} idle)"),
+                    &c,
+                    |s| lat(s, "ping", |l| l.p99_us),
+                    Compare::Added,
+                    false,
+                ),
+                col(
+                    &format!("sessions open ({n})"),
+                    &c,
+                    |s| s.report.as_ref().map(|r| r.counts.sessions as f64),
+                    Compare::None,
+                    false,
+                ),
+            ]
+        })
+        .collect();
+    cap.push(col("errors (all runs)", "", |_| None, Compare::None, false));
+    table(&mut o, r, peers, "Idle capacity (sessions spread over 127.0.0.2–127.0.0.9; ΔRSS of every SUT process ÷ sessions)", &cap[..cap.len() - 1]);
+    let _ = writeln!(
+        o,
+        "\n### Usage accuracy (tollgate: usage log vs the mock's ledger, every tollgate run)\n"
+    );
+    let checks: Vec<_> = r
+        .samples
+        .iter()
+        .filter_map(|s| s.usage.as_ref().map(|u| (s, u)))
+        .collect();
+    let (ledger, matched): (usize, usize) = checks.iter().fold((0, 0), |(a, b), (_, u)| {
+        (a + u.ledger.max(u.records), b + u.matched)
+    });
+    let acc = if ledger == 0 {
+        1.0
+    } else {
+        matched as f64 / ledger as f64
+    };
+    let _ = writeln!(
+        o,
+        "usage accuracy {acc:.3} ({matched}/{ledger} responses over {} runs)",
+        checks.len()
+    );
+    for (s, u) in checks
+        .iter()
+        .filter(|(_, u)| !u.problems.is_empty())
+        .take(5)
+    {
+        let _ = writeln!(o, "- {} rep{}: {}", s.case, s.rep, u.problems.join("; "));
+    }
+    let errors: Vec<String> = r
+        .samples
+        .iter()
+        .filter_map(|s| {
+            let n = s.report.as_ref().map_or(0, |r| r.counts.errors);
+            match (&s.error, n) {
+                (Some(e), _) => Some(format!("{} {} rep{}: {e}", s.case, s.peer.name(), s.rep)),
+                (None, n) if n > 0 => Some(format!(
+                    "{} {} rep{}: {n} errors ({})",
+                    s.case,
+                    s.peer.name(),
+                    s.rep,
+                    s.report
+                        .as_ref()
+                        .map(|r| r.error_samples.join("; "))
+                        .unwrap_or_default()
+                )),
+                _ => None,
+            }
+        })
+        .collect();
+    let _ = writeln!(
+        o,
+        "\n### Errors\n\n{}",
+        if errors.is_empty() {
+            "none".to_string()
+        } else {
+            errors
+                .iter()
+                .map(|e| format!("- {e}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+    );
+    o
+}
+
+/// The sweep plot: median p50/p99 per offered rate, one series per peer.
+pub fn sweep_plot(r: &BenchResult, peers: &[Peer]) -> String {
+    let series: Vec<Series> = peers
+        .iter()
+        .map(|p| Series {
+            label: p.name().to_string(),
+            points: r
+                .sweep_rates
+                .iter()
+                .filter_map(|rate| {
+                    let case = format!("sweep@{rate}");
+                    let p50: Vec<f64> = samples(r, &case, *p)
+                        .filter_map(|s| lat(s, "echo", |l| l.p50_us))
+                        .collect();
+                    let p99: Vec<f64> = samples(r, &case, *p)
+                        .filter_map(|s| lat(s, "echo", |l| l.p99_us))
+                        .collect();
+                    Some((*rate, stat(&p50)?.median, stat(&p99)?.median))
+                })
+                .collect(),
+        })
+        .filter(|s| !s.points.is_empty())
+        .collect();
+    svg::sweep_svg(
+        "echo latency vs offered rate (200 B frames, 16 connections)",
+        &series,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_and_formatting() {
+        assert_eq!(
+            stat(&[3.0, 1.0, 2.0]),
+            Some(Stat {
+                median: 2.0,
+                min: 1.0,
+                max: 3.0
+            })
+        );
+        assert_eq!(stat(&[1.0, 4.0]).map(|s| s.median), Some(2.5));
+        assert_eq!(stat(&[]), None);
+        assert_eq!(fmt(412_345.0), "412.3k");
+        assert_eq!(fmt(1_250_000.0), "1.25M");
+        assert_eq!(fmt(3.214), "3.21");
+    }
+}

@@ -1,0 +1,242 @@
+//! The load generator, the bench plumbing and the demo, end to end on loopback.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tollgate_loadtest::bench::host::MockHost;
+use tollgate_loadtest::bench::peers::{Peer, PeerEnv, RunningPeer};
+use tollgate_loadtest::bench::{svg, usage};
+use tollgate_loadtest::gen::{self, procfs, Report, RunConfig, Workload};
+use tollgate_loadtest::mock::MockConfig;
+
+fn quick(workload: Workload, target: String) -> RunConfig {
+    RunConfig {
+        target,
+        workload,
+        sessions: 4,
+        threads: 2,
+        progress: false,
+        duration: Duration::from_millis(600),
+        ..RunConfig::default()
+    }
+}
+
+/// `tollgate` next to the `loadtest` test binary's directory (`target/debug/`).
+fn debug_tollgate() -> Option<PathBuf> {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_loadtest"));
+    let t = exe.parent()?.join("tollgate");
+    t.is_file().then_some(t)
+}
+
+/// The mock counts a batch after its write returns, which can be just after the
+/// client has read it: wait (bounded) for the count to catch up.
+fn mock_frames(mock: &MockHost, at_least: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while mock.counters.frames_sent() < at_least && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    mock.counters.frames_sent()
+}
+
+#[test]
+fn stream_report_counts_exactly_what_the_mock_sent() {
+    let mock = MockHost::start(MockConfig {
+        deltas: 5,
+        record: false,
+        ..MockConfig::default()
+    })
+    .unwrap();
+    let cfg = RunConfig {
+        turns: Some(3),
+        ..quick(Workload::Stream, mock.url())
+    };
+    let r = gen::run(&cfg).unwrap();
+    assert_eq!(r.counts.errors, 0, "{:?}", r.error_samples);
+    assert_eq!(r.counts.completed, 12);
+    assert_eq!(r.counts.frames_sent, 12);
+    // 4 lifecycle + 5 deltas + 3 done + terminal = 13 events per turn.
+    assert_eq!(r.counts.frames_received, 12 * 13);
+    assert_eq!(mock_frames(&mock, 156), r.counts.frames_received);
+    assert_eq!(r.counts.sessions, 4);
+    for m in ["connect", "first_delta", "inter_delta", "turn"] {
+        let l = &r.latency[m];
+        assert!(
+            l.count > 0 && l.p50_us > 0.0 && l.p50_us <= l.p99_us && l.p99_us <= l.max_us,
+            "{m}: {l:?}"
+        );
+    }
+    assert_eq!(r.latency["first_delta"].count, 12);
+    assert!(r.frames_per_s > 0.0 && r.load_cpu_s >= 0.0);
+    // The JSON report carries the same numbers.
+    let v: serde_json::Value = serde_json::to_value(&r).unwrap();
+    assert_eq!(v["counts"]["frames_received"], 156);
+    assert_eq!(v["workload"], "stream");
+    let back: Report = serde_json::from_value(v).unwrap();
+    assert_eq!(back.counts, r.counts);
+    assert!(r.hgrm.contains("# first_delta"));
+    assert!(r.markdown().contains("| first_delta | 12 |"));
+}
+
+#[test]
+fn open_loop_echo_gets_every_frame_back_and_reports_the_rate() {
+    let mock = MockHost::start(MockConfig {
+        echo: true,
+        record: false,
+        ..MockConfig::default()
+    })
+    .unwrap();
+    let cfg = RunConfig {
+        rate: Some(2000.0),
+        ..quick(Workload::Echo, mock.url())
+    };
+    let r = gen::run(&cfg).unwrap();
+    assert_eq!(r.counts.errors, 0, "{:?}", r.error_samples);
+    assert!(r.counts.frames_sent > 500, "{:?}", r.counts);
+    assert_eq!(r.counts.frames_received, r.counts.frames_sent);
+    assert_eq!(
+        mock_frames(&mock, r.counts.frames_sent),
+        r.counts.frames_received
+    );
+    assert_eq!(r.latency["echo"].count, r.counts.frames_sent);
+    assert!(r.achieved_rate > 1000.0, "{}", r.achieved_rate);
+}
+
+#[test]
+fn bad_configurations_are_rejected_before_any_connection() {
+    let bad = RunConfig {
+        sessions: 0,
+        ..RunConfig::default()
+    };
+    assert!(matches!(gen::run(&bad), Err(gen::GenError::Config(_))));
+    let bad = RunConfig {
+        target: "http://x".into(),
+        ..RunConfig::default()
+    };
+    assert!(matches!(
+        gen::run(&bad),
+        Err(gen::GenError::InvalidTarget { .. })
+    ));
+}
+
+#[test]
+fn refused_upgrades_are_counted_as_errors() {
+    let mock = MockHost::start(MockConfig {
+        refuse: Some(tollgate_loadtest::mock::Refusal::new(503)),
+        record: false,
+        ..MockConfig::default()
+    })
+    .unwrap();
+    let r = gen::run(&RunConfig {
+        turns: Some(1),
+        ..quick(Workload::Stream, mock.url())
+    })
+    .unwrap();
+    assert_eq!((r.counts.sessions, r.counts.errors), (0, 4));
+    assert!(r.error_samples[0].contains("503"), "{:?}", r.error_samples);
+}
+
+#[test]
+fn stream_through_the_real_relay_is_metered_exactly() {
+    let Some(tollgate) = debug_tollgate() else {
+        eprintln!("skipping: no target/debug/tollgate (cargo build -p tollgate first)");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("loadtest-gen-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let keys = dir.join("keys");
+    std::fs::write(&keys, "bench k-test-1\n").unwrap();
+    let ledger = dir.join("ledger.jsonl");
+    let mock = MockHost::start(MockConfig {
+        deltas: 5,
+        record: false,
+        ledger_path: Some(ledger.clone()),
+        ..MockConfig::default()
+    })
+    .unwrap();
+    let env = PeerEnv {
+        tollgate,
+        keys_file: keys,
+        sut_cpu: None,
+    };
+    let relay = RunningPeer::start(Peer::Tollgate, &env, mock.addr, &dir).unwrap();
+    let cfg = RunConfig {
+        key: Some("k-test-1".into()),
+        turns: Some(3),
+        sut_pids: relay.pids(),
+        ..quick(Workload::Stream, relay.url.clone())
+    };
+    let r = gen::run(&cfg).unwrap();
+    let log = relay.usage_log.clone().unwrap();
+    relay.stop();
+    assert_eq!(r.counts.errors, 0, "{:?}", r.error_samples);
+    assert_eq!(r.counts.frames_received, 12 * 13);
+    assert_eq!(mock_frames(&mock, 156), r.counts.frames_received);
+    let sut = r.sut.as_ref().expect("sut section");
+    assert!(sut.cpu_s > 0.0 && sut.cpu_us_per_frame.is_some(), "{sut:?}");
+    let check = usage::compare_files(&log, &ledger).unwrap();
+    assert_eq!(
+        (check.ledger, check.matched, check.accuracy()),
+        (12, 12, 1.0),
+        "{check:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn demo_exits_zero_with_matching_usage() {
+    let Some(tollgate) = debug_tollgate() else {
+        eprintln!("skipping: no target/debug/tollgate (cargo build -p tollgate first)");
+        return;
+    };
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args(["demo", "--tollgate"])
+        .arg(&tollgate)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("usage accuracy: 5/5 records match"), "{text}");
+    assert!(text.contains("[agent_b] response.completed"), "{text}");
+}
+
+#[test]
+fn demo_without_a_relay_binary_says_how_to_build_it() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args(["demo", "--tollgate", "/nonexistent/tollgate"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cargo build --release"));
+}
+
+#[test]
+fn proc_stat_of_this_process_grows_with_cpu_work() {
+    let pid = std::process::id();
+    let before = procfs::cpu_ticks(pid).unwrap();
+    let t = Instant::now();
+    let mut x = 0u64;
+    while t.elapsed() < Duration::from_millis(120) {
+        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+    }
+    let after = procfs::cpu_ticks(pid).unwrap();
+    assert!(after.total() > before.total(), "{before:?} → {after:?}");
+    assert!(procfs::rss_kib(pid).unwrap() > 100);
+    assert!(procfs::cpu_ticks(u32::MAX).is_err());
+}
+
+#[test]
+fn sweep_svg_is_well_formed() {
+    let s = vec![svg::Series {
+        label: "tollgate".into(),
+        points: vec![(2000.0, 40.0, 90.0), (20000.0, 55.0, 400.0)],
+    }];
+    let out = svg::sweep_svg("t", &s);
+    assert!(out.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+    assert_eq!(out.matches("<polyline").count(), 2);
+    assert_eq!(out.matches('<').count(), out.matches('>').count());
+    assert!(out.trim_end().ends_with("</svg>"));
+}

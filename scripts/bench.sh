@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: direct, tollgate --tunnel, tollgate, nginx, haproxy in
+# front of the same mock upstream, SUT pinned to CPU 0, generator + mock to CPU 1.
+# Method: shared/benchmarking.md. Output: bench-out/ (bench.md, bench.json,
+# sweep.svg, runs/*.json). Installs nginx-light and haproxy with apt-get when
+# missing (pass --no-install to skip them instead).
+#
+#   scripts/bench.sh            # 3 repetitions, < 15 min on 2 cores
+#   scripts/bench.sh --quick    # 1 repetition, short runs, < 3 min
+#   scripts/bench.sh --full     # also 4,000 and 9,000 idle sessions
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release
+exec target/release/loadtest bench "$@"
