@@ -73,11 +73,19 @@ pub struct Cli {
 
     /// Header injected upstream in managed mode, `Name: value`, `${VAR}` expanded at start
     /// (repeatable) [default: `Authorization: Bearer ${OPENAI_API_KEY}`].
-    #[arg(long = "upstream-header", env = "TOLLGATE_UPSTREAM_HEADER", value_delimiter = '\n')]
+    #[arg(
+        long = "upstream-header",
+        env = "TOLLGATE_UPSTREAM_HEADER",
+        value_delimiter = '\n'
+    )]
     pub upstream_headers: Vec<String>,
 
     /// Upstream base URL; the client's path and query are appended.
-    #[arg(long, env = "TOLLGATE_UPSTREAM", default_value = "wss://api.openai.com")]
+    #[arg(
+        long,
+        env = "TOLLGATE_UPSTREAM",
+        default_value = "wss://api.openai.com"
+    )]
     pub upstream: String,
 
     /// Extra PEM CA bundle trusted for the upstream (in addition to the system roots).
@@ -93,7 +101,11 @@ pub struct Cli {
     pub upstream_handshake_timeout: Duration,
 
     /// Allowed `Origin` values (exact match, repeatable); unset = any origin.
-    #[arg(long = "allowed-origin", env = "TOLLGATE_ALLOWED_ORIGIN", value_delimiter = ',')]
+    #[arg(
+        long = "allowed-origin",
+        env = "TOLLGATE_ALLOWED_ORIGIN",
+        value_delimiter = ','
+    )]
     pub allowed_origins: Vec<String>,
 
     /// Largest client request head in bytes.
@@ -316,7 +328,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size (e.g. 65536, 64KiB, 16MiB)"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 65536, 64KiB, 16MiB)"))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
@@ -324,7 +338,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "g" | "gb" | "gib" => 1 << 30,
         other => return Err(format!("unknown size unit {other:?} (use KiB, MiB, GiB)")),
     };
-    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 /// Expand `${VAR}` references from the environment.
@@ -334,7 +349,9 @@ fn expand_env(name: &str, value: &str) -> Result<String, ConfigError> {
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after.find('}').ok_or_else(|| ConfigError::HeaderSyntax(name.to_string()))?;
+        let end = after
+            .find('}')
+            .ok_or_else(|| ConfigError::HeaderSyntax(name.to_string()))?;
         let var = &after[..end];
         let val = std::env::var(var).map_err(|_| ConfigError::UnsetVariable {
             name: name.to_string(),
@@ -349,9 +366,14 @@ fn expand_env(name: &str, value: &str) -> Result<String, ConfigError> {
 
 /// Parse one `--upstream-header` value.
 fn parse_header_flag(raw: &str) -> Result<(String, String), ConfigError> {
-    let (name, value) = raw.split_once(':').ok_or_else(|| ConfigError::HeaderSyntax(raw.to_string()))?;
+    let (name, value) = raw
+        .split_once(':')
+        .ok_or_else(|| ConfigError::HeaderSyntax(raw.to_string()))?;
     let name = name.trim();
-    let valid_name = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+    let valid_name = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
     if !valid_name {
         return Err(ConfigError::HeaderSyntax(name.to_string()));
     }
@@ -366,10 +388,26 @@ impl Cli {
     /// Validate into a [`Config`].
     pub fn into_config(self) -> Result<Config, ConfigError> {
         let auth = match (&self.client_keys, self.passthrough_auth) {
-            (Some(path), false) => AuthMode::Managed { keys_file: path.clone() },
+            (Some(path), false) => AuthMode::Managed {
+                keys_file: path.clone(),
+            },
             (None, true) => AuthMode::Passthrough,
             _ => return Err(ConfigError::AuthMode),
         };
+        for (flag, path) in [
+            ("client-keys", &self.client_keys),
+            ("upstream-ca", &self.upstream_ca),
+            ("tls-cert", &self.tls_cert),
+            ("tls-key", &self.tls_key),
+        ] {
+            if let Some(p) = path {
+                std::fs::metadata(p).map_err(|source| ConfigError::File {
+                    flag,
+                    path: p.display().to_string(),
+                    source,
+                })?;
+            }
+        }
         let inject_headers = match auth {
             AuthMode::Passthrough => Vec::new(),
             AuthMode::Managed { .. } => {
@@ -378,50 +416,87 @@ impl Cli {
                 } else {
                     self.upstream_headers.clone()
                 };
-                raw.iter().map(|h| parse_header_flag(h)).collect::<Result<_, _>>()?
+                raw.iter()
+                    .map(|h| parse_header_flag(h))
+                    .collect::<Result<_, _>>()?
             }
         };
-        let upstream = parse_upstream_url(&self.upstream).map_err(|e| ConfigError::Upstream(e.to_string()))?;
+        let upstream =
+            parse_upstream_url(&self.upstream).map_err(|e| ConfigError::Upstream(e.to_string()))?;
         let workers = match self.workers {
-            Some(0) => return Err(ConfigError::Range { flag: "workers", why: "must be at least 1" }),
-            Some(n) if n > 1024 => return Err(ConfigError::Range { flag: "workers", why: "at most 1024" }),
+            Some(0) => {
+                return Err(ConfigError::Range {
+                    flag: "workers",
+                    why: "must be at least 1",
+                })
+            }
+            Some(n) if n > 1024 => {
+                return Err(ConfigError::Range {
+                    flag: "workers",
+                    why: "at most 1024",
+                })
+            }
             Some(n) => n,
-            None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            None => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
         };
         if !(1024..=1 << 20).contains(&self.max_header_bytes) {
-            return Err(ConfigError::Range { flag: "max-header-bytes", why: "must be 1KiB..=1MiB" });
+            return Err(ConfigError::Range {
+                flag: "max-header-bytes",
+                why: "must be 1KiB..=1MiB",
+            });
         }
         if self.max_headers == 0 || self.max_headers > 10_000 {
-            return Err(ConfigError::Range { flag: "max-headers", why: "must be 1..=10000" });
+            return Err(ConfigError::Range {
+                flag: "max-headers",
+                why: "must be 1..=10000",
+            });
         }
         if !(4096..=64 << 20).contains(&self.buffer_bytes) {
-            return Err(ConfigError::Range { flag: "buffer-bytes", why: "must be 4KiB..=64MiB" });
+            return Err(ConfigError::Range {
+                flag: "buffer-bytes",
+                why: "must be 4KiB..=64MiB",
+            });
         }
         if self.max_frame_bytes == 0 || self.max_frame_bytes > 1 << 40 {
-            return Err(ConfigError::Range { flag: "max-frame-bytes", why: "must be 1..=1TiB" });
+            return Err(ConfigError::Range {
+                flag: "max-frame-bytes",
+                why: "must be 1..=1TiB",
+            });
         }
         if self.max_message_bytes_up == 0 {
-            return Err(ConfigError::Range { flag: "max-message-bytes-up", why: "must be at least 1" });
+            return Err(ConfigError::Range {
+                flag: "max-message-bytes-up",
+                why: "must be at least 1",
+            });
         }
         if self.max_message_bytes_down == 0 {
-            return Err(ConfigError::Range { flag: "max-message-bytes-down", why: "must be at least 1" });
+            return Err(ConfigError::Range {
+                flag: "max-message-bytes-down",
+                why: "must be at least 1",
+            });
         }
         if self.max_fragments == 0 {
-            return Err(ConfigError::Range { flag: "max-fragments", why: "must be at least 1" });
+            return Err(ConfigError::Range {
+                flag: "max-fragments",
+                why: "must be at least 1",
+            });
         }
         for (flag, d) in [
             ("handshake-timeout", self.handshake_timeout),
             ("upstream-connect-timeout", self.upstream_connect_timeout),
-            ("upstream-handshake-timeout", self.upstream_handshake_timeout),
+            (
+                "upstream-handshake-timeout",
+                self.upstream_handshake_timeout,
+            ),
             ("idle-timeout", self.idle_timeout),
         ] {
             if d.is_zero() {
-                return Err(ConfigError::Range { flag, why: "must be greater than 0" });
-            }
-        }
-        for (flag, path) in [("client-keys", &self.client_keys), ("upstream-ca", &self.upstream_ca), ("tls-cert", &self.tls_cert), ("tls-key", &self.tls_key)] {
-            if let Some(p) = path {
-                std::fs::metadata(p).map_err(|source| ConfigError::File { flag, path: p.display().to_string(), source })?;
+                return Err(ConfigError::Range {
+                    flag,
+                    why: "must be greater than 0",
+                });
             }
         }
         let usage_log = match self.usage_log.as_deref() {
@@ -492,7 +567,10 @@ mod tests {
     #[test]
     fn exactly_one_auth_mode() {
         let e = cli(&["--upstream", "ws://127.0.0.1:1"]).unwrap_err();
-        assert!(e.contains("--client-keys") && e.contains("--passthrough-auth"), "{e}");
+        assert!(
+            e.contains("--client-keys") && e.contains("--passthrough-auth"),
+            "{e}"
+        );
         let e = cli(&["--passthrough-auth", "--client-keys", "/dev/null"]).unwrap_err();
         assert!(e.contains("exactly one"), "{e}");
         let c = cli(&["--passthrough-auth", "--upstream", "ws://127.0.0.1:9"]).unwrap();
@@ -503,11 +581,35 @@ mod tests {
     #[test]
     fn upstream_header_expands_env_and_fails_on_unset() {
         std::env::set_var("TOLLGATE_TEST_KEY_A", "sk-test-123");
-        let c = cli(&["--client-keys", "/dev/null", "--upstream-header", "Authorization: Bearer ${TOLLGATE_TEST_KEY_A}"]).unwrap();
-        assert_eq!(c.inject_headers, vec![("Authorization".into(), "Bearer sk-test-123".into())]);
-        let e = cli(&["--client-keys", "/dev/null", "--upstream-header", "X-Key: ${TOLLGATE_TEST_UNSET_VAR_Z}"]).unwrap_err();
-        assert!(e.contains("--upstream-header") && e.contains("TOLLGATE_TEST_UNSET_VAR_Z"), "{e}");
-        let e = cli(&["--client-keys", "/dev/null", "--upstream-header", "no colon"]).unwrap_err();
+        let c = cli(&[
+            "--client-keys",
+            "/dev/null",
+            "--upstream-header",
+            "Authorization: Bearer ${TOLLGATE_TEST_KEY_A}",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.inject_headers,
+            vec![("Authorization".into(), "Bearer sk-test-123".into())]
+        );
+        let e = cli(&[
+            "--client-keys",
+            "/dev/null",
+            "--upstream-header",
+            "X-Key: ${TOLLGATE_TEST_UNSET_VAR_Z}",
+        ])
+        .unwrap_err();
+        assert!(
+            e.contains("--upstream-header") && e.contains("TOLLGATE_TEST_UNSET_VAR_Z"),
+            "{e}"
+        );
+        let e = cli(&[
+            "--client-keys",
+            "/dev/null",
+            "--upstream-header",
+            "no colon",
+        ])
+        .unwrap_err();
         assert!(e.contains("--upstream-header"), "{e}");
     }
 

@@ -21,11 +21,11 @@
 //! pinned monoio worker per core (io_uring, epoll fallback).
 
 pub mod config;
-pub mod runtime;
-pub mod server;
-pub mod upstream;
-pub mod ws;
-pub mod relay;
-pub mod tap;
 pub mod metering;
 pub mod metrics;
+pub mod relay;
+pub mod runtime;
+pub mod server;
+pub mod tap;
+pub mod upstream;
+pub mod ws;

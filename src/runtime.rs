@@ -93,7 +93,8 @@ impl WorkerCtx {
 
     /// Release an orphan-drain slot.
     pub fn orphan_drain_ended(&self) {
-        self.orphan_drains.set(self.orphan_drains.get().saturating_sub(1));
+        self.orphan_drains
+            .set(self.orphan_drains.get().saturating_sub(1));
         self.metrics.orphan_drain_finished();
     }
 
@@ -177,7 +178,10 @@ pub struct Relay {
 fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
     let addrs: Vec<SocketAddr> = (host, port).to_socket_addrs()?.collect();
     if addrs.is_empty() {
-        return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no addresses",
+        ));
     }
     Ok(addrs)
 }
@@ -213,7 +217,10 @@ impl Relay {
             AuthMode::Passthrough => None,
         };
         let up = &config.upstream;
-        let addrs = resolve(&up.host, up.port).map_err(|source| StartError::Resolve { host: up.host.clone(), source })?;
+        let addrs = resolve(&up.host, up.port).map_err(|source| StartError::Resolve {
+            host: up.host.clone(),
+            source,
+        })?;
         let upstream_tls = if up.tls {
             let cfg = client_tls_config(config.upstream_ca.as_deref())?;
             let name = ServerName::try_from(up.host.clone()).map_err(|e| StartError::Resolve {
@@ -225,7 +232,9 @@ impl Relay {
             None
         };
         let listener_tls = match &config.tls {
-            Some((cert, key)) => Some(monoio_rustls::TlsAcceptor::from(server_tls_config(cert, key)?)),
+            Some((cert, key)) => Some(monoio_rustls::TlsAcceptor::from(server_tls_config(
+                cert, key,
+            )?)),
             None => None,
         };
         let sink_path = match &config.usage_log {
@@ -234,17 +243,28 @@ impl Relay {
             UsageLog::File(p) => SinkPath::File(p.clone()),
         };
         let sink = Sink::start(
-            SinkConfig { fsync_interval: config.usage_fsync, ..SinkConfig::new(sink_path) },
+            SinkConfig {
+                fsync_interval: config.usage_fsync,
+                ..SinkConfig::new(sink_path)
+            },
             registry.sink_metrics(),
         )
         .map_err(|e| StartError::Sink(e.to_string()))?;
 
         // Bind the first listener (resolving port 0), then one more per worker on the same port.
-        let first = reuseport_listener(config.listen).map_err(|source| StartError::Listen { addr: config.listen, source })?;
-        let addr = first.local_addr().map_err(|source| StartError::Listen { addr: config.listen, source })?;
+        let first = reuseport_listener(config.listen).map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        let addr = first.local_addr().map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
         let mut listeners = vec![first];
         for _ in 1..config.workers {
-            listeners.push(reuseport_listener(addr).map_err(|source| StartError::Listen { addr, source })?);
+            listeners.push(
+                reuseport_listener(addr).map_err(|source| StartError::Listen { addr, source })?,
+            );
         }
 
         let shared = Arc::new(Shared {
@@ -261,12 +281,18 @@ impl Relay {
         });
         let ready = Arc::new(AtomicBool::new(false));
         let admin_addr = match shared.config.admin_listen {
-            Some(a) => Some(crate::metrics::spawn_admin(a, registry.clone(), ready.clone()).map_err(StartError::Admin)?.0),
+            Some(a) => Some(
+                crate::metrics::spawn_admin(a, registry.clone(), ready.clone())
+                    .map_err(StartError::Admin)?
+                    .0,
+            ),
             None => None,
         };
         spawn_resolver(&shared);
 
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         let (tx, rx) = std::sync::mpsc::channel::<Result<&'static str, StartError>>();
         let mut workers = Vec::new();
         for (id, listener) in listeners.into_iter().enumerate() {
@@ -281,7 +307,10 @@ impl Relay {
                     }
                     worker_thread(id, shared, listener, tx)
                 })
-                .map_err(|e| StartError::Worker { worker: id, why: e.to_string() })?;
+                .map_err(|e| StartError::Worker {
+                    worker: id,
+                    why: e.to_string(),
+                })?;
             workers.push(h);
         }
         drop(tx);
@@ -293,13 +322,26 @@ impl Relay {
                     shared.shutdown.store(true, Ordering::Relaxed);
                     return Err(e);
                 }
-                Err(_) => return Err(StartError::Worker { worker: 0, why: "worker exited during start".into() }),
+                Err(_) => {
+                    return Err(StartError::Worker {
+                        worker: 0,
+                        why: "worker exited during start".into(),
+                    })
+                }
             }
         }
         registry.set_driver(driver);
         ready.store(true, Ordering::Relaxed);
         tracing::info!(listen = %addr, workers = workers.len(), driver, upstream = %shared.upstream_label, tls = shared.listener_tls.is_some(), tunnel = shared.config.tunnel, "tollgate listening");
-        Ok(Relay { addr, admin_addr, shared, workers, sink: Some(sink), ready, driver })
+        Ok(Relay {
+            addr,
+            admin_addr,
+            shared,
+            workers,
+            sink: Some(sink),
+            ready,
+            driver,
+        })
     }
 
     /// The bound client listener address.
@@ -349,14 +391,22 @@ impl Relay {
                 if !stats.not_durable.is_empty() || stats.rejected > 0 {
                     // Never drop a record silently: what the log could not take goes to
                     // stderr as JSON lines, for the operator to recover.
-                    tracing::error!(not_durable = stats.not_durable.len(), rejected = stats.rejected, "usage records not in the usage log; dumping them to stderr");
+                    tracing::error!(
+                        not_durable = stats.not_durable.len(),
+                        rejected = stats.rejected,
+                        "usage records not in the usage log; dumping them to stderr"
+                    );
                     for r in &stats.not_durable {
                         if let Ok(line) = serde_json::to_string(r) {
                             eprintln!("{line}");
                         }
                     }
                 }
-                tracing::info!(durable = stats.durable, failed = stats.failed, "usage log closed");
+                tracing::info!(
+                    durable = stats.durable,
+                    failed = stats.failed,
+                    "usage log closed"
+                );
                 !stats.failed && stats.not_durable.is_empty() && stats.rejected == 0
             }
             Some(Err(e)) => {
@@ -394,39 +444,71 @@ fn spawn_resolver(shared: &Arc<Shared>) {
     });
 }
 
-fn worker_thread(id: usize, shared: Arc<Shared>, listener: std::net::TcpListener, tx: std::sync::mpsc::Sender<Result<&'static str, StartError>>) {
+fn worker_thread(
+    id: usize,
+    shared: Arc<Shared>,
+    listener: std::net::TcpListener,
+    tx: std::sync::mpsc::Sender<Result<&'static str, StartError>>,
+) {
     let want = shared.config.driver;
     let uring_ok = want != Driver::Epoll && monoio::utils::detect_uring();
     if want == Driver::Uring && !uring_ok {
-        let _ = tx.send(Err(StartError::Worker { worker: id, why: "--driver uring: io_uring is not available on this kernel".into() }));
+        let _ = tx.send(Err(StartError::Worker {
+            worker: id,
+            why: "--driver uring: io_uring is not available on this kernel".into(),
+        }));
         return;
     }
     if uring_ok {
-        match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new().enable_timer().with_entries(1024).build() {
+        match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .enable_timer()
+            .with_entries(1024)
+            .build()
+        {
             Ok(mut rt) => {
                 rt.block_on(worker_main(id, shared, listener, tx, "io_uring"));
                 return;
             }
             Err(e) if want == Driver::Uring => {
-                let _ = tx.send(Err(StartError::Worker { worker: id, why: format!("io_uring runtime: {e}") }));
+                let _ = tx.send(Err(StartError::Worker {
+                    worker: id,
+                    why: format!("io_uring runtime: {e}"),
+                }));
                 return;
             }
-            Err(e) => tracing::warn!(worker = id, error = %e, "io_uring runtime failed; falling back to epoll"),
+            Err(e) => {
+                tracing::warn!(worker = id, error = %e, "io_uring runtime failed; falling back to epoll")
+            }
         }
     }
-    match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build() {
+    match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+    {
         Ok(mut rt) => rt.block_on(worker_main(id, shared, listener, tx, "epoll")),
         Err(e) => {
-            let _ = tx.send(Err(StartError::Worker { worker: id, why: format!("epoll runtime: {e}") }));
+            let _ = tx.send(Err(StartError::Worker {
+                worker: id,
+                why: format!("epoll runtime: {e}"),
+            }));
         }
     }
 }
 
-async fn worker_main(id: usize, shared: Arc<Shared>, listener: std::net::TcpListener, tx: std::sync::mpsc::Sender<Result<&'static str, StartError>>, driver: &'static str) {
+async fn worker_main(
+    id: usize,
+    shared: Arc<Shared>,
+    listener: std::net::TcpListener,
+    tx: std::sync::mpsc::Sender<Result<&'static str, StartError>>,
+    driver: &'static str,
+) {
     let listener = match monoio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
-            let _ = tx.send(Err(StartError::Worker { worker: id, why: format!("listener: {e}") }));
+            let _ = tx.send(Err(StartError::Worker {
+                worker: id,
+                why: format!("listener: {e}"),
+            }));
             return;
         }
     };
@@ -535,11 +617,16 @@ pub fn run(config: Config) -> i32 {
         }
         match relay.reload_keys() {
             Ok(n) => tracing::info!(keys = n, "client keys reloaded"),
-            Err(e) => tracing::error!(error = %e, "client keys reload failed; keeping the old keys"),
+            Err(e) => {
+                tracing::error!(error = %e, "client keys reload failed; keeping the old keys")
+            }
         }
     }
     let drain = relay.shared.config.drain_timeout;
-    tracing::info!(drain_s = drain.as_secs(), "shutting down: listener closed, draining sessions");
+    tracing::info!(
+        drain_s = drain.as_secs(),
+        "shutting down: listener closed, draining sessions"
+    );
     if relay.shutdown(drain) {
         0
     } else {

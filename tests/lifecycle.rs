@@ -9,7 +9,11 @@ use tollgate_loadtest::client::{connect, ClientOpts, ConnectError, Message};
 use tollgate_loadtest::mock::{MockConfig, MockUpstream};
 
 fn opts(key: &str) -> ClientOpts {
-    ClientOpts { headers: vec![("Authorization".into(), format!("Bearer {key}"))], recv_timeout: Some(Duration::from_secs(20)), ..ClientOpts::default() }
+    ClientOpts {
+        headers: vec![("Authorization".into(), format!("Bearer {key}"))],
+        recv_timeout: Some(Duration::from_secs(20)),
+        ..ClientOpts::default()
+    }
 }
 
 struct Proc {
@@ -17,9 +21,27 @@ struct Proc {
     addr: String,
 }
 
-fn spawn_relay(upstream: &str, keys: &std::path::Path, log: &std::path::Path, extra: &[&str]) -> Proc {
+fn spawn_relay(
+    upstream: &str,
+    keys: &std::path::Path,
+    log: &std::path::Path,
+    extra: &[&str],
+) -> Proc {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(["--listen", "127.0.0.1:0", "--workers", "2", "--upstream", upstream, "--client-keys", keys.to_str().unwrap(), "--usage-log", log.to_str().unwrap(), "--upstream-header", "Authorization: Bearer x"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--upstream",
+            upstream,
+            "--client-keys",
+            keys.to_str().unwrap(),
+            "--usage-log",
+            log.to_str().unwrap(),
+            "--upstream-header",
+            "Authorization: Bearer x",
+        ])
         .args(extra)
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -35,7 +57,10 @@ fn spawn_relay(upstream: &str, keys: &std::path::Path, log: &std::path::Path, ex
         }
     }
     std::thread::spawn(move || for _ in lines {});
-    Proc { child, addr: addr.expect("relay logged its address") }
+    Proc {
+        child,
+        addr: addr.expect("relay logged its address"),
+    }
 }
 
 fn signal(p: &Proc, sig: i32) {
@@ -47,15 +72,27 @@ fn signal(p: &Proc, sig: i32) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_lets_in_flight_responses_finish_and_exits_0() {
-    let mock = MockUpstream::start(MockConfig { token_rate: Some(20.0), deltas: 10, ..MockConfig::default() }).await.unwrap();
+    let mock = MockUpstream::start(MockConfig {
+        token_rate: Some(20.0),
+        deltas: 10,
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
     std::fs::write(&keys, format!("acme {RELAY_KEY}\n")).unwrap();
     let log = dir.path().join("usage.jsonl");
     let mut p = spawn_relay(&mock.url(), &keys, &log, &["--drain-timeout", "10s"]);
-    let mut busy = connect(&format!("ws://{}/v1/responses", p.addr), opts(RELAY_KEY)).await.unwrap();
-    let mut idle = connect(&format!("ws://{}/v1/responses", p.addr), opts(RELAY_KEY)).await.unwrap();
-    busy.send_text(r#"{"type":"response.create","model":"gpt-5","input":"long"}"#).await.unwrap();
+    let mut busy = connect(&format!("ws://{}/v1/responses", p.addr), opts(RELAY_KEY))
+        .await
+        .unwrap();
+    let mut idle = connect(&format!("ws://{}/v1/responses", p.addr), opts(RELAY_KEY))
+        .await
+        .unwrap();
+    busy.send_text(r#"{"type":"response.create","model":"gpt-5","input":"long"}"#)
+        .await
+        .unwrap();
     // Wait for the response to be under way, then SIGTERM.
     loop {
         if let Message::Text(t) = busy.recv().await.unwrap() {
@@ -77,19 +114,32 @@ async fn sigterm_lets_in_flight_responses_finish_and_exits_0() {
             Err(e) => panic!("{e}"),
         }
     };
-    assert!(completed, "the in-flight response finished before the close");
+    assert!(
+        completed,
+        "the in-flight response finished before the close"
+    );
     assert_eq!(close, Some(1001));
     // …the idle session is closed 1001 without waiting for the deadline…
     match idle.recv().await {
         Ok(Message::Close(code, _)) => assert_eq!(code, Some(1001)),
-        Err(tollgate_loadtest::client::ClientError::Closed { code, .. }) => assert_eq!(code, Some(1001)),
+        Err(tollgate_loadtest::client::ClientError::Closed { code, .. }) => {
+            assert_eq!(code, Some(1001))
+        }
         other => panic!("{other:?}"),
     }
     // …new connections are refused, and the process exits 0 with the log synced.
     let status = p.child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
-    assert!(t0.elapsed() < Duration::from_secs(8), "drained in {:?}", t0.elapsed());
-    assert!(connect(&format!("ws://{}/v1/responses", p.addr), opts(RELAY_KEY)).await.is_err());
+    assert!(
+        t0.elapsed() < Duration::from_secs(8),
+        "drained in {:?}",
+        t0.elapsed()
+    );
+    assert!(
+        connect(&format!("ws://{}/v1/responses", p.addr), opts(RELAY_KEY))
+            .await
+            .is_err()
+    );
     let recs = read_log(&log).unwrap().records;
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0].status, RecordStatus::Completed);
@@ -97,7 +147,12 @@ async fn sigterm_lets_in_flight_responses_finish_and_exits_0() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_reloads_client_keys_without_dropping_sessions() {
-    let mock = MockUpstream::start(MockConfig { echo: true, ..MockConfig::default() }).await.unwrap();
+    let mock = MockUpstream::start(MockConfig {
+        echo: true,
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
     std::fs::write(&keys, format!("acme {RELAY_KEY}\n")).unwrap();
@@ -128,23 +183,42 @@ async fn sighup_reloads_client_keys_without_dropping_sessions() {
     }
     // The session opened with the old key is still alive.
     old.send_text("still here").await.unwrap();
-    assert_eq!(old.recv().await.unwrap(), Message::Text("still here".into()));
+    assert_eq!(
+        old.recv().await.unwrap(),
+        Message::Text("still here".into())
+    );
     signal(&p, libc::SIGTERM);
     assert_eq!(p.child.wait().unwrap().code(), Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_sessions_are_closed_1001() {
-    let mock = MockUpstream::start(MockConfig { echo: true, ..MockConfig::default() }).await.unwrap();
+    let mock = MockUpstream::start(MockConfig {
+        echo: true,
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
     for driver in DRIVERS {
         let relay = start_relay(driver, &mock.url(), &["--idle-timeout", "300ms"]);
-        let mut c = connect(&format!("ws://{}/v1/responses", relay.addr), opts(RELAY_KEY)).await.unwrap();
+        let mut c = connect(
+            &format!("ws://{}/v1/responses", relay.addr),
+            opts(RELAY_KEY),
+        )
+        .await
+        .unwrap();
         let t0 = Instant::now();
         match c.recv().await {
             Ok(Message::Close(code, _)) => assert_eq!(code, Some(1001)),
-            Err(tollgate_loadtest::client::ClientError::Closed { code, .. }) => assert_eq!(code, Some(1001)),
+            Err(tollgate_loadtest::client::ClientError::Closed { code, .. }) => {
+                assert_eq!(code, Some(1001))
+            }
             other => panic!("{other:?}"),
         }
-        assert!(t0.elapsed() >= Duration::from_millis(250) && t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+        assert!(
+            t0.elapsed() >= Duration::from_millis(250) && t0.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            t0.elapsed()
+        );
     }
 }

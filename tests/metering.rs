@@ -10,16 +10,26 @@ use tollgate_loadtest::client::{connect, ClientOpts, Message, WsClient};
 use tollgate_loadtest::mock::{Fault, LedgerEntry, MockConfig, MockUpstream};
 
 fn opts() -> ClientOpts {
-    ClientOpts { headers: vec![("Authorization".into(), format!("Bearer {RELAY_KEY}"))], recv_timeout: Some(Duration::from_secs(20)), ..ClientOpts::default() }
+    ClientOpts {
+        headers: vec![("Authorization".into(), format!("Bearer {RELAY_KEY}"))],
+        recv_timeout: Some(Duration::from_secs(20)),
+        ..ClientOpts::default()
+    }
 }
 
 async fn client(relay: &TestRelay) -> WsClient {
-    connect(&format!("ws://{}/v1/responses", relay.addr), opts()).await.expect("upgrade")
+    connect(&format!("ws://{}/v1/responses", relay.addr), opts())
+        .await
+        .expect("upgrade")
 }
 
 fn create(lane: Option<&str>, meta: &str) -> String {
-    let lane = lane.map(|l| format!(r#","stream_id":"{l}""#)).unwrap_or_default();
-    format!(r#"{{"type":"response.create","model":"gpt-5-mini","input":"count to ten"{lane}{meta}}}"#)
+    let lane = lane
+        .map(|l| format!(r#","stream_id":"{l}""#))
+        .unwrap_or_default();
+    format!(
+        r#"{{"type":"response.create","model":"gpt-5-mini","input":"count to ten"{lane}{meta}}}"#
+    )
 }
 
 /// Wait until the log holds `n` records (group commit is asynchronous).
@@ -32,18 +42,36 @@ async fn records(relay: &TestRelay, n: usize) -> Vec<UsageRecord> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    read_log(&relay.usage_log).map(|r| r.records).unwrap_or_default()
+    read_log(&relay.usage_log)
+        .map(|r| r.records)
+        .unwrap_or_default()
 }
 
 fn assert_matches_ledger(recs: &[UsageRecord], ledger: &[LedgerEntry]) {
     let by_id: HashMap<_, _> = recs.iter().map(|r| (r.response_id.clone(), r)).collect();
     assert_eq!(by_id.len(), recs.len(), "duplicate records: {recs:#?}");
-    assert_eq!(recs.len(), ledger.len(), "records {recs:#?}\nledger {ledger:#?}");
+    assert_eq!(
+        recs.len(),
+        ledger.len(),
+        "records {recs:#?}\nledger {ledger:#?}"
+    );
     for l in ledger {
-        let r = by_id.get(&l.response_id).unwrap_or_else(|| panic!("no record for {}", l.response_id));
+        let r = by_id
+            .get(&l.response_id)
+            .unwrap_or_else(|| panic!("no record for {}", l.response_id));
         assert_eq!(
-            (r.input_tokens, r.cached_tokens, r.output_tokens, r.reasoning_tokens),
-            (l.input_tokens, l.cached_tokens, l.output_tokens, l.reasoning_tokens),
+            (
+                r.input_tokens,
+                r.cached_tokens,
+                r.output_tokens,
+                r.reasoning_tokens
+            ),
+            (
+                l.input_tokens,
+                l.cached_tokens,
+                l.output_tokens,
+                l.reasoning_tokens
+            ),
             "{}",
             l.response_id
         );
@@ -57,7 +85,16 @@ fn assert_matches_ledger(recs: &[UsageRecord], ledger: &[LedgerEntry]) {
 async fn every_response_gets_exactly_one_record_across_lanes_and_reconnects() {
     for driver in DRIVERS {
         let mock = MockUpstream::start(MockConfig::default()).await.unwrap();
-        let relay = start_relay(driver, &mock.url(), &["--usage-log", "{usage_log}", "--admin-listen", "127.0.0.1:0"]);
+        let relay = start_relay(
+            driver,
+            &mock.url(),
+            &[
+                "--usage-log",
+                "{usage_log}",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ],
+        );
         for _session in 0..2 {
             let mut c = client(&relay).await;
             // Two lanes at once: both creates go out before either finishes.
@@ -74,16 +111,28 @@ async fn every_response_gets_exactly_one_record_across_lanes_and_reconnects() {
         }
         let recs = records(&relay, 6).await;
         assert_matches_ledger(&recs, &mock.ledger());
-        assert!(recs.iter().all(|r| r.status == RecordStatus::Completed && r.usage_final), "{recs:#?}");
-        assert!(recs.iter().all(|r| r.requested_model.as_deref() == Some("gpt-5-mini")));
+        assert!(
+            recs.iter()
+                .all(|r| r.status == RecordStatus::Completed && r.usage_final),
+            "{recs:#?}"
+        );
+        assert!(recs
+            .iter()
+            .all(|r| r.requested_model.as_deref() == Some("gpt-5-mini")));
 
         // The admin endpoint counts what happened.
         tokio::time::sleep(Duration::from_millis(400)).await;
         let body = http_get(relay.admin(), "/metrics");
         let total_in: u64 = recs.iter().map(|r| r.input_tokens).sum();
         assert!(body.contains("tollgate_sessions_opened_total 2"), "{body}");
-        let line = body.lines().find(|l| l.starts_with("tollgate_tokens_total") && l.contains("kind=\"input\"")).unwrap_or_else(|| panic!("no input tokens line:\n{body}"));
-        assert!(line.ends_with(&format!(" {total_in}")), "{line} vs {total_in}");
+        let line = body
+            .lines()
+            .find(|l| l.starts_with("tollgate_tokens_total") && l.contains("kind=\"input\""))
+            .unwrap_or_else(|| panic!("no input tokens line:\n{body}"));
+        assert!(
+            line.ends_with(&format!(" {total_in}")),
+            "{line} vs {total_in}"
+        );
         assert!(http_get(relay.admin(), "/readyz").contains("200"), "ready");
     }
 }
@@ -91,7 +140,13 @@ async fn every_response_gets_exactly_one_record_across_lanes_and_reconnects() {
 #[tokio::test(flavor = "multi_thread")]
 async fn client_vanishing_mid_response_still_gets_the_real_usage() {
     for driver in DRIVERS {
-        let mock = MockUpstream::start(MockConfig { token_rate: Some(100.0), deltas: 10, ..MockConfig::default() }).await.unwrap();
+        let mock = MockUpstream::start(MockConfig {
+            token_rate: Some(100.0),
+            deltas: 10,
+            ..MockConfig::default()
+        })
+        .await
+        .unwrap();
         let relay = start_relay(driver, &mock.url(), &["--usage-log", "{usage_log}"]);
         // 1) vanish (TCP close without a close frame) after two deltas
         // 2) send a close frame after two deltas
@@ -111,18 +166,31 @@ async fn client_vanishing_mid_response_still_gets_the_real_usage() {
         }
         let recs = records(&relay, 2).await;
         assert_matches_ledger(&recs, &mock.ledger());
-        assert!(recs.iter().all(|r| r.status == RecordStatus::Completed && r.usage_final), "driver {driver}: {recs:#?}");
+        assert!(
+            recs.iter()
+                .all(|r| r.status == RecordStatus::Completed && r.usage_final),
+            "driver {driver}: {recs:#?}"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn upstream_abort_is_recorded_as_upstream_disconnected() {
-    let mock = MockUpstream::start(MockConfig { fault: Some(Fault::AbortFin { after_deltas: 1 }), ..MockConfig::default() }).await.unwrap();
+    let mock = MockUpstream::start(MockConfig {
+        fault: Some(Fault::AbortFin { after_deltas: 1 }),
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
     let relay = start_relay("auto", &mock.url(), &["--usage-log", "{usage_log}"]);
     let mut c = client(&relay).await;
     let events = c.turn(&create(None, "")).await.unwrap();
     let last = events.last().unwrap();
-    assert_eq!((last["type"].as_str(), last["error"]["code"].as_str()), (Some("error"), Some("upstream_disconnected")), "{last}");
+    assert_eq!(
+        (last["type"].as_str(), last["error"]["code"].as_str()),
+        (Some("error"), Some("upstream_disconnected")),
+        "{last}"
+    );
     let recs = records(&relay, 1).await;
     assert_eq!(recs.len(), 1, "{recs:#?}");
     assert_eq!(recs[0].status, RecordStatus::UpstreamDisconnected);
@@ -146,7 +214,9 @@ async fn unwritable_usage_log_fails_closed() {
     assert_eq!(mock.received().iter().filter(|f| f.opcode == 1).count(), 1);
     // New sessions get 503.
     match connect(&format!("ws://{}/v1/responses", relay.addr), opts()).await {
-        Err(tollgate_loadtest::client::ConnectError::Refused { status, .. }) => assert_eq!(status, 503),
+        Err(tollgate_loadtest::client::ConnectError::Refused { status, .. }) => {
+            assert_eq!(status, 503)
+        }
         Ok(_) => panic!("a new session must be refused"),
         Err(e) => panic!("{e}"),
     }
@@ -155,19 +225,36 @@ async fn unwritable_usage_log_fails_closed() {
 #[test]
 fn kill_9_leaves_a_readable_log_with_every_forwarded_record() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let mock = rt.block_on(MockUpstream::start(MockConfig::default())).unwrap();
+    let mock = rt
+        .block_on(MockUpstream::start(MockConfig::default()))
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
     std::fs::write(&keys, format!("acme {RELAY_KEY}\n")).unwrap();
     let log = dir.path().join("usage.jsonl");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(["--listen", "127.0.0.1:0", "--workers", "1", "--upstream", &mock.url(), "--client-keys", keys.to_str().unwrap(), "--usage-log", log.to_str().unwrap(), "--upstream-header", "Authorization: Bearer x"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--upstream",
+            &mock.url(),
+            "--client-keys",
+            keys.to_str().unwrap(),
+            "--usage-log",
+            log.to_str().unwrap(),
+            "--upstream-header",
+            "Authorization: Bearer x",
+        ])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let addr = listen_addr_from_stderr(&mut child);
     let n = rt.block_on(async {
-        let mut c = connect(&format!("ws://{addr}/v1/responses"), opts()).await.unwrap();
+        let mut c = connect(&format!("ws://{addr}/v1/responses"), opts())
+            .await
+            .unwrap();
         for _ in 0..5 {
             c.turn(&create(None, "")).await.unwrap();
         }
@@ -202,7 +289,8 @@ fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .unwrap();
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     out

@@ -13,7 +13,8 @@ const KEY: Option<[u8; 4]> = Some([0x11, 0x22, 0x33, 0x44]);
 fn raw_client(relay: &TestRelay) -> TcpStream {
     let mut s = TcpStream::connect(relay.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(upgrade_request("/v1/responses", &auth_line()).as_bytes()).unwrap();
+    s.write_all(upgrade_request("/v1/responses", &auth_line()).as_bytes())
+        .unwrap();
     let (status, head) = read_http_response(&mut s);
     assert_eq!(status, 101, "{head}");
     s
@@ -26,30 +27,103 @@ fn expect_close(s: &mut TcpStream, want: u16, what: &str) {
 }
 
 async fn echo() -> MockUpstream {
-    MockUpstream::start(MockConfig { echo: true, ..MockConfig::default() }).await.unwrap()
+    MockUpstream::start(MockConfig {
+        echo: true,
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_client_frames_get_the_right_close_code() {
     let cases: Vec<(&str, Vec<u8>, u16)> = vec![
-        ("unmasked client frame", client_frame(true, 1, b"hello", None), 1002),
-        ("RSV1 without extension", { let mut f = client_frame(true, 1, b"x", KEY); f[0] |= 0x40; f }, 1002),
+        (
+            "unmasked client frame",
+            client_frame(true, 1, b"hello", None),
+            1002,
+        ),
+        (
+            "RSV1 without extension",
+            {
+                let mut f = client_frame(true, 1, b"x", KEY);
+                f[0] |= 0x40;
+                f
+            },
+            1002,
+        ),
         ("reserved opcode 3", client_frame(true, 3, b"x", KEY), 1002),
-        ("reserved control opcode 0xB", client_frame(true, 0xB, b"", KEY), 1002),
+        (
+            "reserved control opcode 0xB",
+            client_frame(true, 0xB, b"", KEY),
+            1002,
+        ),
         ("fragmented ping", client_frame(false, 9, b"p", KEY), 1002),
-        ("ping over 125 bytes", client_frame(true, 9, &[b'p'; 126], KEY), 1002),
-        ("continuation without start", client_frame(true, 0, b"x", KEY), 1002),
-        ("new message inside a fragmented one", [client_frame(false, 1, b"a", KEY), client_frame(true, 1, b"b", KEY)].concat(), 1002),
-        ("invalid UTF-8 text", client_frame(true, 1, &[0xce, 0xba, 0xed, 0xa0, 0x80], KEY), 1007),
-        ("close with 1-byte payload", client_frame(true, 8, &[3], KEY), 1002),
-        ("close with invalid code 1005", client_frame(true, 8, &1005u16.to_be_bytes(), KEY), 1002),
-        ("64-bit length with MSB set", vec![0x81, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4], 1002),
-        ("frame over --max-frame-bytes (header only)", vec![0x82, 0xff, 0, 0, 0, 0x10, 0, 0, 0, 0, 1, 2, 3, 4], 1009),
-        ("message over --max-message-bytes-up", (0..8).map(|i| client_frame(i == 7, if i == 0 { 2 } else { 0 }, &[7u8; 1024], KEY)).collect::<Vec<_>>().concat(), 1009),
+        (
+            "ping over 125 bytes",
+            client_frame(true, 9, &[b'p'; 126], KEY),
+            1002,
+        ),
+        (
+            "continuation without start",
+            client_frame(true, 0, b"x", KEY),
+            1002,
+        ),
+        (
+            "new message inside a fragmented one",
+            [
+                client_frame(false, 1, b"a", KEY),
+                client_frame(true, 1, b"b", KEY),
+            ]
+            .concat(),
+            1002,
+        ),
+        (
+            "invalid UTF-8 text",
+            client_frame(true, 1, &[0xce, 0xba, 0xed, 0xa0, 0x80], KEY),
+            1007,
+        ),
+        (
+            "close with 1-byte payload",
+            client_frame(true, 8, &[3], KEY),
+            1002,
+        ),
+        (
+            "close with invalid code 1005",
+            client_frame(true, 8, &1005u16.to_be_bytes(), KEY),
+            1002,
+        ),
+        (
+            "64-bit length with MSB set",
+            vec![0x81, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4],
+            1002,
+        ),
+        (
+            "frame over --max-frame-bytes (header only)",
+            vec![0x82, 0xff, 0, 0, 0, 0x10, 0, 0, 0, 0, 1, 2, 3, 4],
+            1009,
+        ),
+        (
+            "message over --max-message-bytes-up",
+            (0..8)
+                .map(|i| client_frame(i == 7, if i == 0 { 2 } else { 0 }, &[7u8; 1024], KEY))
+                .collect::<Vec<_>>()
+                .concat(),
+            1009,
+        ),
     ];
     for driver in DRIVERS {
         let mock = echo().await;
-        let relay = start_relay(driver, &mock.url(), &["--max-frame-bytes", "64KiB", "--max-message-bytes-up", "4KiB"]);
+        let relay = start_relay(
+            driver,
+            &mock.url(),
+            &[
+                "--max-frame-bytes",
+                "64KiB",
+                "--max-message-bytes-up",
+                "4KiB",
+            ],
+        );
         for (what, bytes, code) in &cases {
             let before = mock.received().iter().filter(|f| f.opcode != 8).count();
             let mut s = raw_client(&relay);
@@ -59,7 +133,11 @@ async fn bad_client_frames_get_the_right_close_code() {
             let after: Vec<_> = mock.received();
             // Nothing of the bad frame reached upstream (valid earlier fragments may).
             if !what.starts_with("message over") && !what.starts_with("new message") {
-                assert_eq!(after.iter().filter(|f| f.opcode != 8).count(), before, "driver {driver}: {what}: forwarded upstream");
+                assert_eq!(
+                    after.iter().filter(|f| f.opcode != 8).count(),
+                    before,
+                    "driver {driver}: {what}: forwarded upstream"
+                );
             }
         }
     }
@@ -81,25 +159,54 @@ async fn tiny_fragment_flood_is_cut_off() {
 #[tokio::test(flavor = "multi_thread")]
 async fn oversized_upstream_message_closes_both_legs_1009() {
     let mock = echo().await;
-    let relay = start_relay("auto", &mock.url(), &["--max-message-bytes-down", "64KiB", "--max-message-bytes-up", "1MiB"]);
+    let relay = start_relay(
+        "auto",
+        &mock.url(),
+        &[
+            "--max-message-bytes-down",
+            "64KiB",
+            "--max-message-bytes-up",
+            "1MiB",
+        ],
+    );
     let mut s = raw_client(&relay);
     // The echo sends it back: too big for the downstream limit.
-    s.write_all(&client_frame(true, 2, &vec![1u8; 100_000], KEY)).unwrap();
+    s.write_all(&client_frame(true, 2, &vec![1u8; 100_000], KEY))
+        .unwrap();
     expect_close(&mut s, 1009, "downstream message limit");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn masked_upstream_frames_close_upstream_1002_and_client_1014() {
     for driver in DRIVERS {
-        let mock = MockUpstream::start(MockConfig { fault: Some(Fault::MaskedFrames), ..MockConfig::default() }).await.unwrap();
+        let mock = MockUpstream::start(MockConfig {
+            fault: Some(Fault::MaskedFrames),
+            ..MockConfig::default()
+        })
+        .await
+        .unwrap();
         let relay = start_relay(driver, &mock.url(), &[]);
         let mut s = raw_client(&relay);
-        s.write_all(&client_frame(true, 1, br#"{"type":"response.create","model":"gpt-5","input":"hi"}"#, KEY)).unwrap();
+        s.write_all(&client_frame(
+            true,
+            1,
+            br#"{"type":"response.create","model":"gpt-5","input":"hi"}"#,
+            KEY,
+        ))
+        .unwrap();
         let first = read_frame(&mut s).expect("a frame");
-        assert_eq!(first.opcode, 8, "driver {driver}: no masked data may be forwarded, got opcode {}", first.opcode);
+        assert_eq!(
+            first.opcode, 8,
+            "driver {driver}: no masked data may be forwarded, got opcode {}",
+            first.opcode
+        );
         assert_eq!(first.close_code(), Some(1014));
         std::thread::sleep(Duration::from_millis(100));
-        let close = mock.received().into_iter().find(|f| f.opcode == 8).expect("upstream told");
+        let close = mock
+            .received()
+            .into_iter()
+            .find(|f| f.opcode == 8)
+            .expect("upstream told");
         assert_eq!(&close.payload[..2], &1002u16.to_be_bytes());
     }
 }
@@ -111,7 +218,11 @@ async fn vanished_client_makes_relay_close_upstream_1001() {
     let s = raw_client(&relay);
     drop(s);
     std::thread::sleep(Duration::from_millis(300));
-    let close = mock.received().into_iter().find(|f| f.opcode == 8).expect("upstream got a close, not a silent 1006");
+    let close = mock
+        .received()
+        .into_iter()
+        .find(|f| f.opcode == 8)
+        .expect("upstream got a close, not a silent 1006");
     assert_eq!(&close.payload[..2], &1001u16.to_be_bytes());
 }
 

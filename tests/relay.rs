@@ -11,7 +11,10 @@ fn opts() -> ClientOpts {
     ClientOpts {
         headers: vec![
             ("Authorization".into(), format!("Bearer {RELAY_KEY}")),
-            ("OpenAI-Beta".into(), "responses_websockets=2026-02-06".into()),
+            (
+                "OpenAI-Beta".into(),
+                "responses_websockets=2026-02-06".into(),
+            ),
             ("session_id".into(), "sess-42".into()),
             ("x-client-request-id".into(), "req-7".into()),
             ("originator".into(), "codex_cli_rs".into()),
@@ -23,11 +26,15 @@ fn opts() -> ClientOpts {
 }
 
 async fn client(relay: &TestRelay) -> WsClient {
-    connect(&format!("ws://{}/v1/responses?trace=1", relay.addr), opts()).await.expect("upgrade through the relay")
+    connect(&format!("ws://{}/v1/responses?trace=1", relay.addr), opts())
+        .await
+        .expect("upgrade through the relay")
 }
 
 fn create(model: &str, extra: &str) -> String {
-    format!(r#"{{"type":"response.create","model":"{model}","input":[{{"type":"message","role":"user","content":[{{"type":"input_text","text":"say \"hi\"\n"}}]}}]{extra}}}"#)
+    format!(
+        r#"{{"type":"response.create","model":"{model}","input":[{{"type":"message","role":"user","content":[{{"type":"input_text","text":"say \"hi\"\n"}}]}}]{extra}}}"#
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -46,8 +53,17 @@ async fn multi_turn_is_byte_exact_with_credential_swap_and_header_copy() {
         .unwrap();
         let relay = start_relay(driver, &mock.url(), &[]);
         let mut c = client(&relay).await;
-        for h in ["x-codex-turn-state", "openai-model", "x-request-id", "x-ratelimit-remaining-requests"] {
-            assert!(c.response_header(h).is_some(), "driver {driver}: 101 lacks {h}: {:?}", c.response_headers);
+        for h in [
+            "x-codex-turn-state",
+            "openai-model",
+            "x-request-id",
+            "x-ratelimit-remaining-requests",
+        ] {
+            assert!(
+                c.response_header(h).is_some(),
+                "driver {driver}: 101 lacks {h}: {:?}",
+                c.response_headers
+            );
         }
         assert_eq!(c.response_header("x-codex-turn-state"), Some("ts-abc"));
         assert!(c.response_header("sec-websocket-extensions").is_none());
@@ -55,20 +71,36 @@ async fn multi_turn_is_byte_exact_with_credential_swap_and_header_copy() {
         let mut sent = Vec::new();
         let mut prev: Option<String> = None;
         for turn in 0..3 {
-            let extra = prev.as_ref().map(|p| format!(r#","previous_response_id":"{p}""#)).unwrap_or_default();
+            let extra = prev
+                .as_ref()
+                .map(|p| format!(r#","previous_response_id":"{p}""#))
+                .unwrap_or_default();
             let msg = create("gpt-5", &extra);
             sent.push(msg.clone());
-            let events = c.turn(&msg).await.unwrap_or_else(|e| panic!("driver {driver} turn {turn}: {e}"));
+            let events = c
+                .turn(&msg)
+                .await
+                .unwrap_or_else(|e| panic!("driver {driver} turn {turn}: {e}"));
             let last = events.last().unwrap();
             assert_eq!(last["type"], "response.completed", "{last}");
-            assert!(events.iter().filter(|e| e["type"] == "response.output_text.delta").count() >= 8);
+            assert!(
+                events
+                    .iter()
+                    .filter(|e| e["type"] == "response.output_text.delta")
+                    .count()
+                    >= 8
+            );
             prev = last["response"]["id"].as_str().map(str::to_string);
         }
         c.close(1000, "done").await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
 
         // Byte-exact at the upstream, every frame masked by the relay.
-        let got: Vec<_> = mock.received().into_iter().filter(|f| f.opcode == 1).collect();
+        let got: Vec<_> = mock
+            .received()
+            .into_iter()
+            .filter(|f| f.opcode == 1)
+            .collect();
         assert_eq!(got.len(), 3);
         for (f, s) in got.iter().zip(&sent) {
             assert_eq!(f.payload, s.as_bytes());
@@ -77,10 +109,26 @@ async fn multi_turn_is_byte_exact_with_credential_swap_and_header_copy() {
         // Credential swap and header pass-through.
         let req = &mock.requests()[0];
         assert_eq!(req.path_and_query, "/v1/responses?trace=1");
-        assert_eq!(req.header("authorization"), Some(format!("Bearer {PROVIDER_KEY}").as_str()));
-        assert_eq!(req.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("authorization")).count(), 1);
-        assert!(req.headers.iter().all(|(_, v)| !v.contains(RELAY_KEY)), "relay key leaked upstream: {:?}", req.headers);
-        assert_eq!(req.header("openai-beta"), Some("responses_websockets=2026-02-06"));
+        assert_eq!(
+            req.header("authorization"),
+            Some(format!("Bearer {PROVIDER_KEY}").as_str())
+        );
+        assert_eq!(
+            req.headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+                .count(),
+            1
+        );
+        assert!(
+            req.headers.iter().all(|(_, v)| !v.contains(RELAY_KEY)),
+            "relay key leaked upstream: {:?}",
+            req.headers
+        );
+        assert_eq!(
+            req.header("openai-beta"),
+            Some("responses_websockets=2026-02-06")
+        );
         assert_eq!(req.header("session_id"), Some("sess-42"));
         assert_eq!(req.header("x-client-request-id"), Some("req-7"));
         assert_eq!(req.header("originator"), Some("codex_cli_rs"));
@@ -92,22 +140,39 @@ async fn multi_turn_is_byte_exact_with_credential_swap_and_header_copy() {
 #[tokio::test(flavor = "multi_thread")]
 async fn large_fragmented_binary_and_ping_through_echo() {
     for driver in DRIVERS {
-        let mock = MockUpstream::start(MockConfig { echo: true, ..MockConfig::default() }).await.unwrap();
+        let mock = MockUpstream::start(MockConfig {
+            echo: true,
+            ..MockConfig::default()
+        })
+        .await
+        .unwrap();
         let relay = start_relay(driver, &mock.url(), &[]);
         let mut c = client(&relay).await;
-        let big: String = (0..(3 << 20)).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+        let big: String = (0..(3 << 20))
+            .map(|i| (b'a' + (i % 26) as u8) as char)
+            .collect();
         for msg in [&big[..1 << 20], &big[..]] {
             c.send_text(msg).await.unwrap();
             match c.recv().await.unwrap() {
-                Message::Text(t) => assert!(t == msg, "driver {driver}: {} bytes back for {}", t.len(), msg.len()),
+                Message::Text(t) => assert!(
+                    t == msg,
+                    "driver {driver}: {} bytes back for {}",
+                    t.len(),
+                    msg.len()
+                ),
                 other => panic!("{other:?}"),
             }
         }
         let bin: Vec<u8> = (0..200_000u32).map(|i| (i * 7) as u8).collect();
         c.send_fragmented(2, &bin, 7).await.unwrap();
         assert_eq!(c.recv().await.unwrap(), Message::Binary(bin.clone()));
-        c.send_fragmented(1, big[..100_000].as_bytes(), 50).await.unwrap();
-        assert_eq!(c.recv().await.unwrap(), Message::Text(big[..100_000].to_string()));
+        c.send_fragmented(1, &big.as_bytes()[..100_000], 50)
+            .await
+            .unwrap();
+        assert_eq!(
+            c.recv().await.unwrap(),
+            Message::Text(big[..100_000].to_string())
+        );
         c.send_frame(true, 9, b"ping-payload").await.unwrap();
         loop {
             match c.recv().await.unwrap() {
@@ -127,29 +192,50 @@ async fn large_fragmented_binary_and_ping_through_echo() {
 async fn close_codes_propagate_both_ways() {
     for driver in DRIVERS {
         // Client closes with 4001 "bye": upstream sees exactly that.
-        let mock = MockUpstream::start(MockConfig { echo: true, ..MockConfig::default() }).await.unwrap();
+        let mock = MockUpstream::start(MockConfig {
+            echo: true,
+            ..MockConfig::default()
+        })
+        .await
+        .unwrap();
         let relay = start_relay(driver, &mock.url(), &[]);
         let mut c = client(&relay).await;
         c.close(4001, "bye").await.unwrap();
         match c.recv().await {
             Ok(Message::Close(code, _)) => assert_eq!(code, Some(4001)),
-            Err(tollgate_loadtest::client::ClientError::Closed { code, .. }) => assert_eq!(code, Some(4001)),
+            Err(tollgate_loadtest::client::ClientError::Closed { code, .. }) => {
+                assert_eq!(code, Some(4001))
+            }
             other => panic!("driver {driver}: {other:?}"),
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let close = mock.received().into_iter().find(|f| f.opcode == 8).expect("upstream got a close");
+        let close = mock
+            .received()
+            .into_iter()
+            .find(|f| f.opcode == 8)
+            .expect("upstream got a close");
         assert_eq!(&close.payload[..2], &4001u16.to_be_bytes());
         assert_eq!(&close.payload[2..], b"bye");
 
         // Upstream sends an error event then closes 4002: the client gets both verbatim.
-        let mock = MockUpstream::start(MockConfig { fault: Some(Fault::CloseAfterError { code: 4002, error_code: "websocket_connection_limit_reached".into() }), ..MockConfig::default() }).await.unwrap();
+        let mock = MockUpstream::start(MockConfig {
+            fault: Some(Fault::CloseAfterError {
+                code: 4002,
+                error_code: "websocket_connection_limit_reached".into(),
+            }),
+            ..MockConfig::default()
+        })
+        .await
+        .unwrap();
         let relay = start_relay(driver, &mock.url(), &[]);
         let mut c = client(&relay).await;
         c.send_text(&create("gpt-5", "")).await.unwrap();
         let mut saw_error = false;
         let code = loop {
             match c.recv().await {
-                Ok(Message::Text(t)) => saw_error |= t.contains("websocket_connection_limit_reached"),
+                Ok(Message::Text(t)) => {
+                    saw_error |= t.contains("websocket_connection_limit_reached")
+                }
                 Ok(Message::Close(code, _)) => break code,
                 Err(tollgate_loadtest::client::ClientError::Closed { code, .. }) => break code,
                 Ok(_) => {}
@@ -161,10 +247,18 @@ async fn close_codes_propagate_both_ways() {
     }
 }
 
-async fn refused_status(driver: &str, upstream: &str, extra: &[&str]) -> (u16, Vec<(String, String)>, String) {
+async fn refused_status(
+    driver: &str,
+    upstream: &str,
+    extra: &[&str],
+) -> (u16, Vec<(String, String)>, String) {
     let relay = start_relay(driver, upstream, extra);
     match connect(&format!("ws://{}/v1/responses", relay.addr), opts()).await {
-        Err(ConnectError::Refused { status, headers, body }) => (status, headers, body),
+        Err(ConnectError::Refused {
+            status,
+            headers,
+            body,
+        }) => (status, headers, body),
         Ok(_) => panic!("expected a refusal from {upstream}"),
         Err(e) => panic!("expected an HTTP refusal, got {e}"),
     }
@@ -173,21 +267,48 @@ async fn refused_status(driver: &str, upstream: &str, extra: &[&str]) -> (u16, V
 #[tokio::test(flavor = "multi_thread")]
 async fn upstream_refusals_map_to_client_statuses() {
     for driver in DRIVERS {
-        for (up, want, code) in [(401, 502, "upstream_auth_failed"), (403, 502, "upstream_auth_failed"), (404, 404, "upstream_refused"), (500, 502, "upstream_error"), (503, 502, "upstream_error")] {
-            let mock = MockUpstream::start(MockConfig { refuse: Some(Refusal::new(up)), ..MockConfig::default() }).await.unwrap();
+        for (up, want, code) in [
+            (401, 502, "upstream_auth_failed"),
+            (403, 502, "upstream_auth_failed"),
+            (404, 404, "upstream_refused"),
+            (500, 502, "upstream_error"),
+            (503, 502, "upstream_error"),
+        ] {
+            let mock = MockUpstream::start(MockConfig {
+                refuse: Some(Refusal::new(up)),
+                ..MockConfig::default()
+            })
+            .await
+            .unwrap();
             let (status, _, body) = refused_status(driver, &mock.url(), &[]).await;
             assert_eq!(status, want, "driver {driver}: upstream {up}");
-            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+            let v: serde_json::Value =
+                serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
             assert_eq!(v["error"]["code"], code, "{body}");
             assert!(!body.contains(PROVIDER_KEY) && !body.contains(RELAY_KEY));
         }
-        let mock = MockUpstream::start(MockConfig { refuse: Some(Refusal::new(429).with_retry_after("7")), ..MockConfig::default() }).await.unwrap();
+        let mock = MockUpstream::start(MockConfig {
+            refuse: Some(Refusal::new(429).with_retry_after("7")),
+            ..MockConfig::default()
+        })
+        .await
+        .unwrap();
         let (status, headers, _) = refused_status(driver, &mock.url(), &[]).await;
         assert_eq!(status, 429);
-        assert!(headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("retry-after") && v == "7"), "{headers:?}");
+        assert!(
+            headers
+                .iter()
+                .any(|(n, v)| n.eq_ignore_ascii_case("retry-after") && v == "7"),
+            "{headers:?}"
+        );
 
         for fault in [Fault::BadAccept, Fault::OfferExtension] {
-            let mock = MockUpstream::start(MockConfig { fault: Some(fault.clone()), ..MockConfig::default() }).await.unwrap();
+            let mock = MockUpstream::start(MockConfig {
+                fault: Some(fault.clone()),
+                ..MockConfig::default()
+            })
+            .await
+            .unwrap();
             let (status, _, _) = refused_status(driver, &mock.url(), &[]).await;
             assert_eq!(status, 502, "driver {driver}: {fault:?}");
         }
@@ -199,7 +320,12 @@ async fn upstream_refusals_map_to_client_statuses() {
         assert_eq!(status, 502, "{body}");
         // Accepts TCP, never answers the upgrade → 504 at the handshake timeout.
         let silent = CountingUpstream::start_silent();
-        let (status, _, body) = refused_status(driver, &silent.url(), &["--upstream-handshake-timeout", "300ms"]).await;
+        let (status, _, body) = refused_status(
+            driver,
+            &silent.url(),
+            &["--upstream-handshake-timeout", "300ms"],
+        )
+        .await;
         assert_eq!(status, 504, "{body}");
     }
 }
@@ -209,13 +335,21 @@ async fn pipelined_frames_never_reach_a_refusing_upstream() {
     let rec = RecordingRefuser::start();
     let relay = start_relay("auto", &rec.url(), &[]);
     let mut req = upgrade_request("/v1/responses", &auth_line()).into_bytes();
-    req.extend(client_frame(true, 1, br#"{"type":"response.create","model":"gpt-5"}"#, Some([1, 2, 3, 4])));
+    req.extend(client_frame(
+        true,
+        1,
+        br#"{"type":"response.create","model":"gpt-5"}"#,
+        Some([1, 2, 3, 4]),
+    ));
     let (status, _) = raw_http(relay.addr, &req);
     assert_eq!(status, 429);
     std::thread::sleep(Duration::from_millis(100));
     let got = rec.received();
     let text = String::from_utf8_lossy(&got);
-    assert!(text.ends_with("\r\n\r\n"), "upstream got more than the request head: {text:?}");
+    assert!(
+        text.ends_with("\r\n\r\n"),
+        "upstream got more than the request head: {text:?}"
+    );
     assert!(!text.contains("response.create"));
 }
 
@@ -225,17 +359,50 @@ async fn wss_upstream_and_wss_listener_with_a_generated_ca() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key, ca) = tls.write_to(dir.path()).unwrap();
     for driver in DRIVERS {
-        let mock = MockUpstream::start(MockConfig { tls: Some(tls.server_config().unwrap()), ..MockConfig::default() }).await.unwrap();
+        let mock = MockUpstream::start(MockConfig {
+            tls: Some(tls.server_config().unwrap()),
+            ..MockConfig::default()
+        })
+        .await
+        .unwrap();
         assert!(mock.url().starts_with("wss://"));
-        let relay = start_relay(driver, &mock.url(), &["--upstream-ca", ca.to_str().unwrap(), "--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);
-        let o = ClientOpts { tls_ca_pem: Some(tls.ca_pem.clone().into_bytes()), server_name: Some("localhost".into()), ..opts() };
-        let mut c = connect(&format!("wss://localhost:{}/v1/responses", relay.addr.port()), o).await.expect("wss through the relay");
+        let relay = start_relay(
+            driver,
+            &mock.url(),
+            &[
+                "--upstream-ca",
+                ca.to_str().unwrap(),
+                "--tls-cert",
+                cert.to_str().unwrap(),
+                "--tls-key",
+                key.to_str().unwrap(),
+            ],
+        );
+        let o = ClientOpts {
+            tls_ca_pem: Some(tls.ca_pem.clone().into_bytes()),
+            server_name: Some("localhost".into()),
+            ..opts()
+        };
+        let mut c = connect(
+            &format!("wss://localhost:{}/v1/responses", relay.addr.port()),
+            o,
+        )
+        .await
+        .expect("wss through the relay");
         let events = c.turn(&create("gpt-5", "")).await.unwrap();
         assert_eq!(events.last().unwrap()["type"], "response.completed");
-        assert_eq!(mock.requests()[0].header("authorization"), Some(format!("Bearer {PROVIDER_KEY}").as_str()));
+        assert_eq!(
+            mock.requests()[0].header("authorization"),
+            Some(format!("Bearer {PROVIDER_KEY}").as_str())
+        );
     }
     // Without the CA the relay refuses to trust the upstream: 502, never a 101.
-    let mock = MockUpstream::start(MockConfig { tls: Some(tls.server_config().unwrap()), ..MockConfig::default() }).await.unwrap();
+    let mock = MockUpstream::start(MockConfig {
+        tls: Some(tls.server_config().unwrap()),
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
     let (status, _, body) = refused_status("auto", &mock.url(), &[]).await;
     assert_eq!(status, 502, "{body}");
     assert!(body.contains("upstream_tls_failed"), "{body}");
@@ -244,8 +411,16 @@ async fn wss_upstream_and_wss_listener_with_a_generated_ca() {
 #[tokio::test(flavor = "multi_thread")]
 async fn upstream_dying_mid_response_gets_error_event_and_1011() {
     for driver in DRIVERS {
-        for fault in [Fault::AbortFin { after_deltas: 2 }, Fault::AbortRst { after_deltas: 2 }] {
-            let mock = MockUpstream::start(MockConfig { fault: Some(fault.clone()), ..MockConfig::default() }).await.unwrap();
+        for fault in [
+            Fault::AbortFin { after_deltas: 2 },
+            Fault::AbortRst { after_deltas: 2 },
+        ] {
+            let mock = MockUpstream::start(MockConfig {
+                fault: Some(fault.clone()),
+                ..MockConfig::default()
+            })
+            .await
+            .unwrap();
             let relay = start_relay(driver, &mock.url(), &[]);
             let mut c = client(&relay).await;
             c.send_text(&create("gpt-5", "")).await.unwrap();

@@ -49,18 +49,34 @@ pub struct DirStats {
     pub reads: u64,
 }
 
+/// The per-direction state a pump works with.
+pub struct DirState {
+    /// Which way the frames flow.
+    pub dir: Dir,
+    /// Validates and re-masks frames.
+    pub walker: Walker,
+    /// Reads text messages for metering.
+    pub tap: Tap,
+    /// Counters.
+    pub stats: DirStats,
+}
+
 /// Run one direction until it ends. `buf` holds bytes already read from the source (e.g.
 /// frames a client pipelined behind its upgrade request); its capacity is the read size.
 pub async fn pump<R: AsyncReadRent, W: monoio::io::AsyncWriteRent>(
     src: &mut R,
     dst: &Leg<W>,
     mut buf: Vec<u8>,
-    walker: &mut Walker,
-    tap: &mut Tap,
-    dir: Dir,
+    st: &mut DirState,
     sh: &SessionShared,
-    stats: &mut DirStats,
 ) -> PumpEnd {
+    let DirState {
+        dir,
+        walker,
+        tap,
+        stats,
+    } = st;
+    let dir = *dir;
     let stop = sh.stop(dir);
     let mut pending_input = !buf.is_empty();
     loop {
@@ -108,14 +124,21 @@ pub async fn pump<R: AsyncReadRent, W: monoio::io::AsyncWriteRent>(
             // Hold a client's close while responses are open: the relay answers the client
             // itself and keeps reading upstream for their usage (orphan drain).
             let hold = dir == Dir::ClientToUpstream && sh.open_responses() > 0;
-            let upto = if hold { walked.close_start } else { walked.ready };
+            let upto = if hold {
+                walked.close_start
+            } else {
+                walked.ready
+            };
             if upto > 0 {
                 forward(dst, buf, upto, true).await;
             }
             if !hold && !dst.is_dead() {
                 dst.mark_close_sent();
             }
-            return PumpEnd::PeerClose { close, forwarded: !hold && !dst.is_dead() };
+            return PumpEnd::PeerClose {
+                close,
+                forwarded: !hold && !dst.is_dead(),
+            };
         }
         let len = buf.len();
         if let Some((start, end)) = walked.message {
@@ -156,7 +179,12 @@ pub async fn pump<R: AsyncReadRent, W: monoio::io::AsyncWriteRent>(
 }
 
 /// Write `buf[..upto]` to `dst` and hand the buffer back.
-async fn forward<W: monoio::io::AsyncWriteRent>(dst: &Leg<W>, buf: Vec<u8>, upto: usize, boundary: bool) -> Vec<u8> {
+async fn forward<W: monoio::io::AsyncWriteRent>(
+    dst: &Leg<W>,
+    buf: Vec<u8>,
+    upto: usize,
+    boundary: bool,
+) -> Vec<u8> {
     if dst.is_dead() {
         return buf;
     }
@@ -165,7 +193,13 @@ async fn forward<W: monoio::io::AsyncWriteRent>(dst: &Leg<W>, buf: Vec<u8>, upto
 }
 
 /// The diagnostic byte tunnel: copy bytes until EOF, no frame walking.
-pub async fn tunnel<R: AsyncReadRent, W: monoio::io::AsyncWriteRent>(src: &mut R, dst: &Leg<W>, mut buf: Vec<u8>, stop: &super::signal::Signal, stats: &mut DirStats) {
+pub async fn tunnel<R: AsyncReadRent, W: monoio::io::AsyncWriteRent>(
+    src: &mut R,
+    dst: &Leg<W>,
+    mut buf: Vec<u8>,
+    stop: &super::signal::Signal,
+    stats: &mut DirStats,
+) {
     loop {
         if !buf.is_empty() {
             buf = dst.forward(buf, true).await;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::leg::Leg;
-use super::pump::{pump, tunnel, DirStats, PumpEnd};
+use super::pump::{pump, tunnel, DirState, DirStats, PumpEnd};
 use super::signal::Signal;
 use super::walker::Walker;
 use crate::metering::session::{EndReason, SessionMeter};
@@ -85,7 +85,11 @@ impl SessionShared {
 
     /// Tell the client its create was refused: an `error` event on the client leg.
     pub async fn refuse_create(&self) {
-        let frame = error_event_frame("usage_log_unavailable", "the relay cannot record usage right now; the request was not sent upstream", false);
+        let frame = error_event_frame(
+            "usage_log_unavailable",
+            "the relay cannot record usage right now; the request was not sent upstream",
+            false,
+        );
         self.client_inject.borrow_mut().extend_from_slice(&frame);
         self.inject_signal.raise();
     }
@@ -94,7 +98,9 @@ impl SessionShared {
     pub fn on_tap_event(&self, dir: Dir, ev: &TapEvent, now: Instant) {
         let mut m = self.meter.borrow_mut();
         match dir {
-            Dir::ClientToUpstream if matches!(ev, TapEvent::Create { .. }) && !self.sink.healthy() => {
+            Dir::ClientToUpstream
+                if matches!(ev, TapEvent::Create { .. }) && !self.sink.healthy() =>
+            {
                 tracing::error!("usage log unavailable: refusing response.create");
                 self.refused_create.set(true);
             }
@@ -119,7 +125,9 @@ impl SessionShared {
 
     /// Whether a pump whose destination died should keep reading (orphan drain).
     pub fn keep_draining(&self, dir: Dir) -> bool {
-        dir == Dir::UpstreamToClient && self.drain_since.get().is_some() && self.open_responses() > 0
+        dir == Dir::UpstreamToClient
+            && self.drain_since.get().is_some()
+            && self.open_responses() > 0
     }
 }
 
@@ -158,7 +166,12 @@ fn error_event_frame(code: &str, message: &str, to_upstream: bool) -> Vec<u8> {
     })
     .to_string();
     let mut out = Vec::with_capacity(body.len() + 14);
-    crate::ws::close::encode_frame(&mut out, Opcode::Text, body.as_bytes(), to_upstream.then(fresh_key));
+    crate::ws::close::encode_frame(
+        &mut out,
+        Opcode::Text,
+        body.as_bytes(),
+        to_upstream.then(fresh_key),
+    );
     out
 }
 
@@ -191,7 +204,15 @@ pub async fn run<CR, CW, UR, UW>(
         v
     };
     let sh = SessionShared {
-        meter: RefCell::new(SessionMeter::new(info.id, info.tenant.clone(), info.upstream.clone(), ctx.shared.sink.clone()).with_metrics(ctx.metrics.clone())),
+        meter: RefCell::new(
+            SessionMeter::new(
+                info.id,
+                info.tenant.clone(),
+                info.upstream.clone(),
+                ctx.shared.sink.clone(),
+            )
+            .with_metrics(ctx.metrics.clone()),
+        ),
         stop_c2u: Signal::default(),
         stop_u2c: Signal::default(),
         done: Signal::default(),
@@ -211,25 +232,67 @@ pub async fn run<CR, CW, UR, UW>(
 
     if cfg.tunnel {
         let c2u = async {
-            tunnel(&mut client_rd, &up_leg, with_cap(client_leftover), &sh.stop_c2u, &mut up_stats).await;
+            tunnel(
+                &mut client_rd,
+                &up_leg,
+                with_cap(client_leftover),
+                &sh.stop_c2u,
+                &mut up_stats,
+            )
+            .await;
             sh.stop_u2c.raise();
         };
         let u2c = async {
-            tunnel(&mut up_rd, &client_leg, with_cap(upstream_leftover), &sh.stop_u2c, &mut down_stats).await;
+            tunnel(
+                &mut up_rd,
+                &client_leg,
+                with_cap(upstream_leftover),
+                &sh.stop_u2c,
+                &mut down_stats,
+            )
+            .await;
             sh.stop_c2u.raise();
         };
         monoio::join!(c2u, u2c);
         client_leg.finish(None).await;
         up_leg.finish(None).await;
-        log_end(ctx, &info, started, &up_stats, &down_stats, &Outcome { closed_by: "tunnel", ..Default::default() });
+        log_end(
+            ctx,
+            &info,
+            started,
+            &up_stats,
+            &down_stats,
+            &Outcome {
+                closed_by: "tunnel",
+                ..Default::default()
+            },
+        );
         return;
     }
 
     let fl = cfg.frames;
-    let mut c2u_walker = Walker::new(Role::Client, fl.max_frame_bytes, fl.max_message_up, fl.max_fragments);
-    let mut u2c_walker = Walker::new(Role::Server, fl.max_frame_bytes, fl.max_message_down, fl.max_fragments);
-    let mut c2u_tap = Tap::new(Direction::ClientToUpstream, fl.max_message_up as usize);
-    let mut u2c_tap = Tap::new(Direction::UpstreamToClient, fl.max_message_down as usize);
+    let mut up_state = DirState {
+        dir: Dir::ClientToUpstream,
+        walker: Walker::new(
+            Role::Client,
+            fl.max_frame_bytes,
+            fl.max_message_up,
+            fl.max_fragments,
+        ),
+        tap: Tap::new(Direction::ClientToUpstream, fl.max_message_up as usize),
+        stats: DirStats::default(),
+    };
+    let mut down_state = DirState {
+        dir: Dir::UpstreamToClient,
+        walker: Walker::new(
+            Role::Server,
+            fl.max_frame_bytes,
+            fl.max_message_down,
+            fl.max_fragments,
+        ),
+        tap: Tap::new(Direction::UpstreamToClient, fl.max_message_down as usize),
+        stats: DirStats::default(),
+    };
 
     let end_one = || {
         let n = sh.ended.get() + 1;
@@ -240,7 +303,14 @@ pub async fn run<CR, CW, UR, UW>(
     };
 
     let c2u = async {
-        let end = pump(&mut client_rd, &up_leg, with_cap(client_leftover), &mut c2u_walker, &mut c2u_tap, Dir::ClientToUpstream, &sh, &mut up_stats).await;
+        let end = pump(
+            &mut client_rd,
+            &up_leg,
+            with_cap(client_leftover),
+            &mut up_state,
+            &sh,
+        )
+        .await;
         tracing::debug!(session = info.id, end = ?end, "client pump ended");
         match end {
             PumpEnd::PeerClose { close, forwarded } => {
@@ -285,7 +355,14 @@ pub async fn run<CR, CW, UR, UW>(
     };
 
     let u2c = async {
-        let end = pump(&mut up_rd, &client_leg, with_cap(upstream_leftover), &mut u2c_walker, &mut u2c_tap, Dir::UpstreamToClient, &sh, &mut down_stats).await;
+        let end = pump(
+            &mut up_rd,
+            &client_leg,
+            with_cap(upstream_leftover),
+            &mut down_state,
+            &sh,
+        )
+        .await;
         tracing::debug!(session = info.id, end = ?end, "upstream pump ended");
         match end {
             PumpEnd::PeerClose { close, .. } => {
@@ -307,7 +384,11 @@ pub async fn run<CR, CW, UR, UW>(
                 outcome.borrow_mut().closed_by = "upstream_vanished";
                 up_leg.kill();
                 end_reason.set(Some(EndReason::UpstreamDisconnected));
-                let mut frames = error_event_frame("upstream_disconnected", "the upstream connection ended without a close frame", false);
+                let mut frames = error_event_frame(
+                    "upstream_disconnected",
+                    "the upstream connection ended without a close frame",
+                    false,
+                );
                 let (f, n) = close_frame(codes::INTERNAL, "upstream disconnected", false);
                 frames.extend_from_slice(&f[..n]);
                 client_leg.finish(Some(&frames)).await;
@@ -341,7 +422,8 @@ pub async fn run<CR, CW, UR, UW>(
     };
 
     let watchdog = async {
-        let tick = (cfg.idle_timeout / 4).clamp(Duration::from_millis(20), Duration::from_millis(500));
+        let tick =
+            (cfg.idle_timeout / 4).clamp(Duration::from_millis(20), Duration::from_millis(500));
         loop {
             monoio::select! {
                 _ = monoio::time::sleep(tick) => {},
@@ -352,7 +434,11 @@ pub async fn run<CR, CW, UR, UW>(
             let mut stop_all = false;
             if let Some(t) = sh.drain_since.get() {
                 if now.duration_since(t) >= cfg.orphan_drain_timeout {
-                    tracing::warn!(session = info.id, open = sh.open_responses(), "orphan drain timed out");
+                    tracing::warn!(
+                        session = info.id,
+                        open = sh.open_responses(),
+                        "orphan drain timed out"
+                    );
                     stop_all = true;
                 }
             } else if now.duration_since(sh.last_activity.get()) >= cfg.idle_timeout {
@@ -407,20 +493,34 @@ pub async fn run<CR, CW, UR, UW>(
     let (f, n) = close_frame(codes::GOING_AWAY, "", true);
     up_leg.finish(Some(&f[..n])).await;
 
-    let reason = end_reason.get().unwrap_or(match outcome.borrow().closed_by {
-        "upstream" | "upstream_vanished" | "upstream_protocol_error" => EndReason::UpstreamDisconnected,
-        "relay_shutdown" => EndReason::RelayShutdown,
-        _ => EndReason::ClientDisconnected,
-    });
+    let reason = end_reason
+        .get()
+        .unwrap_or(match outcome.borrow().closed_by {
+            "upstream" | "upstream_vanished" | "upstream_protocol_error" => {
+                EndReason::UpstreamDisconnected
+            }
+            "relay_shutdown" => EndReason::RelayShutdown,
+            _ => EndReason::ClientDisconnected,
+        });
     sh.meter.borrow_mut().finish(reason, Instant::now());
-    log_end(ctx, &info, started, &up_stats, &down_stats, &outcome.borrow());
+    log_end(
+        ctx,
+        &info,
+        started,
+        &up_state.stats,
+        &down_state.stats,
+        &outcome.borrow(),
+    );
 }
 
 /// The client is gone or done: keep reading upstream while responses are open (bounded by
 /// `--orphan-drain-timeout` and `--max-orphan-drains`), otherwise stop at once.
 fn start_drain(ctx: &Rc<WorkerCtx>, sh: &SessionShared, end_reason: &Cell<Option<EndReason>>) {
     if sh.open_responses() > 0 && ctx.try_start_orphan_drain() {
-        tracing::debug!(open = sh.open_responses(), "client gone; draining upstream for usage");
+        tracing::debug!(
+            open = sh.open_responses(),
+            "client gone; draining upstream for usage"
+        );
         sh.drain_since.set(Some(Instant::now()));
         end_reason.set(Some(EndReason::ClientDisconnected));
     } else {
@@ -428,10 +528,22 @@ fn start_drain(ctx: &Rc<WorkerCtx>, sh: &SessionShared, end_reason: &Cell<Option
     }
 }
 
-fn log_end(ctx: &Rc<WorkerCtx>, info: &SessionInfo, started: Instant, up: &DirStats, down: &DirStats, o: &Outcome) {
+fn log_end(
+    ctx: &Rc<WorkerCtx>,
+    info: &SessionInfo,
+    started: Instant,
+    up: &DirStats,
+    down: &DirStats,
+    o: &Outcome,
+) {
     ctx.metrics.session_closed(started.elapsed());
-    ctx.metrics.frames(crate::metrics::Dir::ClientToUpstream, up.frames, up.bytes);
-    ctx.metrics.frames(crate::metrics::Dir::UpstreamToClient, down.frames, down.bytes);
+    ctx.metrics
+        .frames(crate::metrics::Dir::ClientToUpstream, up.frames, up.bytes);
+    ctx.metrics.frames(
+        crate::metrics::Dir::UpstreamToClient,
+        down.frames,
+        down.bytes,
+    );
     if let Some(c) = o.client_close {
         ctx.metrics.close(c, crate::metrics::Side::Client);
     }

@@ -91,7 +91,9 @@ fn message_complete(buf: &[u8], sender: Role, max_frame: u64, max_message: u64) 
     let mut pos = 0usize;
     let mut total = 0u64;
     loop {
-        let Some(rest) = buf.get(pos..) else { return false };
+        let Some(rest) = buf.get(pos..) else {
+            return false;
+        };
         let h = match parse_header(rest, sender, max_frame) {
             Ok(Some(h)) => h,
             Ok(None) => return false,
@@ -143,7 +145,12 @@ impl Walker {
 
     /// Walk `buf` (the bytes not yet processed), transforming it in place. Tap events are
     /// passed to `on_event`.
-    pub fn walk(&mut self, buf: &mut [u8], tap: &mut Tap, on_event: &mut impl FnMut(TapEvent)) -> Result<Walked, WalkError> {
+    pub fn walk(
+        &mut self,
+        buf: &mut [u8],
+        tap: &mut Tap,
+        on_event: &mut impl FnMut(TapEvent),
+    ) -> Result<Walked, WalkError> {
         let mut out = Walked::default();
         let mut pos = 0usize;
         // Where the current data frame's header sits in this slice (None: it began in an
@@ -160,7 +167,13 @@ impl Walker {
                 let done = take as u64 == p.remaining;
                 if p.text {
                     let last = done && p.last_of_message;
-                    let utf8 = self.utf8.feed(chunk).and_then(|_| if last { self.utf8.finish() } else { Ok(()) });
+                    let utf8 = self.utf8.feed(chunk).and_then(|_| {
+                        if last {
+                            self.utf8.finish()
+                        } else {
+                            Ok(())
+                        }
+                    });
                     if utf8.is_err() {
                         return Err(WalkError {
                             code: 1007,
@@ -202,7 +215,14 @@ impl Walker {
             let header = match parse_header(&buf[pos..], self.sender, self.max_frame) {
                 Ok(Some(h)) => h,
                 Ok(None) => return Ok(out),
-                Err(e) => return Err(WalkError { code: e.close_code(), reason: frame_reason(&e), valid_upto: pos, mid_frame: false }),
+                Err(e) => {
+                    return Err(WalkError {
+                        code: e.close_code(),
+                        reason: frame_reason(&e),
+                        valid_upto: pos,
+                        mid_frame: false,
+                    })
+                }
             };
             if self.gate && header.opcode == Opcode::Text {
                 if !message_complete(&buf[pos..], self.sender, self.max_frame, self.max_message) {
@@ -211,10 +231,12 @@ impl Walker {
                 }
                 self.gated_start = Some(pos);
             }
-            let step = self
-                .tracker
-                .on_frame(&header)
-                .map_err(|e| WalkError { code: e.close_code(), reason: frame_reason(&e), valid_upto: pos, mid_frame: false })?;
+            let step = self.tracker.on_frame(&header).map_err(|e| WalkError {
+                code: e.close_code(),
+                reason: frame_reason(&e),
+                valid_upto: pos,
+                mid_frame: false,
+            })?;
             if header.opcode.is_control() {
                 // Control frames are handled whole (≤ 125 bytes of payload).
                 let total = header.header_len + header.payload_len as usize;
@@ -229,8 +251,20 @@ impl Walker {
                 let mut close = None;
                 if header.opcode == Opcode::Close {
                     match validate_close_payload(payload) {
-                        Ok(v) => close = Some(CloseSeen { code: v.map(|(c, _)| c), reason: v.map(|(_, r)| r.to_string()).unwrap_or_default() }),
-                        Err(e) => return Err(WalkError { code: e.close_code(), reason: "invalid close frame", valid_upto: pos, mid_frame: false }),
+                        Ok(v) => {
+                            close = Some(CloseSeen {
+                                code: v.map(|(c, _)| c),
+                                reason: v.map(|(_, r)| r.to_string()).unwrap_or_default(),
+                            })
+                        }
+                        Err(e) => {
+                            return Err(WalkError {
+                                code: e.close_code(),
+                                reason: "invalid close frame",
+                                valid_upto: pos,
+                                mid_frame: false,
+                            })
+                        }
                     }
                 }
                 if let Some(k) = new_key {
@@ -265,7 +299,12 @@ impl Walker {
             if header.payload_len == 0 && step.is_text && step.last {
                 // An empty final frame still ends the message for the tap and the validator.
                 if self.utf8.finish().is_err() {
-                    return Err(WalkError { code: 1007, reason: "invalid UTF-8 in text message", valid_upto: pos - header.header_len, mid_frame: false });
+                    return Err(WalkError {
+                        code: 1007,
+                        reason: "invalid UTF-8 in text message",
+                        valid_upto: pos - header.header_len,
+                        mid_frame: false,
+                    });
                 }
                 if let Some(ev) = tap.feed(&[], true) {
                     on_event(ev);

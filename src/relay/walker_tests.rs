@@ -5,13 +5,21 @@ use crate::ws::frame::{encode_frame, Opcode, Role};
 fn frames(mask: bool, msgs: &[(&[u8], Opcode)]) -> Vec<u8> {
     let mut out = Vec::new();
     for (i, (p, op)) in msgs.iter().enumerate() {
-        encode_frame(&mut out, *op, p, mask.then_some([i as u8, 0x5a, 0xa5, 0x3c]));
+        encode_frame(
+            &mut out,
+            *op,
+            p,
+            mask.then_some([i as u8, 0x5a, 0xa5, 0x3c]),
+        );
     }
     out
 }
 
 /// Decode a stream of frames (unmasking), returning (opcode, fin, payload, key).
-fn decode(mut b: &[u8], sender: Role) -> Vec<(Opcode, bool, Vec<u8>, Option<[u8; 4]>)> {
+/// (opcode, fin, unmasked payload, mask key) of one frame.
+type Decoded = (Opcode, bool, Vec<u8>, Option<[u8; 4]>);
+
+fn decode(mut b: &[u8], sender: Role) -> Vec<Decoded> {
     let mut out = Vec::new();
     while !b.is_empty() {
         let h = parse_header(b, sender, u64::MAX >> 1).unwrap().unwrap();
@@ -28,9 +36,17 @@ fn decode(mut b: &[u8], sender: Role) -> Vec<(Opcode, bool, Vec<u8>, Option<[u8;
 
 /// Walk `input` delivered in chunks of the given sizes, as the pump does (carrying the
 /// unprocessed tail); returns the forwarded bytes and the tap events.
-fn run(input: &[u8], sender: Role, chunks: &[usize]) -> (Vec<u8>, Vec<TapEvent>, Option<CloseSeen>) {
+fn run(
+    input: &[u8],
+    sender: Role,
+    chunks: &[usize],
+) -> (Vec<u8>, Vec<TapEvent>, Option<CloseSeen>) {
     let mut w = Walker::new(sender, 1 << 20, 1 << 22, 64);
-    let dir = if sender == Role::Client { Direction::ClientToUpstream } else { Direction::UpstreamToClient };
+    let dir = if sender == Role::Client {
+        Direction::ClientToUpstream
+    } else {
+        Direction::UpstreamToClient
+    };
     let mut tap = Tap::new(dir, 1 << 22);
     let mut buf: Vec<u8> = Vec::new();
     let mut out = Vec::new();
@@ -57,7 +73,14 @@ const CREATE: &[u8] = br#"{"type":"response.create","model":"gpt-5","stream_id":
 
 #[test]
 fn client_frames_are_remasked_with_fresh_keys_and_payload_kept() {
-    let input = frames(true, &[(CREATE, Opcode::Text), (b"ping!", Opcode::Ping), (&[0u8, 1, 2, 255], Opcode::Binary)]);
+    let input = frames(
+        true,
+        &[
+            (CREATE, Opcode::Text),
+            (b"ping!", Opcode::Ping),
+            (&[0u8, 1, 2, 255], Opcode::Binary),
+        ],
+    );
     for chunks in [vec![1], vec![2, 3], vec![7], vec![1000]] {
         let (out, events, _) = run(&input, Role::Client, &chunks);
         assert_eq!(out.len(), input.len(), "same size: keys replaced in place");
@@ -67,14 +90,27 @@ fn client_frames_are_remasked_with_fresh_keys_and_payload_kept() {
             assert_eq!((b.0, b.1, &b.2), (a.0, a.1, &a.2));
             assert_ne!(b.3, a.3, "a fresh mask key per frame");
         }
-        assert_eq!(events, vec![TapEvent::Create { model: Some("gpt-5".into()), stream_id: Some("a".into()), generate: None }]);
+        assert_eq!(
+            events,
+            vec![TapEvent::Create {
+                model: Some("gpt-5".into()),
+                stream_id: Some("a".into()),
+                generate: None
+            }]
+        );
     }
 }
 
 #[test]
 fn server_frames_pass_byte_for_byte_and_are_tapped() {
     let line = br#"{"type":"response.completed","response":{"id":"resp_1","model":"m","status":"completed","usage":{"input_tokens":3,"output_tokens":4,"total_tokens":7}}}"#;
-    let mut input = frames(false, &[(b"{\"type\":\"response.output_text.delta\",\"delta\":\"x\"}", Opcode::Text)]);
+    let mut input = frames(
+        false,
+        &[(
+            b"{\"type\":\"response.output_text.delta\",\"delta\":\"x\"}",
+            Opcode::Text,
+        )],
+    );
     // A fragmented terminal event with a ping in the middle.
     let (a, b) = line.split_at(40);
     encode_frame(&mut input, Opcode::Text, a, None);
@@ -101,7 +137,13 @@ fn close_stops_the_walk_right_after_it() {
     input.extend_from_slice(&close[..n]);
     input.extend_from_slice(b"garbage after close");
     let (out, _, seen) = run(&input, Role::Server, &[5]);
-    assert_eq!(seen, Some(CloseSeen { code: Some(4001), reason: "bye".into() }));
+    assert_eq!(
+        seen,
+        Some(CloseSeen {
+            code: Some(4001),
+            reason: "bye".into()
+        })
+    );
     assert!(out.len() <= input.len() - "garbage after close".len());
 }
 
@@ -117,7 +159,10 @@ fn errors_carry_the_right_code_and_valid_prefix() {
 
     let mut w = Walker::new(Role::Client, 1 << 20, 1 << 20, 8);
     let mut buf = frames(true, &[(&[0xff, 0xfe], Opcode::Text)]);
-    assert_eq!(w.walk(&mut buf, &mut tap, &mut |_| {}).unwrap_err().code, 1007);
+    assert_eq!(
+        w.walk(&mut buf, &mut tap, &mut |_| {}).unwrap_err().code,
+        1007
+    );
 }
 
 #[test]

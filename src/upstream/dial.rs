@@ -10,7 +10,10 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use rustls::pki_types::ServerName;
 
-use super::handshake::{map_refusal, parse_response_with, ClientError, UpstreamHandshakeError, UpstreamReply, UpstreamRequest};
+use super::handshake::{
+    map_refusal, parse_response_with, ClientError, UpstreamHandshakeError, UpstreamReply,
+    UpstreamRequest,
+};
 use crate::server::handshake::{HeadScanner, Limits};
 
 /// An upstream connection after a successful handshake.
@@ -18,7 +21,7 @@ pub enum UpstreamConn {
     /// `ws://`
     Plain(TcpStream),
     /// `wss://`
-    Tls(monoio_rustls::ClientTlsStream<TcpStream>),
+    Tls(Box<monoio_rustls::ClientTlsStream<TcpStream>>),
 }
 
 /// A dialed and upgraded upstream.
@@ -69,16 +72,37 @@ impl DialError {
     /// The HTTP answer for the client: refusals per [`map_refusal`]; DNS, connect, TLS and
     /// protocol failures → 502; timeouts → 504.
     pub fn client_error(&self) -> ClientError {
-        let gateway = |code: &'static str, message: String| ClientError { status: 502, err_type: "upstream_error", code, message, retry_after: None };
+        let gateway = |code: &'static str, message: String| ClientError {
+            status: 502,
+            err_type: "upstream_error",
+            code,
+            message,
+            retry_after: None,
+        };
         match self {
-            DialError::Refused { status, retry_after } => map_refusal(*status, retry_after.as_deref()),
+            DialError::Refused {
+                status,
+                retry_after,
+            } => map_refusal(*status, retry_after.as_deref()),
             DialError::Handshake(e) => e.client_error(),
             DialError::Resolve => gateway("upstream_dns_failed", self.to_string()),
             DialError::Connect(_) => gateway("upstream_connect_failed", self.to_string()),
             DialError::Tls(_) => gateway("upstream_tls_failed", self.to_string()),
             DialError::Io(_) => gateway("upstream_connection_failed", self.to_string()),
-            DialError::ConnectTimeout => ClientError { status: 504, err_type: "upstream_error", code: "upstream_connect_timeout", message: self.to_string(), retry_after: None },
-            DialError::HandshakeTimeout => ClientError { status: 504, err_type: "upstream_error", code: "upstream_handshake_timeout", message: self.to_string(), retry_after: None },
+            DialError::ConnectTimeout => ClientError {
+                status: 504,
+                err_type: "upstream_error",
+                code: "upstream_connect_timeout",
+                message: self.to_string(),
+                retry_after: None,
+            },
+            DialError::HandshakeTimeout => ClientError {
+                status: 504,
+                err_type: "upstream_error",
+                code: "upstream_handshake_timeout",
+                message: self.to_string(),
+                retry_after: None,
+            },
         }
     }
 
@@ -112,19 +136,31 @@ pub async fn dial(t: &Target<'_>, req: &UpstreamRequest) -> Result<Dialed, DialE
             Some((connector, name)) => connector
                 .connect(name.clone(), tcp)
                 .await
-                .map(UpstreamConn::Tls)
+                .map(|s| UpstreamConn::Tls(Box::new(s)))
                 .map_err(|e| DialError::Tls(e.to_string())),
         }
     };
-    let conn = monoio::time::timeout(t.connect_timeout, connect).await.map_err(|_| DialError::ConnectTimeout)??;
+    let conn = monoio::time::timeout(t.connect_timeout, connect)
+        .await
+        .map_err(|_| DialError::ConnectTimeout)??;
     let upgrade = async move {
         match conn {
-            UpstreamConn::Plain(mut s) => upgrade(&mut s, req, &t.limits).await.map(|(h, l)| (UpstreamConn::Plain(s), h, l)),
-            UpstreamConn::Tls(mut s) => upgrade(&mut s, req, &t.limits).await.map(|(h, l)| (UpstreamConn::Tls(s), h, l)),
+            UpstreamConn::Plain(mut s) => upgrade(&mut s, req, &t.limits)
+                .await
+                .map(|(h, l)| (UpstreamConn::Plain(s), h, l)),
+            UpstreamConn::Tls(mut s) => upgrade(&mut *s, req, &t.limits)
+                .await
+                .map(|(h, l)| (UpstreamConn::Tls(s), h, l)),
         }
     };
-    let (conn, headers, leftover) = monoio::time::timeout(t.handshake_timeout, upgrade).await.map_err(|_| DialError::HandshakeTimeout)??;
-    Ok(Dialed { conn, headers, leftover })
+    let (conn, headers, leftover) = monoio::time::timeout(t.handshake_timeout, upgrade)
+        .await
+        .map_err(|_| DialError::HandshakeTimeout)??;
+    Ok(Dialed {
+        conn,
+        headers,
+        leftover,
+    })
 }
 
 async fn connect_any(addrs: &[SocketAddr]) -> Result<TcpStream, DialError> {
@@ -140,7 +176,11 @@ async fn connect_any(addrs: &[SocketAddr]) -> Result<TcpStream, DialError> {
 
 type Upgraded = (Vec<(String, Vec<u8>)>, Vec<u8>);
 
-async fn upgrade<S: AsyncReadRent + AsyncWriteRent>(s: &mut S, req: &UpstreamRequest, limits: &Limits) -> Result<Upgraded, DialError> {
+async fn upgrade<S: AsyncReadRent + AsyncWriteRent>(
+    s: &mut S,
+    req: &UpstreamRequest,
+    limits: &Limits,
+) -> Result<Upgraded, DialError> {
     let (res, _) = s.write_all(req.bytes.clone()).await;
     res.map_err(|e| DialError::Io(e.kind()))?;
     let mut buf: Vec<u8> = Vec::with_capacity(limits.max_header_bytes.max(4096) + 4096);
@@ -158,35 +198,58 @@ async fn upgrade<S: AsyncReadRent + AsyncWriteRent>(s: &mut S, req: &UpstreamReq
             Ok(_) => {}
             Err(e) => return Err(DialError::Io(e.kind())),
         }
-        match parse_response_with(&buf, &req.ws_key, req.offered_protocols.as_deref(), limits, &mut scanner)? {
+        match parse_response_with(
+            &buf,
+            &req.ws_key,
+            req.offered_protocols.as_deref(),
+            limits,
+            &mut scanner,
+        )? {
             None => continue,
             Some(UpstreamReply::Upgraded { headers, head_len }) => {
                 let leftover = buf.split_off(head_len);
                 return Ok((headers, leftover));
             }
-            Some(UpstreamReply::Refused { status, retry_after, .. }) => return Err(DialError::Refused { status, retry_after }),
+            Some(UpstreamReply::Refused {
+                status,
+                retry_after,
+                ..
+            }) => {
+                return Err(DialError::Refused {
+                    status,
+                    retry_after,
+                })
+            }
         }
     }
 }
 
 /// Build the rustls client config: system roots plus `extra_ca` (PEM), ALPN http/1.1,
 /// verification always on.
-pub fn client_tls_config(extra_ca: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
+pub fn client_tls_config(
+    extra_ca: Option<&std::path::Path>,
+) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     for cert in native.certs {
         let _ = roots.add(cert);
     }
     if let Some(path) = extra_ca {
-        let pem = std::fs::read(path).map_err(|e| TlsConfigError::Read(path.display().to_string(), e))?;
+        let pem =
+            std::fs::read(path).map_err(|e| TlsConfigError::Read(path.display().to_string(), e))?;
         let mut n = 0;
         for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
             let cert = cert.map_err(|e| TlsConfigError::Read(path.display().to_string(), e))?;
-            roots.add(cert).map_err(|e| TlsConfigError::Invalid(path.display().to_string(), e.to_string()))?;
+            roots
+                .add(cert)
+                .map_err(|e| TlsConfigError::Invalid(path.display().to_string(), e.to_string()))?;
             n += 1;
         }
         if n == 0 {
-            return Err(TlsConfigError::Invalid(path.display().to_string(), "no certificates found".into()));
+            return Err(TlsConfigError::Invalid(
+                path.display().to_string(),
+                "no certificates found".into(),
+            ));
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -200,15 +263,22 @@ pub fn client_tls_config(extra_ca: Option<&std::path::Path>) -> Result<Arc<rustl
 }
 
 /// Build the rustls server config for a `wss://` client listener.
-pub fn server_tls_config(cert: &std::path::Path, key: &std::path::Path) -> Result<Arc<rustls::ServerConfig>, TlsConfigError> {
-    let cert_pem = std::fs::read(cert).map_err(|e| TlsConfigError::Read(cert.display().to_string(), e))?;
-    let key_pem = std::fs::read(key).map_err(|e| TlsConfigError::Read(key.display().to_string(), e))?;
+pub fn server_tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Arc<rustls::ServerConfig>, TlsConfigError> {
+    let cert_pem =
+        std::fs::read(cert).map_err(|e| TlsConfigError::Read(cert.display().to_string(), e))?;
+    let key_pem =
+        std::fs::read(key).map_err(|e| TlsConfigError::Read(key.display().to_string(), e))?;
     let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TlsConfigError::Read(cert.display().to_string(), e))?;
     let key_der = rustls_pemfile::private_key(&mut key_pem.as_slice())
         .map_err(|e| TlsConfigError::Read(key.display().to_string(), e))?
-        .ok_or_else(|| TlsConfigError::Invalid(key.display().to_string(), "no private key found".into()))?;
+        .ok_or_else(|| {
+            TlsConfigError::Invalid(key.display().to_string(), "no private key found".into())
+        })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -29,7 +29,10 @@ pub struct TestRelay {
 impl TestRelay {
     /// Admin listener address (when started with `--admin-listen`).
     pub fn admin(&self) -> SocketAddr {
-        self.relay.as_ref().and_then(|r| r.admin_addr()).expect("admin listener")
+        self.relay
+            .as_ref()
+            .and_then(|r| r.admin_addr())
+            .expect("admin listener")
     }
     /// The relay itself.
     pub fn relay(&self) -> &Relay {
@@ -83,7 +86,12 @@ pub fn start_relay(driver: &str, upstream: &str, extra: &[&str]) -> TestRelay {
     let cli = Cli::try_parse_from(&args).expect("cli");
     let config = cli.into_config().expect("config");
     let relay = Relay::start(config).expect("relay starts");
-    TestRelay { addr: relay.local_addr(), relay: Some(relay), _dir: dir, usage_log }
+    TestRelay {
+        addr: relay.local_addr(),
+        relay: Some(relay),
+        _dir: dir,
+        usage_log,
+    }
 }
 
 /// A TCP listener standing in for an upstream that must never be dialed: counts accepts.
@@ -135,7 +143,8 @@ pub fn auth_line() -> String {
 /// Send raw bytes, read the whole HTTP response head (+ body up to EOF or `Content-Length`).
 pub fn raw_http(addr: SocketAddr, request: &[u8]) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
     s.write_all(request).expect("write");
     read_http_response(&mut s)
 }
@@ -147,7 +156,11 @@ pub fn read_http_response(s: &mut TcpStream) -> (u16, String) {
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..end + 4]).to_string();
-            let status: u16 = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+            let status: u16 = head
+                .split(' ')
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
             if status == 101 {
                 return (status, head);
             }
@@ -207,7 +220,8 @@ pub struct RawFrame {
 impl RawFrame {
     /// Close code of a close frame.
     pub fn close_code(&self) -> Option<u16> {
-        (self.opcode == 8 && self.payload.len() >= 2).then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
+        (self.opcode == 8 && self.payload.len() >= 2)
+            .then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
     }
 }
 
@@ -237,7 +251,12 @@ pub fn read_frame(s: &mut TcpStream) -> Option<RawFrame> {
             *b ^= key[i % 4];
         }
     }
-    Some(RawFrame { fin: h[0] & 0x80 != 0, opcode: h[0] & 0x0f, masked, payload })
+    Some(RawFrame {
+        fin: h[0] & 0x80 != 0,
+        opcode: h[0] & 0x0f,
+        masked,
+        payload,
+    })
 }
 
 /// Read frames until a close frame (returned) or EOF (None).

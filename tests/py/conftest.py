@@ -58,6 +58,7 @@ def relay_factory(tmp_path: Path, keys_file: Path) -> Iterator[RelayFactory]:
 
     Managed mode uses `keys_file` and the default upstream header
     `Authorization: Bearer ${OPENAI_API_KEY}` with OPENAI_API_KEY=PROVIDER_KEY.
+    The relay must run the driver asked for (no silent io_uring → epoll fallback).
     Every relay started is stopped at teardown, and teardown fails if one panicked.
     """
     started: list[Relay] = []
@@ -81,14 +82,18 @@ def relay_factory(tmp_path: Path, keys_file: Path) -> Iterator[RelayFactory]:
         log = tmp_path / f"relay-{len(started)}.log"
         relay = Relay.start(args, {"OPENAI_API_KEY": PROVIDER_KEY}, log)
         started.append(relay)
+        want = {"uring": "io_uring", "epoll": "epoll"}.get(driver)
+        assert want is None or relay.driver == want, f"asked for {driver}, relay runs {relay.driver!r}"
         return relay
 
     yield start
     problems = []
     for r in started:
-        r.stop()
+        rc = r.stop()
         if r.panicked():
             problems.append(f"relay {r.args} panicked:\n{r.log_text()[-4000:]}")
+        elif rc != 0:
+            problems.append(f"relay {r.args} exited {rc} after SIGTERM:\n{r.log_text()[-4000:]}")
     if problems:
         pytest.fail("\n".join(problems))
 

@@ -60,7 +60,6 @@ def test_sdk_two_turns_through_relay(
 ) -> None:
     usage_log = tmp_path / "usage.jsonl"
     relay = relay_factory(mock_upstream.url, driver, usage_log=usage_log)
-    assert relay.driver == {"uring": "io_uring", "epoll": "epoll"}[driver], relay.log_text()
 
     async def main() -> tuple[list[Any], list[Any], list[Any]]:
         client = AsyncOpenAI(api_key=RELAY_KEY, base_url=f"http://127.0.0.1:{relay.port}/v1", max_retries=0)
@@ -133,4 +132,4 @@ def test_sdk_wrong_key_is_refused(driver: str, relay_factory: RelayFactory, mock
     with pytest.raises(InvalidStatus) as exc:
         asyncio.run(asyncio.wait_for(main(), 30))
     assert exc.value.response.status_code == 401
-    assert mock_upstream.heads() == [], "a refused client must not cause an upstream dial"
+    assert mock_upstream.tap.accepted == 0, "a refused client must not cause an upstream dial"

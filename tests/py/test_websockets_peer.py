@@ -16,7 +16,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from conftest import PROVIDER_KEY, RELAY_KEY, RelayFactory
 from helpers.echo import SERVER_CLOSE_REASON, EchoUpstream
+from helpers.loop import BackgroundLoop
 from helpers.relay import Relay
+from helpers.shim import TcpShim
 
 TIMEOUT = 20.0
 MiB = 1024 * 1024
@@ -175,9 +177,11 @@ def test_upstream_close_code_reaches_client(
 
 
 def test_wrong_key_is_refused_with_401(
-    driver: str, relay_factory: RelayFactory, echo_upstream: EchoUpstream
+    driver: str, relay_factory: RelayFactory, echo_upstream: EchoUpstream, bg: BackgroundLoop
 ) -> None:
-    relay = relay_factory(echo_upstream.url, driver)
+    # A counting shim in front of the echo upstream sees even a bare TCP dial.
+    tap = TcpShim(bg, echo_upstream.port).start()
+    relay = relay_factory(tap.url, driver)
 
     async def attempt(headers: dict[str, str]) -> InvalidStatus:
         with pytest.raises(InvalidStatus) as exc:
@@ -192,12 +196,31 @@ def test_wrong_key_is_refused_with_401(
     # The provider key must not be usable as a relay key either.
     provider = run(attempt({"Authorization": f"Bearer {PROVIDER_KEY}"}))
     assert provider.response.status_code == 401
-    assert echo_upstream.snapshot() == [], "a refused client must not cause an upstream connection"
+    try:
+        assert tap.accepted == 0, "a refused client must not cause an upstream connection"
 
-    # And the right key still works on the same relay.
-    async def ok() -> None:
-        async with _connect(relay) as ws:
-            assert await _echo(ws, "ok") == "ok"
+        # And the right key still works on the same relay.
+        async def ok() -> None:
+            async with _connect(relay) as ws:
+                assert await _echo(ws, "ok") == "ok"
 
-    run(ok())
-    assert len(echo_upstream.snapshot()) == 1
+        run(ok())
+        assert tap.accepted == 1
+        assert len(echo_upstream.snapshot()) == 1
+    finally:
+        tap.stop()
+
+
+def test_passthrough_mode_forwards_the_client_credential(
+    driver: str, relay_factory: RelayFactory, echo_upstream: EchoUpstream
+) -> None:
+    relay = relay_factory(echo_upstream.url, driver, managed=False)
+
+    async def main() -> None:
+        async with _connect(relay, key="sk-client-own-key") as ws:
+            assert await _echo(ws, "pass") == "pass"
+
+    run(main())
+    (conn,) = echo_upstream.snapshot()
+    assert conn.header("Authorization") == "Bearer sk-client-own-key"
+    assert PROVIDER_KEY not in repr(conn.headers)

@@ -32,6 +32,7 @@ class TcpShim:
         self.target_port = target_port
         self.inject = f"{inject_header}\r\n".encode() if inject_header else b""
         self.port = 0
+        self.accepted = 0  # TCP connections accepted, handshake or not
         self._heads: list[bytes] = []
         self._lock = threading.Lock()
         self._server: Any = None
@@ -73,6 +74,8 @@ class TcpShim:
 
     async def _handle(self, c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
         u_writer: asyncio.StreamWriter | None = None
+        with self._lock:
+            self.accepted += 1
         try:
             head = await asyncio.wait_for(c_reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)
             line_end = head.index(b"\r\n") + 2
