@@ -295,3 +295,46 @@ fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     let _ = s.read_to_string(&mut out);
     out
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn orphan_drain_gives_up_at_its_timeout_and_records_the_open_response() {
+    // One delta a second: the response is still running when the drain gives up.
+    let mock = MockUpstream::start(MockConfig {
+        token_rate: Some(1.0),
+        deltas: 30,
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let relay = start_relay(
+        "auto",
+        &mock.url(),
+        &[
+            "--usage-log",
+            "{usage_log}",
+            "--orphan-drain-timeout",
+            "400ms",
+        ],
+    );
+    let mut c = client(&relay).await;
+    c.send_text(&create(None, "")).await.unwrap();
+    loop {
+        if let Message::Text(t) = c.recv().await.unwrap() {
+            if t.contains("\"response.created\"") {
+                break;
+            }
+        }
+    }
+    drop(c); // vanish with a response in flight
+    let recs = records(&relay, 1).await;
+    assert_eq!(recs.len(), 1, "{recs:#?}");
+    assert_eq!(recs[0].status, RecordStatus::ClientDisconnected);
+    assert!(!recs[0].usage_final);
+    // Upstream was closed with 1001 once the drain gave up.
+    let close = mock
+        .received()
+        .into_iter()
+        .find(|f| f.opcode == 8)
+        .expect("upstream closed");
+    assert_eq!(&close.payload[..2], &1001u16.to_be_bytes());
+}
