@@ -104,29 +104,14 @@ async fn sigterm_lets_in_flight_responses_finish_and_exits_0() {
     let t0 = Instant::now();
     signal(&p, libc::SIGTERM);
     // The in-flight response completes…
-    let mut completed = false;
-    let close = loop {
-        match busy.recv().await {
-            Ok(Message::Text(t)) => completed |= t.contains("\"response.completed\""),
-            Ok(Message::Close(code, _)) => break code,
-            Err(tollgate_loadtest::client::ClientError::Closed { code, .. }) => break code,
-            Ok(_) => {}
-            Err(e) => panic!("{e}"),
-        }
-    };
+    let (close, texts) = recv_until_close(&mut busy).await;
     assert!(
-        completed,
+        texts.iter().any(|t| t.contains("\"response.completed\"")),
         "the in-flight response finished before the close"
     );
     assert_eq!(close, Some(1001));
     // …the idle session is closed 1001 without waiting for the deadline…
-    match idle.recv().await {
-        Ok(Message::Close(code, _)) => assert_eq!(code, Some(1001)),
-        Err(tollgate_loadtest::client::ClientError::Closed { code, .. }) => {
-            assert_eq!(code, Some(1001))
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(recv_until_close(&mut idle).await.0, Some(1001));
     // …new connections are refused, and the process exits 0 with the log synced.
     let status = p.child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
@@ -208,13 +193,11 @@ async fn idle_sessions_are_closed_1001() {
         .await
         .unwrap();
         let t0 = Instant::now();
-        match c.recv().await {
-            Ok(Message::Close(code, _)) => assert_eq!(code, Some(1001)),
-            Err(tollgate_loadtest::client::ClientError::Closed { code, .. }) => {
-                assert_eq!(code, Some(1001))
-            }
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(
+            recv_until_close(&mut c).await.0,
+            Some(1001),
+            "driver {driver}"
+        );
         assert!(
             t0.elapsed() >= Duration::from_millis(250) && t0.elapsed() < Duration::from_secs(3),
             "{:?}",

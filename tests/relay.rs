@@ -201,13 +201,11 @@ async fn close_codes_propagate_both_ways() {
         let relay = start_relay(driver, &mock.url(), &[]);
         let mut c = client(&relay).await;
         c.close(4001, "bye").await.unwrap();
-        match c.recv().await {
-            Ok(Message::Close(code, _)) => assert_eq!(code, Some(4001)),
-            Err(tollgate_loadtest::client::ClientError::Closed { code, .. }) => {
-                assert_eq!(code, Some(4001))
-            }
-            other => panic!("driver {driver}: {other:?}"),
-        }
+        assert_eq!(
+            recv_until_close(&mut c).await.0,
+            Some(4001),
+            "driver {driver}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
         let close = mock
             .received()
@@ -230,19 +228,10 @@ async fn close_codes_propagate_both_ways() {
         let relay = start_relay(driver, &mock.url(), &[]);
         let mut c = client(&relay).await;
         c.send_text(&create("gpt-5", "")).await.unwrap();
-        let mut saw_error = false;
-        let code = loop {
-            match c.recv().await {
-                Ok(Message::Text(t)) => {
-                    saw_error |= t.contains("websocket_connection_limit_reached")
-                }
-                Ok(Message::Close(code, _)) => break code,
-                Err(tollgate_loadtest::client::ClientError::Closed { code, .. }) => break code,
-                Ok(_) => {}
-                Err(e) => panic!("driver {driver}: {e}"),
-            }
-        };
-        assert!(saw_error);
+        let (code, texts) = recv_until_close(&mut c).await;
+        assert!(texts
+            .iter()
+            .any(|t| t.contains("websocket_connection_limit_reached")));
         assert_eq!(code, Some(4002));
     }
 }
@@ -424,22 +413,16 @@ async fn upstream_dying_mid_response_gets_error_event_and_1011() {
             let relay = start_relay(driver, &mock.url(), &[]);
             let mut c = client(&relay).await;
             c.send_text(&create("gpt-5", "")).await.unwrap();
-            let mut deltas = 0;
-            let mut error = false;
-            let code = loop {
-                match c.recv().await {
-                    Ok(Message::Text(t)) => {
-                        deltas += t.contains("response.output_text.delta") as usize;
-                        error |= t.contains("upstream_disconnected");
-                    }
-                    Ok(Message::Close(code, _)) => break code,
-                    Err(tollgate_loadtest::client::ClientError::Closed { code, .. }) => break code,
-                    Ok(_) => {}
-                    Err(e) => panic!("driver {driver} {fault:?}: {e}"),
-                }
-            };
-            assert_eq!(deltas, 2, "{fault:?}");
-            assert!(error, "{fault:?}: error event expected");
+            let (code, texts) = recv_until_close(&mut c).await;
+            let deltas = texts
+                .iter()
+                .filter(|t| t.contains("response.output_text.delta"))
+                .count();
+            assert_eq!(deltas, 2, "driver {driver}: {fault:?}");
+            assert!(
+                texts.iter().any(|t| t.contains("upstream_disconnected")),
+                "{fault:?}: error event expected"
+            );
             assert_eq!(code, Some(1011), "{fault:?}");
         }
     }

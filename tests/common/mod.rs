@@ -341,3 +341,19 @@ impl RecordingRefuser {
         self.got.lock().unwrap().clone()
     }
 }
+
+/// Read messages until the server's close; returns its code and the text messages seen.
+pub async fn recv_until_close(
+    c: &mut tollgate_loadtest::client::WsClient,
+) -> (Option<u16>, Vec<String>) {
+    use tollgate_loadtest::client::Message;
+    let mut texts = Vec::new();
+    loop {
+        match c.recv().await {
+            Ok(Message::Text(t)) => texts.push(t),
+            Ok(Message::Close(code, _)) => return (code, texts),
+            Ok(_) => {}
+            Err(e) => panic!("expected a close frame, got {e}"),
+        }
+    }
+}
