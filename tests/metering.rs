@@ -205,7 +205,17 @@ async fn unwritable_usage_log_fails_closed() {
     let mut c = client(&relay).await;
     // The first response is forwarded; its record cannot be written.
     c.turn(&create(None, "")).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Wait for the sink to fail on its first write (asynchronous, on its own thread).
+    for _ in 0..500 {
+        if !relay.relay().shared().sink.healthy() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        !relay.relay().shared().sink.healthy(),
+        "writing to /dev/full must fail the sink"
+    );
     // The next create is refused with a relay error event and never reaches upstream.
     let events = c.turn(&create(None, "")).await.unwrap();
     let last = events.last().unwrap();
@@ -331,10 +341,6 @@ async fn orphan_drain_gives_up_at_its_timeout_and_records_the_open_response() {
     assert_eq!(recs[0].status, RecordStatus::ClientDisconnected);
     assert!(!recs[0].usage_final);
     // Upstream was closed with 1001 once the drain gave up.
-    let close = mock
-        .received()
-        .into_iter()
-        .find(|f| f.opcode == 8)
-        .expect("upstream closed");
+    let close = upstream_close(&mock).expect("upstream closed");
     assert_eq!(&close.payload[..2], &1001u16.to_be_bytes());
 }

@@ -201,12 +201,7 @@ async fn masked_upstream_frames_close_upstream_1002_and_client_1014() {
             first.opcode
         );
         assert_eq!(first.close_code(), Some(1014));
-        std::thread::sleep(Duration::from_millis(100));
-        let close = mock
-            .received()
-            .into_iter()
-            .find(|f| f.opcode == 8)
-            .expect("upstream told");
+        let close = upstream_close(&mock).expect("upstream told");
         assert_eq!(&close.payload[..2], &1002u16.to_be_bytes());
     }
 }
@@ -218,11 +213,7 @@ async fn vanished_client_makes_relay_close_upstream_1001() {
     let s = raw_client(&relay);
     drop(s);
     std::thread::sleep(Duration::from_millis(300));
-    let close = mock
-        .received()
-        .into_iter()
-        .find(|f| f.opcode == 8)
-        .expect("upstream got a close, not a silent 1006");
+    let close = upstream_close(&mock).expect("upstream got a close, not a silent 1006");
     assert_eq!(&close.payload[..2], &1001u16.to_be_bytes());
 }
 

@@ -206,12 +206,7 @@ async fn close_codes_propagate_both_ways() {
             Some(4001),
             "driver {driver}"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let close = mock
-            .received()
-            .into_iter()
-            .find(|f| f.opcode == 8)
-            .expect("upstream got a close");
+        let close = upstream_close(&mock).expect("upstream got a close");
         assert_eq!(&close.payload[..2], &4001u16.to_be_bytes());
         assert_eq!(&close.payload[2..], b"bye");
 

@@ -31,6 +31,25 @@ pub enum Dir {
 /// How long a close handshake may take before the relay tears the session down.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// After its last write to a leg the relay reads (and discards) what the peer still sends,
+/// for at most this long, before closing the socket: closing with unread data makes the
+/// kernel send a RST, which can destroy the close frame just written before the peer reads
+/// it (the "lingering close" of nginx and Apache).
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Read and discard until EOF or error (bounded by the caller's timeout).
+async fn linger<R: AsyncReadRent>(r: &mut R) {
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    loop {
+        buf.clear();
+        let (res, b) = r.read(buf).await;
+        buf = b;
+        if !matches!(res, Ok(n) if n > 0) {
+            return;
+        }
+    }
+}
+
 /// State the two pumps and the watchdog share (one worker thread; never borrowed across
 /// an await).
 pub struct SessionShared {
@@ -256,6 +275,10 @@ pub async fn run<CR, CW, UR, UW>(
         monoio::join!(c2u, u2c);
         client_leg.finish(None).await;
         up_leg.finish(None).await;
+        let _ = monoio::time::timeout(LINGER, async {
+            monoio::join!(linger(&mut client_rd), linger(&mut up_rd))
+        })
+        .await;
         log_end(
             ctx,
             &info,
@@ -492,7 +515,6 @@ pub async fn run<CR, CW, UR, UW>(
     client_leg.finish(Some(&f[..n])).await;
     let (f, n) = close_frame(codes::GOING_AWAY, "", true);
     up_leg.finish(Some(&f[..n])).await;
-
     let reason = end_reason
         .get()
         .unwrap_or(match outcome.borrow().closed_by {
@@ -511,6 +533,10 @@ pub async fn run<CR, CW, UR, UW>(
         &down_state.stats,
         &outcome.borrow(),
     );
+    let _ = monoio::time::timeout(LINGER, async {
+        monoio::join!(linger(&mut client_rd), linger(&mut up_rd))
+    })
+    .await;
 }
 
 /// The client is gone or done: keep reading upstream while responses are open (bounded by

@@ -357,3 +357,20 @@ pub async fn recv_until_close(
         }
     }
 }
+
+/// The first close frame the mock upstream received, waiting up to 5 s for it (the relay
+/// writes it asynchronously; a loaded CI machine may take a while).
+pub fn upstream_close(
+    mock: &tollgate_loadtest::mock::MockUpstream,
+) -> Option<tollgate_loadtest::mock::ReceivedFrame> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(f) = mock.received().into_iter().find(|f| f.opcode == 8) {
+            return Some(f);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -106,9 +106,9 @@ fn quiet_mock() -> MockConfig {
 /// Offered echo rates (frames/s) of the sweep.
 pub fn sweep_rates(quick: bool) -> Vec<f64> {
     if quick {
-        vec![2_000.0, 20_000.0]
+        vec![2_000.0, 16_000.0]
     } else {
-        vec![2_000.0, 10_000.0, 25_000.0, 50_000.0]
+        vec![2_000.0, 8_000.0, 16_000.0, 32_000.0]
     }
 }
 

@@ -7,6 +7,7 @@ pub mod cases;
 pub mod host;
 pub mod machine;
 pub mod peers;
+pub mod sections;
 pub mod svg;
 pub mod table;
 pub mod usage;
@@ -219,9 +220,11 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
     } else {
         Vec::new()
     };
-    let work = cfg.out.join("work");
+    // Absolute: nginx resolves relative paths against its -p prefix.
+    let out = std::path::absolute(&cfg.out).map_err(out_err(&cfg.out))?;
+    let work = out.join("work");
     std::fs::create_dir_all(&work).map_err(out_err(&work))?;
-    let runs_dir = cfg.out.join("runs");
+    let runs_dir = out.join("runs");
     std::fs::create_dir_all(&runs_dir).map_err(out_err(&runs_dir))?;
     let keys_file = work.join("keys");
     std::fs::write(&keys_file, format!("bench {BENCH_KEY}\n")).map_err(out_err(&keys_file))?;
@@ -312,12 +315,12 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
         elapsed_s: started.elapsed().as_secs_f64(),
         samples,
     };
-    let json = cfg.out.join("bench.json");
+    let json = out.join("bench.json");
     let body = serde_json::to_vec_pretty(&result).unwrap_or_default();
     std::fs::write(&json, body).map_err(out_err(&json))?;
-    let md = cfg.out.join("bench.md");
+    let md = out.join("bench.md");
     std::fs::write(&md, table::markdown(&result, &cfg.peers)).map_err(out_err(&md))?;
-    let svg = cfg.out.join("sweep.svg");
-    std::fs::write(&svg, table::sweep_plot(&result, &cfg.peers)).map_err(out_err(&svg))?;
+    let svg = out.join("sweep.svg");
+    std::fs::write(&svg, sections::sweep_plot(&result, &cfg.peers)).map_err(out_err(&svg))?;
     Ok(result)
 }

@@ -5,7 +5,6 @@ use std::fmt::Write as _;
 
 use super::cases::Kind;
 use super::peers::Peer;
-use super::svg::{self, Series};
 use super::{BenchResult, Sample};
 
 /// Median, min and max of some values.
@@ -85,11 +84,19 @@ fn col(title: &str, case: &str, get: Getter, cmp: Compare, throughput: bool) -> 
     }
 }
 
-fn lat(s: &Sample, name: &str, q: fn(&crate::gen::stats::LatencySummary) -> f64) -> Option<f64> {
+pub(crate) fn lat(
+    s: &Sample,
+    name: &str,
+    q: fn(&crate::gen::stats::LatencySummary) -> f64,
+) -> Option<f64> {
     s.report.as_ref()?.latency.get(name).map(q)
 }
 
-fn samples<'a>(r: &'a BenchResult, case: &'a str, peer: Peer) -> impl Iterator<Item = &'a Sample> {
+pub(crate) fn samples<'a>(
+    r: &'a BenchResult,
+    case: &'a str,
+    peer: Peer,
+) -> impl Iterator<Item = &'a Sample> {
     r.samples
         .iter()
         .filter(move |s| s.case == case && s.peer == peer)
@@ -168,16 +175,6 @@ fn table(o: &mut String, r: &BenchResult, peers: &[Peer], title: &str, cols: &[C
 
 fn sut_us_frame(s: &Sample) -> Option<f64> {
     s.report.as_ref()?.sut.as_ref()?.cpu_us_per_frame
-}
-
-/// Highest offered sweep rate the peer sustained (achieved ≥ 99%) in `rep`.
-fn max_sustained(r: &BenchResult, peer: Peer, rep: usize) -> Option<f64> {
-    r.samples
-        .iter()
-        .filter(|s| s.kind == Kind::Sweep && s.peer == peer && s.rep == rep)
-        .filter_map(|s| s.report.as_ref())
-        .filter_map(|rep| rep.offered_rate.filter(|o| rep.achieved_rate >= 0.99 * o))
-        .max_by(f64::total_cmp)
 }
 
 /// The Markdown report.
@@ -307,43 +304,7 @@ pub fn markdown(r: &BenchResult, peers: &[Peer]) -> String {
         ),
     ];
     table(&mut o, r, peers, "Latency, µs (stream: 100 conns, 20 deltas paced at 100/s; echo: 16 conns, 200 B, open loop, from scheduled send)", &latency);
-    let _ = writeln!(o, "\n### Latency sweep (echo p50 / p99 µs by offered frames/s; a curve stops once achieved < 99% of offered)\n");
-    let _ = write!(o, "| peer | max sustained |");
-    for rate in &r.sweep_rates {
-        let _ = write!(o, " {}/s |", fmt(*rate));
-    }
-    let _ = write!(o, "\n|---|---|");
-    for _ in &r.sweep_rates {
-        o.push_str("---|");
-    }
-    o.push('\n');
-    for p in peers {
-        let ms: Vec<f64> = (0..r.reps)
-            .filter_map(|rep| max_sustained(r, *p, rep))
-            .collect();
-        let _ = write!(
-            o,
-            "| {} | {} |",
-            p.name(),
-            stat(&ms).map_or("—".into(), |s| fmt(s.median))
-        );
-        for rate in &r.sweep_rates {
-            let case = format!("sweep@{rate}");
-            let p50: Vec<f64> = samples(r, &case, *p)
-                .filter_map(|s| lat(s, "echo", |l| l.p50_us))
-                .collect();
-            let p99: Vec<f64> = samples(r, &case, *p)
-                .filter_map(|s| lat(s, "echo", |l| l.p99_us))
-                .collect();
-            match (stat(&p50), stat(&p99)) {
-                (Some(a), Some(b)) => {
-                    let _ = write!(o, " {} / {} |", fmt(a.median), fmt(b.median));
-                }
-                _ => o.push_str(" — |"),
-            }
-        }
-        o.push('\n');
-    }
+    super::sections::sweep(&mut o, r, peers);
     let mut cap: Vec<Col> = r
         .samples
         .iter()
@@ -385,99 +346,8 @@ pub fn markdown(r: &BenchResult, peers: &[Peer]) -> String {
         .collect();
     cap.push(col("errors (all runs)", "", |_| None, Compare::None, false));
     table(&mut o, r, peers, "Idle capacity (sessions spread over 127.0.0.2–127.0.0.9; ΔRSS of every SUT process ÷ sessions)", &cap[..cap.len() - 1]);
-    let _ = writeln!(
-        o,
-        "\n### Usage accuracy (tollgate: usage log vs the mock's ledger, every tollgate run)\n"
-    );
-    let checks: Vec<_> = r
-        .samples
-        .iter()
-        .filter_map(|s| s.usage.as_ref().map(|u| (s, u)))
-        .collect();
-    let (ledger, matched): (usize, usize) = checks.iter().fold((0, 0), |(a, b), (_, u)| {
-        (a + u.ledger.max(u.records), b + u.matched)
-    });
-    let acc = if ledger == 0 {
-        1.0
-    } else {
-        matched as f64 / ledger as f64
-    };
-    let _ = writeln!(
-        o,
-        "usage accuracy {acc:.3} ({matched}/{ledger} responses over {} runs)",
-        checks.len()
-    );
-    for (s, u) in checks
-        .iter()
-        .filter(|(_, u)| !u.problems.is_empty())
-        .take(5)
-    {
-        let _ = writeln!(o, "- {} rep{}: {}", s.case, s.rep, u.problems.join("; "));
-    }
-    let errors: Vec<String> = r
-        .samples
-        .iter()
-        .filter_map(|s| {
-            let n = s.report.as_ref().map_or(0, |r| r.counts.errors);
-            match (&s.error, n) {
-                (Some(e), _) => Some(format!("{} {} rep{}: {e}", s.case, s.peer.name(), s.rep)),
-                (None, n) if n > 0 => Some(format!(
-                    "{} {} rep{}: {n} errors ({})",
-                    s.case,
-                    s.peer.name(),
-                    s.rep,
-                    s.report
-                        .as_ref()
-                        .map(|r| r.error_samples.join("; "))
-                        .unwrap_or_default()
-                )),
-                _ => None,
-            }
-        })
-        .collect();
-    let _ = writeln!(
-        o,
-        "\n### Errors\n\n{}",
-        if errors.is_empty() {
-            "none".to_string()
-        } else {
-            errors
-                .iter()
-                .map(|e| format!("- {e}"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        }
-    );
+    super::sections::usage_and_errors(&mut o, r);
     o
-}
-
-/// The sweep plot: median p50/p99 per offered rate, one series per peer.
-pub fn sweep_plot(r: &BenchResult, peers: &[Peer]) -> String {
-    let series: Vec<Series> = peers
-        .iter()
-        .map(|p| Series {
-            label: p.name().to_string(),
-            points: r
-                .sweep_rates
-                .iter()
-                .filter_map(|rate| {
-                    let case = format!("sweep@{rate}");
-                    let p50: Vec<f64> = samples(r, &case, *p)
-                        .filter_map(|s| lat(s, "echo", |l| l.p50_us))
-                        .collect();
-                    let p99: Vec<f64> = samples(r, &case, *p)
-                        .filter_map(|s| lat(s, "echo", |l| l.p99_us))
-                        .collect();
-                    Some((*rate, stat(&p50)?.median, stat(&p99)?.median))
-                })
-                .collect(),
-        })
-        .filter(|s| !s.points.is_empty())
-        .collect();
-    svg::sweep_svg(
-        "echo latency vs offered rate (200 B frames, 16 connections)",
-        &series,
-    )
 }
 
 #[cfg(test)]

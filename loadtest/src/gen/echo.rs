@@ -37,6 +37,10 @@ fn set_stamp(t: &mut [u8], ns: u64) {
     }
 }
 
+fn ns_between(a: Instant, b: Instant) -> u64 {
+    b.saturating_duration_since(a).as_nanos() as u64
+}
+
 fn read_stamp(p: &[u8]) -> Option<u64> {
     wire::read_stamp(p.get(PREFIX.len()..)?)
 }
@@ -153,6 +157,11 @@ async fn open_loop(
             lb.counts.bytes_sent += batch * payload.len() as u64;
         }
         sh.progress.fetch_add(batch, Ordering::Relaxed);
+    }
+    {
+        let mut lb = l.borrow_mut();
+        lb.counts.in_window += received.get();
+        lb.counts.window_ns = lb.counts.window_ns.max(ns_between(t0, sh.deadline));
     }
     let drain_end = Instant::now() + sh.cfg.drain_timeout;
     while received.get() < sent && Instant::now() < drain_end {

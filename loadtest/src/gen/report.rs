@@ -72,7 +72,8 @@ pub struct Report {
     pub offered_rate: Option<f64>,
     /// Wall time of the run, seconds.
     pub duration_s: f64,
-    /// Completed units per second (turns, echoes, pings, churned sessions).
+    /// Completed units per second (turns, echoes, pings, churned sessions); for
+    /// open-loop echo, echoes received within the scheduling window ÷ its length.
     pub achieved_rate: f64,
     /// Raw counters.
     pub counts: Counts,
@@ -125,7 +126,13 @@ impl Report {
             turns_per_session: cfg.turns,
             offered_rate: cfg.rate,
             duration_s: wall,
-            achieved_rate: counts.completed as f64 / wall,
+            // Open-loop echo: what came back while frames were being scheduled,
+            // over that window (connect time and the final drain excluded).
+            achieved_rate: if counts.window_ns > 0 {
+                counts.in_window as f64 / (counts.window_ns as f64 / 1e9)
+            } else {
+                counts.completed as f64 / wall
+            },
             frames_per_s: frames / wall,
             mb_per_s: bytes / 1e6 / wall,
             counts,

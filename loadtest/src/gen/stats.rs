@@ -194,6 +194,10 @@ pub struct Counts {
     pub sessions: u64,
     /// Failures of any kind.
     pub errors: u64,
+    /// Open-loop echo: echoes received while frames were still being scheduled.
+    pub in_window: u64,
+    /// Open-loop echo: length of the scheduling window, ns (max over threads).
+    pub window_ns: u64,
 }
 
 impl Counts {
@@ -206,6 +210,8 @@ impl Counts {
         self.completed += o.completed;
         self.sessions += o.sessions;
         self.errors += o.errors;
+        self.in_window += o.in_window;
+        self.window_ns = self.window_ns.max(o.window_ns);
     }
 }
 
