@@ -19,6 +19,8 @@ fn opts(key: &str) -> ClientOpts {
 struct Proc {
     child: std::process::Child,
     addr: String,
+    /// Everything the relay logged (stderr), collected in the background.
+    log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 fn spawn_relay(
@@ -40,7 +42,7 @@ fn spawn_relay(
             "--usage-log",
             log.to_str().unwrap(),
             "--upstream-header",
-            "Authorization: Bearer x",
+            "Authorization: Bearer sk-provider-must-not-be-logged",
         ])
         .args(extra)
         .stderr(std::process::Stdio::piped())
@@ -49,15 +51,25 @@ fn spawn_relay(
     let stderr = child.stderr.take().unwrap();
     let mut lines = std::io::BufReader::new(stderr).lines();
     let mut addr = None;
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     for line in lines.by_ref() {
         let line = line.unwrap();
+        log.lock().unwrap().push_str(&line);
         if let Some(i) = line.find("listen=") {
             addr = Some(line[i + 7..].split_whitespace().next().unwrap().to_string());
             break;
         }
     }
-    std::thread::spawn(move || for _ in lines {});
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let mut l = sink.lock().unwrap();
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
     Proc {
+        log,
         child,
         addr: addr.expect("relay logged its address"),
     }
@@ -203,5 +215,41 @@ async fn idle_sessions_are_closed_1001() {
             "{:?}",
             t0.elapsed()
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_key_reaches_a_log_line_even_at_trace_level() {
+    let mock = MockUpstream::start(MockConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, format!("acme {RELAY_KEY}\n")).unwrap();
+    let mut p = spawn_relay(
+        &mock.url(),
+        &keys,
+        &dir.path().join("u.jsonl"),
+        &["--log", "trace"],
+    );
+    let url = format!("ws://{}/v1/responses", p.addr);
+    let mut c = connect(&url, opts(RELAY_KEY)).await.unwrap();
+    c.turn(r#"{"type":"response.create","model":"gpt-5","input":"hi"}"#)
+        .await
+        .unwrap();
+    c.close(1000, "").await.unwrap();
+    let _ = connect(&url, opts("tg-wrong-key-also-secret")).await;
+    signal(&p, libc::SIGTERM);
+    assert_eq!(p.child.wait().unwrap().code(), Some(0));
+    std::thread::sleep(Duration::from_millis(100));
+    let log = p.log.lock().unwrap().clone();
+    assert!(
+        log.contains("session closed"),
+        "the session line is there: {log}"
+    );
+    for secret in [
+        RELAY_KEY,
+        "sk-provider-must-not-be-logged",
+        "tg-wrong-key-also-secret",
+    ] {
+        assert!(!log.contains(secret), "{secret} leaked into the log");
     }
 }
