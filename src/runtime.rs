@@ -29,8 +29,8 @@ pub struct Shared {
     pub keys: RwLock<Option<Arc<ClientKeys>>>,
     /// TLS connector for a `wss://` upstream, with the SNI name.
     pub upstream_tls: Option<(monoio_rustls::TlsConnector, ServerName<'static>)>,
-    /// TLS acceptor for a `wss://` client listener.
-    pub listener_tls: Option<monoio_rustls::TlsAcceptor>,
+    /// TLS acceptor for a `wss://` client listener; swapped on SIGHUP (certificate renewal).
+    pub listener_tls: RwLock<Option<monoio_rustls::TlsAcceptor>>,
     /// Upstream addresses (re-resolved in the background for host names).
     pub upstream_addrs: RwLock<Arc<Vec<SocketAddr>>>,
     /// Usage-record sink.
@@ -47,6 +47,11 @@ impl Shared {
     /// Whether a graceful shutdown has begun.
     pub fn shutting_down(&self) -> bool {
         self.shutdown.load(Ordering::Relaxed)
+    }
+
+    /// The current TLS acceptor for the client listener (cheap clone of an `Arc`).
+    pub fn listener_tls(&self) -> Option<monoio_rustls::TlsAcceptor> {
+        self.listener_tls.read().ok().and_then(|t| t.clone())
     }
 
     /// The current client keys.
@@ -164,6 +169,17 @@ impl StartError {
     }
 }
 
+/// Why a SIGHUP reload failed (the old keys and certificate stay in force).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The client keys file was rejected.
+    #[error("--client-keys: {0}")]
+    Keys(#[from] crate::server::auth::AuthError),
+    /// The TLS certificate or key was rejected.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::upstream::dial::TlsConfigError),
+}
+
 /// A running relay.
 pub struct Relay {
     addr: SocketAddr,
@@ -271,7 +287,7 @@ impl Relay {
             upstream_label: Arc::from(config.upstream_label.as_str()),
             keys: RwLock::new(keys),
             upstream_tls,
-            listener_tls,
+            listener_tls: RwLock::new(listener_tls),
             upstream_addrs: RwLock::new(Arc::new(addrs)),
             sink: sink.handle(),
             registry: registry.clone(),
@@ -332,7 +348,7 @@ impl Relay {
         }
         registry.set_driver(driver);
         ready.store(true, Ordering::Relaxed);
-        tracing::info!(listen = %addr, workers = workers.len(), driver, upstream = %shared.upstream_label, tls = shared.listener_tls.is_some(), tunnel = shared.config.tunnel, "tollgate listening");
+        tracing::info!(listen = %addr, workers = workers.len(), driver, upstream = %shared.upstream_label, tls = shared.config.tls.is_some(), tunnel = shared.config.tunnel, "tollgate listening");
         Ok(Relay {
             addr,
             admin_addr,
@@ -364,17 +380,24 @@ impl Relay {
         &self.shared
     }
 
-    /// Re-read the client keys file (SIGHUP). Sessions are not touched.
-    pub fn reload_keys(&self) -> Result<usize, crate::server::auth::AuthError> {
+    /// SIGHUP: re-read the client keys file and the listener's TLS certificate and key.
+    /// Open sessions are not touched; on any error the old material stays in force.
+    pub fn reload(&self) -> Result<usize, ReloadError> {
+        let mut n = 0;
         if let AuthMode::Managed { keys_file } = &self.shared.config.auth {
             let keys = ClientKeys::load(keys_file)?;
-            let n = keys.len();
+            n = keys.len();
             if let Ok(mut k) = self.shared.keys.write() {
                 *k = Some(Arc::new(keys));
             }
-            return Ok(n);
         }
-        Ok(0)
+        if let Some((cert, key)) = &self.shared.config.tls {
+            let acceptor = monoio_rustls::TlsAcceptor::from(server_tls_config(cert, key)?);
+            if let Ok(mut t) = self.shared.listener_tls.write() {
+                *t = Some(acceptor);
+            }
+        }
+        Ok(n)
     }
 
     /// Graceful shutdown: stop accepting, let in-flight responses finish until `drain`, close
@@ -620,10 +643,10 @@ pub fn run(config: Config) -> i32 {
         if wait_signal() {
             break;
         }
-        match relay.reload_keys() {
-            Ok(n) => tracing::info!(keys = n, "client keys reloaded"),
+        match relay.reload() {
+            Ok(n) => tracing::info!(keys = n, "reloaded client keys and TLS material"),
             Err(e) => {
-                tracing::error!(error = %e, "client keys reload failed; keeping the old keys")
+                tracing::error!(error = %e, "reload failed; keeping the old keys and certificate")
             }
         }
     }

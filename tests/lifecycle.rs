@@ -253,3 +253,51 @@ async fn no_key_reaches_a_log_line_even_at_trace_level() {
         assert!(!log.contains(secret), "{secret} leaked into the log");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reload_swaps_the_listener_certificate_for_new_connections() {
+    let mock = MockUpstream::start(MockConfig {
+        echo: true,
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let old = tollgate_loadtest::tls::test_tls().unwrap();
+    let (cert, key, _) = old.write_to(dir.path()).unwrap();
+    let relay = start_relay(
+        "auto",
+        &mock.url(),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let url = format!("wss://localhost:{}/v1/responses", relay.addr.port());
+    let with_ca = |ca: &str| ClientOpts {
+        tls_ca_pem: Some(ca.as_bytes().to_vec()),
+        ..opts(RELAY_KEY)
+    };
+    let mut kept = connect(&url, with_ca(&old.ca_pem))
+        .await
+        .expect("old certificate serves");
+    // Renew: a certificate from another CA lands in the same files; SIGHUP's reload.
+    let new = tollgate_loadtest::tls::test_tls().unwrap();
+    new.write_to(dir.path()).unwrap();
+    relay.relay().reload().expect("reload");
+    connect(&url, with_ca(&new.ca_pem))
+        .await
+        .expect("new certificate serves new connections");
+    assert!(
+        connect(&url, with_ca(&old.ca_pem)).await.is_err(),
+        "the old certificate is gone"
+    );
+    // The session opened before the reload still works.
+    kept.send_text("still here").await.unwrap();
+    assert_eq!(
+        kept.recv().await.unwrap(),
+        Message::Text("still here".into())
+    );
+}

@@ -344,3 +344,39 @@ async fn orphan_drain_gives_up_at_its_timeout_and_records_the_open_response() {
     let close = upstream_close(&mock).expect("upstream closed");
     assert_eq!(&close.payload[..2], &1001u16.to_be_bytes());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_an_orphan_drain_slot_the_open_response_is_recorded_at_once() {
+    let mock = MockUpstream::start(MockConfig {
+        token_rate: Some(1.0),
+        deltas: 30,
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let relay = start_relay(
+        "auto",
+        &mock.url(),
+        &["--usage-log", "{usage_log}", "--max-orphan-drains", "0"],
+    );
+    let mut c = client(&relay).await;
+    c.send_text(&create(None, "")).await.unwrap();
+    loop {
+        if let Message::Text(t) = c.recv().await.unwrap() {
+            if t.contains("\"response.created\"") {
+                break;
+            }
+        }
+    }
+    let t0 = std::time::Instant::now();
+    drop(c);
+    let recs = records(&relay, 1).await;
+    assert_eq!(recs.len(), 1, "{recs:#?}");
+    assert_eq!(recs[0].status, RecordStatus::ClientDisconnected);
+    assert!(!recs[0].usage_final);
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "no drain: recorded at once ({:?})",
+        t0.elapsed()
+    );
+}

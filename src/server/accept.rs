@@ -25,7 +25,7 @@ use crate::upstream::handshake::build_request;
 /// Serve one accepted TCP connection to its end.
 pub async fn serve(ctx: &Rc<WorkerCtx>, tcp: TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
-    match &ctx.shared.listener_tls {
+    match ctx.shared.listener_tls() {
         None => handle(ctx, tcp, peer).await,
         Some(acceptor) => {
             let tls =
