@@ -144,6 +144,11 @@ pub struct Cli {
     #[arg(long, env = "TOLLGATE_IDLE_TIMEOUT", default_value = "300s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
 
+    /// Close a session with 1001 once it is this old and has no response in flight (or
+    /// `--drain-timeout` after that with one); `0s` = no limit.
+    #[arg(long, env = "TOLLGATE_MAX_CONNECTION_AGE", default_value = "60m", value_parser = parse_duration)]
+    pub max_connection_age: Duration,
+
     /// On SIGTERM/SIGINT: how long in-flight sessions may finish before they are closed 1001.
     #[arg(long, env = "TOLLGATE_DRAIN_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
@@ -258,6 +263,8 @@ pub struct Config {
     pub buffer_bytes: usize,
     /// Idle timeout.
     pub idle_timeout: Duration,
+    /// Session age limit (`None` = unlimited).
+    pub max_connection_age: Option<Duration>,
     /// Graceful drain deadline.
     pub drain_timeout: Duration,
     /// Byte-tunnel mode.
@@ -529,6 +536,8 @@ impl Cli {
             },
             buffer_bytes: self.buffer_bytes as usize,
             idle_timeout: self.idle_timeout,
+            max_connection_age: (!self.max_connection_age.is_zero())
+                .then_some(self.max_connection_age),
             drain_timeout: self.drain_timeout,
             tunnel: self.tunnel,
             usage_log,

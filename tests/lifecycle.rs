@@ -301,3 +301,31 @@ async fn reload_swaps_the_listener_certificate_for_new_connections() {
         Message::Text("still here".into())
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn max_connection_age_waits_for_the_response_in_flight_then_closes_1001() {
+    // Five deltas at 5/s: the response outlives the 300 ms age limit.
+    let mock = MockUpstream::start(MockConfig {
+        token_rate: Some(5.0),
+        deltas: 5,
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let relay = start_relay("auto", &mock.url(), &["--max-connection-age", "300ms"]);
+    let mut c = connect(
+        &format!("ws://{}/v1/responses", relay.addr),
+        opts(RELAY_KEY),
+    )
+    .await
+    .unwrap();
+    c.send_text(r#"{"type":"response.create","model":"gpt-5","input":"hi"}"#)
+        .await
+        .unwrap();
+    let (code, texts) = recv_until_close(&mut c).await;
+    assert!(
+        texts.iter().any(|t| t.contains("\"response.completed\"")),
+        "finished first: {texts:?}"
+    );
+    assert_eq!(code, Some(1001));
+}

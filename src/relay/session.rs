@@ -467,6 +467,17 @@ pub async fn run<CR, CW, UR, UW>(
             } else if now.duration_since(sh.last_activity.get()) >= cfg.idle_timeout {
                 outcome.borrow_mut().closed_by = "idle_timeout";
                 stop_all = true;
+            } else if let Some(max_age) = cfg.max_connection_age {
+                let age = now.duration_since(started);
+                if age >= max_age
+                    && (sh.open_responses() == 0 || age >= max_age + cfg.drain_timeout)
+                {
+                    outcome.borrow_mut().closed_by = "max_connection_age";
+                    if sh.open_responses() > 0 {
+                        end_reason.set(Some(EndReason::RelayShutdown));
+                    }
+                    stop_all = true;
+                }
             }
             if let Some(t) = sh.closing_since.get() {
                 if now.duration_since(t) >= CLOSE_TIMEOUT {
