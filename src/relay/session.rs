@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::leg::Leg;
-use super::pump::{pump, tunnel, DirState, DirStats, PumpEnd};
+use super::pump::{pump, tunnel, BufSizer, DirState, DirStats, PumpEnd};
 use super::signal::Signal;
 use super::walker::Walker;
 use crate::metering::session::{EndReason, SessionMeter};
@@ -218,10 +218,8 @@ pub async fn run<CR, CW, UR, UW>(
     let mut up_stats = DirStats::default();
     let mut down_stats = DirStats::default();
     let buf_size = cfg.buffer_bytes;
-    let with_cap = |mut v: Vec<u8>| {
-        v.reserve(buf_size.saturating_sub(v.len()));
-        v
-    };
+    let sizer = BufSizer::new(buf_size);
+    let with_cap = |v: Vec<u8>| sizer.first(v);
     let sh = SessionShared {
         meter: RefCell::new(
             SessionMeter::new(
@@ -257,6 +255,7 @@ pub async fn run<CR, CW, UR, UW>(
                 with_cap(client_leftover),
                 &sh.stop_c2u,
                 &mut up_stats,
+                sizer,
             )
             .await;
             sh.stop_u2c.raise();
@@ -268,6 +267,7 @@ pub async fn run<CR, CW, UR, UW>(
                 with_cap(upstream_leftover),
                 &sh.stop_u2c,
                 &mut down_stats,
+                sizer,
             )
             .await;
             sh.stop_c2u.raise();
@@ -304,6 +304,7 @@ pub async fn run<CR, CW, UR, UW>(
         ),
         tap: Tap::new(Direction::ClientToUpstream, fl.max_message_up as usize),
         stats: DirStats::default(),
+        sizer,
     };
     let mut down_state = DirState {
         dir: Dir::UpstreamToClient,
@@ -315,6 +316,7 @@ pub async fn run<CR, CW, UR, UW>(
         ),
         tap: Tap::new(Direction::UpstreamToClient, fl.max_message_down as usize),
         stats: DirStats::default(),
+        sizer,
     };
 
     let end_one = || {
