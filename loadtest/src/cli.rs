@@ -138,6 +138,10 @@ pub struct BenchArgs {
     /// Do not apt-get install nginx/haproxy when missing.
     #[arg(long)]
     pub no_install: bool,
+    /// Only the cases whose name starts with this (repeatable): stream, firehose,
+    /// sweep, bulk, idle, churn, or a full name such as idle-9000.
+    #[arg(long)]
+    pub only: Vec<String>,
 }
 
 /// Flags of `loadtest demo`.

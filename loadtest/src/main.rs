@@ -122,6 +122,7 @@ fn run_bench(args: BenchArgs) -> i32 {
         tollgate: args.tollgate.clone().unwrap_or_else(sibling_tollgate),
         install: !args.no_install,
         command: std::env::args().collect::<Vec<_>>().join(" "),
+        only: args.only.clone(),
     };
     match bench::run_bench(&cfg) {
         Ok(r) => {

@@ -268,11 +268,13 @@ async fn cli_serves_and_maps_usage_errors_to_64() {
         .expect("run");
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--deltas"));
+    // Without a relay binary the bench stops before running anything.
     let out = std::process::Command::new(bin)
-        .arg("bench")
+        .args(["bench", "--tollgate", "/nonexistent/tollgate"])
         .output()
         .expect("run");
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cargo build --release"));
 
     let mut child = std::process::Command::new(bin)
         .args(["mock-upstream", "--listen", "127.0.0.1:0", "--deltas", "2"])

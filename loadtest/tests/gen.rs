@@ -172,7 +172,11 @@ fn stream_through_the_real_relay_is_metered_exactly() {
     assert_eq!(r.counts.frames_received, 12 * 13);
     assert_eq!(mock_frames(&mock, 156), r.counts.frames_received);
     let sut = r.sut.as_ref().expect("sut section");
-    assert!(sut.cpu_s > 0.0 && sut.cpu_us_per_frame.is_some(), "{sut:?}");
+    // CPU is counted in 10 ms clock ticks, so a short run may read 0: check shape.
+    assert!(
+        sut.cpu_s >= 0.0 && sut.cpu_us_per_frame.is_some() && sut.rss_before_kib > 0,
+        "{sut:?}"
+    );
     let check = usage::compare_files(&log, &ledger).unwrap();
     assert_eq!(
         (check.ledger, check.matched, check.accuracy()),

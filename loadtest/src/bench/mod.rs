@@ -49,6 +49,8 @@ pub struct BenchConfig {
     pub install: bool,
     /// The command line, for the report.
     pub command: String,
+    /// Run only the cases whose name starts with one of these (empty = all).
+    pub only: Vec<String>,
 }
 
 /// One (case, peer, repetition) run.
@@ -240,7 +242,10 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
         Profile::DEFAULT
     };
     let reps = cfg.reps.unwrap_or(profile.reps).max(1);
-    let all = cases::cases(&profile, cfg.quick, cfg.full);
+    let all: Vec<Case> = cases::cases(&profile, cfg.quick, cfg.full)
+        .into_iter()
+        .filter(|c| cfg.only.is_empty() || cfg.only.iter().any(|o| c.name.starts_with(o.as_str())))
+        .collect();
     let total: usize = all.len() * reps * cfg.peers.len();
     let mut samples = Vec::new();
     let mut saturated: HashSet<(Peer, usize)> = HashSet::new();
