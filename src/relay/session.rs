@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
+use super::control::{close_frame, error_event_frame, linger, LINGER};
 use super::leg::Leg;
 use super::pump::{pump, tunnel, BufSizer, DirState, DirStats, PumpEnd};
 use super::signal::Signal;
@@ -15,9 +16,8 @@ use super::walker::Walker;
 use crate::metering::session::{EndReason, SessionMeter};
 use crate::runtime::WorkerCtx;
 use crate::tap::{Direction, Tap, TapEvent};
-use crate::ws::close::{codes, encode_close_frame};
-use crate::ws::frame::{Opcode, Role};
-use crate::ws::mask::fresh_key;
+use crate::ws::close::codes;
+use crate::ws::frame::Role;
 
 /// Direction of a pump.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,25 +30,6 @@ pub enum Dir {
 
 /// How long a close handshake may take before the relay tears the session down.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// After its last write to a leg the relay reads (and discards) what the peer still sends,
-/// for at most this long, before closing the socket: closing with unread data makes the
-/// kernel send a RST, which can destroy the close frame just written before the peer reads
-/// it (the "lingering close" of nginx and Apache).
-const LINGER: Duration = Duration::from_secs(2);
-
-/// Read and discard until EOF or error (bounded by the caller's timeout).
-async fn linger<R: AsyncReadRent>(r: &mut R) {
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    loop {
-        buf.clear();
-        let (res, b) = r.read(buf).await;
-        buf = b;
-        if !matches!(res, Ok(n) if n > 0) {
-            return;
-        }
-    }
-}
 
 /// State the two pumps and the watchdog share (one worker thread; never borrowed across
 /// an await).
@@ -168,30 +149,6 @@ struct Outcome {
     client_close: Option<u16>,
     upstream_close: Option<u16>,
     closed_by: &'static str,
-}
-
-fn close_frame(code: u16, reason: &str, to_upstream: bool) -> ([u8; 131], usize) {
-    let mut out = [0u8; 131];
-    let mask = to_upstream.then(fresh_key);
-    let n = encode_close_frame(&mut out, code, reason, mask);
-    (out, n)
-}
-
-/// A relay-originated `error` event (same shape as the provider's), as one text frame.
-fn error_event_frame(code: &str, message: &str, to_upstream: bool) -> Vec<u8> {
-    let body = serde_json::json!({
-        "type": "error",
-        "error": {"type": "relay_error", "code": code, "message": message},
-    })
-    .to_string();
-    let mut out = Vec::with_capacity(body.len() + 14);
-    crate::ws::close::encode_frame(
-        &mut out,
-        Opcode::Text,
-        body.as_bytes(),
-        to_upstream.then(fresh_key),
-    );
-    out
 }
 
 /// Relay frames between an upgraded client and upstream until the session ends.
