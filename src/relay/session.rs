@@ -31,6 +31,10 @@ pub enum Dir {
 /// How long a close handshake may take before the relay tears the session down.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How often the watchdog re-checks conditions that end when responses end (an age limit
+/// or a shutdown waiting for in-flight responses).
+const RECHECK: Duration = Duration::from_millis(100);
+
 /// State the two pumps and the watchdog share (one worker thread; never borrowed across
 /// an await).
 pub struct SessionShared {
@@ -52,6 +56,8 @@ pub struct SessionShared {
     /// pump gets there first at a frame boundary.
     client_inject: RefCell<Vec<u8>>,
     inject_signal: Signal,
+    /// The watchdog's wake-up, raised when a deadline it sleeps towards changes.
+    watchdog_wake: RefCell<Option<Rc<Signal>>>,
 }
 
 impl SessionShared {
@@ -60,6 +66,13 @@ impl SessionShared {
         match dir {
             Dir::ClientToUpstream => &self.stop_c2u,
             Dir::UpstreamToClient => &self.stop_u2c,
+        }
+    }
+
+    /// Wake the watchdog: a deadline it sleeps towards changed (drain or close started).
+    pub fn wake_watchdog(&self) {
+        if let Some(w) = self.watchdog_wake.borrow().as_ref() {
+            w.raise();
         }
     }
 
@@ -200,6 +213,7 @@ pub async fn run<CR, CW, UR, UW>(
         buffer_bytes: buf_size,
         client_inject: RefCell::new(Vec::new()),
         inject_signal: Signal::default(),
+        watchdog_wake: RefCell::new(None),
     };
     let outcome = RefCell::new(Outcome::default());
     let end_reason: Cell<Option<EndReason>> = Cell::new(None);
@@ -303,6 +317,7 @@ pub async fn run<CR, CW, UR, UW>(
                 if forwarded {
                     // Upstream answers with its close; the upstream pump forwards it.
                     sh.closing_since.set(Some(Instant::now()));
+                    sh.wake_watchdog();
                 } else {
                     // Responses are open: answer the client ourselves and drain upstream.
                     let code = close.code.unwrap_or(codes::NORMAL);
@@ -360,6 +375,7 @@ pub async fn run<CR, CW, UR, UW>(
                     sh.stop_c2u.raise();
                 } else {
                     sh.closing_since.set(Some(Instant::now()));
+                    sh.wake_watchdog();
                 }
             }
             PumpEnd::Eof | PumpEnd::ReadError(_) => {
@@ -403,24 +419,21 @@ pub async fn run<CR, CW, UR, UW>(
         end_one();
     };
 
+    // The watchdog sleeps until the nearest deadline (idle, age, drain, close handshake)
+    // instead of ticking, so an idle session costs no wake-ups; it is woken early when a
+    // drain or close handshake starts and, through the worker, when shutdown begins.
+    let wake = Rc::new(Signal::default());
+    let _registered = ctx.register_session(info.id, wake.clone());
+    *sh.watchdog_wake.borrow_mut() = Some(wake.clone());
     let watchdog = async {
-        let tick =
-            (cfg.idle_timeout / 4).clamp(Duration::from_millis(20), Duration::from_millis(500));
         loop {
-            monoio::select! {
-                _ = monoio::time::sleep(tick) => {},
-                _ = sh.done.wait() => break,
-            }
             let now = Instant::now();
             let shutting = ctx.shutting_down();
+            let open = sh.open_responses();
             let mut stop_all = false;
             if let Some(t) = sh.drain_since.get() {
                 if now.duration_since(t) >= cfg.orphan_drain_timeout {
-                    tracing::warn!(
-                        session = info.id,
-                        open = sh.open_responses(),
-                        "orphan drain timed out"
-                    );
+                    tracing::warn!(session = info.id, open, "orphan drain timed out");
                     stop_all = true;
                 }
             } else if now.duration_since(sh.last_activity.get()) >= cfg.idle_timeout {
@@ -428,11 +441,9 @@ pub async fn run<CR, CW, UR, UW>(
                 stop_all = true;
             } else if let Some(max_age) = cfg.max_connection_age {
                 let age = now.duration_since(started);
-                if age >= max_age
-                    && (sh.open_responses() == 0 || age >= max_age + cfg.drain_timeout)
-                {
+                if age >= max_age && (open == 0 || age >= max_age + cfg.drain_timeout) {
                     outcome.borrow_mut().closed_by = "max_connection_age";
-                    if sh.open_responses() > 0 {
+                    if open > 0 {
                         end_reason.set(Some(EndReason::RelayShutdown));
                     }
                     stop_all = true;
@@ -443,11 +454,11 @@ pub async fn run<CR, CW, UR, UW>(
                     stop_all = true;
                 }
             }
-            if shutting && (sh.open_responses() == 0 || ctx.drain_deadline_passed(now)) {
+            if shutting && (open == 0 || ctx.drain_deadline_passed(now)) {
                 if outcome.borrow().closed_by.is_empty() {
                     outcome.borrow_mut().closed_by = "relay_shutdown";
                 }
-                if sh.open_responses() > 0 {
+                if open > 0 {
                     end_reason.set(Some(EndReason::RelayShutdown));
                 }
                 stop_all = true;
@@ -456,6 +467,27 @@ pub async fn run<CR, CW, UR, UW>(
                 sh.stop_c2u.raise();
                 sh.stop_u2c.raise();
             }
+            // Conditions that depend on responses ending (age limit reached, shutdown) are
+            // re-checked every RECHECK; everything else has an exact deadline.
+            let mut next = match sh.drain_since.get() {
+                Some(t) => t + cfg.orphan_drain_timeout,
+                None => sh.last_activity.get() + cfg.idle_timeout,
+            };
+            if let Some(max_age) = cfg.max_connection_age {
+                next = next.min((started + max_age).max(now + RECHECK.min(max_age)));
+            }
+            if let Some(t) = sh.closing_since.get() {
+                next = next.min(t + CLOSE_TIMEOUT);
+            }
+            if shutting || stop_all {
+                next = next.min(now + RECHECK);
+            }
+            monoio::select! {
+                _ = monoio::time::sleep_until(next.into()) => {},
+                _ = wake.wait() => {},
+                _ = sh.done.wait() => break,
+            }
+            wake.reset();
         }
     };
 
@@ -519,6 +551,7 @@ fn start_drain(ctx: &Rc<WorkerCtx>, sh: &SessionShared, end_reason: &Cell<Option
         );
         sh.drain_since.set(Some(Instant::now()));
         end_reason.set(Some(EndReason::ClientDisconnected));
+        sh.wake_watchdog();
     } else {
         sh.stop_u2c.raise();
     }

@@ -1,7 +1,8 @@
 //! One worker thread: a pinned monoio runtime (io_uring, or epoll as the fallback) with
 //! its own SO_REUSEPORT listener, its sessions and its counters.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +24,20 @@ pub struct WorkerCtx {
     next_session: Cell<u64>,
     active: Cell<usize>,
     shutdown_signal: Signal,
+    /// Each live session's watchdog wake-up, raised when shutdown begins.
+    sessions: RefCell<HashMap<u64, Rc<Signal>>>,
+}
+
+/// Removes a session from its worker's registry when the session ends.
+pub struct SessionRegistration<'a> {
+    ctx: &'a WorkerCtx,
+    id: u64,
+}
+
+impl Drop for SessionRegistration<'_> {
+    fn drop(&mut self) {
+        self.ctx.sessions.borrow_mut().remove(&self.id);
+    }
 }
 
 impl WorkerCtx {
@@ -59,6 +74,13 @@ impl WorkerCtx {
         let n = self.next_session.get() + 1;
         self.next_session.set(n);
         ((self.id as u64) << 48) | n
+    }
+
+    /// Register a session's watchdog wake-up (woken when shutdown begins) until the
+    /// returned guard drops.
+    pub fn register_session(&self, id: u64, wake: Rc<Signal>) -> SessionRegistration<'_> {
+        self.sessions.borrow_mut().insert(id, wake);
+        SessionRegistration { ctx: self, id }
     }
 
     /// A connection started (handshake or session).
@@ -159,6 +181,7 @@ async fn worker_main(
         next_session: Cell::new(0),
         active: Cell::new(0),
         shutdown_signal: Signal::default(),
+        sessions: RefCell::new(HashMap::new()),
     });
     let _ = tx.send(Ok(driver));
     drop(tx);
@@ -173,6 +196,9 @@ async fn worker_main(
                 ctx.metrics.publish(ctx.id);
                 if ctx.shutting_down() {
                     ctx.shutdown_signal.raise();
+                    for wake in ctx.sessions.borrow().values() {
+                        wake.raise();
+                    }
                     return;
                 }
             }
