@@ -482,8 +482,10 @@ pub async fn run<CR, CW, UR, UW>(
             if shutting || stop_all {
                 next = next.min(now + RECHECK);
             }
+            // `sleep(duration)`, not `sleep_until(std Instant → monoio Instant)`: with the
+            // converted deadline the timer never fired here (the idle-timeout test hung).
             monoio::select! {
-                _ = monoio::time::sleep_until(next.into()) => {},
+                _ = monoio::time::sleep(next.saturating_duration_since(Instant::now())) => {},
                 _ = wake.wait() => {},
                 _ = sh.done.wait() => break,
             }
