@@ -380,3 +380,46 @@ async fn without_an_orphan_drain_slot_the_open_response_is_recorded_at_once() {
         t0.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_leaving_after_the_last_delta_before_the_terminal_event_is_billed_exactly() {
+    for driver in DRIVERS {
+        // Paced at 5/s: the terminal event follows the last delta by 200 ms.
+        let mock = MockUpstream::start(MockConfig {
+            token_rate: Some(5.0),
+            deltas: 4,
+            ..MockConfig::default()
+        })
+        .await
+        .unwrap();
+        let relay = start_relay(driver, &mock.url(), &["--usage-log", "{usage_log}"]);
+        for graceful in [false, true] {
+            let mut c = client(&relay).await;
+            c.send_text(&create(None, "")).await.unwrap();
+            let mut deltas = 0;
+            while deltas < 4 {
+                match c.recv().await.unwrap() {
+                    Message::Text(t) => {
+                        assert!(
+                            !t.contains("\"response.completed\""),
+                            "terminal came before the last delta was read"
+                        );
+                        deltas += t.contains("output_text.delta") as usize;
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+            if graceful {
+                c.close(1000, "").await.unwrap();
+            }
+            drop(c); // every delta read, the terminal event not yet sent
+        }
+        let recs = records(&relay, 2).await;
+        assert_matches_ledger(&recs, &mock.ledger());
+        assert!(
+            recs.iter()
+                .all(|r| r.status == RecordStatus::Completed && r.usage_final),
+            "driver {driver}: {recs:#?}"
+        );
+    }
+}

@@ -320,6 +320,11 @@ async fn run_response(
         let _ = ctx.tx.send(out).await;
         return Err(Closed);
     }
+    if let Some(d) = pace {
+        // The model takes a moment to finish after its last token: a client can read
+        // every delta and leave before the terminal event (the relay must still meter it).
+        tokio::time::sleep(d).await;
+    }
     emit(r.text_done(&full, next())).await.map_err(|_| Closed)?;
     emit(r.part(Some(&full), next()))
         .await
