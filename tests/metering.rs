@@ -306,16 +306,34 @@ fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     out
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn orphan_drain_gives_up_at_its_timeout_and_records_the_open_response() {
-    // One delta a second: the response is still running when the drain gives up.
-    let mock = MockUpstream::start(MockConfig {
+/// A mock streaming one delta a second: a response is still running seconds later.
+async fn slow_mock() -> MockUpstream {
+    MockUpstream::start(MockConfig {
         token_rate: Some(1.0),
         deltas: 30,
         ..MockConfig::default()
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// A client whose response has been created upstream and is still streaming.
+async fn response_under_way(relay: &TestRelay) -> WsClient {
+    let mut c = client(relay).await;
+    c.send_text(&create(None, "")).await.unwrap();
+    loop {
+        if let Message::Text(t) = c.recv().await.unwrap() {
+            if t.contains("\"response.created\"") {
+                return c;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn orphan_drain_gives_up_at_its_timeout_and_records_the_open_response() {
+    // One delta a second: the response is still running when the drain gives up.
+    let mock = slow_mock().await;
     let relay = start_relay(
         "auto",
         &mock.url(),
@@ -326,15 +344,7 @@ async fn orphan_drain_gives_up_at_its_timeout_and_records_the_open_response() {
             "400ms",
         ],
     );
-    let mut c = client(&relay).await;
-    c.send_text(&create(None, "")).await.unwrap();
-    loop {
-        if let Message::Text(t) = c.recv().await.unwrap() {
-            if t.contains("\"response.created\"") {
-                break;
-            }
-        }
-    }
+    let c = response_under_way(&relay).await;
     drop(c); // vanish with a response in flight
     let recs = records(&relay, 1).await;
     assert_eq!(recs.len(), 1, "{recs:#?}");
@@ -347,27 +357,13 @@ async fn orphan_drain_gives_up_at_its_timeout_and_records_the_open_response() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_an_orphan_drain_slot_the_open_response_is_recorded_at_once() {
-    let mock = MockUpstream::start(MockConfig {
-        token_rate: Some(1.0),
-        deltas: 30,
-        ..MockConfig::default()
-    })
-    .await
-    .unwrap();
+    let mock = slow_mock().await;
     let relay = start_relay(
         "auto",
         &mock.url(),
         &["--usage-log", "{usage_log}", "--max-orphan-drains", "0"],
     );
-    let mut c = client(&relay).await;
-    c.send_text(&create(None, "")).await.unwrap();
-    loop {
-        if let Message::Text(t) = c.recv().await.unwrap() {
-            if t.contains("\"response.created\"") {
-                break;
-            }
-        }
-    }
+    let c = response_under_way(&relay).await;
     let t0 = std::time::Instant::now();
     drop(c);
     let recs = records(&relay, 1).await;
