@@ -48,7 +48,6 @@ pub struct SessionShared {
     drain_since: Cell<Option<Instant>>,
     /// When a close handshake started.
     closing_since: Cell<Option<Instant>>,
-    sink_refusals: Cell<u64>,
     refused_create: Cell<bool>,
     sink: crate::metering::sink::SinkHandle,
     buffer_bytes: usize,
@@ -119,9 +118,9 @@ impl SessionShared {
             }
             Dir::ClientToUpstream => m.on_client(ev, now),
             Dir::UpstreamToClient => {
-                if m.on_upstream(ev, now).is_err() {
-                    self.sink_refusals.set(self.sink_refusals.get() + 1);
-                }
+                // A refused record is not lost: the sink logs the failure, keeps the record
+                // and hands it back at shutdown; new creates are refused while it is down.
+                let _ = m.on_upstream(ev, now);
             }
         }
     }
@@ -207,7 +206,6 @@ pub async fn run<CR, CW, UR, UW>(
         last_activity: Cell::new(started),
         drain_since: Cell::new(None),
         closing_since: Cell::new(None),
-        sink_refusals: Cell::new(0),
         refused_create: Cell::new(false),
         sink: ctx.shared.sink.clone(),
         buffer_bytes: buf_size,
@@ -588,8 +586,10 @@ fn log_end(
         path = %info.path,
         duration_ms = started.elapsed().as_millis() as u64,
         frames_up = up.frames,
+        reads_up = up.reads,
         bytes_up = up.bytes,
         frames_down = down.frames,
+        reads_down = down.reads,
         bytes_down = down.bytes,
         client_close = o.client_close,
         upstream_close = o.upstream_close,
