@@ -10,5 +10,5 @@
 #   scripts/bench.sh --full     # also 4,000 and 9,000 idle sessions
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release
+cargo build --release --workspace
 exec target/release/loadtest bench "$@"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Relay CPU spent by N idle sessions (no traffic, no pings) over 5 seconds.
-#   scripts/idle-cpu.sh [N=3000]      (needs `cargo build --release` first)
+#   scripts/idle-cpu.sh [N=3000]      (builds the workspace in release mode first)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cargo build --release --workspace
 N=${1:-3000}
 dir=$(mktemp -d)
 trap 'kill $TP $MP 2>/dev/null || true; rm -rf "$dir"' EXIT

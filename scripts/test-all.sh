@@ -3,6 +3,7 @@
 #
 #   scripts/test-all.sh
 #
+# 0. scripts/install-deps.sh: the Debian packages the suite needs, when missing
 # 1. .venv with the pinned Python test dependencies (requirements-test.txt); created if
 #    missing, re-synced when requirements-test.txt changes.
 # 2. cargo build --workspace --all-targets   (the relay and `loadtest` binaries the
@@ -26,6 +27,8 @@ STAMP="$VENV/.requirements-test.sha256"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 start=$SECONDS
+
+bash "$ROOT/scripts/install-deps.sh"
 
 want=$(sha256sum requirements-test.txt | cut -d' ' -f1)
 if [[ ! -x "$VENV/bin/python" ]]; then

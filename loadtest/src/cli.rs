@@ -144,12 +144,20 @@ pub struct BenchArgs {
     pub only: Vec<String>,
 }
 
-/// Flags of `loadtest demo`.
+/// Flags of `loadtest demo`. It exits 0 only when every step of the transcript worked
+/// and every usage record equals the mock's ledger; 1 otherwise.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// The tollgate binary [default: `tollgate` next to this executable].
     #[arg(long)]
     pub tollgate: Option<PathBuf>,
+    /// One more flag for the relay (repeatable), e.g. `--relay-arg=--driver=epoll`.
+    #[arg(long = "relay-arg", allow_hyphen_values = true)]
+    pub relay_args: Vec<String>,
+    /// Make the mock upstream misbehave (see `loadtest mock-upstream --fault`), e.g.
+    /// `abort-fin:2`: shows what the demo reports when a step fails.
+    #[arg(long)]
+    pub mock_fault: Option<Fault>,
 }
 
 fn parse_peer(s: &str) -> Result<Peer, String> {

@@ -17,6 +17,17 @@ use crate::mock::{MockConfig, MockUpstream};
 
 const KEY: &str = "tg-demo-key-0001";
 
+/// What the demo runs.
+#[derive(Debug, Clone)]
+pub struct DemoOpts {
+    /// The relay binary.
+    pub tollgate: PathBuf,
+    /// Extra flags for the relay.
+    pub relay_args: Vec<String>,
+    /// A misbehaviour of the mock upstream.
+    pub mock_fault: Option<crate::mock::Fault>,
+}
+
 /// Why the demo could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -64,7 +75,13 @@ struct Relay {
 }
 
 impl Relay {
-    fn spawn(bin: &Path, upstream: &str, keys: &Path, log: &Path) -> Result<Relay, DemoError> {
+    fn spawn(
+        bin: &Path,
+        extra: &[String],
+        upstream: &str,
+        keys: &Path,
+        log: &Path,
+    ) -> Result<Relay, DemoError> {
         let mut child = Command::new(bin)
             .args([
                 "--listen",
@@ -85,6 +102,7 @@ impl Relay {
             ])
             .arg("--usage-log")
             .arg(log)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -330,9 +348,10 @@ fn print_usage(records: &[Value], ledger: &[LedgerEntry]) -> bool {
     check.accuracy() >= 1.0 && check.ledger > 0
 }
 
-/// Runs the demo with the relay binary at `tollgate`. `Ok(true)` when every
-/// usage record matches the mock's ledger.
-pub fn run(tollgate: &Path) -> Result<bool, DemoError> {
+/// Runs the demo. `Ok(true)` when every usage record matches the mock's ledger;
+/// an `Err` when a step failed.
+pub fn run(opts: &DemoOpts) -> Result<bool, DemoError> {
+    let tollgate = opts.tollgate.as_path();
     if !tollgate.is_file() {
         return Err(DemoError::NoTollgate(tollgate.to_path_buf()));
     }
@@ -352,6 +371,7 @@ pub fn run(tollgate: &Path) -> Result<bool, DemoError> {
             deltas: 6,
             delta_bytes: 110,
             token_rate: Some(100.0),
+            fault: opts.mock_fault.clone(),
             ..MockConfig::default()
         })
         .await
@@ -360,7 +380,7 @@ pub fn run(tollgate: &Path) -> Result<bool, DemoError> {
             "mock upstream: {} (in-process, fake Responses API)",
             mock.url()
         );
-        let relay = Relay::spawn(tollgate, &mock.url(), &keys, &log)?;
+        let relay = Relay::spawn(tollgate, &opts.relay_args, &mock.url(), &keys, &log)?;
         println!(
             "tollgate: {} → {} (pid {}, usage log {})",
             relay.addr,

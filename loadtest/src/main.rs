@@ -141,10 +141,17 @@ fn run_bench(args: BenchArgs) -> i32 {
 }
 
 fn run_demo(args: DemoArgs) -> i32 {
-    let tollgate = args.tollgate.unwrap_or_else(sibling_tollgate);
-    match tollgate_loadtest::demo::run(&tollgate) {
+    let opts = tollgate_loadtest::demo::DemoOpts {
+        tollgate: args.tollgate.unwrap_or_else(sibling_tollgate),
+        relay_args: args.relay_args,
+        mock_fault: args.mock_fault,
+    };
+    match tollgate_loadtest::demo::run(&opts) {
         Ok(true) => 0,
-        Ok(false) => 1,
+        Ok(false) => {
+            eprintln!("loadtest demo: the relay's usage records do not match the mock's ledger");
+            1
+        }
         Err(e) => {
             eprintln!("loadtest demo: {e}");
             1

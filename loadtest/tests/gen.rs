@@ -22,10 +22,23 @@ fn quick(workload: Workload, target: String) -> RunConfig {
 }
 
 /// `tollgate` next to the `loadtest` test binary's directory (`target/debug/`).
-fn debug_tollgate() -> Option<PathBuf> {
+/// The `tollgate` binary of this build (next to `loadtest`). `cargo test` in the workspace
+/// root builds it; `cargo test -p tollgate-loadtest` alone does not, so build it here
+/// rather than skip (a skipped test proves nothing).
+fn debug_tollgate() -> PathBuf {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_loadtest"));
-    let t = exe.parent()?.join("tollgate");
-    t.is_file().then_some(t)
+    let t = exe.parent().expect("target dir").join("tollgate");
+    if !t.is_file() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let ok = std::process::Command::new(cargo)
+            .current_dir(root)
+            .args(["build", "-p", "tollgate", "--bin", "tollgate"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok && t.is_file(), "could not build {}", t.display());
+    }
+    t
 }
 
 /// The mock counts a batch after its write returns, which can be just after the
@@ -137,10 +150,7 @@ fn refused_upgrades_are_counted_as_errors() {
 
 #[test]
 fn stream_through_the_real_relay_is_metered_exactly() {
-    let Some(tollgate) = debug_tollgate() else {
-        eprintln!("skipping: no target/debug/tollgate (cargo build -p tollgate first)");
-        return;
-    };
+    let tollgate = debug_tollgate();
     let dir = std::env::temp_dir().join(format!("loadtest-gen-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let keys = dir.join("keys");
@@ -188,10 +198,7 @@ fn stream_through_the_real_relay_is_metered_exactly() {
 
 #[test]
 fn demo_exits_zero_with_matching_usage() {
-    let Some(tollgate) = debug_tollgate() else {
-        eprintln!("skipping: no target/debug/tollgate (cargo build -p tollgate first)");
-        return;
-    };
+    let tollgate = debug_tollgate();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
         .args(["demo", "--tollgate"])
         .arg(&tollgate)
@@ -205,6 +212,44 @@ fn demo_exits_zero_with_matching_usage() {
     );
     assert!(text.contains("usage accuracy: 5/5 records match"), "{text}");
     assert!(text.contains("[agent_b] response.completed"), "{text}");
+}
+
+/// Runs `loadtest demo` against this build's relay with `extra` flags.
+fn demo(extra: &[&str]) -> (std::process::ExitStatus, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args(["demo", "--tollgate"])
+        .arg(debug_tollgate())
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn demo_exits_non_zero_when_usage_records_disagree_with_the_ledger() {
+    // In tunnel mode the relay forwards every frame but meters nothing: the conversation
+    // works, the usage log stays empty, and every ledger entry is "missing".
+    let (status, out, err) = demo(&["--relay-arg=--tunnel"]);
+    assert_eq!(status.code(), Some(1), "{out}\n{err}");
+    assert!(out.contains("[agent_b] response.completed"), "{out}");
+    assert!(out.contains("missing"), "{out}");
+    assert!(out.contains("usage accuracy: 0/5 records match"), "{out}");
+    assert!(err.contains("do not match the mock's ledger"), "{err}");
+}
+
+#[test]
+fn demo_exits_non_zero_when_a_step_of_the_transcript_fails() {
+    // The mock drops the TCP connection after two deltas of a response: the relay tells
+    // the client (error event, close 1011) and the demo names the step that failed.
+    let (status, out, err) = demo(&["--mock-fault", "abort-fin:2"]);
+    assert_eq!(status.code(), Some(1), "{out}\n{err}");
+    assert!(err.contains("loadtest demo: turn"), "{err}");
+    assert!(err.contains("1011"), "{err}");
+    assert!(!out.contains("usage accuracy"), "{out}");
 }
 
 #[test]
