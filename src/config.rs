@@ -176,6 +176,67 @@ pub struct Cli {
     #[arg(long, env = "TOLLGATE_MAX_ORPHAN_DRAINS", default_value_t = 1024)]
     pub max_orphan_drains: usize,
 
+    /// Paths a client may open (exact match on the path; the query is passed through);
+    /// anything else is answered 404 without dialling upstream (repeatable)
+    /// [default: /v1/responses, plus /openai/v1/responses for an Azure upstream].
+    #[arg(
+        long = "allow-path",
+        env = "TOLLGATE_ALLOW_PATH",
+        value_delimiter = ','
+    )]
+    pub allow_paths: Vec<String>,
+
+    /// A write to a leg that makes no progress this long ends that leg (a peer that
+    /// stopped reading): its socket is shut down and the other leg is told.
+    #[arg(long, env = "TOLLGATE_SLOW_CONSUMER_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub slow_consumer_timeout: Duration,
+
+    /// Longest one response may stay open (silent responses are not idle: the idle timeout
+    /// does not apply while a response is open); then the session is closed 1001.
+    #[arg(long, env = "TOLLGATE_RESPONSE_TIMEOUT", default_value = "30m", value_parser = parse_duration)]
+    pub response_timeout: Duration,
+
+    /// Usage records waiting for the log writer before the relay refuses new responses
+    /// and sessions (as for a broken log) until the writer catches up.
+    #[arg(long, env = "TOLLGATE_USAGE_QUEUE_CAPACITY", default_value_t = 65_536)]
+    pub usage_queue_capacity: usize,
+
+    /// Sessions (and handshakes) each worker holds at most; beyond it: 429 with
+    /// Retry-After [default: what the open-file limit allows: (RLIMIT_NOFILE − 64) / 2 /
+    /// workers].
+    #[arg(long, env = "TOLLGATE_MAX_SESSIONS")]
+    pub max_sessions: Option<usize>,
+
+    /// Concurrent sessions per tenant across all workers (0 = unlimited; a
+    /// `max_sessions=N` in the keys file overrides it per tenant).
+    #[arg(long, env = "TOLLGATE_TENANT_MAX_SESSIONS", default_value_t = 0)]
+    pub tenant_max_sessions: usize,
+
+    /// `response.create`s per minute per tenant (0 = unlimited; `turns_per_minute=N` in the
+    /// keys file overrides it); over it the create gets an `error` event
+    /// `rate_limit_exceeded` and is not forwarded.
+    #[arg(long, env = "TOLLGATE_TENANT_TURNS_PER_MINUTE", default_value_t = 0)]
+    pub tenant_turns_per_minute: u32,
+
+    /// Bytes a worker holds for message assembly (client messages held whole until
+    /// decided, the tap's copies of split events); a session that would exceed it is
+    /// closed 1013.
+    #[arg(long, env = "TOLLGATE_MAX_HELD_BYTES", default_value = "256MiB", value_parser = parse_size)]
+    pub max_held_bytes: u64,
+
+    /// io_uring setup flags to use (for measurements; default: the best the kernel takes,
+    /// in this order): `defer` (SINGLE_ISSUER|DEFER_TASKRUN), `coop` (COOP_TASKRUN), `none`.
+    #[arg(long, hide = true, value_parser = ["defer", "coop", "none"])]
+    pub uring_setup: Option<String>,
+
+    /// Test hook: sleep this long before each usage-log fsync (a slow disk).
+    #[arg(long, hide = true, default_value = "0s", value_parser = parse_duration)]
+    pub debug_usage_fsync_delay: Duration,
+
+    /// Test hook: a `response.create` for this model makes its session panic.
+    #[arg(long, hide = true)]
+    pub debug_panic_on_model: Option<String>,
+
     /// Admin listener for /metrics, /healthz, /readyz; unset = none.
     #[arg(long, env = "TOLLGATE_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
@@ -279,6 +340,26 @@ pub struct Config {
     pub max_orphan_drains: usize,
     /// Admin listener.
     pub admin_listen: Option<SocketAddr>,
+    /// Paths clients may open.
+    pub allow_paths: Vec<String>,
+    /// Stalled-write limit.
+    pub slow_consumer_timeout: Duration,
+    /// Longest response.
+    pub response_timeout: Duration,
+    /// Usage records queued before backpressure.
+    pub usage_queue_capacity: usize,
+    /// Sessions per worker.
+    pub max_sessions: usize,
+    /// Default per-tenant limits.
+    pub tenant_limits: crate::limits::TenantLimits,
+    /// Assembly bytes per worker.
+    pub max_held_bytes: usize,
+    /// Only these io_uring setup flags (`None`: best available).
+    pub uring_setup: Option<&'static str>,
+    /// Test hook: fsync delay.
+    pub debug_usage_fsync_delay: Duration,
+    /// Test hook: panic on this model.
+    pub debug_panic_on_model: Option<String>,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter.
@@ -313,6 +394,9 @@ pub enum ConfigError {
         /// What is wrong.
         why: &'static str,
     },
+    /// `--allow-path` is not an absolute path without a query.
+    #[error("--allow-path {0:?}: expected an absolute path such as /v1/responses (no query)")]
+    AllowPath(String),
     /// A file flag names a file that cannot be read.
     #[error("--{flag} {path}: {source}")]
     File {
@@ -323,6 +407,23 @@ pub enum ConfigError {
         /// The error.
         source: std::io::Error,
     },
+}
+
+/// Sessions per worker that fit the process's open-file limit: each session holds two
+/// sockets; 64 descriptors are kept for listeners, the log and the admin endpoint.
+fn default_max_sessions(workers: usize) -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
+    let files = if ok {
+        usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
+    } else {
+        1024
+    };
+    (files.saturating_sub(64) / 2 / workers.max(1)).max(1)
 }
 
 /// Parse `10s`, `500ms`, `5m`, `1h` (humantime syntax).
@@ -506,6 +607,55 @@ impl Cli {
                 });
             }
         }
+        for p in &self.allow_paths {
+            if !p.starts_with('/') || p.contains('?') || p.bytes().any(|b| b <= b' ' || b == 0x7f) {
+                return Err(ConfigError::AllowPath(p.clone()));
+            }
+        }
+        let allow_paths = if self.allow_paths.is_empty() {
+            let mut v = vec!["/v1/responses".to_string()];
+            if upstream.host.ends_with(".openai.azure.com")
+                || upstream.host.ends_with(".cognitiveservices.azure.com")
+            {
+                v.push("/openai/v1/responses".to_string());
+            }
+            v
+        } else {
+            self.allow_paths
+        };
+        for (flag, d) in [
+            ("slow-consumer-timeout", self.slow_consumer_timeout),
+            ("response-timeout", self.response_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::Range {
+                    flag,
+                    why: "must be greater than 0",
+                });
+            }
+        }
+        if self.usage_queue_capacity == 0 {
+            return Err(ConfigError::Range {
+                flag: "usage-queue-capacity",
+                why: "must be at least 1",
+            });
+        }
+        let max_sessions = match self.max_sessions {
+            Some(0) => {
+                return Err(ConfigError::Range {
+                    flag: "max-sessions",
+                    why: "must be at least 1",
+                })
+            }
+            Some(n) => n,
+            None => default_max_sessions(workers),
+        };
+        if self.max_held_bytes < 1 << 20 {
+            return Err(ConfigError::Range {
+                flag: "max-held-bytes",
+                why: "must be at least 1MiB",
+            });
+        }
         let usage_log = match self.usage_log.as_deref() {
             None | Some("") => UsageLog::Disabled,
             Some("-") => UsageLog::Stdout,
@@ -545,6 +695,24 @@ impl Cli {
             orphan_drain_timeout: self.orphan_drain_timeout,
             max_orphan_drains: self.max_orphan_drains,
             admin_listen: self.admin_listen,
+            allow_paths,
+            slow_consumer_timeout: self.slow_consumer_timeout,
+            response_timeout: self.response_timeout,
+            usage_queue_capacity: self.usage_queue_capacity,
+            max_sessions,
+            tenant_limits: crate::limits::TenantLimits {
+                max_sessions: (self.tenant_max_sessions > 0).then_some(self.tenant_max_sessions),
+                turns_per_minute: (self.tenant_turns_per_minute > 0)
+                    .then_some(self.tenant_turns_per_minute),
+            },
+            max_held_bytes: usize::try_from(self.max_held_bytes).unwrap_or(usize::MAX),
+            uring_setup: self.uring_setup.as_deref().map(|f| match f {
+                "defer" => "single_issuer+defer_taskrun",
+                "coop" => "coop_taskrun",
+                _ => "none",
+            }),
+            debug_usage_fsync_delay: self.debug_usage_fsync_delay,
+            debug_panic_on_model: self.debug_panic_on_model,
             log_format: self.log_format,
             log: self.log,
         })

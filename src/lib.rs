@@ -21,6 +21,8 @@
 //! pinned monoio worker per core (io_uring, epoll fallback).
 
 pub mod config;
+pub mod flow;
+pub mod limits;
 pub mod metering;
 pub mod metrics;
 pub mod relay;

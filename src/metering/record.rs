@@ -20,6 +20,10 @@ pub enum RecordStatus {
     UpstreamDisconnected,
     /// The relay shut down before the terminal event.
     RelayShutdown,
+    /// The response ran longer than `--response-timeout`; the relay ended the session.
+    ResponseTimeout,
+    /// The relay failed inside the session (a contained panic); the response was cut.
+    RelayError,
 }
 
 impl RecordStatus {
@@ -32,6 +36,8 @@ impl RecordStatus {
             RecordStatus::ClientDisconnected => "client_disconnected",
             RecordStatus::UpstreamDisconnected => "upstream_disconnected",
             RecordStatus::RelayShutdown => "relay_shutdown",
+            RecordStatus::ResponseTimeout => "response_timeout",
+            RecordStatus::RelayError => "relay_error",
         }
     }
 }

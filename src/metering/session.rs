@@ -55,6 +55,10 @@ pub enum EndReason {
     UpstreamDisconnected,
     /// The relay is shutting down.
     RelayShutdown,
+    /// A response exceeded `--response-timeout`.
+    ResponseTimeout,
+    /// The relay failed inside the session (a contained panic).
+    RelayError,
 }
 
 impl EndReason {
@@ -64,6 +68,8 @@ impl EndReason {
             EndReason::ClientDisconnected => RecordStatus::ClientDisconnected,
             EndReason::UpstreamDisconnected => RecordStatus::UpstreamDisconnected,
             EndReason::RelayShutdown => RecordStatus::RelayShutdown,
+            EndReason::ResponseTimeout => RecordStatus::ResponseTimeout,
+            EndReason::RelayError => RecordStatus::RelayError,
         }
     }
 }
@@ -127,6 +133,20 @@ pub struct SessionMeter {
     open: Vec<Open>,
     done: VecDeque<Box<str>>,
     stats: MeterStats,
+}
+
+/// Longest `response.id`, `stream_id` or `model` string the meter keeps (bytes); longer ones
+/// from the upstream are cut (client creates with longer ones are refused before they get
+/// here).
+pub const MAX_FIELD_BYTES: usize = 256;
+
+/// `s` cut to [`MAX_FIELD_BYTES`] at a char boundary.
+fn capped(s: &str) -> String {
+    let mut end = s.len().min(MAX_FIELD_BYTES);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
 }
 
 fn ms(d: Duration) -> u64 {
@@ -233,6 +253,17 @@ impl SessionMeter {
         self.open.len() + self.pending + self.untracked
     }
 
+    /// When the oldest open response (or pending create) started; `--response-timeout`
+    /// counts from here.
+    pub fn oldest_start(&self) -> Option<Instant> {
+        let open = self.open.iter().map(|o| o.start);
+        let pending = self
+            .lanes
+            .iter()
+            .filter_map(|l| l.queue.front().map(|p| p.start));
+        open.chain(pending).min()
+    }
+
     /// This session's counters so far.
     pub fn stats(&self) -> MeterStats {
         self.stats
@@ -259,6 +290,8 @@ impl SessionMeter {
     }
 
     fn created(&mut self, id: &str, lane: &Option<String>, model: &Option<String>, now: Instant) {
+        let id = capped(id);
+        let id = id.as_str();
         if self.open.iter().any(|o| o.response_id == id) || self.is_done(id) {
             return;
         }
@@ -276,35 +309,32 @@ impl SessionMeter {
             return;
         }
         self.open.push(Open {
-            response_id: id.to_owned(),
-            lane: lane.clone(),
+            response_id: capped(id),
+            lane: lane.as_deref().map(capped),
             requested_model,
-            model: model.clone(),
+            model: model.as_deref().map(capped),
             start,
             ttft: None,
         });
     }
 
     fn terminal(&mut self, t: &Terminal, now: Instant) -> Result<(), SinkError> {
-        if self.is_done(&t.response_id) {
+        let rid = capped(&t.response_id);
+        if self.is_done(&rid) {
             self.stats.duplicate_terminals += 1;
             if let Some(m) = &self.metrics {
                 m.duplicate_terminal();
             }
             return Ok(());
         }
-        let open = match self
-            .open
-            .iter()
-            .position(|o| o.response_id == t.response_id)
-        {
+        let open = match self.open.iter().position(|o| o.response_id == rid) {
             Some(i) => self.open.remove(i),
             None => {
                 // Never saw its `response.created`: still billable.
                 let p = self.take_pending(t.stream_id.as_deref());
                 Open {
-                    response_id: t.response_id.clone(),
-                    lane: t.stream_id.clone(),
+                    response_id: rid.clone(),
+                    lane: t.stream_id.as_deref().map(capped),
                     requested_model: p.as_ref().and_then(|p| p.requested_model.clone()),
                     model: None,
                     start: p.map_or(now, |p| p.start),
@@ -325,7 +355,7 @@ impl SessionMeter {
             t.service_tier.as_ref(),
             now,
         );
-        self.remember_done(&t.response_id);
+        self.remember_done(&rid);
         self.emit(rec, &t.usage.unwrap_or_default())
     }
 
@@ -346,7 +376,7 @@ impl SessionMeter {
             upstream: self.upstream.to_string(),
             stream_id: o.lane.clone(),
             response_id: o.response_id.clone(),
-            model: model.or(o.model.as_ref()).cloned(),
+            model: model.or(o.model.as_ref()).map(|m| capped(m)),
             requested_model: o.requested_model.clone(),
             status,
             input_tokens: u.input_tokens,
@@ -354,7 +384,7 @@ impl SessionMeter {
             output_tokens: u.output_tokens,
             reasoning_tokens: u.reasoning_tokens,
             total_tokens: u.total_tokens,
-            service_tier: service_tier.cloned(),
+            service_tier: service_tier.map(|t| capped(t)),
             ttft_ms: o.ttft.map(ms),
             duration_ms: ms(now.saturating_duration_since(o.start)),
             usage_final: usage.is_some(),

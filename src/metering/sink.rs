@@ -1,21 +1,30 @@
 //! The durable usage log: JSON Lines appended by one dedicated writer thread with group
 //! commit, failing closed on the first I/O error.
 //!
-//! Workers [`SinkHandle::submit`] records into a bounded in-memory queue. The writer thread
-//! drains it (at most `fsync_every` records per round), appends the serialized lines with one
-//! `write_all` to a file opened with `O_APPEND`, and `fdatasync`s once `fsync_every` records
-//! are unsynced or the oldest unsynced one is `fsync_interval` old, whichever comes first. A
-//! record counts as durable only after the fsync that covers it.
+//! Workers [`SinkHandle::submit`] records into an in-memory queue; `submit` never blocks and
+//! never drops a record. The writer thread sleeps until records arrive, then gathers them
+//! for one group-commit interval, appends everything queued with one `write_all` to a file
+//! opened with `O_APPEND`, and `fdatasync`s once (also after `fsync_every` records, so a
+//! round stays bounded). A record counts as durable only after the fsync that covers it. A
+//! worker wakes the writer only when the writer sleeps with nothing to do, so a busy relay
+//! costs one wake-up, one write and one fsync per interval — not one per record.
 //!
 //! **Fail closed.** The first write or fsync error logs one ERROR line (path and error, never
-//! record contents), marks the sink unhealthy for the rest of the process
-//! ([`SinkHandle::healthy`]), and stops the writer. Records still queued, written but not
-//! synced, or submitted afterwards (up to the queue bound) stay in memory and come back from
-//! [`Sink::shutdown`] as [`SinkStats::not_durable`]; nothing is dropped silently.
+//! record contents), marks the sink failed for the rest of the process, and stops the writer.
+//! Records still queued, written but not synced, or submitted afterwards stay in memory and
+//! come back from [`Sink::shutdown`] as [`SinkStats::not_durable`] (the relay prints them on
+//! stderr); nothing is dropped silently.
 //!
-//! **Backpressure.** When the queue is full, `submit` blocks the calling thread for at most
-//! [`SUBMIT_BLOCK`] waiting for room; if the queue is still full it returns
-//! [`SinkError::QueueFull`] and counts the record as rejected (metric and ERROR line).
+//! **Backpressure.** When `queue_capacity` records wait (a slow disk), the sink reports itself
+//! unavailable ([`SinkHandle::healthy`] is `false`): the relay then refuses new
+//! `response.create`s and new sessions, exactly as for a broken log, so the queue can only
+//! grow by the responses already in flight. Records of those are still accepted (a terminal
+//! event that was forwarded is never refused). Once the writer has brought the queue down to
+//! half the capacity the sink is available again by itself.
+//!
+//! **Rotation.** [`SinkHandle::reopen`] (SIGHUP) makes the writer finish its round on the old
+//! file (write and fsync), then open the path again: `mv usage.jsonl usage.1 && kill -HUP`
+//! loses nothing — every record is in exactly one of the two files.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -23,14 +32,11 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::record::UsageRecord;
 use super::recover;
 use crate::metrics::SinkMetrics;
-
-/// Longest a `submit` waits for room in a full queue before giving up with `QueueFull`.
-pub const SUBMIT_BLOCK: Duration = Duration::from_secs(1);
 
 /// Where usage records go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,22 +54,25 @@ pub enum SinkPath {
 pub struct SinkConfig {
     /// Destination.
     pub path: SinkPath,
-    /// Longest a written record waits for its fsync (default 10 ms).
+    /// Group-commit interval: longest a written record waits for its fsync (default 10 ms).
     pub fsync_interval: Duration,
-    /// Fsync at the latest after this many unsynced records (default 256).
+    /// Fsync at the latest after this many records in one round (default 4096).
     pub fsync_every: usize,
-    /// Most records queued for the writer (default 65536).
+    /// Records queued before the sink reports backpressure (default 65536).
     pub queue_capacity: usize,
+    /// Test hook: sleep this long before every fsync (simulates a slow disk).
+    pub fsync_delay: Duration,
 }
 
 impl SinkConfig {
-    /// The defaults (10 ms, 256 records, 65536 queued) for `path`.
+    /// The defaults (10 ms, 4096 records, 65536 queued, no delay) for `path`.
     pub fn new(path: SinkPath) -> Self {
         SinkConfig {
             path,
             fsync_interval: Duration::from_millis(10),
-            fsync_every: 256,
+            fsync_every: 4096,
             queue_capacity: 65_536,
+            fsync_delay: Duration::ZERO,
         }
     }
 }
@@ -72,13 +81,9 @@ impl SinkConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     /// `submit` after the sink failed (a write or fsync error) or was shut down. The record
-    /// was kept in memory if the queue had room (reported by `shutdown` as not durable),
-    /// otherwise counted as rejected.
+    /// was kept in memory and is reported by `shutdown` as not durable.
     #[error("usage log unavailable")]
     Unavailable,
-    /// `submit` found the queue full for [`SUBMIT_BLOCK`]; the record was not accepted.
-    #[error("usage log queue full")]
-    QueueFull,
     /// `start` with `fsync_every` or `queue_capacity` of 0.
     #[error("usage log setting `{0}` must be at least 1")]
     ZeroLimit(&'static str),
@@ -114,8 +119,6 @@ pub struct SinkStats {
     /// Records accepted but not made durable (only after a failure), in submission order.
     /// The caller must surface these (e.g. on stderr): they are not in the log.
     pub not_durable: Vec<UsageRecord>,
-    /// Records refused outright (queue full); counted, not kept.
-    pub rejected: u64,
     /// Whether the sink failed closed.
     pub failed: bool,
 }
@@ -124,8 +127,8 @@ pub struct SinkStats {
 #[derive(Debug)]
 struct Shared {
     state: Mutex<State>,
-    not_empty: Condvar,
-    not_full: Condvar,
+    /// The writer waits here when it has nothing to do.
+    wake: Condvar,
     metrics: Arc<SinkMetrics>,
     capacity: usize,
     disabled: bool,
@@ -136,11 +139,25 @@ struct State {
     queue: VecDeque<UsageRecord>,
     shutdown: bool,
     failed: bool,
+    /// The writer asked for a reopen of the log path (SIGHUP).
+    reopen: bool,
+    /// The writer sleeps on `wake` with an empty queue (only then does `submit` notify).
+    writer_idle: bool,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Backpressure on at `capacity` queued, off again at half of it.
+    fn update_backpressure(&self, queued: usize) {
+        if queued >= self.capacity {
+            self.metrics.set_backpressure(true);
+        } else if queued <= self.capacity / 2 {
+            self.metrics.set_backpressure(false);
+        }
+        self.metrics.set_queue_depth(queued);
     }
 }
 
@@ -179,8 +196,7 @@ impl Sink {
         };
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
-            not_empty: Condvar::new(),
-            not_full: Condvar::new(),
+            wake: Condvar::new(),
             metrics,
             capacity: cfg.queue_capacity,
             disabled: out.is_none(),
@@ -188,8 +204,7 @@ impl Sink {
         let writer = match out {
             None => None,
             Some(out) => {
-                let sh = Arc::clone(&shared);
-                let w = writer::Writer::new(sh, out, cfg.fsync_interval, cfg.fsync_every);
+                let w = writer::Writer::new(Arc::clone(&shared), out, &cfg);
                 let h = std::thread::Builder::new()
                     .name("tollgate-usage-log".into())
                     .spawn(move || w.run())
@@ -215,8 +230,7 @@ impl Sink {
 
     fn stop(&mut self) -> Result<SinkStats, SinkError> {
         self.shared.lock().shutdown = true;
-        self.shared.not_empty.notify_all();
-        self.shared.not_full.notify_all();
+        self.shared.wake.notify_all();
         let outcome = match self.writer.take() {
             Some(h) => h.join().map_err(|_| SinkError::WriterPanicked)?,
             None => writer::Outcome::default(),
@@ -228,7 +242,6 @@ impl Sink {
         Ok(SinkStats {
             durable: outcome.durable,
             not_durable,
-            rejected: self.shared.metrics.rejected(),
             failed: st.failed,
         })
     }
@@ -253,61 +266,51 @@ impl Drop for Sink {
 }
 
 impl SinkHandle {
-    /// Queues `rec` for the log. Blocks at most [`SUBMIT_BLOCK`] while the queue is full
-    /// (then `QueueFull`); returns `Unavailable` once the sink has failed or shut down (the
-    /// record is still kept if the queue has room, see [`SinkError::Unavailable`]). With
-    /// [`SinkPath::Disabled`] it discards `rec` and returns `Ok`.
+    /// Queues `rec` for the log without blocking (one short mutex hold). The record is always
+    /// kept: `Unavailable` after the sink has failed or shut down means it is held in memory
+    /// and reported by [`Sink::shutdown`] instead of written. With [`SinkPath::Disabled`] it
+    /// discards `rec` and returns `Ok`.
     pub fn submit(&self, rec: UsageRecord) -> Result<(), SinkError> {
         let sh = &*self.shared;
         if sh.disabled {
             return Ok(());
         }
         let mut st = sh.lock();
-        let deadline = Instant::now() + SUBMIT_BLOCK;
-        loop {
-            if st.failed || st.shutdown {
-                if st.queue.len() < sh.capacity {
-                    st.queue.push_back(rec);
-                    sh.metrics.set_queue_depth(st.queue.len());
-                } else {
-                    sh.metrics.add_rejected();
-                }
-                return Err(SinkError::Unavailable);
-            }
-            if st.queue.len() < sh.capacity {
-                break;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                drop(st);
-                sh.metrics.add_rejected();
-                tracing::error!(
-                    capacity = sh.capacity,
-                    "usage log queue full; record rejected"
-                );
-                return Err(SinkError::QueueFull);
-            }
-            st = sh
-                .not_full
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-        let was_empty = st.queue.is_empty();
         st.queue.push_back(rec);
-        sh.metrics.set_queue_depth(st.queue.len());
+        let queued = st.queue.len();
+        sh.update_backpressure(queued);
+        if st.failed || st.shutdown {
+            return Err(SinkError::Unavailable);
+        }
+        let wake = st.writer_idle;
+        st.writer_idle = false;
         drop(st);
-        // The writer only sleeps on an empty queue.
-        if was_empty {
-            sh.not_empty.notify_one();
+        if wake {
+            sh.wake.notify_one();
         }
         Ok(())
     }
 
-    /// `false` forever after the first write or fsync error: the relay then refuses new
-    /// `response.create`s (error event `usage_log_unavailable`) and new sessions (503).
+    /// `false` once the log failed (forever) and while the writer is `queue_capacity`
+    /// records behind: the relay then refuses new `response.create`s (error event
+    /// `usage_log_unavailable`) and new sessions (503).
     pub fn healthy(&self) -> bool {
-        self.shared.metrics.healthy()
+        self.shared.disabled || self.shared.metrics.accepting()
+    }
+
+    /// Whether the log failed for good (a write or fsync error).
+    pub fn failed(&self) -> bool {
+        !self.shared.metrics.healthy()
+    }
+
+    /// Close and reopen the log file at its path after the current round (log rotation).
+    pub fn reopen(&self) {
+        let sh = &*self.shared;
+        if sh.disabled {
+            return;
+        }
+        sh.lock().reopen = true;
+        sh.wake.notify_one();
     }
 
     /// Records made durable so far (covered by a completed fsync; stdout: flushed).
@@ -323,21 +326,24 @@ impl SinkHandle {
 
 /// Opens `path` for appending (creating it `0640`), first moving a torn last line aside.
 fn open_log(path: &std::path::Path) -> Result<File, SinkError> {
-    use std::os::unix::fs::OpenOptionsExt;
     recover::recover_torn_tail(path).map_err(|source| SinkError::Recover {
         path: path.to_owned(),
         source,
     })?;
+    open_append(path).map_err(|source| SinkError::Open {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// `O_APPEND | O_CREAT`, mode `0640`; a new file's directory entry is made durable too.
+fn open_append(path: &std::path::Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .append(true)
         .create(true)
         .mode(0o640)
-        .open(path)
-        .map_err(|source| SinkError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
-    // Make a newly created file's directory entry durable too.
+        .open(path)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();

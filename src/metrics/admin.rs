@@ -194,6 +194,9 @@ pub fn route(method: &str, path: &str, registry: &Registry, ready: bool) -> Admi
         _ if !registry.sink_metrics().healthy() => {
             AdminResponse::text(503, "usage log unavailable\n")
         }
+        _ if registry.sink_metrics().backpressured() => {
+            AdminResponse::text(503, "usage log behind\n")
+        }
         _ => AdminResponse::text(200, "ready"),
     }
 }

@@ -24,6 +24,12 @@ pub const RESPONSES: &str = "tollgate_responses_total";
 pub const DUPLICATE_TERMINALS: &str = "tollgate_usage_duplicate_terminals_total";
 /// Counter: `response.create`s ended by an upstream `error` event before any `response.created`.
 pub const CREATES_FAILED: &str = "tollgate_usage_creates_failed_total";
+/// Counter, label `code`: `response.create`s the relay refused with an error event.
+pub const CREATES_REFUSED: &str = "tollgate_creates_refused_total";
+/// Counter: panics contained inside a session or a handshake.
+pub const PANICS: &str = "tollgate_panics_total";
+/// Counter, label `side`: sessions cut because that leg stopped reading.
+pub const STALLED_LEGS: &str = "tollgate_stalled_legs_total";
 /// Counter: orphan drains started (client left with responses in flight).
 pub const ORPHAN_DRAINS_STARTED: &str = "tollgate_orphan_drains_started_total";
 /// Counter: orphan drains finished (terminal events arrived or the deadline passed).
@@ -34,8 +40,12 @@ pub const ORPHAN_DRAINS_ACTIVE: &str = "tollgate_orphan_drains_active";
 pub const USAGE_RECORDS_WRITTEN: &str = "tollgate_usage_records_written_total";
 /// Counter: usage records covered by a completed fsync.
 pub const USAGE_RECORDS_DURABLE: &str = "tollgate_usage_records_durable_total";
-/// Counter: usage records the sink could not accept (queue full, or full after a failure).
-pub const USAGE_RECORDS_REJECTED: &str = "tollgate_usage_records_rejected_total";
+/// Gauge: 1 while the usage log writer is `--usage-queue-capacity` records behind.
+pub const USAGE_LOG_BACKPRESSURE: &str = "tollgate_usage_log_backpressure";
+/// Counter: times the usage log writer fell `--usage-queue-capacity` records behind.
+pub const USAGE_LOG_BACKPRESSURE_EVENTS: &str = "tollgate_usage_log_backpressure_events_total";
+/// Counter: usage log reopens (SIGHUP, log rotation).
+pub const USAGE_LOG_REOPENS: &str = "tollgate_usage_log_reopens_total";
 /// Counter: usage log write/fsync errors (the first one fails the sink closed).
 pub const USAGE_LOG_ERRORS: &str = "tollgate_usage_log_errors_total";
 /// Counter: fsyncs (fdatasync) of the usage log.

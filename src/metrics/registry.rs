@@ -13,9 +13,11 @@ use super::worker::{WorkerSnapshot, SESSION_DURATION_LE};
 #[derive(Debug)]
 pub struct SinkMetrics {
     healthy: AtomicBool,
+    backpressure: AtomicBool,
     written: AtomicU64,
     durable: AtomicU64,
-    rejected: AtomicU64,
+    backpressure_events: AtomicU64,
+    reopens: AtomicU64,
     errors: AtomicU64,
     fsyncs: AtomicU64,
     queue_depth: AtomicU64,
@@ -25,9 +27,11 @@ impl Default for SinkMetrics {
     fn default() -> Self {
         SinkMetrics {
             healthy: AtomicBool::new(true),
+            backpressure: AtomicBool::new(false),
             written: AtomicU64::new(0),
             durable: AtomicU64::new(0),
-            rejected: AtomicU64::new(0),
+            backpressure_events: AtomicU64::new(0),
+            reopens: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
             queue_depth: AtomicU64::new(0),
@@ -39,6 +43,32 @@ impl SinkMetrics {
     /// `true` until the sink's first write or fsync error.
     pub fn healthy(&self) -> bool {
         self.healthy.load(Ordering::Acquire)
+    }
+    /// Healthy and not backpressured: new responses and sessions may start.
+    pub fn accepting(&self) -> bool {
+        self.healthy() && !self.backpressured()
+    }
+    /// Whether the writer is `queue_capacity` records behind (until it is half way down).
+    pub fn backpressured(&self) -> bool {
+        self.backpressure.load(Ordering::Acquire)
+    }
+    /// Turns backpressure on or off (counting each time it turns on).
+    pub fn set_backpressure(&self, on: bool) {
+        if self.backpressure.swap(on, Ordering::AcqRel) != on && on {
+            self.backpressure_events.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    /// Times backpressure turned on.
+    pub fn backpressure_events(&self) -> u64 {
+        self.backpressure_events.load(Ordering::Relaxed)
+    }
+    /// The log file was reopened (rotation).
+    pub fn add_reopen(&self) {
+        self.reopens.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Reopens so far.
+    pub fn reopens(&self) -> u64 {
+        self.reopens.load(Ordering::Relaxed)
     }
     /// Marks the sink failed (forever) and counts the error.
     pub fn fail(&self) {
@@ -54,10 +84,6 @@ impl SinkMetrics {
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
         self.durable.fetch_add(n, Ordering::Release);
     }
-    /// A record could not be accepted.
-    pub fn add_rejected(&self) {
-        self.rejected.fetch_add(1, Ordering::Relaxed);
-    }
     /// Sets the queue-depth gauge.
     pub fn set_queue_depth(&self, depth: usize) {
         self.queue_depth.store(depth as u64, Ordering::Relaxed);
@@ -69,10 +95,6 @@ impl SinkMetrics {
     /// Records covered by a completed fsync so far.
     pub fn durable(&self) -> u64 {
         self.durable.load(Ordering::Acquire)
-    }
-    /// Records rejected so far.
-    pub fn rejected(&self) -> u64 {
-        self.rejected.load(Ordering::Relaxed)
     }
     /// Write/fsync errors so far.
     pub fn errors(&self) -> u64 {
@@ -95,6 +117,7 @@ pub struct Registry {
     workers: Mutex<BTreeMap<usize, WorkerSnapshot>>,
     sink: Arc<SinkMetrics>,
     driver: OnceLock<&'static str>,
+    uring_flags: OnceLock<&'static str>,
 }
 
 impl Registry {
@@ -111,6 +134,16 @@ impl Registry {
     /// Records the I/O driver in use (`"io_uring"` or `"epoll"`); the first call wins.
     pub fn set_driver(&self, driver: &'static str) {
         let _ = self.driver.set(driver);
+    }
+
+    /// Records the io_uring setup flags the workers' rings were built with.
+    pub fn set_uring_flags(&self, flags: &'static str) {
+        let _ = self.uring_flags.set(flags);
+    }
+
+    /// The io_uring setup flags in use, if io_uring runs.
+    pub fn uring_flags(&self) -> Option<&'static str> {
+        self.uring_flags.get().copied()
     }
 
     /// Replaces worker `worker_id`'s snapshot.
@@ -266,6 +299,29 @@ impl Registry {
             drains,
         );
 
+        o.head(
+            names::CREATES_REFUSED,
+            "counter",
+            "response.create events the relay refused (error event, not forwarded), by code.",
+        );
+        for (code, n) in &t.creates_refused {
+            o.sample(names::CREATES_REFUSED, &[("code", code)], n);
+        }
+        o.single(
+            names::PANICS,
+            "counter",
+            "Panics contained inside a session or handshake (the session was closed 1011).",
+            t.panics,
+        );
+        o.head(
+            names::STALLED_LEGS,
+            "counter",
+            "Sessions cut because a leg stopped reading for --slow-consumer-timeout, by side.",
+        );
+        for (side, n) in ["client", "upstream"].iter().zip(t.stalls) {
+            o.sample(names::STALLED_LEGS, &[("side", side)], n);
+        }
+
         let s = &self.sink;
         o.single(
             names::USAGE_RECORDS_WRITTEN,
@@ -280,10 +336,22 @@ impl Registry {
             s.durable(),
         );
         o.single(
-            names::USAGE_RECORDS_REJECTED,
+            names::USAGE_LOG_BACKPRESSURE,
+            "gauge",
+            "1 while the usage log writer is --usage-queue-capacity records behind (new responses refused).",
+            u8::from(s.backpressured()),
+        );
+        o.single(
+            names::USAGE_LOG_BACKPRESSURE_EVENTS,
             "counter",
-            "Usage records the sink could not accept.",
-            s.rejected(),
+            "Times the usage log writer fell --usage-queue-capacity records behind.",
+            s.backpressure_events(),
+        );
+        o.single(
+            names::USAGE_LOG_REOPENS,
+            "counter",
+            "Usage log reopens (SIGHUP, log rotation).",
+            s.reopens(),
         );
         o.single(
             names::USAGE_LOG_ERRORS,
@@ -312,7 +380,14 @@ impl Registry {
 
         if let Some(driver) = self.driver.get() {
             o.head(names::DRIVER_INFO, "gauge", "I/O driver in use.");
-            o.sample(names::DRIVER_INFO, &[("driver", driver)], 1);
+            match self.uring_flags.get() {
+                Some(flags) => o.sample(
+                    names::DRIVER_INFO,
+                    &[("driver", driver), ("uring_flags", flags)],
+                    1,
+                ),
+                None => o.sample(names::DRIVER_INFO, &[("driver", driver)], 1),
+            }
         }
         o.head(names::BUILD_INFO, "gauge", "Build information.");
         o.sample(

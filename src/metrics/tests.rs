@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
+use crate::flow::Direction;
 use crate::tap::Usage;
 
 fn usage(i: u64, c: u64, o: u64, r: u64) -> Usage {
@@ -44,8 +45,8 @@ fn render_sums_workers_with_exact_lines() {
     w0.handshake_failed("invalid_key");
     w1.handshake_failed("invalid_key");
     w1.handshake_failed("timeout");
-    w0.frames(Dir::ClientToUpstream, 3, 300);
-    w1.frames(Dir::UpstreamToClient, 10, 2000);
+    w0.frames(Direction::ClientToUpstream, 3, 300);
+    w1.frames(Direction::UpstreamToClient, 10, 2000);
     w0.close(1000, Side::Client);
     w1.close(1000, Side::Client);
     w1.close(4321, Side::Upstream);

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::registry::Registry;
+use crate::flow::Direction;
 use crate::tap::Usage;
 
 /// Upper bounds (seconds) of the session-duration histogram buckets; `+Inf` is implied.
@@ -22,25 +23,6 @@ pub const MAX_STATUS_SERIES: usize = 32;
 pub const MAX_MODEL_LABEL: usize = 128;
 /// Label value that stands for everything past a cardinality cap.
 pub const OTHER: &str = "_other";
-
-/// Direction of relayed frames (label `dir`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dir {
-    /// Client → upstream.
-    ClientToUpstream,
-    /// Upstream → client.
-    UpstreamToClient,
-}
-
-impl Dir {
-    /// Label value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Dir::ClientToUpstream => "client_to_upstream",
-            Dir::UpstreamToClient => "upstream_to_client",
-        }
-    }
-}
 
 /// Who closed a leg (label `side`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -126,6 +108,12 @@ pub struct WorkerSnapshot {
     pub orphan_drains_started: u64,
     /// Orphan drains finished.
     pub orphan_drains_finished: u64,
+    /// `response.create`s the relay refused, by error code.
+    pub creates_refused: BTreeMap<&'static str, u64>,
+    /// Panics contained inside a session or a handshake.
+    pub panics: u64,
+    /// Sessions ended because a leg stopped reading (`--slow-consumer-timeout`), by side.
+    pub stalls: [u64; 2],
 }
 
 impl WorkerSnapshot {
@@ -161,6 +149,13 @@ impl WorkerSnapshot {
         self.creates_failed += o.creates_failed;
         self.orphan_drains_started += o.orphan_drains_started;
         self.orphan_drains_finished += o.orphan_drains_finished;
+        for (k, v) in &o.creates_refused {
+            *self.creates_refused.entry(k).or_default() += v;
+        }
+        self.panics += o.panics;
+        for i in 0..2 {
+            self.stalls[i] += o.stalls[i];
+        }
     }
 }
 
@@ -179,6 +174,8 @@ pub struct WorkerMetrics {
     creates_failed: Cell<u64>,
     orphan_drains_started: Cell<u64>,
     orphan_drains_finished: Cell<u64>,
+    panics: Cell<u64>,
+    stalls: [Cell<u64>; 2],
     labeled: RefCell<Labeled>,
 }
 
@@ -189,6 +186,7 @@ struct Labeled {
     closes: BTreeMap<(&'static str, Side), u64>,
     tokens: BTreeMap<(String, String), TokenCounts>,
     responses: BTreeMap<String, u64>,
+    creates_refused: BTreeMap<&'static str, u64>,
 }
 
 fn bump(c: &Cell<u64>, n: u64) {
@@ -222,6 +220,8 @@ impl WorkerMetrics {
             creates_failed: Cell::new(0),
             orphan_drains_started: Cell::new(0),
             orphan_drains_finished: Cell::new(0),
+            panics: Cell::new(0),
+            stalls: Default::default(),
             labeled: RefCell::new(Labeled::default()),
         }
     }
@@ -256,8 +256,8 @@ impl WorkerMetrics {
     }
 
     /// `n` frames of `bytes` total were relayed in direction `dir`.
-    pub fn frames(&self, dir: Dir, n: u64, bytes: u64) {
-        let i = dir as usize;
+    pub fn frames(&self, dir: Direction, n: u64, bytes: u64) {
+        let i = dir.index();
         if let (Some(f), Some(b)) = (self.frames.get(i), self.frame_bytes.get(i)) {
             bump(f, n);
             bump(b, bytes);
@@ -316,6 +316,26 @@ impl WorkerMetrics {
         bump(&self.orphan_drains_finished, 1);
     }
 
+    /// The relay refused a `response.create` with error `code`.
+    pub fn create_refused(&self, code: &'static str) {
+        *self
+            .labeled
+            .borrow_mut()
+            .creates_refused
+            .entry(code)
+            .or_default() += 1;
+    }
+
+    /// A panic inside a session or handshake was contained.
+    pub fn panicked(&self) {
+        bump(&self.panics, 1);
+    }
+
+    /// A leg of `side` stopped reading for `--slow-consumer-timeout`.
+    pub fn stalled(&self, side: crate::flow::Side) {
+        bump(&self.stalls[side.index()], 1);
+    }
+
     /// A plain copy of the counters.
     pub fn snapshot(&self) -> WorkerSnapshot {
         let l = self.labeled.borrow();
@@ -334,6 +354,9 @@ impl WorkerMetrics {
             creates_failed: self.creates_failed.get(),
             orphan_drains_started: self.orphan_drains_started.get(),
             orphan_drains_finished: self.orphan_drains_finished.get(),
+            creates_refused: l.creates_refused.clone(),
+            panics: self.panics.get(),
+            stalls: [self.stalls[0].get(), self.stalls[1].get()],
         }
     }
 

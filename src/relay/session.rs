@@ -1,582 +1,543 @@
-//! A relayed session: the two pumps, the watchdog, and the close rules.
+//! A relayed session over async streams (plain TCP or TLS, io_uring or epoll): two pumps
+//! feed the sans-IO [`SessionCore`] and carry out what it answers; a control loop sleeps
+//! until the core's nearest deadline (armed in the worker's timer map) and applies it.
 //!
-//! See `LIFECYCLE.md` beside this file for who closes what with which code.
+//! Everything runs in one task: the pumps and the control share one waker slot and a few
+//! flags ([`Ctl`]); nothing is borrowed across an await. See `LIFECYCLE.md` for the close
+//! rules, implemented in `lifecycle`.
 
+use std::any::Any;
 use std::cell::{Cell, RefCell};
+use std::future::{poll_fn, Future};
+use std::os::fd::RawFd;
+use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
+use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
-use super::control::{close_frame, error_event_frame, linger, LINGER};
+use super::control::{close_frame, linger, outgoing_bytes, LINGER};
+use super::core::{CoreEnv, Next, SessionCore};
 use super::leg::Leg;
-use super::pump::{pump, tunnel, BufSizer, DirState, DirStats, PumpEnd};
-use super::signal::Signal;
-use super::walker::Walker;
-use crate::metering::session::{EndReason, SessionMeter};
+use super::lifecycle::{Actions, ClosedBy, Event, PumpEnd};
+use super::pump::{BufSizer, MIN_READ_BUFFER};
+use crate::flow::{Direction, Side};
+use crate::limits::SessionSlot;
+use crate::runtime::timers::TimerKey;
 use crate::runtime::WorkerCtx;
-use crate::tap::{Direction, Tap, TapEvent};
 use crate::ws::close::codes;
-use crate::ws::frame::Role;
-
-/// Direction of a pump.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dir {
-    /// Client → upstream.
-    ClientToUpstream,
-    /// Upstream → client.
-    UpstreamToClient,
-}
-
-/// How long a close handshake may take before the relay tears the session down.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How often the watchdog re-checks conditions that end when responses end (an age limit
-/// or a shutdown waiting for in-flight responses).
-const RECHECK: Duration = Duration::from_millis(100);
-
-/// State the two pumps and the watchdog share (one worker thread; never borrowed across
-/// an await).
-pub struct SessionShared {
-    meter: RefCell<SessionMeter>,
-    stop_c2u: Signal,
-    stop_u2c: Signal,
-    done: Signal,
-    ended: Cell<u8>,
-    last_activity: Cell<Instant>,
-    /// When the client went away with responses open (orphan drain start).
-    drain_since: Cell<Option<Instant>>,
-    /// When a close handshake started.
-    closing_since: Cell<Option<Instant>>,
-    refused_create: Cell<bool>,
-    sink: crate::metering::sink::SinkHandle,
-    buffer_bytes: usize,
-    /// Relay-originated frames for the client leg (error events), written by whichever
-    /// pump gets there first at a frame boundary.
-    client_inject: RefCell<Vec<u8>>,
-    inject_signal: Signal,
-    /// The watchdog's wake-up, raised when a deadline it sleeps towards changes.
-    watchdog_wake: RefCell<Option<Rc<Signal>>>,
-}
-
-impl SessionShared {
-    /// The stop signal of a direction.
-    pub fn stop(&self, dir: Dir) -> &Signal {
-        match dir {
-            Dir::ClientToUpstream => &self.stop_c2u,
-            Dir::UpstreamToClient => &self.stop_u2c,
-        }
-    }
-
-    /// Wake the watchdog: a deadline it sleeps towards changed (drain or close started).
-    pub fn wake_watchdog(&self) {
-        if let Some(w) = self.watchdog_wake.borrow().as_ref() {
-            w.raise();
-        }
-    }
-
-    /// Record activity (idle timeout).
-    pub fn touch(&self, now: Instant) {
-        self.last_activity.set(now);
-    }
-
-    /// Whether the usage log accepts records (else new creates are refused).
-    pub fn usage_log_healthy(&self) -> bool {
-        self.sink.healthy()
-    }
-
-    /// The configured read-buffer size.
-    pub fn buffer_bytes(&self) -> usize {
-        self.buffer_bytes
-    }
-
-    /// Whether the message just walked was a `response.create` to refuse (clears the flag).
-    pub fn take_refused_create(&self) -> bool {
-        self.refused_create.replace(false)
-    }
-
-    /// Tell the client its create was refused: an `error` event on the client leg.
-    pub async fn refuse_create(&self) {
-        let frame = error_event_frame(
-            "usage_log_unavailable",
-            "the relay cannot record usage right now; the request was not sent upstream",
-            false,
-        );
-        self.client_inject.borrow_mut().extend_from_slice(&frame);
-        self.inject_signal.raise();
-    }
-
-    /// A tap event from a pump.
-    pub fn on_tap_event(&self, dir: Dir, ev: &TapEvent, now: Instant) {
-        let mut m = self.meter.borrow_mut();
-        match dir {
-            Dir::ClientToUpstream
-                if matches!(ev, TapEvent::Create { .. }) && !self.sink.healthy() =>
-            {
-                tracing::error!("usage log unavailable: refusing response.create");
-                self.refused_create.set(true);
-            }
-            Dir::ClientToUpstream => m.on_client(ev, now),
-            Dir::UpstreamToClient => {
-                // A refused record is not lost: the sink logs the failure, keeps the record
-                // and hands it back at shutdown; new creates are refused while it is down.
-                let _ = m.on_upstream(ev, now);
-            }
-        }
-    }
-
-    /// Whether the meter waits for a first delta (TTFT).
-    pub fn meter_wants_deltas(&self) -> bool {
-        self.meter.borrow().wants_deltas()
-    }
-
-    /// Responses created (or requested) and not yet ended.
-    pub fn open_responses(&self) -> usize {
-        self.meter.borrow().open_responses()
-    }
-
-    /// Whether a pump whose destination died should keep reading (orphan drain).
-    pub fn keep_draining(&self, dir: Dir) -> bool {
-        dir == Dir::UpstreamToClient
-            && self.drain_since.get().is_some()
-            && self.open_responses() > 0
-    }
-}
 
 /// Identity of a session for logs and records.
 pub struct SessionInfo {
     /// Worker-unique session id.
     pub id: u64,
     /// Tenant (never a key).
-    pub tenant: std::sync::Arc<str>,
+    pub tenant: Arc<str>,
     /// Upstream label.
-    pub upstream: std::sync::Arc<str>,
+    pub upstream: Arc<str>,
     /// Request path.
     pub path: String,
 }
 
-/// What ended a session, for the log line.
-#[derive(Debug, Default)]
-struct Outcome {
-    client_close: Option<u16>,
-    upstream_close: Option<u16>,
-    closed_by: &'static str,
+/// One side of a session as the adapter gets it: read half, write half, socket fd.
+pub struct Conn<R, W> {
+    /// Read half.
+    pub read: R,
+    /// Write half.
+    pub write: W,
+    /// The TCP socket's descriptor (for shutdown on kill).
+    pub fd: RawFd,
+    /// Bytes already read past the handshake (frames pipelined behind it).
+    pub leftover: Vec<u8>,
+}
+
+/// The flags the parts of a session share, and the one waker they all run under.
+#[derive(Default)]
+pub struct Ctl {
+    waker: RefCell<Option<Waker>>,
+    stop: [Cell<bool>; 2],
+    end: Cell<bool>,
+    poke: Cell<bool>,
+    armed_at: Cell<Option<Instant>>,
+}
+
+impl Ctl {
+    fn register(&self, w: &Waker) {
+        let mut slot = self.waker.borrow_mut();
+        match slot.as_ref() {
+            Some(x) if x.will_wake(w) => {}
+            _ => *slot = Some(w.clone()),
+        }
+    }
+
+    fn wake(&self) {
+        if let Some(w) = self.waker.borrow().as_ref() {
+            w.wake_by_ref();
+        }
+    }
+
+    /// Make the control loop look at its deadlines again.
+    pub fn poke(&self) {
+        self.poke.set(true);
+        self.wake();
+    }
+
+    fn stopped(&self, side: Side) -> bool {
+        self.stop[side.index()].get() || self.end.get()
+    }
+
+    /// Resolves once reading `side` must stop.
+    fn until_stopped(&self, side: Side) -> impl Future<Output = ()> + '_ {
+        poll_fn(move |cx| {
+            if self.stopped(side) {
+                Poll::Ready(())
+            } else {
+                self.register(cx.waker());
+                Poll::Pending
+            }
+        })
+    }
+}
+
+/// What the worker keeps of a live session: a way to poke it (shutdown began) and, should
+/// its task never finish, to record its open responses at exit.
+pub struct SessionHandle {
+    core: Rc<RefCell<SessionCore>>,
+    ctl: Rc<Ctl>,
+}
+
+impl SessionHandle {
+    /// Wake the session's control loop (e.g. shutdown began).
+    pub fn poke(&self) {
+        self.ctl.poke();
+    }
+
+    /// Record the session's open responses now (idempotent): used when the worker exits
+    /// while the session is still there.
+    pub fn finish_records(&self, now: Instant) {
+        if let Ok(mut c) = self.core.try_borrow_mut() {
+            c.finish(now);
+        }
+    }
+}
+
+/// Run `f`, turning a panic inside it into `Err` (the panic does not unwind into the
+/// runtime, which would kill the worker and every session on it).
+pub async fn catch_unwind<F: Future>(f: F) -> Result<F::Output, Box<dyn Any + Send>> {
+    let mut f = std::pin::pin!(f);
+    poll_fn(
+        move |cx| match std::panic::catch_unwind(AssertUnwindSafe(|| f.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Err(e) => Poll::Ready(Err(e)),
+        },
+    )
+    .await
+}
+
+struct Session<'a, CW, UW> {
+    ctx: &'a Rc<WorkerCtx>,
+    info: &'a SessionInfo,
+    core: Rc<RefCell<SessionCore>>,
+    ctl: Rc<Ctl>,
+    client: Leg<CW>,
+    upstream: Leg<UW>,
+    /// Per side: watching its writes for a stall, since when.
+    watch: [Cell<Option<Instant>>; 2],
+    drain_slot: Cell<bool>,
+    pumps_left: Cell<u8>,
+    buffer_bytes: usize,
 }
 
 /// Relay frames between an upgraded client and upstream until the session ends.
-#[allow(clippy::too_many_arguments)]
 pub async fn run<CR, CW, UR, UW>(
     ctx: &Rc<WorkerCtx>,
     info: SessionInfo,
-    mut client_rd: CR,
-    client_wr: CW,
-    mut up_rd: UR,
-    up_wr: UW,
-    client_leftover: Vec<u8>,
-    upstream_leftover: Vec<u8>,
+    client: Conn<CR, CW>,
+    upstream: Conn<UR, UW>,
+    tenant: Option<SessionSlot>,
 ) where
     CR: AsyncReadRent,
     CW: AsyncWriteRent,
     UR: AsyncReadRent,
     UW: AsyncWriteRent,
 {
-    let cfg = &ctx.shared.config;
-    let started = Instant::now();
-    let client_leg = Leg::new(client_wr);
-    let up_leg = Leg::new(up_wr);
-    let mut up_stats = DirStats::default();
-    let mut down_stats = DirStats::default();
-    let buf_size = cfg.buffer_bytes;
-    let sizer = BufSizer::new(buf_size);
-    let with_cap = |v: Vec<u8>| sizer.first(v);
-    let sh = SessionShared {
-        meter: RefCell::new(
-            SessionMeter::new(
-                info.id,
-                info.tenant.clone(),
-                info.upstream.clone(),
-                ctx.shared.sink.clone(),
-            )
-            .with_metrics(ctx.metrics.clone()),
-        ),
-        stop_c2u: Signal::default(),
-        stop_u2c: Signal::default(),
-        done: Signal::default(),
-        ended: Cell::new(0),
-        last_activity: Cell::new(started),
-        drain_since: Cell::new(None),
-        closing_since: Cell::new(None),
-        refused_create: Cell::new(false),
+    if ctx.shared.config.tunnel {
+        return tunnel(ctx, &info, client, upstream).await;
+    }
+    let now = Instant::now();
+    let env = CoreEnv {
         sink: ctx.shared.sink.clone(),
-        buffer_bytes: buf_size,
-        client_inject: RefCell::new(Vec::new()),
-        inject_signal: Signal::default(),
-        watchdog_wake: RefCell::new(None),
+        budget: ctx.budget.clone(),
+        tenant: tenant.as_ref().map(|s| Arc::clone(s.tenant())),
+        metrics: ctx.metrics.clone(),
     };
-    let outcome = RefCell::new(Outcome::default());
-    let end_reason: Cell<Option<EndReason>> = Cell::new(None);
-
-    if cfg.tunnel {
-        let c2u = async {
-            tunnel(
-                &mut client_rd,
-                &up_leg,
-                with_cap(client_leftover),
-                &sh.stop_c2u,
-                &mut up_stats,
-                sizer,
-            )
-            .await;
-            sh.stop_u2c.raise();
-        };
-        let u2c = async {
-            tunnel(
-                &mut up_rd,
-                &client_leg,
-                with_cap(upstream_leftover),
-                &sh.stop_u2c,
-                &mut down_stats,
-                sizer,
-            )
-            .await;
-            sh.stop_c2u.raise();
-        };
-        monoio::join!(c2u, u2c);
-        client_leg.finish(None).await;
-        up_leg.finish(None).await;
-        let _ = monoio::time::timeout(LINGER, async {
-            monoio::join!(linger(&mut client_rd), linger(&mut up_rd))
-        })
-        .await;
-        log_end(
-            ctx,
-            &info,
-            started,
-            &up_stats,
-            &down_stats,
-            &Outcome {
-                closed_by: "tunnel",
-                ..Default::default()
-            },
-        );
-        return;
-    }
-
-    let fl = cfg.frames;
-    let mut up_state = DirState {
-        dir: Dir::ClientToUpstream,
-        walker: Walker::new(
-            Role::Client,
-            fl.max_frame_bytes,
-            fl.max_message_up,
-            fl.max_fragments,
-        ),
-        tap: Tap::new(Direction::ClientToUpstream, fl.max_message_up as usize),
-        stats: DirStats::default(),
-        sizer,
-    };
-    let mut down_state = DirState {
-        dir: Dir::UpstreamToClient,
-        walker: Walker::new(
-            Role::Server,
-            fl.max_frame_bytes,
-            fl.max_message_down,
-            fl.max_fragments,
-        ),
-        tap: Tap::new(Direction::UpstreamToClient, fl.max_message_down as usize),
-        stats: DirStats::default(),
-        sizer,
-    };
-
-    let end_one = || {
-        let n = sh.ended.get() + 1;
-        sh.ended.set(n);
-        if n == 2 {
-            sh.done.raise();
-        }
-    };
-
-    let c2u = async {
-        let end = pump(
-            &mut client_rd,
-            &up_leg,
-            with_cap(client_leftover),
-            &mut up_state,
-            &sh,
-        )
-        .await;
-        tracing::debug!(session = info.id, end = ?end, "client pump ended");
-        match end {
-            PumpEnd::PeerClose { close, forwarded } => {
-                outcome.borrow_mut().client_close = close.code;
-                if outcome.borrow().closed_by.is_empty() {
-                    outcome.borrow_mut().closed_by = "client";
-                }
-                if forwarded {
-                    // Upstream answers with its close; the upstream pump forwards it.
-                    sh.closing_since.set(Some(Instant::now()));
-                    sh.wake_watchdog();
-                } else {
-                    // Responses are open: answer the client ourselves and drain upstream.
-                    let code = close.code.unwrap_or(codes::NORMAL);
-                    let (f, n) = close_frame(code, "", false);
-                    client_leg.finish(Some(&f[..n])).await;
-                    start_drain(ctx, &sh, &end_reason);
-                }
-            }
-            PumpEnd::Eof | PumpEnd::ReadError(_) => {
-                client_leg.kill();
-                outcome.borrow_mut().closed_by = "client_vanished";
-                start_drain(ctx, &sh, &end_reason);
-            }
-            PumpEnd::Protocol(e) => {
-                outcome.borrow_mut().closed_by = "client_protocol_error";
-                let (f, n) = close_frame(e.code, e.reason, false);
-                if !e.mid_frame {
-                    client_leg.finish(Some(&f[..n])).await;
-                }
-                client_leg.kill();
-                outcome.borrow_mut().client_close = Some(e.code);
-                start_drain(ctx, &sh, &end_reason);
-            }
-            PumpEnd::DestGone => {
-                outcome.borrow_mut().closed_by = "upstream_vanished";
-                end_reason.set(Some(EndReason::UpstreamDisconnected));
-                sh.stop_u2c.raise();
-            }
-            PumpEnd::Stopped | PumpEnd::Drained => {}
-        }
-        end_one();
-    };
-
-    let u2c = async {
-        let end = pump(
-            &mut up_rd,
-            &client_leg,
-            with_cap(upstream_leftover),
-            &mut down_state,
-            &sh,
-        )
-        .await;
-        tracing::debug!(session = info.id, end = ?end, "upstream pump ended");
-        match end {
-            PumpEnd::PeerClose { close, .. } => {
-                outcome.borrow_mut().upstream_close = close.code;
-                if outcome.borrow().closed_by.is_empty() {
-                    outcome.borrow_mut().closed_by = "upstream";
-                }
-                if sh.open_responses() > 0 {
-                    end_reason.set(Some(EndReason::UpstreamDisconnected));
-                }
-                up_leg.mark_close_sent(); // upstream already closed: never send it another close
-                if sh.closing_since.get().is_some() || client_leg.is_dead() {
-                    sh.stop_c2u.raise();
-                } else {
-                    sh.closing_since.set(Some(Instant::now()));
-                    sh.wake_watchdog();
-                }
-            }
-            PumpEnd::Eof | PumpEnd::ReadError(_) => {
-                outcome.borrow_mut().closed_by = "upstream_vanished";
-                up_leg.kill();
-                end_reason.set(Some(EndReason::UpstreamDisconnected));
-                let mut frames = error_event_frame(
-                    "upstream_disconnected",
-                    "the upstream connection ended without a close frame",
-                    false,
-                );
-                let (f, n) = close_frame(codes::INTERNAL, "upstream disconnected", false);
-                frames.extend_from_slice(&f[..n]);
-                client_leg.finish(Some(&frames)).await;
-                sh.stop_c2u.raise();
-            }
-            PumpEnd::Protocol(e) => {
-                outcome.borrow_mut().closed_by = "upstream_protocol_error";
-                end_reason.set(Some(EndReason::UpstreamDisconnected));
-                let (f, n) = close_frame(e.code, e.reason, true);
-                if !e.mid_frame {
-                    up_leg.finish(Some(&f[..n])).await;
-                }
-                up_leg.kill();
-                // A message over the limit is "too big" for the client too (Codex falls back
-                // to HTTP on 1009); any other upstream violation is a bad gateway.
-                let (f, n) = if e.code == codes::TOO_BIG {
-                    close_frame(codes::TOO_BIG, "upstream message too big", false)
-                } else {
-                    close_frame(codes::BAD_GATEWAY, "upstream protocol error", false)
-                };
-                client_leg.finish(Some(&f[..n])).await;
-                sh.stop_c2u.raise();
-            }
-            PumpEnd::DestGone | PumpEnd::Drained => {
-                client_leg.kill();
-                sh.stop_c2u.raise();
-            }
-            PumpEnd::Stopped => {}
-        }
-        end_one();
-    };
-
-    // The watchdog sleeps until the nearest deadline (idle, age, drain, close handshake)
-    // instead of ticking, so an idle session costs no wake-ups; it is woken early when a
-    // drain or close handshake starts and, through the worker, when shutdown begins.
-    let wake = Rc::new(Signal::default());
-    let _registered = ctx.register_session(info.id, wake.clone());
-    *sh.watchdog_wake.borrow_mut() = Some(wake.clone());
-    let watchdog = async {
-        loop {
-            let now = Instant::now();
-            let shutting = ctx.shutting_down();
-            let open = sh.open_responses();
-            let mut stop_all = false;
-            if let Some(t) = sh.drain_since.get() {
-                if now.duration_since(t) >= cfg.orphan_drain_timeout {
-                    tracing::warn!(session = info.id, open, "orphan drain timed out");
-                    stop_all = true;
-                }
-            } else if now.duration_since(sh.last_activity.get()) >= cfg.idle_timeout {
-                outcome.borrow_mut().closed_by = "idle_timeout";
-                stop_all = true;
-            } else if let Some(max_age) = cfg.max_connection_age {
-                let age = now.duration_since(started);
-                if age >= max_age && (open == 0 || age >= max_age + cfg.drain_timeout) {
-                    outcome.borrow_mut().closed_by = "max_connection_age";
-                    if open > 0 {
-                        end_reason.set(Some(EndReason::RelayShutdown));
-                    }
-                    stop_all = true;
-                }
-            }
-            if let Some(t) = sh.closing_since.get() {
-                if now.duration_since(t) >= CLOSE_TIMEOUT {
-                    stop_all = true;
-                }
-            }
-            if shutting && (open == 0 || ctx.drain_deadline_passed(now)) {
-                if outcome.borrow().closed_by.is_empty() {
-                    outcome.borrow_mut().closed_by = "relay_shutdown";
-                }
-                if open > 0 {
-                    end_reason.set(Some(EndReason::RelayShutdown));
-                }
-                stop_all = true;
-            }
-            if stop_all {
-                sh.stop_c2u.raise();
-                sh.stop_u2c.raise();
-            }
-            // Conditions that depend on responses ending (age limit reached, shutdown) are
-            // re-checked every RECHECK; everything else has an exact deadline.
-            let mut next = match sh.drain_since.get() {
-                Some(t) => t + cfg.orphan_drain_timeout,
-                None => sh.last_activity.get() + cfg.idle_timeout,
-            };
-            if let Some(max_age) = cfg.max_connection_age {
-                next = next.min((started + max_age).max(now + RECHECK.min(max_age)));
-            }
-            if let Some(t) = sh.closing_since.get() {
-                next = next.min(t + CLOSE_TIMEOUT);
-            }
-            if shutting || stop_all {
-                next = next.min(now + RECHECK);
-            }
-            // `sleep(duration)`, not `sleep_until(std Instant → monoio Instant)`: with the
-            // converted deadline the timer never fired here (the idle-timeout test hung).
-            monoio::select! {
-                _ = monoio::time::sleep(next.saturating_duration_since(Instant::now())) => {},
-                _ = wake.wait() => {},
-                _ = sh.done.wait() => break,
-            }
-            wake.reset();
-        }
-    };
-
-    // Relay-originated frames for the client (refused creates) go out through the leg's
-    // outbox, never splitting a forwarded frame.
-    let injector = async {
-        loop {
-            monoio::select! {
-                _ = sh.inject_signal.wait() => {},
-                _ = sh.done.wait() => break,
-            }
-            sh.inject_signal.reset();
-            let data = std::mem::take(&mut *sh.client_inject.borrow_mut());
-            if !data.is_empty() {
-                client_leg.inject(&data).await;
-            }
-        }
-    };
-
-    monoio::join!(c2u, u2c, watchdog, injector);
-    if sh.drain_since.get().is_some() {
-        ctx.orphan_drain_ended();
-    }
-
-    // Close whatever is still open, with 1001 (going away) unless a close already went.
-    let (f, n) = close_frame(codes::GOING_AWAY, "", false);
-    client_leg.finish(Some(&f[..n])).await;
-    let (f, n) = close_frame(codes::GOING_AWAY, "", true);
-    up_leg.finish(Some(&f[..n])).await;
-    let reason = end_reason
-        .get()
-        .unwrap_or(match outcome.borrow().closed_by {
-            "upstream" | "upstream_vanished" | "upstream_protocol_error" => {
-                EndReason::UpstreamDisconnected
-            }
-            "relay_shutdown" => EndReason::RelayShutdown,
-            _ => EndReason::ClientDisconnected,
-        });
-    sh.meter.borrow_mut().finish(reason, Instant::now());
-    log_end(
-        ctx,
-        &info,
-        started,
-        &up_state.stats,
-        &down_state.stats,
-        &outcome.borrow(),
+    let core = Rc::new(RefCell::new(SessionCore::new(
+        info.id,
+        info.tenant.clone(),
+        info.upstream.clone(),
+        ctx.session_limits.clone(),
+        env,
+        now,
+    )));
+    let ctl = Rc::new(Ctl::default());
+    let _registered = ctx.register_session(
+        info.id,
+        Rc::new(SessionHandle {
+            core: core.clone(),
+            ctl: ctl.clone(),
+        }),
     );
-    let _ = monoio::time::timeout(LINGER, async {
-        monoio::join!(linger(&mut client_rd), linger(&mut up_rd))
+    let buffer_bytes = ctx.shared.config.buffer_bytes;
+    let sizer = BufSizer::new(buffer_bytes);
+    let s = Session {
+        ctx,
+        info: &info,
+        core,
+        ctl,
+        client: Leg::new(client.write, client.fd),
+        upstream: Leg::new(upstream.write, upstream.fd),
+        watch: Default::default(),
+        drain_slot: Cell::new(false),
+        pumps_left: Cell::new(2),
+        buffer_bytes,
+    };
+    let (mut crd, mut urd) = (client.read, upstream.read);
+    let body = async {
+        monoio::join!(
+            s.pump(
+                Direction::ClientToUpstream,
+                &mut crd,
+                &s.upstream,
+                sizer.first(client.leftover)
+            ),
+            s.pump(
+                Direction::UpstreamToClient,
+                &mut urd,
+                &s.client,
+                sizer.first(upstream.leftover)
+            ),
+            s.control()
+        )
+    };
+    if let Err(panic) = catch_unwind(body).await {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(session = info.id, panic = %what, "session panicked; closing it 1011 and recording its open responses");
+        ctx.metrics.panicked();
+        s.client.abandon_if_lost();
+        s.upstream.abandon_if_lost();
+        let a = s
+            .core
+            .borrow_mut()
+            .on_event(Event::Panicked, false, Instant::now());
+        s.apply(a).await;
+    }
+    s.finish().await;
+    let linger_for = if ctx.shutting_down() {
+        Duration::from_millis(300)
+    } else {
+        LINGER
+    };
+    let _ = monoio::time::timeout(linger_for, async {
+        monoio::join!(linger(&mut crd), linger(&mut urd))
     })
     .await;
 }
 
-/// The client is gone or done: keep reading upstream while responses are open (bounded by
-/// `--orphan-drain-timeout` and `--max-orphan-drains`), otherwise stop at once.
-fn start_drain(ctx: &Rc<WorkerCtx>, sh: &SessionShared, end_reason: &Cell<Option<EndReason>>) {
-    if sh.open_responses() > 0 && ctx.try_start_orphan_drain() {
-        tracing::debug!(
-            open = sh.open_responses(),
-            "client gone; draining upstream for usage"
-        );
-        sh.drain_since.set(Some(Instant::now()));
-        end_reason.set(Some(EndReason::ClientDisconnected));
-        sh.wake_watchdog();
-    } else {
-        sh.stop_u2c.raise();
+impl<CW: AsyncWriteRent, UW: AsyncWriteRent> Session<'_, CW, UW> {
+    /// One direction: read, let the core walk, forward, until the source ends or the
+    /// session stops this pump.
+    async fn pump<R: AsyncReadRent, W: AsyncWriteRent>(
+        &self,
+        dir: Direction,
+        src: &mut R,
+        dst: &Leg<W>,
+        mut buf: Vec<u8>,
+    ) {
+        self.pump_inner(dir, src, dst, &mut buf).await;
+        let left = self.pumps_left.get() - 1;
+        self.pumps_left.set(left);
+        if left == 0 {
+            self.ctl.end.set(true);
+            self.ctl.wake();
+        }
+    }
+
+    async fn pump_inner<R: AsyncReadRent, W: AsyncWriteRent>(
+        &self,
+        dir: Direction,
+        src: &mut R,
+        dst: &Leg<W>,
+        buf: &mut Vec<u8>,
+    ) {
+        let side = dir.source();
+        let mut sizer = BufSizer::new(self.buffer_bytes);
+        let mut pending = !buf.is_empty();
+        let (mut last_read, mut last_room) = (0, usize::MAX);
+        loop {
+            if self.ctl.stopped(side) {
+                return;
+            }
+            if !pending {
+                if buf.len() == buf.capacity() {
+                    // Never issue a zero-length read (it reads as EOF); a held message grows
+                    // the buffer (bounded by the message limits and the worker's budget).
+                    buf.reserve(buf.len().max(MIN_READ_BUFFER));
+                }
+                let (len, cap) = (buf.len(), buf.capacity());
+                last_room = cap - len;
+                let read = src.read(std::mem::take(buf).slice_mut(len..cap));
+                let r = monoio::select! {
+                    r = read => Some(r),
+                    _ = self.ctl.until_stopped(side) => None,
+                };
+                let Some((res, b)) = r else { return };
+                *buf = b.into_inner();
+                match res {
+                    Ok(0) => return self.event(Event::Ended(side, PumpEnd::Eof)).await,
+                    Err(_) => return self.event(Event::Ended(side, PumpEnd::ReadError)).await,
+                    Ok(n) => {
+                        self.core.borrow_mut().count_read(dir, n);
+                        last_read = n;
+                    }
+                }
+            }
+            pending = false;
+            let now = Instant::now();
+            let step = self.core.borrow_mut().on_bytes(dir, buf, now);
+            if step.forward > 0 && !dst.is_dead() {
+                self.watch_writes(dir.dest(), now);
+                // Keep a small carried tail apart: if the write is cut (the leg killed), the
+                // buffer goes with it, and the walk must still resume at the right byte.
+                let mut tail = [0u8; 160];
+                let tail_len = buf.len() - step.skip;
+                let keep = tail_len <= tail.len();
+                if keep {
+                    tail[..tail_len].copy_from_slice(&buf[step.skip..]);
+                }
+                let whole = std::mem::take(buf);
+                match dst
+                    .forward(whole.slice(0..step.forward), step.boundary, now)
+                    .await
+                {
+                    Some(s) => {
+                        *buf = s.into_inner();
+                        drop_front(buf, step.skip);
+                    }
+                    None if keep => {
+                        *buf = Vec::with_capacity(MIN_READ_BUFFER);
+                        buf.extend_from_slice(&tail[..tail_len]);
+                    }
+                    None => return,
+                }
+                if dst.take_failed() {
+                    self.event(Event::WriteFailed(dir.dest())).await;
+                }
+            } else {
+                drop_front(buf, step.skip);
+            }
+            let out = self.core.borrow_mut().take_outbox();
+            if let Some(out) = out {
+                self.client.inject(out).await;
+            }
+            match step.next {
+                Next::Read => {}
+                Next::Again => pending = true,
+                Next::Ended(end) => {
+                    if matches!(end, PumpEnd::PeerClose { held: false, .. }) && !dst.is_dead() {
+                        dst.mark_close_sent();
+                    }
+                    return self.event(Event::Ended(side, end)).await;
+                }
+                Next::Drained => return self.event(Event::Drained).await,
+            }
+            if self.core.borrow_mut().take_recheck() {
+                self.ctl.poke();
+            }
+            sizer.adjust(buf, last_read, last_room);
+        }
+    }
+
+    /// A write towards `side` is about to start: watch that leg for a stall. Watching
+    /// begins once per `--slow-consumer-timeout` period of activity, so the control loop
+    /// re-arms its deadline about that often — not per write.
+    fn watch_writes(&self, side: Side, now: Instant) {
+        let w = &self.watch[side.index()];
+        if w.get().is_none() {
+            w.set(Some(now));
+            let slow = self.ctx.session_limits.slow_consumer_timeout;
+            if self.ctl.armed_at.get().is_none_or(|a| a > now + slow) {
+                self.ctl.poke();
+            }
+        }
+    }
+
+    /// Per side: since when a stall could be counted (a write in flight since then, or the
+    /// watch start); legs with no write in flight stop being watched after one period.
+    fn stalls(&self, now: Instant) -> [Option<Instant>; 2] {
+        let slow = self.ctx.session_limits.slow_consumer_timeout;
+        let in_flight = [
+            self.client.in_flight_since(),
+            self.upstream.in_flight_since(),
+        ];
+        std::array::from_fn(|i| {
+            let start = self.watch[i].get()?;
+            match in_flight[i] {
+                Some(t) => Some(t),
+                None if now >= start + slow => {
+                    self.watch[i].set(None);
+                    None
+                }
+                None => Some(start),
+            }
+        })
+    }
+
+    /// Apply the close rules to `event` and carry out what they say.
+    async fn event(&self, event: Event) {
+        let may_drain = self.drain_slot.get() || self.ctx.orphan_drain_available();
+        let a = self
+            .core
+            .borrow_mut()
+            .on_event(event, may_drain, Instant::now());
+        self.apply(a).await;
+    }
+
+    async fn apply(&self, a: Actions) {
+        if a.start_drain && !self.drain_slot.get() && self.ctx.try_start_orphan_drain() {
+            self.drain_slot.set(true);
+            tracing::debug!(
+                session = self.info.id,
+                "client gone; draining upstream for usage"
+            );
+        }
+        if a.kill[0] {
+            self.client.kill();
+        }
+        if a.kill[1] {
+            self.upstream.kill();
+        }
+        if a.close_received[1] {
+            // Upstream closed: it gets the client's answer if one comes, never our own.
+            self.upstream.mark_close_sent();
+        }
+        for side in Side::BOTH {
+            if a.stop_reading[side.index()] {
+                self.ctl.stop[side.index()].set(true);
+            }
+        }
+        if a.end {
+            self.ctl.end.set(true);
+        }
+        // Deadlines may have changed (a drain or a close handshake started).
+        self.ctl.poke();
+        if let Some(o) = a.send[0] {
+            self.client.finish(Some(&outgoing_bytes(o, false))).await;
+        }
+        if let Some(o) = a.send[1] {
+            self.upstream.finish(Some(&outgoing_bytes(o, true))).await;
+        }
+    }
+
+    /// Sleep until the core's nearest deadline (armed in the worker's timers), a poke or
+    /// the end; apply deadlines that passed.
+    async fn control(&self) {
+        let waker = poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
+        let timers = &self.ctx.timers;
+        let mut armed: Option<TimerKey> = None;
+        while !self.ctl.end.get() {
+            let now = Instant::now();
+            let stalls = self.stalls(now);
+            let shutdown = self.ctx.drain_deadline();
+            let next = self.core.borrow_mut().next_deadline(shutdown, stalls, now);
+            match next {
+                Some((at, ev)) if at <= now => {
+                    if let Event::Stalled(side) = ev {
+                        self.ctx.metrics.stalled(side);
+                        tracing::info!(
+                            session = self.info.id,
+                            side = side.as_str(),
+                            "leg stopped reading; cutting it"
+                        );
+                    }
+                    self.event(ev).await;
+                    continue;
+                }
+                Some((at, _)) => {
+                    if armed.map(|k| k.at()) != Some(at) {
+                        if let Some(k) = armed.take() {
+                            timers.disarm(k);
+                        }
+                        armed = Some(timers.arm(at, &waker));
+                        self.ctl.armed_at.set(Some(at));
+                    }
+                }
+                None => {
+                    if let Some(k) = armed.take() {
+                        timers.disarm(k);
+                    }
+                    self.ctl.armed_at.set(None);
+                }
+            }
+            poll_fn(|cx| {
+                let due = armed.is_some_and(|k| Instant::now() >= k.at());
+                if self.ctl.end.get() || self.ctl.poke.take() || due {
+                    return Poll::Ready(());
+                }
+                self.ctl.register(cx.waker());
+                Poll::Pending
+            })
+            .await;
+        }
+        if let Some(k) = armed {
+            timers.disarm(k);
+        }
+    }
+
+    /// Close what is still open (1001 where no close went), record open responses, log.
+    async fn finish(&self) {
+        let (f, n) = close_frame(codes::GOING_AWAY, "", false);
+        self.client.finish(Some(&f[..n])).await;
+        let (f, n) = close_frame(codes::GOING_AWAY, "", true);
+        self.upstream.finish(Some(&f[..n])).await;
+        self.core.borrow_mut().finish(Instant::now());
+        if self.drain_slot.get() {
+            self.ctx.orphan_drain_ended();
+        }
+        log_end(self.ctx, self.info, &self.core.borrow());
     }
 }
 
-fn log_end(
-    ctx: &Rc<WorkerCtx>,
-    info: &SessionInfo,
-    started: Instant,
-    up: &DirStats,
-    down: &DirStats,
-    o: &Outcome,
-) {
-    ctx.metrics.session_closed(started.elapsed());
+/// Drop the first `n` bytes of `buf`, keeping the rest at the front.
+fn drop_front(buf: &mut Vec<u8>, n: usize) {
+    if n == 0 {
+        return;
+    }
+    let len = buf.len();
+    buf.copy_within(n..len, 0);
+    buf.truncate(len - n);
+}
+
+fn log_end(ctx: &Rc<WorkerCtx>, info: &SessionInfo, core: &SessionCore) {
+    let up = core.stats(Direction::ClientToUpstream);
+    let down = core.stats(Direction::UpstreamToClient);
+    ctx.metrics.session_closed(core.started().elapsed());
     ctx.metrics
-        .frames(crate::metrics::Dir::ClientToUpstream, up.frames, up.bytes);
-    ctx.metrics.frames(
-        crate::metrics::Dir::UpstreamToClient,
-        down.frames,
-        down.bytes,
-    );
-    if let Some(c) = o.client_close {
+        .frames(Direction::ClientToUpstream, up.frames, up.bytes);
+    ctx.metrics
+        .frames(Direction::UpstreamToClient, down.frames, down.bytes);
+    let [client_close, upstream_close] = core.close_codes();
+    if let Some(c) = client_close {
         ctx.metrics.close(c, crate::metrics::Side::Client);
     }
-    if let Some(c) = o.upstream_close {
+    if let Some(c) = upstream_close {
         ctx.metrics.close(c, crate::metrics::Side::Upstream);
     }
     tracing::info!(
@@ -584,16 +545,136 @@ fn log_end(
         tenant = %info.tenant,
         upstream = %info.upstream,
         path = %info.path,
-        duration_ms = started.elapsed().as_millis() as u64,
+        duration_ms = core.started().elapsed().as_millis() as u64,
         frames_up = up.frames,
         reads_up = up.reads,
         bytes_up = up.bytes,
         frames_down = down.frames,
         reads_down = down.reads,
         bytes_down = down.bytes,
-        client_close = o.client_close,
-        upstream_close = o.upstream_close,
-        closed_by = o.closed_by,
+        client_close,
+        upstream_close,
+        closed_by = core.closed_by().map_or("", ClosedBy::as_str),
         "session closed"
     );
+}
+
+/// The diagnostic byte tunnel: copy bytes both ways until either side ends, no frame
+/// walking, no metering (the benchmark's ceiling).
+async fn tunnel<CR, CW, UR, UW>(
+    ctx: &Rc<WorkerCtx>,
+    info: &SessionInfo,
+    client: Conn<CR, CW>,
+    upstream: Conn<UR, UW>,
+) where
+    CR: AsyncReadRent,
+    CW: AsyncWriteRent,
+    UR: AsyncReadRent,
+    UW: AsyncWriteRent,
+{
+    let started = Instant::now();
+    let sizer = BufSizer::new(ctx.shared.config.buffer_bytes);
+    let client_leg = Leg::new(client.write, client.fd);
+    let up_leg = Leg::new(upstream.write, upstream.fd);
+    let (mut crd, mut urd) = (client.read, upstream.read);
+    let stop = Cell::new(false);
+    let ctl = Ctl::default();
+    let bytes = [Cell::new(0u64), Cell::new(0u64)];
+    let c2u = tunnel_copy(
+        &mut crd,
+        &up_leg,
+        sizer.first(client.leftover),
+        &ctl,
+        &stop,
+        &bytes[0],
+        sizer,
+    );
+    let u2c = tunnel_copy(
+        &mut urd,
+        &client_leg,
+        sizer.first(upstream.leftover),
+        &ctl,
+        &stop,
+        &bytes[1],
+        sizer,
+    );
+    monoio::join!(c2u, u2c);
+    client_leg.finish(None).await;
+    up_leg.finish(None).await;
+    let _ = monoio::time::timeout(LINGER, async {
+        monoio::join!(linger(&mut crd), linger(&mut urd))
+    })
+    .await;
+    ctx.metrics.session_closed(started.elapsed());
+    tracing::info!(
+        session = info.id,
+        tenant = %info.tenant,
+        upstream = %info.upstream,
+        path = %info.path,
+        duration_ms = started.elapsed().as_millis() as u64,
+        bytes_up = bytes[0].get(),
+        bytes_down = bytes[1].get(),
+        closed_by = ClosedBy::TunnelEnded.as_str(),
+        "session closed"
+    );
+}
+
+async fn tunnel_copy<R: AsyncReadRent, W: AsyncWriteRent>(
+    src: &mut R,
+    dst: &Leg<W>,
+    mut buf: Vec<u8>,
+    ctl: &Ctl,
+    stop: &Cell<bool>,
+    bytes: &Cell<u64>,
+    mut sizer: BufSizer,
+) {
+    let stopped = || {
+        poll_fn(|cx| {
+            if stop.get() {
+                Poll::Ready(())
+            } else {
+                ctl.register(cx.waker());
+                Poll::Pending
+            }
+        })
+    };
+    loop {
+        if !buf.is_empty() {
+            let now = Instant::now();
+            match dst.forward(buf, true, now).await {
+                Some(b) => buf = b,
+                None => break,
+            }
+            buf.clear();
+            if dst.is_dead() {
+                break;
+            }
+        }
+        let cap = buf.capacity();
+        let r = monoio::select! {
+            r = src.read(buf.slice_mut(0..cap)) => Some(r),
+            _ = stopped() => None,
+        };
+        let Some((res, b)) = r else { break };
+        buf = b.into_inner();
+        match res {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                bytes.set(bytes.get() + n as u64);
+                let room = cap;
+                let now = Instant::now();
+                match dst.forward(buf, true, now).await {
+                    Some(b) => buf = b,
+                    None => break,
+                }
+                buf.clear();
+                if dst.is_dead() {
+                    break;
+                }
+                sizer.adjust(&mut buf, n, room);
+            }
+        }
+    }
+    stop.set(true);
+    ctl.wake();
 }

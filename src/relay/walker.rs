@@ -2,20 +2,33 @@
 //!
 //! A pump reads bytes into its buffer and hands the unprocessed region to [`Walker::walk`].
 //! The walker parses frame headers, validates them (RFC 6455 §5), and for payload bytes:
-//! - frames sent by the client (masked): unmasks in place, shows text to the tap and the
-//!   UTF-8 validator, then re-masks in place with a fresh key per frame (§10.3) whose
-//!   bytes overwrite the old key in the header — the frame keeps its size;
+//! - frames sent by the client (masked): unmasks in place, shows the payload to the tap (and
+//!   text to the UTF-8 validator), then re-masks in place with a fresh key per frame (§10.3)
+//!   whose bytes overwrite the old key in the header — the frame keeps its size;
 //! - frames sent by the upstream (unmasked): shows text to the tap; bytes are untouched.
 //!
 //! Payload is processed as it arrives (a 64 MiB frame streams through a 64 KiB buffer);
 //! only an incomplete header, or an incomplete control frame (≤ 139 bytes, whose close
 //! payload must be validated whole), is carried over to the next read.
+//!
+//! **Hold mode** (the client → upstream direction): every data message is held until it is
+//! complete, so the session can decide what to do with it *before* its first byte leaves —
+//! forward it, refuse it (a `response.create` while the usage log is down or over a limit)
+//! or rewrite it. The walker still processes the held frames as they arrive (nothing is
+//! walked twice); [`Walked::holding`] tells the caller to keep the held bytes at the front
+//! of its next buffer, and [`Walked::message`] hands over a complete message. Client events
+//! are small and rare next to the upstream's stream, so holding them costs little; the held
+//! bytes are bounded by the message limits, `--max-fragments` and [`MAX_HELD_CONTROLS`].
 
 use crate::tap::{Tap, TapEvent};
 use crate::ws::close::validate_close_payload;
 use crate::ws::frame::{parse_header, set_mask_key, FrameHeader, MessageTracker, Opcode, Role};
 use crate::ws::mask::{apply_mask, fresh_key};
 use crate::ws::utf8::Utf8Validator;
+
+/// Most control frames (pings) a peer may interleave into one held message (close 1008
+/// above it): a ping flood inside a fragmented message must not grow the hold without bound.
+pub const MAX_HELD_CONTROLS: u32 = 1024;
 
 /// Why a walk stopped the stream: the close code to send to the leg that sent it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -45,8 +58,9 @@ pub struct CloseSeen {
 /// Result of one walk.
 #[derive(Debug, Default)]
 pub struct Walked {
-    /// Bytes of the walked slice that are processed and ready to forward. The rest (an
-    /// incomplete header or control frame) must be carried to the next read.
+    /// Bytes of the walked slice the caller is done with: forward them (minus a
+    /// [`Walked::message`] it refuses). The rest must be kept at the front of the next
+    /// buffer: an incomplete header or control frame, or a held message.
     pub ready: usize,
     /// Complete frames (headers) seen.
     pub frames: u64,
@@ -54,12 +68,15 @@ pub struct Walked {
     pub close: Option<CloseSeen>,
     /// Where that close frame starts (bytes before it may be forwarded without it).
     pub close_start: usize,
-    /// Gate mode only: a whole text message was just processed at `start..end`; the walk
-    /// stopped right after it so the caller may drop it instead of forwarding it.
+    /// Hold mode: a whole data message sits at `start..end` (`end == ready`); the walk
+    /// stopped right after it so the caller can forward, drop or replace it.
     pub message: Option<(usize, usize)>,
-    /// Gate mode only: the walk stopped before a text message that is not complete in the
-    /// buffer; the caller must read more (growing the buffer if it is full).
-    pub need_more: bool,
+    /// Hold mode: an incomplete message starts at this offset (`== ready`); the caller keeps
+    /// everything from here and calls again once more bytes arrived.
+    pub holding: bool,
+    /// Whether the bytes up to `ready` end on a frame boundary (relay-originated frames may
+    /// then be written behind them).
+    pub boundary: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -69,7 +86,18 @@ struct InPayload {
     old_key: Option<[u8; 4]>,
     new_key: Option<[u8; 4]>,
     text: bool,
+    tapped: bool,
     last_of_message: bool,
+}
+
+/// A message being held (hold mode): its bytes already walked sit at the front of the
+/// caller's buffer.
+#[derive(Debug, Clone, Copy, Default)]
+struct Held {
+    /// Walked bytes of the message at the start of the next buffer.
+    walked: usize,
+    /// Control frames inside it so far.
+    controls: u32,
 }
 
 /// Per-direction frame walker state.
@@ -79,45 +107,13 @@ pub struct Walker {
     tracker: MessageTracker,
     utf8: Utf8Validator,
     payload: Option<InPayload>,
-    max_message: u64,
-    gate: bool,
-    gated_start: Option<usize>,
-}
-
-/// Whether the text message starting at `buf[0]` is complete in `buf` (all its frames,
-/// including interleaved control frames). A message over `max_message` counts as complete
-/// so that normal processing rejects it.
-fn message_complete(buf: &[u8], sender: Role, max_frame: u64, max_message: u64) -> bool {
-    let mut pos = 0usize;
-    let mut total = 0u64;
-    loop {
-        let Some(rest) = buf.get(pos..) else {
-            return false;
-        };
-        let h = match parse_header(rest, sender, max_frame) {
-            Ok(Some(h)) => h,
-            Ok(None) => return false,
-            Err(_) => return true, // let the walk report it
-        };
-        let end = pos as u64 + h.header_len as u64 + h.payload_len;
-        if !h.opcode.is_control() {
-            total += h.payload_len;
-            if total > max_message {
-                return true;
-            }
-        }
-        if end > buf.len() as u64 {
-            return false;
-        }
-        pos = end as usize;
-        if h.fin && !h.opcode.is_control() {
-            return true;
-        }
-    }
+    hold: bool,
+    held: Option<Held>,
 }
 
 impl Walker {
-    /// A walker for frames sent by `sender`.
+    /// A walker for frames sent by `sender`. Frames from the client are held whole (hold
+    /// mode) and their binary messages are tapped too; upstream frames stream.
     pub fn new(sender: Role, max_frame: u64, max_message: u64, max_fragments: u32) -> Walker {
         Walker {
             sender,
@@ -125,26 +121,29 @@ impl Walker {
             tracker: MessageTracker::new(max_message, max_fragments),
             utf8: Utf8Validator::default(),
             payload: None,
-            max_message,
-            gate: false,
-            gated_start: None,
+            hold: false,
+            held: None,
         }
     }
 
-    /// Gate mode: hold each new text message until it is complete in the buffer and stop
-    /// the walk right after it ([`Walked::message`]), so the caller can refuse it (used
-    /// while the usage log is unavailable, to refuse `response.create`).
-    pub fn set_gate(&mut self, on: bool) {
-        self.gate = on;
+    /// Hold mode on or off (see the module docs); set before the first walk.
+    pub fn with_hold(mut self, hold: bool) -> Walker {
+        self.hold = hold;
+        self
     }
 
     /// True when the bytes forwarded so far end on a frame boundary.
     pub fn at_boundary(&self) -> bool {
-        self.payload.is_none()
+        self.payload.is_none() || self.held.is_some()
     }
 
-    /// Walk `buf` (the bytes not yet processed), transforming it in place. Tap events are
-    /// passed to `on_event`.
+    /// Bytes of a held message currently kept by the caller (0 when none).
+    pub fn held_bytes(&self) -> usize {
+        self.held.map_or(0, |h| h.walked)
+    }
+
+    /// Walk `buf` (the bytes not yet handed on: a held message and carried bytes first, as
+    /// the last walk left them), transforming it in place. Tap events go to `on_event`.
     pub fn walk(
         &mut self,
         buf: &mut [u8],
@@ -152,10 +151,19 @@ impl Walker {
         on_event: &mut impl FnMut(TapEvent),
     ) -> Result<Walked, WalkError> {
         let mut out = Walked::default();
-        let mut pos = 0usize;
+        // Resume behind the part of a held message already walked.
+        let mut held_start: Option<usize> = self.held.map(|_| 0);
+        let mut pos = self.held.map_or(0, |h| h.walked);
         // Where the current data frame's header sits in this slice (None: it began in an
-        // earlier read and part of it is already forwarded).
+        // earlier read).
         let mut frame_start: Option<usize> = None;
+        let err =
+            |code: u16, reason: &'static str, at: usize, mid: bool, hs: Option<usize>| WalkError {
+                code,
+                reason,
+                valid_upto: hs.map_or(at, |h| h.min(at)),
+                mid_frame: mid && hs.is_none(),
+            };
         loop {
             if let Some(p) = self.payload.as_mut() {
                 let avail = buf.len() - pos;
@@ -165,8 +173,8 @@ impl Walker {
                     apply_mask(chunk, k, p.offset as usize);
                 }
                 let done = take as u64 == p.remaining;
+                let last = done && p.last_of_message;
                 if p.text {
-                    let last = done && p.last_of_message;
                     let utf8 = self.utf8.feed(chunk).and_then(|_| {
                         if last {
                             self.utf8.finish()
@@ -175,13 +183,16 @@ impl Walker {
                         }
                     });
                     if utf8.is_err() {
-                        return Err(WalkError {
-                            code: 1007,
-                            reason: "invalid UTF-8 in text message",
-                            valid_upto: frame_start.unwrap_or(0),
-                            mid_frame: frame_start.is_none(),
-                        });
+                        return Err(err(
+                            1007,
+                            "invalid UTF-8 in text message",
+                            frame_start.unwrap_or(0),
+                            frame_start.is_none(),
+                            held_start,
+                        ));
                     }
+                }
+                if p.tapped {
                     if let Some(ev) = tap.feed(chunk, last) {
                         on_event(ev);
                     }
@@ -191,57 +202,61 @@ impl Walker {
                 }
                 p.remaining -= take as u64;
                 p.offset += take as u64;
-                let message_end = done && p.last_of_message;
                 pos += take;
-                if done {
-                    self.payload = None;
-                    if message_end {
-                        if let Some(start) = self.gated_start.take() {
-                            out.ready = pos;
-                            out.message = Some((start, pos));
-                            return Ok(out);
-                        }
+                if !done {
+                    // The buffer ends inside this frame's payload.
+                    return Ok(self.stop_inside(out, pos, held_start));
+                }
+                self.payload = None;
+                if last {
+                    if let Some(start) = held_start.take() {
+                        self.held = None;
+                        out.ready = pos;
+                        out.message = Some((start, pos));
+                        out.boundary = true;
+                        return Ok(out);
                     }
-                } else {
-                    out.ready = pos;
-                    return Ok(out);
                 }
             }
             // At a frame boundary.
-            out.ready = pos;
             if pos == buf.len() {
-                return Ok(out);
+                return Ok(self.stop_at_boundary(out, pos, held_start));
             }
             let header = match parse_header(&buf[pos..], self.sender, self.max_frame) {
                 Ok(Some(h)) => h,
-                Ok(None) => return Ok(out),
+                Ok(None) => return Ok(self.stop_at_boundary(out, pos, held_start)),
                 Err(e) => {
-                    return Err(WalkError {
-                        code: e.close_code(),
-                        reason: frame_reason(&e),
-                        valid_upto: pos,
-                        mid_frame: false,
-                    })
+                    return Err(err(
+                        e.close_code(),
+                        frame_reason(&e),
+                        pos,
+                        false,
+                        held_start,
+                    ))
                 }
             };
-            if self.gate && header.opcode == Opcode::Text {
-                if !message_complete(&buf[pos..], self.sender, self.max_frame, self.max_message) {
-                    out.need_more = true;
-                    return Ok(out);
-                }
-                self.gated_start = Some(pos);
-            }
-            let step = self.tracker.on_frame(&header).map_err(|e| WalkError {
-                code: e.close_code(),
-                reason: frame_reason(&e),
-                valid_upto: pos,
-                mid_frame: false,
-            })?;
+            let step = self
+                .tracker
+                .on_frame(&header)
+                .map_err(|e| err(e.close_code(), frame_reason(&e), pos, false, held_start))?;
             if header.opcode.is_control() {
                 // Control frames are handled whole (≤ 125 bytes of payload).
                 let total = header.header_len + header.payload_len as usize;
                 if buf.len() - pos < total {
-                    return Ok(out);
+                    return Ok(self.stop_at_boundary(out, pos, held_start));
+                }
+                if held_start.is_some() {
+                    let h = self.held.get_or_insert_with(Held::default);
+                    h.controls += 1;
+                    if h.controls > MAX_HELD_CONTROLS {
+                        return Err(err(
+                            1008,
+                            "too many control frames inside a message",
+                            pos,
+                            false,
+                            held_start,
+                        ));
+                    }
                 }
                 let new_key = self.rekey(&mut buf[pos..], &header);
                 let payload = &mut buf[pos + header.header_len..pos + total];
@@ -258,12 +273,13 @@ impl Walker {
                             })
                         }
                         Err(e) => {
-                            return Err(WalkError {
-                                code: e.close_code(),
-                                reason: "invalid close frame",
-                                valid_upto: pos,
-                                mid_frame: false,
-                            })
+                            return Err(err(
+                                e.close_code(),
+                                "invalid close frame",
+                                pos,
+                                false,
+                                held_start,
+                            ))
                         }
                     }
                 }
@@ -273,19 +289,29 @@ impl Walker {
                 pos += total;
                 out.frames += 1;
                 if let Some(c) = close {
+                    // A close ends the stream; an unfinished held message goes out before it.
+                    self.held = None;
                     out.close_start = pos - total;
                     out.ready = pos;
+                    out.boundary = true;
                     out.close = Some(c);
                     return Ok(out);
                 }
                 continue;
             }
             // Data frame: its payload streams.
+            if step.first && self.hold {
+                held_start = Some(pos);
+                self.held = Some(Held::default());
+            }
             let new_key = self.rekey(&mut buf[pos..], &header);
             frame_start = Some(pos);
             if step.first && step.is_text {
                 self.utf8 = Utf8Validator::default();
             }
+            // Text is always tapped; in hold mode binary messages too (a JSON
+            // `response.create` sent as a binary frame is still a create).
+            let tapped = step.is_text || self.hold;
             pos += header.header_len;
             out.frames += 1;
             self.payload = Some(InPayload {
@@ -294,29 +320,74 @@ impl Walker {
                 old_key: header.mask,
                 new_key,
                 text: step.is_text,
+                tapped,
                 last_of_message: step.last,
             });
-            if header.payload_len == 0 && step.is_text && step.last {
+            if header.payload_len == 0 && step.last {
                 // An empty final frame still ends the message for the tap and the validator.
-                if self.utf8.finish().is_err() {
-                    return Err(WalkError {
-                        code: 1007,
-                        reason: "invalid UTF-8 in text message",
-                        valid_upto: pos - header.header_len,
-                        mid_frame: false,
-                    });
+                if step.is_text && self.utf8.finish().is_err() {
+                    return Err(err(
+                        1007,
+                        "invalid UTF-8 in text message",
+                        pos - header.header_len,
+                        false,
+                        held_start,
+                    ));
                 }
-                if let Some(ev) = tap.feed(&[], true) {
-                    on_event(ev);
+                if tapped {
+                    if let Some(ev) = tap.feed(&[], true) {
+                        on_event(ev);
+                    }
                 }
                 self.payload = None;
-                if let Some(start) = self.gated_start.take() {
+                if let Some(start) = held_start.take() {
+                    self.held = None;
                     out.ready = pos;
                     out.message = Some((start, pos));
+                    out.boundary = true;
                     return Ok(out);
                 }
             }
         }
+    }
+
+    /// The buffer ended inside a payload at `pos` (== its end).
+    fn stop_inside(&mut self, mut out: Walked, pos: usize, held_start: Option<usize>) -> Walked {
+        match held_start {
+            Some(start) => self.keep_held(out, start, pos),
+            None => {
+                out.ready = pos;
+                out.boundary = false;
+                out
+            }
+        }
+    }
+
+    /// The walk stopped at a frame boundary `pos` (the rest is an incomplete header or
+    /// control frame, or nothing).
+    fn stop_at_boundary(
+        &mut self,
+        mut out: Walked,
+        pos: usize,
+        held_start: Option<usize>,
+    ) -> Walked {
+        match held_start {
+            Some(start) => self.keep_held(out, start, pos),
+            None => {
+                out.ready = pos;
+                out.boundary = true;
+                out
+            }
+        }
+    }
+
+    fn keep_held(&mut self, mut out: Walked, start: usize, walked_to: usize) -> Walked {
+        let h = self.held.get_or_insert_with(Held::default);
+        h.walked = walked_to - start;
+        out.ready = start;
+        out.holding = true;
+        out.boundary = true;
+        out
     }
 
     /// Client frames get a fresh mask key written over the old one; returns it.

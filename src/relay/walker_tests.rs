@@ -41,7 +41,7 @@ fn run(
     sender: Role,
     chunks: &[usize],
 ) -> (Vec<u8>, Vec<TapEvent>, Option<CloseSeen>) {
-    let mut w = Walker::new(sender, 1 << 20, 1 << 22, 64);
+    let mut w = Walker::new(sender, 1 << 20, 1 << 22, 64).with_hold(sender == Role::Client);
     let dir = if sender == Role::Client {
         Direction::ClientToUpstream
     } else {
@@ -58,12 +58,18 @@ fn run(
         ci += 1;
         buf.extend_from_slice(&input[pos..pos + n]);
         pos += n;
-        let walked = w.walk(&mut buf, &mut tap, &mut |e| events.push(e)).unwrap();
-        out.extend_from_slice(&buf[..walked.ready]);
-        if walked.close.is_some() {
-            return (out, events, walked.close);
+        loop {
+            let walked = w.walk(&mut buf, &mut tap, &mut |e| events.push(e)).unwrap();
+            out.extend_from_slice(&buf[..walked.ready]);
+            if walked.close.is_some() {
+                return (out, events, walked.close);
+            }
+            buf.drain(..walked.ready);
+            // A held message was handed over: walk what follows it before reading more.
+            if walked.message.is_none() || buf.is_empty() {
+                break;
+            }
         }
-        buf.drain(..walked.ready);
     }
     assert!(buf.is_empty(), "nothing left over at the end");
     (out, events, None)
@@ -165,20 +171,119 @@ fn errors_carry_the_right_code_and_valid_prefix() {
     );
 }
 
-#[test]
-fn gate_holds_a_text_message_until_whole_and_stops_after_it() {
-    let input = frames(true, &[(CREATE, Opcode::Text), (b"next", Opcode::Text)]);
-    let mut w = Walker::new(Role::Client, 1 << 20, 1 << 20, 8);
-    w.set_gate(true);
+/// What [`hold_walk`] saw: messages handed over (absolute ranges), bytes forwarded after
+/// each input byte, tap events, and the forwarded bytes.
+type HoldWalk = (Vec<(usize, usize)>, Vec<usize>, Vec<TapEvent>, Vec<u8>);
+
+/// Feeds `input` one byte at a time to a hold-mode client walker.
+fn hold_walk(input: &[u8]) -> HoldWalk {
+    let mut w = Walker::new(Role::Client, 1 << 20, 1 << 20, 8).with_hold(true);
     let mut tap = Tap::new(Direction::ClientToUpstream, 1 << 20);
-    let mut part = input[..10].to_vec();
-    let walked = w.walk(&mut part, &mut tap, &mut |_| {}).unwrap();
-    assert!(walked.need_more && walked.ready == 0);
-    let mut all = input.clone();
-    let mut events = Vec::new();
-    let walked = w.walk(&mut all, &mut tap, &mut |e| events.push(e)).unwrap();
+    let (mut buf, mut out, mut events) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut messages, mut forwarded_after) = (Vec::new(), Vec::new());
+    for &b in input {
+        buf.push(b);
+        loop {
+            let walked = w.walk(&mut buf, &mut tap, &mut |e| events.push(e)).unwrap();
+            if let Some((s, e)) = walked.message {
+                messages.push((out.len() + s, out.len() + e));
+            }
+            if walked.holding {
+                assert_eq!(walked.ready, 0, "a held message starts the buffer");
+                assert!(w.held_bytes() <= buf.len());
+            }
+            out.extend_from_slice(&buf[..walked.ready]);
+            buf.drain(..walked.ready);
+            if walked.message.is_none() || buf.is_empty() {
+                break;
+            }
+        }
+        forwarded_after.push(out.len());
+    }
+    assert!(buf.is_empty());
+    (messages, forwarded_after, events, out)
+}
+
+#[test]
+fn hold_mode_hands_over_each_message_only_when_whole() {
+    let input = frames(true, &[(CREATE, Opcode::Text), (b"next", Opcode::Text)]);
     let first_len = CREATE.len() + 6;
-    assert_eq!(walked.message, Some((0, first_len)));
-    assert_eq!(walked.ready, first_len);
-    assert_eq!(events.len(), 1);
+    let (messages, forwarded_after, events, out) = hold_walk(&input);
+    assert_eq!(messages, vec![(0, first_len), (first_len, input.len())]);
+    // Nothing of a message leaves before its last byte arrived.
+    for (i, &n) in forwarded_after.iter().enumerate() {
+        let arrived = i + 1;
+        let expect = if arrived >= input.len() {
+            input.len()
+        } else if arrived >= first_len {
+            first_len
+        } else {
+            0
+        };
+        assert_eq!(n, expect, "after {arrived} bytes");
+    }
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(decode(&out, Role::Client).len(), 2);
+}
+
+#[test]
+fn hold_mode_taps_binary_messages_and_holds_fragments_with_pings() {
+    // A create sent as a binary message, fragmented, with a ping between the fragments.
+    let (a, b) = CREATE.split_at(20);
+    let mut input = Vec::new();
+    encode_frame(&mut input, Opcode::Binary, a, Some([1, 2, 3, 4]));
+    input[0] &= 0x7f; // not FIN
+    encode_frame(&mut input, Opcode::Ping, b"p", Some([5, 6, 7, 8]));
+    encode_frame(&mut input, Opcode::Continuation, b, Some([9, 9, 9, 9]));
+    let (messages, forwarded_after, events, out) = hold_walk(&input);
+    assert_eq!(
+        messages,
+        vec![(0, input.len())],
+        "the ping is held inside the message"
+    );
+    assert!(forwarded_after[..input.len() - 1].iter().all(|&n| n == 0));
+    assert!(
+        matches!(events.as_slice(), [TapEvent::Create { .. }]),
+        "{events:?}"
+    );
+    let d = decode(&out, Role::Client);
+    assert_eq!(
+        d.iter().map(|f| f.0).collect::<Vec<_>>(),
+        [Opcode::Binary, Opcode::Ping, Opcode::Continuation]
+    );
+}
+
+#[test]
+fn a_ping_flood_inside_a_held_message_is_bounded() {
+    let mut input = Vec::new();
+    encode_frame(&mut input, Opcode::Text, b"{", Some([1, 2, 3, 4]));
+    input[0] &= 0x7f;
+    for _ in 0..=MAX_HELD_CONTROLS {
+        encode_frame(&mut input, Opcode::Ping, b"", Some([1, 2, 3, 4]));
+    }
+    let mut w = Walker::new(Role::Client, 1 << 20, 1 << 20, 8).with_hold(true);
+    let mut tap = Tap::new(Direction::ClientToUpstream, 1 << 20);
+    let e = w.walk(&mut input, &mut tap, &mut |_| {}).unwrap_err();
+    assert_eq!((e.code, e.valid_upto, e.mid_frame), (1008, 0, false));
+}
+
+#[test]
+fn a_close_inside_a_held_message_releases_it() {
+    let mut input = Vec::new();
+    encode_frame(&mut input, Opcode::Text, b"{\"type\"", Some([1, 2, 3, 4]));
+    input[0] &= 0x7f;
+    let at = input.len();
+    let mut close = [0u8; 131];
+    let n = crate::ws::close::encode_close_frame(&mut close, 1000, "", Some([4, 3, 2, 1]));
+    input.extend_from_slice(&close[..n]);
+    let mut w = Walker::new(Role::Client, 1 << 20, 1 << 20, 8).with_hold(true);
+    let mut tap = Tap::new(Direction::ClientToUpstream, 1 << 20);
+    // First only the fragment: held.
+    let mut buf = input[..at].to_vec();
+    let walked = w.walk(&mut buf, &mut tap, &mut |_| {}).unwrap();
+    assert!(walked.holding && walked.ready == 0);
+    buf.extend_from_slice(&input[at..]);
+    let walked = w.walk(&mut buf, &mut tap, &mut |_| {}).unwrap();
+    assert_eq!((walked.close_start, walked.ready), (at, input.len()));
+    assert!(walked.close.is_some() && !walked.holding);
 }

@@ -19,6 +19,7 @@ use crate::server::auth::ClientKeys;
 use crate::upstream::dial::{client_tls_config, server_tls_config};
 
 mod signals;
+pub mod timers;
 mod worker;
 
 pub use signals::{block_signals, wait_signal};
@@ -43,6 +44,13 @@ pub struct Shared {
     pub registry: Arc<Registry>,
     /// Upstream label for logs and records.
     pub upstream_label: Arc<str>,
+    /// Per-tenant limits and counters.
+    pub tenants: crate::limits::Tenants,
+    /// Readiness (`/readyz`): set once every worker accepts, cleared at shutdown or when a
+    /// worker dies.
+    pub ready: Arc<AtomicBool>,
+    /// A worker thread died (a panic outside any session): the process exits non-zero.
+    pub worker_failed: AtomicBool,
     pub(super) shutdown: AtomicBool,
     pub(super) drain_deadline: OnceLock<Instant>,
 }
@@ -164,6 +172,12 @@ impl Relay {
             AuthMode::Managed { keys_file } => Some(Arc::new(ClientKeys::load(keys_file)?)),
             AuthMode::Passthrough => None,
         };
+        let tenants = crate::limits::Tenants::new(
+            config.tenant_limits,
+            keys.as_ref()
+                .map(|k| k.limits().clone())
+                .unwrap_or_default(),
+        );
         let up = &config.upstream;
         let addrs = resolve(&up.host, up.port).map_err(|source| StartError::Resolve {
             host: up.host.clone(),
@@ -193,6 +207,8 @@ impl Relay {
         let sink = Sink::start(
             SinkConfig {
                 fsync_interval: config.usage_fsync,
+                queue_capacity: config.usage_queue_capacity,
+                fsync_delay: config.debug_usage_fsync_delay,
                 ..SinkConfig::new(sink_path)
             },
             registry.sink_metrics(),
@@ -215,8 +231,12 @@ impl Relay {
             );
         }
 
+        let ready = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
             upstream_label: Arc::from(config.upstream_label.as_str()),
+            tenants,
+            ready: ready.clone(),
+            worker_failed: AtomicBool::new(false),
             keys: RwLock::new(keys),
             upstream_tls,
             listener_tls: RwLock::new(listener_tls),
@@ -227,7 +247,6 @@ impl Relay {
             drain_deadline: OnceLock::new(),
             config,
         });
-        let ready = Arc::new(AtomicBool::new(false));
         let admin_addr = match shared.config.admin_listen {
             Some(a) => Some(
                 crate::metrics::spawn_admin(a, registry.clone(), ready.clone())
@@ -312,13 +331,16 @@ impl Relay {
         &self.shared
     }
 
-    /// SIGHUP: re-read the client keys file and the listener's TLS certificate and key.
-    /// Open sessions are not touched; on any error the old material stays in force.
+    /// SIGHUP: reopen the usage log (log rotation), re-read the client keys file (and its
+    /// per-tenant limits) and the listener's TLS certificate and key. Open sessions are not
+    /// touched; on any error the old keys and certificate stay in force.
     pub fn reload(&self) -> Result<usize, ReloadError> {
+        self.shared.sink.reopen();
         let mut n = 0;
         if let AuthMode::Managed { keys_file } = &self.shared.config.auth {
             let keys = ClientKeys::load(keys_file)?;
             n = keys.len();
+            self.shared.tenants.reconfigure(keys.limits().clone());
             if let Ok(mut k) = self.shared.keys.write() {
                 *k = Some(Arc::new(keys));
             }
@@ -343,12 +365,11 @@ impl Relay {
         }
         match self.sink.take().map(|s| s.shutdown()) {
             Some(Ok(stats)) => {
-                if !stats.not_durable.is_empty() || stats.rejected > 0 {
+                if !stats.not_durable.is_empty() {
                     // Never drop a record silently: what the log could not take goes to
                     // stderr as JSON lines, for the operator to recover.
                     tracing::error!(
                         not_durable = stats.not_durable.len(),
-                        rejected = stats.rejected,
                         "usage records not in the usage log; dumping them to stderr"
                     );
                     for r in &stats.not_durable {
@@ -362,7 +383,7 @@ impl Relay {
                     failed = stats.failed,
                     "usage log closed"
                 );
-                !stats.failed && stats.not_durable.is_empty() && stats.rejected == 0
+                !stats.failed && stats.not_durable.is_empty()
             }
             Some(Err(e)) => {
                 tracing::error!(error = %e, "usage log did not close cleanly");
@@ -425,7 +446,12 @@ pub fn run(config: Config) -> i32 {
         drain_s = drain.as_secs(),
         "shutting down: listener closed, draining sessions"
     );
-    if relay.shutdown(drain) {
+    let failed = Arc::clone(&relay.shared);
+    let durable = relay.shutdown(drain);
+    if failed.worker_failed.load(Ordering::SeqCst) {
+        tracing::error!("a worker thread died; exiting 70 so a supervisor restarts the relay");
+        70
+    } else if durable {
         0
     } else {
         75

@@ -5,6 +5,7 @@
 //! client gets its 101 only after upstream's, carrying upstream's headers.
 
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -12,27 +13,28 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
 
-use super::auth::{fingerprint, presented_key};
+use super::auth::{fingerprint, presented_key, single_credential, ConflictingCredentials};
 use super::handshake::{
     error_response, parse_request_with, response_101, HeadScanner, Limits, UpgradeRequest,
 };
 use crate::config::AuthMode;
-use crate::relay::session::{self, SessionInfo};
+use crate::relay::session::{self, Conn, SessionInfo};
 use crate::runtime::WorkerCtx;
 use crate::upstream::dial::{dial, Target, UpstreamConn};
-use crate::upstream::handshake::build_request;
+use crate::upstream::handshake::{build_request, MANAGED_NOT_RETURNED};
 
 /// Serve one accepted TCP connection to its end.
 pub async fn serve(ctx: &Rc<WorkerCtx>, tcp: TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
+    let fd = tcp.as_raw_fd();
     match ctx.shared.listener_tls() {
-        None => handle(ctx, tcp, peer).await,
+        None => handle(ctx, tcp, peer, fd).await,
         Some(acceptor) => {
             let tls =
                 monoio::time::timeout(ctx.shared.config.handshake_timeout, acceptor.accept(tcp))
                     .await;
             match tls {
-                Ok(Ok(s)) => handle(ctx, s, peer).await,
+                Ok(Ok(s)) => handle(ctx, s, peer, fd).await,
                 Ok(Err(e)) => {
                     ctx.metrics.handshake_failed("tls");
                     tracing::debug!(%peer, error = %e, "client TLS handshake failed");
@@ -75,7 +77,17 @@ async fn read_head<S: AsyncReadRent>(
     }
 }
 
-async fn handle<S>(ctx: &Rc<WorkerCtx>, mut client: S, peer: SocketAddr)
+async fn refuse<S: AsyncWriteRent>(
+    ctx: &Rc<WorkerCtx>,
+    s: &mut S,
+    reason: &'static str,
+    response: Vec<u8>,
+) {
+    ctx.metrics.handshake_failed(reason);
+    respond(s, response).await;
+}
+
+async fn handle<S>(ctx: &Rc<WorkerCtx>, mut client: S, peer: SocketAddr, client_fd: RawFd)
 where
     S: AsyncReadRent + AsyncWriteRent + Splitable,
     S::OwnedRead: AsyncReadRent,
@@ -99,109 +111,136 @@ where
             return;
         }
         Ok(Err(e)) => {
-            ctx.metrics.handshake_failed(e.code());
             tracing::debug!(%peer, status = e.status(), code = e.code(), "bad upgrade request");
-            respond(&mut client, e.to_response()).await;
-            return;
+            return refuse(ctx, &mut client, e.code(), e.to_response()).await;
         }
         Ok(Ok(Some(r))) => r,
     };
-    let refuse = |status: u16, code: &'static str, message: &str| {
+    let invalid = |status: u16, code: &'static str, message: &str| {
         error_response(status, "invalid_request_error", code, message, &[])
     };
+
+    // Only the paths the operator allows are ever dialled (no unmetered side door such as
+    // /v1/realtime next to /v1/responses).
+    let path = req
+        .path_and_query
+        .split_once('?')
+        .map_or(req.path_and_query.as_str(), |(p, _)| p);
+    if !cfg.allow_paths.iter().any(|p| p == path) {
+        tracing::debug!(%peer, path, "path not allowed");
+        let body = invalid(
+            404,
+            "path_not_allowed",
+            "this relay does not serve that path",
+        );
+        return refuse(ctx, &mut client, "path_not_allowed", body).await;
+    }
+
+    if ctx.active() > cfg.max_sessions {
+        let body = error_response(
+            429,
+            "rate_limit_error",
+            "relay_at_capacity",
+            "this relay worker holds its maximum number of sessions; retry shortly",
+            &[("Retry-After", "1")],
+        );
+        return refuse(ctx, &mut client, "relay_at_capacity", body).await;
+    }
 
     if !cfg.allowed_origins.is_empty() {
         if let Some(origin) = req.header("origin") {
             if !cfg.allowed_origins.iter().any(|o| o.as_bytes() == origin) {
-                ctx.metrics.handshake_failed("origin_not_allowed");
-                respond(
-                    &mut client,
-                    refuse(403, "origin_not_allowed", "this Origin is not allowed"),
-                )
-                .await;
-                return;
+                let body = error_response(
+                    403,
+                    "invalid_request_error",
+                    "origin_not_allowed",
+                    "this Origin is not allowed",
+                    &[],
+                );
+                return refuse(ctx, &mut client, "origin_not_allowed", body).await;
             }
         }
     }
 
-    let tenant: Arc<str> = match (&cfg.auth, presented_key(&req)) {
-        (_, None) => {
-            ctx.metrics.handshake_failed("missing_key");
-            respond(
-                &mut client,
-                error_response(
+    let managed = matches!(cfg.auth, AuthMode::Managed { .. });
+    let presented = if managed {
+        Ok(presented_key(&req))
+    } else {
+        single_credential(&req)
+    };
+    let tenant: Arc<str> = match presented {
+        Err(ConflictingCredentials) => {
+            let body = invalid(
+                400,
+                "conflicting_credentials",
+                "send one credential: these headers carry different keys",
+            );
+            return refuse(ctx, &mut client, "conflicting_credentials", body).await;
+        }
+        Ok(None) => {
+            let body = error_response(
+                401,
+                "authentication_error",
+                "missing_api_key",
+                "no API key: send Authorization: Bearer <key>",
+                &[],
+            );
+            return refuse(ctx, &mut client, "missing_key", body).await;
+        }
+        Ok(Some(key)) if managed => match shared.client_keys().and_then(|k| k.authenticate(key)) {
+            Some(t) => t,
+            None => {
+                let body = error_response(
                     401,
                     "authentication_error",
-                    "missing_api_key",
-                    "no API key: send Authorization: Bearer <key>",
+                    "invalid_api_key",
+                    "invalid API key",
                     &[],
-                ),
-            )
-            .await;
-            return;
-        }
-        (AuthMode::Managed { .. }, Some(key)) => {
-            match shared.client_keys().and_then(|k| k.authenticate(key)) {
-                Some(t) => t,
-                None => {
-                    ctx.metrics.handshake_failed("invalid_key");
-                    respond(
-                        &mut client,
-                        error_response(
-                            401,
-                            "authentication_error",
-                            "invalid_api_key",
-                            "invalid API key",
-                            &[],
-                        ),
-                    )
-                    .await;
-                    return;
-                }
+                );
+                return refuse(ctx, &mut client, "invalid_key", body).await;
             }
-        }
-        (AuthMode::Passthrough, Some(key)) => Arc::from(fingerprint(key).as_str()),
+        },
+        Ok(Some(key)) => Arc::from(fingerprint(key).as_str()),
     };
 
     if shared.shutting_down() {
-        ctx.metrics.handshake_failed("shutting_down");
-        respond(
-            &mut client,
-            error_response(
-                503,
-                "server_error",
-                "relay_shutting_down",
-                "the relay is shutting down; reconnect",
-                &[("Retry-After", "1")],
-            ),
-        )
-        .await;
-        return;
+        let body = error_response(
+            503,
+            "server_error",
+            "relay_shutting_down",
+            "the relay is shutting down; reconnect",
+            &[("Retry-After", "1")],
+        );
+        return refuse(ctx, &mut client, "shutting_down", body).await;
     }
     if !shared.sink.healthy() {
-        ctx.metrics.handshake_failed("usage_log_unavailable");
-        respond(
-            &mut client,
-            error_response(
-                503,
-                "server_error",
-                "usage_log_unavailable",
-                "the relay cannot record usage right now",
-                &[("Retry-After", "5")],
-            ),
-        )
-        .await;
-        return;
+        let body = error_response(
+            503,
+            "server_error",
+            "usage_log_unavailable",
+            "the relay cannot record usage right now",
+            &[("Retry-After", "5")],
+        );
+        return refuse(ctx, &mut client, "usage_log_unavailable", body).await;
     }
+    let Some(slot) = shared.tenants.get(&tenant).open_session() else {
+        let body = error_response(
+            429,
+            "rate_limit_error",
+            "session_limit_reached",
+            "this key has its maximum number of open sessions",
+            &[("Retry-After", "5")],
+        );
+        return refuse(ctx, &mut client, "tenant_session_limit", body).await;
+    };
 
     let up = &cfg.upstream;
-    let strip = matches!(cfg.auth, AuthMode::Managed { .. });
     let up_req = build_request(
         &req,
         &up.host_header,
         &up.base_path,
         &cfg.inject_headers,
-        strip,
+        managed,
     );
     let addrs = shared
         .upstream_addrs
@@ -219,16 +258,20 @@ where
         Ok(d) => d,
         Err(e) => {
             let ce = e.client_error();
-            ctx.metrics.handshake_failed(ce.code);
             tracing::info!(%peer, tenant = %tenant, upstream = %shared.upstream_label, status = ce.status, code = ce.code, error = %e, "upstream dial failed");
-            respond(&mut client, ce.to_response()).await;
-            return;
+            return refuse(ctx, &mut client, ce.code, ce.to_response()).await;
         }
     };
 
-    let (res, _) = client
-        .write_all(response_101(&req.ws_key, &dialed.headers))
-        .await;
+    let mut headers = dialed.headers;
+    if managed {
+        headers.retain(|(n, _)| {
+            !MANAGED_NOT_RETURNED
+                .iter()
+                .any(|m| n.eq_ignore_ascii_case(m))
+        });
+    }
+    let (res, _) = client.write_all(response_101(&req.ws_key, &headers)).await;
     if res.is_err() {
         ctx.metrics.handshake_failed("client_gone");
         return;
@@ -238,18 +281,38 @@ where
         id: ctx.next_session_id(),
         tenant,
         upstream: shared.upstream_label.clone(),
-        path: req.path_and_query.clone(),
+        path: req.path_and_query,
     };
     tracing::debug!(session = info.id, %peer, tenant = %info.tenant, path = %info.path, "session open");
+    // Nothing of the handshake is kept past this point but the session's identity.
     let (crd, cwr) = client.into_split();
+    let client = Conn {
+        read: crd,
+        write: cwr,
+        fd: client_fd,
+        leftover,
+    };
+    let fd = dialed.fd;
     match dialed.conn {
         UpstreamConn::Plain(s) => {
             let (urd, uwr) = s.into_split();
-            session::run(ctx, info, crd, cwr, urd, uwr, leftover, dialed.leftover).await
+            let upstream = Conn {
+                read: urd,
+                write: uwr,
+                fd,
+                leftover: dialed.leftover,
+            };
+            session::run(ctx, info, client, upstream, Some(slot)).await
         }
         UpstreamConn::Tls(s) => {
             let (urd, uwr) = (*s).into_split();
-            session::run(ctx, info, crd, cwr, urd, uwr, leftover, dialed.leftover).await
+            let upstream = Conn {
+                read: urd,
+                write: uwr,
+                fd,
+                leftover: dialed.leftover,
+            };
+            session::run(ctx, info, client, upstream, Some(slot)).await
         }
     }
 }

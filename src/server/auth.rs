@@ -1,12 +1,18 @@
 //! Client authentication: relay-issued keys → tenant, or (passthrough mode) a fingerprint of
 //! the client's own key.
 //!
-//! The keys file holds `<tenant> <key>` per line; `#` starts a comment line. A key may be written
-//! `sha256:<64 hex>` so the file holds no plaintext. Only SHA-256 digests are kept in memory, and
-//! lookups compare the presented key's digest against every entry in constant time.
+//! The keys file holds `<tenant> <key> [limit=N …]` per line; `#` starts a comment line. A key
+//! may be written `sha256:<64 hex>` so the file holds no plaintext. Only SHA-256 digests are
+//! kept in memory, and lookups compare the presented key's digest against every entry in
+//! constant time. Optional per-tenant limits follow the key: `max_sessions=N` (concurrent
+//! sessions) and `turns_per_minute=N` (`response.create`s); a tenant with several keys may
+//! state them on any of its lines, but not differently on two.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use crate::limits::TenantLimits;
 
 use sha2::{Digest as _, Sha256};
 use subtle::{Choice, ConditionallySelectable as _, ConstantTimeEq as _};
@@ -19,9 +25,12 @@ pub enum LineError {
     /// The line has a tenant but no key.
     #[error("expected `<tenant> <key>`, found only one field")]
     MissingKey,
-    /// The line has more than two whitespace-separated fields.
-    #[error("expected `<tenant> <key>`, found extra fields")]
+    /// A field after the key is not `max_sessions=N` or `turns_per_minute=N` (N ≥ 1).
+    #[error("after the key only `max_sessions=N` and `turns_per_minute=N` (N ≥ 1) may follow")]
     ExtraFields,
+    /// The tenant's limits were already given differently on another line.
+    #[error("the tenant's limits differ from those on an earlier line")]
+    ConflictingLimits,
     /// The tenant is longer than 64 bytes or has characters outside `[A-Za-z0-9_.@:-]`.
     #[error("tenant must be 1-64 characters of [A-Za-z0-9_.@:-]")]
     InvalidTenant,
@@ -68,10 +77,11 @@ struct Entry {
     tenant: Arc<str>,
 }
 
-/// The relay's client keys (digests only). Cheap to share behind an `Arc`; replace the whole
-/// set on reload.
+/// The relay's client keys (digests only) and the per-tenant limits of the file. Cheap to
+/// share behind an `Arc`; replace the whole set on reload.
 pub struct ClientKeys {
     entries: Vec<Entry>,
+    limits: HashMap<Arc<str>, TenantLimits>,
 }
 
 impl std::fmt::Debug for ClientKeys {
@@ -93,6 +103,7 @@ impl ClientKeys {
     pub fn parse(text: &str) -> Result<ClientKeys, AuthError> {
         let mut entries: Vec<Entry> = Vec::new();
         let mut lines_of: Vec<usize> = Vec::new();
+        let mut limits: HashMap<Arc<str>, TenantLimits> = HashMap::new();
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
             let content = raw.trim();
@@ -100,14 +111,8 @@ impl ClientKeys {
                 continue;
             }
             let mut fields = content.split_whitespace();
-            let (tenant, key) = match (fields.next(), fields.next(), fields.next()) {
-                (Some(t), Some(k), None) => (t, k),
-                (_, _, Some(_)) => {
-                    return Err(AuthError::Line {
-                        line,
-                        reason: LineError::ExtraFields,
-                    })
-                }
+            let (tenant, key) = match (fields.next(), fields.next()) {
+                (Some(t), Some(k)) => (t, k),
                 _ => {
                     return Err(AuthError::Line {
                         line,
@@ -115,6 +120,22 @@ impl ClientKeys {
                     })
                 }
             };
+            let mut own = TenantLimits::default();
+            let mut any = false;
+            let bad = || AuthError::Line {
+                line,
+                reason: LineError::ExtraFields,
+            };
+            for f in fields {
+                let (name, value) = f.split_once('=').ok_or_else(bad)?;
+                let n: u32 = value.parse().ok().filter(|&n| n >= 1).ok_or_else(bad)?;
+                match name {
+                    "max_sessions" => own.max_sessions = Some(n as usize),
+                    "turns_per_minute" => own.turns_per_minute = Some(n),
+                    _ => return Err(bad()),
+                }
+                any = true;
+            }
             if !valid_tenant(tenant) {
                 return Err(AuthError::Line {
                     line,
@@ -132,16 +153,32 @@ impl ClientKeys {
                 let first_line = lines_of.get(pos).copied().unwrap_or_default();
                 return Err(AuthError::DuplicateKey { line, first_line });
             }
-            entries.push(Entry {
-                digest,
-                tenant: Arc::from(tenant),
-            });
+            let tenant: Arc<str> = Arc::from(tenant);
+            if any {
+                match limits.get(&tenant) {
+                    Some(prev) if *prev != own => {
+                        return Err(AuthError::Line {
+                            line,
+                            reason: LineError::ConflictingLimits,
+                        })
+                    }
+                    _ => {
+                        limits.insert(Arc::clone(&tenant), own);
+                    }
+                }
+            }
+            entries.push(Entry { digest, tenant });
             lines_of.push(line);
         }
         if entries.is_empty() {
             return Err(AuthError::Empty);
         }
-        Ok(ClientKeys { entries })
+        Ok(ClientKeys { entries, limits })
+    }
+
+    /// Per-tenant limits stated in the file.
+    pub fn limits(&self) -> &HashMap<Arc<str>, TenantLimits> {
+        &self.limits
     }
 
     /// Read and parse a keys file.
@@ -224,6 +261,34 @@ pub fn presented_key(req: &UpgradeRequest) -> Option<&[u8]> {
             .filter(|k| !k.is_empty())
     });
     bearer.or_else(|| req.header("api-key").map(trim).filter(|k| !k.is_empty()))
+}
+
+/// Two credential headers with different values in one request (passthrough mode: which one
+/// would pay is ambiguous).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the request carries two different credentials")]
+pub struct ConflictingCredentials;
+
+/// Passthrough mode: the one credential of the request, from every `Authorization: Bearer`,
+/// `api-key` and `x-api-key` header; `Err` when they disagree. Never logs the values.
+pub fn single_credential(req: &UpgradeRequest) -> Result<Option<&[u8]>, ConflictingCredentials> {
+    let bearer = req.header_all("authorization").filter_map(|v| {
+        let v = trim(v);
+        let (scheme, rest) = v.split_at(v.iter().position(|&b| b == b' ').unwrap_or(v.len()));
+        scheme.eq_ignore_ascii_case(b"bearer").then(|| trim(rest))
+    });
+    let others = req
+        .header_all("api-key")
+        .chain(req.header_all("x-api-key"))
+        .map(trim);
+    let mut found: Option<&[u8]> = None;
+    for k in bearer.chain(others).filter(|k| !k.is_empty()) {
+        match found {
+            Some(f) if f != k => return Err(ConflictingCredentials),
+            _ => found = Some(k),
+        }
+    }
+    Ok(found)
 }
 
 /// Passthrough-mode tenant: `fp-` + the first 12 hex digits of sha256(key). Never the key.

@@ -31,16 +31,61 @@ mod walk;
 use extract::{build, classify, fast_type, Kind};
 use walk::{Walk, Walker};
 
-/// Capacity of the assembly buffer kept between messages; a larger one is freed at message end.
-const RETAIN_CAPACITY: usize = 64 * 1024;
+/// Capacity of the assembly buffer kept between messages; a larger one is freed at message
+/// end (an idle session should hold no assembly buffer).
+const RETAIN_CAPACITY: usize = 1024;
 
-/// Which way the tapped messages travel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// Client events (`response.create`, …) on their way upstream.
-    ClientToUpstream,
-    /// Server events (`response.created`, deltas, terminal events, `error`) on their way down.
-    UpstreamToClient,
+pub use crate::flow::Direction;
+
+/// Bytes one worker lets its sessions hold for message assembly — the tap's copies of split
+/// events and the client messages held whole — so many large messages at once cannot
+/// exhaust memory. Single-threaded (`Rc`), one per worker.
+#[derive(Debug)]
+pub struct Budget {
+    used: std::cell::Cell<usize>,
+    cap: usize,
+    refusals: std::cell::Cell<u64>,
+}
+
+impl Budget {
+    /// A budget of `cap` bytes.
+    pub fn new(cap: usize) -> Budget {
+        Budget {
+            used: std::cell::Cell::new(0),
+            cap,
+            refusals: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Take `n` bytes if they fit; counts a refusal otherwise.
+    pub fn try_take(&self, n: usize) -> bool {
+        let used = self.used.get();
+        match used.checked_add(n).filter(|&t| t <= self.cap) {
+            Some(t) => {
+                self.used.set(t);
+                true
+            }
+            None => {
+                self.refusals.set(self.refusals.get() + 1);
+                false
+            }
+        }
+    }
+
+    /// Give `n` bytes back.
+    pub fn give(&self, n: usize) {
+        self.used.set(self.used.get().saturating_sub(n));
+    }
+
+    /// Bytes held now.
+    pub fn used(&self) -> usize {
+        self.used.get()
+    }
+
+    /// Times a take did not fit.
+    pub fn refusals(&self) -> u64 {
+        self.refusals.get()
+    }
 }
 
 /// Why a message the tap tried to understand produced no event (see [`Tap::last_error`]).
@@ -195,6 +240,8 @@ pub struct Tap {
     overflows: u64,
     malformed: u64,
     last_error: Option<TapError>,
+    budget: Option<std::rc::Rc<Budget>>,
+    charged: usize,
 }
 
 impl Tap {
@@ -214,15 +261,23 @@ impl Tap {
             overflows: 0,
             malformed: 0,
             last_error: None,
+            budget: None,
+            charged: 0,
         }
+    }
+
+    /// Charge assembled bytes to a worker's [`Budget`]: a message that does not fit is
+    /// skipped like one over `max_buffer` (counted in [`Tap::overflows`]).
+    pub fn with_budget(mut self, budget: std::rc::Rc<Budget>) -> Tap {
+        self.budget = Some(budget);
+        self
     }
 
     /// The same tap with the scalar string skip instead of `memchr2` (for tests and benches).
     pub fn new_scalar(dir: Direction, max_buffer: usize) -> Tap {
-        Tap {
-            scalar: true,
-            ..Tap::new(dir, max_buffer)
-        }
+        let mut t = Tap::new(dir, max_buffer);
+        t.scalar = true;
+        t
     }
 
     /// Feed the next chunk of the current text message's payload. `fin` = this chunk ends the
@@ -365,18 +420,31 @@ impl Tap {
 
     /// Appends a chunk to the assembly buffer; false (and the message skipped) on overflow.
     fn append(&mut self, chunk: &[u8]) -> bool {
-        if self.buf.len().saturating_add(chunk.len()) > self.max_buffer {
+        let fits = self.buf.len().saturating_add(chunk.len()) <= self.max_buffer
+            && self.budget.as_ref().is_none_or(|b| b.try_take(chunk.len()));
+        if !fits {
             self.overflows += 1;
             self.last_error = Some(TapError::Overflow);
             self.state = State::Skip;
+            self.release();
             self.buf = Vec::new();
             return false;
         }
+        self.charged += chunk.len();
         self.buf.extend_from_slice(chunk);
         true
     }
 
+    /// Give the bytes of the message being assembled back to the worker's budget.
+    fn release(&mut self) {
+        if let Some(b) = &self.budget {
+            b.give(self.charged);
+        }
+        self.charged = 0;
+    }
+
     fn end_message(&mut self) {
+        self.release();
         self.state = State::Start;
         if self.dirty {
             self.walker = Walker::new(self.dir);
@@ -387,5 +455,11 @@ impl Tap {
         } else {
             self.buf.clear();
         }
+    }
+}
+
+impl Drop for Tap {
+    fn drop(&mut self) {
+        self.release();
     }
 }

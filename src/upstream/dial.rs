@@ -32,6 +32,8 @@ pub struct Dialed {
     pub headers: Vec<(String, Vec<u8>)>,
     /// Bytes read after the 101 head: already WebSocket frames.
     pub leftover: Vec<u8>,
+    /// The TCP socket's descriptor (the session shuts it down to cut a stuck leg).
+    pub fd: std::os::fd::RawFd,
 }
 
 /// Why dialing failed. [`DialError::client_error`] says what the client gets.
@@ -131,16 +133,17 @@ pub async fn dial(t: &Target<'_>, req: &UpstreamRequest) -> Result<Dialed, DialE
     let connect = async {
         let tcp = connect_any(t.addrs).await?;
         let _ = tcp.set_nodelay(true);
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
         match &t.tls {
-            None => Ok(UpstreamConn::Plain(tcp)),
+            None => Ok((UpstreamConn::Plain(tcp), fd)),
             Some((connector, name)) => connector
                 .connect(name.clone(), tcp)
                 .await
-                .map(|s| UpstreamConn::Tls(Box::new(s)))
+                .map(|s| (UpstreamConn::Tls(Box::new(s)), fd))
                 .map_err(|e| DialError::Tls(e.to_string())),
         }
     };
-    let conn = monoio::time::timeout(t.connect_timeout, connect)
+    let (conn, fd) = monoio::time::timeout(t.connect_timeout, connect)
         .await
         .map_err(|_| DialError::ConnectTimeout)??;
     let upgrade = async move {
@@ -160,6 +163,7 @@ pub async fn dial(t: &Target<'_>, req: &UpstreamRequest) -> Result<Dialed, DialE
         conn,
         headers,
         leftover,
+        fd,
     })
 }
 

@@ -15,7 +15,7 @@ mod refusal;
 mod request;
 
 pub use refusal::{map_refusal, ClientError};
-pub use request::{build_request, UpstreamRequest};
+pub use request::{build_request, UpstreamRequest, MANAGED_STRIPPED};
 
 /// Upstream 101 headers not copied into the client's 101.
 const NOT_RETURNED: &[&str] = &[
@@ -32,7 +32,13 @@ const NOT_RETURNED: &[&str] = &[
     "content-length",
     "date",
     "server",
+    // Upstream cookies are the relay's session with the provider, never the tenant's.
+    "set-cookie",
 ];
+
+/// Upstream 101 headers not returned to clients in managed mode: the provider account's
+/// organization and project are the operator's, not the tenant's business.
+pub const MANAGED_NOT_RETURNED: &[&str] = &["openai-organization", "openai-project"];
 
 fn named_in(list: &[&str], name: &str) -> bool {
     list.iter().any(|n| name.eq_ignore_ascii_case(n))

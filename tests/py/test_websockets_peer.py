@@ -158,7 +158,7 @@ def test_client_close_code_reaches_upstream(
 def test_upstream_close_code_reaches_client(
     driver: str, relay_factory: RelayFactory, echo_upstream: EchoUpstream
 ) -> None:
-    relay = relay_factory(echo_upstream.url, driver)
+    relay = relay_factory(echo_upstream.url, driver, extra=["--allow-path", "/close/4002"])
 
     async def main() -> ConnectionClosed:
         async with _connect(relay, path="/close/4002") as ws:

@@ -1,4 +1,4 @@
-//! The writer thread: drain, append, group-commit fsync; fail closed on the first error.
+//! The writer thread: gather for one interval, append, fsync; fail closed on the first error.
 
 use std::fs::File;
 use std::io::{self, Stdout, Write};
@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::Shared;
+use super::{open_append, Shared, SinkConfig};
 use crate::metering::record::UsageRecord;
 
 /// Destination the writer owns.
@@ -16,7 +16,7 @@ pub(super) enum Output {
     File {
         /// Open file.
         file: File,
-        /// Its path, for error lines.
+        /// Its path, for error lines and reopening.
         path: PathBuf,
     },
     /// Process stdout.
@@ -60,29 +60,35 @@ pub(super) struct Outcome {
     pub not_durable: Vec<UsageRecord>,
 }
 
+/// What one round found besides records.
+struct Round {
+    batch: Vec<UsageRecord>,
+    reopen: bool,
+    last: bool,
+}
+
 /// The writer thread's state.
 pub(super) struct Writer {
     shared: Arc<Shared>,
     out: Output,
     interval: Duration,
     every: usize,
+    fsync_delay: Duration,
     /// Taken from the queue, written or not, not yet covered by an fsync.
     unsynced: Vec<UsageRecord>,
-    /// When the oldest of `unsynced` was taken.
-    oldest: Option<Instant>,
     buf: Vec<u8>,
     durable: u64,
 }
 
 impl Writer {
-    pub(super) fn new(shared: Arc<Shared>, out: Output, interval: Duration, every: usize) -> Self {
+    pub(super) fn new(shared: Arc<Shared>, out: Output, cfg: &SinkConfig) -> Self {
         Writer {
             shared,
             out,
-            interval,
-            every,
+            interval: cfg.fsync_interval,
+            every: cfg.fsync_every,
+            fsync_delay: cfg.fsync_delay,
             unsynced: Vec::new(),
-            oldest: None,
             buf: Vec::new(),
             durable: 0,
         }
@@ -91,31 +97,15 @@ impl Writer {
     /// Runs until shutdown; returns what became durable and what did not.
     pub(super) fn run(mut self) -> Outcome {
         loop {
-            let (batch, last) = self.take_batch();
-            if !batch.is_empty() {
-                self.shared.not_full.notify_all();
-            }
-            if let Err((what, e)) = self.append(batch) {
+            let round = self.take_round();
+            if let Err((what, e)) = self.commit(round.batch) {
                 self.fail(what, &e);
                 break;
             }
-            let due = self.oldest.is_some_and(|t| t.elapsed() >= self.interval);
-            if !self.unsynced.is_empty() && (last || due || self.unsynced.len() >= self.every) {
-                // NEVER retry a failed fsync on the same fd: after a failed fsync the kernel
-                // may already have dropped the dirty pages and marked them clean, so a second
-                // fsync can "succeed" without the data ever reaching the disk. `fail` stops
-                // this writer for good instead.
-                if let Err(e) = self.out.sync() {
-                    self.fail("fsync", &e);
-                    break;
-                }
-                let n = self.unsynced.len() as u64;
-                self.durable += n;
-                self.shared.metrics.add_durable(n);
-                self.unsynced.clear();
-                self.oldest = None;
+            if round.reopen {
+                self.reopen();
             }
-            if last {
+            if round.last {
                 break;
             }
         }
@@ -125,41 +115,44 @@ impl Writer {
         }
     }
 
-    /// Waits for records (or the fsync deadline, or shutdown) and takes at most `every`.
-    /// Returns the batch and whether this is the last round (shutdown with the queue empty).
-    fn take_batch(&mut self) -> (Vec<UsageRecord>, bool) {
+    /// Sleeps until there is work, gathers records for one group-commit interval (unless
+    /// shutting down), then takes at most `every` of them.
+    fn take_round(&mut self) -> Round {
         let sh = &*self.shared;
         let mut st = sh.lock();
-        while st.queue.is_empty() && !st.shutdown {
-            match self.oldest {
-                None => {
-                    st = sh
-                        .not_empty
-                        .wait(st)
-                        .unwrap_or_else(PoisonError::into_inner)
-                }
-                Some(t) => {
-                    let due = t + self.interval;
-                    let now = Instant::now();
-                    if now >= due {
-                        break;
-                    }
-                    st = sh
-                        .not_empty
-                        .wait_timeout(st, due - now)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
-                }
+        while st.queue.is_empty() && !st.shutdown && !st.reopen {
+            st.writer_idle = true;
+            st = sh.wake.wait(st).unwrap_or_else(PoisonError::into_inner);
+        }
+        st.writer_idle = false;
+        // Group commit: let more records arrive for one interval before writing, unless
+        // this round already holds a full batch or the relay is stopping.
+        let deadline = Instant::now() + self.interval;
+        while !st.shutdown && st.queue.len() < self.every {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
             }
+            st = sh
+                .wake
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
         let n = st.queue.len().min(self.every);
         let batch: Vec<UsageRecord> = st.queue.drain(..n).collect();
-        sh.metrics.set_queue_depth(st.queue.len());
-        (batch, st.shutdown && st.queue.is_empty())
+        sh.update_backpressure(st.queue.len());
+        let reopen = std::mem::take(&mut st.reopen);
+        let last = st.shutdown && st.queue.is_empty();
+        Round {
+            batch,
+            reopen,
+            last,
+        }
     }
 
-    /// Serializes `batch` and appends it with one `write_all`.
-    fn append(&mut self, batch: Vec<UsageRecord>) -> Result<(), (&'static str, io::Error)> {
+    /// Serializes `batch`, appends it with one `write_all`, and fsyncs it.
+    fn commit(&mut self, batch: Vec<UsageRecord>) -> Result<(), (&'static str, io::Error)> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -173,10 +166,40 @@ impl Writer {
             line.map_err(|e| ("serialize", e))?;
             self.buf.push(b'\n');
         }
-        self.oldest.get_or_insert_with(Instant::now);
         self.out.write_all(&self.buf).map_err(|e| ("write", e))?;
         self.shared.metrics.add_written(n);
+        if !self.fsync_delay.is_zero() {
+            std::thread::sleep(self.fsync_delay);
+        }
+        // NEVER retry a failed fsync on the same fd: after a failed fsync the kernel may
+        // already have dropped the dirty pages and marked them clean, so a second fsync can
+        // "succeed" without the data ever reaching the disk. `fail` stops this writer for
+        // good instead.
+        self.out.sync().map_err(|e| ("fsync", e))?;
+        let n = self.unsynced.len() as u64;
+        self.durable += n;
+        self.shared.metrics.add_durable(n);
+        self.unsynced.clear();
         Ok(())
+    }
+
+    /// Log rotation: everything so far is written and synced to the old file; continue on a
+    /// new file at the same path. If the path cannot be opened, keep the old file (records
+    /// still land in the renamed file, nothing is lost) and say so.
+    fn reopen(&mut self) {
+        let Output::File { file, path } = &mut self.out else {
+            return;
+        };
+        match open_append(path) {
+            Ok(f) => {
+                *file = f;
+                self.shared.metrics.add_reopen();
+                tracing::info!(path = %path.display(), "usage log reopened");
+            }
+            Err(error) => {
+                tracing::error!(path = %path.display(), %error, "usage log reopen failed; still appending to the previous file");
+            }
+        }
     }
 
     /// Fails the sink closed and idles until shutdown.
@@ -192,12 +215,8 @@ impl Writer {
         let mut st = sh.lock();
         st.failed = true;
         sh.metrics.fail();
-        sh.not_full.notify_all();
         while !st.shutdown {
-            st = sh
-                .not_empty
-                .wait(st)
-                .unwrap_or_else(PoisonError::into_inner);
+            st = sh.wake.wait(st).unwrap_or_else(PoisonError::into_inner);
         }
     }
 }

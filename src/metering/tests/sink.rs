@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 
 use super::{rec, temp_log, wait_until};
 use crate::metering::reader::read_log;
-use crate::metering::sink::{Sink, SinkConfig, SinkError, SinkPath, SUBMIT_BLOCK};
+use crate::metering::sink::{Sink, SinkConfig, SinkError, SinkPath};
 use crate::metrics::SinkMetrics;
 
 fn cfg(path: SinkPath, interval: Duration, every: usize, cap: usize) -> SinkConfig {
@@ -12,18 +12,23 @@ fn cfg(path: SinkPath, interval: Duration, every: usize, cap: usize) -> SinkConf
         fsync_interval: interval,
         fsync_every: every,
         queue_capacity: cap,
+        fsync_delay: Duration::ZERO,
     }
+}
+
+fn ids(records: &[crate::metering::UsageRecord]) -> Vec<&str> {
+    records.iter().map(|r| r.response_id.as_str()).collect()
 }
 
 #[test]
 fn group_commit_counts_durable_only_after_fsync() {
     let (_d, path) = temp_log();
     let m = Arc::new(SinkMetrics::default());
-    // An interval that never fires: only `fsync_every` (or shutdown) syncs.
+    // A round waits for the interval (long here) unless `fsync_every` records are queued.
     let sink = Sink::start(
         cfg(
             SinkPath::File(path.clone()),
-            Duration::from_secs(3600),
+            Duration::from_millis(400),
             4,
             64,
         ),
@@ -34,16 +39,15 @@ fn group_commit_counts_durable_only_after_fsync() {
     for i in 0..3 {
         h.submit(rec(&format!("r{i}"))).expect("submit");
     }
-    assert!(wait_until(|| m.written() == 3), "3 written");
-    std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(h.durable_count(), 0, "written but not yet fsynced");
-    assert_eq!(m.fsyncs(), 0);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(m.written(), 0, "the round is still gathering");
+    assert_eq!(h.durable_count(), 0);
     h.submit(rec("r3")).expect("submit");
     assert!(
         wait_until(|| h.durable_count() == 4),
-        "the 4th record triggers the fsync"
+        "the 4th record completes the round at once"
     );
-    assert_eq!(m.fsyncs(), 1);
+    assert_eq!(m.fsyncs(), 1, "one fsync for the four");
     h.submit(rec("r4")).expect("submit");
     let stats = sink.shutdown().expect("shutdown");
     assert_eq!(stats.durable, 5, "shutdown syncs the rest");
@@ -51,8 +55,7 @@ fn group_commit_counts_durable_only_after_fsync() {
     assert!(!stats.failed);
     assert_eq!(m.durable(), 5);
     let log = read_log(&path).expect("read");
-    let ids: Vec<_> = log.records.iter().map(|r| r.response_id.as_str()).collect();
-    assert_eq!(ids, ["r0", "r1", "r2", "r3", "r4"]);
+    assert_eq!(ids(&log.records), ["r0", "r1", "r2", "r3", "r4"]);
     assert_eq!(log.records[0], rec("r0"));
     assert_eq!(log.torn_tail, None);
 }
@@ -79,7 +82,40 @@ fn interval_triggers_fsync() {
 }
 
 #[test]
-fn dev_full_fails_closed_and_keeps_records() {
+fn a_burst_costs_one_write_and_one_fsync_per_interval() {
+    let (_d, path) = temp_log();
+    let m = Arc::new(SinkMetrics::default());
+    let sink = Sink::start(
+        cfg(
+            SinkPath::File(path.clone()),
+            Duration::from_millis(200),
+            100_000,
+            1 << 20,
+        ),
+        m.clone(),
+    )
+    .expect("start");
+    let h = sink.handle();
+    // 500 records from four threads inside one interval.
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let h = h.clone();
+            s.spawn(move || {
+                for i in 0..125 {
+                    h.submit(rec(&format!("t{t}-{i}"))).expect("submit");
+                }
+            });
+        }
+    });
+    assert!(wait_until(|| h.durable_count() == 500));
+    assert_eq!(m.fsyncs(), 1, "one group commit for the burst");
+    let stats = sink.shutdown().expect("shutdown");
+    assert_eq!(stats.durable, 500);
+    assert_eq!(read_log(&path).expect("read").records.len(), 500);
+}
+
+#[test]
+fn dev_full_fails_closed_and_keeps_every_record() {
     let m = Arc::new(SinkMetrics::default());
     let sink = Sink::start(
         cfg(
@@ -100,73 +136,139 @@ fn dev_full_fails_closed_and_keeps_records() {
         "write to /dev/full fails the sink"
     );
     assert!(!m.healthy());
+    assert!(h.failed());
     assert_eq!(m.errors(), 1);
-    // Afterwards: Unavailable, but kept in memory up to the queue bound (2).
-    assert!(matches!(h.submit(rec("b")), Err(SinkError::Unavailable)));
-    assert!(matches!(h.submit(rec("c")), Err(SinkError::Unavailable)));
-    assert!(matches!(h.submit(rec("d")), Err(SinkError::Unavailable)));
+    // Afterwards: Unavailable, but kept in memory (past the queue capacity too).
+    for id in ["b", "c", "d"] {
+        assert!(matches!(h.submit(rec(id)), Err(SinkError::Unavailable)));
+    }
     assert!(!h.healthy(), "stays unhealthy");
     let stats = sink.shutdown().expect("shutdown");
     assert!(stats.failed);
     assert_eq!(stats.durable, 0);
-    let ids: Vec<_> = stats
-        .not_durable
-        .iter()
-        .map(|r| r.response_id.as_str())
-        .collect();
-    assert_eq!(ids, ["a", "b", "c"], "nothing silently dropped");
-    assert_eq!(stats.rejected, 1, "the one past the bound is counted");
+    assert_eq!(
+        ids(&stats.not_durable),
+        ["a", "b", "c", "d"],
+        "nothing dropped"
+    );
     assert_eq!(m.durable(), 0);
 }
 
 #[test]
-fn full_queue_blocks_then_refuses() {
-    // A FIFO whose reader never reads: the writer blocks once the pipe buffer is full.
+fn a_slow_disk_never_blocks_submit_and_backpressure_clears_by_itself() {
+    // Every fsync takes 150 ms (test hook) and a round takes at most 64 records, so a fast
+    // producer gets ahead of the writer.
     let (_d, path) = temp_log();
-    let cpath = std::ffi::CString::new(path.to_str().expect("utf8")).expect("cstr");
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(cpath.as_ptr(), 0o600) }, 0);
-    let rpath = path.clone();
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let reader = std::thread::spawn(move || {
-        use std::io::Read;
-        let mut f = std::fs::File::open(rpath).expect("open fifo");
-        let _ = rx.recv();
-        let mut sink = Vec::new();
-        let _ = f.read_to_end(&mut sink);
-        sink.len()
-    });
     let m = Arc::new(SinkMetrics::default());
     let sink = Sink::start(
-        cfg(SinkPath::File(path), Duration::from_secs(3600), 1 << 20, 4),
+        SinkConfig {
+            fsync_delay: Duration::from_millis(150),
+            ..cfg(
+                SinkPath::File(path.clone()),
+                Duration::from_millis(1),
+                64,
+                100,
+            )
+        },
         m.clone(),
     )
     .expect("start");
     let h = sink.handle();
-    let mut refused = None;
-    for i in 0..100_000 {
+    let mut slowest = Duration::ZERO;
+    let mut n = 0;
+    while h.healthy() {
         let t = Instant::now();
-        match h.submit(rec(&format!("r{i}"))) {
-            Ok(()) => {}
-            Err(e) => {
-                refused = Some((e, t.elapsed()));
-                break;
-            }
-        }
+        h.submit(rec(&format!("r{n}"))).expect("submit");
+        slowest = slowest.max(t.elapsed());
+        n += 1;
+        assert!(n < 100_000, "backpressure never came on");
     }
-    let (err, waited) = refused.expect("the queue filled up");
-    assert!(matches!(err, SinkError::QueueFull), "{err:?}");
-    assert!(waited >= SUBMIT_BLOCK, "blocked {waited:?} before refusing");
-    assert_eq!(h.queue_depth(), 4);
-    assert_eq!(m.rejected(), 1);
-    assert!(h.healthy(), "a full queue alone does not fail the sink");
-    tx.send(()).expect("release reader");
+    assert!(m.backpressured());
+    assert!(!h.failed(), "behind is not broken");
+    assert!(
+        slowest < Duration::from_millis(50),
+        "submit blocked {slowest:?}"
+    );
+    // Records of responses already in flight are still accepted while behind.
+    for i in 0..50 {
+        h.submit(rec(&format!("late{i}")))
+            .expect("submit while behind");
+    }
+    assert!(wait_until(|| h.healthy()), "backpressure clears by itself");
+    assert!(!m.backpressured());
+    assert_eq!(m.backpressure_events(), 1);
     let stats = sink.shutdown().expect("shutdown");
-    assert_eq!(stats.rejected, 1);
-    // fdatasync on a FIFO fails (EINVAL): the sink fails closed and says so.
-    assert!(stats.failed);
-    assert_eq!(stats.durable, 0);
-    assert!(reader.join().expect("reader") > 0);
+    assert!(!stats.failed && stats.not_durable.is_empty());
+    assert_eq!(read_log(&path).expect("read").records.len(), n + 50);
+}
+
+#[test]
+fn reopen_moves_on_to_a_new_file_and_loses_nothing() {
+    let (dir, path) = temp_log();
+    let m = Arc::new(SinkMetrics::default());
+    let sink = Sink::start(
+        cfg(
+            SinkPath::File(path.clone()),
+            Duration::from_millis(2),
+            1000,
+            64,
+        ),
+        m.clone(),
+    )
+    .expect("start");
+    let h = sink.handle();
+    for i in 0..10 {
+        h.submit(rec(&format!("a{i}"))).expect("submit");
+    }
+    assert!(wait_until(|| h.durable_count() == 10));
+    let rotated = dir.path().join("usage.jsonl.1");
+    std::fs::rename(&path, &rotated).expect("mv");
+    // Written after the rename but before the reopen: still lands in the old file.
+    h.submit(rec("b0")).expect("submit");
+    h.reopen();
+    assert!(wait_until(|| m.reopens() == 1));
+    for i in 1..5 {
+        h.submit(rec(&format!("b{i}"))).expect("submit");
+    }
+    let stats = sink.shutdown().expect("shutdown");
+    assert_eq!(stats.durable, 15);
+    let old = read_log(&rotated).expect("old");
+    let new = read_log(&path).expect("new");
+    let mut all = ids(&old.records);
+    all.extend(ids(&new.records));
+    all.sort_unstable();
+    let mut want: Vec<String> = (0..10).map(|i| format!("a{i}")).collect();
+    want.extend((0..5).map(|i| format!("b{i}")));
+    want.sort_unstable();
+    assert_eq!(all, want);
+    assert!(
+        !new.records.is_empty(),
+        "records after the reopen are in the new file"
+    );
+}
+
+#[test]
+fn slow_fsync_hook_delays_durability() {
+    let (_d, path) = temp_log();
+    let m = Arc::new(SinkMetrics::default());
+    let sink = Sink::start(
+        SinkConfig {
+            fsync_delay: Duration::from_millis(200),
+            ..cfg(SinkPath::File(path), Duration::from_millis(1), 1000, 64)
+        },
+        m.clone(),
+    )
+    .expect("start");
+    let h = sink.handle();
+    let t = Instant::now();
+    h.submit(rec("a")).expect("submit");
+    assert!(
+        t.elapsed() < Duration::from_millis(50),
+        "submit does not wait"
+    );
+    assert!(wait_until(|| h.durable_count() == 1));
+    assert!(t.elapsed() >= Duration::from_millis(200));
+    drop(sink);
 }
 
 #[test]

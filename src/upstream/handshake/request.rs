@@ -66,14 +66,27 @@ const NOT_FORWARDED: &[&str] = &[
     "proxy-authorization",
 ];
 
+/// Client headers that carry a credential or choose whose account pays. In managed mode the
+/// relay injects the provider's credential, so none of these may come from the client: the
+/// operator sets them with `--upstream-header`.
+pub const MANAGED_STRIPPED: &[&str] = &[
+    "authorization",
+    "api-key",
+    "x-api-key",
+    "cookie",
+    "openai-organization",
+    "openai-project",
+];
+
 /// Build the GET upgrade for upstream.
 ///
 /// Request target = `upstream_base_path` (no trailing `/`) + the client's path and query. `Host`
 /// is `upstream_host_header`; a fresh random key is sent per dial. The client's headers are copied
 /// in order except hop-by-hop ones (and any named in its `Connection`), `Host`, `Content-Length`,
 /// `Sec-WebSocket-Key/-Accept/-Version/-Extensions`, `Proxy-Authorization`, and — when
-/// `strip_credentials` — `Authorization` and `api-key`. Then `inject` headers are appended,
-/// replacing client headers of the same name. Headers that would break the framing are dropped.
+/// `strip_credentials` (managed mode) — every header of [`MANAGED_STRIPPED`]. Then `inject`
+/// headers are appended, replacing client headers of the same name. Headers that would break
+/// the framing are dropped.
 pub fn build_request(
     client: &UpgradeRequest,
     upstream_host_header: &str,
@@ -104,9 +117,7 @@ pub fn build_request(
     for (name, value) in &client.headers {
         let dropped = named_in(NOT_FORWARDED, name)
             || in_connection(connection(), name)
-            || (strip_credentials
-                && (name.eq_ignore_ascii_case("authorization")
-                    || name.eq_ignore_ascii_case("api-key")))
+            || (strip_credentials && named_in(MANAGED_STRIPPED, name))
             || inject.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
         if !dropped {
             write_header(&mut out, name, value);
