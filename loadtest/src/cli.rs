@@ -208,6 +208,10 @@ pub struct MockArgs {
     /// Unpaced: deltas queued per yield, so one write carries many frames.
     #[arg(long, default_value_t = 1)]
     pub delta_burst: usize,
+    /// Echo at most this many bytes of the streamed text in `.done` and terminal events
+    /// (default: all of it, as the API does).
+    #[arg(long)]
+    pub echo_text_limit: Option<usize>,
     /// Refuse every upgrade with this HTTP status (e.g. 401, 429, 503).
     #[arg(long, value_parser = clap::value_parser!(u16).range(200..=599))]
     pub refuse: Option<u16>,
@@ -277,6 +281,7 @@ impl MockArgs {
             ledger_path: self.ledger.clone(),
             echo: self.echo,
             delta_burst: self.delta_burst,
+            echo_text_limit: self.echo_text_limit,
             record: false,
             ..MockConfig::default()
         }

@@ -23,6 +23,9 @@ use monoio::io::AsyncWriteRent;
 /// Longest the relay waits to write its last frames (a close) to a leg at session end.
 pub const FINISH_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The same while the relay is stopping (the drain deadline already passed).
+pub const FINISH_TIMEOUT_STOPPING: Duration = Duration::from_millis(200);
+
 /// A leg's write half plus the state needed to share and interrupt it.
 pub struct Leg<W> {
     writer: RefCell<Option<W>>,
@@ -233,9 +236,10 @@ impl<W: AsyncWriteRent> Leg<W> {
 
     /// The relay is done with this leg: write what waits in the outbox plus `last` (a close
     /// frame, unless one already went) when the leg is at a frame boundary, then shut the
-    /// write side down. Bounded by [`FINISH_TIMEOUT`]; a leg that cannot take its last
-    /// frames in time is killed. A leg left mid-frame gets no close (only a shutdown).
-    pub async fn finish(&self, last: Option<&[u8]>) {
+    /// write side down. Bounded by `limit` ([`FINISH_TIMEOUT`], shorter when stopping); a
+    /// leg that cannot take its last frames in time is killed. A leg left mid-frame gets no
+    /// close (only a shutdown).
+    pub async fn finish(&self, last: Option<&[u8]>, limit: Duration) {
         if self.finished.replace(true) {
             return;
         }
@@ -257,7 +261,7 @@ impl<W: AsyncWriteRent> Leg<W> {
             }
             self.put(w);
         };
-        if monoio::time::timeout(FINISH_TIMEOUT, work).await.is_err() {
+        if monoio::time::timeout(limit, work).await.is_err() {
             self.kill();
         }
         self.dead.set(true);

@@ -21,7 +21,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::control::{close_frame, linger, outgoing_bytes, LINGER};
 use super::core::{CoreEnv, Next, SessionCore};
-use super::leg::Leg;
+use super::leg::{Leg, FINISH_TIMEOUT, FINISH_TIMEOUT_STOPPING};
 use super::lifecycle::{Actions, ClosedBy, Event, PumpEnd};
 use super::pump::{BufSizer, MIN_READ_BUFFER};
 use crate::flow::{Direction, Side};
@@ -281,9 +281,22 @@ impl<CW: AsyncWriteRent, UW: AsyncWriteRent> Session<'_, CW, UW> {
         let mut sizer = BufSizer::new(self.buffer_bytes);
         let mut pending = !buf.is_empty();
         let (mut last_read, mut last_room) = (0, usize::MAX);
+        let mut budget = READS_PER_YIELD;
         loop {
             if self.ctl.stopped(side) {
                 return;
+            }
+            if !pending && self.ctx.epoll {
+                budget -= 1;
+                if budget == 0 {
+                    // With epoll a read of a socket that always has data completes at once,
+                    // so a busy pump never lets the runtime park — and monoio fires timers
+                    // only when it parks. A zero sleep every few reads lets the worker's
+                    // timers (deadlines, the metrics ticker) and other sessions run. (With
+                    // io_uring every read waits for its completion, which parks.)
+                    budget = READS_PER_YIELD;
+                    monoio::time::sleep(Duration::ZERO).await;
+                }
             }
             if !pending {
                 if buf.len() == buf.capacity() {
@@ -435,14 +448,36 @@ impl<CW: AsyncWriteRent, UW: AsyncWriteRent> Session<'_, CW, UW> {
         }
         if a.end {
             self.ctl.end.set(true);
+            // The session is over: a write still in flight (a peer not reading) would only
+            // hold the end up, so it is cut.
+            if self.client.in_flight_since().is_some() {
+                self.client.kill();
+            }
+            if self.upstream.in_flight_since().is_some() {
+                self.upstream.kill();
+            }
         }
         // Deadlines may have changed (a drain or a close handshake started).
         self.ctl.poke();
+        let limit = self.finish_limit();
         if let Some(o) = a.send[0] {
-            self.client.finish(Some(&outgoing_bytes(o, false))).await;
+            self.client
+                .finish(Some(&outgoing_bytes(o, false)), limit)
+                .await;
         }
         if let Some(o) = a.send[1] {
-            self.upstream.finish(Some(&outgoing_bytes(o, true))).await;
+            self.upstream
+                .finish(Some(&outgoing_bytes(o, true)), limit)
+                .await;
+        }
+    }
+
+    /// How long a leg may take its last frames: shorter once the drain deadline passed.
+    fn finish_limit(&self) -> Duration {
+        if self.ctx.shutting_down() {
+            FINISH_TIMEOUT_STOPPING
+        } else {
+            FINISH_TIMEOUT
         }
     }
 
@@ -475,6 +510,11 @@ impl<CW: AsyncWriteRent, UW: AsyncWriteRent> Session<'_, CW, UW> {
                         if let Some(k) = armed.take() {
                             timers.disarm(k);
                         }
+                        tracing::trace!(
+                            session = self.info.id,
+                            in_ms = at.saturating_duration_since(now).as_millis() as u64,
+                            "deadline armed"
+                        );
                         armed = Some(timers.arm(at, &waker));
                         self.ctl.armed_at.set(Some(at));
                     }
@@ -503,10 +543,11 @@ impl<CW: AsyncWriteRent, UW: AsyncWriteRent> Session<'_, CW, UW> {
 
     /// Close what is still open (1001 where no close went), record open responses, log.
     async fn finish(&self) {
+        let limit = self.finish_limit();
         let (f, n) = close_frame(codes::GOING_AWAY, "", false);
-        self.client.finish(Some(&f[..n])).await;
+        self.client.finish(Some(&f[..n]), limit).await;
         let (f, n) = close_frame(codes::GOING_AWAY, "", true);
-        self.upstream.finish(Some(&f[..n])).await;
+        self.upstream.finish(Some(&f[..n]), limit).await;
         self.core.borrow_mut().finish(Instant::now());
         if self.drain_slot.get() {
             self.ctx.orphan_drain_ended();
@@ -514,6 +555,9 @@ impl<CW: AsyncWriteRent, UW: AsyncWriteRent> Session<'_, CW, UW> {
         log_end(self.ctx, self.info, &self.core.borrow());
     }
 }
+
+/// Reads a pump makes before it yields to the worker's timers (epoll only).
+const READS_PER_YIELD: u32 = 32;
 
 /// Drop the first `n` bytes of `buf`, keeping the rest at the front.
 fn drop_front(buf: &mut Vec<u8>, n: usize) {
@@ -599,8 +643,8 @@ async fn tunnel<CR, CW, UR, UW>(
         sizer,
     );
     monoio::join!(c2u, u2c);
-    client_leg.finish(None).await;
-    up_leg.finish(None).await;
+    client_leg.finish(None, FINISH_TIMEOUT).await;
+    up_leg.finish(None, FINISH_TIMEOUT).await;
     let _ = monoio::time::timeout(LINGER, async {
         monoio::join!(linger(&mut crd), linger(&mut urd))
     })

@@ -299,7 +299,8 @@ impl Relay {
         }
         registry.set_driver(driver);
         ready.store(true, Ordering::Relaxed);
-        tracing::info!(listen = %addr, workers = workers.len(), driver, upstream = %shared.upstream_label, tls = shared.config.tls.is_some(), tunnel = shared.config.tunnel, "tollgate listening");
+        let admin = admin_addr.map_or_else(|| "none".to_string(), |a| a.to_string());
+        tracing::info!(listen = %addr, admin = %admin, workers = workers.len(), driver, upstream = %shared.upstream_label, tls = shared.config.tls.is_some(), tunnel = shared.config.tunnel, "tollgate listening");
         Ok(Relay {
             addr,
             admin_addr,

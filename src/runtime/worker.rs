@@ -32,6 +32,8 @@ pub struct WorkerCtx {
     pub budget: Rc<Budget>,
     /// This worker's deadlines.
     pub timers: Timers,
+    /// Whether the worker runs the epoll driver (pumps must yield to let timers fire).
+    pub epoll: bool,
     orphan_drains: Cell<usize>,
     next_session: Cell<u64>,
     active: Cell<usize>,
@@ -272,6 +274,7 @@ async fn worker_main(
         session_limits,
         budget: Rc::new(Budget::new(cfg.max_held_bytes)),
         timers: Timers::default(),
+        epoll: driver == "epoll",
         shared,
         orphan_drains: Cell::new(0),
         next_session: Cell::new(0),

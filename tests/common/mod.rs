@@ -3,6 +3,10 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
+
+pub mod process;
+#[allow(unused_imports)]
+pub use process::RelayProcess;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -41,6 +45,17 @@ impl TestRelay {
     /// Graceful stop; returns whether the usage log closed cleanly.
     pub fn stop(mut self, drain: Duration) -> bool {
         self.relay.take().map(|r| r.shutdown(drain)).unwrap_or(true)
+    }
+    /// Graceful stop, then the usage log's records.
+    pub fn stop_and_read(
+        mut self,
+        drain: Duration,
+    ) -> (bool, Vec<tollgate::metering::UsageRecord>) {
+        let clean = self.relay.take().map(|r| r.shutdown(drain)).unwrap_or(true);
+        let recs = tollgate::metering::read_log(&self.usage_log)
+            .map(|r| r.records)
+            .unwrap_or_default();
+        (clean, recs)
     }
 }
 
@@ -372,5 +387,74 @@ pub fn upstream_close(
             return None;
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `GET path` on the admin listener; the whole response (head and body).
+pub fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect admin");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .expect("write");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// The value of an unlabeled (or exactly labeled) sample in `/metrics`, waiting up to 3 s
+/// (workers publish every 200 ms) for it to reach `at_least`.
+pub fn metric_at_least(admin: SocketAddr, sample: &str, at_least: f64) -> f64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let body = http_get(admin, "/metrics");
+        let v = body
+            .lines()
+            .find_map(|l| l.strip_prefix(sample).and_then(|r| r.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if v >= at_least || std::time::Instant::now() > deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every ledger entry has exactly one record with the same usage, and nothing else is there.
+pub fn assert_matches_ledger(
+    recs: &[tollgate::metering::UsageRecord],
+    ledger: &[tollgate_loadtest::mock::LedgerEntry],
+) {
+    let by_id: std::collections::HashMap<_, _> =
+        recs.iter().map(|r| (r.response_id.clone(), r)).collect();
+    assert_eq!(by_id.len(), recs.len(), "duplicate records: {recs:#?}");
+    assert_eq!(
+        recs.len(),
+        ledger.len(),
+        "records {recs:#?}\nledger {ledger:#?}"
+    );
+    for l in ledger {
+        let r = by_id
+            .get(&l.response_id)
+            .unwrap_or_else(|| panic!("no record for {}", l.response_id));
+        assert_eq!(
+            (
+                r.input_tokens,
+                r.cached_tokens,
+                r.output_tokens,
+                r.reasoning_tokens
+            ),
+            (
+                l.input_tokens,
+                l.cached_tokens,
+                l.output_tokens,
+                l.reasoning_tokens
+            ),
+            "{}",
+            l.response_id
+        );
+        assert_eq!(r.stream_id, l.stream_id);
+        assert_eq!(r.model.as_deref(), Some(l.model.as_str()));
+        assert_eq!(r.tenant, "acme");
     }
 }

@@ -267,8 +267,10 @@ pub(crate) fn steer_accepted(previous: Option<&str>, stream_id: Option<&str>, se
     })
 }
 
-/// `n` delta texts sized so each delta frame is about `frame_bytes` long.
+/// Up to `n` distinct delta texts sized so each delta frame is about `frame_bytes` long;
+/// a response with more deltas reuses them in turn (delta `i` is `texts[i % len]`).
 pub(crate) fn delta_texts(resp: &Resp<'_>, n: usize, frame_bytes: usize) -> Vec<String> {
+    let n = n.min(DISTINCT_DELTAS);
     let skeleton = resp.delta("", 0).len();
     let budget = frame_bytes.saturating_sub(skeleton).max(1);
     let mut cursor = 0usize;
@@ -286,6 +288,10 @@ pub(crate) fn delta_texts(resp: &Resp<'_>, n: usize, frame_bytes: usize) -> Vec<
         })
         .collect()
 }
+
+/// Most distinct delta texts built per response (building 10,000 large ones up front made a
+/// 100 MB response take seconds to start in a debug build).
+const DISTINCT_DELTAS: usize = 64;
 
 /// `bytes` bytes of plain ASCII filler for the echoed instructions.
 pub(crate) fn padding(bytes: usize) -> String {

@@ -302,7 +302,9 @@ async fn run_response(
         .map(|r| Duration::from_secs_f64(1.0 / r));
     let mut full = String::new();
     let texts = events::delta_texts(&r, plan.deltas, ctx.shared.cfg.delta_bytes);
-    for (i, t) in texts.iter().enumerate() {
+    let echo_limit = ctx.shared.cfg.echo_text_limit.unwrap_or(usize::MAX);
+    for i in 0..plan.deltas {
+        let t = &texts[i % texts.len().max(1)];
         if let Some((after, _)) = &abort {
             if i == *after {
                 break;
@@ -314,7 +316,9 @@ async fn run_response(
             None => {}
         }
         emit(r.delta(t, next())).await.map_err(|_| Closed)?;
-        full.push_str(t);
+        if full.len() + t.len() <= echo_limit {
+            full.push_str(t);
+        }
     }
     if let Some((_, out)) = abort {
         let _ = ctx.tx.send(out).await;
@@ -335,7 +339,7 @@ async fn run_response(
     let mut instructions = plan.instructions.clone().unwrap_or_default();
     instructions.push_str(&events::padding(plan.pad));
     let instructions = (!instructions.is_empty()).then_some(instructions.as_str());
-    let u = plan.usage(texts.len() as u64);
+    let u = plan.usage(plan.deltas as u64);
     let text = r.terminal(&plan.terminal, Some(&full), instructions, u, next());
     let out = Out::Terminal {
         text,

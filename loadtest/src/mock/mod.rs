@@ -77,6 +77,10 @@ pub struct MockConfig {
     pub record: bool,
     /// Largest frame accepted from a client (default 64 MiB).
     pub max_message_size: usize,
+    /// Echo at most this many bytes of the streamed text in the `.done` events and the
+    /// terminal event (default: all of it, as the API does). Lets a test stream 100 MB
+    /// without a 100 MB terminal event.
+    pub echo_text_limit: Option<usize>,
     /// Unpaced only: deltas queued before the lane yields to the writer (default 1).
     /// Larger values let the writer put many frames in one syscall (firehose load).
     pub delta_burst: usize,
@@ -95,6 +99,7 @@ impl Default for MockConfig {
             refuse: None,
             fault: None,
             extra_101_headers: Vec::new(),
+            echo_text_limit: None,
             ledger_path: None,
             echo: false,
             record: true,
