@@ -229,6 +229,10 @@ pub struct Cli {
     #[arg(long, hide = true, value_parser = ["defer", "coop", "none"])]
     pub uring_setup: Option<String>,
 
+    /// Test hook: behave as if io_uring could not start (exercises the epoll fallback).
+    #[arg(long, hide = true)]
+    pub debug_fail_uring: bool,
+
     /// Test hook: sleep this long before each usage-log fsync (a slow disk).
     #[arg(long, hide = true, default_value = "0s", value_parser = parse_duration)]
     pub debug_usage_fsync_delay: Duration,
@@ -356,6 +360,8 @@ pub struct Config {
     pub max_held_bytes: usize,
     /// Only these io_uring setup flags (`None`: best available).
     pub uring_setup: Option<&'static str>,
+    /// Test hook: io_uring "fails" to start.
+    pub debug_fail_uring: bool,
     /// Test hook: fsync delay.
     pub debug_usage_fsync_delay: Duration,
     /// Test hook: panic on this model.
@@ -711,6 +717,7 @@ impl Cli {
                 "coop" => "coop_taskrun",
                 _ => "none",
             }),
+            debug_fail_uring: self.debug_fail_uring,
             debug_usage_fsync_delay: self.debug_usage_fsync_delay,
             debug_panic_on_model: self.debug_panic_on_model,
             log_format: self.log_format,

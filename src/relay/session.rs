@@ -152,6 +152,35 @@ struct Session<'a, CW, UW> {
     buffer_bytes: usize,
 }
 
+/// Run the session as a task of its own: the handshake's task (and the memory of its
+/// future) ends here, so a session holds only the state it needs.
+pub fn spawn<CR, CW, UR, UW>(
+    ctx: &Rc<WorkerCtx>,
+    info: SessionInfo,
+    client: Conn<CR, CW>,
+    upstream: Conn<UR, UW>,
+    tenant: Option<SessionSlot>,
+) where
+    CR: AsyncReadRent + 'static,
+    CW: AsyncWriteRent + 'static,
+    UR: AsyncReadRent + 'static,
+    UW: AsyncWriteRent + 'static,
+{
+    let ctx = Rc::clone(ctx);
+    ctx.conn_started();
+    monoio::spawn(async move {
+        let id = info.id;
+        if catch_unwind(run(&ctx, info, client, upstream, tenant))
+            .await
+            .is_err()
+        {
+            ctx.metrics.panicked();
+            tracing::error!(session = id, "session panicked while closing");
+        }
+        ctx.conn_ended();
+    });
+}
+
 /// Relay frames between an upgraded client and upstream until the session ends.
 pub async fn run<CR, CW, UR, UW>(
     ctx: &Rc<WorkerCtx>,
@@ -166,7 +195,7 @@ pub async fn run<CR, CW, UR, UW>(
     UW: AsyncWriteRent,
 {
     if ctx.shared.config.tunnel {
-        return tunnel(ctx, &info, client, upstream).await;
+        return Box::pin(tunnel(ctx, &info, client, upstream)).await;
     }
     let now = Instant::now();
     let env = CoreEnv {
@@ -413,14 +442,17 @@ impl<CW: AsyncWriteRent, UW: AsyncWriteRent> Session<'_, CW, UW> {
         })
     }
 
-    /// Apply the close rules to `event` and carry out what they say.
+    /// Apply the close rules to `event` and carry out what they say. The work (relay-
+    /// originated frames, bounded waits) is boxed: it runs once or twice per session, and
+    /// inlined at each call site it would make every session's future — the memory an
+    /// idle session holds — several times larger.
     async fn event(&self, event: Event) {
         let may_drain = self.drain_slot.get() || self.ctx.orphan_drain_available();
         let a = self
             .core
             .borrow_mut()
             .on_event(event, may_drain, Instant::now());
-        self.apply(a).await;
+        Box::pin(self.apply(a)).await;
     }
 
     async fn apply(&self, a: Actions) {

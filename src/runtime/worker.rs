@@ -198,6 +198,10 @@ pub(super) fn worker_thread(
             if shared.config.uring_setup.is_some_and(|f| f != flags) {
                 continue;
             }
+            if shared.config.debug_fail_uring {
+                last_err = Some(std::io::Error::other("test hook --debug-fail-uring"));
+                continue;
+            }
             match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
                 .enable_timer()
                 .with_entries(1024)

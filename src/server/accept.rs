@@ -30,9 +30,11 @@ pub async fn serve(ctx: &Rc<WorkerCtx>, tcp: TcpStream, peer: SocketAddr) {
     match ctx.shared.listener_tls() {
         None => handle(ctx, tcp, peer, fd).await,
         Some(acceptor) => {
-            let tls =
-                monoio::time::timeout(ctx.shared.config.handshake_timeout, acceptor.accept(tcp))
-                    .await;
+            let tls = monoio::time::timeout(
+                ctx.shared.config.handshake_timeout,
+                Box::pin(acceptor.accept(tcp)),
+            )
+            .await;
             match tls {
                 Ok(Ok(s)) => handle(ctx, s, peer, fd).await,
                 Ok(Err(e)) => {
@@ -90,8 +92,8 @@ async fn refuse<S: AsyncWriteRent>(
 async fn handle<S>(ctx: &Rc<WorkerCtx>, mut client: S, peer: SocketAddr, client_fd: RawFd)
 where
     S: AsyncReadRent + AsyncWriteRent + Splitable,
-    S::OwnedRead: AsyncReadRent,
-    S::OwnedWrite: AsyncWriteRent,
+    S::OwnedRead: AsyncReadRent + 'static,
+    S::OwnedWrite: AsyncWriteRent + 'static,
 {
     let shared = &ctx.shared;
     let cfg = &shared.config;
@@ -254,7 +256,9 @@ where
         handshake_timeout: cfg.upstream_handshake_timeout,
         limits,
     };
-    let dialed = match dial(&target, &up_req).await {
+    // Boxed: the dial's state (TLS handshake, response head) is large and short-lived; kept
+    // inline it would size the future that lives as long as the session.
+    let dialed = match Box::pin(dial(&target, &up_req)).await {
         Ok(d) => d,
         Err(e) => {
             let ce = e.client_error();
@@ -302,7 +306,7 @@ where
                 fd,
                 leftover: dialed.leftover,
             };
-            session::run(ctx, info, client, upstream, Some(slot)).await
+            session::spawn(ctx, info, client, upstream, Some(slot))
         }
         UpstreamConn::Tls(s) => {
             let (urd, uwr) = (*s).into_split();
@@ -312,7 +316,7 @@ where
                 fd,
                 leftover: dialed.leftover,
             };
-            session::run(ctx, info, client, upstream, Some(slot)).await
+            session::spawn(ctx, info, client, upstream, Some(slot))
         }
     }
 }

@@ -1,0 +1,380 @@
+//! Capacity and churn through the relay as a process: idle sessions at this machine's fd
+//! limit, 1k sessions/s of churn, slowloris, ping floods, and the epoll fallback.
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tollgate_loadtest::client::{connect, ClientOpts};
+use tollgate_loadtest::mock::{MockConfig, MockUpstream};
+
+/// The load tests here run one at a time: on a 2-core machine two of them at once would
+/// measure each other.
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn opts() -> ClientOpts {
+    ClientOpts {
+        headers: vec![("Authorization".into(), format!("Bearer {RELAY_KEY}"))],
+        recv_timeout: Some(Duration::from_secs(30)),
+        ..ClientOpts::default()
+    }
+}
+
+/// Raise this process's open-file soft limit to the hard limit (20,000 here).
+fn raise_nofile() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+    lim.rlim_cur
+}
+
+/// Connect and upgrade over a raw socket; returns the stream positioned after the 101.
+async fn raw_upgrade(addr: &str) -> std::io::Result<TcpStream> {
+    let mut s = TcpStream::connect(addr).await?;
+    s.write_all(upgrade_request("/v1/responses", &auth_line()).as_bytes())
+        .await?;
+    let mut head = Vec::with_capacity(256);
+    let mut b = [0u8; 512];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut b).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        head.extend_from_slice(&b[..n]);
+    }
+    if !head.starts_with(b"HTTP/1.1 101") {
+        return Err(std::io::Error::other(
+            String::from_utf8_lossy(&head).to_string(),
+        ));
+    }
+    Ok(s)
+}
+
+/// Send a ping with `payload` and read frames until its pong.
+async fn ping(s: &mut TcpStream, payload: &[u8]) -> Duration {
+    let t = Instant::now();
+    s.write_all(&client_frame(true, 9, payload, Some([1, 2, 3, 4])))
+        .await
+        .unwrap();
+    let mut h = [0u8; 2];
+    loop {
+        s.read_exact(&mut h).await.unwrap();
+        let len = usize::from(h[1] & 0x7f);
+        let mut p = vec![0u8; len];
+        s.read_exact(&mut p).await.unwrap();
+        if h[0] & 0x0f == 10 && p == payload {
+            return t.elapsed();
+        }
+    }
+}
+
+/// How many idle sessions one relay process can hold here: each takes two sockets in the
+/// relay (client, upstream) and one in this test process for each end, under a 20,000-file
+/// limit per process.
+const IDLE_SESSIONS: usize = 9_000;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nine_thousand_idle_sessions_cost_little_memory_and_no_cpu() {
+    let _one_at_a_time = HEAVY.lock().await;
+    let limit = raise_nofile();
+    assert!(
+        limit >= 2 * IDLE_SESSIONS as u64 + 100,
+        "open-file limit {limit}"
+    );
+    let mock = MockUpstream::start(MockConfig {
+        echo: true,
+        record: false,
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    for driver in DRIVERS {
+        let p = RelayProcess::start(driver, &mock.url(), "", &["--max-sessions", "10000"]);
+        let rss0 = p.rss_kib();
+        let mut sessions = Vec::with_capacity(IDLE_SESSIONS);
+        let mut pending = Vec::new();
+        for _ in 0..IDLE_SESSIONS {
+            let addr = p.addr.clone();
+            pending.push(tokio::spawn(async move { raw_upgrade(&addr).await }));
+            if pending.len() == 200 {
+                for h in pending.drain(..) {
+                    sessions.push(h.await.unwrap().expect("upgrade"));
+                }
+            }
+        }
+        for h in pending {
+            sessions.push(h.await.unwrap().expect("upgrade"));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let rss1 = p.rss_kib();
+        let per_session = (rss1.saturating_sub(rss0)) as f64 / IDLE_SESSIONS as f64;
+        // CPU while idle, over 5 s.
+        let c0 = p.cpu_ticks();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let cpu_ms = (p.cpu_ticks() - c0) * 10;
+        // They all still answer: ping a sample.
+        let mut rtts = Vec::new();
+        for s in sessions.iter_mut().step_by(IDLE_SESSIONS / 100) {
+            rtts.push(ping(s, b"idle?").await);
+        }
+        rtts.sort_unstable();
+        let p99 = rtts[rtts.len() * 99 / 100];
+        println!(
+            "{driver}: {IDLE_SESSIONS} idle sessions: relay RSS +{} KiB = {per_session:.1} KiB/session; \
+             CPU over 5 s idle {cpu_ms} ms; ping p99 {p99:?} ({} sampled); relay fds {}",
+            rss1 - rss0,
+            rtts.len(),
+            p.fds()
+        );
+        assert!(
+            per_session < 32.0,
+            "{driver}: {per_session:.1} KiB per idle session"
+        );
+        assert!(cpu_ms <= 100, "{driver}: {cpu_ms} ms of CPU over 5 s idle");
+        assert!(
+            p99 < Duration::from_millis(100),
+            "{driver}: ping p99 {p99:?}"
+        );
+        drop(sessions);
+    }
+}
+
+/// 1,000 sessions a second for `dur`: connect, upgrade, one turn, close. Returns how many
+/// completed their turn.
+async fn churn(url: &str, dur: Duration) -> u64 {
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let mut tasks = Vec::new();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    while started.elapsed() < dur {
+        tick.tick().await;
+        for _ in 0..10 {
+            let (url, done) = (url.to_string(), done.clone());
+            tasks.push(tokio::spawn(async move {
+                let Ok(mut c) = connect(&url, opts()).await else {
+                    return;
+                };
+                if c.turn(r#"{"type":"response.create","model":"m","input":"x"}"#)
+                    .await
+                    .is_ok()
+                {
+                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                let _ = c.close(1000, "").await;
+            }));
+        }
+        tasks.retain(|t| !t.is_finished());
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    done.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn churn_returns_fds_memory_and_the_active_gauge_to_baseline() {
+    let _one_at_a_time = HEAVY.lock().await;
+    raise_nofile();
+    let secs: u64 = std::env::var("TOLLGATE_CHURN_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let mock = MockUpstream::start(MockConfig {
+        deltas: 2,
+        record: false,
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    for driver in DRIVERS {
+        let p = RelayProcess::start(driver, &mock.url(), "", &["--admin-listen", "127.0.0.1:0"]);
+        let admin: std::net::SocketAddr = p.admin.as_deref().unwrap().parse().unwrap();
+        // Warm up with 5 s of the same churn (allocator arenas reach the high-water mark
+        // of this concurrency), then take the baseline.
+        churn(&p.url(), Duration::from_secs(5)).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let (fds0, rss0) = (p.fds(), p.rss_kib());
+        let started = Instant::now();
+        let n = churn(&p.url(), Duration::from_secs(secs)).await;
+        let elapsed = started.elapsed();
+        // Lingering closes end within 2 s of each session.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let (fds1, rss1) = (p.fds(), p.rss_kib());
+        let active = metric_at_least(admin, "tollgate_sessions_active", 0.0);
+        println!(
+            "{driver}: {n} sessions in {elapsed:.1?} ({:.0}/s); relay fds {fds0} → {fds1}, RSS {rss0} → {rss1} KiB, active gauge {active}",
+            n as f64 / elapsed.as_secs_f64()
+        );
+        assert!(
+            n as f64 >= 0.9 * 1000.0 * secs as f64,
+            "{driver}: only {n} sessions completed"
+        );
+        assert_eq!(fds1, fds0, "{driver}: file descriptors back to baseline");
+        assert!(
+            rss1 <= rss0 + rss0 / 10 + 2048,
+            "{driver}: RSS {rss0} → {rss1} KiB"
+        );
+        assert_eq!(active, 0.0, "{driver}: active-session gauge back to 0");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slowloris_half_handshakes_time_out_without_slowing_real_clients() {
+    let _one_at_a_time = HEAVY.lock().await;
+    raise_nofile();
+    let mock = MockUpstream::start(MockConfig {
+        echo: true,
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    for driver in DRIVERS {
+        let p = RelayProcess::start(driver, &mock.url(), "", &["--handshake-timeout", "3s"]);
+        let connect_p99 = |p: &RelayProcess| {
+            let addr = p.addr.clone();
+            async move {
+                let mut v = Vec::new();
+                for _ in 0..100 {
+                    let t = Instant::now();
+                    let s = raw_upgrade(&addr).await.expect("real client");
+                    v.push(t.elapsed());
+                    drop(s);
+                }
+                v.sort_unstable();
+                v[98]
+            }
+        };
+        let base = connect_p99(&p).await;
+        // 1,000 connections that send half a request line and stall.
+        let mut lorises = Vec::new();
+        for _ in 0..1000 {
+            let mut s = TcpStream::connect(&p.addr).await.unwrap();
+            s.write_all(b"GET /v1/responses HTTP/1.1\r\nHost: x\r\n")
+                .await
+                .unwrap();
+            lorises.push(s);
+        }
+        let opened = Instant::now();
+        let loaded = connect_p99(&p).await;
+        println!("{driver}: real-client upgrade p99 {base:?} alone, {loaded:?} beside 1,000 half-handshakes");
+        assert!(
+            loaded < base * 3 + Duration::from_millis(20),
+            "{driver}: p99 {base:?} → {loaded:?}"
+        );
+        // Every half-handshake is closed at the timeout (EOF), not before and not much after.
+        for s in lorises.iter_mut() {
+            let mut b = [0u8; 64];
+            let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut b))
+                .await
+                .expect("closed within 10 s")
+                .unwrap_or(0);
+            assert_eq!(n, 0, "EOF, no response");
+        }
+        let closed_after = opened.elapsed();
+        assert!(
+            closed_after < Duration::from_secs(5),
+            "{driver}: half-handshakes closed after {closed_after:?} (timeout 3 s)"
+        );
+    }
+}
+
+/// Flood `s` with `n` pings (written in 64 KiB batches) and check every pong comes back in
+/// order with its payload.
+async fn ping_flood(s: TcpStream, n: usize) -> TcpStream {
+    let (mut rd, mut wr) = s.into_split();
+    let writer = tokio::spawn(async move {
+        let mut batch = Vec::new();
+        for i in 0..n {
+            batch.extend(client_frame(
+                true,
+                9,
+                format!("{i:08}").as_bytes(),
+                Some([7, 7, 7, 7]),
+            ));
+            if batch.len() > 64 * 1024 {
+                wr.write_all(&batch).await.unwrap();
+                batch.clear();
+            }
+        }
+        wr.write_all(&batch).await.unwrap();
+        wr
+    });
+    let mut h = [0u8; 2];
+    for next in 0..n {
+        rd.read_exact(&mut h).await.unwrap();
+        let mut pl = vec![0u8; usize::from(h[1] & 0x7f)];
+        rd.read_exact(&mut pl).await.unwrap();
+        assert_eq!(h[0] & 0x0f, 10, "a pong");
+        assert_eq!(
+            pl,
+            format!("{next:08}").as_bytes(),
+            "in order, payload echoed"
+        );
+    }
+    let wr = writer.await.unwrap();
+    rd.reunite(wr).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ping_flood_is_answered_in_order_and_memory_stays_flat() {
+    let _one_at_a_time = HEAVY.lock().await;
+    let mock = MockUpstream::start(MockConfig {
+        echo: true,
+        record: false,
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    for driver in DRIVERS {
+        let p = RelayProcess::start(driver, &mock.url(), "", &[]);
+        let s = raw_upgrade(&p.addr).await.unwrap();
+        // The first flood grows the session's buffers to their size; the second must not
+        // grow anything.
+        let s = ping_flood(s, 20_000).await;
+        let rss0 = p.rss_kib();
+        let _s = ping_flood(s, 20_000).await;
+        let grew = p.rss_kib().saturating_sub(rss0);
+        println!(
+            "{driver}: 2 × 20,000 pings answered in order; relay RSS grew {grew} KiB in the second"
+        );
+        assert!(grew < 256, "{driver}: RSS grew {grew} KiB");
+    }
+}
+
+#[test]
+fn without_io_uring_auto_falls_back_to_epoll_and_says_so() {
+    let up = CountingUpstream::start();
+    let mut p = RelayProcess::start("auto", &up.url(), "", &["--debug-fail-uring"]);
+    let log = p.log_text();
+    assert!(log.contains("falling back to epoll"), "{log}");
+    assert!(log.contains("driver=\"epoll\""), "{log}");
+    p.signal(libc::SIGTERM);
+    assert_eq!(
+        p.wait_exit(Duration::from_secs(5)).and_then(|s| s.code()),
+        Some(0)
+    );
+    // Asked for io_uring only: refuse to start rather than run something else.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--passthrough-auth",
+            "--upstream",
+            &up.url(),
+            "--driver",
+            "uring",
+            "--debug-fail-uring",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(70));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("io_uring"));
+}
