@@ -311,7 +311,46 @@ async fn upstream_refusals_map_to_client_statuses() {
         )
         .await;
         assert_eq!(status, 504, "{body}");
+        // A listener whose accept queue is full drops further SYNs: the TCP connect never
+        // completes → 504 at the connect timeout.
+        let (full, _fillers) = listener_with_full_backlog();
+        let t0 = std::time::Instant::now();
+        let (status, _, body) = refused_status(
+            driver,
+            &format!("ws://{full}"),
+            &["--upstream-connect-timeout", "300ms"],
+        )
+        .await;
+        assert_eq!(status, 504, "{body}");
+        assert!(body.contains("\"upstream_connect_timeout\""), "{body}");
+        assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
     }
+}
+
+/// A loopback listener (backlog 0) whose accept queue is already full: its address, and
+/// the sockets that fill it (keep them alive).
+fn listener_with_full_backlog() -> (std::net::SocketAddr, Vec<socket2::Socket>) {
+    use socket2::{Domain, Socket, Type};
+    let l = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    l.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    l.listen(0).unwrap();
+    let addr = l.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = vec![l];
+    // Non-blocking connects until one stays pending: the queue is full.
+    for _ in 0..8 {
+        let c = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        c.set_nonblocking(true).unwrap();
+        let _ = c.connect(&addr.into());
+        fillers.push(c);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    (addr, fillers)
 }
 
 #[tokio::test(flavor = "multi_thread")]

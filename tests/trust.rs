@@ -474,3 +474,69 @@ async fn a_panicked_sessions_open_response_is_recorded_relay_error() {
     assert_eq!(recs[0].response_id, id);
     assert_eq!(recs[0].status, RecordStatus::RelayError);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn passthrough_tenants_get_a_bounded_label_set_in_metrics() {
+    use clap::Parser;
+    let mock = MockUpstream::start(MockConfig {
+        deltas: 1,
+        record: false,
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let cli = tollgate::config::Cli::try_parse_from([
+        "tollgate",
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        "1",
+        "--no-pin",
+        "--upstream",
+        &mock.url(),
+        "--passthrough-auth",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ])
+    .unwrap();
+    let relay = tollgate::runtime::Relay::start(cli.into_config().unwrap()).unwrap();
+    let url = format!("ws://{}/v1/responses", relay.local_addr());
+    let keys = tollgate::metrics::MAX_TENANT_LABELS + 44;
+    for i in 0..keys {
+        let opts = ClientOpts {
+            headers: vec![("Authorization".into(), format!("Bearer sk-tenant-{i}"))],
+            ..ClientOpts::default()
+        };
+        let mut c = connect(&url, opts).await.unwrap();
+        c.turn(r#"{"type":"response.create","model":"gpt-5","input":"x"}"#)
+            .await
+            .unwrap();
+    }
+    let admin = relay.admin_addr().unwrap();
+    let body = {
+        let mut body = String::new();
+        for _ in 0..60 {
+            body = http_get(admin, "/metrics");
+            if body.contains("tenant=\"_other\"") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        body
+    };
+    let tenants: std::collections::BTreeSet<&str> = body
+        .lines()
+        .filter(|l| l.starts_with("tollgate_tokens_total{"))
+        .filter_map(|l| l.split("tenant=\"").nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(
+        tenants.len(),
+        tollgate::metrics::MAX_TENANT_LABELS + 1,
+        "{keys} passthrough tenants, a bounded label set"
+    );
+    assert!(tenants.contains("_other"));
+    assert!(tenants
+        .iter()
+        .all(|t| t.starts_with("fp-") || *t == "_other"));
+    relay.shutdown(Duration::from_millis(200));
+}

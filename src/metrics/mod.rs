@@ -21,5 +21,5 @@ pub use admin::{
 pub use registry::{escape_label_into, Registry, SinkMetrics};
 pub use worker::{
     close_code_label, Side, TokenCounts, WorkerMetrics, WorkerSnapshot, MAX_MODEL_LABEL,
-    MAX_STATUS_SERIES, MAX_TOKEN_SERIES, OTHER, SESSION_DURATION_BUCKETS,
+    MAX_STATUS_SERIES, MAX_TENANT_LABELS, MAX_TOKEN_SERIES, OTHER, SESSION_DURATION_BUCKETS,
 };

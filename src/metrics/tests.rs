@@ -210,15 +210,32 @@ fn label_values_are_escaped_and_bounded() {
     assert!(text.contains(
         "tollgate_tokens_total{model=\"a\\\"b\\\\c\\nd\",tenant=\"t\",kind=\"input\"} 1\n"
     ));
-    assert!(
-        text.contains("tollgate_tokens_total{model=\"_other\",tenant=\"t\",kind=\"input\"} 6\n")
-    );
+    assert!(text
+        .contains("tollgate_tokens_total{model=\"_other\",tenant=\"_other\",kind=\"input\"} 6\n"));
     assert_eq!(
         samples(&text, names::TOKENS).len(),
         (MAX_TOKEN_SERIES + 1) * 4
     );
     assert!(text.contains("tollgate_closes_total{code=\"other\",side=\"relay\"} 1\n"));
     assert_eq!(close_code_label(1015), "1015");
+}
+
+#[test]
+fn tenant_labels_are_bounded_for_passthrough_fingerprints() {
+    let reg = Arc::new(Registry::new());
+    let w = WorkerMetrics::new(reg.clone());
+    for i in 0..MAX_TENANT_LABELS + 50 {
+        w.tokens("gpt-5", &format!("fp-{i:012x}"), &usage(1, 0, 0, 0));
+    }
+    w.publish(0);
+    let text = reg.render();
+    let tenants: std::collections::BTreeSet<&str> = samples(&text, names::TOKENS)
+        .iter()
+        .filter_map(|l| l.split("tenant=\"").nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(tenants.len(), MAX_TENANT_LABELS + 1, "the cap plus _other");
+    assert!(text
+        .contains("tollgate_tokens_total{model=\"gpt-5\",tenant=\"_other\",kind=\"input\"} 50\n"));
     assert_eq!(close_code_label(1016), "other");
     assert_eq!(close_code_label(3000), "3xxx");
 }

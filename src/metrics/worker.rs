@@ -19,6 +19,9 @@ pub(crate) const SESSION_DURATION_LE: [&str; 8] =
 pub const MAX_TOKEN_SERIES: usize = 512;
 /// Most distinct response statuses one worker keeps; past it the status becomes [`OTHER`].
 pub const MAX_STATUS_SERIES: usize = 32;
+/// Most distinct tenant labels one worker keeps; past it the tenant label becomes [`OTHER`]
+/// (in passthrough mode every client key is a tenant, so their number is unbounded).
+pub const MAX_TENANT_LABELS: usize = 256;
 /// Longest model label kept (bytes, cut at a char boundary).
 pub const MAX_MODEL_LABEL: usize = 128;
 /// Label value that stands for everything past a cardinality cap.
@@ -187,6 +190,7 @@ struct Labeled {
     tokens: BTreeMap<(String, String), TokenCounts>,
     responses: BTreeMap<String, u64>,
     creates_refused: BTreeMap<&'static str, u64>,
+    tenants: std::collections::BTreeSet<String>,
 }
 
 fn bump(c: &Cell<u64>, n: u64) {
@@ -274,9 +278,17 @@ impl WorkerMetrics {
     /// [`MAX_TOKEN_SERIES`] series the model becomes [`OTHER`]).
     pub fn tokens(&self, model: &str, tenant: &str, usage: &Usage) {
         let mut l = self.labeled.borrow_mut();
+        let tenant = if l.tenants.contains(tenant) {
+            tenant
+        } else if l.tenants.len() < MAX_TENANT_LABELS {
+            l.tenants.insert(tenant.to_owned());
+            tenant
+        } else {
+            OTHER
+        };
         let mut key = (clip(model, MAX_MODEL_LABEL).to_owned(), tenant.to_owned());
         if !l.tokens.contains_key(&key) && l.tokens.len() >= MAX_TOKEN_SERIES {
-            key.0 = OTHER.to_owned();
+            key = (OTHER.to_owned(), OTHER.to_owned());
         }
         let t = l.tokens.entry(key).or_default();
         t.input = t.input.wrapping_add(usage.input_tokens);
