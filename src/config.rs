@@ -224,6 +224,21 @@ pub struct Cli {
     #[arg(long, env = "TOLLGATE_MAX_HELD_BYTES", default_value = "256MiB", value_parser = parse_size)]
     pub max_held_bytes: u64,
 
+    /// Buffers in each worker's io_uring receive ring (a power of two, ≤ 32768): plain-TCP
+    /// sessions receive into these instead of holding buffers of their own. A fixed
+    /// per-worker cost of `--ring-buffers` × `--ring-buffer-bytes`, allocated at start.
+    #[arg(long, env = "TOLLGATE_RING_BUFFERS", default_value_t = 512)]
+    pub ring_buffers: usize,
+
+    /// Size of each receive-ring buffer (the most one receive completion carries).
+    #[arg(long, env = "TOLLGATE_RING_BUFFER_BYTES", default_value = "16KiB", value_parser = parse_size)]
+    pub ring_buffer_bytes: u64,
+
+    /// Run every session on the async adapter, even plain TCP on io_uring (for
+    /// comparisons; the buffer-ring data plane is the default there).
+    #[arg(long, hide = true)]
+    pub no_ring: bool,
+
     /// io_uring setup flags to use (for measurements; default: the best the kernel takes,
     /// in this order): `defer` (SINGLE_ISSUER|DEFER_TASKRUN), `coop` (COOP_TASKRUN), `none`.
     #[arg(long, hide = true, value_parser = ["defer", "coop", "none"])]
@@ -358,6 +373,12 @@ pub struct Config {
     pub tenant_limits: crate::limits::TenantLimits,
     /// Assembly bytes per worker.
     pub max_held_bytes: usize,
+    /// Receive-ring buffers per worker.
+    pub ring_buffers: usize,
+    /// Receive-ring buffer size.
+    pub ring_buffer_bytes: usize,
+    /// Keep plain-TCP sessions off the buffer-ring data plane.
+    pub no_ring: bool,
     /// Only these io_uring setup flags (`None`: best available).
     pub uring_setup: Option<&'static str>,
     /// Test hook: io_uring "fails" to start.
@@ -662,6 +683,18 @@ impl Cli {
                 why: "must be at least 1MiB",
             });
         }
+        if !self.ring_buffers.is_power_of_two() || self.ring_buffers > 32768 {
+            return Err(ConfigError::Range {
+                flag: "ring-buffers",
+                why: "must be a power of two up to 32768",
+            });
+        }
+        if !(1024..=1 << 20).contains(&self.ring_buffer_bytes) {
+            return Err(ConfigError::Range {
+                flag: "ring-buffer-bytes",
+                why: "must be 1KiB..=1MiB",
+            });
+        }
         let usage_log = match self.usage_log.as_deref() {
             None | Some("") => UsageLog::Disabled,
             Some("-") => UsageLog::Stdout,
@@ -712,6 +745,9 @@ impl Cli {
                     .then_some(self.tenant_turns_per_minute),
             },
             max_held_bytes: usize::try_from(self.max_held_bytes).unwrap_or(usize::MAX),
+            ring_buffers: self.ring_buffers,
+            ring_buffer_bytes: self.ring_buffer_bytes as usize,
+            no_ring: self.no_ring,
             uring_setup: self.uring_setup.as_deref().map(|f| match f {
                 "defer" => "single_issuer+defer_taskrun",
                 "coop" => "coop_taskrun",

@@ -21,6 +21,7 @@
 //! pinned monoio worker per core (io_uring, epoll fallback).
 
 pub mod config;
+pub mod dataplane;
 pub mod flow;
 pub mod limits;
 pub mod metering;

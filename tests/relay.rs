@@ -461,3 +461,40 @@ async fn upstream_dying_mid_response_gets_error_event_and_1011() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tunnel_mode_copies_bytes_both_ways_and_meters_nothing() {
+    let mock = MockUpstream::start(MockConfig {
+        echo: true,
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    for driver in DRIVERS {
+        let relay = start_relay(
+            driver,
+            &mock.url(),
+            &["--tunnel", "--usage-log", "{usage_log}"],
+        );
+        let mut c = client(&relay).await;
+        let big: Vec<u8> = (0..(2 << 20)).map(|i: u32| (i % 251) as u8).collect();
+        c.send_binary(&big).await.unwrap();
+        assert_eq!(
+            c.recv().await.unwrap(),
+            Message::Binary(big.clone()),
+            "{driver}"
+        );
+        c.send_text(r#"{"type":"response.create","model":"m"}"#)
+            .await
+            .unwrap();
+        assert!(matches!(c.recv().await.unwrap(), Message::Text(_)));
+        c.close(1000, "bye").await.unwrap();
+        let (code, _) = recv_until_close(&mut c).await;
+        assert_eq!(code, Some(1000), "{driver}: the echo's close, tunnelled");
+        let log = relay.usage_log.clone();
+        assert!(log.exists(), "the usage log was opened");
+        let (clean, recs) = relay.stop_and_read(Duration::from_secs(1));
+        assert!(clean);
+        assert!(recs.is_empty(), "{driver}: a tunnel meters nothing");
+    }
+}

@@ -162,7 +162,9 @@ pub struct DemoArgs {
 
 fn parse_peer(s: &str) -> Result<Peer, String> {
     Peer::parse(s)
-        .ok_or_else(|| format!("{s:?} is not one of direct, tunnel, tollgate, nginx, haproxy"))
+        .ok_or_else(|| {
+            format!("{s:?} is not one of direct, tunnel, tollgate, tollgate-nolog, tollgate-async, nginx, haproxy")
+        })
 }
 
 /// Flags of `loadtest mock-upstream`.

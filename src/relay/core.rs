@@ -603,6 +603,11 @@ impl SessionCore {
         self.closed_by
     }
 
+    /// Say who ended the session, unless an event already did.
+    pub fn set_closed_by(&mut self, by: ClosedBy) {
+        self.closed_by.get_or_insert(by);
+    }
+
     /// Close codes received from (client, upstream).
     pub fn close_codes(&self) -> [Option<u16>; 2] {
         self.close_codes

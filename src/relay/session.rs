@@ -152,6 +152,28 @@ struct Session<'a, CW, UW> {
     buffer_bytes: usize,
 }
 
+/// A session's sans-IO core, with this worker's settings, sink, budget and metrics.
+pub fn new_core(
+    ctx: &Rc<WorkerCtx>,
+    info: &SessionInfo,
+    tenant: Option<&SessionSlot>,
+) -> SessionCore {
+    let env = CoreEnv {
+        sink: ctx.shared.sink.clone(),
+        budget: ctx.budget.clone(),
+        tenant: tenant.map(|s| Arc::clone(s.tenant())),
+        metrics: ctx.metrics.clone(),
+    };
+    SessionCore::new(
+        info.id,
+        info.tenant.clone(),
+        info.upstream.clone(),
+        ctx.session_limits.clone(),
+        env,
+        Instant::now(),
+    )
+}
+
 /// Run the session as a task of its own: the handshake's task (and the memory of its
 /// future) ends here, so a session holds only the state it needs.
 pub fn spawn<CR, CW, UR, UW>(
@@ -197,21 +219,7 @@ pub async fn run<CR, CW, UR, UW>(
     if ctx.shared.config.tunnel {
         return Box::pin(tunnel(ctx, &info, client, upstream)).await;
     }
-    let now = Instant::now();
-    let env = CoreEnv {
-        sink: ctx.shared.sink.clone(),
-        budget: ctx.budget.clone(),
-        tenant: tenant.as_ref().map(|s| Arc::clone(s.tenant())),
-        metrics: ctx.metrics.clone(),
-    };
-    let core = Rc::new(RefCell::new(SessionCore::new(
-        info.id,
-        info.tenant.clone(),
-        info.upstream.clone(),
-        ctx.session_limits.clone(),
-        env,
-        now,
-    )));
+    let core = Rc::new(RefCell::new(new_core(ctx, &info, tenant.as_ref())));
     let ctl = Rc::new(Ctl::default());
     let _registered = ctx.register_session(
         info.id,
@@ -601,7 +609,8 @@ fn drop_front(buf: &mut Vec<u8>, n: usize) {
     buf.truncate(len - n);
 }
 
-fn log_end(ctx: &Rc<WorkerCtx>, info: &SessionInfo, core: &SessionCore) {
+/// Count a closed session and write its log line.
+pub(crate) fn log_end(ctx: &Rc<WorkerCtx>, info: &SessionInfo, core: &SessionCore) {
     let up = core.stats(Direction::ClientToUpstream);
     let down = core.stats(Direction::UpstreamToClient);
     ctx.metrics.session_closed(core.started().elapsed());

@@ -26,10 +26,21 @@ impl TimerKey {
     }
 }
 
+/// Who a deadline wakes.
+enum Target {
+    /// A task.
+    Waker(Waker),
+    /// A data-plane session (by its key), collected for [`Timers::take_due`].
+    Key(u64),
+}
+
 /// The worker's deadlines.
 #[derive(Default)]
 pub struct Timers {
-    map: RefCell<BTreeMap<TimerKey, Waker>>,
+    map: RefCell<BTreeMap<TimerKey, Target>>,
+    /// Keys whose deadline passed, and the task that handles them.
+    due: RefCell<Vec<u64>>,
+    due_waker: RefCell<Option<Waker>>,
     seq: Cell<u64>,
     /// The timer task's waker, woken when an earlier deadline than the one it sleeps
     /// towards is armed.
@@ -41,10 +52,34 @@ pub struct Timers {
 impl Timers {
     /// Wake `waker` at `at`. Returns the key for [`Timers::disarm`].
     pub fn arm(&self, at: Instant, waker: &Waker) -> TimerKey {
+        self.insert(at, Target::Waker(waker.clone()))
+    }
+
+    /// At `at`, put `key` on the due list ([`Timers::take_due`]) and wake the task that
+    /// registered with [`Timers::set_due_waker`].
+    pub fn arm_key(&self, at: Instant, key: u64) -> TimerKey {
+        self.insert(at, Target::Key(key))
+    }
+
+    /// The task that handles keyed deadlines.
+    pub fn set_due_waker(&self, waker: &Waker) {
+        let mut w = self.due_waker.borrow_mut();
+        match w.as_ref() {
+            Some(x) if x.will_wake(waker) => {}
+            _ => *w = Some(waker.clone()),
+        }
+    }
+
+    /// Keys whose deadline passed since the last call.
+    pub fn take_due(&self, out: &mut Vec<u64>) {
+        out.append(&mut self.due.borrow_mut());
+    }
+
+    fn insert(&self, at: Instant, target: Target) -> TimerKey {
         let seq = self.seq.get().wrapping_add(1);
         self.seq.set(seq);
         let key = TimerKey { at, seq };
-        self.map.borrow_mut().insert(key, waker.clone());
+        self.map.borrow_mut().insert(key, target);
         if self.sleeping_until.get().is_none_or(|t| at < t) {
             if let Some(w) = self.task.borrow().as_ref() {
                 w.wake_by_ref();
@@ -87,8 +122,15 @@ impl Timers {
                     None => return None,
                 }
             };
-            if let Some((_, w)) = due {
-                w.wake();
+            match due {
+                Some((_, Target::Waker(w))) => w.wake(),
+                Some((_, Target::Key(k))) => {
+                    self.due.borrow_mut().push(k);
+                    if let Some(w) = self.due_waker.borrow().as_ref() {
+                        w.wake_by_ref();
+                    }
+                }
+                None => {}
             }
         }
     }

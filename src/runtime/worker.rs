@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use super::timers::Timers;
 use super::{Shared, StartError};
 use crate::config::Driver;
+use crate::dataplane::DataPlane;
 use crate::metrics::WorkerMetrics;
 use crate::relay::core::SessionLimits;
 use crate::relay::session::SessionHandle;
@@ -34,6 +35,8 @@ pub struct WorkerCtx {
     pub timers: Timers,
     /// Whether the worker runs the epoll driver (pumps must yield to let timers fire).
     pub epoll: bool,
+    /// The buffer-ring data plane (io_uring workers), for plain-TCP sessions.
+    pub dataplane: Option<Rc<DataPlane>>,
     orphan_drains: Cell<usize>,
     next_session: Cell<u64>,
     active: Cell<usize>,
@@ -272,8 +275,20 @@ async fn worker_main(
         drain_timeout: cfg.drain_timeout,
         debug_panic_model: cfg.debug_panic_on_model.clone(),
     });
+    let dataplane = if driver == "io_uring" && !cfg.no_ring {
+        match DataPlane::new(cfg.ring_buffers, cfg.ring_buffer_bytes) {
+            Ok(dp) => Some(Rc::new(dp)),
+            Err(e) => {
+                tracing::warn!(worker = id, error = %e, "no buffer-ring data plane; plain-TCP sessions use the async path");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let ctx = Rc::new(WorkerCtx {
         id,
+        dataplane,
         metrics: Rc::new(WorkerMetrics::new(shared.registry.clone())),
         session_limits,
         budget: Rc::new(Budget::new(cfg.max_held_bytes)),
@@ -294,6 +309,9 @@ async fn worker_main(
         let ctx = ctx.clone();
         monoio::spawn(async move { ctx.timers.run().await })
     };
+    if let Some(dp) = ctx.dataplane.clone() {
+        monoio::spawn(dp.run(ctx.clone()));
+    }
     // Publish counters and watch for shutdown on a timer (never per frame).
     let ticker = {
         let ctx = ctx.clone();
@@ -307,6 +325,9 @@ async fn worker_main(
                     }
                     for s in ctx.sessions.borrow().values() {
                         s.poke();
+                    }
+                    if let Some(dp) = &ctx.dataplane {
+                        dp.poke_all();
                     }
                     return;
                 }
@@ -362,6 +383,9 @@ async fn worker_main(
     let now = Instant::now();
     for s in ctx.sessions.borrow().values() {
         s.finish_records(now);
+    }
+    if let Some(dp) = &ctx.dataplane {
+        dp.finish_all(now);
     }
     ctx.timers.stop();
     timers.await;

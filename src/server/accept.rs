@@ -5,7 +5,7 @@
 //! client gets its 101 only after upstream's, carrying upstream's headers.
 
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -89,9 +89,28 @@ async fn refuse<S: AsyncWriteRent>(
     respond(s, response).await;
 }
 
+/// A client stream that may be a plain TCP socket (the data plane's case).
+trait IntoPlainFd: Sized {
+    /// The socket's descriptor (ownership moves to the caller), or `self` back for a TLS
+    /// stream.
+    fn into_plain_fd(self) -> Result<RawFd, Self>;
+}
+
+impl IntoPlainFd for TcpStream {
+    fn into_plain_fd(self) -> Result<RawFd, Self> {
+        Ok(self.into_raw_fd())
+    }
+}
+
+impl IntoPlainFd for monoio_rustls::ServerTlsStream<TcpStream> {
+    fn into_plain_fd(self) -> Result<RawFd, Self> {
+        Err(self)
+    }
+}
+
 async fn handle<S>(ctx: &Rc<WorkerCtx>, mut client: S, peer: SocketAddr, client_fd: RawFd)
 where
-    S: AsyncReadRent + AsyncWriteRent + Splitable,
+    S: AsyncReadRent + AsyncWriteRent + Splitable + IntoPlainFd,
     S::OwnedRead: AsyncReadRent + 'static,
     S::OwnedWrite: AsyncWriteRent + 'static,
 {
@@ -289,6 +308,27 @@ where
     };
     tracing::debug!(session = info.id, %peer, tenant = %info.tenant, path = %info.path, "session open");
     // Nothing of the handshake is kept past this point but the session's identity.
+    // Plain TCP on both legs under io_uring: the buffer-ring data plane takes the sockets.
+    let client = match (&ctx.dataplane, dialed.conn) {
+        (Some(dp), UpstreamConn::Plain(up)) => match client.into_plain_fd() {
+            Ok(cfd) => {
+                let core = session::new_core(ctx, &info, Some(&slot));
+                let ufd = up.into_raw_fd();
+                dp.adopt(
+                    ctx,
+                    info,
+                    core,
+                    [cfd, ufd],
+                    [leftover, dialed.leftover],
+                    Some(slot),
+                );
+                return;
+            }
+            Err(client) => (client, UpstreamConn::Plain(up)),
+        },
+        (_, conn) => (client, conn),
+    };
+    let (client, upstream_conn) = client;
     let (crd, cwr) = client.into_split();
     let client = Conn {
         read: crd,
@@ -297,7 +337,7 @@ where
         leftover,
     };
     let fd = dialed.fd;
-    match dialed.conn {
+    match upstream_conn {
         UpstreamConn::Plain(s) => {
             let (urd, uwr) = s.into_split();
             let upstream = Conn {

@@ -13,6 +13,8 @@ use crate::mock::MockConfig;
 pub enum Kind {
     /// Paced Responses turns.
     Stream,
+    /// Many sessions streaming paced deltas: one frame per wake-up.
+    Paced,
     /// Unpaced deltas.
     Firehose,
     /// Open-loop echo at one offered rate.
@@ -45,6 +47,8 @@ pub struct Profile {
     pub reps: usize,
     /// Seconds of stream load.
     pub stream_s: f64,
+    /// Seconds of paced load.
+    pub paced_s: f64,
     /// Seconds of firehose load.
     pub firehose_s: f64,
     /// Seconds per sweep rate.
@@ -62,6 +66,7 @@ impl Profile {
     pub const QUICK: Profile = Profile {
         reps: 1,
         stream_s: 2.0,
+        paced_s: 3.0,
         firehose_s: 2.0,
         sweep_s: 1.5,
         bulk_s: 1.5,
@@ -72,6 +77,7 @@ impl Profile {
     pub const DEFAULT: Profile = Profile {
         reps: 3,
         stream_s: 4.0,
+        paced_s: 6.0,
         firehose_s: 3.0,
         sweep_s: 2.5,
         bulk_s: 2.5,
@@ -139,6 +145,21 @@ pub fn cases(p: &Profile, quick: bool, full: bool) -> Vec<Case> {
             rate: Some(200.0),
             ..base(Workload::Stream, 100, p.stream_s)
         },
+    });
+    // paced: 200 connections each streaming ~190 B deltas at 300/s, back-to-back 1 s
+    // responses: 60k frames/s, each its own write at the mock and its own wake-up at the
+    // proxy (the pattern where per-frame overhead shows).
+    v.push(Case {
+        name: "paced".into(),
+        kind: Kind::Paced,
+        mock: MockConfig {
+            deltas: 300,
+            delta_bytes: 190,
+            token_rate: Some(300.0),
+            terminal_pad_bytes: 1024,
+            ..quiet_mock()
+        },
+        run: base(Workload::Stream, 200, p.paced_s),
     });
     // firehose: 64 connections, 500 unpaced deltas per response, written in bursts.
     v.push(Case {

@@ -21,6 +21,13 @@ pub enum Peer {
     Tunnel,
     /// The full relay.
     Tollgate,
+    /// The full relay without `--usage-log` (what the log writer costs).
+    #[serde(rename = "tollgate-nolog")]
+    TollgateNoLog,
+    /// The full relay with every session on the async adapter (`--no-ring`): the
+    /// data-plane comparison, not in the default set.
+    #[serde(rename = "tollgate-async")]
+    TollgateAsync,
     /// Debian nginx, 1 worker.
     Nginx,
     /// Debian HAProxy, 1 thread.
@@ -28,11 +35,23 @@ pub enum Peer {
 }
 
 impl Peer {
-    /// Every peer, in table order.
-    pub const ALL: [Peer; 5] = [
+    /// The default peers, in table order.
+    pub const ALL: [Peer; 6] = [
         Peer::Direct,
         Peer::Tunnel,
         Peer::Tollgate,
+        Peer::TollgateNoLog,
+        Peer::Nginx,
+        Peer::Haproxy,
+    ];
+
+    /// Every peer `--peers` accepts.
+    pub const KNOWN: [Peer; 7] = [
+        Peer::Direct,
+        Peer::Tunnel,
+        Peer::Tollgate,
+        Peer::TollgateNoLog,
+        Peer::TollgateAsync,
         Peer::Nginx,
         Peer::Haproxy,
     ];
@@ -43,6 +62,8 @@ impl Peer {
             Peer::Direct => "direct",
             Peer::Tunnel => "tunnel",
             Peer::Tollgate => "tollgate",
+            Peer::TollgateNoLog => "tollgate-nolog",
+            Peer::TollgateAsync => "tollgate-async",
             Peer::Nginx => "nginx",
             Peer::Haproxy => "haproxy",
         }
@@ -50,12 +71,12 @@ impl Peer {
 
     /// Parses a name from [`Self::name`].
     pub fn parse(s: &str) -> Option<Peer> {
-        Peer::ALL.into_iter().find(|p| p.name() == s)
+        Peer::KNOWN.into_iter().find(|p| p.name() == s)
     }
 
     /// Whether this peer writes a usage log to check.
     pub fn meters(self) -> bool {
-        self == Peer::Tollgate
+        matches!(self, Peer::Tollgate | Peer::TollgateAsync)
     }
 }
 
@@ -185,7 +206,11 @@ impl RunningPeer {
         let mut usage_log = None;
         let (program, args): (PathBuf, Vec<String>) = match peer {
             // Direct returned above; it never reaches a command line.
-            Peer::Direct | Peer::Tunnel | Peer::Tollgate => {
+            Peer::Direct
+            | Peer::Tunnel
+            | Peer::Tollgate
+            | Peer::TollgateNoLog
+            | Peer::TollgateAsync => {
                 if !env.tollgate.is_file() {
                     return Err(PeerError::NotInstalled("tollgate"));
                 }
@@ -213,7 +238,11 @@ impl RunningPeer {
                 .collect();
                 if peer == Peer::Tunnel {
                     a.push("--tunnel".into());
-                } else {
+                }
+                if peer == Peer::TollgateAsync {
+                    a.push("--no-ring".into());
+                }
+                if peer.meters() {
                     let u = dir.join("usage.jsonl");
                     a.extend(["--usage-log".to_string(), u.display().to_string()]);
                     usage_log = Some(u);

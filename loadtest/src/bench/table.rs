@@ -177,6 +177,31 @@ fn sut_us_frame(s: &Sample) -> Option<f64> {
     s.report.as_ref()?.sut.as_ref()?.cpu_us_per_frame
 }
 
+fn window(s: &Sample) -> Option<&crate::gen::window::WindowReport> {
+    s.report.as_ref()?.sut.as_ref()?.window.as_ref()
+}
+
+fn win_us_frame(s: &Sample) -> Option<f64> {
+    window(s)?.cpu_us_per_frame
+}
+
+fn win_syscalls(s: &Sample) -> Option<f64> {
+    window(s)?.syscalls_per_frame
+}
+
+/// CPU µs per frame of the busiest thread group (the workers: `tollgate-w`, `nginx`,
+/// `haproxy`).
+fn win_main_thread(s: &Sample) -> Option<f64> {
+    window(s)?.threads.first()?.cpu_us_per_frame
+}
+
+/// CPU µs per frame of every other thread group (tollgate: the usage-log writer).
+fn win_helpers(s: &Sample) -> Option<f64> {
+    let w = window(s)?;
+    let rest: f64 = w.threads.iter().skip(1).map(|g| g.cpu_s).sum();
+    (w.frames > 0).then(|| rest * 1e6 / w.frames as f64)
+}
+
 /// The Markdown report.
 pub fn markdown(r: &BenchResult, peers: &[Peer]) -> String {
     let mut o = String::new();
@@ -258,6 +283,64 @@ pub fn markdown(r: &BenchResult, peers: &[Peer]) -> String {
         peers,
         "Throughput and SUT CPU (firehose: 64 conns, unpaced; bulk: 8 conns × 4 in flight, echo)",
         &through,
+    );
+    let per_frame = [
+        col(
+            "paced frames/s",
+            "paced",
+            |s| s.report.as_ref().map(|r| r.frames_per_s),
+            Compare::Ratio,
+            true,
+        ),
+        col(
+            "paced SUT µs/frame",
+            "paced",
+            win_us_frame,
+            Compare::Ratio,
+            false,
+        ),
+        col(
+            "paced syscalls/frame",
+            "paced",
+            win_syscalls,
+            Compare::Ratio,
+            false,
+        ),
+        col(
+            "paced main thread µs/frame",
+            "paced",
+            win_main_thread,
+            Compare::Ratio,
+            false,
+        ),
+        col(
+            "paced other threads µs/frame",
+            "paced",
+            win_helpers,
+            Compare::None,
+            false,
+        ),
+        col(
+            "firehose SUT µs/frame",
+            "firehose",
+            win_us_frame,
+            Compare::Ratio,
+            false,
+        ),
+        col(
+            "firehose syscalls/frame",
+            "firehose",
+            win_syscalls,
+            Compare::Ratio,
+            false,
+        ),
+    ];
+    table(
+        &mut o,
+        r,
+        peers,
+        "Cost per frame inside the measurement window (connection setup and teardown excluded; paced: 200 conns × 300 deltas/s of ~190 B, one frame per wake-up; firehose: 64 conns unpaced; main thread = the workers; other threads = tollgate's usage-log writer; syscalls from `perf stat -e raw_syscalls:sys_enter`)",
+        &per_frame,
     );
     let latency = [
         col(

@@ -52,7 +52,7 @@ fn on_frame(sh: &Shared, reader: &WsReader, h: &wire::FrameHead, l: &LocalRef) -
     }
     let now = sh.ns(Instant::now());
     let mut lb = l.borrow_mut();
-    lb.counts.frames_received += 1;
+    lb.frames(0, 1);
     lb.counts.bytes_received += h.payload_len as u64;
     let lat = now.saturating_sub(read_stamp(reader.payload(h))?);
     lb.hists.record(Metric::Echo, lat);
@@ -153,7 +153,7 @@ async fn open_loop(
         sent += batch;
         {
             let mut lb = l.borrow_mut();
-            lb.counts.frames_sent += batch;
+            lb.frames(batch, 0);
             lb.counts.bytes_sent += batch * payload.len() as u64;
         }
         sh.progress.fetch_add(batch, Ordering::Relaxed);
@@ -195,7 +195,7 @@ async fn closed_loop(
             w.queue(op::TEXT, &payload);
         }
         let mut lb = l.borrow_mut();
-        lb.counts.frames_sent += n as u64;
+        lb.frames(n as u64, 0);
         lb.counts.bytes_sent += (n * payload.len()) as u64;
     };
     let window = sh.cfg.window.max(1);

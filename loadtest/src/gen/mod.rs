@@ -27,6 +27,7 @@ mod run;
 pub mod stats;
 mod stream;
 pub mod timer;
+pub mod window;
 pub mod wire;
 
 use std::net::IpAddr;

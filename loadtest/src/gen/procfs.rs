@@ -112,6 +112,30 @@ pub fn children(pid: u32) -> Vec<u32> {
     out
 }
 
+/// CPU seconds of each thread of `pid`, with its name (`comm`).
+pub fn thread_cpu(pid: u32) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    let tps = ticks_per_second() as f64;
+    for t in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            continue;
+        };
+        let name = stat
+            .find('(')
+            .zip(stat.rfind(')'))
+            .and_then(|(a, b)| stat.get(a + 1..b))
+            .unwrap_or("?")
+            .to_string();
+        if let Some(c) = parse_stat(&stat) {
+            out.push((name, c.total() as f64 / tps));
+        }
+    }
+    out
+}
+
 /// Whether `/proc/PID` exists.
 pub fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()

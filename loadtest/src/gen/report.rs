@@ -27,6 +27,10 @@ pub struct SutReport {
     pub rss_loaded_kib: Option<u64>,
     /// Idle: (loaded − before) ÷ sessions open, KiB.
     pub kib_per_session: Option<f64>,
+    /// The measurement window (setup and teardown excluded): CPU per frame, per thread,
+    /// syscalls per frame.
+    #[serde(default)]
+    pub window: Option<super::window::WindowReport>,
 }
 
 impl SutReport {
@@ -51,6 +55,7 @@ impl SutReport {
             kib_per_session: rss_loaded_kib
                 .filter(|_| c.sessions > 0)
                 .map(|l| l.saturating_sub(rss_before_kib) as f64 / c.sessions as f64),
+            window: None,
         }
     }
 }

@@ -30,6 +30,8 @@ pub(crate) struct Shared {
     pub connect_failed: AtomicU64,
     /// Idle: set to the end of the ping phase once every session is open.
     pub idle_until: watch::Receiver<Option<Instant>>,
+    /// Frames so far, both ways (the measurement window reads it).
+    pub live_frames: Arc<AtomicU64>,
 }
 
 impl Shared {
@@ -45,9 +47,19 @@ pub(crate) struct Local {
     pub hists: Hists,
     pub counts: Counts,
     pub errors: Vec<String>,
+    /// Frames so far, both ways, shared with the run's measurement window.
+    pub live_frames: Arc<AtomicU64>,
 }
 
 impl Local {
+    /// Counts frames sent and received (also for the measurement window).
+    pub fn frames(&mut self, sent: u64, received: u64) {
+        self.counts.frames_sent += sent;
+        self.counts.frames_received += received;
+        self.live_frames
+            .fetch_add(sent + received, Ordering::Relaxed);
+    }
+
     /// Counts a failure and keeps the first few messages.
     pub fn error(&mut self, e: &GenError) {
         self.counts.errors += 1;
@@ -82,7 +94,10 @@ fn thread_main(shared: Arc<Shared>, index: usize) -> Result<Local, GenError> {
         .enable_all()
         .build()
         .map_err(GenError::Runtime)?;
-    let local: LocalRef = Rc::default();
+    let local: LocalRef = Rc::new(RefCell::new(Local {
+        live_frames: shared.live_frames.clone(),
+        ..Local::default()
+    }));
     let set = tokio::task::LocalSet::new();
     let l = local.clone();
     set.block_on(&rt, async move {
@@ -136,6 +151,7 @@ pub fn run(cfg: &RunConfig) -> Result<Report, GenError> {
         connected: AtomicU64::new(0),
         connect_failed: AtomicU64::new(0),
         idle_until: idle_rx,
+        live_frames: Arc::new(AtomicU64::new(0)),
     });
     let sut_cpu0 = procfs::cpu_seconds(&cfg.sut_pids);
     let self_pid = [std::process::id()];
@@ -170,6 +186,19 @@ pub fn run(cfg: &RunConfig) -> Result<Report, GenError> {
         })
         .collect::<Result<_, _>>()?;
 
+    // The measurement window: from a fifth into the run (sessions up, load settled) to a
+    // tenth before its end (before teardown).
+    let window = (!cfg.sut_pids.is_empty()
+        && cfg.turns.is_none()
+        && !matches!(cfg.workload, Workload::Idle | Workload::Churn))
+    .then(|| {
+        let (pids, frames) = (cfg.sut_pids.clone(), shared.live_frames.clone());
+        let d = cfg.duration;
+        let start = epoch + (d / 5).max(Duration::from_millis(300));
+        let end = epoch + d - d / 10;
+        std::thread::spawn(move || super::window::measure(&pids, &frames, start, end))
+    });
+
     let mut rss_loaded = None;
     if cfg.workload == Workload::Idle {
         rss_loaded = Some(idle::await_sessions(&shared, &cfg.sut_pids));
@@ -202,9 +231,12 @@ pub fn run(cfg: &RunConfig) -> Result<Report, GenError> {
     pb.finish_and_clear();
     errors.truncate(10);
 
+    let window = window.and_then(|h| h.join().ok()).flatten();
     let sut = (!cfg.sut_pids.is_empty()).then(|| {
         let cpu = procfs::cpu_seconds(&cfg.sut_pids) - sut_cpu0;
-        SutReport::new(&cfg.sut_pids, cpu, wall, &counts, rss0, rss_loaded)
+        let mut r = SutReport::new(&cfg.sut_pids, cpu, wall, &counts, rss0, rss_loaded);
+        r.window = window;
+        r
     });
     let load_cpu = procfs::cpu_seconds(&self_pid) - self_cpu0;
     Ok(Report::new(

@@ -52,7 +52,7 @@ pub(crate) async fn turn(
     conn.writer.flush().await?;
     {
         let mut l = l.borrow_mut();
-        l.counts.frames_sent += 1;
+        l.frames(1, 0);
         l.counts.bytes_sent += create.len() as u64;
     }
     let mut last_delta: Option<Instant> = None;
@@ -63,7 +63,7 @@ pub(crate) async fn turn(
             op::TEXT | op::BINARY | op::CONT => {
                 let p = conn.reader.payload(&h);
                 let mut l = l.borrow_mut();
-                l.counts.frames_received += 1;
+                l.frames(0, 1);
                 l.counts.bytes_received += h.payload_len as u64;
                 if p.starts_with(DELTA) {
                     match last_delta {

@@ -1,0 +1,364 @@
+//! The io_uring data plane: sessions whose two legs are plain TCP move their bytes here,
+//! driven by completions, once the handshake (on monoio futures) has sent the 101.
+//!
+//! # How it works
+//!
+//! Per worker, one provided-buffer ring ([`bufring::BufRing`], `--ring-buffers` ×
+//! `--ring-buffer-bytes`) and one task, the dispatcher. Each leg of each session has one
+//! multishot receive armed on the worker's ring; its completions name the ring buffer the
+//! kernel filled. The session walks and meters the bytes in that buffer
+//! (`relay::core::SessionCore`, the same sans-IO core as the async path) and sends them to
+//! the other leg straight from it; the buffer returns to the ring when the send that
+//! carries its last piece completes. So:
+//!
+//! - an idle session holds **no read buffer** — only its state (`conn::Conn`) and two
+//!   armed receives in the kernel;
+//! - a receive is armed once, not once per read: no failed first attempt, no poll re-arm;
+//! - every completion of a batch is handled in one task poll, and every send a batch
+//!   causes goes to the kernel with the driver's next `io_uring_enter`;
+//! - deadlines live in the worker's timer map (`runtime::timers`), keyed by session.
+//!
+//! Ring exhaustion is normal operation, not an error: a receive that finds the ring empty
+//! ends with `ENOBUFS`; its leg waits in a list and is re-armed once buffers come back
+//! (the kernel keeps the bytes in the socket meanwhile). A leg whose queue towards a slow
+//! peer exceeds 256 KiB stops being read, so TCP backpressure reaches the sender and one
+//! session cannot take the ring from the others.
+//!
+//! # Why a patched monoio
+//!
+//! monoio 0.2.4 submits one SQE per operation future and matches one CQE to it; its
+//! operation trait is crate-private, so it cannot express a multishot receive or register
+//! a buffer ring. The alternatives were: (1) our own ring next to monoio's on the same
+//! thread — but a thread waits on one ring, and with `DEFER_TASKRUN` completions of the
+//! second ring would not even be posted until that thread entered it, so every wake-up
+//! would cost an extra `io_uring_enter` (or an eventfd read); (2) leaving monoio for a
+//! purpose-built runtime — the handshake, TLS (monoio-rustls) and timers would all have to
+//! be rebuilt. (3), chosen: monoio vendored with one added module, `monoio::ext`
+//! (`vendor/monoio/TOLLGATE-PATCH.md`, ~200 lines): caller-owned SQEs (user data with the
+//! top bit set) on monoio's own ring, their CQEs queued for the caller, and the same for
+//! epoll registrations. The handshake keeps using monoio's futures; the data plane shares
+//! the ring and the thread, at no extra syscall.
+//!
+//! TLS legs (a `wss://` listener or upstream) stay on the async adapter
+//! (`relay::session`), which runs the same core over monoio-rustls streams; so does every
+//! session under the epoll driver.
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::os::fd::RawFd;
+use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::Instant;
+
+use io_uring::cqueue;
+use monoio::ext::ExtEvent;
+
+use crate::flow::Side;
+use crate::limits::SessionSlot;
+use crate::relay::core::SessionCore;
+use crate::relay::session::SessionInfo;
+use crate::runtime::WorkerCtx;
+
+pub mod bufring;
+mod conn;
+
+use bufring::{BufRing, BufRingError};
+use conn::{Conn, Env};
+
+/// What a completion belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Recv = 0,
+    Send = 1,
+    Cancel = 2,
+}
+
+const OP_SHIFT: u32 = 59;
+const SIDE_BIT: u64 = 1 << 58;
+const GEN_MASK: u64 = (1 << 26) - 1;
+
+/// `user_data` of a data-plane operation: the ext bit, the op, the side, the slot's
+/// generation (26 bits) and the slot (32 bits).
+fn user_data(slot: u32, gen: u32, side: Side, op: Op) -> u64 {
+    monoio::ext::EXT_BIT
+        | ((op as u64) << OP_SHIFT)
+        | if side == Side::Upstream { SIDE_BIT } else { 0 }
+        | ((u64::from(gen) & GEN_MASK) << 32)
+        | u64::from(slot)
+}
+
+fn decode(ud: u64) -> (u32, u32, Side, Option<Op>) {
+    let op = match (ud >> OP_SHIFT) & 0b1111 {
+        0 => Some(Op::Recv),
+        1 => Some(Op::Send),
+        2 => Some(Op::Cancel),
+        _ => None,
+    };
+    let side = if ud & SIDE_BIT != 0 {
+        Side::Upstream
+    } else {
+        Side::Client
+    };
+    (
+        (ud & 0xffff_ffff) as u32,
+        ((ud >> 32) & GEN_MASK) as u32,
+        side,
+        op,
+    )
+}
+
+struct Slot {
+    gen: u32,
+    conn: Option<Box<Conn>>,
+}
+
+/// One worker's data plane.
+pub struct DataPlane {
+    ring: BufRing,
+    slots: RefCell<Vec<Slot>>,
+    free: RefCell<Vec<u32>>,
+    starved: RefCell<Vec<(u32, u32, Side)>>,
+    poke: Cell<bool>,
+    waker: RefCell<Option<std::task::Waker>>,
+    live: Cell<usize>,
+}
+
+impl DataPlane {
+    /// A data plane on the current thread's io_uring with a ring of `count` buffers of
+    /// `size` bytes. Fails outside an io_uring runtime or on kernels without buffer rings.
+    pub fn new(count: usize, size: usize) -> Result<DataPlane, BufRingError> {
+        let ring = BufRing::new(count, size, 0)?;
+        monoio::ext::with_uring(|u| ring.register(&u.submitter())).ok_or_else(|| {
+            BufRingError::Register(std::io::Error::other("not an io_uring runtime"))
+        })??;
+        Ok(DataPlane {
+            ring,
+            slots: RefCell::new(Vec::new()),
+            free: RefCell::new(Vec::new()),
+            starved: RefCell::new(Vec::new()),
+            poke: Cell::new(false),
+            waker: RefCell::new(None),
+            live: Cell::new(0),
+        })
+    }
+
+    /// Sessions on this data plane now.
+    pub fn live(&self) -> usize {
+        self.live.get()
+    }
+
+    /// Take over an upgraded session whose legs are the plain TCP sockets `fds` (client,
+    /// upstream), with the bytes each sent past its handshake.
+    pub fn adopt(
+        &self,
+        ctx: &Rc<WorkerCtx>,
+        info: SessionInfo,
+        core: SessionCore,
+        fds: [RawFd; 2],
+        leftovers: [Vec<u8>; 2],
+        tenant: Option<SessionSlot>,
+    ) {
+        let slot = match self.free.borrow_mut().pop() {
+            Some(s) => s,
+            None => {
+                let mut slots = self.slots.borrow_mut();
+                slots.push(Slot { gen: 0, conn: None });
+                (slots.len() - 1) as u32
+            }
+        };
+        ctx.conn_started();
+        self.live.set(self.live.get() + 1);
+        tracing::debug!(
+            session = info.id,
+            slot,
+            "session on the buffer-ring data plane"
+        );
+        let tunnel = ctx.shared.config.tunnel;
+        let mut conn = Box::new(Conn::new(info, core, fds, tenant, tunnel));
+        let gen = self.slots.borrow()[slot as usize].gen;
+        {
+            let mut starved = self.starved.borrow_mut();
+            let mut env = Env {
+                ctx,
+                ring: &self.ring,
+                slot,
+                gen,
+                now: Instant::now(),
+                starved: &mut starved,
+            };
+            conn.start(&mut env, leftovers);
+        }
+        self.slots.borrow_mut()[slot as usize].conn = Some(conn);
+    }
+
+    /// Shutdown began: every session looks at its deadlines again.
+    pub fn poke_all(&self) {
+        self.poke.set(true);
+        if let Some(w) = self.waker.borrow().as_ref() {
+            w.wake_by_ref();
+        }
+    }
+
+    /// The worker is exiting: record the open responses of sessions still here.
+    pub fn finish_all(&self, now: Instant) {
+        for s in self.slots.borrow_mut().iter_mut() {
+            if let Some(c) = s.conn.as_mut() {
+                c.finish_records(now);
+            }
+        }
+    }
+
+    /// The dispatcher: take every completion and due deadline of a batch, hand each to
+    /// its session, then re-arm legs that waited for buffers. Runs for the worker's life.
+    pub async fn run(self: Rc<Self>, ctx: Rc<WorkerCtx>) {
+        let mut events: Vec<ExtEvent> = Vec::with_capacity(256);
+        let mut due: Vec<u64> = Vec::new();
+        loop {
+            poll_fn(|cx| {
+                ctx.timers.set_due_waker(cx.waker());
+                {
+                    let mut w = self.waker.borrow_mut();
+                    if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                        *w = Some(cx.waker().clone());
+                    }
+                }
+                let ready = monoio::ext::poll_events(cx, &mut events).is_ready();
+                ctx.timers.take_due(&mut due);
+                if ready || !due.is_empty() || self.poke.get() {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await;
+            let now = Instant::now();
+            for ev in events.drain(..) {
+                self.dispatch(&ctx, ev, now);
+            }
+            for key in due.drain(..) {
+                let (slot, gen) = ((key & 0xffff_ffff) as u32, (key >> 32) as u32);
+                self.with_conn(&ctx, slot, gen, now, |c, env| c.on_timer(env));
+            }
+            if self.poke.replace(false) {
+                let n = self.slots.borrow().len() as u32;
+                for slot in 0..n {
+                    let gen = self.slots.borrow()[slot as usize].gen;
+                    self.with_conn(&ctx, slot, gen, now, |c, env| c.on_timer(env));
+                }
+            }
+            self.unstarve(&ctx, now);
+        }
+    }
+
+    fn dispatch(&self, ctx: &Rc<WorkerCtx>, ev: ExtEvent, now: Instant) {
+        let (slot, gen, side, op) = decode(ev.user_data);
+        match op {
+            Some(Op::Recv) => {
+                let handled = self.with_conn(ctx, slot, gen, now, |c, env| {
+                    c.on_recv(env, side, ev.result, ev.flags)
+                });
+                if !handled {
+                    // A completion for a session already gone: give its buffer back.
+                    if let Some(bid) = cqueue::buffer_select(ev.flags) {
+                        self.ring.taken(bid);
+                        self.ring.recycle(bid);
+                    }
+                }
+            }
+            Some(Op::Send) => {
+                self.with_conn(ctx, slot, gen, now, |c, env| {
+                    c.on_send(env, side, ev.result)
+                });
+            }
+            Some(Op::Cancel) | None => {}
+        }
+    }
+
+    /// Run `f` on the session in `slot` if it is still generation `gen`; contain a panic
+    /// to that session; free the slot once the session is done. `false` if not found.
+    fn with_conn(
+        &self,
+        ctx: &Rc<WorkerCtx>,
+        slot: u32,
+        gen: u32,
+        now: Instant,
+        f: impl FnOnce(&mut Conn, &mut Env<'_>),
+    ) -> bool {
+        let Some(mut conn) = ({
+            let mut slots = self.slots.borrow_mut();
+            match slots.get_mut(slot as usize) {
+                Some(s) if s.gen == gen => s.conn.take(),
+                _ => None,
+            }
+        }) else {
+            return false;
+        };
+        {
+            let mut starved = self.starved.borrow_mut();
+            let mut env = Env {
+                ctx,
+                ring: &self.ring,
+                slot,
+                gen,
+                now,
+                starved: &mut starved,
+            };
+            let r = std::panic::catch_unwind(AssertUnwindSafe(|| f(&mut conn, &mut env)));
+            if r.is_err() {
+                ctx.metrics.panicked();
+                tracing::error!(
+                    session = conn.id(),
+                    "session panicked; closing it and recording its open responses"
+                );
+                let _ = std::panic::catch_unwind(AssertUnwindSafe(|| conn.on_panic(&mut env)));
+            }
+        }
+        let mut slots = self.slots.borrow_mut();
+        let s = &mut slots[slot as usize];
+        if conn.done() {
+            conn.close_fds();
+            s.gen = (s.gen + 1) & GEN_MASK as u32;
+            self.free.borrow_mut().push(slot);
+            self.live.set(self.live.get() - 1);
+            ctx.conn_ended();
+        } else {
+            s.conn = Some(conn);
+        }
+        true
+    }
+
+    /// Re-arm receives that ended for want of buffers, while buffers are back.
+    fn unstarve(&self, ctx: &Rc<WorkerCtx>, now: Instant) {
+        loop {
+            if self.ring.available() < 2 {
+                return;
+            }
+            let Some((slot, gen, side)) = ({
+                let mut s = self.starved.borrow_mut();
+                (!s.is_empty()).then(|| s.remove(0))
+            }) else {
+                return;
+            };
+            self.with_conn(ctx, slot, gen, now, |c, env| c.unstarve(env, side));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_data_round_trips_and_is_ours() {
+        for (slot, gen, side, op) in [
+            (0, 0, Side::Client, Op::Recv),
+            (u32::MAX, GEN_MASK as u32, Side::Upstream, Op::Send),
+            (12345, 7, Side::Upstream, Op::Cancel),
+        ] {
+            let ud = user_data(slot, gen, side, op);
+            assert_ne!(ud & monoio::ext::EXT_BIT, 0);
+            assert_eq!(decode(ud), (slot, gen, side, Some(op)));
+        }
+    }
+}
