@@ -296,11 +296,13 @@ pub fn on_event(facts: &Facts, event: Event) -> Actions {
 fn client_ended(facts: &Facts, end: PumpEnd) -> Actions {
     match end {
         PumpEnd::PeerClose { held: false, .. } => {
-            // Forwarded upstream; upstream's answering close comes back through its pump.
+            // Forwarded upstream; upstream's answering close comes back through its pump —
+            // unless this close *is* the answer to upstream's (`closing`): the handshake is
+            // complete and the session ends (the server side closes TCP first, RFC 6455 §7.1.1).
             let mut a = Actions::by(ClosedBy::Client);
             a.close_received[0] = true;
             a.stop_reading[0] = true;
-            if facts.dead[1] {
+            if facts.dead[1] || facts.closing {
                 a.end = true;
             } else {
                 a.start_closing = true;

@@ -36,6 +36,27 @@ fn client_close_with_nothing_open_is_forwarded_and_awaits_upstreams_answer() {
 }
 
 #[test]
+fn the_clients_answer_to_a_forwarded_upstream_close_ends_the_session() {
+    let closing = Facts {
+        closing: true,
+        ..open(0)
+    };
+    let a = on_event(
+        &closing,
+        Event::Ended(
+            Side::Client,
+            PumpEnd::PeerClose {
+                code: Some(1000),
+                held: false,
+            },
+        ),
+    );
+    assert!(a.end, "both closes seen: nothing is left to wait for");
+    assert_eq!(a.send, [None, None], "each side already has its close");
+    assert!(a.close_received[C] && a.stop_reading[C]);
+}
+
+#[test]
 fn client_close_with_responses_open_is_answered_by_the_relay_and_upstream_drained() {
     let a = on_event(
         &open(2),

@@ -234,7 +234,10 @@ pub struct Tap {
     scalar: bool,
     state: State,
     buf: Vec<u8>,
-    walker: Walker,
+    /// The slow-path scanner's state, allocated only for a message that needs it (the
+    /// fast path reads a leading `"type"` and needs none) and freed at the message's end,
+    /// so an idle session holds none.
+    walker: Option<Box<Walker>>,
     /// `walker` was used in this message (reset it at the end).
     dirty: bool,
     overflows: u64,
@@ -256,7 +259,7 @@ impl Tap {
             scalar: false,
             state: State::Start,
             buf: Vec::new(),
-            walker: Walker::new(dir),
+            walker: None,
             dirty: false,
             overflows: 0,
             malformed: 0,
@@ -386,7 +389,8 @@ impl Tap {
     /// Builds the event of a complete, closed message.
     fn finish<const SIMD: bool>(&mut self, kind: Option<Kind>, msg: &[u8]) -> Option<TapEvent> {
         let kind = kind?;
-        match build::<SIMD>(kind, msg, &self.walker.fields, &self.walker.resp) {
+        let w = self.walker.as_deref()?;
+        match build::<SIMD>(kind, msg, &w.fields, &w.resp) {
             Ok(event) => Some(event),
             Err(e) => self.fail(e),
         }
@@ -403,14 +407,15 @@ impl Tap {
     /// the rest of the message is to be ignored (uninteresting type, or malformed).
     fn walk<const SIMD: bool>(&mut self, buf: &[u8], kind: &mut Option<Kind>) -> Option<Walk> {
         self.dirty = true;
-        match self
+        let dir = self.dir;
+        let w = self
             .walker
-            .walk::<SIMD>(buf, self.dir, self.track_deltas, kind)
-        {
+            .get_or_insert_with(|| Box::new(Walker::new(dir)));
+        match w.walk::<SIMD>(buf, dir, self.track_deltas, kind) {
             Ok(Walk::Uninteresting) => None,
             Ok(w) => Some(w),
             Err(e) => {
-                if kind.is_some() || self.walker.fields.ty.is_none() {
+                if kind.is_some() || w.fields.ty.is_none() {
                     self.fail(e);
                 }
                 None
@@ -447,7 +452,7 @@ impl Tap {
         self.release();
         self.state = State::Start;
         if self.dirty {
-            self.walker = Walker::new(self.dir);
+            self.walker = None;
             self.dirty = false;
         }
         if self.buf.capacity() > RETAIN_CAPACITY {
