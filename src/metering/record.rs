@@ -51,7 +51,10 @@ pub struct UsageRecord {
     pub session: u64,
     /// Tenant the client authenticated as.
     pub tenant: String,
-    /// Upstream route name.
+    /// The route the session took (`[[route]]` name; `default` without a config file).
+    #[serde(default = "default_route")]
+    pub route: String,
+    /// The route's upstream URL.
     pub upstream: String,
     /// Lane (`stream_id`); `None` = default lane.
     pub stream_id: Option<String>,
@@ -83,6 +86,15 @@ pub struct UsageRecord {
     /// `true` when the token counts are the upstream's terminal `usage`; `false` when the
     /// response ended without one (disconnects, shutdown, or a terminal lacking `usage`).
     pub usage_final: bool,
+    /// The terminal event's `usage` object as the provider sent it, unknown fields
+    /// included (`compute_units`, `input_tokens_details.cache_write_tokens`, …); absent when
+    /// the response ended without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<serde_json::Value>,
+}
+
+fn default_route() -> String {
+    "default".to_string()
 }
 
 /// Formats `t` as RFC 3339 UTC with millisecond precision, e.g. `2026-03-01T12:34:56.789Z`.

@@ -123,6 +123,7 @@ struct Open {
 pub struct SessionMeter {
     session: u64,
     tenant: Arc<str>,
+    route: Arc<str>,
     upstream: Arc<str>,
     sink: SinkHandle,
     metrics: Option<Rc<WorkerMetrics>>,
@@ -159,6 +160,7 @@ impl SessionMeter {
         SessionMeter {
             session,
             tenant,
+            route: Arc::from("default"),
             upstream,
             sink,
             metrics: None,
@@ -169,6 +171,12 @@ impl SessionMeter {
             done: VecDeque::new(),
             stats: MeterStats::default(),
         }
+    }
+
+    /// The route name written in each record (default `default`).
+    pub fn with_route(mut self, route: Arc<str>) -> Self {
+        self.route = route;
+        self
     }
 
     /// Also counts records, tokens, duplicates and failed creates in the worker's metrics.
@@ -355,6 +363,16 @@ impl SessionMeter {
             t.service_tier.as_ref(),
             now,
         );
+        // Whatever the provider put in `usage`, known fields or not (parsed only here, once
+        // per response; a usage object the scanner accepted but serde cannot parse is kept
+        // out rather than failing the record).
+        let rec = UsageRecord {
+            usage: t
+                .usage_raw
+                .as_deref()
+                .and_then(|raw| serde_json::from_str(raw).ok()),
+            ..rec
+        };
         self.remember_done(&rid);
         self.emit(rec, &t.usage.unwrap_or_default())
     }
@@ -373,6 +391,7 @@ impl SessionMeter {
             ts: now_rfc3339_ms(),
             session: self.session,
             tenant: self.tenant.to_string(),
+            route: self.route.to_string(),
             upstream: self.upstream.to_string(),
             stream_id: o.lane.clone(),
             response_id: o.response_id.clone(),
@@ -388,6 +407,7 @@ impl SessionMeter {
             ttft_ms: o.ttft.map(ms),
             duration_ms: ms(now.saturating_duration_since(o.start)),
             usage_final: usage.is_some(),
+            usage: None,
         }
     }
 

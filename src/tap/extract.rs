@@ -249,6 +249,12 @@ pub(crate) fn build<const SIMD: bool>(
                         Some(u) => parse_usage::<SIMD>(u)?,
                         None => None,
                     },
+                    usage_raw: usage
+                        .clone()
+                        .and_then(|r| msg.get(r))
+                        .filter(|u| u.first() == Some(&b'{'))
+                        .and_then(|u| std::str::from_utf8(u).ok())
+                        .map(Box::from),
                 }),
                 _ => TapEvent::Created {
                     response_id,

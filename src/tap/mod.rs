@@ -173,6 +173,9 @@ pub struct Terminal {
     pub stream_id: Option<String>,
     /// `response.usage` (None when missing, `null` or unparsable)
     pub usage: Option<Usage>,
+    /// The `usage` object exactly as the provider sent it (when it is an object), so fields
+    /// the relay does not know (`compute_units`, `cache_write_tokens`, …) reach the record.
+    pub usage_raw: Option<Box<str>>,
 }
 
 /// What the tap understood of one message (at most one per message).

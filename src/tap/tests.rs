@@ -57,6 +57,7 @@ fn terminal(id: &str) -> Terminal {
         service_tier: None,
         stream_id: None,
         usage: None,
+        usage_raw: None,
     }
 }
 
@@ -197,6 +198,8 @@ fn whitespace_between_every_token() {
         total_tokens: 7,
         ..Usage::default()
     });
+    // The raw usage object is kept byte for byte, whitespace included.
+    want.usage_raw = Some("{ \"input_tokens\" : 3 , \"output_tokens\" : 4 }".into());
     assert_eq!(up(msg), Some(TapEvent::Terminal(want)));
 }
 
@@ -229,7 +232,32 @@ fn response_with_escaped_key_is_walked_after_the_pass() {
         total_tokens: 2,
         ..Usage::default()
     });
+    want.usage_raw = Some(r#"{"input_tokens":2}"#.into());
     assert_eq!(up(msg), Some(TapEvent::Terminal(want)));
+}
+
+#[test]
+fn usage_fields_the_relay_does_not_know_are_kept_raw() {
+    let msg = r#"{"type":"response.completed","response":{"id":"r","usage":{"input_tokens":5,"compute_units":1.5,"input_tokens_details":{"cached_tokens":1,"cache_write_tokens":4},"output_tokens":2}}}"#;
+    let Some(TapEvent::Terminal(t)) = up(msg) else {
+        panic!("no terminal event");
+    };
+    assert_eq!(
+        t.usage.map(|u| (u.input_tokens, u.cached_tokens)),
+        Some((5, 1))
+    );
+    assert_eq!(
+        t.usage_raw.as_deref(),
+        Some(
+            r#"{"input_tokens":5,"compute_units":1.5,"input_tokens_details":{"cached_tokens":1,"cache_write_tokens":4},"output_tokens":2}"#
+        )
+    );
+    // `null` or a non-object usage keeps nothing.
+    let msg = r#"{"type":"response.completed","response":{"id":"r","usage":null}}"#;
+    let Some(TapEvent::Terminal(t)) = up(msg) else {
+        panic!("no terminal event");
+    };
+    assert_eq!((t.usage, t.usage_raw), (None, None));
 }
 
 #[test]

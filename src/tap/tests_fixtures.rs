@@ -140,6 +140,23 @@ fn terminals(events: &[Option<TapEvent>]) -> Value {
     )
 }
 
+/// The exact text of `response.usage` when it is an object (serde_json's `RawValue`).
+fn raw_usage(msg: &[u8]) -> Option<Box<str>> {
+    #[derive(serde::Deserialize)]
+    struct Event<'a> {
+        #[serde(borrow)]
+        response: Option<Resp<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Resp<'a> {
+        #[serde(borrow)]
+        usage: Option<&'a serde_json::value::RawValue>,
+    }
+    let e: Event<'_> = serde_json::from_slice(msg).ok()?;
+    let raw = e.response?.usage?.get();
+    raw.starts_with('{').then(|| Box::from(raw))
+}
+
 /// What a correct tap reports, computed with serde_json over the whole message.
 pub(super) fn reference(dir: Direction, track: bool, msg: &[u8]) -> Option<TapEvent> {
     let v: Value = serde_json::from_slice(msg).ok()?;
@@ -172,6 +189,7 @@ pub(super) fn reference(dir: Direction, track: bool, msg: &[u8]) -> Option<TapEv
             service_tier: s(r, "service_tier"),
             stream_id: stream_id.clone(),
             usage,
+            usage_raw: raw_usage(msg),
         }))
     };
     match (dir, ty) {

@@ -18,7 +18,8 @@ pub(super) fn rec(id: &str) -> UsageRecord {
         ts: "2026-03-01T12:34:56.789Z".to_owned(),
         session: 7,
         tenant: "acme".to_owned(),
-        upstream: "openai".to_owned(),
+        route: "openai".to_owned(),
+        upstream: "wss://api.openai.com".to_owned(),
         stream_id: Some("lane-1".to_owned()),
         response_id: id.to_owned(),
         model: Some("gpt-5".to_owned()),
@@ -33,6 +34,7 @@ pub(super) fn rec(id: &str) -> UsageRecord {
         ttft_ms: Some(12),
         duration_ms: 345,
         usage_final: true,
+        usage: Some(serde_json::json!({"input_tokens": 10, "compute_units": 3})),
     }
 }
 

@@ -56,7 +56,7 @@ fn record_json_shape_is_stable() {
     let s = serde_json::to_string(&r).expect("serialize");
     assert_eq!(
         s,
-        r#"{"ts":"2026-03-01T12:34:56.789Z","session":7,"tenant":"acme","upstream":"openai","stream_id":null,"response_id":"resp_1","model":"gpt-5","requested_model":"gpt-5","status":"client_disconnected","input_tokens":10,"cached_tokens":2,"output_tokens":5,"reasoning_tokens":1,"total_tokens":15,"service_tier":"default","ttft_ms":null,"duration_ms":345,"usage_final":true}"#
+        r#"{"ts":"2026-03-01T12:34:56.789Z","session":7,"tenant":"acme","route":"openai","upstream":"wss://api.openai.com","stream_id":null,"response_id":"resp_1","model":"gpt-5","requested_model":"gpt-5","status":"client_disconnected","input_tokens":10,"cached_tokens":2,"output_tokens":5,"reasoning_tokens":1,"total_tokens":15,"service_tier":"default","ttft_ms":null,"duration_ms":345,"usage_final":true,"usage":{"compute_units":3,"input_tokens":10}}"#
     );
     let back: UsageRecord = serde_json::from_str(&s).expect("parse");
     assert_eq!(back, r);

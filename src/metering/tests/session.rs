@@ -84,6 +84,7 @@ pub(super) fn terminal(
         service_tier: Some("default".to_owned()),
         stream_id: lane(l),
         usage: u,
+        usage_raw: None,
     })
 }
 
@@ -321,4 +322,43 @@ fn error_fails_the_pending_create_of_its_lane_only() {
     );
     let stats = stats.expect("ran");
     assert_eq!((stats.errors, stats.creates_failed), (2, 1));
+}
+
+#[test]
+fn the_providers_usage_object_is_carried_whole_with_the_route() {
+    let (_d, path) = temp_log();
+    let sink = Sink::start(
+        SinkConfig::new(SinkPath::File(path.clone())),
+        Arc::new(SinkMetrics::default()),
+    )
+    .expect("start");
+    let mut m = SessionMeter::new(1, Arc::from("acme"), Arc::from("wss://x"), sink.handle())
+        .with_route(Arc::from("xai"));
+    let t0 = Instant::now();
+    m.on_client(&create("grok-4", None), t0);
+    let raw = r#"{"input_tokens":7,"output_tokens":3,"total_tokens":10,"compute_units":2.5,"input_tokens_details":{"cached_tokens":0,"cache_write_tokens":6}}"#;
+    let TapEvent::Terminal(mut t) =
+        terminal("r1", None, TerminalKind::Completed, Some(usage(7, 3)))
+    else {
+        unreachable!()
+    };
+    t.usage_raw = Some(raw.into());
+    m.on_upstream(&TapEvent::Terminal(t), ms(t0, 5))
+        .expect("ok");
+    // A terminal without a raw object (e.g. `usage: null`) records none.
+    m.on_client(&create("grok-4", None), ms(t0, 6));
+    m.on_upstream(&terminal("r2", None, TerminalKind::Failed, None), ms(t0, 9))
+        .expect("ok");
+    sink.shutdown().expect("shutdown");
+    let recs = read_log(&path).expect("read").records;
+    assert_eq!(recs.len(), 2);
+    assert_eq!(
+        (recs[0].route.as_str(), recs[1].route.as_str()),
+        ("xai", "xai")
+    );
+    let u = recs[0].usage.as_ref().expect("usage carried");
+    assert_eq!(u["compute_units"], serde_json::json!(2.5));
+    assert_eq!(u["input_tokens_details"]["cache_write_tokens"], 6);
+    assert_eq!(recs[0].input_tokens, 7);
+    assert_eq!(recs[1].usage, None);
 }
