@@ -27,6 +27,7 @@ pub mod limits;
 pub mod metering;
 pub mod metrics;
 pub mod relay;
+pub mod route;
 pub mod runtime;
 pub mod server;
 pub mod tap;

@@ -503,6 +503,10 @@ impl Conn {
                     step.boundary,
                 );
             }
+            // A client message forwarded rewritten (a model's route prefix removed).
+            if let Some(data) = self.core.take_rewritten() {
+                self.queue(env, dest, Out::Owned { data, start: 0 }, true);
+            }
             self.legs[i].carry = rest;
             let keep_going = self.handle_next(env, side, &step);
             if !keep_going || step.next == Next::Read {

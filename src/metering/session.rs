@@ -414,10 +414,11 @@ impl SessionMeter {
     fn emit(&mut self, rec: UsageRecord, usage: &Usage) -> Result<(), SinkError> {
         self.stats.records += 1;
         if let Some(m) = &self.metrics {
-            m.response(rec.status.as_str());
+            m.response(rec.status.as_str(), &self.route);
             m.tokens(
                 rec.model.as_deref().unwrap_or("unknown"),
                 &self.tenant,
+                &self.route,
                 usage,
             );
         }

@@ -16,10 +16,12 @@ pub const FRAMES: &str = "tollgate_frames_total";
 pub const FRAME_BYTES: &str = "tollgate_frame_bytes_total";
 /// Counter, labels `code`, `side`: close frames, by code and by who closed.
 pub const CLOSES: &str = "tollgate_closes_total";
-/// Counter, labels `model`, `tenant`, `kind`: tokens metered.
+/// Counter, labels `model`, `tenant`, `route`, `kind`: tokens metered.
 pub const TOKENS: &str = "tollgate_tokens_total";
-/// Counter, label `status`: usage records made, by record status.
+/// Counter, labels `status`, `route`: usage records made, by record status.
 pub const RESPONSES: &str = "tollgate_responses_total";
+/// Counter, label `route`: sessions opened on each route.
+pub const ROUTE_SESSIONS: &str = "tollgate_route_sessions_total";
 /// Counter: duplicate terminal events ignored (exactly-once by `response.id`).
 pub const DUPLICATE_TERMINALS: &str = "tollgate_usage_duplicate_terminals_total";
 /// Counter: `response.create`s ended by an upstream `error` event before any `response.created`.

@@ -241,9 +241,9 @@ impl Registry {
         o.head(
             names::TOKENS,
             "counter",
-            "Tokens metered, by model, tenant and kind.",
+            "Tokens metered, by model, tenant, route and kind.",
         );
-        for ((model, tenant), c) in &t.tokens {
+        for ((model, tenant, route), c) in &t.tokens {
             for (kind, n) in [
                 ("input", c.input),
                 ("cached", c.cached),
@@ -252,7 +252,12 @@ impl Registry {
             ] {
                 o.sample(
                     names::TOKENS,
-                    &[("model", model), ("tenant", tenant), ("kind", kind)],
+                    &[
+                        ("model", model),
+                        ("tenant", tenant),
+                        ("route", route),
+                        ("kind", kind),
+                    ],
                     n,
                 );
             }
@@ -260,10 +265,18 @@ impl Registry {
         o.head(
             names::RESPONSES,
             "counter",
-            "Usage records made, by status.",
+            "Usage records made, by status and route.",
         );
-        for (status, n) in &t.responses {
-            o.sample(names::RESPONSES, &[("status", status)], n);
+        for ((status, route), n) in &t.responses {
+            o.sample(names::RESPONSES, &[("status", status), ("route", route)], n);
+        }
+        o.head(
+            names::ROUTE_SESSIONS,
+            "counter",
+            "Sessions opened, by route.",
+        );
+        for (route, n) in &t.route_sessions {
+            o.sample(names::ROUTE_SESSIONS, &[("route", route)], n);
         }
         o.single(
             names::DUPLICATE_TERMINALS,

@@ -50,10 +50,10 @@ fn render_sums_workers_with_exact_lines() {
     w0.close(1000, Side::Client);
     w1.close(1000, Side::Client);
     w1.close(4321, Side::Upstream);
-    w0.tokens("gpt-5", "acme", &usage(100, 10, 20, 5));
-    w1.tokens("gpt-5", "acme", &usage(1, 0, 2, 0));
-    w0.response("completed");
-    w1.response("client_disconnected");
+    w0.tokens("gpt-5", "acme", "openai", &usage(100, 10, 20, 5));
+    w1.tokens("gpt-5", "acme", "openai", &usage(1, 0, 2, 0));
+    w0.response("completed", "openai");
+    w1.response("client_disconnected", "openai");
     w0.orphan_drain_started();
     w0.publish(0);
     w1.publish(1);
@@ -107,17 +107,17 @@ fn render_sums_workers_with_exact_lines() {
     assert_eq!(
         samples(&text, names::TOKENS),
         [
-            "tollgate_tokens_total{model=\"gpt-5\",tenant=\"acme\",kind=\"input\"} 101",
-            "tollgate_tokens_total{model=\"gpt-5\",tenant=\"acme\",kind=\"cached\"} 10",
-            "tollgate_tokens_total{model=\"gpt-5\",tenant=\"acme\",kind=\"output\"} 22",
-            "tollgate_tokens_total{model=\"gpt-5\",tenant=\"acme\",kind=\"reasoning\"} 5",
+            "tollgate_tokens_total{model=\"gpt-5\",tenant=\"acme\",route=\"openai\",kind=\"input\"} 101",
+            "tollgate_tokens_total{model=\"gpt-5\",tenant=\"acme\",route=\"openai\",kind=\"cached\"} 10",
+            "tollgate_tokens_total{model=\"gpt-5\",tenant=\"acme\",route=\"openai\",kind=\"output\"} 22",
+            "tollgate_tokens_total{model=\"gpt-5\",tenant=\"acme\",route=\"openai\",kind=\"reasoning\"} 5",
         ]
     );
     assert_eq!(
         samples(&text, names::RESPONSES),
         [
-            "tollgate_responses_total{status=\"client_disconnected\"} 1",
-            "tollgate_responses_total{status=\"completed\"} 1",
+            "tollgate_responses_total{status=\"client_disconnected\",route=\"openai\"} 1",
+            "tollgate_responses_total{status=\"completed\",route=\"openai\"} 1",
         ]
     );
     assert_eq!(
@@ -164,7 +164,7 @@ fn republish_replaces_rather_than_adds() {
 fn every_family_is_well_formed() {
     let reg = Arc::new(Registry::new());
     let w = WorkerMetrics::new(reg.clone());
-    w.tokens("m", "t", &usage(1, 1, 1, 1));
+    w.tokens("m", "t", "openai", &usage(1, 1, 1, 1));
     w.publish(0);
     let text = reg.render();
     let mut typed = std::collections::HashMap::new();
@@ -200,18 +200,18 @@ fn every_family_is_well_formed() {
 fn label_values_are_escaped_and_bounded() {
     let reg = Arc::new(Registry::new());
     let w = WorkerMetrics::new(reg.clone());
-    w.tokens("a\"b\\c\nd", "t", &usage(1, 0, 0, 0));
+    w.tokens("a\"b\\c\nd", "t", "openai", &usage(1, 0, 0, 0));
     for i in 0..MAX_TOKEN_SERIES + 5 {
-        w.tokens(&format!("m{i}"), "t", &usage(1, 0, 0, 0));
+        w.tokens(&format!("m{i}"), "t", "openai", &usage(1, 0, 0, 0));
     }
     w.close(65535, Side::Relay);
     w.publish(0);
     let text = reg.render();
     assert!(text.contains(
-        "tollgate_tokens_total{model=\"a\\\"b\\\\c\\nd\",tenant=\"t\",kind=\"input\"} 1\n"
+        "tollgate_tokens_total{model=\"a\\\"b\\\\c\\nd\",tenant=\"t\",route=\"openai\",kind=\"input\"} 1\n"
     ));
     assert!(text
-        .contains("tollgate_tokens_total{model=\"_other\",tenant=\"_other\",kind=\"input\"} 6\n"));
+        .contains("tollgate_tokens_total{model=\"_other\",tenant=\"_other\",route=\"openai\",kind=\"input\"} 6\n"));
     assert_eq!(
         samples(&text, names::TOKENS).len(),
         (MAX_TOKEN_SERIES + 1) * 4
@@ -225,7 +225,12 @@ fn tenant_labels_are_bounded_for_passthrough_fingerprints() {
     let reg = Arc::new(Registry::new());
     let w = WorkerMetrics::new(reg.clone());
     for i in 0..MAX_TENANT_LABELS + 50 {
-        w.tokens("gpt-5", &format!("fp-{i:012x}"), &usage(1, 0, 0, 0));
+        w.tokens(
+            "gpt-5",
+            &format!("fp-{i:012x}"),
+            "openai",
+            &usage(1, 0, 0, 0),
+        );
     }
     w.publish(0);
     let text = reg.render();
@@ -235,7 +240,7 @@ fn tenant_labels_are_bounded_for_passthrough_fingerprints() {
         .collect();
     assert_eq!(tenants.len(), MAX_TENANT_LABELS + 1, "the cap plus _other");
     assert!(text
-        .contains("tollgate_tokens_total{model=\"gpt-5\",tenant=\"_other\",kind=\"input\"} 50\n"));
+        .contains("tollgate_tokens_total{model=\"gpt-5\",tenant=\"_other\",route=\"openai\",kind=\"input\"} 50\n"));
     assert_eq!(close_code_label(1016), "other");
     assert_eq!(close_code_label(3000), "3xxx");
 }

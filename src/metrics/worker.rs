@@ -99,10 +99,12 @@ pub struct WorkerSnapshot {
     pub frame_bytes: [u64; 2],
     /// Closes by `(code label, side)`.
     pub closes: BTreeMap<(&'static str, Side), u64>,
-    /// Tokens by `(model, tenant)`.
-    pub tokens: BTreeMap<(String, String), TokenCounts>,
-    /// Usage records by status.
-    pub responses: BTreeMap<String, u64>,
+    /// Tokens by `(model, tenant, route)`.
+    pub tokens: BTreeMap<(String, String, String), TokenCounts>,
+    /// Usage records by `(status, route)`.
+    pub responses: BTreeMap<(String, String), u64>,
+    /// Sessions opened, by route.
+    pub route_sessions: BTreeMap<String, u64>,
     /// Duplicate terminal events ignored.
     pub duplicate_terminals: u64,
     /// Creates failed by an upstream error before `response.created`.
@@ -144,6 +146,9 @@ impl WorkerSnapshot {
             t.cached += v.cached;
             t.output += v.output;
             t.reasoning += v.reasoning;
+        }
+        for (k, v) in &o.route_sessions {
+            *self.route_sessions.entry(k.clone()).or_default() += v;
         }
         for (k, v) in &o.responses {
             *self.responses.entry(k.clone()).or_default() += v;
@@ -187,8 +192,9 @@ pub struct WorkerMetrics {
 struct Labeled {
     handshake_failures: BTreeMap<&'static str, u64>,
     closes: BTreeMap<(&'static str, Side), u64>,
-    tokens: BTreeMap<(String, String), TokenCounts>,
-    responses: BTreeMap<String, u64>,
+    tokens: BTreeMap<(String, String, String), TokenCounts>,
+    responses: BTreeMap<(String, String), u64>,
+    route_sessions: BTreeMap<String, u64>,
     creates_refused: BTreeMap<&'static str, u64>,
     tenants: std::collections::BTreeSet<String>,
 }
@@ -274,9 +280,10 @@ impl WorkerMetrics {
         *self.labeled.borrow_mut().closes.entry(key).or_default() += 1;
     }
 
-    /// Tokens of one usage record (model label cut to [`MAX_MODEL_LABEL`] bytes; past
-    /// [`MAX_TOKEN_SERIES`] series the model becomes [`OTHER`]).
-    pub fn tokens(&self, model: &str, tenant: &str, usage: &Usage) {
+    /// Tokens of one usage record on `route` (model label cut to [`MAX_MODEL_LABEL`] bytes;
+    /// past [`MAX_TOKEN_SERIES`] series the model and tenant become [`OTHER`]; routes are
+    /// few, from the config).
+    pub fn tokens(&self, model: &str, tenant: &str, route: &str, usage: &Usage) {
         let mut l = self.labeled.borrow_mut();
         let tenant = if l.tenants.contains(tenant) {
             tenant
@@ -286,9 +293,13 @@ impl WorkerMetrics {
         } else {
             OTHER
         };
-        let mut key = (clip(model, MAX_MODEL_LABEL).to_owned(), tenant.to_owned());
+        let mut key = (
+            clip(model, MAX_MODEL_LABEL).to_owned(),
+            tenant.to_owned(),
+            route.to_owned(),
+        );
         if !l.tokens.contains_key(&key) && l.tokens.len() >= MAX_TOKEN_SERIES {
-            key = (OTHER.to_owned(), OTHER.to_owned());
+            key = (OTHER.to_owned(), OTHER.to_owned(), route.to_owned());
         }
         let t = l.tokens.entry(key).or_default();
         t.input = t.input.wrapping_add(usage.input_tokens);
@@ -297,15 +308,24 @@ impl WorkerMetrics {
         t.reasoning = t.reasoning.wrapping_add(usage.reasoning_tokens);
     }
 
-    /// A usage record with `status` was made.
-    pub fn response(&self, status: &str) {
+    /// A usage record with `status` was made on `route`.
+    pub fn response(&self, status: &str, route: &str) {
         let mut l = self.labeled.borrow_mut();
-        let key = if l.responses.contains_key(status) || l.responses.len() < MAX_STATUS_SERIES {
+        let known = l.responses.keys().any(|(s, _)| s == status);
+        let status = if known || l.responses.len() < MAX_STATUS_SERIES {
             status
         } else {
             OTHER
         };
-        *l.responses.entry(key.to_owned()).or_default() += 1;
+        *l.responses
+            .entry((status.to_owned(), route.to_owned()))
+            .or_default() += 1;
+    }
+
+    /// A session on `route` passed its handshake (besides [`WorkerMetrics::session_opened`]).
+    pub fn route_session(&self, route: &str) {
+        let mut l = self.labeled.borrow_mut();
+        *l.route_sessions.entry(route.to_owned()).or_default() += 1;
     }
 
     /// A duplicate terminal event for an already-recorded `response.id` was ignored.
@@ -362,6 +382,7 @@ impl WorkerMetrics {
             closes: l.closes.clone(),
             tokens: l.tokens.clone(),
             responses: l.responses.clone(),
+            route_sessions: l.route_sessions.clone(),
             duplicate_terminals: self.duplicate_terminals.get(),
             creates_failed: self.creates_failed.get(),
             orphan_drains_started: self.orphan_drains_started.get(),

@@ -16,12 +16,14 @@ use std::time::{Duration, Instant};
 
 use super::control::ErrorEvent;
 use super::lifecycle::{self, Actions, ClosedBy, Deadline, Event, Facts, PumpEnd};
+use super::rewrite::rewrite_model;
 use super::walker::{WalkError, Walker};
 use crate::config::FrameLimits;
 use crate::flow::{Direction, Side};
 use crate::limits::Tenant;
 use crate::metering::{EndReason, SessionMeter, SinkHandle};
 use crate::metrics::WorkerMetrics;
+use crate::route::{ModelDecision, Routes};
 use crate::tap::{Budget, Tap, TapEvent};
 use crate::ws::close::codes;
 use crate::ws::frame::Role;
@@ -65,6 +67,9 @@ pub struct CoreEnv {
     pub tenant: Option<Arc<Tenant>>,
     /// The worker's counters.
     pub metrics: Rc<WorkerMetrics>,
+    /// The session's route among all routes (model prefixes, allowlists); `None` = no
+    /// model rules (tests).
+    pub route: Option<(Arc<Routes>, usize)>,
 }
 
 /// What the adapter does after [`SessionCore::on_bytes`].
@@ -112,6 +117,16 @@ struct Pipe {
     stats: DirStats,
 }
 
+/// What happens to a complete client message.
+enum Decision {
+    /// Forward it as it is.
+    Forward,
+    /// Refused: an error event for the client is in the outbox.
+    Refuse,
+    /// Forward it with `model` replaced (the route prefix removed).
+    Rewrite(String),
+}
+
 /// A refused client message: the error event to send instead.
 struct Refusal {
     status: u16,
@@ -129,6 +144,8 @@ pub struct SessionCore {
     meter: SessionMeter,
     /// Relay-originated frames for the client leg (refusals), written at its next boundary.
     outbox: Vec<u8>,
+    /// A rewritten client message for the upstream leg ([`SessionCore::take_rewritten`]).
+    rewritten: Option<Vec<u8>>,
     /// Bytes of this session charged to the worker's budget (held client bytes).
     held_charged: usize,
     started: Instant,
@@ -189,7 +206,13 @@ impl SessionCore {
                 .with_budget(env.budget.clone()),
             stats: DirStats::default(),
         };
+        let route_name = env
+            .route
+            .as_ref()
+            .and_then(|(r, i)| r.list.get(*i))
+            .map_or_else(|| Arc::from("default"), |r| r.name.clone());
         let meter = SessionMeter::new(id, tenant, upstream, env.sink.clone())
+            .with_route(route_name)
             .with_metrics(env.metrics.clone());
         SessionCore {
             id,
@@ -198,6 +221,7 @@ impl SessionCore {
             pipes: [up, down],
             meter,
             outbox: Vec::new(),
+            rewritten: None,
             held_charged: 0,
             started: now,
             last_activity: now,
@@ -274,9 +298,33 @@ impl SessionCore {
                 Next::Read
             };
             self.charge_held(buf.len() - end);
-            let refused = self.decide(event, now);
+            let forward = match self.decide(event, now) {
+                Decision::Forward => end,
+                Decision::Refuse => start,
+                Decision::Rewrite(model) => match rewrite_model(&buf[start..end], &model) {
+                    Ok(bytes) => {
+                        self.rewritten = Some(bytes);
+                        start
+                    }
+                    Err(e) => {
+                        // Never forward a prefixed model the provider would reject, and
+                        // never silently: the client gets an error event.
+                        tracing::warn!(session = self.id, error = %e, "model rewrite failed; create refused");
+                        self.refuse(
+                            &Refusal {
+                                status: 400,
+                                kind: "invalid_request_error",
+                                code: "invalid_request",
+                                message: format!("the relay could not rewrite this message: {e}"),
+                            },
+                            None,
+                        );
+                        start
+                    }
+                },
+            };
             return Step {
-                forward: if refused { start } else { end },
+                forward,
                 skip: end,
                 boundary: true,
                 next,
@@ -360,51 +408,92 @@ impl SessionCore {
         true
     }
 
-    /// Decide a complete client message: `false` = forward it, `true` = refused (an error
-    /// event for the client is in the outbox).
-    fn decide(&mut self, event: Option<TapEvent>, now: Instant) -> bool {
+    /// Decide a complete client message.
+    fn decide(&mut self, event: Option<TapEvent>, now: Instant) -> Decision {
         let Some(ev) = event else {
-            return false;
+            return Decision::Forward;
         };
         let TapEvent::Create {
             model, stream_id, ..
         } = &ev
         else {
-            return false;
+            return Decision::Forward;
         };
-        match self.check_create(model.as_deref(), stream_id.as_deref(), now) {
+        let (refusal, rewrite) =
+            match self.check_create(model.as_deref(), stream_id.as_deref(), now) {
+                Ok(rewrite) => (None, rewrite),
+                Err(r) => (Some(r), None),
+            };
+        match refusal {
             None => {
+                // The record keeps what the client asked for (`requested_model`).
                 self.meter.on_client(&ev, now);
-                false
+                match rewrite {
+                    Some(m) => Decision::Rewrite(m),
+                    None => Decision::Forward,
+                }
             }
             Some(r) => {
                 // Echo the lane only when it is a valid one.
                 let lane = stream_id.as_deref().filter(|s| valid_stream_id(s));
-                self.outbox.extend_from_slice(
-                    &ErrorEvent {
-                        status: r.status,
-                        kind: r.kind,
-                        code: r.code,
-                        message: &r.message,
-                        stream_id: lane,
-                    }
-                    .frame(),
-                );
-                self.env.metrics.create_refused(r.code);
-                tracing::debug!(session = self.id, code = r.code, "response.create refused");
-                true
+                self.refuse(&r, lane);
+                Decision::Refuse
             }
         }
     }
 
+    /// Queue the error event of a refused create for the client.
+    fn refuse(&mut self, r: &Refusal, lane: Option<&str>) {
+        self.outbox.extend_from_slice(
+            &ErrorEvent {
+                status: r.status,
+                kind: r.kind,
+                code: r.code,
+                message: &r.message,
+                stream_id: lane,
+            }
+            .frame(),
+        );
+        self.env.metrics.create_refused(r.code);
+        tracing::debug!(session = self.id, code = r.code, "response.create refused");
+    }
+
+    /// The route's rules for `model`: `Ok(Some(m))` = forward with model `m`.
+    fn check_model(&self, model: Option<&str>) -> Result<Option<String>, Refusal> {
+        let (Some((routes, i)), Some(m)) = (&self.env.route, model) else {
+            return Ok(None);
+        };
+        let here = &routes.list[*i].name;
+        match routes.model(*i, m) {
+            ModelDecision::Keep => Ok(None),
+            ModelDecision::Strip(bare) => Ok(Some(bare)),
+            ModelDecision::OtherRoute(other) => Err(Refusal {
+                status: 400,
+                kind: "invalid_request_error",
+                code: "model_route_mismatch",
+                message: format!(
+                    "model {m:?} names route {other:?}, but this session is on route {here:?}; connect through /{other}/... or drop the prefix"
+                ),
+            }),
+            ModelDecision::NotAllowed => Err(Refusal {
+                status: 403,
+                kind: "invalid_request_error",
+                code: "model_not_allowed",
+                message: format!("model {m:?} is not allowed on route {here:?}"),
+            }),
+        }
+    }
+
+    /// The checks a `response.create` passes before it is forwarded; `Ok(Some(m))`: forward
+    /// it with its model rewritten to `m`.
     fn check_create(
         &self,
         model: Option<&str>,
         stream_id: Option<&str>,
         now: Instant,
-    ) -> Option<Refusal> {
+    ) -> Result<Option<String>, Refusal> {
         if stream_id.is_some_and(|s| !valid_stream_id(s)) {
-            return Some(Refusal {
+            return Err(Refusal {
                 status: 400,
                 kind: "invalid_request_error",
                 code: "invalid_stream_id",
@@ -414,7 +503,7 @@ impl SessionCore {
             });
         }
         if model.is_some_and(|m| m.len() > MAX_MODEL) {
-            return Some(Refusal {
+            return Err(Refusal {
                 status: 400,
                 kind: "invalid_request_error",
                 code: "invalid_model",
@@ -426,12 +515,13 @@ impl SessionCore {
                 panic!("test hook: --debug-panic-on-model {p}");
             }
         }
+        let rewrite = self.check_model(model)?;
         if !self.env.sink.healthy() {
             tracing::error!(
                 session = self.id,
                 "usage log unavailable: refusing response.create"
             );
-            return Some(Refusal {
+            return Err(Refusal {
                 status: 503,
                 kind: "server_error",
                 code: "usage_log_unavailable",
@@ -442,7 +532,7 @@ impl SessionCore {
         }
         if let Some(t) = &self.env.tenant {
             if let Err(retry) = t.take_turn(now) {
-                return Some(Refusal {
+                return Err(Refusal {
                     status: 429,
                     kind: "rate_limit_error",
                     code: "rate_limit_exceeded",
@@ -454,7 +544,13 @@ impl SessionCore {
                 });
             }
         }
-        None
+        Ok(rewrite)
+    }
+
+    /// A rewritten client message waiting for the upstream leg: send it right after the
+    /// bytes the last [`Step`] said to forward.
+    pub fn take_rewritten(&mut self) -> Option<Vec<u8>> {
+        self.rewritten.take()
     }
 
     /// Relay-originated frames waiting for the client leg.

@@ -11,5 +11,6 @@ pub mod core;
 pub mod leg;
 pub mod lifecycle;
 pub mod pump;
+pub mod rewrite;
 pub mod session;
 pub mod walker;

@@ -36,9 +36,13 @@ pub struct SessionInfo {
     pub id: u64,
     /// Tenant (never a key).
     pub tenant: Arc<str>,
-    /// Upstream label.
+    /// Route index (into the config's routes).
+    pub route: usize,
+    /// Route name.
+    pub route_name: Arc<str>,
+    /// The route's upstream URL.
     pub upstream: Arc<str>,
-    /// Request path.
+    /// Request path (as the client sent it).
     pub path: String,
 }
 
@@ -163,6 +167,7 @@ pub fn new_core(
         budget: ctx.budget.clone(),
         tenant: tenant.map(|s| Arc::clone(s.tenant())),
         metrics: ctx.metrics.clone(),
+        route: Some((ctx.shared.config.routes.clone(), info.route)),
     };
     SessionCore::new(
         info.id,
@@ -392,6 +397,18 @@ impl<CW: AsyncWriteRent, UW: AsyncWriteRent> Session<'_, CW, UW> {
                 }
             } else {
                 drop_front(buf, step.skip);
+            }
+            // A client message forwarded rewritten (a model's route prefix removed) goes
+            // right behind the bytes before it.
+            let rewritten = self.core.borrow_mut().take_rewritten();
+            if let Some(bytes) = rewritten {
+                if !dst.is_dead() {
+                    self.watch_writes(dir.dest(), now);
+                    let _ = dst.forward(bytes, true, now).await;
+                    if dst.take_failed() {
+                        self.event(Event::WriteFailed(dir.dest())).await;
+                    }
+                }
             }
             let out = self.core.borrow_mut().take_outbox();
             if let Some(out) = out {
@@ -628,6 +645,7 @@ pub(crate) fn log_end(ctx: &Rc<WorkerCtx>, info: &SessionInfo, core: &SessionCor
     tracing::info!(
         session = info.id,
         tenant = %info.tenant,
+        route = %info.route_name,
         upstream = %info.upstream,
         path = %info.path,
         duration_ms = core.started().elapsed().as_millis() as u64,
@@ -694,6 +712,7 @@ async fn tunnel<CR, CW, UR, UW>(
     tracing::info!(
         session = info.id,
         tenant = %info.tenant,
+        route = %info.route_name,
         upstream = %info.upstream,
         path = %info.path,
         duration_ms = started.elapsed().as_millis() as u64,

@@ -15,6 +15,7 @@ use rustls::pki_types::ServerName;
 use crate::config::{AuthMode, Config, UsageLog};
 use crate::metering::sink::{Sink, SinkConfig, SinkHandle, SinkPath};
 use crate::metrics::Registry;
+use crate::route::{Route, Routes};
 use crate::server::auth::ClientKeys;
 use crate::upstream::dial::{client_tls_config, server_tls_config};
 
@@ -32,18 +33,14 @@ pub struct Shared {
     pub config: Config,
     /// Managed-mode client keys (`None` in passthrough mode); swapped on SIGHUP.
     pub keys: RwLock<Option<Arc<ClientKeys>>>,
-    /// TLS connector for a `wss://` upstream, with the SNI name.
-    pub upstream_tls: Option<(monoio_rustls::TlsConnector, ServerName<'static>)>,
+    /// Per route (same order as `config.routes.list`): how to reach its upstream.
+    pub upstreams: Vec<Upstream>,
     /// TLS acceptor for a `wss://` client listener; swapped on SIGHUP (certificate renewal).
     pub listener_tls: RwLock<Option<monoio_rustls::TlsAcceptor>>,
-    /// Upstream addresses (re-resolved in the background for host names).
-    pub upstream_addrs: RwLock<Arc<Vec<SocketAddr>>>,
     /// Usage-record sink.
     pub sink: SinkHandle,
     /// Metrics registry.
     pub registry: Arc<Registry>,
-    /// Upstream label for logs and records.
-    pub upstream_label: Arc<str>,
     /// Per-tenant limits and counters.
     pub tenants: crate::limits::Tenants,
     /// Readiness (`/readyz`): set once every worker accepts, cleared at shutdown or when a
@@ -55,7 +52,102 @@ pub struct Shared {
     pub(super) drain_deadline: OnceLock<Instant>,
 }
 
+/// How to reach one route's upstream.
+pub struct Upstream {
+    /// TLS connector for a `wss://` upstream, with the SNI name.
+    pub tls: Option<(monoio_rustls::TlsConnector, ServerName<'static>)>,
+    /// Its addresses (re-resolved in the background for host names).
+    pub addrs: RwLock<Arc<Vec<SocketAddr>>>,
+}
+
+impl Upstream {
+    /// Resolve the route's host and build its TLS client (once, at start).
+    fn new(route: &Route) -> Result<Upstream, StartError> {
+        let up = &route.upstream;
+        let addrs = resolve(&up.host, up.port).map_err(|source| StartError::Resolve {
+            route: route.name.to_string(),
+            host: up.host.clone(),
+            source,
+        })?;
+        let tls = if up.tls {
+            let cfg = client_tls_config(route.ca.as_deref())?;
+            let name = ServerName::try_from(up.host.clone()).map_err(|e| StartError::Resolve {
+                route: route.name.to_string(),
+                host: up.host.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()),
+            })?;
+            Some((monoio_rustls::TlsConnector::from(cfg), name))
+        } else {
+            None
+        };
+        Ok(Upstream {
+            tls,
+            addrs: RwLock::new(Arc::new(addrs)),
+        })
+    }
+}
+
+/// Every route the keys file names must exist.
+fn check_key_routes(
+    keys: &ClientKeys,
+    routes: &Routes,
+) -> Result<(), crate::server::auth::AuthError> {
+    match keys.route_names().find(|r| routes.index_of(r).is_none()) {
+        Some(r) => Err(crate::server::auth::AuthError::UnknownRoute(r.to_string())),
+        None => Ok(()),
+    }
+}
+
+/// Check what `--check-config` checks beyond the flags: the keys file (and the routes it
+/// names), the listener's TLS material, each route's CA bundle. No socket is opened and no
+/// host resolved. Returns a one-line summary.
+pub fn check_files(config: &Config) -> Result<String, StartError> {
+    let keys = match &config.auth {
+        AuthMode::Managed { keys_file } => {
+            let k = ClientKeys::load(keys_file)?;
+            check_key_routes(&k, &config.routes)?;
+            Some(k.len())
+        }
+        AuthMode::Passthrough => None,
+    };
+    if let Some((cert, key)) = &config.tls {
+        server_tls_config(cert, key)?;
+    }
+    for r in &config.routes.list {
+        if r.upstream.tls {
+            client_tls_config(r.ca.as_deref())?;
+        }
+    }
+    let routes: Vec<String> = config
+        .routes
+        .list
+        .iter()
+        .map(|r| format!("{}={}", r.name, r.label))
+        .collect();
+    Ok(format!(
+        "configuration OK: listen {} ({}), {}, routes [{}] (default {}), usage log {}",
+        config.listen,
+        if config.tls.is_some() { "wss" } else { "ws" },
+        match keys {
+            Some(n) => format!("{n} client keys"),
+            None => "passthrough auth".to_string(),
+        },
+        routes.join(", "),
+        config.routes.list[config.routes.default].name,
+        match &config.usage_log {
+            UsageLog::Disabled => "off".to_string(),
+            UsageLog::Stdout => "stdout".to_string(),
+            UsageLog::File(p) => p.display().to_string(),
+        }
+    ))
+}
+
 impl Shared {
+    /// The label (upstream URL) of route `i`, for logs.
+    pub fn route(&self, i: usize) -> &Route {
+        &self.config.routes.list[i.min(self.config.routes.list.len() - 1)]
+    }
+
     /// Whether a graceful shutdown has begun.
     pub fn shutting_down(&self) -> bool {
         self.shutdown.load(Ordering::Relaxed)
@@ -89,9 +181,11 @@ pub enum StartError {
     /// The client keys file was rejected.
     #[error("--client-keys: {0}")]
     Keys(#[from] crate::server::auth::AuthError),
-    /// The upstream host did not resolve at start.
-    #[error("--upstream {host}: does not resolve: {source}")]
+    /// An upstream host did not resolve at start.
+    #[error("route {route}: upstream {host} does not resolve: {source}")]
     Resolve {
+        /// Route name.
+        route: String,
         /// Host.
         host: String,
         /// Cause.
@@ -178,21 +272,15 @@ impl Relay {
                 .map(|k| k.limits().clone())
                 .unwrap_or_default(),
         );
-        let up = &config.upstream;
-        let addrs = resolve(&up.host, up.port).map_err(|source| StartError::Resolve {
-            host: up.host.clone(),
-            source,
-        })?;
-        let upstream_tls = if up.tls {
-            let cfg = client_tls_config(config.upstream_ca.as_deref())?;
-            let name = ServerName::try_from(up.host.clone()).map_err(|e| StartError::Resolve {
-                host: up.host.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()),
-            })?;
-            Some((monoio_rustls::TlsConnector::from(cfg), name))
-        } else {
-            None
-        };
+        if let Some(k) = &keys {
+            check_key_routes(k, &config.routes)?;
+        }
+        let upstreams = config
+            .routes
+            .list
+            .iter()
+            .map(Upstream::new)
+            .collect::<Result<Vec<_>, _>>()?;
         let listener_tls = match &config.tls {
             Some((cert, key)) => Some(monoio_rustls::TlsAcceptor::from(server_tls_config(
                 cert, key,
@@ -233,14 +321,12 @@ impl Relay {
 
         let ready = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
-            upstream_label: Arc::from(config.upstream_label.as_str()),
             tenants,
             ready: ready.clone(),
             worker_failed: AtomicBool::new(false),
             keys: RwLock::new(keys),
-            upstream_tls,
+            upstreams,
             listener_tls: RwLock::new(listener_tls),
-            upstream_addrs: RwLock::new(Arc::new(addrs)),
             sink: sink.handle(),
             registry: registry.clone(),
             shutdown: AtomicBool::new(false),
@@ -255,7 +341,9 @@ impl Relay {
             ),
             None => None,
         };
-        spawn_resolver(&shared);
+        for i in 0..shared.upstreams.len() {
+            spawn_resolver(&shared, i);
+        }
 
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -300,7 +388,14 @@ impl Relay {
         registry.set_driver(driver);
         ready.store(true, Ordering::Relaxed);
         let admin = admin_addr.map_or_else(|| "none".to_string(), |a| a.to_string());
-        tracing::info!(listen = %addr, admin = %admin, workers = workers.len(), driver, upstream = %shared.upstream_label, tls = shared.config.tls.is_some(), tunnel = shared.config.tunnel, "tollgate listening");
+        let routes: Vec<String> = shared
+            .config
+            .routes
+            .list
+            .iter()
+            .map(|r| format!("{}={}", r.name, r.label))
+            .collect();
+        tracing::info!(listen = %addr, admin = %admin, workers = workers.len(), driver, routes = %routes.join(","), tls = shared.config.tls.is_some(), tunnel = shared.config.tunnel, "tollgate listening");
         Ok(Relay {
             addr,
             admin_addr,
@@ -340,6 +435,7 @@ impl Relay {
         let mut n = 0;
         if let AuthMode::Managed { keys_file } = &self.shared.config.auth {
             let keys = ClientKeys::load(keys_file)?;
+            check_key_routes(&keys, &self.shared.config.routes)?;
             n = keys.len();
             self.shared.tenants.reconfigure(keys.limits().clone());
             if let Ok(mut k) = self.shared.keys.write() {
@@ -397,12 +493,12 @@ impl Relay {
 
 /// Re-resolve a named upstream every 30 s so DNS changes are followed without blocking a
 /// worker (a failed lookup keeps the last good addresses).
-fn spawn_resolver(shared: &Arc<Shared>) {
-    let host = shared.config.upstream.host.clone();
+fn spawn_resolver(shared: &Arc<Shared>, route: usize) {
+    let host = shared.route(route).upstream.host.clone();
     if host.parse::<std::net::IpAddr>().is_ok() {
         return;
     }
-    let port = shared.config.upstream.port;
+    let port = shared.route(route).upstream.port;
     let weak = Arc::downgrade(shared);
     let _ = std::thread::Builder::new().name("tollgate-dns".into()).spawn(move || loop {
         std::thread::sleep(Duration::from_secs(30));
@@ -412,7 +508,7 @@ fn spawn_resolver(shared: &Arc<Shared>) {
         }
         match resolve(&host, port) {
             Ok(a) => {
-                if let Ok(mut w) = shared.upstream_addrs.write() {
+                if let Ok(mut w) = shared.upstreams[route].addrs.write() {
                     *w = Arc::new(a);
                 }
             }

@@ -121,7 +121,7 @@ where
         max_headers: cfg.max_headers,
     };
     let head = monoio::time::timeout(cfg.handshake_timeout, read_head(&mut client, &limits)).await;
-    let (req, leftover) = match head {
+    let (mut req, leftover) = match head {
         Err(_) => {
             ctx.metrics.handshake_failed("timeout");
             let _ = client.shutdown().await;
@@ -141,21 +141,11 @@ where
         error_response(status, "invalid_request_error", code, message, &[])
     };
 
-    // Only the paths the operator allows are ever dialled (no unmetered side door such as
-    // /v1/realtime next to /v1/responses).
     let path = req
         .path_and_query
         .split_once('?')
-        .map_or(req.path_and_query.as_str(), |(p, _)| p);
-    if !cfg.allow_paths.iter().any(|p| p == path) {
-        tracing::debug!(%peer, path, "path not allowed");
-        let body = invalid(
-            404,
-            "path_not_allowed",
-            "this relay does not serve that path",
-        );
-        return refuse(ctx, &mut client, "path_not_allowed", body).await;
-    }
+        .map_or(req.path_and_query.as_str(), |(p, _)| p)
+        .to_string();
 
     if ctx.active() > cfg.max_sessions {
         let body = error_response(
@@ -224,6 +214,26 @@ where
         Ok(Some(key)) => Arc::from(fingerprint(key).as_str()),
     };
 
+    // Only the paths a route allows are ever dialled (no unmetered side door such as
+    // /v1/realtime next to /v1/responses). The route: the tenant's (keys file `route=`) or
+    // the default when it serves the path as is, else the one a path prefix names.
+    let tenant_route = shared
+        .client_keys()
+        .and_then(|k| k.route_of(&tenant).and_then(|r| cfg.routes.index_of(r)));
+    let selected = match cfg.routes.select(&path, tenant_route) {
+        Ok(s) => s,
+        Err(_) => {
+            tracing::debug!(%peer, path = %path, "path not allowed");
+            let body = invalid(
+                404,
+                "path_not_allowed",
+                "this relay does not serve that path",
+            );
+            return refuse(ctx, &mut client, "path_not_allowed", body).await;
+        }
+    };
+    let route = shared.route(selected.route);
+
     if shared.shutting_down() {
         let body = error_response(
             503,
@@ -255,22 +265,25 @@ where
         return refuse(ctx, &mut client, "tenant_session_limit", body).await;
     };
 
-    let up = &cfg.upstream;
+    let up = &route.upstream;
+    let client_path = std::mem::take(&mut req.path_and_query);
+    // The route prefix (if any) removed; the query goes along unchanged.
+    req.path_and_query = match client_path.split_once('?') {
+        Some((_, q)) => format!("{}?{q}", selected.path),
+        None => selected.path.clone(),
+    };
     let up_req = build_request(
         &req,
         &up.host_header,
         &up.base_path,
-        &cfg.inject_headers,
+        &route.inject_headers,
         managed,
     );
-    let addrs = shared
-        .upstream_addrs
-        .read()
-        .map(|a| a.clone())
-        .unwrap_or_default();
+    let upstream = &shared.upstreams[selected.route];
+    let addrs = upstream.addrs.read().map(|a| a.clone()).unwrap_or_default();
     let target = Target {
         addrs: &addrs,
-        tls: shared.upstream_tls.as_ref().map(|(c, n)| (c, n.clone())),
+        tls: upstream.tls.as_ref().map(|(c, n)| (c, n.clone())),
         connect_timeout: cfg.upstream_connect_timeout,
         handshake_timeout: cfg.upstream_handshake_timeout,
         limits,
@@ -281,7 +294,7 @@ where
         Ok(d) => d,
         Err(e) => {
             let ce = e.client_error();
-            tracing::info!(%peer, tenant = %tenant, upstream = %shared.upstream_label, status = ce.status, code = ce.code, error = %e, "upstream dial failed");
+            tracing::info!(%peer, tenant = %tenant, route = %route.name, upstream = %route.label, status = ce.status, code = ce.code, error = %e, "upstream dial failed");
             return refuse(ctx, &mut client, ce.code, ce.to_response()).await;
         }
     };
@@ -300,11 +313,14 @@ where
         return;
     }
     ctx.metrics.session_opened();
+    ctx.metrics.route_session(&route.name);
     let info = SessionInfo {
         id: ctx.next_session_id(),
         tenant,
-        upstream: shared.upstream_label.clone(),
-        path: req.path_and_query,
+        route: selected.route,
+        route_name: route.name.clone(),
+        upstream: route.label.clone(),
+        path: client_path,
     };
     tracing::debug!(session = info.id, %peer, tenant = %info.tenant, path = %info.path, "session open");
     // Nothing of the handshake is kept past this point but the session's identity.

@@ -5,8 +5,9 @@
 //! may be written `sha256:<64 hex>` so the file holds no plaintext. Only SHA-256 digests are
 //! kept in memory, and lookups compare the presented key's digest against every entry in
 //! constant time. Optional per-tenant limits follow the key: `max_sessions=N` (concurrent
-//! sessions) and `turns_per_minute=N` (`response.create`s); a tenant with several keys may
-//! state them on any of its lines, but not differently on two.
+//! sessions) and `turns_per_minute=N` (`response.create`s), and `route=NAME` (the tenant's
+//! default route); a tenant with several keys may state them on any of its lines, but not
+//! differently on two.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -25,9 +26,13 @@ pub enum LineError {
     /// The line has a tenant but no key.
     #[error("expected `<tenant> <key>`, found only one field")]
     MissingKey,
-    /// A field after the key is not `max_sessions=N` or `turns_per_minute=N` (N ≥ 1).
-    #[error("after the key only `max_sessions=N` and `turns_per_minute=N` (N ≥ 1) may follow")]
+    /// A field after the key is not `max_sessions=N`, `turns_per_minute=N` (N ≥ 1) or
+    /// `route=NAME`.
+    #[error("after the key only `max_sessions=N`, `turns_per_minute=N` (N ≥ 1) and `route=NAME` may follow")]
     ExtraFields,
+    /// The tenant's route was already given differently on another line.
+    #[error("the tenant's route differs from the one on an earlier line")]
+    ConflictingRoute,
     /// The tenant's limits were already given differently on another line.
     #[error("the tenant's limits differ from those on an earlier line")]
     ConflictingLimits,
@@ -69,6 +74,9 @@ pub enum AuthError {
     /// The file has no keys: nobody could authenticate (on reload, keep the old keys).
     #[error("keys file has no keys")]
     Empty,
+    /// A `route=NAME` names no configured route.
+    #[error("keys file: route={0} names no configured route")]
+    UnknownRoute(String),
 }
 
 /// One accepted key: its SHA-256 digest and the tenant it belongs to.
@@ -82,6 +90,7 @@ struct Entry {
 pub struct ClientKeys {
     entries: Vec<Entry>,
     limits: HashMap<Arc<str>, TenantLimits>,
+    routes: HashMap<Arc<str>, Arc<str>>,
 }
 
 impl std::fmt::Debug for ClientKeys {
@@ -104,6 +113,7 @@ impl ClientKeys {
         let mut entries: Vec<Entry> = Vec::new();
         let mut lines_of: Vec<usize> = Vec::new();
         let mut limits: HashMap<Arc<str>, TenantLimits> = HashMap::new();
+        let mut routes: HashMap<Arc<str>, Arc<str>> = HashMap::new();
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
             let content = raw.trim();
@@ -126,8 +136,16 @@ impl ClientKeys {
                 line,
                 reason: LineError::ExtraFields,
             };
+            let mut route: Option<&str> = None;
             for f in fields {
                 let (name, value) = f.split_once('=').ok_or_else(bad)?;
+                if name == "route" {
+                    if value.is_empty() {
+                        return Err(bad());
+                    }
+                    route = Some(value);
+                    continue;
+                }
                 let n: u32 = value.parse().ok().filter(|&n| n >= 1).ok_or_else(bad)?;
                 match name {
                     "max_sessions" => own.max_sessions = Some(n as usize),
@@ -167,18 +185,46 @@ impl ClientKeys {
                     }
                 }
             }
+            if let Some(r) = route {
+                match routes.get(&tenant) {
+                    Some(prev) if &**prev != r => {
+                        return Err(AuthError::Line {
+                            line,
+                            reason: LineError::ConflictingRoute,
+                        })
+                    }
+                    _ => {
+                        routes.insert(Arc::clone(&tenant), Arc::from(r));
+                    }
+                }
+            }
             entries.push(Entry { digest, tenant });
             lines_of.push(line);
         }
         if entries.is_empty() {
             return Err(AuthError::Empty);
         }
-        Ok(ClientKeys { entries, limits })
+        Ok(ClientKeys {
+            entries,
+            limits,
+            routes,
+        })
     }
 
     /// Per-tenant limits stated in the file.
     pub fn limits(&self) -> &HashMap<Arc<str>, TenantLimits> {
         &self.limits
+    }
+
+    /// The route named for `tenant` in the file (`route=NAME`), if any.
+    pub fn route_of(&self, tenant: &str) -> Option<&str> {
+        self.routes.get(tenant).map(|r| &**r)
+    }
+
+    /// Every route name the file uses (checked against the configured routes at start and
+    /// on reload).
+    pub fn route_names(&self) -> impl Iterator<Item = &str> {
+        self.routes.values().map(|r| &**r)
     }
 
     /// Read and parse a keys file.
@@ -308,3 +354,37 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 #[cfg(test)]
 #[path = "auth_tests.rs"]
 mod tests;
+
+/// A fresh relay key: `tg-` and 32 random bytes from the OS-seeded CSPRNG, base64url.
+pub fn new_key() -> String {
+    use base64::Engine as _;
+    use rand::RngCore as _;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!(
+        "tg-{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+/// The keys-file line that accepts `key` for `tenant`, with the key hashed
+/// (`<tenant> sha256:<hex>`).
+pub fn keys_file_line(tenant: &str, key: &str) -> Result<String, LineError> {
+    if !valid_tenant(tenant) {
+        return Err(LineError::InvalidTenant);
+    }
+    if key.is_empty()
+        || key
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
+        return Err(LineError::MissingKey);
+    }
+    let digest = sha256(key.as_bytes());
+    let mut hex = String::with_capacity(64);
+    for b in digest {
+        hex.push(char::from(HEX[usize::from(b >> 4)]));
+        hex.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    Ok(format!("{tenant} sha256:{hex}"))
+}

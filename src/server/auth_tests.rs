@@ -191,3 +191,48 @@ fn fingerprint_is_short_stable_and_not_the_key() {
     assert_ne!(fp, fingerprint(b"sk-proj-abcdef0123456788"));
     assert!(!fp.contains("sk-proj") && !fp.contains("abcdef0123"));
 }
+
+#[test]
+fn a_tenants_route_is_read_and_must_agree_across_its_lines() {
+    let k = ClientKeys::parse(
+        "acme k1 route=xai\nacme k2\nbeta k3 max_sessions=2 route=openai\ngamma k4\n",
+    )
+    .expect("parse");
+    assert_eq!(k.route_of("acme"), Some("xai"));
+    assert_eq!(k.route_of("beta"), Some("openai"));
+    assert_eq!(k.route_of("gamma"), None);
+    let mut names: Vec<&str> = k.route_names().collect();
+    names.sort_unstable();
+    assert_eq!(names, ["openai", "xai"]);
+    let e = ClientKeys::parse("acme k1 route=xai\nacme k2 route=openai\n").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "keys file line 2: the tenant's route differs from the one on an earlier line"
+    );
+    let e = ClientKeys::parse("acme k1 route=\n").unwrap_err();
+    assert!(e.to_string().contains("route=NAME"), "{e}");
+}
+
+#[test]
+fn a_new_key_and_its_hashed_line_authenticate() {
+    let a = new_key();
+    let b = new_key();
+    assert_ne!(a, b);
+    assert!(a.starts_with("tg-") && a.len() == 3 + 43, "{a}");
+    let line = keys_file_line("acme", &a).expect("line");
+    assert!(
+        line.starts_with("acme sha256:") && !line.contains(&a[3..]),
+        "{line}"
+    );
+    let keys = ClientKeys::parse(&line).expect("parse");
+    assert_eq!(keys.authenticate(a.as_bytes()).as_deref(), Some("acme"));
+    assert_eq!(keys.authenticate(b.as_bytes()), None);
+    assert_eq!(
+        keys_file_line("bad tenant", &a),
+        Err(LineError::InvalidTenant)
+    );
+    assert_eq!(
+        keys_file_line("acme", "has space"),
+        Err(LineError::MissingKey)
+    );
+}

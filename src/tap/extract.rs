@@ -273,7 +273,7 @@ fn object_span<'a>(buf: &'a [u8], span: &Option<Range<usize>>) -> Option<&'a [u8
 }
 
 /// Value spans of the named members of the complete object `obj` (first occurrence wins).
-fn members<const SIMD: bool, const N: usize>(
+pub(crate) fn members<const SIMD: bool, const N: usize>(
     obj: &[u8],
     names: [&[u8]; N],
 ) -> Result<[Option<Range<usize>>; N], TapError> {

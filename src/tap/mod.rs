@@ -178,6 +178,14 @@ pub struct Terminal {
     pub usage_raw: Option<Box<str>>,
 }
 
+/// The span of the value of the top-level member `name` of the complete JSON object `msg`
+/// (strings with their quotes), as the tap reads it: the first occurrence wins, escaped keys
+/// are decoded. `Ok(None)` when absent. Used to rewrite one value in place.
+pub fn top_level_value(msg: &[u8], name: &str) -> Result<Option<std::ops::Range<usize>>, TapError> {
+    let [span] = extract::members::<true, 1>(msg, [name.as_bytes()])?;
+    Ok(span)
+}
+
 /// What the tap understood of one message (at most one per message).
 #[derive(Debug, Clone, PartialEq)]
 pub enum TapEvent {

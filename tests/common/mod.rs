@@ -109,6 +109,44 @@ pub fn start_relay(driver: &str, upstream: &str, extra: &[&str]) -> TestRelay {
     }
 }
 
+/// Start a relay from a config file: `config` (TOML) and `keys` are written to a temp dir
+/// (`{dir}` in either is replaced by its path, `{usage_log}` by the usage log's), then the
+/// relay starts with `--config` plus `extra` flags, one worker, the given driver.
+pub fn start_relay_config(driver: &str, config: &str, keys: &str, extra: &[&str]) -> TestRelay {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().display().to_string();
+    let usage_log = dir.path().join("usage.jsonl");
+    let fill = |s: &str| {
+        s.replace("{dir}", &d)
+            .replace("{usage_log}", &usage_log.display().to_string())
+    };
+    std::fs::write(dir.path().join("keys"), fill(keys)).expect("keys");
+    let cfg = dir.path().join("tollgate.toml");
+    std::fs::write(&cfg, fill(config)).expect("config");
+    let mut args: Vec<String> = vec![
+        "tollgate".into(),
+        "--config".into(),
+        cfg.display().to_string(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--workers".into(),
+        "1".into(),
+        "--no-pin".into(),
+        "--driver".into(),
+        driver.into(),
+    ];
+    args.extend(extra.iter().map(|e| fill(e)));
+    let cli = Cli::parse_from_all(&args).expect("cli");
+    let config = cli.into_config().expect("config");
+    let relay = Relay::start(config).expect("relay starts");
+    TestRelay {
+        addr: relay.local_addr(),
+        relay: Some(relay),
+        _dir: dir,
+        usage_log,
+    }
+}
+
 /// A TCP listener standing in for an upstream that must never be dialed: counts accepts.
 pub struct CountingUpstream {
     /// Its address.

@@ -93,14 +93,26 @@ pub(crate) struct Usage {
 
 impl Usage {
     fn json(&self) -> Value {
+        // Newer fields ride along as live responses carry them (`compute_units`,
+        // `cache_write_tokens`): a relay must keep what it does not know.
         serde_json::json!({
             "input_tokens": self.input,
-            "input_tokens_details": {"cached_tokens": self.cached},
+            "input_tokens_details": {
+                "cached_tokens": self.cached,
+                "cache_write_tokens": self.input - self.cached.min(self.input),
+            },
             "output_tokens": self.output,
             "output_tokens_details": {"reasoning_tokens": self.reasoning},
             "total_tokens": self.input + self.output,
+            "compute_units": compute_units(self.input + self.output),
         })
     }
+}
+
+/// The mock's `usage.compute_units` for `tokens` tokens (a provider-defined unit; here one
+/// per 1,000 tokens).
+pub fn compute_units(tokens: u64) -> f64 {
+    tokens as f64 / 1000.0
 }
 
 fn to_string<T: Serialize>(v: &T) -> String {

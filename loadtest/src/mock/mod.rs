@@ -40,6 +40,7 @@ use tokio::net::TcpListener;
 use tokio::task::AbortHandle;
 
 pub use crate::ledger::LedgerEntry;
+pub use events::compute_units;
 pub use fault::{Fault, FaultParseError};
 
 /// How the mock upstream behaves. `MockConfig::default()` is a well-behaved

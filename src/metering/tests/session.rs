@@ -276,10 +276,18 @@ fn duplicate_terminal_is_ignored_and_counted() {
     assert_eq!((stats.records, stats.duplicate_terminals), (1, 1));
     let snap = wm.snapshot();
     assert_eq!(snap.duplicate_terminals, 1);
-    assert_eq!(snap.responses.get("completed"), Some(&1));
+    assert_eq!(
+        snap.responses
+            .get(&("completed".to_owned(), "default".to_owned())),
+        Some(&1)
+    );
     let tok = snap
         .tokens
-        .get(&("gpt-5-2026".to_owned(), "acme".to_owned()))
+        .get(&(
+            "gpt-5-2026".to_owned(),
+            "acme".to_owned(),
+            "default".to_owned(),
+        ))
         .expect("series");
     assert_eq!(
         (tok.input, tok.cached, tok.output, tok.reasoning),

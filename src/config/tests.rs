@@ -30,7 +30,7 @@ fn exactly_one_auth_mode() {
     assert!(e.contains("exactly one"), "{e}");
     let c = cli(&["--passthrough-auth", "--upstream", "ws://127.0.0.1:9"]).unwrap();
     assert!(matches!(c.auth, AuthMode::Passthrough));
-    assert!(c.inject_headers.is_empty());
+    assert!(c.routes.list[0].inject_headers.is_empty());
 }
 
 #[test]
@@ -44,7 +44,7 @@ fn upstream_header_expands_env_and_fails_on_unset() {
     ])
     .unwrap();
     assert_eq!(
-        c.inject_headers,
+        c.routes.list[0].inject_headers,
         vec![("Authorization".into(), "Bearer sk-test-123".into())]
     );
     let e = cli(&[

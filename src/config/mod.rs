@@ -1,15 +1,24 @@
-//! The command line, parsed by clap, turned into a validated [`Config`].
+//! The command line (and `--config FILE`, see [`file`]), parsed by clap, turned into a
+//! validated [`Config`].
 //!
-//! Every flag has a `TOLLGATE_*` environment fallback and its default in `--help`.
-//! Anything invalid is a [`ConfigError`] naming the flag; `main` exits 64 (EX_USAGE) on it.
+//! Every flag has a `TOLLGATE_*` environment fallback and its default in `--help`, and can
+//! be set in the config file under its long name. Anything invalid is a [`ConfigError`]
+//! naming the flag; `main` exits 64 (EX_USAGE) on it.
+
+pub mod file;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use std::ffi::OsString;
+use std::sync::Arc;
 
-use crate::upstream::url::{parse_upstream_url, UpstreamUrl};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+
+use crate::route::{Route, Routes};
+use crate::upstream::url::parse_upstream_url;
+use file::{FileError, RouteTable};
 
 /// Which io driver each worker runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -31,14 +40,79 @@ pub enum LogFormat {
     Json,
 }
 
+/// Tools run instead of the relay.
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum Tool {
+    /// Relay-issued client keys.
+    #[command(subcommand)]
+    Keys(KeysTool),
+}
+
+/// `tollgate keys …`
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum KeysTool {
+    /// Print a fresh random key, then the keys-file line that accepts it (its `sha256:`
+    /// hash, so the file holds no plaintext). Give the key to the client; put the line in
+    /// the `--client-keys` file; `kill -HUP` the relay.
+    New {
+        /// Tenant name for the keys-file line.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
+    /// Print the keys-file line (`<tenant> sha256:<hex>`) for an existing key.
+    Hash {
+        /// The key.
+        key: String,
+        /// Tenant name for the keys-file line.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
+}
+
 /// tollgate — an edge relay for the OpenAI Responses API WebSocket mode.
 ///
 /// Clients connect with `ws://` (or `wss://` with --tls-cert/--tls-key); the relay
 /// authenticates them, dials the upstream WebSocket first, then forwards frames both ways
 /// and meters every response.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "tollgate", version, about, long_about = None)]
+#[command(name = "tollgate", version, about, long_about = None, args_conflicts_with_subcommands = true)]
 pub struct Cli {
+    /// A tool instead of the relay (`tollgate keys new`, `tollgate keys hash KEY`).
+    #[command(subcommand)]
+    pub tool: Option<Tool>,
+
+    /// Settings file (TOML): any flag under its long name, and `[[route]]` tables. The
+    /// command line and `TOLLGATE_*` variables override it.
+    #[arg(long, env = "TOLLGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Validate the flags, the config file and the files they name (keys, TLS material,
+    /// CA bundles), print a summary, and exit: 0 if valid, 64 naming the problem.
+    #[arg(long)]
+    pub check_config: bool,
+
+    /// The route a client gets when neither a path prefix nor its key names one
+    /// [default: the first `[[route]]`].
+    #[arg(long, env = "TOLLGATE_DEFAULT_ROUTE")]
+    pub default_route: Option<String>,
+
+    /// Models clients may ask for on the `--upstream` route (repeatable); unset = any.
+    /// With `[[route]]` tables, each route has its own `models` list instead.
+    #[arg(
+        long = "allow-model",
+        env = "TOLLGATE_ALLOW_MODEL",
+        value_delimiter = ','
+    )]
+    pub allow_models: Vec<String>,
+
+    /// Routes from the config file (not a flag).
+    #[arg(skip)]
+    pub file_routes: Vec<RouteTable>,
+
+    /// Which of [`ROUTE_FLAGS`] were set (command line, environment or file).
+    #[arg(skip)]
+    pub route_flags_given: Vec<&'static str>,
+
     /// Address the client listener binds (one SO_REUSEPORT socket per worker).
     #[arg(long, env = "TOLLGATE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -317,14 +391,8 @@ pub struct Config {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Authentication mode.
     pub auth: AuthMode,
-    /// Headers injected upstream (managed mode), already `${VAR}`-expanded.
-    pub inject_headers: Vec<(String, String)>,
-    /// The upstream.
-    pub upstream: UpstreamUrl,
-    /// The upstream URL as given (for logs and records).
-    pub upstream_label: String,
-    /// Extra CA bundle for the upstream.
-    pub upstream_ca: Option<PathBuf>,
+    /// The routes (upstreams) and the default one.
+    pub routes: Arc<Routes>,
     /// Upstream TCP+TLS timeout.
     pub upstream_connect_timeout: Duration,
     /// Upstream handshake timeout.
@@ -359,8 +427,6 @@ pub struct Config {
     pub max_orphan_drains: usize,
     /// Admin listener.
     pub admin_listen: Option<SocketAddr>,
-    /// Paths clients may open.
-    pub allow_paths: Vec<String>,
     /// Stalled-write limit.
     pub slow_consumer_timeout: Duration,
     /// Longest response.
@@ -424,6 +490,25 @@ pub enum ConfigError {
     /// `--allow-path` is not an absolute path without a query.
     #[error("--allow-path {0:?}: expected an absolute path such as /v1/responses (no query)")]
     AllowPath(String),
+    /// A `[[route]]` problem.
+    #[error("--config: route {name:?}: {why}")]
+    Route {
+        /// The route's name.
+        name: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// A flag that the `[[route]]` tables replace.
+    #[error(
+        "--{0} cannot be combined with [[route]] tables in the config file: set it in a route"
+    )]
+    RouteFlag(&'static str),
+    /// `--default-route` names no route.
+    #[error("--default-route {0:?}: no such route")]
+    DefaultRoute(String),
+    /// The config file.
+    #[error(transparent)]
+    ConfigFile(#[from] FileError),
     /// A file flag names a file that cannot be read.
     #[error("--{flag} {path}: {source}")]
     File {
@@ -434,6 +519,80 @@ pub enum ConfigError {
         /// The error.
         source: std::io::Error,
     },
+}
+
+/// The [`ROUTE_FLAGS`] that `m` has a value for from anywhere but their defaults.
+fn given(m: &clap::ArgMatches) -> Vec<&'static str> {
+    let cmd = Cli::command();
+    ROUTE_FLAGS
+        .iter()
+        .copied()
+        .filter(|flag| {
+            cmd.get_arguments()
+                .find(|a| a.get_long() == Some(flag))
+                .and_then(|a| m.value_source(a.get_id().as_str()))
+                .is_some_and(|src| src != clap::parser::ValueSource::DefaultValue)
+        })
+        .collect()
+}
+
+/// One `[[route]]` table, validated.
+fn route_from_table(t: &RouteTable, managed: bool) -> Result<Route, ConfigError> {
+    let fail = |why: String| ConfigError::Route {
+        name: t.name.clone(),
+        why,
+    };
+    if !valid_route_name(&t.name) {
+        return Err(fail(
+            "name: 1-64 characters of [A-Za-z0-9_.-] (it is a path segment and a model prefix)"
+                .into(),
+        ));
+    }
+    let upstream = parse_upstream_url(&t.upstream).map_err(|e| fail(format!("upstream: {e}")))?;
+    let inject_headers = match (&t.headers, managed) {
+        (_, false) => Vec::new(),
+        (None, true) => {
+            return Err(fail(
+                "headers: required with --client-keys, e.g. headers = [\"Authorization: Bearer ${XAI_API_KEY}\"] (or [] for none)".into(),
+            ))
+        }
+        (Some(h), true) => h
+            .iter()
+            .map(|h| parse_header_flag(h).map_err(|e| fail(format!("headers: {e}"))))
+            .collect::<Result<_, _>>()?,
+    };
+    if let Some(p) = &t.ca {
+        std::fs::metadata(p).map_err(|e| fail(format!("ca {}: {e}", p.display())))?;
+    }
+    let allow_paths = match &t.allow_paths {
+        Some(v) if v.is_empty() => {
+            return Err(fail(
+                "allow-paths: empty (the route would serve nothing)".into(),
+            ))
+        }
+        Some(v) => {
+            for p in v {
+                check_allow_path(p).map_err(|e| fail(e.to_string()))?;
+            }
+            v.clone()
+        }
+        None => default_allow_paths(&upstream.host),
+    };
+    if t.models
+        .as_ref()
+        .is_some_and(|m| m.iter().any(|m| m.is_empty()))
+    {
+        return Err(fail("models: empty model name".into()));
+    }
+    Ok(Route {
+        name: Arc::from(t.name.as_str()),
+        upstream,
+        label: Arc::from(t.upstream.as_str()),
+        inject_headers,
+        ca: t.ca.clone(),
+        allow_paths,
+        models: t.models.clone(),
+    })
 }
 
 /// Sessions per worker that fit the process's open-file limit: each session holds two
@@ -519,7 +678,162 @@ fn parse_header_flag(raw: &str) -> Result<(String, String), ConfigError> {
     Ok((name.to_string(), value))
 }
 
+/// Route names: what fits in a path segment and a model prefix.
+fn valid_route_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+fn check_allow_path(p: &str) -> Result<(), ConfigError> {
+    if !p.starts_with('/') || p.contains('?') || p.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err(ConfigError::AllowPath(p.to_string()));
+    }
+    Ok(())
+}
+
+/// The paths a route serves when none are configured: the Responses endpoint, plus
+/// Azure's own path on an Azure host.
+fn default_allow_paths(host: &str) -> Vec<String> {
+    let mut v = vec!["/v1/responses".to_string()];
+    if host.ends_with(".openai.azure.com") || host.ends_with(".cognitiveservices.azure.com") {
+        v.push("/openai/v1/responses".to_string());
+    }
+    v
+}
+
+/// Flags that the `[[route]]` tables replace (config file routes → none may be set).
+const ROUTE_FLAGS: [&str; 5] = [
+    "upstream",
+    "upstream-header",
+    "upstream-ca",
+    "allow-path",
+    "allow-model",
+];
+
+/// Why the command line (with its config file) could not be parsed.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// clap's error (bad flag or value; also `--help` and `--version`).
+    #[error(transparent)]
+    Clap(#[from] clap::Error),
+    /// The config file.
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// A value from the config file that clap rejected.
+    #[error("in --config {path}: {message}")]
+    FileValue {
+        /// The file.
+        path: String,
+        /// clap's message.
+        message: String,
+    },
+}
+
 impl Cli {
+    /// Parse the command line, then the `--config` file it names (if any): the file fills
+    /// in what neither the command line nor the environment set.
+    pub fn parse_from_all<I, T>(args: I) -> Result<Cli, ParseError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let cmd = Cli::command();
+        let first = cmd.clone().try_get_matches_from(&args)?;
+        let Some(path) = first.get_one::<PathBuf>("config").cloned() else {
+            let mut cli = Cli::from_arg_matches(&first)?;
+            cli.route_flags_given = given(&first);
+            return Ok(cli);
+        };
+        let settings = file::load(&path, &cmd, &first)?;
+        let mut all = args;
+        all.extend(settings.args);
+        let matches = cmd
+            .try_get_matches_from(&all)
+            .map_err(|e| ParseError::FileValue {
+                path: path.display().to_string(),
+                message: e.render().to_string().trim_end().to_string(),
+            })?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        cli.route_flags_given = given(&matches);
+        cli.file_routes = settings.routes;
+        Ok(cli)
+    }
+
+    fn build_routes(&self, managed: bool) -> Result<Routes, ConfigError> {
+        let list = if self.file_routes.is_empty() {
+            vec![self.flag_route(managed)?]
+        } else {
+            if let Some(flag) = self.route_flags_given.first() {
+                return Err(ConfigError::RouteFlag(flag));
+            }
+            let mut list: Vec<Route> = Vec::with_capacity(self.file_routes.len());
+            for t in &self.file_routes {
+                let r = route_from_table(t, managed)?;
+                if list.iter().any(|o| o.name == r.name) {
+                    return Err(ConfigError::Route {
+                        name: t.name.clone(),
+                        why: "defined twice".into(),
+                    });
+                }
+                list.push(r);
+            }
+            list
+        };
+        let default = match &self.default_route {
+            None => 0,
+            Some(n) => list
+                .iter()
+                .position(|r| &*r.name == n.as_str())
+                .ok_or_else(|| ConfigError::DefaultRoute(n.clone()))?,
+        };
+        Ok(Routes { list, default })
+    }
+
+    /// The single route the `--upstream*` flags describe (no `[[route]]` tables).
+    fn flag_route(&self, managed: bool) -> Result<Route, ConfigError> {
+        let upstream =
+            parse_upstream_url(&self.upstream).map_err(|e| ConfigError::Upstream(e.to_string()))?;
+        let inject_headers = if managed {
+            let raw = if self.upstream_headers.is_empty() {
+                vec!["Authorization: Bearer ${OPENAI_API_KEY}".to_string()]
+            } else {
+                self.upstream_headers.clone()
+            };
+            raw.iter()
+                .map(|h| parse_header_flag(h))
+                .collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        };
+        if let Some(p) = &self.upstream_ca {
+            std::fs::metadata(p).map_err(|source| ConfigError::File {
+                flag: "upstream-ca",
+                path: p.display().to_string(),
+                source,
+            })?;
+        }
+        for p in &self.allow_paths {
+            check_allow_path(p)?;
+        }
+        let allow_paths = if self.allow_paths.is_empty() {
+            default_allow_paths(&upstream.host)
+        } else {
+            self.allow_paths.clone()
+        };
+        Ok(Route {
+            name: Arc::from("default"),
+            upstream,
+            label: Arc::from(self.upstream.as_str()),
+            inject_headers,
+            ca: self.upstream_ca.clone(),
+            allow_paths,
+            models: (!self.allow_models.is_empty()).then(|| self.allow_models.clone()),
+        })
+    }
+
     /// Validate into a [`Config`].
     pub fn into_config(self) -> Result<Config, ConfigError> {
         let auth = match (&self.client_keys, self.passthrough_auth) {
@@ -531,7 +845,6 @@ impl Cli {
         };
         for (flag, path) in [
             ("client-keys", &self.client_keys),
-            ("upstream-ca", &self.upstream_ca),
             ("tls-cert", &self.tls_cert),
             ("tls-key", &self.tls_key),
         ] {
@@ -543,21 +856,8 @@ impl Cli {
                 })?;
             }
         }
-        let inject_headers = match auth {
-            AuthMode::Passthrough => Vec::new(),
-            AuthMode::Managed { .. } => {
-                let raw = if self.upstream_headers.is_empty() {
-                    vec!["Authorization: Bearer ${OPENAI_API_KEY}".to_string()]
-                } else {
-                    self.upstream_headers.clone()
-                };
-                raw.iter()
-                    .map(|h| parse_header_flag(h))
-                    .collect::<Result<_, _>>()?
-            }
-        };
-        let upstream =
-            parse_upstream_url(&self.upstream).map_err(|e| ConfigError::Upstream(e.to_string()))?;
+        let managed = matches!(auth, AuthMode::Managed { .. });
+        let routes = Arc::new(self.build_routes(managed)?);
         let workers = match self.workers {
             Some(0) => {
                 return Err(ConfigError::Range {
@@ -634,22 +934,6 @@ impl Cli {
                 });
             }
         }
-        for p in &self.allow_paths {
-            if !p.starts_with('/') || p.contains('?') || p.bytes().any(|b| b <= b' ' || b == 0x7f) {
-                return Err(ConfigError::AllowPath(p.clone()));
-            }
-        }
-        let allow_paths = if self.allow_paths.is_empty() {
-            let mut v = vec!["/v1/responses".to_string()];
-            if upstream.host.ends_with(".openai.azure.com")
-                || upstream.host.ends_with(".cognitiveservices.azure.com")
-            {
-                v.push("/openai/v1/responses".to_string());
-            }
-            v
-        } else {
-            self.allow_paths
-        };
         for (flag, d) in [
             ("slow-consumer-timeout", self.slow_consumer_timeout),
             ("response-timeout", self.response_timeout),
@@ -707,10 +991,7 @@ impl Cli {
             pin: !self.no_pin,
             tls: self.tls_cert.zip(self.tls_key),
             auth,
-            inject_headers,
-            upstream,
-            upstream_label: self.upstream,
-            upstream_ca: self.upstream_ca,
+            routes,
             upstream_connect_timeout: self.upstream_connect_timeout,
             upstream_handshake_timeout: self.upstream_handshake_timeout,
             allowed_origins: self.allowed_origins,
@@ -734,7 +1015,6 @@ impl Cli {
             orphan_drain_timeout: self.orphan_drain_timeout,
             max_orphan_drains: self.max_orphan_drains,
             admin_listen: self.admin_listen,
-            allow_paths,
             slow_consumer_timeout: self.slow_consumer_timeout,
             response_timeout: self.response_timeout,
             usage_queue_capacity: self.usage_queue_capacity,
@@ -763,5 +1043,4 @@ impl Cli {
 }
 
 #[cfg(test)]
-#[path = "config_tests.rs"]
 mod tests;
