@@ -5,12 +5,16 @@
 #
 #   python3-venv   `python3 -m venv` for the pinned Python test tools (openai SDK,
 #                  websockets, kosoku); Debian splits venv out of python3
+#   nodejs, npm    the pinned Node clients in tests/node (openai Node SDK, Codex CLI),
+#                  installed there with `npm ci`
 #
 # Needs root (or sudo) only when something is missing; otherwise it prints the command.
 set -euo pipefail
 
 missing=()
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 
 ((${#missing[@]})) || exit 0
 

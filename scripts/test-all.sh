@@ -5,11 +5,13 @@
 #
 # 0. scripts/install-deps.sh: the Debian packages the suite needs, when missing
 # 1. .venv with the pinned Python test dependencies (requirements-test.txt); created if
-#    missing, re-synced when requirements-test.txt changes.
+#    missing, re-synced when requirements-test.txt changes; tests/node/node_modules from
+#    its package-lock.json (`npm ci`) likewise.
 # 2. cargo build --workspace --all-targets   (the relay and `loadtest` binaries the
 #    Python suite launches, plus benches/examples so they keep compiling)
 # 3. cargo test --workspace --no-fail-fast
-# 4. .venv/bin/pytest -q tests/py           (openai SDK, websockets peer, Autobahn/kosoku)
+# 4. .venv/bin/pytest -q tests/py           (openai Python and Node SDKs, Codex CLI,
+#                                             websockets peer, Autobahn/kosoku)
 #
 # A failed build stops the script; failing tests in step 3 still let step 4 run, and the
 # script then exits 1.
@@ -41,6 +43,19 @@ if [[ "$(cat "$STAMP" 2>/dev/null || true)" != "$want" ]]; then
     echo "$want" >"$STAMP"
 else
     step ".venv is up to date with requirements-test.txt"
+fi
+
+# The pinned Node clients (openai Node SDK, Codex CLI): `npm ci` from the lockfile, again
+# only when the lockfile changed.
+NODE_DIR="$ROOT/tests/node"
+NODE_STAMP="$NODE_DIR/node_modules/.package-lock.sha256"
+node_want=$(sha256sum "$NODE_DIR/package-lock.json" | cut -d' ' -f1)
+if [[ "$(cat "$NODE_STAMP" 2>/dev/null || true)" != "$node_want" ]]; then
+    step "npm ci in tests/node (openai Node SDK, Codex CLI)"
+    (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$node_want" >"$NODE_STAMP"
+else
+    step "tests/node/node_modules is up to date with package-lock.json"
 fi
 
 step "cargo build --workspace --all-targets"

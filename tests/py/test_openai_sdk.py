@@ -133,3 +133,68 @@ def test_sdk_wrong_key_is_refused(driver: str, relay_factory: RelayFactory, mock
         asyncio.run(asyncio.wait_for(main(), 30))
     assert exc.value.response.status_code == 401
     assert mock_upstream.tap.accepted == 0, "a refused client must not cause an upstream dial"
+
+
+def test_sdk_two_lanes_at_once_and_a_chain_on_each(
+    driver: str, relay_factory: RelayFactory, mock_upstream: MockRoute, tmp_path: Path
+) -> None:
+    """Two `stream_id` lanes in flight at once on one socket, then a `previous_response_id`
+    continuation on each: events interleave, each lane gets its own terminal, and every
+    response has one record with its lane and the provider's whole usage object."""
+    usage_log = tmp_path / "usage.jsonl"
+    relay = relay_factory(mock_upstream.url, driver, usage_log=usage_log)
+
+    async def lanes(conn: Any, creates: dict[str, dict[str, Any]]) -> dict[str, list[Any]]:
+        for lane, body in creates.items():
+            await conn.send({"type": "response.create", "stream_id": lane, **body})
+        events: dict[str, list[Any]] = {lane: [] for lane in creates}
+        done: set[str] = set()
+
+        async def _collect() -> None:
+            while done != set(creates):
+                ev = await conn.recv()
+                lane = getattr(ev, "stream_id", None)
+                assert lane in events, ev
+                events[lane].append(ev)
+                if ev.type in TERMINAL:
+                    done.add(lane)
+
+        await asyncio.wait_for(_collect(), TURN_TIMEOUT)
+        return events
+
+    async def main() -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
+        client = AsyncOpenAI(api_key=RELAY_KEY, base_url=f"http://127.0.0.1:{relay.port}/v1", max_retries=0)
+        async with client.responses.connect(
+            websocket_connection_options={"open_timeout": 10, "close_timeout": 5}
+        ) as conn:
+            first = await lanes(conn, {"a": {"model": "gpt-5", "input": "one"}, "b": {"model": "gpt-5-mini", "input": "two"}})
+            ids = {lane: evs[-1].response.id for lane, evs in first.items()}
+            second = await lanes(
+                conn,
+                {lane: {"model": "gpt-5", "input": "more", "previous_response_id": rid} for lane, rid in ids.items()},
+            )
+        return first, second
+
+    first, second = asyncio.run(asyncio.wait_for(main(), 60))
+    ids = []
+    for turn in (first, second):
+        for lane, evs in turn.items():
+            types = [e.type for e in evs]
+            assert types[0] == "response.created" and types[-1] == "response.completed", (lane, types)
+            ids.append(evs[-1].response.id)
+    # A continuation on each lane really chained (the mock bills cached tokens for it).
+    for lane in ("a", "b"):
+        assert second[lane][-1].response.usage.input_tokens_details.cached_tokens > 0, lane
+
+    records = _usage_records(usage_log, 4)
+    assert sorted(r["response_id"] for r in records) == sorted(ids), records
+    ledger = {e["response_id"]: e for e in mock_upstream.mock.wait_ledger(4)}
+    for r in records:
+        assert r["stream_id"] in ("a", "b"), r
+        assert r["route"] == "default"
+        entry = ledger[r["response_id"]]
+        for k in ("input_tokens", "cached_tokens", "output_tokens"):
+            assert r[k] == entry[k], (k, r, entry)
+        # Fields the relay does not model are carried whole.
+        assert "compute_units" in r["usage"], r
+        assert r["usage"]["input_tokens_details"]["cache_write_tokens"] >= 0, r
