@@ -7,17 +7,22 @@
 //! client ──TCP/TLS──► server::accept      per-core SO_REUSEPORT listener (runtime)
 //!                      server::handshake  bounded sans-IO HTTP/1.1 upgrade parser + RFC 6455 checks
 //!                      server::auth       relay keys → tenant (or passthrough fingerprint)
+//!                      route              tenant's route or path prefix → upstream; model prefixes
 //!                      upstream::dial     TCP (+TLS via monoio-rustls) + client handshake, timed
 //!                      upstream::handshake  request rewrite, 101 validation, refusal → status map
-//!                      relay::session     answers the client only after upstream's 101
-//!                      relay::pump        two pumps on owned buffers: walk frame headers (ws::frame),
-//!                                         unmask/re-mask in place (ws::mask), forward the same bytes
+//!                      relay::core        sans-IO session: walker (ws::frame, ws::mask in place),
+//!                                         decisions on client messages (relay::rewrite), close
+//!                                         rules (relay::lifecycle), deadlines
+//!                      dataplane          plain TCP on io_uring: multishot receive into a per-worker
+//!                                         buffer ring, sends straight from it
+//!                      relay::session     the same core on monoio streams (TLS legs, epoll)
 //!                      tap                SIMD peek at the top-level JSON "type"; rare frames parsed
 //!                      metering           one durable usage record per response.id
 //!                      metrics            per-core counters, Prometheus text on the admin listener
 //! ```
 //!
-//! `config` turns the command line into a validated [`config::Config`]; `runtime` starts one
+//! `config` turns the command line (and `--config` file) into a validated
+//! [`config::Config`]; `runtime` starts one
 //! pinned monoio worker per core (io_uring, epoll fallback).
 
 pub mod config;

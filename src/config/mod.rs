@@ -109,7 +109,8 @@ pub struct Cli {
     #[arg(skip)]
     pub file_routes: Vec<RouteTable>,
 
-    /// Which of [`ROUTE_FLAGS`] were set (command line, environment or file).
+    /// Which route-describing flags (`--upstream`, …) were set (command line, environment
+    /// or file): with `[[route]]` tables they are an error.
     #[arg(skip)]
     pub route_flags_given: Vec<&'static str>,
 
