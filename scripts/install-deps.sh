@@ -7,6 +7,8 @@
 #                  websockets, kosoku); Debian splits venv out of python3
 #   nodejs, npm    the pinned Node clients in tests/node (openai Node SDK, Codex CLI),
 #                  installed there with `npm ci`
+#   nats-server    NATS JetStream, the fleet's usage-record stream (tests/fleet.rs)
+#   redis-server   Redis, the fleet's shared budgets and session caps (tests/fleet.rs)
 #
 # Needs root (or sudo) only when something is missing; otherwise it prints the command.
 set -euo pipefail
@@ -15,6 +17,8 @@ missing=()
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+command -v nats-server >/dev/null || missing+=(nats-server)
+command -v redis-server >/dev/null || missing+=(redis-server)
 
 ((${#missing[@]})) || exit 0
 

@@ -27,6 +27,7 @@
 
 pub mod config;
 pub mod dataplane;
+pub mod fleet;
 pub mod flow;
 pub mod limits;
 pub mod metering;
@@ -37,4 +38,5 @@ pub mod runtime;
 pub mod server;
 pub mod tap;
 pub mod upstream;
+pub mod utc;
 pub mod ws;

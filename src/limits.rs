@@ -1,11 +1,17 @@
 //! Per-tenant admission limits shared by every worker: concurrent sessions (checked at the
 //! handshake) and `response.create`s per minute (checked on each create). Touched once per
 //! session and once per create — never per frame — so a mutex and an atomic are fine here.
+//!
+//! **Fleet limits** (with `--budget-redis`): token budgets per UTC day and/or month and a
+//! concurrent-session cap across every relay of the fleet. The workers never talk to
+//! Redis: they check and charge the in-memory [`BudgetBook`] (leases of budget the fleet
+//! thread took from Redis, and whether Redis said the budget is spent) and the fleet's
+//! session count from the last sync. The fleet thread (`crate::fleet`) keeps both fresh.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// A tenant's limits; `None` = unlimited.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -14,6 +20,12 @@ pub struct TenantLimits {
     pub max_sessions: Option<usize>,
     /// `response.create`s per minute (token bucket: bursts of this size, refilled evenly).
     pub turns_per_minute: Option<u32>,
+    /// Tokens per UTC day across the fleet.
+    pub tokens_per_day: Option<u64>,
+    /// Tokens per UTC month across the fleet.
+    pub tokens_per_month: Option<u64>,
+    /// Concurrent sessions across the fleet.
+    pub fleet_max_sessions: Option<usize>,
 }
 
 impl TenantLimits {
@@ -22,6 +34,213 @@ impl TenantLimits {
         TenantLimits {
             max_sessions: self.max_sessions.or(defaults.max_sessions),
             turns_per_minute: self.turns_per_minute.or(defaults.turns_per_minute),
+            tokens_per_day: self.tokens_per_day.or(defaults.tokens_per_day),
+            tokens_per_month: self.tokens_per_month.or(defaults.tokens_per_month),
+            fleet_max_sessions: self.fleet_max_sessions.or(defaults.fleet_max_sessions),
+        }
+    }
+
+    /// Whether any limit needs the fleet (Redis).
+    pub fn needs_fleet(&self) -> bool {
+        self.tokens_per_day.is_some()
+            || self.tokens_per_month.is_some()
+            || self.fleet_max_sessions.is_some()
+    }
+}
+
+/// A budget period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+    /// A UTC day (id `YYYYMMDD`).
+    Day,
+    /// A UTC month (id `YYYYMM`).
+    Month,
+}
+
+impl Period {
+    /// Name in Redis keys and logs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Period::Day => "day",
+            Period::Month => "month",
+        }
+    }
+}
+
+/// One period's budget as this relay sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeriodLease {
+    /// Which period.
+    pub period: Period,
+    /// The fleet-wide budget (tokens).
+    pub limit: u64,
+    /// The period it counts (`YYYYMMDD` / `YYYYMM`).
+    pub id: u32,
+    /// Tokens leased from the fleet and not yet spent here (negative: spent ahead of the
+    /// next lease).
+    pub local: i64,
+    /// Redis said the period's budget is fully leased out.
+    pub exhausted: bool,
+    /// Leases taken this period.
+    pub leases: u64,
+}
+
+/// Why a tenant's fleet limits refuse something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FleetRefusal {
+    /// The day's or month's token budget is spent (`insufficient_quota`).
+    InsufficientQuota(Period),
+    /// The fleet-wide session cap is reached (`fleet_session_limit_reached`).
+    FleetSessions,
+    /// Redis is unreachable and `--budget-fail closed` (`budget_unavailable`).
+    Unavailable,
+}
+
+impl FleetRefusal {
+    /// The error code clients see.
+    pub const fn code(self) -> &'static str {
+        match self {
+            FleetRefusal::InsufficientQuota(_) => "insufficient_quota",
+            FleetRefusal::FleetSessions => "fleet_session_limit_reached",
+            FleetRefusal::Unavailable => "budget_unavailable",
+        }
+    }
+}
+
+/// A tenant's token budgets on this relay: the leases it holds per period. Pure
+/// bookkeeping; the fleet thread moves leases between it and Redis.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BudgetBook {
+    /// Day and month, when configured.
+    pub periods: Vec<PeriodLease>,
+}
+
+impl BudgetBook {
+    /// A book for these limits (no lease yet).
+    pub fn new(limits: &TenantLimits) -> BudgetBook {
+        let mut periods = Vec::new();
+        for (period, limit) in [
+            (Period::Day, limits.tokens_per_day),
+            (Period::Month, limits.tokens_per_month),
+        ] {
+            if let Some(limit) = limit {
+                periods.push(PeriodLease {
+                    period,
+                    limit,
+                    id: 0,
+                    local: 0,
+                    exhausted: false,
+                    leases: 0,
+                });
+            }
+        }
+        BudgetBook { periods }
+    }
+
+    /// Move to the periods of `(day, month)`: a new period starts with no lease.
+    pub fn roll(&mut self, day: u32, month: u32) {
+        for p in &mut self.periods {
+            let id = match p.period {
+                Period::Day => day,
+                Period::Month => month,
+            };
+            if p.id != id {
+                *p = PeriodLease {
+                    id,
+                    local: 0,
+                    exhausted: false,
+                    leases: 0,
+                    ..*p
+                };
+            }
+        }
+    }
+
+    /// May a response start? Refused only once the fleet said a period's budget is fully
+    /// leased *and* this relay's lease is spent; before the first lease arrives responses
+    /// are admitted (the overshoot this allows is bounded, see `crate::fleet`).
+    pub fn admit(&self) -> Result<(), FleetRefusal> {
+        match self.periods.iter().find(|p| p.exhausted && p.local <= 0) {
+            Some(p) => Err(FleetRefusal::InsufficientQuota(p.period)),
+            None => Ok(()),
+        }
+    }
+
+    /// A response used `tokens`.
+    pub fn charge(&mut self, tokens: u64) {
+        let t = i64::try_from(tokens).unwrap_or(i64::MAX);
+        for p in &mut self.periods {
+            p.local = p.local.saturating_sub(t);
+        }
+    }
+
+    /// The leases to ask for now: `(period, id, tokens)` for each period below half a
+    /// lease and not exhausted (asking enough to be a full lease ahead again).
+    pub fn wants(&self, lease: u64) -> Vec<(Period, u32, u64)> {
+        let half = i64::try_from(lease / 2).unwrap_or(i64::MAX);
+        self.periods
+            .iter()
+            .filter(|p| !p.exhausted && p.id != 0 && p.local < half)
+            .map(|p| {
+                let behind = u64::try_from(-p.local.min(0)).unwrap_or(0);
+                (p.period, p.id, lease.saturating_add(behind))
+            })
+            .collect()
+    }
+
+    /// The fleet granted `tokens` for `(period, id)` (`exhausted`: nothing is left after it).
+    /// A grant for a period that already ended is dropped.
+    pub fn granted(&mut self, period: Period, id: u32, tokens: u64, exhausted: bool) {
+        if let Some(p) = self
+            .periods
+            .iter_mut()
+            .find(|p| p.period == period && p.id == id)
+        {
+            p.local = p
+                .local
+                .saturating_add(i64::try_from(tokens).unwrap_or(i64::MAX));
+            p.exhausted |= exhausted;
+            p.leases += 1;
+        }
+    }
+
+    /// Unspent leased tokens per period, to give back at shutdown.
+    pub fn unspent(&self) -> Vec<(Period, u32, u64)> {
+        self.periods
+            .iter()
+            .filter(|p| p.id != 0 && p.local > 0)
+            .map(|p| (p.period, p.id, u64::try_from(p.local).unwrap_or(0)))
+            .collect()
+    }
+}
+
+/// How a relay treats its tenants' fleet limits while Redis is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailMode {
+    /// Refuse what a fleet limit governs (`budget_unavailable`).
+    #[default]
+    Closed,
+    /// Admit as if the limits were not there.
+    Open,
+}
+
+/// The fleet's view shared by the workers and the fleet thread.
+#[derive(Debug)]
+pub struct FleetView {
+    /// Fleet limits are enforced (`--budget-redis` is set).
+    pub enabled: bool,
+    /// Redis answered the last sync.
+    pub backend_up: AtomicBool,
+    /// What to do while it does not.
+    pub fail: FailMode,
+}
+
+impl Default for FleetView {
+    fn default() -> Self {
+        FleetView {
+            enabled: false,
+            backend_up: AtomicBool::new(true),
+            fail: FailMode::Closed,
         }
     }
 }
@@ -38,6 +257,11 @@ pub struct Tenant {
     limits: TenantLimits,
     sessions: AtomicUsize,
     bucket: Mutex<Bucket>,
+    /// Sessions the other relays of the fleet reported at the last sync.
+    fleet_others: AtomicUsize,
+    /// Token budgets (empty without day/month budgets).
+    book: Mutex<BudgetBook>,
+    fleet: Arc<FleetView>,
 }
 
 /// Held while a session of the tenant is open; gives its slot back on drop.
@@ -60,7 +284,10 @@ impl SessionSlot {
 }
 
 impl Tenant {
-    fn new(limits: TenantLimits) -> Tenant {
+    fn new(limits: TenantLimits, fleet: Arc<FleetView>) -> Tenant {
+        let mut book = BudgetBook::new(&limits);
+        let (day, month) = crate::utc::day_and_month(SystemTime::now());
+        book.roll(day, month);
         Tenant {
             limits,
             sessions: AtomicUsize::new(0),
@@ -68,7 +295,67 @@ impl Tenant {
                 tokens: f64::from(limits.turns_per_minute.unwrap_or(0)),
                 last: Instant::now(),
             }),
+            fleet_others: AtomicUsize::new(0),
+            book: Mutex::new(book),
+            fleet,
         }
+    }
+
+    fn governed(&self) -> bool {
+        self.fleet.enabled && self.limits.needs_fleet()
+    }
+
+    /// Fleet limits that apply now, before Redis's word: `Err(Unavailable)` when Redis is
+    /// down and the fail mode is closed; `Ok(false)` when it is down and the mode is open
+    /// (nothing to check); `Ok(true)` otherwise.
+    fn fleet_gate(&self) -> Result<bool, FleetRefusal> {
+        if !self.governed() {
+            return Ok(false);
+        }
+        if self.fleet.backend_up.load(Ordering::Acquire) {
+            return Ok(true);
+        }
+        match self.fleet.fail {
+            FailMode::Closed => Err(FleetRefusal::Unavailable),
+            FailMode::Open => Ok(false),
+        }
+    }
+
+    /// May a response start (token budgets)? Checked at the handshake and on each create.
+    pub fn budget_admit(&self, now: SystemTime) -> Result<(), FleetRefusal> {
+        if !self.fleet_gate()?
+            || self
+                .limits
+                .tokens_per_day
+                .or(self.limits.tokens_per_month)
+                .is_none()
+        {
+            return Ok(());
+        }
+        let (day, month) = crate::utc::day_and_month(now);
+        let mut b = self.book.lock().unwrap_or_else(PoisonError::into_inner);
+        b.roll(day, month);
+        b.admit()
+    }
+
+    /// A response of this tenant used `tokens` (charged against the leases).
+    pub fn charge(&self, tokens: u64) {
+        if self.governed() && tokens > 0 {
+            self.book
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .charge(tokens);
+        }
+    }
+
+    /// The fleet thread's access to the budget book.
+    pub fn with_book<R>(&self, f: impl FnOnce(&mut BudgetBook) -> R) -> R {
+        f(&mut self.book.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Sessions the rest of the fleet holds (set by the fleet thread at each sync).
+    pub fn set_fleet_others(&self, n: usize) {
+        self.fleet_others.store(n, Ordering::Release);
     }
 
     /// This tenant's limits.
@@ -91,6 +378,23 @@ impl Tenant {
         Some(SessionSlot {
             tenant: Arc::clone(self),
         })
+    }
+
+    /// The fleet-wide session cap, for a session that just took its slot here: refused when
+    /// this relay's sessions (that one included) plus the others' (last sync) exceed it.
+    pub fn fleet_session_admit(&self) -> Result<(), FleetRefusal> {
+        let Some(cap) = self.limits.fleet_max_sessions else {
+            return Ok(());
+        };
+        if !self.fleet_gate()? {
+            return Ok(());
+        }
+        let here = self.sessions();
+        if here + self.fleet_others.load(Ordering::Acquire) > cap {
+            Err(FleetRefusal::FleetSessions)
+        } else {
+            Ok(())
+        }
     }
 
     /// Take one turn at `now`; `Err(retry_after)` when the tenant is over its rate.
@@ -124,6 +428,7 @@ pub struct Tenants {
     defaults: TenantLimits,
     configured: RwLock<HashMap<Arc<str>, TenantLimits>>,
     live: Mutex<HashMap<Arc<str>, Arc<Tenant>>>,
+    fleet: Arc<FleetView>,
 }
 
 impl Tenants {
@@ -133,7 +438,44 @@ impl Tenants {
             defaults,
             configured: RwLock::new(configured),
             live: Mutex::new(HashMap::new()),
+            fleet: Arc::new(FleetView::default()),
         }
+    }
+
+    /// Enforce fleet limits (Redis configured) with this fail mode.
+    pub fn with_fleet(mut self, fail: FailMode) -> Tenants {
+        self.fleet = Arc::new(FleetView {
+            enabled: true,
+            backend_up: AtomicBool::new(true),
+            fail,
+        });
+        self
+    }
+
+    /// The fleet view (the fleet thread sets `backend_up`).
+    pub fn fleet(&self) -> &Arc<FleetView> {
+        &self.fleet
+    }
+
+    /// Every tenant known by name whose limits need the fleet: the configured ones (they
+    /// are synced even before their first session, so the fleet learns their counts) and
+    /// the live ones (defaults apply to every tenant).
+    pub fn fleet_tenants(&self) -> Vec<(Arc<str>, Arc<Tenant>)> {
+        let names: Vec<Arc<str>> = self
+            .configured
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
+        for n in &names {
+            self.get(n);
+        }
+        let live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        live.iter()
+            .filter(|(_, t)| t.limits.needs_fleet())
+            .map(|(n, t)| (Arc::clone(n), Arc::clone(t)))
+            .collect()
     }
 
     /// New per-tenant limits (SIGHUP reload of the keys file): they apply to sessions and
@@ -165,7 +507,7 @@ impl Tenants {
             .copied()
             .unwrap_or_default()
             .or(self.defaults);
-        let t = Arc::new(Tenant::new(limits));
+        let t = Arc::new(Tenant::new(limits, Arc::clone(&self.fleet)));
         live.insert(Arc::clone(name), Arc::clone(&t));
         t
     }
@@ -180,7 +522,7 @@ mod tests {
         let tenants = Tenants::new(
             TenantLimits {
                 max_sessions: Some(2),
-                turns_per_minute: None,
+                ..TenantLimits::default()
             },
             HashMap::new(),
         );
@@ -201,8 +543,8 @@ mod tests {
         configured.insert(
             Arc::from("slow"),
             TenantLimits {
-                max_sessions: None,
                 turns_per_minute: Some(60),
+                ..TenantLimits::default()
             },
         );
         let tenants = Tenants::new(TenantLimits::default(), configured);
@@ -219,6 +561,112 @@ mod tests {
         let free = tenants.get(&Arc::from("free"));
         for _ in 0..10_000 {
             free.take_turn(now).expect("unlimited");
+        }
+    }
+
+    fn budgets(day: Option<u64>, month: Option<u64>) -> TenantLimits {
+        TenantLimits {
+            tokens_per_day: day,
+            tokens_per_month: month,
+            ..TenantLimits::default()
+        }
+    }
+
+    #[test]
+    fn a_book_admits_until_the_fleet_says_spent_and_its_lease_is_gone() {
+        let mut b = BudgetBook::new(&budgets(Some(1000), None));
+        b.roll(20261128, 202611);
+        // Before the first lease: admitted (optimistic), and a lease is wanted.
+        assert_eq!(b.admit(), Ok(()));
+        assert_eq!(b.wants(300), vec![(Period::Day, 20261128, 300)]);
+        b.granted(Period::Day, 20261128, 300, false);
+        assert!(b.wants(300).is_empty(), "a full lease ahead");
+        b.charge(200);
+        assert_eq!(
+            b.wants(300),
+            vec![(Period::Day, 20261128, 300)],
+            "below half"
+        );
+        // The fleet grants the last 100 and says that is all.
+        b.granted(Period::Day, 20261128, 100, true);
+        assert_eq!(b.admit(), Ok(()), "200 tokens still leased here");
+        assert!(b.wants(300).is_empty(), "nothing more to ask for");
+        b.charge(250);
+        assert_eq!(b.admit(), Err(FleetRefusal::InsufficientQuota(Period::Day)));
+        assert_eq!(
+            b.periods[0].local, -50,
+            "the overshoot of the last response"
+        );
+        // A new day starts over.
+        b.roll(20261129, 202611);
+        assert_eq!(b.admit(), Ok(()));
+        assert_eq!(b.periods[0].local, 0);
+        // A grant for the previous day is dropped.
+        b.granted(Period::Day, 20261128, 300, false);
+        assert_eq!(b.periods[0].local, 0);
+    }
+
+    #[test]
+    fn a_spent_month_refuses_even_with_day_budget_left() {
+        let mut b = BudgetBook::new(&budgets(Some(1000), Some(5000)));
+        b.roll(20261128, 202611);
+        b.granted(Period::Day, 20261128, 500, false);
+        b.granted(Period::Month, 202611, 100, true);
+        b.charge(100);
+        assert_eq!(
+            b.admit(),
+            Err(FleetRefusal::InsufficientQuota(Period::Month))
+        );
+        // Asking to catch up: what is behind plus a lease.
+        b.charge(50);
+        let w = b.wants(300);
+        assert!(w.is_empty() || w.iter().all(|(p, _, _)| *p == Period::Day));
+        assert_eq!(b.unspent(), vec![(Period::Day, 20261128, 350)]);
+    }
+
+    #[test]
+    fn fleet_limits_follow_the_fail_mode_while_redis_is_down() {
+        let mut configured = HashMap::new();
+        configured.insert(
+            Arc::from("capped"),
+            TenantLimits {
+                fleet_max_sessions: Some(2),
+                tokens_per_day: Some(10),
+                ..TenantLimits::default()
+            },
+        );
+        for (fail, admitted) in [(FailMode::Closed, false), (FailMode::Open, true)] {
+            let tenants =
+                Tenants::new(TenantLimits::default(), configured.clone()).with_fleet(fail);
+            let t = tenants.get(&Arc::from("capped"));
+            let free = tenants.get(&Arc::from("free"));
+            let now = SystemTime::now();
+            assert_eq!(t.budget_admit(now), Ok(()));
+            t.set_fleet_others(1);
+            let _one = t.open_session().expect("slot");
+            assert_eq!(
+                t.fleet_session_admit(),
+                Ok(()),
+                "1 here + 1 elsewhere = the cap"
+            );
+            let _two = t.open_session().expect("slot");
+            assert_eq!(
+                t.fleet_session_admit(),
+                Err(FleetRefusal::FleetSessions),
+                "2 here + 1 elsewhere"
+            );
+            tenants.fleet().backend_up.store(false, Ordering::Release);
+            assert_eq!(t.budget_admit(now).is_ok(), admitted, "{fail:?}");
+            assert_eq!(
+                t.fleet_session_admit().err(),
+                (!admitted).then_some(FleetRefusal::Unavailable)
+            );
+            assert_eq!(
+                free.budget_admit(now),
+                Ok(()),
+                "tenants without fleet limits are never governed"
+            );
+            assert_eq!(free.fleet_session_admit(), Ok(()));
         }
     }
 }

@@ -331,6 +331,76 @@ pub struct Cli {
     #[arg(long, hide = true)]
     pub debug_panic_on_model: Option<String>,
 
+    /// Export usage records to this NATS server's JetStream (`nats://host:port`), from the
+    /// usage log (needs `--usage-log FILE`); the log stays the source of truth.
+    #[arg(long, env = "TOLLGATE_USAGE_EXPORT")]
+    pub usage_export: Option<String>,
+
+    /// Subject of each exported record; `{route}` and `{tenant}` are filled in.
+    #[arg(
+        long,
+        env = "TOLLGATE_USAGE_EXPORT_SUBJECT",
+        default_value = "tollgate.usage.{route}"
+    )]
+    pub usage_export_subject: String,
+
+    /// JetStream stream the records go to (created for the subjects if missing, with a
+    /// 10-minute duplicate window).
+    #[arg(
+        long,
+        env = "TOLLGATE_USAGE_EXPORT_STREAM",
+        default_value = "TOLLGATE_USAGE"
+    )]
+    pub usage_export_stream: String,
+
+    /// Where the exporter keeps its position in the usage log [default: the log's path
+    /// with `.export-cursor` appended].
+    #[arg(long, env = "TOLLGATE_USAGE_EXPORT_CURSOR")]
+    pub usage_export_cursor: Option<PathBuf>,
+
+    /// Records durable in the log but not acknowledged by JetStream above which `/readyz`
+    /// answers 503.
+    #[arg(
+        long,
+        env = "TOLLGATE_USAGE_EXPORT_MAX_BACKLOG",
+        default_value_t = 100_000
+    )]
+    pub usage_export_max_backlog: u64,
+
+    /// Redis holding the fleet's token budgets and session counts (`redis://host:port`).
+    #[arg(long, env = "TOLLGATE_BUDGET_REDIS")]
+    pub budget_redis: Option<String>,
+
+    /// While Redis is unreachable: `closed` refuses what a fleet limit governs
+    /// (`budget_unavailable`), `open` admits it.
+    #[arg(long, env = "TOLLGATE_BUDGET_FAIL", value_parser = ["closed", "open"], default_value = "closed")]
+    pub budget_fail: String,
+
+    /// Tokens this relay leases from a tenant's budget at a time (it asks for more at half).
+    #[arg(long, env = "TOLLGATE_BUDGET_LEASE_TOKENS", default_value_t = 100_000)]
+    pub budget_lease_tokens: u64,
+
+    /// How often the relay syncs fleet session counts (and tops up leases at the latest).
+    #[arg(long, env = "TOLLGATE_FLEET_SYNC_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub fleet_sync_interval: Duration,
+
+    /// This relay's name in the fleet's shared state [default: hostname-pid].
+    #[arg(long, env = "TOLLGATE_FLEET_NODE_ID")]
+    pub fleet_node_id: Option<String>,
+
+    /// Tokens per UTC day per tenant across the fleet (0 = none; `tokens_per_day=N` in the
+    /// keys file overrides it); needs `--budget-redis`.
+    #[arg(long, env = "TOLLGATE_TENANT_TOKENS_PER_DAY", default_value_t = 0)]
+    pub tenant_tokens_per_day: u64,
+
+    /// Tokens per UTC month per tenant across the fleet (0 = none; `tokens_per_month=N`).
+    #[arg(long, env = "TOLLGATE_TENANT_TOKENS_PER_MONTH", default_value_t = 0)]
+    pub tenant_tokens_per_month: u64,
+
+    /// Concurrent sessions per tenant across the fleet (0 = none; `fleet_max_sessions=N`).
+    #[arg(long, env = "TOLLGATE_TENANT_FLEET_MAX_SESSIONS", default_value_t = 0)]
+    pub tenant_fleet_max_sessions: usize,
+
     /// Admin listener for /metrics, /healthz, /readyz; unset = none.
     #[arg(long, env = "TOLLGATE_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
@@ -362,6 +432,47 @@ pub enum UsageLog {
     Stdout,
     /// JSON Lines appended to this file.
     File(PathBuf),
+}
+
+/// Usage export to NATS JetStream (`--usage-export`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportConfig {
+    /// NATS server URL.
+    pub url: String,
+    /// Subject template (`{route}`, `{tenant}`).
+    pub subject: String,
+    /// Stream name.
+    pub stream: String,
+    /// The usage log to export from.
+    pub log: PathBuf,
+    /// The exporter's cursor file.
+    pub cursor: PathBuf,
+    /// Backlog (records) above which the relay is not ready.
+    pub max_backlog: u64,
+}
+
+/// Fleet budgets in Redis (`--budget-redis`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetConfig {
+    /// Redis URL.
+    pub url: String,
+    /// What to do while Redis is unreachable.
+    pub fail: crate::limits::FailMode,
+    /// Tokens per lease.
+    pub lease_tokens: u64,
+}
+
+/// The fleet settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetConfig {
+    /// Usage export, if configured.
+    pub export: Option<ExportConfig>,
+    /// Shared budgets, if configured.
+    pub budget: Option<BudgetConfig>,
+    /// Session-count sync interval.
+    pub sync_interval: Duration,
+    /// This relay's name in the fleet.
+    pub node_id: String,
 }
 
 /// Limits applied by the frame walkers.
@@ -438,6 +549,8 @@ pub struct Config {
     pub max_sessions: usize,
     /// Default per-tenant limits.
     pub tenant_limits: crate::limits::TenantLimits,
+    /// Usage export and shared budgets.
+    pub fleet: FleetConfig,
     /// Assembly bytes per worker.
     pub max_held_bytes: usize,
     /// Receive-ring buffers per worker.
@@ -510,6 +623,19 @@ pub enum ConfigError {
     /// The config file.
     #[error(transparent)]
     ConfigFile(#[from] FileError),
+    /// A fleet setting that cannot work as given.
+    #[error("{0}")]
+    Fleet(&'static str),
+    /// A URL flag with the wrong scheme.
+    #[error("--{flag} {url:?}: expected a URL starting with {expected}")]
+    Scheme {
+        /// The flag.
+        flag: &'static str,
+        /// The value.
+        url: String,
+        /// The schemes allowed.
+        expected: &'static str,
+    },
     /// A file flag names a file that cannot be read.
     #[error("--{flag} {path}: {source}")]
     File {
@@ -679,6 +805,25 @@ fn parse_header_flag(raw: &str) -> Result<(String, String), ConfigError> {
     Ok((name.to_string(), value))
 }
 
+fn check_scheme(flag: &'static str, url: &str, schemes: &[&str]) -> Result<(), ConfigError> {
+    if schemes
+        .iter()
+        .any(|s| url.starts_with(s) && url.len() > s.len())
+    {
+        Ok(())
+    } else {
+        Err(ConfigError::Scheme {
+            flag,
+            url: url.to_string(),
+            expected: if schemes[0] == "nats://" {
+                "nats:// (or tls://)"
+            } else {
+                "redis:// (or rediss://)"
+            },
+        })
+    }
+}
+
 /// Route names: what fits in a path segment and a model prefix.
 fn valid_route_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
@@ -835,6 +980,100 @@ impl Cli {
         })
     }
 
+    fn fleet_config(
+        &self,
+        usage_log: &UsageLog,
+        defaults: &crate::limits::TenantLimits,
+    ) -> Result<FleetConfig, ConfigError> {
+        let export = match &self.usage_export {
+            None => None,
+            Some(url) => {
+                let UsageLog::File(log) = usage_log else {
+                    return Err(ConfigError::Fleet(
+                        "--usage-export needs --usage-log FILE: records are exported from the durable log",
+                    ));
+                };
+                check_scheme("usage-export", url, &["nats://", "tls://"])?;
+                if self.usage_export_subject.is_empty()
+                    || self.usage_export_subject.contains(char::is_whitespace)
+                {
+                    return Err(ConfigError::Range {
+                        flag: "usage-export-subject",
+                        why: "a NATS subject: no spaces, not empty",
+                    });
+                }
+                let mut cursor = log.clone().into_os_string();
+                cursor.push(".export-cursor");
+                Some(ExportConfig {
+                    url: url.clone(),
+                    subject: self.usage_export_subject.clone(),
+                    stream: self.usage_export_stream.clone(),
+                    log: log.clone(),
+                    cursor: self
+                        .usage_export_cursor
+                        .clone()
+                        .unwrap_or_else(|| PathBuf::from(cursor)),
+                    max_backlog: self.usage_export_max_backlog.max(1),
+                })
+            }
+        };
+        let budget = match &self.budget_redis {
+            None => {
+                if defaults.needs_fleet() {
+                    return Err(ConfigError::Fleet(
+                        "--tenant-tokens-per-day/-month and --tenant-fleet-max-sessions need --budget-redis",
+                    ));
+                }
+                None
+            }
+            Some(url) => {
+                check_scheme("budget-redis", url, &["redis://", "rediss://"])?;
+                if self.budget_lease_tokens == 0 {
+                    return Err(ConfigError::Range {
+                        flag: "budget-lease-tokens",
+                        why: "must be at least 1",
+                    });
+                }
+                Some(BudgetConfig {
+                    url: url.clone(),
+                    fail: if self.budget_fail == "open" {
+                        crate::limits::FailMode::Open
+                    } else {
+                        crate::limits::FailMode::Closed
+                    },
+                    lease_tokens: self.budget_lease_tokens,
+                })
+            }
+        };
+        if self.fleet_sync_interval < Duration::from_millis(10) {
+            return Err(ConfigError::Range {
+                flag: "fleet-sync-interval",
+                why: "at least 10ms",
+            });
+        }
+        let node_id = match &self.fleet_node_id {
+            Some(n) if valid_route_name(n) => n.clone(),
+            Some(_) => {
+                return Err(ConfigError::Range {
+                    flag: "fleet-node-id",
+                    why: "1-64 characters of [A-Za-z0-9_.-]",
+                })
+            }
+            None => {
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_string())
+                    .unwrap_or_else(|_| "node".into());
+                format!("{host}-{}", std::process::id())
+            }
+        };
+        Ok(FleetConfig {
+            export,
+            budget,
+            sync_interval: self.fleet_sync_interval,
+            node_id,
+        })
+    }
+
     /// Validate into a [`Config`].
     pub fn into_config(self) -> Result<Config, ConfigError> {
         let auth = match (&self.client_keys, self.passthrough_auth) {
@@ -985,6 +1224,17 @@ impl Cli {
             Some("-") => UsageLog::Stdout,
             Some(p) => UsageLog::File(PathBuf::from(p)),
         };
+        let tenant_limits = crate::limits::TenantLimits {
+            max_sessions: (self.tenant_max_sessions > 0).then_some(self.tenant_max_sessions),
+            turns_per_minute: (self.tenant_turns_per_minute > 0)
+                .then_some(self.tenant_turns_per_minute),
+            tokens_per_day: (self.tenant_tokens_per_day > 0).then_some(self.tenant_tokens_per_day),
+            tokens_per_month: (self.tenant_tokens_per_month > 0)
+                .then_some(self.tenant_tokens_per_month),
+            fleet_max_sessions: (self.tenant_fleet_max_sessions > 0)
+                .then_some(self.tenant_fleet_max_sessions),
+        };
+        let fleet = self.fleet_config(&usage_log, &tenant_limits)?;
         Ok(Config {
             listen: self.listen,
             workers,
@@ -1020,11 +1270,8 @@ impl Cli {
             response_timeout: self.response_timeout,
             usage_queue_capacity: self.usage_queue_capacity,
             max_sessions,
-            tenant_limits: crate::limits::TenantLimits {
-                max_sessions: (self.tenant_max_sessions > 0).then_some(self.tenant_max_sessions),
-                turns_per_minute: (self.tenant_turns_per_minute > 0)
-                    .then_some(self.tenant_turns_per_minute),
-            },
+            tenant_limits,
+            fleet,
             max_held_bytes: usize::try_from(self.max_held_bytes).unwrap_or(usize::MAX),
             ring_buffers: self.ring_buffers,
             ring_buffer_bytes: self.ring_buffer_bytes as usize,

@@ -20,4 +20,4 @@ mod tests;
 pub use reader::{read_log, LogRead, ReadError};
 pub use record::{format_rfc3339_ms, RecordStatus, UsageRecord};
 pub use session::{EndReason, MeterStats, SessionMeter};
-pub use sink::{Sink, SinkConfig, SinkError, SinkHandle, SinkPath, SinkStats};
+pub use sink::{DurableMark, Sink, SinkConfig, SinkError, SinkHandle, SinkPath, SinkStats};

@@ -123,10 +123,44 @@ pub struct SinkStats {
     pub failed: bool,
 }
 
+/// How far the log file is durable: which file (device and inode, so a rotated file is
+/// told from its successor) and the byte offset every fsync so far covers. The usage
+/// exporter reads the log up to here and no further.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DurableMark {
+    /// `st_dev` of the file being appended to.
+    pub dev: u64,
+    /// `st_ino` of that file.
+    pub ino: u64,
+    /// Bytes of it that are durable.
+    pub offset: u64,
+}
+
+impl DurableMark {
+    /// The mark of `file` as opened: everything already in it is durable (a previous run
+    /// fsynced it; a torn tail was moved aside before opening).
+    pub fn of(file: &File) -> io::Result<DurableMark> {
+        use std::os::unix::fs::MetadataExt;
+        let m = file.metadata()?;
+        Ok(DurableMark {
+            dev: m.dev(),
+            ino: m.ino(),
+            offset: m.len(),
+        })
+    }
+
+    /// Whether this mark is about the same file as `other`.
+    pub fn same_file(&self, other: &DurableMark) -> bool {
+        (self.dev, self.ino) == (other.dev, other.ino)
+    }
+}
+
 /// Queue shared between handles and the writer.
 #[derive(Debug)]
 struct Shared {
     state: Mutex<State>,
+    /// Durable extent of the current log file (`None`: not a file).
+    mark: Mutex<Option<DurableMark>>,
     /// The writer waits here when it has nothing to do.
     wake: Condvar,
     metrics: Arc<SinkMetrics>,
@@ -194,7 +228,17 @@ impl Sink {
                 path: path.clone(),
             }),
         };
+        let mark = match &out {
+            Some(writer::Output::File { file, path }) => {
+                Some(DurableMark::of(file).map_err(|source| SinkError::Open {
+                    path: path.clone(),
+                    source,
+                })?)
+            }
+            _ => None,
+        };
         let shared = Arc::new(Shared {
+            mark: Mutex::new(mark),
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
             metrics,
@@ -316,6 +360,15 @@ impl SinkHandle {
     /// Records made durable so far (covered by a completed fsync; stdout: flushed).
     pub fn durable_count(&self) -> u64 {
         self.shared.metrics.durable()
+    }
+
+    /// How far the log file is durable (`None` for stdout or no log).
+    pub fn durable_mark(&self) -> Option<DurableMark> {
+        *self
+            .shared
+            .mark
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Records waiting in the queue now.

@@ -197,6 +197,9 @@ pub fn route(method: &str, path: &str, registry: &Registry, ready: bool) -> Admi
         _ if registry.sink_metrics().backpressured() => {
             AdminResponse::text(503, "usage log behind\n")
         }
+        _ if registry.fleet_metrics().backlogged() => {
+            AdminResponse::text(503, "usage export behind\n")
+        }
         _ => AdminResponse::text(200, "ready"),
     }
 }

@@ -18,7 +18,7 @@ mod worker;
 pub use admin::{
     route, spawn_admin, AdminResponse, IO_TIMEOUT, MAX_HEADERS, MAX_REQUEST, METRICS_CONTENT_TYPE,
 };
-pub use registry::{escape_label_into, Registry, SinkMetrics};
+pub use registry::{escape_label_into, FleetMetrics, Registry, SinkMetrics};
 pub use worker::{
     close_code_label, Side, TokenCounts, WorkerMetrics, WorkerSnapshot, MAX_MODEL_LABEL,
     MAX_STATUS_SERIES, MAX_TENANT_LABELS, MAX_TOKEN_SERIES, OTHER, SESSION_DURATION_BUCKETS,

@@ -60,3 +60,21 @@ pub const USAGE_LOG_HEALTHY: &str = "tollgate_usage_log_healthy";
 pub const DRIVER_INFO: &str = "tollgate_driver_info";
 /// Gauge, label `version`: build information, always 1.
 pub const BUILD_INFO: &str = "tollgate_build_info";
+/// Gauge: usage records durable in the log, not yet acknowledged by JetStream.
+pub const EXPORT_BACKLOG_RECORDS: &str = "tollgate_usage_export_backlog_records";
+/// Gauge: bytes of the same.
+pub const EXPORT_BACKLOG_BYTES: &str = "tollgate_usage_export_backlog_bytes";
+/// Counter: records acknowledged by JetStream.
+pub const EXPORT_ACKED: &str = "tollgate_usage_export_acked_total";
+/// Counter: export failures.
+pub const EXPORT_ERRORS: &str = "tollgate_usage_export_errors_total";
+/// Gauge: 1 while the backlog is over `--usage-export-max-backlog`.
+pub const EXPORT_BACKLOGGED: &str = "tollgate_usage_export_backlogged";
+/// Gauge: 1 while Redis answers.
+pub const BUDGET_BACKEND_UP: &str = "tollgate_budget_backend_up";
+/// Counter: budget leases taken.
+pub const BUDGET_LEASES: &str = "tollgate_budget_leases_total";
+/// Counter: tokens leased.
+pub const BUDGET_LEASED_TOKENS: &str = "tollgate_budget_leased_tokens_total";
+/// Counter: Redis operations that failed.
+pub const BUDGET_ERRORS: &str = "tollgate_budget_errors_total";

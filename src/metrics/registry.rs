@@ -110,12 +110,79 @@ impl SinkMetrics {
     }
 }
 
+/// Counters of the fleet thread (usage export, shared budgets): atomics written by that
+/// thread, read by scrapes and `/readyz`.
+#[derive(Debug, Default)]
+pub struct FleetMetrics {
+    /// Export configured.
+    pub export_enabled: AtomicBool,
+    /// Records durable in the log and not yet acknowledged by JetStream.
+    pub export_backlog_records: AtomicU64,
+    /// Bytes of the same.
+    pub export_backlog_bytes: AtomicU64,
+    /// Records acknowledged by JetStream.
+    pub export_acked: AtomicU64,
+    /// Publish, ack or connection failures.
+    pub export_errors: AtomicU64,
+    /// The backlog is over `--usage-export-max-backlog` (`/readyz` 503).
+    pub export_backlogged: AtomicBool,
+    /// Budgets configured.
+    pub budget_enabled: AtomicBool,
+    /// Redis answered the last sync (inverted: set while it does *not*).
+    pub budget_backend_down: AtomicBool,
+    /// Leases taken from Redis.
+    pub budget_leases: AtomicU64,
+    /// Tokens in them.
+    pub budget_leased_tokens: AtomicU64,
+    /// Redis operations that failed.
+    pub budget_errors: AtomicU64,
+}
+
+impl FleetMetrics {
+    fn bump(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+    /// One more export error.
+    pub fn export_error(&self) {
+        Self::bump(&self.export_errors, 1);
+    }
+    /// `n` records acknowledged.
+    pub fn exported(&self, n: u64) {
+        Self::bump(&self.export_acked, n);
+    }
+    /// The backlog now.
+    pub fn set_backlog(&self, records: u64, bytes: u64, max: u64) {
+        self.export_backlog_records
+            .store(records, Ordering::Relaxed);
+        self.export_backlog_bytes.store(bytes, Ordering::Relaxed);
+        self.export_backlogged
+            .store(records > max, Ordering::Release);
+    }
+    /// Whether the export backlog keeps the relay from being ready.
+    pub fn backlogged(&self) -> bool {
+        self.export_backlogged.load(Ordering::Acquire)
+    }
+    /// A lease of `tokens` was taken.
+    pub fn lease(&self, tokens: u64) {
+        Self::bump(&self.budget_leases, 1);
+        Self::bump(&self.budget_leased_tokens, tokens);
+    }
+    /// A Redis operation failed.
+    pub fn budget_error(&self) {
+        Self::bump(&self.budget_errors, 1);
+    }
+    fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
 /// Everything `/metrics` shows: the workers' latest snapshots, the sink's counters, and
 /// static info. `Mutex`-protected: touched on the publish timer and by scrapes only.
 #[derive(Debug, Default)]
 pub struct Registry {
     workers: Mutex<BTreeMap<usize, WorkerSnapshot>>,
     sink: Arc<SinkMetrics>,
+    fleet: Arc<FleetMetrics>,
     driver: OnceLock<&'static str>,
     uring_flags: OnceLock<&'static str>,
 }
@@ -129,6 +196,11 @@ impl Registry {
     /// The sink counters to pass to `metering::Sink::start` (and read by `/readyz`).
     pub fn sink_metrics(&self) -> Arc<SinkMetrics> {
         Arc::clone(&self.sink)
+    }
+
+    /// The fleet thread's counters.
+    pub fn fleet_metrics(&self) -> Arc<FleetMetrics> {
+        Arc::clone(&self.fleet)
     }
 
     /// Records the I/O driver in use (`"io_uring"` or `"epoll"`); the first call wins.
@@ -390,6 +462,66 @@ impl Registry {
             "1 while the usage log accepts records, 0 once it failed closed.",
             u8::from(s.healthy()),
         );
+
+        let f = &self.fleet;
+        if f.export_enabled.load(Ordering::Relaxed) {
+            o.single(
+                names::EXPORT_BACKLOG_RECORDS,
+                "gauge",
+                "Usage records durable in the log and not yet acknowledged by JetStream.",
+                FleetMetrics::get(&f.export_backlog_records),
+            );
+            o.single(
+                names::EXPORT_BACKLOG_BYTES,
+                "gauge",
+                "Bytes of usage log not yet acknowledged by JetStream.",
+                FleetMetrics::get(&f.export_backlog_bytes),
+            );
+            o.single(
+                names::EXPORT_ACKED,
+                "counter",
+                "Usage records acknowledged by JetStream.",
+                FleetMetrics::get(&f.export_acked),
+            );
+            o.single(
+                names::EXPORT_ERRORS,
+                "counter",
+                "Usage export failures (connect, publish, ack timeout).",
+                FleetMetrics::get(&f.export_errors),
+            );
+            o.single(
+                names::EXPORT_BACKLOGGED,
+                "gauge",
+                "1 while the export backlog is over --usage-export-max-backlog (/readyz 503).",
+                u8::from(f.backlogged()),
+            );
+        }
+        if f.budget_enabled.load(Ordering::Relaxed) {
+            o.single(
+                names::BUDGET_BACKEND_UP,
+                "gauge",
+                "1 while Redis (fleet budgets and session counts) answers.",
+                u8::from(!f.budget_backend_down.load(Ordering::Relaxed)),
+            );
+            o.single(
+                names::BUDGET_LEASES,
+                "counter",
+                "Budget leases taken from Redis.",
+                FleetMetrics::get(&f.budget_leases),
+            );
+            o.single(
+                names::BUDGET_LEASED_TOKENS,
+                "counter",
+                "Tokens in the budget leases taken.",
+                FleetMetrics::get(&f.budget_leased_tokens),
+            );
+            o.single(
+                names::BUDGET_ERRORS,
+                "counter",
+                "Redis operations that failed.",
+                FleetMetrics::get(&f.budget_errors),
+            );
+        }
 
         if let Some(driver) = self.driver.get() {
             o.head(names::DRIVER_INFO, "gauge", "I/O driver in use.");

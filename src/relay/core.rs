@@ -20,7 +20,7 @@ use super::rewrite::rewrite_model;
 use super::walker::{WalkError, Walker};
 use crate::config::FrameLimits;
 use crate::flow::{Direction, Side};
-use crate::limits::Tenant;
+use crate::limits::{FleetRefusal, Tenant};
 use crate::metering::{EndReason, SessionMeter, SinkHandle};
 use crate::metrics::WorkerMetrics;
 use crate::route::{ModelDecision, Routes};
@@ -355,7 +355,14 @@ impl SessionCore {
     fn upstream_bytes(&mut self, buf: &mut [u8], now: Instant) -> Step {
         let (pipes, meter) = (&mut self.pipes, &mut self.meter);
         let pipe = &mut pipes[1];
+        let tenant = &self.env.tenant;
         let walked = pipe.walker.walk(buf, &mut pipe.tap, &mut |ev| {
+            // A finished response is charged against the tenant's fleet budget (in memory).
+            if let (TapEvent::Terminal(t), Some(tenant)) = (&ev, tenant) {
+                if let Some(u) = &t.usage {
+                    tenant.charge(u.total_tokens);
+                }
+            }
             // A record the sink could not take is kept by the sink (reported at shutdown).
             let _ = meter.on_upstream(&ev, now);
         });
@@ -531,6 +538,22 @@ impl SessionCore {
             });
         }
         if let Some(t) = &self.env.tenant {
+            if let Err(r) = t.budget_admit(std::time::SystemTime::now()) {
+                return Err(match r {
+                    FleetRefusal::Unavailable => Refusal {
+                        status: 503,
+                        kind: "server_error",
+                        code: r.code(),
+                        message: "the relay cannot check this key's token budget right now".into(),
+                    },
+                    _ => Refusal {
+                        status: 429,
+                        kind: "insufficient_quota",
+                        code: r.code(),
+                        message: "this key's token budget is spent for the period".into(),
+                    },
+                });
+            }
             if let Err(retry) = t.take_turn(now) {
                 return Err(Refusal {
                     status: 429,

@@ -53,8 +53,8 @@ fn fixture_routed(
     .expect("sink");
     let tenants = Tenants::new(
         TenantLimits {
-            max_sessions: None,
             turns_per_minute,
+            ..TenantLimits::default()
         },
         HashMap::new(),
     );

@@ -42,7 +42,7 @@ pub struct Shared {
     /// Metrics registry.
     pub registry: Arc<Registry>,
     /// Per-tenant limits and counters.
-    pub tenants: crate::limits::Tenants,
+    pub tenants: Arc<crate::limits::Tenants>,
     /// Readiness (`/readyz`): set once every worker accepts, cleared at shutdown or when a
     /// worker dies.
     pub ready: Arc<AtomicBool>,
@@ -106,6 +106,7 @@ pub fn check_files(config: &Config) -> Result<String, StartError> {
         AuthMode::Managed { keys_file } => {
             let k = ClientKeys::load(keys_file)?;
             check_key_routes(&k, &config.routes)?;
+            check_key_fleet(&k, config)?;
             Some(k.len())
         }
         AuthMode::Passthrough => None,
@@ -202,6 +203,9 @@ pub enum StartError {
     /// The usage log could not be opened.
     #[error("--usage-log: {0}")]
     Sink(String),
+    /// The fleet thread (usage export, budgets) could not start, or needs a flag.
+    #[error("{0}")]
+    Fleet(String),
     /// The admin listener could not be bound.
     #[error("--admin-listen: {0}")]
     Admin(std::io::Error),
@@ -232,6 +236,7 @@ pub struct Relay {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
     sink: Option<Sink>,
+    fleet: Option<crate::fleet::Fleet>,
     ready: Arc<AtomicBool>,
     driver: &'static str,
 }
@@ -266,14 +271,19 @@ impl Relay {
             AuthMode::Managed { keys_file } => Some(Arc::new(ClientKeys::load(keys_file)?)),
             AuthMode::Passthrough => None,
         };
-        let tenants = crate::limits::Tenants::new(
+        let mut tenants = crate::limits::Tenants::new(
             config.tenant_limits,
             keys.as_ref()
                 .map(|k| k.limits().clone())
                 .unwrap_or_default(),
         );
+        if let Some(b) = &config.fleet.budget {
+            tenants = tenants.with_fleet(b.fail);
+        }
+        let tenants = Arc::new(tenants);
         if let Some(k) = &keys {
             check_key_routes(k, &config.routes)?;
+            check_key_fleet(k, &config)?;
         }
         let upstreams = config
             .routes
@@ -321,7 +331,7 @@ impl Relay {
 
         let ready = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
-            tenants,
+            tenants: Arc::clone(&tenants),
             ready: ready.clone(),
             worker_failed: AtomicBool::new(false),
             keys: RwLock::new(keys),
@@ -333,6 +343,13 @@ impl Relay {
             drain_deadline: OnceLock::new(),
             config,
         });
+        let fleet = crate::fleet::Fleet::start(
+            &shared.config.fleet,
+            Arc::clone(&tenants),
+            shared.sink.clone(),
+            registry.fleet_metrics(),
+        )
+        .map_err(|e| StartError::Fleet(e.to_string()))?;
         let admin_addr = match shared.config.admin_listen {
             Some(a) => Some(
                 crate::metrics::spawn_admin(a, registry.clone(), ready.clone())
@@ -402,6 +419,7 @@ impl Relay {
             shared,
             workers,
             sink: Some(sink),
+            fleet,
             ready,
             driver,
         })
@@ -460,7 +478,7 @@ impl Relay {
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
-        match self.sink.take().map(|s| s.shutdown()) {
+        let durable = match self.sink.take().map(|s| s.shutdown()) {
             Some(Ok(stats)) => {
                 if !stats.not_durable.is_empty() {
                     // Never drop a record silently: what the log could not take goes to
@@ -487,8 +505,23 @@ impl Relay {
                 false
             }
             None => true,
+        };
+        // After the log closed: the exporter's last pass sees every record.
+        if let Some(f) = self.fleet.take() {
+            f.shutdown(Duration::from_secs(8));
         }
+        durable
     }
+}
+
+/// Fleet limits in the keys file need `--budget-redis`.
+fn check_key_fleet(keys: &ClientKeys, config: &Config) -> Result<(), StartError> {
+    if config.fleet.budget.is_none() && keys.limits().values().any(|l| l.needs_fleet()) {
+        return Err(StartError::Fleet(
+            "--client-keys: tokens_per_day, tokens_per_month and fleet_max_sessions need --budget-redis".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Re-resolve a named upstream every 30 s so DNS changes are followed without blocking a

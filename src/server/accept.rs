@@ -18,6 +18,7 @@ use super::handshake::{
     error_response, parse_request_with, response_101, HeadScanner, Limits, UpgradeRequest,
 };
 use crate::config::AuthMode;
+use crate::limits::FleetRefusal;
 use crate::relay::session::{self, Conn, SessionInfo};
 use crate::runtime::WorkerCtx;
 use crate::upstream::dial::{dial, Target, UpstreamConn};
@@ -264,6 +265,39 @@ where
         );
         return refuse(ctx, &mut client, "tenant_session_limit", body).await;
     };
+    // Fleet limits (Redis-backed, read from memory here): the tenant's sessions across
+    // the fleet, and whether its token budget has anything left.
+    let fleet = slot
+        .tenant()
+        .fleet_session_admit()
+        .and_then(|_| slot.tenant().budget_admit(std::time::SystemTime::now()));
+    if let Err(r) = fleet {
+        let body = match r {
+            FleetRefusal::InsufficientQuota(_) => error_response(
+                429,
+                "insufficient_quota",
+                r.code(),
+                "this key's token budget is spent for the period",
+                &[("Retry-After", "3600")],
+            ),
+            FleetRefusal::FleetSessions => error_response(
+                429,
+                "rate_limit_error",
+                r.code(),
+                "this key has its maximum number of open sessions across the relay fleet",
+                &[("Retry-After", "5")],
+            ),
+            FleetRefusal::Unavailable => error_response(
+                503,
+                "server_error",
+                r.code(),
+                "the relay cannot check this key's fleet limits right now",
+                &[("Retry-After", "5")],
+            ),
+        };
+        tracing::info!(%peer, tenant = %tenant, code = r.code(), "handshake refused by a fleet limit");
+        return refuse(ctx, &mut client, r.code(), body).await;
+    }
 
     let up = &route.upstream;
     let client_path = std::mem::take(&mut req.path_and_query);

@@ -5,8 +5,9 @@
 //! may be written `sha256:<64 hex>` so the file holds no plaintext. Only SHA-256 digests are
 //! kept in memory, and lookups compare the presented key's digest against every entry in
 //! constant time. Optional per-tenant limits follow the key: `max_sessions=N` (concurrent
-//! sessions) and `turns_per_minute=N` (`response.create`s), and `route=NAME` (the tenant's
-//! default route); a tenant with several keys may state them on any of its lines, but not
+//! sessions on this relay), `turns_per_minute=N` (`response.create`s), the fleet-wide
+//! `tokens_per_day=N`, `tokens_per_month=N` and `fleet_max_sessions=N` (need
+//! `--budget-redis`), and `route=NAME` (the tenant's default route); a tenant with several keys may state them on any of its lines, but not
 //! differently on two.
 
 use std::collections::HashMap;
@@ -26,9 +27,8 @@ pub enum LineError {
     /// The line has a tenant but no key.
     #[error("expected `<tenant> <key>`, found only one field")]
     MissingKey,
-    /// A field after the key is not `max_sessions=N`, `turns_per_minute=N` (N ≥ 1) or
-    /// `route=NAME`.
-    #[error("after the key only `max_sessions=N`, `turns_per_minute=N` (N ≥ 1) and `route=NAME` may follow")]
+    /// A field after the key is not one of the limits (N ≥ 1) or `route=NAME`.
+    #[error("after the key only `max_sessions=N`, `turns_per_minute=N`, `tokens_per_day=N`, `tokens_per_month=N`, `fleet_max_sessions=N` (N ≥ 1) and `route=NAME` may follow")]
     ExtraFields,
     /// The tenant's route was already given differently on another line.
     #[error("the tenant's route differs from the one on an earlier line")]
@@ -146,10 +146,14 @@ impl ClientKeys {
                     route = Some(value);
                     continue;
                 }
-                let n: u32 = value.parse().ok().filter(|&n| n >= 1).ok_or_else(bad)?;
+                let n: u64 = value.parse().ok().filter(|&n| n >= 1).ok_or_else(bad)?;
+                let small = || u32::try_from(n).map_err(|_| bad());
                 match name {
-                    "max_sessions" => own.max_sessions = Some(n as usize),
-                    "turns_per_minute" => own.turns_per_minute = Some(n),
+                    "max_sessions" => own.max_sessions = Some(small()? as usize),
+                    "turns_per_minute" => own.turns_per_minute = Some(small()?),
+                    "tokens_per_day" => own.tokens_per_day = Some(n),
+                    "tokens_per_month" => own.tokens_per_month = Some(n),
+                    "fleet_max_sessions" => own.fleet_max_sessions = Some(small()? as usize),
                     _ => return Err(bad()),
                 }
                 any = true;

@@ -26,6 +26,17 @@ impl RelayProcess {
     /// `extra` flags.
     pub fn start(driver: &str, upstream: &str, keys_extra: &str, extra: &[&str]) -> RelayProcess {
         let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(dir, driver, upstream, keys_extra, extra)
+    }
+
+    /// Like [`RelayProcess::start`], in `dir` (a restart keeps the usage log and cursor).
+    pub fn start_in(
+        dir: tempfile::TempDir,
+        driver: &str,
+        upstream: &str,
+        keys_extra: &str,
+        extra: &[&str],
+    ) -> RelayProcess {
         let keys = dir.path().join("keys");
         std::fs::write(&keys, format!("acme {RELAY_KEY}\n{keys_extra}")).expect("keys");
         let log_path = dir.path().join("usage.jsonl");
@@ -82,6 +93,20 @@ impl RelayProcess {
             log,
             dir,
         }
+    }
+
+    /// `kill -9`, then start again in the same directory with these settings.
+    pub fn kill9_and_restart(
+        mut self,
+        driver: &str,
+        upstream: &str,
+        keys_extra: &str,
+        extra: &[&str],
+    ) -> RelayProcess {
+        self.signal(libc::SIGKILL);
+        self.wait_exit(Duration::from_secs(5)).expect("killed");
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+        Self::start_in(dir, driver, upstream, keys_extra, extra)
     }
 
     /// `ws://…/v1/responses`.

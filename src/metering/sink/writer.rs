@@ -176,6 +176,15 @@ impl Writer {
         // "succeed" without the data ever reaching the disk. `fail` stops this writer for
         // good instead.
         self.out.sync().map_err(|e| ("fsync", e))?;
+        if let Some(m) = self
+            .shared
+            .mark
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        {
+            m.offset += self.buf.len() as u64;
+        }
         let n = self.unsynced.len() as u64;
         self.durable += n;
         self.shared.metrics.add_durable(n);
@@ -192,6 +201,14 @@ impl Writer {
         };
         match open_append(path) {
             Ok(f) => {
+                // The old file is complete (written and synced): the mark moves to the new.
+                if let Ok(m) = super::DurableMark::of(&f) {
+                    *self
+                        .shared
+                        .mark
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = Some(m);
+                }
                 *file = f;
                 self.shared.metrics.add_reopen();
                 tracing::info!(path = %path.display(), "usage log reopened");

@@ -1,0 +1,596 @@
+//! The fleet, with real engines: `nats-server -js` and `redis-server` on 127.0.0.1 (Debian
+//! packages, installed by scripts/install-deps.sh), two relay processes in front of the
+//! mock upstream.
+//!
+//! - every record of both relays reaches the JetStream stream exactly once — across a
+//!   `kill -9` of a relay mid-traffic and its restart, and across NATS stopped for a few
+//!   seconds and restarted — and the backlog shows on `/readyz` while NATS is down;
+//! - a tenant's daily token budget shared by both relays holds within the documented
+//!   overshoot bound, and a fleet-wide session cap holds across both;
+//! - with Redis stopped, `--budget-fail closed` refuses and `open` admits, as logged.
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use tollgate_loadtest::client::{connect, ClientOpts, ConnectError, WsClient};
+use tollgate_loadtest::mock::{MockConfig, MockUpstream};
+
+const BUDGET_KEY: &str = "tg-test-budget-key-0003";
+const CAPPED_KEY: &str = "tg-test-capped-key-0004";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+fn wait_port(port: u16) {
+    let end = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < end, "port {port} never opened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A server process on a fixed port, restartable with the same arguments.
+struct Server {
+    bin: &'static str,
+    args: Vec<String>,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Server {
+    fn start(bin: &'static str, args: Vec<String>, port: u16) -> Server {
+        let mut s = Server {
+            bin,
+            args,
+            port,
+            child: None,
+        };
+        s.up();
+        s
+    }
+
+    fn nats(store: &Path) -> Server {
+        let port = free_port();
+        let args = ["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([store.display().to_string()])
+            .collect();
+        Server::start("nats-server", args, port)
+    }
+
+    fn redis() -> Server {
+        let port = free_port();
+        let args = [
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        Server::start("redis-server", args, port)
+    }
+
+    fn up(&mut self) {
+        let child = Command::new(self.bin)
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{} (scripts/install-deps.sh installs it): {e}", self.bin));
+        self.child = Some(child);
+        wait_port(self.port);
+    }
+
+    fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) on our own child.
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self, scheme: &str) -> String {
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn opts(key: &str) -> ClientOpts {
+    ClientOpts {
+        headers: vec![("Authorization".into(), format!("Bearer {key}"))],
+        recv_timeout: Some(Duration::from_secs(10)),
+        connect_timeout: Duration::from_secs(5),
+        ..ClientOpts::default()
+    }
+}
+
+async fn session(addr: &str, key: &str) -> Result<WsClient, ConnectError> {
+    connect(&format!("ws://{addr}/v1/responses"), opts(key)).await
+}
+
+/// Turns on fresh sessions until `n` completed or the relay is gone; returns completed.
+async fn traffic(addr: String, n: usize) -> usize {
+    let mut done = 0;
+    let mut failures = 0;
+    while done < n && failures < 3 {
+        let Ok(mut c) = session(&addr, RELAY_KEY).await else {
+            failures += 1;
+            continue;
+        };
+        for _ in 0..5 {
+            match c
+                .turn(r#"{"type":"response.create","model":"gpt-5","input":"hi"}"#)
+                .await
+            {
+                Ok(_) => done += 1,
+                Err(_) => {
+                    failures += 1;
+                    break;
+                }
+            }
+        }
+    }
+    done
+}
+
+fn records(p: &Path) -> Vec<tollgate::metering::UsageRecord> {
+    tollgate::metering::read_log(p)
+        .map(|r| r.records)
+        .unwrap_or_default()
+}
+
+/// Every message in the stream: response ids in order.
+async fn stream_ids(nats: &str) -> Vec<String> {
+    let client = async_nats::connect(nats).await.expect("nats");
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js
+        .get_stream("TOLLGATE_USAGE")
+        .await
+        .expect("stream exists");
+    let last = stream.info().await.expect("info").state.last_sequence;
+    let mut ids = Vec::new();
+    for seq in 1..=last {
+        if let Ok(m) = stream.get_raw_message(seq).await {
+            let v: serde_json::Value = serde_json::from_slice(&m.payload).expect("record json");
+            assert_eq!(
+                m.headers.get("Nats-Msg-Id").map(|h| h.as_str().to_string()),
+                v["response_id"].as_str().map(str::to_string),
+                "the message id is the response id"
+            );
+            ids.push(v["response_id"].as_str().expect("id").to_string());
+        }
+    }
+    ids
+}
+
+fn metric(admin: &str, name: &str) -> f64 {
+    let addr = admin.parse().expect("admin addr");
+    http_get(addr, "/metrics")
+        .lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+fn readyz(admin: &str) -> String {
+    http_get(admin.parse().expect("addr"), "/readyz")
+}
+
+fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_record_reaches_jetstream_once_across_kill_9_and_a_nats_outage() {
+    let store = tempfile::tempdir().expect("tmp");
+    let mut nats = Server::nats(store.path());
+    let mock = MockUpstream::start(MockConfig {
+        deltas: 3,
+        token_rate: Some(200.0),
+        ..MockConfig::default()
+    })
+    .await
+    .expect("mock");
+    let nats_url = nats.url("nats");
+    let export = [
+        "--usage-export",
+        nats_url.as_str(),
+        "--usage-fsync-ms",
+        "5",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--usage-export-max-backlog",
+        "3",
+    ];
+    let up = mock.url();
+    let a = RelayProcess::start("uring", &up, "", &export);
+    let b = RelayProcess::start("epoll", &up, "", &export);
+    let (a_log, b_log) = (a.usage_log(), b.usage_log());
+
+    // Phase 1: both relays busy; relay A is killed -9 in the middle of it.
+    let ta = tokio::spawn(traffic(a.addr.clone(), 10_000));
+    let tb = tokio::spawn(traffic(b.addr.clone(), 40));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let open_at_kill = 1; // `traffic` keeps one response in flight at a time
+    let a = a.kill9_and_restart("uring", &up, "", &export);
+    let a_done_1 = ta.await.expect("task");
+    assert!(a_done_1 > 0, "relay A carried traffic before the kill");
+    tb.await.expect("task");
+
+    // Phase 2: NATS stops for a few seconds while both relays keep relaying and logging.
+    nats.down();
+    let b_admin = b.admin.clone().expect("admin");
+    let (na, nb) = tokio::join!(traffic(a.addr.clone(), 15), traffic(b.addr.clone(), 15));
+    assert_eq!((na, nb), (15, 15), "relaying does not depend on NATS");
+    // The exporter notices within its ack timeout and backoff (a few seconds).
+    wait_until("the backlog metric", Duration::from_secs(15), || {
+        metric(&b_admin, "tollgate_usage_export_backlog_records") >= 15.0
+    });
+    assert!(
+        readyz(&b_admin).contains("503"),
+        "over --usage-export-max-backlog: not ready"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    nats.up();
+
+    // Phase 3: more traffic, then everything catches up.
+    let (na, nb) = tokio::join!(traffic(a.addr.clone(), 10), traffic(b.addr.clone(), 10));
+    assert_eq!((na, nb), (10, 10));
+    // The last records reach the log within a group commit (5 ms); then the exporters
+    // must catch up with everything.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for r in [&a, &b] {
+        let admin = r.admin.clone().expect("admin");
+        let end = Instant::now() + Duration::from_secs(30);
+        while metric(&admin, "tollgate_usage_export_backlog_records") != 0.0 {
+            assert!(
+                Instant::now() < end,
+                "the export backlog did not drain:\n{}",
+                r.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(readyz(&admin).contains("200"), "ready again");
+        assert!(metric(&admin, "tollgate_usage_export_errors_total") >= 0.0);
+    }
+    assert!(
+        metric(&b_admin, "tollgate_usage_export_errors_total") >= 1.0,
+        "the outage was counted"
+    );
+
+    let logged: Vec<String> = records(&a_log)
+        .into_iter()
+        .chain(records(&b_log))
+        .map(|r| r.response_id)
+        .collect();
+    let unique: HashSet<&String> = logged.iter().collect();
+    assert_eq!(
+        unique.len(),
+        logged.len(),
+        "one record per response in the logs"
+    );
+    let streamed = stream_ids(&nats_url).await;
+    let mut seen = HashMap::new();
+    for id in &streamed {
+        *seen.entry(id.clone()).or_insert(0) += 1;
+    }
+    let dups: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(dups.is_empty(), "records twice in the stream: {dups:?}");
+    let streamed: HashSet<String> = streamed.into_iter().collect();
+    let logged: HashSet<String> = logged.into_iter().collect();
+    assert_eq!(
+        streamed, logged,
+        "the stream holds exactly the logged records"
+    );
+    // Against the upstream's ledger: only responses cut by the kill have no record.
+    let ledger: HashSet<String> = mock.ledger().into_iter().map(|e| e.response_id).collect();
+    assert!(logged.is_subset(&ledger));
+    let missing = ledger.difference(&logged).count();
+    assert!(
+        missing <= open_at_kill,
+        "{missing} ledger entries without a record"
+    );
+    drop((a, b));
+}
+
+fn budget_keys() -> String {
+    format!("budget {BUDGET_KEY} tokens_per_day=2500\ncapped {CAPPED_KEY} fleet_max_sessions=3\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daily_budget_and_a_session_cap_hold_across_two_relays() {
+    let redis = Server::redis();
+    let mock = MockUpstream::start(MockConfig {
+        deltas: 4,
+        ..MockConfig::default()
+    })
+    .await
+    .expect("mock");
+    let redis_url = redis.url("redis");
+    let flags = [
+        "--budget-redis",
+        redis_url.as_str(),
+        "--budget-lease-tokens",
+        "300",
+        "--fleet-sync-interval",
+        "100ms",
+        "--usage-fsync-ms",
+        "5",
+    ];
+    let a = RelayProcess::start("uring", &mock.url(), &budget_keys(), &flags);
+    let b = RelayProcess::start("epoll", &mock.url(), &budget_keys(), &flags);
+
+    // Turns alternate between the relays until both refuse.
+    let (mut ca, mut cb) = (
+        session(&a.addr, BUDGET_KEY).await.expect("a"),
+        session(&b.addr, BUDGET_KEY).await.expect("b"),
+    );
+    let mut refused = [false, false];
+    let mut turns = 0;
+    while !(refused[0] && refused[1]) {
+        turns += 1;
+        assert!(turns < 500, "the budget never ran out");
+        for (i, c) in [&mut ca, &mut cb].into_iter().enumerate() {
+            if refused[i] {
+                continue;
+            }
+            let ev = c
+                .turn(r#"{"type":"response.create","model":"gpt-5","input":"count me"}"#)
+                .await
+                .expect("turn");
+            let last = ev.last().expect("event");
+            if last["type"] == "error" {
+                assert_eq!(last["error"]["code"], "insufficient_quota", "{last}");
+                refused[i] = true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // New sessions of the tenant are refused at the handshake, on both relays.
+    for addr in [&a.addr, &b.addr] {
+        match session(addr, BUDGET_KEY).await {
+            Err(ConnectError::Refused {
+                status: 429, body, ..
+            }) => {
+                assert!(body.contains("insufficient_quota"), "{body}")
+            }
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+    }
+    let recs: Vec<_> = records(&a.usage_log())
+        .into_iter()
+        .chain(records(&b.usage_log()))
+        .filter(|r| r.tenant == "budget")
+        .collect();
+    let used: u64 = recs.iter().map(|r| r.total_tokens).sum();
+    let biggest = recs.iter().map(|r| r.total_tokens).max().unwrap_or(0);
+    // The bound (src/fleet/budget.rs): N relays × c in flight × M tokens; here N = 2, c = 1.
+    let bound = 2 * biggest;
+    assert!(
+        used <= 2500 + bound,
+        "used {used} > budget 2500 + bound {bound}"
+    );
+    assert!(used >= 2500 - 2 * 300, "refused too early: used {used}");
+    eprintln!(
+        "budget 2500: used {used} over {} responses (largest {biggest}, overshoot bound {bound})",
+        recs.len()
+    );
+
+    // The fleet-wide session cap: 3 across both relays.
+    let mut open = Vec::new();
+    for addr in [&a.addr, &b.addr, &a.addr] {
+        open.push(session(addr, CAPPED_KEY).await.expect("under the cap"));
+        tokio::time::sleep(Duration::from_millis(400)).await; // a few sync intervals
+    }
+    for addr in [&a.addr, &b.addr] {
+        match session(addr, CAPPED_KEY).await {
+            Err(ConnectError::Refused {
+                status: 429, body, ..
+            }) => {
+                assert!(body.contains("fleet_session_limit_reached"), "{body}")
+            }
+            other => panic!("4th session: {:?}", other.map(|_| ())),
+        }
+    }
+    drop(open.pop());
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    open.push(
+        session(&b.addr, CAPPED_KEY)
+            .await
+            .expect("a slot came back"),
+    );
+    assert!(!a.log_text().contains(BUDGET_KEY) && !a.log_text().contains(CAPPED_KEY));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_closed_refuses_and_open_admits() {
+    let mut redis = Server::redis();
+    let mock = MockUpstream::start(MockConfig::default())
+        .await
+        .expect("mock");
+    let redis_url = redis.url("redis");
+    let flags = |fail: &'static str| {
+        vec![
+            "--budget-redis".to_string(),
+            redis_url.clone(),
+            "--budget-fail".into(),
+            fail.into(),
+            "--fleet-sync-interval".into(),
+            "100ms".into(),
+        ]
+    };
+    let fc = flags("closed");
+    let fo = flags("open");
+    let closed = RelayProcess::start(
+        "uring",
+        &mock.url(),
+        &budget_keys(),
+        &fc.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let open = RelayProcess::start(
+        "epoll",
+        &mock.url(),
+        &budget_keys(),
+        &fo.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    session(&closed.addr, BUDGET_KEY)
+        .await
+        .expect("Redis up: admitted");
+    redis.down();
+    // Closed: the budget tenant is refused once the relay noticed.
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        match session(&closed.addr, BUDGET_KEY).await {
+            Err(ConnectError::Refused {
+                status: 503, body, ..
+            }) => {
+                assert!(body.contains("budget_unavailable"), "{body}");
+                break;
+            }
+            Ok(_) if Instant::now() < end => tokio::time::sleep(Duration::from_millis(100)).await,
+            other => panic!("closed: {:?}", other.map(|_| ())),
+        }
+    }
+    // Tenants without fleet limits are not affected.
+    session(&closed.addr, RELAY_KEY)
+        .await
+        .expect("no fleet limits: admitted");
+    // Open: admitted, and a turn goes through.
+    wait_until("the open relay to notice", Duration::from_secs(10), || {
+        open.log_text().contains("Redis unreachable")
+    });
+    let mut c = session(&open.addr, BUDGET_KEY)
+        .await
+        .expect("open: admitted");
+    c.turn(r#"{"type":"response.create","model":"gpt-5"}"#)
+        .await
+        .expect("turn");
+    for (r, mode) in [(&closed, "closed"), (&open, "open")] {
+        let log = r.log_text();
+        assert!(
+            log.contains("Redis unreachable") && log.contains(&format!("--budget-fail {mode}")),
+            "{mode}: {log}"
+        );
+    }
+    // Redis back: the closed relay admits again.
+    redis.up();
+    wait_until("Redis to be seen again", Duration::from_secs(10), || {
+        closed.log_text().contains("Redis reachable again")
+    });
+    session(&closed.addr, BUDGET_KEY)
+        .await
+        .expect("admitted again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_rotation_and_the_export_cursor_agree() {
+    let store = tempfile::tempdir().expect("tmp");
+    let mut nats = Server::nats(store.path());
+    let mock = MockUpstream::start(MockConfig {
+        deltas: 2,
+        ..MockConfig::default()
+    })
+    .await
+    .expect("mock");
+    let nats_url = nats.url("nats");
+    let flags = [
+        "--usage-export",
+        nats_url.as_str(),
+        "--usage-fsync-ms",
+        "5",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ];
+    let up = mock.url();
+    let r = RelayProcess::start("uring", &up, "", &flags);
+    let log = r.usage_log();
+    let rotated = log.with_extension("jsonl.1");
+    assert_eq!(traffic(r.addr.clone(), 5).await, 5);
+    // NATS goes away; records pile up in the log, which is then rotated (SIGHUP).
+    nats.down();
+    assert_eq!(traffic(r.addr.clone(), 5).await, 5);
+    std::fs::rename(&log, &rotated).expect("rotate");
+    r.signal(libc::SIGHUP);
+    wait_until("the reopen", Duration::from_secs(5), || log.exists());
+    assert_eq!(traffic(r.addr.clone(), 5).await, 5);
+    // The relay stops with the backlog unexported, and the log is rotated again while it
+    // is down: the restart must find the cursor's file by its inode.
+    r.signal(libc::SIGTERM);
+    let mut r = r;
+    r.wait_exit(Duration::from_secs(20)).expect("stopped");
+    let rotated2 = log.with_extension("jsonl.2");
+    std::fs::rename(&rotated, &rotated2).expect("rotate .1 → .2");
+    std::fs::rename(&log, &rotated).expect("rotate → .1");
+    nats.up();
+    let dir = std::mem::replace(&mut r.dir, tempfile::tempdir().expect("tmp"));
+    let r = RelayProcess::start_in(dir, "uring", &up, "", &flags);
+    assert_eq!(traffic(r.addr.clone(), 5).await, 5);
+    let admin = r.admin.clone().expect("admin");
+    let current = r.usage_log();
+    wait_until(
+        "the last records to be durable",
+        Duration::from_secs(5),
+        || records(&current).len() == 5,
+    );
+    let end = Instant::now() + Duration::from_secs(30);
+    while metric(&admin, "tollgate_usage_export_backlog_records") != 0.0
+        || metric(&admin, "tollgate_usage_export_acked_total") < 15.0
+    {
+        assert!(
+            Instant::now() < end,
+            "backlog {} acked {}:\n{}",
+            metric(&admin, "tollgate_usage_export_backlog_records"),
+            metric(&admin, "tollgate_usage_export_acked_total"),
+            r.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let logged: HashSet<String> = [&rotated2, &rotated, &r.usage_log()]
+        .iter()
+        .flat_map(|p| records(p))
+        .map(|rec| rec.response_id)
+        .collect();
+    assert_eq!(logged.len(), 20, "four rounds of five");
+    let streamed = stream_ids(&nats_url).await;
+    assert_eq!(streamed.len(), 20, "each once: {streamed:?}");
+    assert_eq!(streamed.into_iter().collect::<HashSet<_>>(), logged);
+    // The rotated files were finished before the current one: the order of the stream
+    // follows the files' order.
+    let first_of_current = records(&r.usage_log())[0].response_id.clone();
+    let pos = stream_ids(&nats_url)
+        .await
+        .iter()
+        .position(|id| *id == first_of_current)
+        .expect("in the stream");
+    assert_eq!(pos, 15);
+}
