@@ -28,6 +28,13 @@ pub enum Peer {
     /// data-plane comparison, not in the default set.
     #[serde(rename = "tollgate-async")]
     TollgateAsync,
+    /// The full relay with its rings built with `COOP_TASKRUN` instead of
+    /// `SINGLE_ISSUER|DEFER_TASKRUN` (`--uring-setup coop`): the ring-flags comparison.
+    #[serde(rename = "tollgate-coop")]
+    TollgateCoop,
+    /// The full relay on epoll (`--driver epoll`).
+    #[serde(rename = "tollgate-epoll")]
+    TollgateEpoll,
     /// Debian nginx, 1 worker.
     Nginx,
     /// Debian HAProxy, 1 thread.
@@ -46,12 +53,14 @@ impl Peer {
     ];
 
     /// Every peer `--peers` accepts.
-    pub const KNOWN: [Peer; 7] = [
+    pub const KNOWN: [Peer; 9] = [
         Peer::Direct,
         Peer::Tunnel,
         Peer::Tollgate,
         Peer::TollgateNoLog,
         Peer::TollgateAsync,
+        Peer::TollgateCoop,
+        Peer::TollgateEpoll,
         Peer::Nginx,
         Peer::Haproxy,
     ];
@@ -64,6 +73,8 @@ impl Peer {
             Peer::Tollgate => "tollgate",
             Peer::TollgateNoLog => "tollgate-nolog",
             Peer::TollgateAsync => "tollgate-async",
+            Peer::TollgateCoop => "tollgate-coop",
+            Peer::TollgateEpoll => "tollgate-epoll",
             Peer::Nginx => "nginx",
             Peer::Haproxy => "haproxy",
         }
@@ -76,7 +87,10 @@ impl Peer {
 
     /// Whether this peer writes a usage log to check.
     pub fn meters(self) -> bool {
-        matches!(self, Peer::Tollgate | Peer::TollgateAsync)
+        matches!(
+            self,
+            Peer::Tollgate | Peer::TollgateAsync | Peer::TollgateCoop | Peer::TollgateEpoll
+        )
     }
 }
 
@@ -210,7 +224,9 @@ impl RunningPeer {
             | Peer::Tunnel
             | Peer::Tollgate
             | Peer::TollgateNoLog
-            | Peer::TollgateAsync => {
+            | Peer::TollgateAsync
+            | Peer::TollgateCoop
+            | Peer::TollgateEpoll => {
                 if !env.tollgate.is_file() {
                     return Err(PeerError::NotInstalled("tollgate"));
                 }
@@ -241,6 +257,14 @@ impl RunningPeer {
                 }
                 if peer == Peer::TollgateAsync {
                     a.push("--no-ring".into());
+                }
+                if peer == Peer::TollgateCoop {
+                    a.extend(["--uring-setup".into(), "coop".into()]);
+                }
+                if peer == Peer::TollgateEpoll {
+                    if let Some(d) = a.iter().position(|x| x == "uring") {
+                        a[d] = "epoll".into();
+                    }
                 }
                 if peer.meters() {
                     let u = dir.join("usage.jsonl");
