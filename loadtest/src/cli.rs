@@ -142,6 +142,9 @@ pub struct BenchArgs {
     /// sweep, bulk, idle, churn, or a full name such as idle-9000.
     #[arg(long)]
     pub only: Vec<String>,
+    /// TLS legs: none, upstream (SUT → mock is `wss://`, production's shape), both.
+    #[arg(long, value_enum, default_value_t = tollgate_loadtest::bench::peers::TlsMode::None)]
+    pub tls: tollgate_loadtest::bench::peers::TlsMode,
 }
 
 /// Flags of `loadtest demo`. It exits 0 only when every step of the transcript worked
@@ -163,7 +166,7 @@ pub struct DemoArgs {
 fn parse_peer(s: &str) -> Result<Peer, String> {
     Peer::parse(s)
         .ok_or_else(|| {
-            format!("{s:?} is not one of direct, tunnel, tollgate, tollgate-nolog, tollgate-async, nginx, haproxy")
+            format!("{s:?} is not one of direct, tunnel, tollgate, tollgate-nolog, tollgate-async, tollgate-coop, tollgate-epoll, nginx, haproxy")
         })
 }
 

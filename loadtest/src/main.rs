@@ -123,6 +123,7 @@ fn run_bench(args: BenchArgs) -> i32 {
         install: !args.no_install,
         command: std::env::args().collect::<Vec<_>>().join(" "),
         only: args.only.clone(),
+        tls: args.tls,
     };
     match bench::run_bench(&cfg) {
         Ok(r) => {

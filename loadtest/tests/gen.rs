@@ -164,6 +164,8 @@ fn stream_through_the_real_relay_is_metered_exactly() {
     })
     .unwrap();
     let env = PeerEnv {
+        tls: tollgate_loadtest::bench::peers::TlsMode::None,
+        tls_files: None,
         tollgate,
         keys_file: keys,
         sut_cpu: None,
@@ -288,4 +290,56 @@ fn sweep_svg_is_well_formed() {
     assert_eq!(out.matches("<polyline").count(), 2);
     assert_eq!(out.matches('<').count(), out.matches('>').count());
     assert!(out.trim_end().ends_with("</svg>"));
+}
+
+/// The bench's TLS shape end to end: generator → `wss://` relay → `wss://` mock, with
+/// certificates generated for the run; every response metered exactly.
+#[test]
+fn stream_over_tls_on_both_legs_is_metered_exactly() {
+    use tollgate_loadtest::bench::peers::{TlsFiles, TlsMode};
+    let tollgate = debug_tollgate();
+    let dir = std::env::temp_dir().join(format!("loadtest-gen-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let keys = dir.join("keys");
+    std::fs::write(&keys, "bench k-test-1\n").unwrap();
+    let files = TlsFiles::generate(&dir).unwrap();
+    let ledger = dir.join("ledger.jsonl");
+    let mock = MockHost::start(MockConfig {
+        deltas: 5,
+        record: false,
+        ledger_path: Some(ledger.clone()),
+        tls: Some(
+            tollgate_loadtest::tls::server_config_from_files(&files.cert, &files.key).unwrap(),
+        ),
+        ..MockConfig::default()
+    })
+    .unwrap();
+    let ca = std::fs::read(&files.ca).unwrap();
+    let env = PeerEnv {
+        tls: TlsMode::Both,
+        tls_files: Some(files),
+        tollgate,
+        keys_file: keys,
+        sut_cpu: None,
+    };
+    let relay = RunningPeer::start(Peer::Tollgate, &env, mock.addr, &dir).unwrap();
+    assert!(relay.url.starts_with("wss://"), "{}", relay.url);
+    let cfg = RunConfig {
+        key: Some("k-test-1".into()),
+        turns: Some(3),
+        tls_ca_pem: Some(ca),
+        ..quick(Workload::Stream, relay.url.clone())
+    };
+    let r = gen::run(&cfg).unwrap();
+    let log = relay.usage_log.clone().unwrap();
+    relay.stop();
+    assert_eq!(r.counts.errors, 0, "{:?}", r.error_samples);
+    assert_eq!(r.counts.frames_received, 12 * 13);
+    let check = usage::compare_files(&log, &ledger).unwrap();
+    assert_eq!(
+        (check.ledger, check.matched, check.accuracy()),
+        (12, 12, 1.0),
+        "{check:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

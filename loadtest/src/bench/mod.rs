@@ -22,7 +22,7 @@ use crate::gen::{self, Report};
 use cases::{Case, Kind, Profile};
 use host::MockHost;
 use machine::Machine;
-use peers::{Peer, PeerEnv, RunningPeer};
+use peers::{Peer, PeerEnv, RunningPeer, TlsMode};
 use usage::UsageCheck;
 
 /// The tenant key every generator presents (tollgate checks it; the others pass it on).
@@ -51,6 +51,8 @@ pub struct BenchConfig {
     pub command: String,
     /// Run only the cases whose name starts with one of these (empty = all).
     pub only: Vec<String>,
+    /// Which legs run TLS.
+    pub tls: peers::TlsMode,
 }
 
 /// One (case, peer, repetition) run.
@@ -81,6 +83,9 @@ pub struct Sample {
 pub struct BenchResult {
     /// The command line.
     pub command: String,
+    /// Which legs ran TLS.
+    #[serde(default)]
+    pub tls: TlsMode,
     /// The machine.
     pub machine: Machine,
     /// `(name, version)` of the peers.
@@ -141,6 +146,20 @@ fn run_one(case: &Case, peer: Peer, rep: usize, env: &PeerEnv, work: &Path) -> S
     ));
     let _ = std::fs::create_dir_all(&dir);
     let mut mcfg = case.mock.clone();
+    if env.tls != TlsMode::None {
+        match env
+            .tls_files
+            .as_ref()
+            .map(|f| crate::tls::server_config_from_files(&f.cert, &f.key))
+        {
+            Some(Ok(c)) => mcfg.tls = Some(c),
+            Some(Err(e)) => {
+                s.error = Some(format!("mock TLS: {e}"));
+                return s;
+            }
+            None => {}
+        }
+    }
     let ledger = dir.join("ledger.jsonl");
     if peer.meters() {
         mcfg.ledger_path = Some(ledger.clone());
@@ -163,6 +182,10 @@ fn run_one(case: &Case, peer: Peer, rep: usize, env: &PeerEnv, work: &Path) -> S
     rc.target = rp.url.clone();
     rc.key = Some(BENCH_KEY.to_string());
     rc.sut_pids = rp.pids();
+    rc.tls_ca_pem = env
+        .tls_files
+        .as_ref()
+        .and_then(|f| std::fs::read(&f.ca).ok());
     let report = gen::run(&rc);
     s.mock_frames_sent = mock.counters.frames_sent();
     let usage_log = rp.usage_log.clone();
@@ -230,7 +253,13 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
     std::fs::create_dir_all(&runs_dir).map_err(out_err(&runs_dir))?;
     let keys_file = work.join("keys");
     std::fs::write(&keys_file, format!("bench {BENCH_KEY}\n")).map_err(out_err(&keys_file))?;
+    let tls_files = match cfg.tls {
+        TlsMode::None => None,
+        _ => Some(peers::TlsFiles::generate(&work).map_err(out_err(&work))?),
+    };
     let env = PeerEnv {
+        tls: cfg.tls,
+        tls_files,
         tollgate: cfg.tollgate.clone(),
         keys_file,
         sut_cpu: two.then_some(0),
@@ -311,6 +340,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
     }
     let result = BenchResult {
         command: cfg.command.clone(),
+        tls: cfg.tls,
         machine,
         versions: peers::versions(&cfg.tollgate),
         pinning,

@@ -118,9 +118,66 @@ pub enum PeerError {
     },
 }
 
+/// Which legs run TLS in a bench (`loadtest bench --tls`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Plain TCP on both legs.
+    #[default]
+    None,
+    /// `wss://` between the SUT and the mock upstream (production's shape).
+    Upstream,
+    /// `wss://` on both legs.
+    Both,
+}
+
+/// Certificate files for the TLS legs (one test CA; the certificate names `localhost`
+/// and `127.0.0.1`).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Server certificate (PEM).
+    pub cert: PathBuf,
+    /// Its key (PEM).
+    pub key: PathBuf,
+    /// The CA (PEM).
+    pub ca: PathBuf,
+    /// Certificate and key in one file (HAProxy's `crt`).
+    pub combined: PathBuf,
+}
+
+impl TlsFiles {
+    /// Fresh test certificates (CA + `localhost` leaf) written into `dir`.
+    pub fn generate(dir: &Path) -> std::io::Result<TlsFiles> {
+        let t = crate::tls::test_tls().map_err(|e| std::io::Error::other(e.to_string()))?;
+        let (cert, key, ca) = t.write_to(dir)?;
+        let combined = dir.join("combined.pem");
+        std::fs::write(&combined, format!("{}{}", t.cert_pem, t.key_pem))?;
+        Ok(TlsFiles {
+            cert,
+            key,
+            ca,
+            combined,
+        })
+    }
+}
+
 /// What every peer start needs.
 #[derive(Debug, Clone)]
 pub struct PeerEnv {
+    /// TLS legs.
+    pub tls: TlsMode,
+    /// Their certificate files (`None` with [`TlsMode::None`]).
+    pub tls_files: Option<TlsFiles>,
     /// The tollgate binary.
     pub tollgate: PathBuf,
     /// `<tenant> <key>` file for tollgate.
@@ -172,13 +229,31 @@ fn wait_listening(
     })
 }
 
-fn nginx_conf(dir: &Path, listen: SocketAddr, upstream: SocketAddr) -> String {
+fn nginx_conf(dir: &Path, listen: SocketAddr, upstream: SocketAddr, env: &PeerEnv) -> String {
+    let (scheme, upstream_tls) = match env.tls {
+        TlsMode::None => ("http", String::new()),
+        _ => (
+            "https",
+            "      proxy_ssl_verify off;\n      proxy_ssl_session_reuse on;\n".to_string(),
+        ),
+    };
+    let (ssl, listen_tls) = match (&env.tls, &env.tls_files) {
+        (TlsMode::Both, Some(f)) => (
+            " ssl",
+            format!(
+                "    ssl_certificate {};\n    ssl_certificate_key {};\n",
+                f.cert.display(),
+                f.key.display()
+            ),
+        ),
+        _ => ("", String::new()),
+    };
     format!(
         "worker_processes 1;\ndaemon off;\nmaster_process on;\nuser root;\npid {d}/nginx.pid;\n\
 error_log {d}/error.log warn;\nworker_rlimit_nofile 20000;\nevents {{ worker_connections 20000; }}\n\
 http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
   fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-  server {{\n    listen {listen} backlog=4096;\n    location / {{\n      proxy_pass http://{upstream};\n\
+  server {{\n    listen {listen}{ssl} backlog=4096;\n{listen_tls}    location / {{\n      proxy_pass {scheme}://{upstream};\n{upstream_tls}\
       proxy_http_version 1.1;\n      proxy_set_header Upgrade $http_upgrade;\n\
       proxy_set_header Connection \"upgrade\";\n      proxy_buffering off;\n      tcp_nodelay on;\n\
       proxy_read_timeout 3600s;\n      proxy_send_timeout 3600s;\n    }}\n  }}\n}}\n",
@@ -186,11 +261,20 @@ http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path
     )
 }
 
-fn haproxy_conf(listen: SocketAddr, upstream: SocketAddr) -> String {
+fn haproxy_conf(listen: SocketAddr, upstream: SocketAddr, env: &PeerEnv) -> String {
+    let bind_tls = match (&env.tls, &env.tls_files) {
+        (TlsMode::Both, Some(f)) => format!(" ssl crt {}", f.combined.display()),
+        _ => String::new(),
+    };
+    let server_tls = if env.tls == TlsMode::None {
+        ""
+    } else {
+        " ssl verify none"
+    };
     format!(
         "global\n  nbthread 1\n  maxconn 9800\n\ndefaults\n  mode http\n  timeout connect 5s\n\
   timeout client 3600s\n  timeout server 3600s\n  timeout tunnel 3600s\n\n\
-frontend fe\n  bind {listen}\n  default_backend be\n\nbackend be\n  server mock {upstream}\n"
+frontend fe\n  bind {listen}{bind_tls}\n  default_backend be\n\nbackend be\n  server mock {upstream}{server_tls}\n"
     )
 }
 
@@ -206,10 +290,15 @@ impl RunningPeer {
             peer: peer.name(),
             source,
         };
+        let up_scheme = if env.tls == TlsMode::None {
+            "ws"
+        } else {
+            "wss"
+        };
         if peer == Peer::Direct {
             return Ok(RunningPeer {
                 peer,
-                url: format!("ws://{upstream}"),
+                url: format!("{up_scheme}://{upstream}"),
                 usage_log: None,
                 child: None,
             });
@@ -239,7 +328,7 @@ impl RunningPeer {
                     "--driver",
                     "uring",
                     "--upstream",
-                    &format!("ws://{upstream}"),
+                    &format!("{up_scheme}://{upstream}"),
                     "--client-keys",
                     &env.keys_file.display().to_string(),
                     "--upstream-header",
@@ -257,6 +346,17 @@ impl RunningPeer {
                 }
                 if peer == Peer::TollgateAsync {
                     a.push("--no-ring".into());
+                }
+                if let Some(f) = &env.tls_files {
+                    a.extend(["--upstream-ca".into(), f.ca.display().to_string()]);
+                    if env.tls == TlsMode::Both {
+                        a.extend([
+                            "--tls-cert".into(),
+                            f.cert.display().to_string(),
+                            "--tls-key".into(),
+                            f.key.display().to_string(),
+                        ]);
+                    }
                 }
                 if peer == Peer::TollgateCoop {
                     a.extend(["--uring-setup".into(), "coop".into()]);
@@ -276,7 +376,7 @@ impl RunningPeer {
             Peer::Nginx => {
                 let bin = which("nginx").ok_or(PeerError::NotInstalled("nginx"))?;
                 let conf = dir.join("nginx.conf");
-                std::fs::write(&conf, nginx_conf(dir, listen, upstream)).map_err(spawn_err)?;
+                std::fs::write(&conf, nginx_conf(dir, listen, upstream, env)).map_err(spawn_err)?;
                 let a = vec![
                     "-p".into(),
                     format!("{}/", dir.display()),
@@ -290,7 +390,7 @@ impl RunningPeer {
             Peer::Haproxy => {
                 let bin = which("haproxy").ok_or(PeerError::NotInstalled("haproxy"))?;
                 let conf = dir.join("haproxy.cfg");
-                std::fs::write(&conf, haproxy_conf(listen, upstream)).map_err(spawn_err)?;
+                std::fs::write(&conf, haproxy_conf(listen, upstream, env)).map_err(spawn_err)?;
                 (
                     bin,
                     vec!["-f".into(), conf.display().to_string(), "-db".into()],
@@ -314,9 +414,14 @@ impl RunningPeer {
             let _ = child.wait();
             return Err(e);
         }
+        let scheme = if env.tls == TlsMode::Both {
+            "wss"
+        } else {
+            "ws"
+        };
         Ok(RunningPeer {
             peer,
-            url: format!("ws://{listen}"),
+            url: format!("{scheme}://{listen}"),
             usage_log,
             child: Some(child),
         })

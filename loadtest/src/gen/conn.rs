@@ -4,9 +4,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::client::TlsStream;
 
 use super::wire::{self, FrameHead};
 use super::GenError;
@@ -17,8 +18,8 @@ pub const MAX_PAYLOAD: usize = 16 << 20;
 const READ_CHUNK: usize = 256 * 1024;
 const MAX_HEAD: usize = 16 * 1024;
 
-/// Where to connect: parsed from `ws://host:port[/path]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where to connect: parsed from `ws://host:port[/path]` (or `wss://` with a CA).
+#[derive(Clone)]
 pub struct Target {
     /// Socket address to dial.
     pub addr: SocketAddr,
@@ -26,16 +27,57 @@ pub struct Target {
     pub authority: String,
     /// Request target.
     pub path: String,
+    /// `wss://`: the TLS client config and the server name to verify.
+    pub tls: Option<(
+        tokio_rustls::TlsConnector,
+        rustls::pki_types::ServerName<'static>,
+    )>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("addr", &self.addr)
+            .field("authority", &self.authority)
+            .field("path", &self.path)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+impl PartialEq for Target {
+    fn eq(&self, o: &Target) -> bool {
+        (self.addr, &self.authority, &self.path, self.tls.is_some())
+            == (o.addr, &o.authority, &o.path, o.tls.is_some())
+    }
 }
 
 impl Target {
     /// Parses `ws://IP:PORT[/path]` (default path `/v1/responses`). Host names other
-    /// than `localhost` and `wss://` are not supported by the generator.
+    /// than `localhost` are not supported by the generator; `wss://` needs a CA
+    /// ([`Target::parse_tls`]).
     pub fn parse(url: &str) -> Result<Target, GenError> {
+        Self::parse_tls(url, None)
+    }
+
+    /// [`Target::parse`], also accepting `wss://` verified against `ca_pem` (the server
+    /// name is `localhost`, which the test certificates carry besides `127.0.0.1`).
+    pub fn parse_tls(url: &str, ca_pem: Option<&[u8]>) -> Result<Target, GenError> {
         let bad = || GenError::InvalidTarget {
             url: url.to_string(),
         };
-        let rest = url.strip_prefix("ws://").ok_or_else(bad)?;
+        let (rest, tls) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+            (Some(r), _) => (r, None),
+            (None, Some(r)) => {
+                let ca = ca_pem.ok_or_else(bad)?;
+                let cfg = crate::tls::client_config(ca).map_err(|_| bad())?;
+                let name = rustls::pki_types::ServerName::try_from("localhost")
+                    .map_err(|_| bad())?
+                    .to_owned();
+                (r, Some((tokio_rustls::TlsConnector::from(cfg), name)))
+            }
+            _ => return Err(bad()),
+        };
         let split = rest.find('/').unwrap_or(rest.len());
         let (authority, path) = rest.split_at(split);
         let addr: SocketAddr = match authority.strip_prefix("localhost:") {
@@ -51,14 +93,58 @@ impl Target {
             addr,
             authority: authority.to_string(),
             path,
+            tls,
         })
+    }
+}
+
+/// The read half of a plain or TLS connection (an enum, not a trait object: the
+/// generator's hot loop stays statically dispatched).
+#[derive(Debug)]
+enum Rd {
+    Plain(OwnedReadHalf),
+    Tls(ReadHalf<TlsStream<TcpStream>>),
+}
+
+impl Rd {
+    async fn read(&mut self, dst: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Rd::Plain(r) => r.read(dst).await,
+            Rd::Tls(r) => r.read(dst).await,
+        }
+    }
+}
+
+/// The write half of a plain or TLS connection.
+#[derive(Debug)]
+enum Wr {
+    Plain(OwnedWriteHalf),
+    Tls(WriteHalf<TlsStream<TcpStream>>),
+}
+
+impl Wr {
+    async fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
+        match self {
+            Wr::Plain(w) => w.write_all(b).await,
+            Wr::Tls(w) => {
+                w.write_all(b).await?;
+                w.flush().await
+            }
+        }
+    }
+
+    async fn shutdown(&mut self) -> std::io::Result<()> {
+        match self {
+            Wr::Plain(w) => w.shutdown().await,
+            Wr::Tls(w) => w.shutdown().await,
+        }
     }
 }
 
 /// The read side: a growable buffer walked frame by frame.
 #[derive(Debug)]
 pub struct WsReader {
-    rd: OwnedReadHalf,
+    rd: Rd,
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -68,7 +154,7 @@ pub struct WsReader {
 /// The write side: frames are encoded into a batch and written with one syscall.
 #[derive(Debug)]
 pub struct WsWriter {
-    wr: OwnedWriteHalf,
+    wr: Wr,
     out: Vec<u8>,
 }
 
@@ -118,7 +204,20 @@ impl WsConn {
         source: Option<IpAddr>,
     ) -> Result<WsConn, GenError> {
         let tcp = dial(t.addr, source).await.map_err(GenError::Connect)?;
-        let (rd, mut wr) = tcp.into_split();
+        let (rd, mut wr) = match &t.tls {
+            None => {
+                let (r, w) = tcp.into_split();
+                (Rd::Plain(r), Wr::Plain(w))
+            }
+            Some((connector, name)) => {
+                let tls = connector
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(GenError::Connect)?;
+                let (r, w) = tokio::io::split(tls);
+                (Rd::Tls(r), Wr::Tls(w))
+            }
+        };
         let ws_key = handshake::new_key();
         let auth = key
             .map(|k| format!("Authorization: Bearer {k}\r\n"))
@@ -263,7 +362,10 @@ mod tests {
             (t.addr.port(), t.path.as_str(), t.authority.as_str()),
             (81, "/x?y", "localhost:81")
         );
-        assert!(Target::parse("wss://127.0.0.1:1").is_err());
+        assert!(
+            Target::parse("wss://127.0.0.1:1").is_err(),
+            "wss needs a CA"
+        );
         assert!(Target::parse("ws://example.com:1").is_err());
     }
 }

@@ -105,6 +105,8 @@ pub struct RunConfig {
     pub connect_timeout: Duration,
     /// How long in-flight work may finish after the load stops.
     pub drain_timeout: Duration,
+    /// CA (PEM) to verify a `wss://` target against.
+    pub tls_ca_pem: Option<Vec<u8>>,
 }
 
 impl Default for RunConfig {
@@ -127,6 +129,7 @@ impl Default for RunConfig {
             progress: true,
             connect_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(10),
+            tls_ca_pem: None,
         }
     }
 }

@@ -133,7 +133,7 @@ fn progress_bar(cfg: &RunConfig) -> ProgressBar {
 /// Runs the load described by `cfg` to the end and reports.
 pub fn run(cfg: &RunConfig) -> Result<Report, GenError> {
     validate(cfg)?;
-    let target = Target::parse(&cfg.target)?;
+    let target = Target::parse_tls(&cfg.target, cfg.tls_ca_pem.as_deref())?;
     let (idle_tx, idle_rx) = watch::channel(None);
     let epoch = Instant::now();
     let far = Duration::from_secs(86_400);
