@@ -8,7 +8,7 @@
 //!                      server::handshake  bounded sans-IO HTTP/1.1 upgrade parser + RFC 6455 checks
 //!                      server::auth       relay keys → tenant (or passthrough fingerprint)
 //!                      route              tenant's route or path prefix → upstream; model prefixes
-//!                      upstream::dial     TCP (+TLS via monoio-rustls) + client handshake, timed
+//!                      upstream::dial     TCP (+TLS, `tls`) + client handshake, timed
 //!                      upstream::handshake  request rewrite, 101 validation, refusal → status map
 //!                      relay::core        sans-IO session: walker (ws::frame, ws::mask in place),
 //!                                         decisions on client messages (relay::rewrite), close
@@ -37,6 +37,7 @@ pub mod route;
 pub mod runtime;
 pub mod server;
 pub mod tap;
+pub mod tls;
 pub mod upstream;
 pub mod utc;
 pub mod ws;

@@ -32,7 +32,7 @@
 //! thread — but a thread waits on one ring, and with `DEFER_TASKRUN` completions of the
 //! second ring would not even be posted until that thread entered it, so every wake-up
 //! would cost an extra `io_uring_enter` (or an eventfd read); (2) leaving monoio for a
-//! purpose-built runtime — the handshake, TLS (monoio-rustls) and timers would all have to
+//! purpose-built runtime — the handshake, TLS and timers would all have to
 //! be rebuilt. (3), chosen: monoio vendored with one added module, `monoio::ext`
 //! (`vendor/monoio/TOLLGATE-PATCH.md`, ~200 lines): caller-owned SQEs (user data with the
 //! top bit set) on monoio's own ring, their CQEs queued for the caller, and the same for
@@ -40,7 +40,7 @@
 //! the ring and the thread, at no extra syscall.
 //!
 //! TLS legs (a `wss://` listener or upstream) stay on the async adapter
-//! (`relay::session`), which runs the same core over monoio-rustls streams; so does every
+//! (`relay::session`), which runs the same core over `crate::tls` streams; so does every
 //! session under the epoll driver.
 
 use std::cell::{Cell, RefCell};

@@ -11,6 +11,7 @@ pub mod core;
 pub mod leg;
 pub mod lifecycle;
 pub mod pump;
+pub mod ready;
 pub mod rewrite;
 pub mod session;
 pub mod walker;

@@ -36,7 +36,7 @@ pub struct Shared {
     /// Per route (same order as `config.routes.list`): how to reach its upstream.
     pub upstreams: Vec<Upstream>,
     /// TLS acceptor for a `wss://` client listener; swapped on SIGHUP (certificate renewal).
-    pub listener_tls: RwLock<Option<monoio_rustls::TlsAcceptor>>,
+    pub listener_tls: RwLock<Option<crate::tls::TlsAcceptor>>,
     /// Usage-record sink.
     pub sink: SinkHandle,
     /// Metrics registry.
@@ -55,7 +55,7 @@ pub struct Shared {
 /// How to reach one route's upstream.
 pub struct Upstream {
     /// TLS connector for a `wss://` upstream, with the SNI name.
-    pub tls: Option<(monoio_rustls::TlsConnector, ServerName<'static>)>,
+    pub tls: Option<(crate::tls::TlsConnector, ServerName<'static>)>,
     /// Its addresses (re-resolved in the background for host names).
     pub addrs: RwLock<Arc<Vec<SocketAddr>>>,
 }
@@ -76,7 +76,7 @@ impl Upstream {
                 host: up.host.clone(),
                 source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()),
             })?;
-            Some((monoio_rustls::TlsConnector::from(cfg), name))
+            Some((crate::tls::TlsConnector::from(cfg), name))
         } else {
             None
         };
@@ -155,7 +155,7 @@ impl Shared {
     }
 
     /// The current TLS acceptor for the client listener (cheap clone of an `Arc`).
-    pub fn listener_tls(&self) -> Option<monoio_rustls::TlsAcceptor> {
+    pub fn listener_tls(&self) -> Option<crate::tls::TlsAcceptor> {
         self.listener_tls.read().ok().and_then(|t| t.clone())
     }
 
@@ -292,9 +292,7 @@ impl Relay {
             .map(Upstream::new)
             .collect::<Result<Vec<_>, _>>()?;
         let listener_tls = match &config.tls {
-            Some((cert, key)) => Some(monoio_rustls::TlsAcceptor::from(server_tls_config(
-                cert, key,
-            )?)),
+            Some((cert, key)) => Some(crate::tls::TlsAcceptor::from(server_tls_config(cert, key)?)),
             None => None,
         };
         let sink_path = match &config.usage_log {
@@ -461,7 +459,7 @@ impl Relay {
             }
         }
         if let Some((cert, key)) = &self.shared.config.tls {
-            let acceptor = monoio_rustls::TlsAcceptor::from(server_tls_config(cert, key)?);
+            let acceptor = crate::tls::TlsAcceptor::from(server_tls_config(cert, key)?);
             if let Ok(mut t) = self.shared.listener_tls.write() {
                 *t = Some(acceptor);
             }

@@ -103,7 +103,7 @@ impl IntoPlainFd for TcpStream {
     }
 }
 
-impl IntoPlainFd for monoio_rustls::ServerTlsStream<TcpStream> {
+impl IntoPlainFd for crate::tls::ServerTlsStream {
     fn into_plain_fd(self) -> Result<RawFd, Self> {
         Err(self)
     }
@@ -112,7 +112,7 @@ impl IntoPlainFd for monoio_rustls::ServerTlsStream<TcpStream> {
 async fn handle<S>(ctx: &Rc<WorkerCtx>, mut client: S, peer: SocketAddr, client_fd: RawFd)
 where
     S: AsyncReadRent + AsyncWriteRent + Splitable + IntoPlainFd,
-    S::OwnedRead: AsyncReadRent + 'static,
+    S::OwnedRead: AsyncReadRent + crate::relay::ready::ReadReady + 'static,
     S::OwnedWrite: AsyncWriteRent + 'static,
 {
     let shared = &ctx.shared;

@@ -1,4 +1,4 @@
-//! Dial the upstream: TCP (+ TLS via monoio-rustls), then the client half of the WebSocket
+//! Dial the upstream: TCP (+ TLS, `crate::tls`), then the client half of the WebSocket
 //! handshake, each bounded by a timeout. Every failure maps to what the client is told.
 
 use std::net::SocketAddr;
@@ -21,7 +21,7 @@ pub enum UpstreamConn {
     /// `ws://`
     Plain(TcpStream),
     /// `wss://`
-    Tls(Box<monoio_rustls::ClientTlsStream<TcpStream>>),
+    Tls(Box<crate::tls::ClientTlsStream>),
 }
 
 /// A dialed and upgraded upstream.
@@ -119,7 +119,7 @@ pub struct Target<'a> {
     /// Resolved addresses, tried in order.
     pub addrs: &'a [SocketAddr],
     /// TLS connector and SNI name for `wss://`.
-    pub tls: Option<(&'a monoio_rustls::TlsConnector, ServerName<'static>)>,
+    pub tls: Option<(&'a crate::tls::TlsConnector, ServerName<'static>)>,
     /// TCP + TLS timeout.
     pub connect_timeout: Duration,
     /// Request → 101 timeout.
