@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: direct, tollgate --tunnel, tollgate, nginx, haproxy in
+# Side-by-side benchmark: direct, tollgate --tunnel, tollgate (io_uring, with and
+# without --usage-log, and epoll), nginx, haproxy in
 # front of the same mock upstream, SUT pinned to CPU 0, generator + mock to CPU 1.
 # Method: shared/benchmarking.md. Output: bench-out/ (bench.md, bench.json,
 # sweep.svg, runs/*.json). Installs nginx-light and haproxy with apt-get when

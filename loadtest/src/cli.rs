@@ -126,7 +126,9 @@ pub struct BenchArgs {
     /// Repetitions per peer (default 3, or 1 with --quick).
     #[arg(long)]
     pub reps: Option<usize>,
-    /// Peers to run, comma-separated (direct,tunnel,tollgate,nginx,haproxy).
+    /// Peers to run, comma-separated [default: direct,tunnel,tollgate,tollgate-nolog,
+    /// tollgate-epoll,nginx,haproxy; also tollgate-async (data plane off) and tollgate-coop
+    /// (COOP_TASKRUN rings)].
     #[arg(long, value_delimiter = ',', value_parser = parse_peer)]
     pub peers: Vec<Peer>,
     /// Output directory (JSON per run, bench.json, bench.md, sweep.svg).

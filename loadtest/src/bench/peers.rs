@@ -43,11 +43,12 @@ pub enum Peer {
 
 impl Peer {
     /// The default peers, in table order.
-    pub const ALL: [Peer; 6] = [
+    pub const ALL: [Peer; 7] = [
         Peer::Direct,
         Peer::Tunnel,
         Peer::Tollgate,
         Peer::TollgateNoLog,
+        Peer::TollgateEpoll,
         Peer::Nginx,
         Peer::Haproxy,
     ];
