@@ -226,7 +226,8 @@ where
     /// Send everything rustls has queued.
     async fn write_io(&mut self) -> io::Result<()> {
         while self.session.wants_write() {
-            let mut out = Vec::with_capacity(SCRATCH);
+            // Sized by rustls (one `write_vectored` of its queued records): one allocation.
+            let mut out = Vec::new();
             self.session.write_tls(&mut out)?;
             if out.is_empty() {
                 break;
