@@ -22,7 +22,8 @@ fn localhost() -> ServerName<'static> {
     ServerName::try_from("localhost").expect("name")
 }
 
-fn on_both_drivers(f: fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>) {
+/// Run `f` on an io_uring runtime, then on an epoll one.
+pub(crate) fn on_both_drivers(f: fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>) {
     let mut uring = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
         .enable_timer()
         .build()

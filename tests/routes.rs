@@ -87,20 +87,23 @@ async fn a_path_prefix_or_the_keys_route_picks_the_upstream_and_its_credential()
         let (a, x) = (mock().await, mock().await);
         let relay = start_relay_config(driver, &config(&a.url(), &x.url()), &keys(), &[]);
         // acme, no prefix: the default route.
-        let mut c = client(relay.addr, "/v1/responses?trace=1", RELAY_KEY).await;
-        c.turn(r#"{"type":"response.create","model":"gpt-5"}"#)
+        let mut c1 = client(relay.addr, "/v1/responses?trace=1", RELAY_KEY).await;
+        c1.turn(r#"{"type":"response.create","model":"gpt-5"}"#)
             .await
             .expect("turn");
         // acme, /xai prefix: the xai route, forwarded without the prefix.
-        let mut c = client(relay.addr, "/xai/v1/responses?trace=2", RELAY_KEY).await;
-        c.turn(r#"{"type":"response.create","model":"grok-4"}"#)
+        let mut c2 = client(relay.addr, "/xai/v1/responses?trace=2", RELAY_KEY).await;
+        c2.turn(r#"{"type":"response.create","model":"grok-4"}"#)
             .await
             .expect("turn");
         // beta's key names route xai.
-        let mut c = client(relay.addr, "/v1/responses", BETA_KEY).await;
-        c.turn(r#"{"type":"response.create","model":"grok-4-fast"}"#)
+        let mut c3 = client(relay.addr, "/v1/responses", BETA_KEY).await;
+        c3.turn(r#"{"type":"response.create","model":"grok-4-fast"}"#)
             .await
             .expect("turn");
+        for c in [&mut c1, &mut c2, &mut c3] {
+            c.close(1000, "done").await.expect("close");
+        }
         // A prefix no route has, or a path the route does not serve: 404.
         for path in ["/anthropic/v1/responses", "/xai/v1/realtime"] {
             let opts = ClientOpts {
@@ -135,6 +138,19 @@ async fn a_path_prefix_or_the_keys_route_picks_the_upstream_and_its_credential()
         }
         let sample = "tollgate_responses_total{status=\"completed\",route=\"xai\"}";
         assert_eq!(metric_at_least(relay.admin(), sample, 2.0), 2.0);
+        // Traffic metrics carry the route too (counted when each session ends).
+        let sample = "tollgate_closes_total{code=\"1000\",side=\"client\",route=\"xai\"}";
+        assert_eq!(metric_at_least(relay.admin(), sample, 2.0), 2.0, "{driver}");
+        let sample = "tollgate_closes_total{code=\"1000\",side=\"client\",route=\"openai\"}";
+        assert_eq!(metric_at_least(relay.admin(), sample, 1.0), 1.0, "{driver}");
+        for (route, sessions) in [("openai", 1.0), ("xai", 2.0)] {
+            for dir in ["client_to_upstream", "upstream_to_client"] {
+                let sample = format!("tollgate_frames_total{{route=\"{route}\",dir=\"{dir}\"}}");
+                // At least the create (and close) up, the turn's events down, per session.
+                let n = metric_at_least(relay.admin(), &sample, 2.0 * sessions);
+                assert!(n >= 2.0 * sessions, "{driver} {sample} = {n}");
+            }
+        }
         let (clean, recs) = relay.stop_and_read(Duration::from_secs(5));
         assert!(clean);
         let mut routes: Vec<(&str, &str, &str)> = recs

@@ -289,26 +289,34 @@ impl Registry {
         o.head(
             names::FRAMES,
             "counter",
-            "WebSocket frames relayed, by direction.",
+            "WebSocket frames relayed, by route and direction.",
         );
-        for (d, n) in dirs.iter().zip(t.frames) {
-            o.sample(names::FRAMES, &[("dir", d)], n);
+        for (route, v) in &t.frames {
+            for (d, n) in dirs.iter().zip(v) {
+                o.sample(names::FRAMES, &[("route", route), ("dir", d)], n);
+            }
         }
         o.head(
             names::FRAME_BYTES,
             "counter",
-            "WebSocket frame bytes relayed, by direction.",
+            "WebSocket frame bytes relayed, by route and direction.",
         );
-        for (d, n) in dirs.iter().zip(t.frame_bytes) {
-            o.sample(names::FRAME_BYTES, &[("dir", d)], n);
+        for (route, v) in &t.frame_bytes {
+            for (d, n) in dirs.iter().zip(v) {
+                o.sample(names::FRAME_BYTES, &[("route", route), ("dir", d)], n);
+            }
         }
         o.head(
             names::CLOSES,
             "counter",
-            "Close frames, by code and by the side that closed.",
+            "Close frames, by code, the side that closed and route.",
         );
-        for ((code, side), n) in &t.closes {
-            o.sample(names::CLOSES, &[("code", code), ("side", side.as_str())], n);
+        for ((code, side, route), n) in &t.closes {
+            o.sample(
+                names::CLOSES,
+                &[("code", code), ("side", side.as_str()), ("route", route)],
+                n,
+            );
         }
         o.head(
             names::TOKENS,

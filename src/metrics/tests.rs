@@ -45,11 +45,12 @@ fn render_sums_workers_with_exact_lines() {
     w0.handshake_failed("invalid_key");
     w1.handshake_failed("invalid_key");
     w1.handshake_failed("timeout");
-    w0.frames(Direction::ClientToUpstream, 3, 300);
-    w1.frames(Direction::UpstreamToClient, 10, 2000);
-    w0.close(1000, Side::Client);
-    w1.close(1000, Side::Client);
-    w1.close(4321, Side::Upstream);
+    w0.frames("openai", Direction::ClientToUpstream, 3, 300);
+    w1.frames("openai", Direction::UpstreamToClient, 10, 2000);
+    w1.frames("xai", Direction::UpstreamToClient, 4, 40);
+    w0.close(1000, Side::Client, "openai");
+    w1.close(1000, Side::Client, "openai");
+    w1.close(4321, Side::Upstream, "xai");
     w0.tokens("gpt-5", "acme", "openai", &usage(100, 10, 20, 5));
     w1.tokens("gpt-5", "acme", "openai", &usage(1, 0, 2, 0));
     w0.response("completed", "openai");
@@ -93,15 +94,17 @@ fn render_sums_workers_with_exact_lines() {
     assert_eq!(
         samples(&text, names::FRAMES),
         [
-            "tollgate_frames_total{dir=\"client_to_upstream\"} 3",
-            "tollgate_frames_total{dir=\"upstream_to_client\"} 10",
+            "tollgate_frames_total{route=\"openai\",dir=\"client_to_upstream\"} 3",
+            "tollgate_frames_total{route=\"openai\",dir=\"upstream_to_client\"} 10",
+            "tollgate_frames_total{route=\"xai\",dir=\"client_to_upstream\"} 0",
+            "tollgate_frames_total{route=\"xai\",dir=\"upstream_to_client\"} 4",
         ]
     );
     assert_eq!(
         samples(&text, names::CLOSES),
         [
-            "tollgate_closes_total{code=\"1000\",side=\"client\"} 2",
-            "tollgate_closes_total{code=\"4xxx\",side=\"upstream\"} 1",
+            "tollgate_closes_total{code=\"1000\",side=\"client\",route=\"openai\"} 2",
+            "tollgate_closes_total{code=\"4xxx\",side=\"upstream\",route=\"xai\"} 1",
         ]
     );
     assert_eq!(
@@ -204,7 +207,7 @@ fn label_values_are_escaped_and_bounded() {
     for i in 0..MAX_TOKEN_SERIES + 5 {
         w.tokens(&format!("m{i}"), "t", "openai", &usage(1, 0, 0, 0));
     }
-    w.close(65535, Side::Relay);
+    w.close(65535, Side::Relay, "openai");
     w.publish(0);
     let text = reg.render();
     assert!(text.contains(
@@ -216,7 +219,9 @@ fn label_values_are_escaped_and_bounded() {
         samples(&text, names::TOKENS).len(),
         (MAX_TOKEN_SERIES + 1) * 4
     );
-    assert!(text.contains("tollgate_closes_total{code=\"other\",side=\"relay\"} 1\n"));
+    assert!(
+        text.contains("tollgate_closes_total{code=\"other\",side=\"relay\",route=\"openai\"} 1\n")
+    );
     assert_eq!(close_code_label(1015), "1015");
 }
 

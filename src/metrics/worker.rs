@@ -93,12 +93,12 @@ pub struct WorkerSnapshot {
     pub duration_sum: f64,
     /// Handshake failures by reason.
     pub handshake_failures: BTreeMap<&'static str, u64>,
-    /// Frames, `[client_to_upstream, upstream_to_client]`.
-    pub frames: [u64; 2],
-    /// Frame bytes, same order.
-    pub frame_bytes: [u64; 2],
-    /// Closes by `(code label, side)`.
-    pub closes: BTreeMap<(&'static str, Side), u64>,
+    /// Frames by route, `[client_to_upstream, upstream_to_client]`.
+    pub frames: BTreeMap<String, [u64; 2]>,
+    /// Frame bytes by route, same order.
+    pub frame_bytes: BTreeMap<String, [u64; 2]>,
+    /// Closes by `(code label, side, route)`.
+    pub closes: BTreeMap<(&'static str, Side, String), u64>,
     /// Tokens by `(model, tenant, route)`.
     pub tokens: BTreeMap<(String, String, String), TokenCounts>,
     /// Usage records by `(status, route)`.
@@ -133,12 +133,18 @@ impl WorkerSnapshot {
         for (k, v) in &o.handshake_failures {
             *self.handshake_failures.entry(k).or_default() += v;
         }
-        for i in 0..2 {
-            self.frames[i] += o.frames[i];
-            self.frame_bytes[i] += o.frame_bytes[i];
+        for (mine, theirs) in [
+            (&mut self.frames, &o.frames),
+            (&mut self.frame_bytes, &o.frame_bytes),
+        ] {
+            for (route, v) in theirs {
+                let t = mine.entry(route.clone()).or_default();
+                t[0] += v[0];
+                t[1] += v[1];
+            }
         }
         for (k, v) in &o.closes {
-            *self.closes.entry(*k).or_default() += v;
+            *self.closes.entry(k.clone()).or_default() += v;
         }
         for (k, v) in &o.tokens {
             let t = self.tokens.entry(k.clone()).or_default();
@@ -176,8 +182,6 @@ pub struct WorkerMetrics {
     sessions_closed: Cell<u64>,
     duration_buckets: [Cell<u64>; 9],
     duration_sum: Cell<f64>,
-    frames: [Cell<u64>; 2],
-    frame_bytes: [Cell<u64>; 2],
     duplicate_terminals: Cell<u64>,
     creates_failed: Cell<u64>,
     orphan_drains_started: Cell<u64>,
@@ -191,7 +195,9 @@ pub struct WorkerMetrics {
 #[derive(Debug, Default)]
 struct Labeled {
     handshake_failures: BTreeMap<&'static str, u64>,
-    closes: BTreeMap<(&'static str, Side), u64>,
+    frames: BTreeMap<String, [u64; 2]>,
+    frame_bytes: BTreeMap<String, [u64; 2]>,
+    closes: BTreeMap<(&'static str, Side, String), u64>,
     tokens: BTreeMap<(String, String, String), TokenCounts>,
     responses: BTreeMap<(String, String), u64>,
     route_sessions: BTreeMap<String, u64>,
@@ -224,8 +230,6 @@ impl WorkerMetrics {
             sessions_closed: Cell::new(0),
             duration_buckets: Default::default(),
             duration_sum: Cell::new(0.0),
-            frames: Default::default(),
-            frame_bytes: Default::default(),
             duplicate_terminals: Cell::new(0),
             creates_failed: Cell::new(0),
             orphan_drains_started: Cell::new(0),
@@ -265,18 +269,27 @@ impl WorkerMetrics {
             .or_default() += 1;
     }
 
-    /// `n` frames of `bytes` total were relayed in direction `dir`.
-    pub fn frames(&self, dir: Direction, n: u64, bytes: u64) {
+    /// A session on `route` relayed `n` frames of `bytes` total in direction `dir`
+    /// (counted once per session, at its end; routes are few, from the config).
+    pub fn frames(&self, route: &str, dir: Direction, n: u64, bytes: u64) {
         let i = dir.index();
-        if let (Some(f), Some(b)) = (self.frames.get(i), self.frame_bytes.get(i)) {
-            bump(f, n);
-            bump(b, bytes);
+        let mut guard = self.labeled.borrow_mut();
+        let l = &mut *guard;
+        for (map, add) in [(&mut l.frames, n), (&mut l.frame_bytes, bytes)] {
+            match map.get_mut(route) {
+                Some(v) => v[i] = v[i].wrapping_add(add),
+                None => {
+                    let mut v = [0; 2];
+                    v[i] = add;
+                    map.insert(route.to_owned(), v);
+                }
+            }
         }
     }
 
-    /// A leg was closed with `code` by `side`.
-    pub fn close(&self, code: u16, side: Side) {
-        let key = (close_code_label(code), side);
+    /// A leg of a session on `route` was closed with `code` by `side`.
+    pub fn close(&self, code: u16, side: Side, route: &str) {
+        let key = (close_code_label(code), side, route.to_owned());
         *self.labeled.borrow_mut().closes.entry(key).or_default() += 1;
     }
 
@@ -377,8 +390,8 @@ impl WorkerMetrics {
             duration_buckets: std::array::from_fn(|i| self.duration_buckets[i].get()),
             duration_sum: self.duration_sum.get(),
             handshake_failures: l.handshake_failures.clone(),
-            frames: [self.frames[0].get(), self.frames[1].get()],
-            frame_bytes: [self.frame_bytes[0].get(), self.frame_bytes[1].get()],
+            frames: l.frames.clone(),
+            frame_bytes: l.frame_bytes.clone(),
             closes: l.closes.clone(),
             tokens: l.tokens.clone(),
             responses: l.responses.clone(),

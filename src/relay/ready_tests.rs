@@ -8,20 +8,8 @@ use monoio::net::{TcpListener, TcpStream};
 use rustls::pki_types::ServerName;
 
 use super::{park, Parked};
+use crate::tls::tests::on_both_drivers;
 use crate::tls::{TlsAcceptor, TlsConnector};
-
-fn on_both_drivers(f: fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>) {
-    let mut uring = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-        .enable_timer()
-        .build()
-        .expect("io_uring runtime");
-    uring.block_on(f());
-    let mut legacy = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-        .enable_timer()
-        .build()
-        .expect("epoll runtime");
-    legacy.block_on(f());
-}
 
 async fn pair() -> (TcpStream, TcpStream) {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");

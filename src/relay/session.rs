@@ -654,16 +654,17 @@ pub(crate) fn log_end(ctx: &Rc<WorkerCtx>, info: &SessionInfo, core: &SessionCor
     let up = core.stats(Direction::ClientToUpstream);
     let down = core.stats(Direction::UpstreamToClient);
     ctx.metrics.session_closed(core.started().elapsed());
+    let route = &*info.route_name;
     ctx.metrics
-        .frames(Direction::ClientToUpstream, up.frames, up.bytes);
+        .frames(route, Direction::ClientToUpstream, up.frames, up.bytes);
     ctx.metrics
-        .frames(Direction::UpstreamToClient, down.frames, down.bytes);
+        .frames(route, Direction::UpstreamToClient, down.frames, down.bytes);
     let [client_close, upstream_close] = core.close_codes();
     if let Some(c) = client_close {
-        ctx.metrics.close(c, crate::metrics::Side::Client);
+        ctx.metrics.close(c, crate::metrics::Side::Client, route);
     }
     if let Some(c) = upstream_close {
-        ctx.metrics.close(c, crate::metrics::Side::Upstream);
+        ctx.metrics.close(c, crate::metrics::Side::Upstream, route);
     }
     tracing::info!(
         session = info.id,
