@@ -26,14 +26,19 @@ fn quick(workload: Workload, target: String) -> RunConfig {
 /// root builds it; `cargo test -p tollgate-loadtest` alone does not, so build it here
 /// rather than skip (a skipped test proves nothing).
 fn debug_tollgate() -> PathBuf {
+    sibling_bin("tollgate")
+}
+
+/// A binary of the `tollgate` package next to `loadtest`, built here when missing.
+fn sibling_bin(name: &str) -> PathBuf {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_loadtest"));
-    let t = exe.parent().expect("target dir").join("tollgate");
+    let t = exe.parent().expect("target dir").join(name);
     if !t.is_file() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
         let ok = std::process::Command::new(cargo)
             .current_dir(root)
-            .args(["build", "-p", "tollgate", "--bin", "tollgate"])
+            .args(["build", "-p", "tollgate", "--bin", name])
             .status()
             .is_ok_and(|s| s.success());
         assert!(ok && t.is_file(), "could not build {}", t.display());
@@ -341,5 +346,38 @@ fn stream_over_tls_on_both_legs_is_metered_exactly() {
         (12, 12, 1.0),
         "{check:?}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The bench's floor peer (`tollgate-floor`, a minimal io_uring byte tunnel) carries
+/// every byte both ways: the stream workload through it sees exactly what the mock sent.
+#[test]
+fn the_floor_tunnel_carries_every_frame() {
+    let _floor = sibling_bin("tollgate-floor");
+    let dir = std::env::temp_dir().join(format!("loadtest-gen-floor-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mock = MockHost::start(MockConfig {
+        deltas: 5,
+        record: false,
+        ..MockConfig::default()
+    })
+    .unwrap();
+    let env = PeerEnv {
+        tls: tollgate_loadtest::bench::peers::TlsMode::None,
+        tls_files: None,
+        tollgate: debug_tollgate(),
+        keys_file: dir.join("keys"),
+        sut_cpu: None,
+    };
+    let floor = RunningPeer::start(Peer::Floor, &env, mock.addr, &dir).unwrap();
+    let r = gen::run(&RunConfig {
+        turns: Some(3),
+        ..quick(Workload::Stream, floor.url.clone())
+    })
+    .unwrap();
+    floor.stop();
+    assert_eq!(r.counts.errors, 0, "{:?}", r.error_samples);
+    assert_eq!(r.counts.frames_received, 12 * 13);
+    assert_eq!(mock_frames(&mock, 156), r.counts.frames_received);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -19,6 +19,10 @@ pub enum Peer {
     Direct,
     /// `tollgate --tunnel`: bytes copied after the upgrade (the ceiling).
     Tunnel,
+    /// `tollgate-floor`: a minimal io_uring byte tunnel (multishot receive into one
+    /// buffer ring, send from the buffer; no WebSocket work) — the kernel's floor. Plain
+    /// TCP only; opt-in.
+    Floor,
     /// The full relay.
     Tollgate,
     /// The full relay without `--usage-log` (what the log writer costs).
@@ -54,8 +58,9 @@ impl Peer {
     ];
 
     /// Every peer `--peers` accepts.
-    pub const KNOWN: [Peer; 9] = [
+    pub const KNOWN: [Peer; 10] = [
         Peer::Direct,
+        Peer::Floor,
         Peer::Tunnel,
         Peer::Tollgate,
         Peer::TollgateNoLog,
@@ -71,6 +76,7 @@ impl Peer {
         match self {
             Peer::Direct => "direct",
             Peer::Tunnel => "tunnel",
+            Peer::Floor => "floor",
             Peer::Tollgate => "tollgate",
             Peer::TollgateNoLog => "tollgate-nolog",
             Peer::TollgateAsync => "tollgate-async",
@@ -373,6 +379,19 @@ impl RunningPeer {
                     usage_log = Some(u);
                 }
                 (env.tollgate.clone(), a)
+            }
+            Peer::Floor => {
+                let bin = env.tollgate.with_file_name("tollgate-floor");
+                if !bin.is_file() {
+                    return Err(PeerError::NotInstalled("tollgate-floor"));
+                }
+                if env.tls != TlsMode::None {
+                    return Err(PeerError::Spawn {
+                        peer: peer.name(),
+                        source: std::io::Error::other("the floor tunnel speaks plain TCP only"),
+                    });
+                }
+                (bin, vec![listen.to_string(), upstream.to_string()])
             }
             Peer::Nginx => {
                 let bin = which("nginx").ok_or(PeerError::NotInstalled("nginx"))?;
