@@ -122,7 +122,7 @@ impl<C> AsRawFd for TlsStream<C> {
 
 /// What one `recv` gave.
 enum Recv {
-    /// This many bytes were fed to rustls (or parked in `pending`).
+    /// Bytes arrived and were fed to rustls (or parked in `pending`).
     Data,
     /// The peer closed its half.
     Eof,

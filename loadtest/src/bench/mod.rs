@@ -7,6 +7,7 @@ pub mod cases;
 pub mod host;
 pub mod machine;
 pub mod peers;
+mod proxy_conf;
 pub mod sections;
 pub mod svg;
 pub mod table;
