@@ -256,7 +256,8 @@ async fn a_response_past_the_response_timeout_is_cut_and_recorded() {
         let t0 = Instant::now();
         let (code, texts) = recv_until_close(&mut c).await;
         assert_eq!(code, Some(1001), "{driver}");
-        assert!(t0.elapsed() < Duration::from_secs(3));
+        // The mock's response lasts 10 s; cut by the 1 s timeout (margin for a loaded CI).
+        assert!(t0.elapsed() < Duration::from_secs(6), "{:?}", t0.elapsed());
         assert!(
             texts.iter().any(|t| t.contains("\"response_timeout\"")),
             "{driver}: {texts:?}"
