@@ -132,8 +132,20 @@ pub struct SessionMeter {
     /// Creates counted but not queued (bounds); consumed by unmatched `created`/`error`.
     untracked: usize,
     open: Vec<Open>,
-    done: VecDeque<Box<str>>,
+    /// Keyed hashes of the last [`MAX_RECENT_DONE`] recorded `response.id`s ([`id_hash`]):
+    /// 1 KiB per busy session instead of 128 boxed strings, and one hash per terminal instead
+    /// of up to 128 string compares.
+    done: VecDeque<u64>,
     stats: MeterStats,
+}
+
+/// Keyed 64-bit hash of a recorded `response.id`. The key is random per process, so an
+/// upstream cannot aim for a collision; a chance one (about 128 in 2^64 per terminal) would
+/// make a terminal look like a duplicate.
+fn id_hash(id: &str) -> u64 {
+    use std::hash::BuildHasher;
+    static KEY: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+    KEY.get_or_init(std::hash::RandomState::new).hash_one(id)
 }
 
 /// Longest `response.id`, `stream_id` or `model` string the meter keeps (bytes); longer ones
@@ -469,13 +481,14 @@ impl SessionMeter {
     }
 
     fn is_done(&self, id: &str) -> bool {
-        self.done.iter().any(|d| &**d == id)
+        let h = id_hash(id);
+        self.done.iter().any(|&d| d == h)
     }
 
     fn remember_done(&mut self, id: &str) {
         if self.done.len() >= MAX_RECENT_DONE {
             self.done.pop_front();
         }
-        self.done.push_back(id.into());
+        self.done.push_back(id_hash(id));
     }
 }

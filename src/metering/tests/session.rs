@@ -296,6 +296,47 @@ fn duplicate_terminal_is_ignored_and_counted() {
 }
 
 #[test]
+fn duplicates_are_caught_within_the_recent_window_and_ids_past_it_are_forgotten() {
+    use crate::metering::session::MAX_RECENT_DONE;
+    let mut stats = None;
+    let recs = records_with(None, |meter, t0| {
+        let done = |meter: &mut SessionMeter, id: &str, at: u64| {
+            meter.on_client(&create("gpt-5", None), ms(t0, at));
+            meter
+                .on_upstream(&created(id, None, "gpt-5"), ms(t0, at))
+                .expect("ok");
+            let t = terminal(id, None, TerminalKind::Completed, Some(usage(1, 1)));
+            meter.on_upstream(&t, ms(t0, at + 1)).expect("ok");
+        };
+        for i in 0..MAX_RECENT_DONE {
+            done(meter, &format!("r{i}"), 2 * i as u64);
+        }
+        // Every id of the window is still known: repeats are ignored (created and terminal).
+        for i in [0, MAX_RECENT_DONE / 2, MAX_RECENT_DONE - 1] {
+            let id = format!("r{i}");
+            meter
+                .on_upstream(&created(&id, None, "gpt-5"), ms(t0, 999))
+                .expect("ok");
+            let t = terminal(&id, None, TerminalKind::Completed, Some(usage(1, 1)));
+            meter.on_upstream(&t, ms(t0, 999)).expect("ok");
+        }
+        // One more response pushes r0 out of the window: r0 is a new response again.
+        done(meter, "fresh", 1000);
+        done(meter, "r0", 1002);
+        meter.finish(EndReason::ClientDisconnected, ms(t0, 1010));
+        stats = Some(meter.stats());
+    });
+    let stats = stats.expect("ran");
+    assert_eq!(stats.duplicate_terminals, 3);
+    assert_eq!(recs.len(), MAX_RECENT_DONE + 2);
+    assert_eq!(
+        recs.iter().filter(|r| r.response_id == "r0").count(),
+        2,
+        "r0 once in the window and once after it was forgotten"
+    );
+}
+
+#[test]
 fn error_fails_the_pending_create_of_its_lane_only() {
     let mut stats = None;
     let recs = records(|m, t0| {
