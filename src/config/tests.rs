@@ -1,5 +1,6 @@
 //! Unit tests of the command line → Config validation.
 use super::*;
+use clap::Parser;
 
 fn cli(args: &[&str]) -> Result<Config, String> {
     let mut v = vec!["tollgate"];
