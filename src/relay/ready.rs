@@ -6,11 +6,15 @@
 //! buffer only when there is something to read. A busy stream is ready at once, so it keeps
 //! its buffer and pays nothing extra; only a stream that would block gives it back.
 //!
-//! - Plain TCP: `TcpStream::readable(false)` (io_uring `PollAdd`; under epoll the
-//!   runtime's cached readiness checked with a `poll(0)`, because after a read that
-//!   drained the socket the cache still says "readable" — measured: epoll idle session
-//!   21.4 → 10.6 KiB, paced syscalls per frame 3.1 → 4.2, CPU per frame ×1.10 HAProxy's
-//!   before and after). Plain sessions on io_uring normally run on the data plane
+//! - Plain TCP: `TcpStream::readable(true)` (io_uring `PollAdd`; under epoll the
+//!   runtime's cached readiness, with no syscall). monoio 0.2.4 left that cache "readable"
+//!   after a read that drained the socket, until a later read failed with `EAGAIN`; the
+//!   vendored monoio clears it on a short stream read (`vendor/monoio/TOLLGATE-PATCH.md`),
+//!   so an idle stream parks at once. (Before that patch this checked the cache with a
+//!   `poll(0)` per read: epoll paced 4.1 syscalls per frame.) After a read that filled its
+//!   buffer exactly the cache still says "readable": the next read is tried and, on
+//!   `EAGAIN`, waits holding its buffer — the one case an idle stream keeps one. Plain
+//!   sessions on io_uring normally run on the data plane
 //!   (`crate::dataplane`), which has no per-session read buffer at all; this covers the
 //!   epoll driver and the plain leg of a session whose other leg is TLS.
 //! - TLS: [`crate::tls::TlsStream::fill`] — the record bytes go into rustls from the
@@ -37,7 +41,7 @@ pub trait ReadReady {
 
 impl ReadReady for TcpStream {
     async fn ready(&mut self) -> io::Result<()> {
-        self.readable(false).await
+        self.readable(true).await
     }
 }
 

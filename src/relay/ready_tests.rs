@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::{TcpListener, TcpStream};
 use rustls::pki_types::ServerName;
 
@@ -52,6 +52,60 @@ fn an_idle_plain_stream_holds_no_buffer_and_data_brings_it_back() {
             assert!(buf.capacity() >= 4096);
             let (n, _) = b.read(buf).await;
             assert_eq!(n.expect("read"), 1);
+        })
+    });
+}
+
+#[test]
+fn an_end_of_stream_behind_a_short_read_is_still_seen() {
+    // Data and FIN arrive together: the short read that takes the data clears "readable"
+    // (vendored monoio), but not the pending end of stream — park must not wait for an
+    // event that already came.
+    on_both_drivers(|| {
+        Box::pin(async {
+            let (mut a, mut b) = pair().await;
+            let (r, _) = a.write_all(b"last".to_vec()).await;
+            r.expect("write");
+            a.shutdown().await.expect("shutdown");
+            drop(a);
+            monoio::time::sleep(Duration::from_millis(20)).await;
+            let (n, _) = b.read(Vec::with_capacity(64)).await;
+            assert_eq!(n.expect("read"), 4);
+            let mut buf = Vec::with_capacity(4096);
+            let r = park(
+                &mut b,
+                &mut buf,
+                monoio::time::sleep(Duration::from_secs(5)),
+            )
+            .await;
+            assert_eq!(r, Parked::Ready, "the end of stream counts as readable");
+            let (n, _) = b.read(buf).await;
+            assert_eq!(n.expect("read"), 0);
+        })
+    });
+}
+
+#[test]
+fn a_read_that_filled_its_buffer_leaves_the_rest_readable() {
+    // Not a short read: bytes may remain, so the stream must stay ready without an event.
+    on_both_drivers(|| {
+        Box::pin(async {
+            let (mut a, mut b) = pair().await;
+            let (r, _) = a.write_all(vec![7u8; 100]).await;
+            r.expect("write");
+            monoio::time::sleep(Duration::from_millis(20)).await;
+            let (n, _) = b.read(Vec::with_capacity(60)).await;
+            assert_eq!(n.expect("read"), 60);
+            let mut buf = Vec::with_capacity(4096);
+            let r = park(
+                &mut b,
+                &mut buf,
+                monoio::time::sleep(Duration::from_secs(5)),
+            )
+            .await;
+            assert_eq!(r, Parked::Ready);
+            let (n, _) = b.read(buf).await;
+            assert_eq!(n.expect("read"), 40);
         })
     });
 }

@@ -69,6 +69,15 @@ pub(crate) trait OpAble {
     fn legacy_interest(&self) -> Option<(super::ready::Direction, usize)>;
     #[cfg(any(feature = "legacy", feature = "poll-io"))]
     fn legacy_call(&mut self) -> io::Result<u32>;
+
+    /// tollgate: whether a successful `legacy_call` that returned `n` left the descriptor
+    /// drained in its direction (a short read on a stream socket), so the cached readiness
+    /// can be cleared now instead of by a later call failing with `EWOULDBLOCK`. The
+    /// registration is edge-triggered: bytes that arrive later raise a new event.
+    #[cfg(any(feature = "legacy", feature = "poll-io"))]
+    fn legacy_drained(&mut self, _n: u32) -> bool {
+        false
+    }
 }
 
 /// If legacy is enabled and iouring is not, we can expose io interface in a poll-like way.

@@ -326,10 +326,16 @@ impl LegacyInner {
         }
 
         match OpAble::legacy_call(data) {
-            Ok(n) => Poll::Ready(CompletionMeta {
-                result: Ok(n),
-                flags: 0,
-            }),
+            Ok(n) => {
+                if data.legacy_drained(n) {
+                    // tollgate: only READABLE; a pending end of stream (READ_CLOSED) stays.
+                    ref_mut.clear_readiness(Ready::READABLE);
+                }
+                Poll::Ready(CompletionMeta {
+                    result: Ok(n),
+                    flags: 0,
+                })
+            }
             Err(ref e) if e.kind() == io::ErrorKind::WouldBlock => {
                 ref_mut.clear_readiness(direction.mask());
                 ref_mut.set_waker(cx, direction);

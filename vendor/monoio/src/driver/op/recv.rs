@@ -49,11 +49,28 @@ pub(crate) struct Recv<T> {
 
     /// Reference to the in-flight buffer.
     pub(crate) buf: T,
+
+    /// tollgate: the fd is a stream socket, so a short read means the socket was drained
+    /// (see `OpAble::legacy_drained`).
+    stream: bool,
 }
 
 impl<T: IoBufMut> Op<Recv<T>> {
     pub(crate) fn recv(fd: SharedFd, buf: T) -> io::Result<Self> {
-        Op::submit_with(Recv { fd, buf })
+        Op::submit_with(Recv {
+            fd,
+            buf,
+            stream: false,
+        })
+    }
+
+    /// tollgate: a receive on a stream socket (TCP, Unix stream).
+    pub(crate) fn recv_stream(fd: SharedFd, buf: T) -> io::Result<Self> {
+        Op::submit_with(Recv {
+            fd,
+            buf,
+            stream: true,
+        })
     }
 
     #[allow(unused)]
@@ -61,6 +78,7 @@ impl<T: IoBufMut> Op<Recv<T>> {
         Recv {
             fd: fd.clone(),
             buf,
+            stream: false,
         }
     }
 
@@ -105,6 +123,12 @@ impl<T: IoBufMut> OpAble for Recv<T> {
             self.buf.bytes_total().min(u32::MAX as usize),
             0
         ))
+    }
+
+    #[cfg(any(feature = "legacy", feature = "poll-io"))]
+    fn legacy_drained(&mut self, n: u32) -> bool {
+        // A stream recv returns less than asked only once the receive queue is empty.
+        self.stream && n > 0 && (n as usize) < self.buf.bytes_total()
     }
 
     #[cfg(all(any(feature = "legacy", feature = "poll-io"), windows))]
