@@ -196,20 +196,22 @@ fn passthrough_with_two_different_credentials_is_400_and_not_dialled() {
 /// A passthrough relay (no keys file) on one worker.
 fn start_relay_passthrough(driver: &str, upstream: &str) -> tollgate::runtime::Relay {
     use clap::Parser;
-    let cli = tollgate::config::Cli::try_parse_from([
+    let mut args: Vec<String> = [
         "tollgate",
         "--listen",
         "127.0.0.1:0",
         "--workers",
         "1",
         "--no-pin",
-        "--driver",
-        driver,
         "--upstream",
         upstream,
         "--passthrough-auth",
-    ])
-    .expect("cli");
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(common::driver_args(driver));
+    let cli = tollgate::config::Cli::try_parse_from(args).expect("cli");
     tollgate::runtime::Relay::start(cli.into_config().expect("config")).expect("start")
 }
 

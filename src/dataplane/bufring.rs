@@ -91,6 +91,9 @@ pub struct BufRing {
     holds: Box<[Cell<u16>]>,
     /// Buffers now in the ring (the kernel's).
     in_ring: Cell<u32>,
+    /// The consumer's position when this process takes buffers itself ([`BufRing::pop`],
+    /// the epoll data plane) instead of the kernel.
+    head: Cell<u16>,
 }
 
 impl BufRing {
@@ -113,6 +116,7 @@ impl BufRing {
             tail: Cell::new(0),
             holds: (0..count).map(|_| Cell::new(0)).collect(),
             in_ring: Cell::new(0),
+            head: Cell::new(0),
         };
         for bid in 0..count as u16 {
             r.push(bid);
@@ -178,6 +182,32 @@ impl BufRing {
                 .as_ptr()
                 .add(usize::from(bid) * self.size + off)
         }
+    }
+
+    /// Take the next buffer of the ring the way the kernel would (oldest first), for a
+    /// ring that is not registered: the epoll data plane reads into it itself. Like a
+    /// completion's buffer it is then [`BufRing::taken`] by whoever fills it (or taken and
+    /// recycled at once when the read brought nothing). `None` when the ring is empty.
+    /// Never mix with a registered ring: the kernel keeps its own head.
+    pub fn pop(&self) -> Option<u16> {
+        if self.in_ring.get() == 0 {
+            return None;
+        }
+        let mask = self.count - 1;
+        let h = self.head.get();
+        // SAFETY: index masked into the ring; entries between head and tail were written
+        // by `push`.
+        let bid = unsafe {
+            (*self
+                .ring
+                .ptr
+                .as_ptr()
+                .cast::<BufRingEntry>()
+                .add(usize::from(h & mask)))
+            .bid()
+        };
+        self.head.set(h.wrapping_add(1));
+        Some(bid)
     }
 
     /// A completion handed buffer `bid` to us: it is held once (by whoever processes it)

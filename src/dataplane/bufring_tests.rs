@@ -108,3 +108,35 @@ fn eof_ends_the_receive_with_zero() {
     assert_eq!((res, bid, more), (0, None, false));
     assert_eq!(bufs.available(), 2, "no buffer used");
 }
+
+#[test]
+fn an_unregistered_ring_hands_out_buffers_oldest_first_and_takes_them_back_in_any_order() {
+    let ring = BufRing::new(4, 64, 0).expect("bufring");
+    let mut got = Vec::new();
+    while let Some(bid) = ring.pop() {
+        ring.taken(bid);
+        got.push(bid);
+    }
+    assert_eq!(got, vec![0, 1, 2, 3], "ring order");
+    assert_eq!(ring.available(), 0);
+    assert_eq!(ring.pop(), None, "an empty ring hands out nothing");
+    // Back in any order; they come out again in the order they went back.
+    for bid in [2, 0, 3] {
+        assert!(ring.release(bid));
+    }
+    assert_eq!(ring.available(), 3);
+    let again: Vec<u16> = std::iter::from_fn(|| {
+        let b = ring.pop()?;
+        ring.taken(b);
+        Some(b)
+    })
+    .collect();
+    assert_eq!(again, vec![2, 0, 3]);
+    // A buffer taken and put straight back (a read that brought nothing).
+    ring.recycle(1);
+    let b = ring.pop().expect("one left");
+    assert_eq!(b, 1);
+    ring.taken(b);
+    ring.recycle(b);
+    assert_eq!(ring.available(), 1);
+}

@@ -39,11 +39,22 @@
 //! epoll registrations. The handshake keeps using monoio's futures; the data plane shares
 //! the ring and the thread, at no extra syscall.
 //!
+//! # Under epoll
+//!
+//! The same sessions run on a worker whose driver is epoll (`--driver epoll`, or `auto` on
+//! a kernel without io_uring): each socket is registered for edge-triggered readiness on
+//! monoio's own epoll instance (`monoio::ext::legacy_register`), the ring's buffers are
+//! handed out by the process itself ([`BufRing::pop`]), and the session reads until a short
+//! read and sends with a non-blocking `sendmsg` (see `conn`). The session code is the same
+//! — only the three places that would push an SQE differ — so an idle session costs the same
+//! under both drivers, with no read buffer.
+//!
 //! TLS legs (a `wss://` listener or upstream) stay on the async adapter
 //! (`relay::session`), which runs the same core over `crate::tls` streams; so does every
-//! session under the epoll driver.
+//! session with `--no-ring`.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::os::fd::RawFd;
 use std::panic::AssertUnwindSafe;
@@ -64,7 +75,7 @@ pub mod bufring;
 mod conn;
 
 use bufring::{BufRing, BufRingError};
-use conn::{Conn, Env};
+use conn::{Conn, Env, Task};
 
 /// What a completion belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +83,8 @@ enum Op {
     Recv = 0,
     Send = 1,
     Cancel = 2,
+    /// epoll: a leg's readiness (the token its socket is registered under).
+    Ready = 3,
 }
 
 const OP_SHIFT: u32 = 59;
@@ -93,6 +106,7 @@ fn decode(ud: u64) -> (u32, u32, Side, Option<Op>) {
         0 => Some(Op::Recv),
         1 => Some(Op::Send),
         2 => Some(Op::Cancel),
+        3 => Some(Op::Ready),
         _ => None,
     };
     let side = if ud & SIDE_BIT != 0 {
@@ -122,17 +136,35 @@ pub struct DataPlane {
     poke: Cell<bool>,
     waker: RefCell<Option<std::task::Waker>>,
     live: Cell<usize>,
+    /// The worker runs epoll (readiness) rather than io_uring (completions).
+    epoll: bool,
+    /// epoll: work queued by handlers for the dispatcher's next turn.
+    tasks: RefCell<VecDeque<(u32, u32, Side, Task)>>,
 }
 
 impl DataPlane {
-    /// A data plane on the current thread's io_uring with a ring of `count` buffers of
-    /// `size` bytes. Fails outside an io_uring runtime or on kernels without buffer rings.
+    /// A data plane on the current thread's driver with a ring of `count` buffers of
+    /// `size` bytes: registered with the io_uring, or handed out by the process under
+    /// epoll. Fails outside a monoio runtime or on io_uring kernels without buffer rings.
     pub fn new(count: usize, size: usize) -> Result<DataPlane, BufRingError> {
         let ring = BufRing::new(count, size, 0)?;
-        monoio::ext::with_uring(|u| ring.register(&u.submitter())).ok_or_else(|| {
-            BufRingError::Register(std::io::Error::other("not an io_uring runtime"))
-        })??;
+        let epoll = match monoio::ext::kind() {
+            Some(monoio::ext::Kind::Uring) => {
+                monoio::ext::with_uring(|u| ring.register(&u.submitter())).ok_or_else(|| {
+                    BufRingError::Register(std::io::Error::other("not an io_uring runtime"))
+                })??;
+                false
+            }
+            Some(monoio::ext::Kind::Legacy) => true,
+            None => {
+                return Err(BufRingError::Register(std::io::Error::other(
+                    "outside a monoio runtime",
+                )))
+            }
+        };
         Ok(DataPlane {
+            epoll,
+            tasks: RefCell::new(VecDeque::new()),
             ring,
             slots: RefCell::new(Vec::new()),
             free: RefCell::new(Vec::new()),
@@ -167,6 +199,25 @@ impl DataPlane {
                 (slots.len() - 1) as u32
             }
         };
+        let gen = self.slots.borrow()[slot as usize].gen;
+        if self.epoll {
+            for (fd, side) in fds.into_iter().zip(Side::BOTH) {
+                let token = user_data(slot, gen, side, Op::Ready);
+                if let Err(e) = monoio::ext::legacy_register(fd, token) {
+                    // Cannot happen for a fresh socket short of the kernel's memory limits.
+                    tracing::error!(session = info.id, error = %e, "epoll registration failed; closing the session");
+                    ctx.metrics.panicked();
+                    for fd in fds {
+                        // SAFETY: the session owns both descriptors and nothing uses them.
+                        unsafe {
+                            libc::close(fd);
+                        }
+                    }
+                    self.free.borrow_mut().push(slot);
+                    return;
+                }
+            }
+        }
         ctx.conn_started();
         self.live.set(self.live.get() + 1);
         tracing::debug!(
@@ -176,9 +227,9 @@ impl DataPlane {
         );
         let tunnel = ctx.shared.config.tunnel;
         let mut conn = Box::new(Conn::new(info, core, fds, tenant, tunnel));
-        let gen = self.slots.borrow()[slot as usize].gen;
         {
             let mut starved = self.starved.borrow_mut();
+            let mut tasks = self.tasks.borrow_mut();
             let mut env = Env {
                 ctx,
                 ring: &self.ring,
@@ -186,6 +237,8 @@ impl DataPlane {
                 gen,
                 now: Instant::now(),
                 starved: &mut starved,
+                epoll: self.epoll,
+                tasks: &mut tasks,
             };
             conn.start(&mut env, leftovers);
         }
@@ -225,7 +278,7 @@ impl DataPlane {
                 }
                 let ready = monoio::ext::poll_events(cx, &mut events).is_ready();
                 ctx.timers.take_due(&mut due);
-                if ready || !due.is_empty() || self.poke.get() {
+                if ready || !due.is_empty() || self.poke.get() || !self.tasks.borrow().is_empty() {
                     Poll::Ready(())
                 } else {
                     Poll::Pending
@@ -248,6 +301,21 @@ impl DataPlane {
                 }
             }
             self.unstarve(&ctx, now);
+            self.run_tasks(&ctx, now);
+        }
+    }
+
+    /// epoll: run the queued tasks — send results, reads of newly armed legs — and those
+    /// they queue in turn, until none is left. Every chain ends: a send result queues
+    /// another send only while bytes are queued, and reads stop at [`conn`]'s per-leg
+    /// budget. (Leaving work for a later turn would need the task to wake itself, and a
+    /// task that always wakes itself keeps monoio from ever parking — where its timers run.)
+    fn run_tasks(&self, ctx: &Rc<WorkerCtx>, now: Instant) {
+        loop {
+            let Some((slot, gen, side, task)) = self.tasks.borrow_mut().pop_front() else {
+                return;
+            };
+            self.with_conn(ctx, slot, gen, now, |c, env| c.on_task(env, side, task));
         }
     }
 
@@ -269,6 +337,11 @@ impl DataPlane {
             Some(Op::Send) => {
                 self.with_conn(ctx, slot, gen, now, |c, env| {
                     c.on_send(env, side, ev.result)
+                });
+            }
+            Some(Op::Ready) => {
+                self.with_conn(ctx, slot, gen, now, |c, env| {
+                    c.on_ready(env, side, ev.result)
                 });
             }
             Some(Op::Cancel) | None => {}
@@ -296,6 +369,7 @@ impl DataPlane {
         };
         {
             let mut starved = self.starved.borrow_mut();
+            let mut tasks = self.tasks.borrow_mut();
             let mut env = Env {
                 ctx,
                 ring: &self.ring,
@@ -303,6 +377,8 @@ impl DataPlane {
                 gen,
                 now,
                 starved: &mut starved,
+                epoll: self.epoll,
+                tasks: &mut tasks,
             };
             let r = std::panic::catch_unwind(AssertUnwindSafe(|| f(&mut conn, &mut env)));
             if r.is_err() {
@@ -350,11 +426,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_epoll_read_is_reported_like_a_multishot_completion() {
+        let flags = conn::more_with_buffer(513);
+        assert_eq!(cqueue::buffer_select(flags), Some(513));
+        assert!(cqueue::more(flags));
+    }
+
+    #[test]
     fn user_data_round_trips_and_is_ours() {
         for (slot, gen, side, op) in [
             (0, 0, Side::Client, Op::Recv),
             (u32::MAX, GEN_MASK as u32, Side::Upstream, Op::Send),
             (12345, 7, Side::Upstream, Op::Cancel),
+            (9, 3, Side::Client, Op::Ready),
         ] {
             let ud = user_data(slot, gen, side, op);
             assert_ne!(ud & monoio::ext::EXT_BIT, 0);

@@ -275,7 +275,7 @@ async fn worker_main(
         drain_timeout: cfg.drain_timeout,
         debug_panic_model: cfg.debug_panic_on_model.clone(),
     });
-    let dataplane = if driver == "io_uring" && !cfg.no_ring {
+    let dataplane = if !cfg.no_ring {
         match DataPlane::new(cfg.ring_buffers, cfg.ring_buffer_bytes) {
             Ok(dp) => Some(Rc::new(dp)),
             Err(e) => {

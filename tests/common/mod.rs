@@ -16,8 +16,18 @@ use clap::Parser;
 use tollgate::config::Cli;
 use tollgate::runtime::Relay;
 
-/// The drivers every integration test runs under.
-pub const DRIVERS: [&str; 2] = ["uring", "epoll"];
+/// The drivers every integration test runs under: plain sessions on the data plane under
+/// io_uring and under epoll, and on the async adapter (`--no-ring`, which TLS sessions
+/// always use) under epoll.
+pub const DRIVERS: [&str; 3] = ["uring", "epoll", "epoll-async"];
+
+/// The relay flags that select `driver` (one of [`DRIVERS`], or `auto`).
+pub fn driver_args(driver: &str) -> Vec<String> {
+    match driver.strip_suffix("-async") {
+        Some(d) => vec!["--driver".into(), d.into(), "--no-ring".into()],
+        None => vec!["--driver".into(), driver.into()],
+    }
+}
 
 /// A relay running in this process; shut down on drop.
 pub struct TestRelay {
@@ -86,8 +96,6 @@ pub fn start_relay(driver: &str, upstream: &str, extra: &[&str]) -> TestRelay {
         "--workers".into(),
         "1".into(),
         "--no-pin".into(),
-        "--driver".into(),
-        driver.into(),
         "--upstream".into(),
         upstream.into(),
         "--client-keys".into(),
@@ -95,6 +103,7 @@ pub fn start_relay(driver: &str, upstream: &str, extra: &[&str]) -> TestRelay {
         "--upstream-header".into(),
         format!("Authorization: Bearer {PROVIDER_KEY}"),
     ];
+    args.extend(driver_args(driver));
     for e in extra {
         args.push(e.replace("{usage_log}", &usage_log.display().to_string()));
     }
@@ -132,9 +141,8 @@ pub fn start_relay_config(driver: &str, config: &str, keys: &str, extra: &[&str]
         "--workers".into(),
         "1".into(),
         "--no-pin".into(),
-        "--driver".into(),
-        driver.into(),
     ];
+    args.extend(driver_args(driver));
     args.extend(extra.iter().map(|e| fill(e)));
     let cli = Cli::parse_from_all(&args).expect("cli");
     let config = cli.into_config().expect("config");

@@ -47,8 +47,6 @@ impl RelayProcess {
                 "--workers",
                 "1",
                 "--no-pin",
-                "--driver",
-                driver,
                 "--upstream",
                 upstream,
                 "--client-keys",
@@ -58,6 +56,7 @@ impl RelayProcess {
                 "--upstream-header",
                 "Authorization: Bearer sk-provider-must-not-be-logged",
             ])
+            .args(super::driver_args(driver))
             .args(extra)
             .stderr(std::process::Stdio::piped())
             .spawn()

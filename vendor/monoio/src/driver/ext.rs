@@ -175,6 +175,21 @@ pub fn legacy_register(fd: RawFd, token: u64) -> io::Result<()> {
     })
 }
 
+/// Register `fd` again under `token`: epoll re-checks its readiness and raises a new
+/// event if it is ready now (for a reader that stopped before draining the socket, whose
+/// edge will not come again).
+#[cfg(feature = "legacy")]
+pub fn legacy_reregister(fd: RawFd, token: u64) -> io::Result<()> {
+    debug_assert!(token & EXT_BIT != 0);
+    with_legacy(|inner| {
+        inner.poll.registry().reregister(
+            &mut mio::unix::SourceFd(&fd),
+            mio::Token(token as usize),
+            mio::Interest::READABLE | mio::Interest::WRITABLE,
+        )
+    })
+}
+
 /// Remove `fd` from the current thread's epoll.
 #[cfg(feature = "legacy")]
 pub fn legacy_deregister(fd: RawFd) -> io::Result<()> {
