@@ -293,7 +293,7 @@ pub struct Cli {
     #[arg(long, env = "TOLLGATE_MAX_HELD_BYTES", default_value = "256MiB", value_parser = parse_size)]
     pub max_held_bytes: u64,
 
-    /// Buffers in each worker's io_uring receive ring (a power of two, ≤ 32768): plain-TCP
+    /// Buffers in each worker's receive ring (a power of two, ≤ 32768): plain-TCP
     /// sessions receive into these instead of holding buffers of their own. A fixed
     /// per-worker cost of `--ring-buffers` × `--ring-buffer-bytes`, allocated at start.
     #[arg(long, env = "TOLLGATE_RING_BUFFERS", default_value_t = 512)]
@@ -303,8 +303,8 @@ pub struct Cli {
     #[arg(long, env = "TOLLGATE_RING_BUFFER_BYTES", default_value = "16KiB", value_parser = parse_size)]
     pub ring_buffer_bytes: u64,
 
-    /// Run every session on the async adapter, even plain TCP on io_uring (for
-    /// comparisons; the buffer-ring data plane is the default there).
+    /// Run every session on the async adapter, even plain TCP (for comparisons and
+    /// tests; plain sessions run on the buffer-ring data plane under both drivers).
     #[arg(long, hide = true)]
     pub no_ring: bool,
 
