@@ -243,6 +243,13 @@ impl DataPlane {
             conn.start(&mut env, leftovers);
         }
         self.slots.borrow_mut()[slot as usize].conn = Some(conn);
+        if !self.tasks.borrow().is_empty() {
+            // epoll: the first reads were queued outside the dispatcher; let it run them
+            // rather than wait for the sockets' first events.
+            if let Some(w) = self.waker.borrow().as_ref() {
+                w.wake_by_ref();
+            }
+        }
     }
 
     /// Shutdown began: every session looks at its deadlines again.
