@@ -18,6 +18,14 @@ async fn pair() -> (TcpStream, TcpStream) {
     (a.expect("connect"), b.expect("accept").0)
 }
 
+/// Park `b` (giving up after 5 s), then read once: the outcome and the bytes read.
+async fn park_then_read(b: &mut TcpStream) -> (Parked, usize) {
+    let mut buf = Vec::with_capacity(4096);
+    let r = park(b, &mut buf, monoio::time::sleep(Duration::from_secs(5))).await;
+    let (n, _) = b.read(buf).await;
+    (r, n.expect("read"))
+}
+
 #[test]
 fn an_idle_plain_stream_holds_no_buffer_and_data_brings_it_back() {
     on_both_drivers(|| {
@@ -71,16 +79,11 @@ fn an_end_of_stream_behind_a_short_read_is_still_seen() {
             monoio::time::sleep(Duration::from_millis(20)).await;
             let (n, _) = b.read(Vec::with_capacity(64)).await;
             assert_eq!(n.expect("read"), 4);
-            let mut buf = Vec::with_capacity(4096);
-            let r = park(
-                &mut b,
-                &mut buf,
-                monoio::time::sleep(Duration::from_secs(5)),
-            )
-            .await;
-            assert_eq!(r, Parked::Ready, "the end of stream counts as readable");
-            let (n, _) = b.read(buf).await;
-            assert_eq!(n.expect("read"), 0);
+            assert_eq!(
+                park_then_read(&mut b).await,
+                (Parked::Ready, 0),
+                "the end of stream counts as readable"
+            );
         })
     });
 }
@@ -96,16 +99,7 @@ fn a_read_that_filled_its_buffer_leaves_the_rest_readable() {
             monoio::time::sleep(Duration::from_millis(20)).await;
             let (n, _) = b.read(Vec::with_capacity(60)).await;
             assert_eq!(n.expect("read"), 60);
-            let mut buf = Vec::with_capacity(4096);
-            let r = park(
-                &mut b,
-                &mut buf,
-                monoio::time::sleep(Duration::from_secs(5)),
-            )
-            .await;
-            assert_eq!(r, Parked::Ready);
-            let (n, _) = b.read(buf).await;
-            assert_eq!(n.expect("read"), 40);
+            assert_eq!(park_then_read(&mut b).await, (Parked::Ready, 40));
         })
     });
 }
