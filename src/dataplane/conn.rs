@@ -649,12 +649,7 @@ impl Conn {
         if env.epoll {
             sb.msg.msg_iov = sb.iov.as_mut_ptr();
             sb.msg.msg_iovlen = n;
-            leg.sending = true;
-            if leg.in_flight_since.is_none() {
-                leg.in_flight_since = Some(env.now);
-            }
-            self.ops += 1;
-            self.watch(env, side);
+            self.send_started(env, side);
             self.epoll_send(env, side);
             return;
         }
@@ -681,13 +676,20 @@ impl Conn {
         // session is freed), and point into ring buffers and owned vectors that stay
         // queued until this send completes.
         if unsafe { monoio::ext::uring_push(&sqe) }.is_ok() {
-            leg.sending = true;
-            if leg.in_flight_since.is_none() {
-                leg.in_flight_since = Some(env.now);
-            }
-            self.ops += 1;
-            self.watch(env, side);
+            self.send_started(env, side);
         }
+    }
+
+    /// A send towards `side` is in flight (submitted, or tried under epoll): count it and
+    /// watch the leg for a stall.
+    fn send_started(&mut self, env: &mut Env<'_>, side: Side) {
+        let leg = &mut self.legs[side.index()];
+        leg.sending = true;
+        if leg.in_flight_since.is_none() {
+            leg.in_flight_since = Some(env.now);
+        }
+        self.ops += 1;
+        self.watch(env, side);
     }
 
     /// A leg's writes are watched for a stall from its first write after a quiet period;
