@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 use monoio::buf::IoBuf;
 use monoio::io::AsyncWriteRent;
 
+use crate::runtime::parts::WakerSet;
+
 /// Longest the relay waits to write its last frames (a close) to a leg at session end.
 pub const FINISH_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -29,14 +31,16 @@ pub const FINISH_TIMEOUT_STOPPING: Duration = Duration::from_millis(200);
 /// A leg's write half plus the state needed to share and interrupt it.
 pub struct Leg<W> {
     writer: RefCell<Option<W>>,
-    waiter: Cell<Option<Waker>>,
+    /// Parts waiting for the writer (each part of a session has its own waker).
+    waiters: WakerSet,
     fd: RawFd,
     boundary: Cell<bool>,
     outbox: RefCell<Vec<u8>>,
     dead: Cell<bool>,
     failed: Cell<bool>,
     killed: Cell<bool>,
-    kill_waker: RefCell<Option<Waker>>,
+    /// Parts to wake when the leg is killed.
+    kill_waiters: WakerSet,
     /// A close frame went into this leg (forwarded or the relay's own): no other is sent.
     close_sent: Cell<bool>,
     /// `finish` ran.
@@ -50,14 +54,14 @@ impl<W: AsyncWriteRent> Leg<W> {
     pub fn new(w: W, fd: RawFd) -> Leg<W> {
         Leg {
             writer: RefCell::new(Some(w)),
-            waiter: Cell::new(None),
+            waiters: WakerSet::default(),
             fd,
             boundary: Cell::new(true),
             outbox: RefCell::new(Vec::new()),
             dead: Cell::new(false),
             failed: Cell::new(false),
             killed: Cell::new(false),
-            kill_waker: RefCell::new(None),
+            kill_waiters: WakerSet::default(),
             close_sent: Cell::new(false),
             finished: Cell::new(false),
             in_flight_since: Cell::new(None),
@@ -105,9 +109,7 @@ impl<W: AsyncWriteRent> Leg<W> {
             unsafe {
                 libc::shutdown(self.fd, libc::SHUT_RDWR);
             }
-            if let Some(w) = self.kill_waker.borrow_mut().take() {
-                w.wake();
-            }
+            self.kill_waiters.take_all();
         }
     }
 
@@ -119,7 +121,7 @@ impl<W: AsyncWriteRent> Leg<W> {
             match self.writer.borrow_mut().take() {
                 Some(w) => Poll::Ready(Some(w)),
                 None => {
-                    self.waiter.set(Some(cx.waker().clone()));
+                    self.waiters.register(cx.waker());
                     self.arm_kill(cx.waker());
                     Poll::Pending
                 }
@@ -130,17 +132,11 @@ impl<W: AsyncWriteRent> Leg<W> {
 
     fn put(&self, w: W) {
         *self.writer.borrow_mut() = Some(w);
-        if let Some(waker) = self.waiter.take() {
-            waker.wake();
-        }
+        self.waiters.take_all();
     }
 
     fn arm_kill(&self, waker: &Waker) {
-        let mut k = self.kill_waker.borrow_mut();
-        match k.as_ref() {
-            Some(w) if w.will_wake(waker) => {}
-            _ => *k = Some(waker.clone()),
-        }
+        self.kill_waiters.register(waker);
     }
 
     /// Write all of `data` unless the leg is killed first; a failed write marks the leg

@@ -2,9 +2,10 @@
 //! feed the sans-IO [`SessionCore`] and carry out what it answers; a control loop sleeps
 //! until the core's nearest deadline (armed in the worker's timer map) and applies it.
 //!
-//! Everything runs in one task: the pumps and the control share one waker slot and a few
-//! flags ([`Ctl`]); nothing is borrowed across an await. See `LIFECYCLE.md` for the close
-//! rules, implemented in `lifecycle`.
+//! Everything runs in one task ([`join3`]): each part has a waker of its own and is polled
+//! only when that waker fired, so a frame from upstream does not also poll the client pump
+//! and the control loop. The parts share a few flags ([`Ctl`]); nothing is borrowed across
+//! an await. See `LIFECYCLE.md` for the close rules, implemented in `lifecycle`.
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
@@ -27,6 +28,7 @@ use super::pump::{BufSizer, MIN_READ_BUFFER};
 use super::ready::{park, Parked, ReadReady};
 use crate::flow::{Direction, Side};
 use crate::limits::SessionSlot;
+use crate::runtime::parts::{join2, join3, WakerSet};
 use crate::runtime::timers::TimerKey;
 use crate::runtime::WorkerCtx;
 use crate::ws::close::codes;
@@ -59,10 +61,13 @@ pub struct Conn<R, W> {
     pub leftover: Vec<u8>,
 }
 
-/// The flags the parts of a session share, and the one waker they all run under.
+/// The flags the parts of a session share. Each part runs under a waker of its own
+/// ([`join3`]): the control loop's is kept for pokes, the pumps waiting for a stop are kept
+/// in a set.
 #[derive(Default)]
 pub struct Ctl {
-    waker: RefCell<Option<Waker>>,
+    control: RefCell<Option<Waker>>,
+    stop_waiters: WakerSet,
     stop: [Cell<bool>; 2],
     end: Cell<bool>,
     poke: Cell<bool>,
@@ -71,15 +76,24 @@ pub struct Ctl {
 
 impl Ctl {
     fn register(&self, w: &Waker) {
-        let mut slot = self.waker.borrow_mut();
-        match slot.as_ref() {
-            Some(x) if x.will_wake(w) => {}
-            _ => *slot = Some(w.clone()),
+        self.stop_waiters.register(w);
+    }
+
+    fn register_control(&self, w: &Waker) {
+        let mut slot = self.control.borrow_mut();
+        if slot.as_ref().is_none_or(|x| x.data() != w.data()) {
+            *slot = Some(w.clone());
         }
     }
 
+    /// A stop flag (or the end) changed: wake every part.
     fn wake(&self) {
-        if let Some(w) = self.waker.borrow().as_ref() {
+        self.stop_waiters.wake_all();
+        self.wake_control();
+    }
+
+    fn wake_control(&self) {
+        if let Some(w) = self.control.borrow().as_ref() {
             w.wake_by_ref();
         }
     }
@@ -87,7 +101,7 @@ impl Ctl {
     /// Make the control loop look at its deadlines again.
     pub fn poke(&self) {
         self.poke.set(true);
-        self.wake();
+        self.wake_control();
     }
 
     fn stopped(&self, side: Side) -> bool {
@@ -262,23 +276,21 @@ pub async fn run<CR, CW, UR, UW>(
         buffer_bytes,
     };
     let (mut crd, mut urd) = (client.read, upstream.read);
-    let body = async {
-        monoio::join!(
-            s.pump(
-                Direction::ClientToUpstream,
-                &mut crd,
-                &s.upstream,
-                sizer.first(client.leftover)
-            ),
-            s.pump(
-                Direction::UpstreamToClient,
-                &mut urd,
-                &s.client,
-                sizer.first(upstream.leftover)
-            ),
-            s.control()
-        )
-    };
+    let body = join3(
+        s.pump(
+            Direction::ClientToUpstream,
+            &mut crd,
+            &s.upstream,
+            sizer.first(client.leftover),
+        ),
+        s.pump(
+            Direction::UpstreamToClient,
+            &mut urd,
+            &s.client,
+            sizer.first(upstream.leftover),
+        ),
+        s.control(),
+    );
     if let Err(panic) = catch_unwind(body).await {
         let what = panic
             .downcast_ref::<&str>()
@@ -523,12 +535,13 @@ impl<CW: AsyncWriteRent, UW: AsyncWriteRent> Session<'_, CW, UW> {
             self.upstream.mark_close_sent();
         }
         for side in Side::BOTH {
-            if a.stop_reading[side.index()] {
-                self.ctl.stop[side.index()].set(true);
+            if a.stop_reading[side.index()] && !self.ctl.stop[side.index()].replace(true) {
+                self.ctl.wake();
             }
         }
         if a.end {
             self.ctl.end.set(true);
+            self.ctl.wake();
             // The session is over: a write still in flight (a peer not reading) would only
             // hold the end up, so it is cut.
             if self.client.in_flight_since().is_some() {
@@ -612,7 +625,7 @@ impl<CW: AsyncWriteRent, UW: AsyncWriteRent> Session<'_, CW, UW> {
                 if self.ctl.end.get() || self.ctl.poke.take() || due {
                     return Poll::Ready(());
                 }
-                self.ctl.register(cx.waker());
+                self.ctl.register_control(cx.waker());
                 Poll::Pending
             })
             .await;
@@ -726,7 +739,7 @@ async fn tunnel<CR, CW, UR, UW>(
         &bytes[1],
         sizer,
     );
-    monoio::join!(c2u, u2c);
+    join2(c2u, u2c).await;
     client_leg.finish(None, FINISH_TIMEOUT).await;
     up_leg.finish(None, FINISH_TIMEOUT).await;
     let _ = monoio::time::timeout(LINGER, async {

@@ -19,6 +19,7 @@ use crate::route::{Route, Routes};
 use crate::server::auth::ClientKeys;
 use crate::upstream::dial::{client_tls_config, server_tls_config};
 
+pub mod parts;
 mod signals;
 pub mod timers;
 mod worker;
