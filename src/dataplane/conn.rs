@@ -14,15 +14,22 @@
 //! ([`BufRing::pop`]) are handled exactly like multishot completions, and send results
 //! come back as [`Task`]s. Only the three places that would push an SQE (`arm_recv`,
 //! `cancel_recv`, `flush`) look at [`Env::epoll`].
+//!
+//! This file holds the session's state, its completion handlers and the walk of received
+//! bytes; the writing side (queued pieces, gathered sends, backpressure) is in
+//! `conn/send.rs`, the close rules (events, actions, finishing, lingering) in
+//! `conn/close.rs`.
 
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use io_uring::{cqueue, opcode, types};
 
+mod close;
 mod epoll;
+mod send;
 
 #[cfg(test)]
 pub(super) use epoll::more_with_buffer;
@@ -32,14 +39,11 @@ use super::bufring::BufRing;
 use super::{user_data, Op};
 use crate::flow::{Direction, Side};
 use crate::limits::SessionSlot;
-use crate::relay::control::{close_frame, outgoing_bytes, LINGER};
 use crate::relay::core::{Next, SessionCore, Step};
-use crate::relay::leg::{FINISH_TIMEOUT, FINISH_TIMEOUT_STOPPING};
-use crate::relay::lifecycle::{Actions, ClosedBy, Event, PumpEnd};
-use crate::relay::session::{log_end, SessionInfo};
+use crate::relay::lifecycle::{Event, PumpEnd};
+use crate::relay::session::SessionInfo;
 use crate::runtime::timers::TimerKey;
 use crate::runtime::WorkerCtx;
-use crate::ws::close::codes;
 
 /// Most pieces gathered into one send.
 const MAX_IOV: usize = 16;
@@ -298,53 +302,6 @@ impl Conn {
         self.after(env);
     }
 
-    pub(super) fn on_send(&mut self, env: &mut Env<'_>, side: Side, res: i32) {
-        self.ops -= 1;
-        let leg = &mut self.legs[side.index()];
-        leg.sending = false;
-        if io_err(res) {
-            leg.failed = true;
-            leg.in_flight_since = None;
-            Self::drop_queue(env.ring, leg);
-            self.unpause_other(env, side);
-            if self.phase == Phase::Open {
-                if self.tunnel {
-                    self.end(env);
-                } else {
-                    self.event(env, Event::WriteFailed(side));
-                }
-            }
-        } else {
-            let mut n = res as usize;
-            leg.out_bytes -= n.min(leg.out_bytes);
-            while n > 0 {
-                let Some(front) = leg.out.front_mut() else {
-                    break;
-                };
-                let rem = front.remaining();
-                if n >= rem {
-                    n -= rem;
-                    if let Some(Out::Ring { bid, .. }) = leg.out.pop_front() {
-                        env.ring.release(bid);
-                    }
-                } else {
-                    match front {
-                        Out::Ring { start, .. } => *start += n as u32,
-                        Out::Owned { start, .. } => *start += n,
-                    }
-                    n = 0;
-                }
-            }
-            leg.in_flight_since = (!leg.out.is_empty()).then_some(env.now);
-            self.flush(env, side);
-            // The other leg was paused for this one's queue: resume below a quarter.
-            if self.legs[side.index()].out_bytes < HIGH_WATER / 4 {
-                self.unpause_other(env, side);
-            }
-        }
-        self.after(env);
-    }
-
     /// The ring has buffers again: re-arm a receive that ended with ENOBUFS.
     pub(super) fn unstarve(&mut self, env: &mut Env<'_>, side: Side) {
         self.legs[side.index()].starved = false;
@@ -571,161 +528,6 @@ impl Conn {
         }
     }
 
-    // ---- writing ----------------------------------------------------------------------
-
-    /// Queue `out` towards `side`; drop it if the relay no longer writes there.
-    fn queue(&mut self, env: &mut Env<'_>, side: Side, out: Out, boundary: bool) {
-        let leg = &mut self.legs[side.index()];
-        if !leg.accepting() {
-            if let Out::Ring { bid, .. } = out {
-                env.ring.release(bid);
-            }
-            return;
-        }
-        leg.out_bytes += out.remaining();
-        leg.out.push_back(out);
-        leg.boundary = boundary;
-        self.release_outbox(side);
-        // A full queue stops reading the other side: TCP backpressure reaches its peer.
-        let other = side.other();
-        if self.legs[side.index()].out_bytes > HIGH_WATER
-            && self.legs[other.index()].reading
-            && !self.legs[other.index()].paused
-        {
-            self.legs[other.index()].paused = true;
-            self.cancel_recv(env, other);
-        }
-    }
-
-    /// Relay-originated frames go out once the queued stream is at a frame boundary.
-    fn release_outbox(&mut self, side: Side) {
-        let leg = &mut self.legs[side.index()];
-        if leg.boundary && !leg.outbox.is_empty() && leg.accepting() {
-            let data = std::mem::take(&mut leg.outbox);
-            leg.out_bytes += data.len();
-            leg.out.push_back(Out::Owned { data, start: 0 });
-        }
-    }
-
-    /// Start a send of what is queued towards `side`, unless one is in flight.
-    fn flush(&mut self, env: &mut Env<'_>, side: Side) {
-        let leg = &mut self.legs[side.index()];
-        if leg.sending || leg.killed || leg.failed || self.phase == Phase::Closing {
-            return;
-        }
-        if leg.out.is_empty() {
-            leg.in_flight_since = None;
-            if leg.finished && !leg.shut_wr {
-                leg.shut_wr = true;
-                // SAFETY: shutdown(2) of our own socket's write side.
-                unsafe {
-                    libc::shutdown(leg.fd, libc::SHUT_WR);
-                }
-            }
-            return;
-        }
-        let sb = leg.send_buf.get_or_insert_with(|| {
-            // SAFETY: plain C structs, all-zero is a valid (empty) value.
-            Box::new(unsafe { std::mem::zeroed::<SendBuf>() })
-        });
-        let mut n = 0;
-        for out in leg.out.iter().take(MAX_IOV) {
-            let (ptr, len) = match out {
-                Out::Ring { bid, start, end } => (
-                    env.ring.addr(*bid, *start as usize),
-                    (*end - *start) as usize,
-                ),
-                // SAFETY: in bounds (`start <= len`).
-                Out::Owned { data, start } => {
-                    (unsafe { data.as_ptr().add(*start) }, data.len() - start)
-                }
-            };
-            sb.iov[n] = libc::iovec {
-                iov_base: ptr as *mut libc::c_void,
-                iov_len: len,
-            };
-            n += 1;
-        }
-        if env.epoll {
-            sb.msg.msg_iov = sb.iov.as_mut_ptr();
-            sb.msg.msg_iovlen = n;
-            self.send_started(env, side);
-            self.epoll_send(env, side);
-            return;
-        }
-        let ud = user_data(env.slot, env.gen, side, Op::Send);
-        let fd = types::Fd(leg.fd);
-        let sqe = if n == 1 {
-            opcode::Send::new(
-                fd,
-                sb.iov[0].iov_base as *const u8,
-                sb.iov[0].iov_len as u32,
-            )
-            .flags(libc::MSG_NOSIGNAL)
-            .build()
-            .user_data(ud)
-        } else {
-            sb.msg.msg_iov = sb.iov.as_mut_ptr();
-            sb.msg.msg_iovlen = n;
-            opcode::SendMsg::new(fd, &sb.msg)
-                .flags(libc::MSG_NOSIGNAL as u32)
-                .build()
-                .user_data(ud)
-        };
-        // SAFETY: the iovecs and message header live in `send_buf` (boxed, kept until the
-        // session is freed), and point into ring buffers and owned vectors that stay
-        // queued until this send completes.
-        if unsafe { monoio::ext::uring_push(&sqe) }.is_ok() {
-            self.send_started(env, side);
-        }
-    }
-
-    /// A send towards `side` is in flight (submitted, or tried under epoll): count it and
-    /// watch the leg for a stall.
-    fn send_started(&mut self, env: &mut Env<'_>, side: Side) {
-        let leg = &mut self.legs[side.index()];
-        leg.sending = true;
-        if leg.in_flight_since.is_none() {
-            leg.in_flight_since = Some(env.now);
-        }
-        self.ops += 1;
-        self.watch(env, side);
-    }
-
-    /// A leg's writes are watched for a stall from its first write after a quiet period;
-    /// the deadline then moves at most once per `--slow-consumer-timeout`.
-    fn watch(&mut self, env: &mut Env<'_>, side: Side) {
-        let leg = &mut self.legs[side.index()];
-        if leg.watch.is_none() {
-            leg.watch = Some(env.now);
-            let slow = env.ctx.session_limits.slow_consumer_timeout;
-            if self.armed.is_none_or(|k| k.at() > env.now + slow) {
-                self.retime = true;
-            }
-        }
-    }
-
-    /// `side`'s queue is short again (or gone): read the other side again if it was paused
-    /// for it.
-    fn unpause_other(&mut self, env: &mut Env<'_>, side: Side) {
-        let other = side.other();
-        if self.legs[other.index()].paused {
-            self.legs[other.index()].paused = false;
-            self.arm_recv(env, other);
-        }
-    }
-
-    fn drop_queue(ring: &BufRing, leg: &mut Leg) {
-        // The piece in flight (if any) is still read by the kernel: only its completion
-        // may release it. `sending` is false when this runs (completion or kill below).
-        for out in leg.out.drain(..) {
-            if let Out::Ring { bid, .. } = out {
-                ring.release(bid);
-            }
-        }
-        leg.out_bytes = 0;
-    }
-
     // ---- reading ----------------------------------------------------------------------
 
     fn arm_recv(&mut self, env: &mut Env<'_>, side: Side) {
@@ -784,221 +586,6 @@ impl Conn {
             unsafe {
                 libc::shutdown(leg.fd, libc::SHUT_RDWR);
             }
-        }
-    }
-
-    // ---- the close rules --------------------------------------------------------------
-
-    fn event(&mut self, env: &mut Env<'_>, event: Event) {
-        let may_drain = self.drain_slot || env.ctx.orphan_drain_available();
-        let a = self.core.on_event(event, may_drain, env.now);
-        if let Event::Stalled(side) = event {
-            env.ctx.metrics.stalled(side);
-            tracing::info!(
-                session = self.info.id,
-                side = side.as_str(),
-                "leg stopped reading; cutting it"
-            );
-        }
-        self.apply(env, a);
-    }
-
-    fn apply(&mut self, env: &mut Env<'_>, a: Actions) {
-        self.retime = true;
-        if a.start_drain && !self.drain_slot && env.ctx.try_start_orphan_drain() {
-            self.drain_slot = true;
-        }
-        for side in Side::BOTH {
-            let i = side.index();
-            if a.kill[i] {
-                self.kill(side);
-                if !self.legs[i].sending {
-                    Self::drop_queue(env.ring, &mut self.legs[i]);
-                }
-                self.unpause_other(env, side);
-            }
-            if a.close_received[i] && side == Side::Upstream {
-                self.legs[i].close_sent = true;
-            }
-            if let Some(o) = a.send[i] {
-                let bytes = outgoing_bytes(o, side == Side::Upstream);
-                self.finish_leg(env, side, bytes);
-            }
-            if a.stop_reading[i] {
-                self.legs[i].reading = false;
-                self.cancel_recv(env, side);
-            }
-        }
-        if a.end {
-            self.end(env);
-        }
-    }
-
-    /// Queue the leg's last frames (at a frame boundary), then shut its write side down.
-    fn finish_leg(&mut self, env: &mut Env<'_>, side: Side, last: Vec<u8>) {
-        let leg = &mut self.legs[side.index()];
-        if !leg.accepting() {
-            return;
-        }
-        if leg.boundary && !leg.close_sent {
-            leg.outbox.extend_from_slice(&last);
-            leg.close_sent = true;
-            self.release_outbox(side);
-        }
-        self.legs[side.index()].finished = true;
-        self.flush(env, side);
-    }
-
-    fn end(&mut self, env: &mut Env<'_>) {
-        if self.phase != Phase::Open {
-            return;
-        }
-        if self.tunnel {
-            self.core.set_closed_by(ClosedBy::TunnelEnded);
-        }
-        for side in Side::BOTH {
-            let last = if self.tunnel {
-                Vec::new() // a byte tunnel writes no frames of its own
-            } else {
-                let (f, n) = close_frame(codes::GOING_AWAY, "", side == Side::Upstream);
-                f[..n].to_vec()
-            };
-            self.finish_leg(env, side, last);
-            self.legs[side.index()].reading = true; // read (and discard) while lingering
-        }
-        self.core.finish(env.now);
-        if self.drain_slot {
-            self.drain_slot = false;
-            env.ctx.orphan_drain_ended();
-        }
-        log_end(env.ctx, &self.info, &self.core);
-        let limit = if env.ctx.shutting_down() {
-            FINISH_TIMEOUT_STOPPING
-        } else {
-            FINISH_TIMEOUT
-        };
-        self.phase = Phase::Finishing {
-            until: env.now + limit,
-        };
-        for side in Side::BOTH {
-            self.arm_recv(env, side);
-        }
-    }
-
-    fn close(&mut self, env: &mut Env<'_>) {
-        if self.phase == Phase::Closing {
-            return;
-        }
-        self.phase = Phase::Closing;
-        for side in Side::BOTH {
-            self.cancel_recv(env, side);
-            if !self.legs[side.index()].sending {
-                Self::drop_queue(env.ring, &mut self.legs[side.index()]);
-            } else {
-                // A send still in flight on a finished leg: cut it so it completes now.
-                self.kill(side);
-            }
-        }
-        if let Some(k) = self.armed.take() {
-            env.ctx.timers.disarm(k);
-        }
-    }
-
-    /// Bookkeeping after each event: move between phases, re-arm the deadline.
-    fn after(&mut self, env: &mut Env<'_>) {
-        if env.epoll {
-            for side in Side::BOTH {
-                let leg = &mut self.legs[side.index()];
-                // A killed leg's blocked send fails now; do not wait for an edge.
-                if leg.killed && leg.send_blocked {
-                    leg.send_blocked = false;
-                    env.tasks.push_back((env.slot, env.gen, side, Task::Resend));
-                }
-            }
-        }
-        if let Phase::Finishing { .. } = self.phase {
-            if self.legs.iter().all(Leg::flushed) {
-                let linger = if env.ctx.shutting_down() {
-                    Duration::from_millis(300)
-                } else {
-                    LINGER
-                };
-                self.phase = Phase::Lingering {
-                    until: env.now + linger,
-                };
-                self.retime = true;
-            }
-        }
-        if let Phase::Lingering { .. } = self.phase {
-            if self.legs.iter().all(|l| l.eof || l.killed || l.failed) {
-                self.close(env);
-            }
-        }
-        if self.phase == Phase::Closing {
-            for leg in &mut self.legs {
-                if !leg.sending {
-                    Self::drop_queue(env.ring, leg);
-                }
-            }
-            return;
-        }
-        if self.retime {
-            self.retime = false;
-            self.rearm(env);
-        }
-    }
-
-    /// Per side: since when a stall could be counted (a write in flight, or the start of
-    /// the watch); legs quiet for a whole period stop being watched.
-    fn stalls(&mut self, now: Instant, slow: Duration) -> [Option<Instant>; 2] {
-        std::array::from_fn(|i| {
-            let leg = &mut self.legs[i];
-            let start = leg.watch?;
-            match leg.in_flight_since {
-                Some(t) => Some(t),
-                None if now >= start + slow => {
-                    leg.watch = None;
-                    None
-                }
-                None => Some(start),
-            }
-        })
-    }
-
-    /// Apply deadlines that passed, then arm the nearest one.
-    fn rearm(&mut self, env: &mut Env<'_>) {
-        let at = loop {
-            match self.phase {
-                Phase::Open if self.tunnel => break None,
-                Phase::Open => {
-                    let slow = env.ctx.session_limits.slow_consumer_timeout;
-                    let stalls = self.stalls(env.now, slow);
-                    let shutdown = env.ctx.drain_deadline();
-                    match self.core.next_deadline(shutdown, stalls, env.now) {
-                        Some((at, ev)) if at <= env.now => {
-                            self.event(env, ev);
-                            continue;
-                        }
-                        Some((at, _)) => break Some(at),
-                        None => break None,
-                    }
-                }
-                Phase::Finishing { until } | Phase::Lingering { until } => break Some(until),
-                Phase::Closing => break None,
-            }
-        };
-        if self.phase == Phase::Closing {
-            return;
-        }
-        if self.armed.map(|k| k.at()) == at {
-            return;
-        }
-        if let Some(k) = self.armed.take() {
-            env.ctx.timers.disarm(k);
-        }
-        if let Some(at) = at {
-            let key = u64::from(env.slot) | (u64::from(env.gen) << 32);
-            self.armed = Some(env.ctx.timers.arm_key(at, key));
         }
     }
 }

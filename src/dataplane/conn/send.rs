@@ -1,0 +1,213 @@
+//! The writing side of a data-plane session: pieces queued towards a leg (ring buffers
+//! forwarded in place, bytes the session owns), gathered into one `send`/`sendmsg` of up to
+//! [`MAX_IOV`] pieces, completed by releasing what was sent; backpressure between the legs
+//! (reading one leg pauses while the other's queue is over [`HIGH_WATER`]).
+
+use io_uring::{opcode, types};
+
+use super::{io_err, user_data, Conn, Env, Leg, Op, Out, Phase, SendBuf, HIGH_WATER, MAX_IOV};
+use crate::dataplane::bufring::BufRing;
+use crate::flow::Side;
+use crate::relay::lifecycle::Event;
+
+impl Conn {
+    pub(in crate::dataplane) fn on_send(&mut self, env: &mut Env<'_>, side: Side, res: i32) {
+        self.ops -= 1;
+        let leg = &mut self.legs[side.index()];
+        leg.sending = false;
+        if io_err(res) {
+            leg.failed = true;
+            leg.in_flight_since = None;
+            Self::drop_queue(env.ring, leg);
+            self.unpause_other(env, side);
+            if self.phase == Phase::Open {
+                if self.tunnel {
+                    self.end(env);
+                } else {
+                    self.event(env, Event::WriteFailed(side));
+                }
+            }
+        } else {
+            let mut n = res as usize;
+            leg.out_bytes -= n.min(leg.out_bytes);
+            while n > 0 {
+                let Some(front) = leg.out.front_mut() else {
+                    break;
+                };
+                let rem = front.remaining();
+                if n >= rem {
+                    n -= rem;
+                    if let Some(Out::Ring { bid, .. }) = leg.out.pop_front() {
+                        env.ring.release(bid);
+                    }
+                } else {
+                    match front {
+                        Out::Ring { start, .. } => *start += n as u32,
+                        Out::Owned { start, .. } => *start += n,
+                    }
+                    n = 0;
+                }
+            }
+            leg.in_flight_since = (!leg.out.is_empty()).then_some(env.now);
+            self.flush(env, side);
+            // The other leg was paused for this one's queue: resume below a quarter.
+            if self.legs[side.index()].out_bytes < HIGH_WATER / 4 {
+                self.unpause_other(env, side);
+            }
+        }
+        self.after(env);
+    }
+
+    /// Queue `out` towards `side`; drop it if the relay no longer writes there.
+    pub(super) fn queue(&mut self, env: &mut Env<'_>, side: Side, out: Out, boundary: bool) {
+        let leg = &mut self.legs[side.index()];
+        if !leg.accepting() {
+            if let Out::Ring { bid, .. } = out {
+                env.ring.release(bid);
+            }
+            return;
+        }
+        leg.out_bytes += out.remaining();
+        leg.out.push_back(out);
+        leg.boundary = boundary;
+        self.release_outbox(side);
+        // A full queue stops reading the other side: TCP backpressure reaches its peer.
+        let other = side.other();
+        if self.legs[side.index()].out_bytes > HIGH_WATER
+            && self.legs[other.index()].reading
+            && !self.legs[other.index()].paused
+        {
+            self.legs[other.index()].paused = true;
+            self.cancel_recv(env, other);
+        }
+    }
+
+    /// Relay-originated frames go out once the queued stream is at a frame boundary.
+    pub(super) fn release_outbox(&mut self, side: Side) {
+        let leg = &mut self.legs[side.index()];
+        if leg.boundary && !leg.outbox.is_empty() && leg.accepting() {
+            let data = std::mem::take(&mut leg.outbox);
+            leg.out_bytes += data.len();
+            leg.out.push_back(Out::Owned { data, start: 0 });
+        }
+    }
+
+    /// Start a send of what is queued towards `side`, unless one is in flight.
+    pub(super) fn flush(&mut self, env: &mut Env<'_>, side: Side) {
+        let leg = &mut self.legs[side.index()];
+        if leg.sending || leg.killed || leg.failed || self.phase == Phase::Closing {
+            return;
+        }
+        if leg.out.is_empty() {
+            leg.in_flight_since = None;
+            if leg.finished && !leg.shut_wr {
+                leg.shut_wr = true;
+                // SAFETY: shutdown(2) of our own socket's write side.
+                unsafe {
+                    libc::shutdown(leg.fd, libc::SHUT_WR);
+                }
+            }
+            return;
+        }
+        let sb = leg.send_buf.get_or_insert_with(|| {
+            // SAFETY: plain C structs, all-zero is a valid (empty) value.
+            Box::new(unsafe { std::mem::zeroed::<SendBuf>() })
+        });
+        let mut n = 0;
+        for out in leg.out.iter().take(MAX_IOV) {
+            let (ptr, len) = match out {
+                Out::Ring { bid, start, end } => (
+                    env.ring.addr(*bid, *start as usize),
+                    (*end - *start) as usize,
+                ),
+                // SAFETY: in bounds (`start <= len`).
+                Out::Owned { data, start } => {
+                    (unsafe { data.as_ptr().add(*start) }, data.len() - start)
+                }
+            };
+            sb.iov[n] = libc::iovec {
+                iov_base: ptr as *mut libc::c_void,
+                iov_len: len,
+            };
+            n += 1;
+        }
+        if env.epoll {
+            sb.msg.msg_iov = sb.iov.as_mut_ptr();
+            sb.msg.msg_iovlen = n;
+            self.send_started(env, side);
+            self.epoll_send(env, side);
+            return;
+        }
+        let ud = user_data(env.slot, env.gen, side, Op::Send);
+        let fd = types::Fd(leg.fd);
+        let sqe = if n == 1 {
+            opcode::Send::new(
+                fd,
+                sb.iov[0].iov_base as *const u8,
+                sb.iov[0].iov_len as u32,
+            )
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(ud)
+        } else {
+            sb.msg.msg_iov = sb.iov.as_mut_ptr();
+            sb.msg.msg_iovlen = n;
+            opcode::SendMsg::new(fd, &sb.msg)
+                .flags(libc::MSG_NOSIGNAL as u32)
+                .build()
+                .user_data(ud)
+        };
+        // SAFETY: the iovecs and message header live in `send_buf` (boxed, kept until the
+        // session is freed), and point into ring buffers and owned vectors that stay
+        // queued until this send completes.
+        if unsafe { monoio::ext::uring_push(&sqe) }.is_ok() {
+            self.send_started(env, side);
+        }
+    }
+
+    /// A send towards `side` is in flight (submitted, or tried under epoll): count it and
+    /// watch the leg for a stall.
+    pub(super) fn send_started(&mut self, env: &mut Env<'_>, side: Side) {
+        let leg = &mut self.legs[side.index()];
+        leg.sending = true;
+        if leg.in_flight_since.is_none() {
+            leg.in_flight_since = Some(env.now);
+        }
+        self.ops += 1;
+        self.watch(env, side);
+    }
+
+    /// A leg's writes are watched for a stall from its first write after a quiet period;
+    /// the deadline then moves at most once per `--slow-consumer-timeout`.
+    pub(super) fn watch(&mut self, env: &mut Env<'_>, side: Side) {
+        let leg = &mut self.legs[side.index()];
+        if leg.watch.is_none() {
+            leg.watch = Some(env.now);
+            let slow = env.ctx.session_limits.slow_consumer_timeout;
+            if self.armed.is_none_or(|k| k.at() > env.now + slow) {
+                self.retime = true;
+            }
+        }
+    }
+
+    /// `side`'s queue is short again (or gone): read the other side again if it was paused
+    /// for it.
+    pub(super) fn unpause_other(&mut self, env: &mut Env<'_>, side: Side) {
+        let other = side.other();
+        if self.legs[other.index()].paused {
+            self.legs[other.index()].paused = false;
+            self.arm_recv(env, other);
+        }
+    }
+
+    pub(super) fn drop_queue(ring: &BufRing, leg: &mut Leg) {
+        // The piece in flight (if any) is still read by the kernel: only its completion
+        // may release it. `sending` is false when this runs (completion or kill below).
+        for out in leg.out.drain(..) {
+            if let Out::Ring { bid, .. } = out {
+                ring.release(bid);
+            }
+        }
+        leg.out_bytes = 0;
+    }
+}
