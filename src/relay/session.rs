@@ -28,10 +28,13 @@ use super::pump::{BufSizer, MIN_READ_BUFFER};
 use super::ready::{park, Parked, ReadReady};
 use crate::flow::{Direction, Side};
 use crate::limits::SessionSlot;
-use crate::runtime::parts::{join2, join3, WakerSet};
+use crate::runtime::parts::{join3, WakerSet};
 use crate::runtime::timers::TimerKey;
 use crate::runtime::WorkerCtx;
 use crate::ws::close::codes;
+
+mod tunnel;
+use tunnel::tunnel;
 
 /// Identity of a session for logs and records.
 pub struct SessionInfo {
@@ -698,128 +701,4 @@ pub(crate) fn log_end(ctx: &Rc<WorkerCtx>, info: &SessionInfo, core: &SessionCor
         closed_by = core.closed_by().map_or("", ClosedBy::as_str),
         "session closed"
     );
-}
-
-/// The diagnostic byte tunnel: copy bytes both ways until either side ends, no frame
-/// walking, no metering (the benchmark's ceiling).
-async fn tunnel<CR, CW, UR, UW>(
-    ctx: &Rc<WorkerCtx>,
-    info: &SessionInfo,
-    client: Conn<CR, CW>,
-    upstream: Conn<UR, UW>,
-) where
-    CR: AsyncReadRent + ReadReady,
-    CW: AsyncWriteRent,
-    UR: AsyncReadRent + ReadReady,
-    UW: AsyncWriteRent,
-{
-    let started = Instant::now();
-    let sizer = BufSizer::new(ctx.shared.config.buffer_bytes);
-    let client_leg = Leg::new(client.write, client.fd);
-    let up_leg = Leg::new(upstream.write, upstream.fd);
-    let (mut crd, mut urd) = (client.read, upstream.read);
-    let stop = Cell::new(false);
-    let ctl = Ctl::default();
-    let bytes = [Cell::new(0u64), Cell::new(0u64)];
-    let c2u = tunnel_copy(
-        &mut crd,
-        &up_leg,
-        sizer.first(client.leftover),
-        &ctl,
-        &stop,
-        &bytes[0],
-        sizer,
-    );
-    let u2c = tunnel_copy(
-        &mut urd,
-        &client_leg,
-        sizer.first(upstream.leftover),
-        &ctl,
-        &stop,
-        &bytes[1],
-        sizer,
-    );
-    join2(c2u, u2c).await;
-    client_leg.finish(None, FINISH_TIMEOUT).await;
-    up_leg.finish(None, FINISH_TIMEOUT).await;
-    let _ = monoio::time::timeout(LINGER, async {
-        monoio::join!(linger(&mut crd), linger(&mut urd))
-    })
-    .await;
-    ctx.metrics.session_closed(started.elapsed());
-    tracing::info!(
-        session = info.id,
-        tenant = %info.tenant,
-        route = %info.route_name,
-        upstream = %info.upstream,
-        path = %info.path,
-        duration_ms = started.elapsed().as_millis() as u64,
-        bytes_up = bytes[0].get(),
-        bytes_down = bytes[1].get(),
-        closed_by = ClosedBy::TunnelEnded.as_str(),
-        "session closed"
-    );
-}
-
-async fn tunnel_copy<R: AsyncReadRent + ReadReady, W: AsyncWriteRent>(
-    src: &mut R,
-    dst: &Leg<W>,
-    mut buf: Vec<u8>,
-    ctl: &Ctl,
-    stop: &Cell<bool>,
-    bytes: &Cell<u64>,
-    mut sizer: BufSizer,
-) {
-    let stopped = || {
-        poll_fn(|cx| {
-            if stop.get() {
-                Poll::Ready(())
-            } else {
-                ctl.register(cx.waker());
-                Poll::Pending
-            }
-        })
-    };
-    loop {
-        if !buf.is_empty() {
-            let now = Instant::now();
-            match dst.forward(buf, true, now).await {
-                Some(b) => buf = b,
-                None => break,
-            }
-            buf.clear();
-            if dst.is_dead() {
-                break;
-            }
-        }
-        if park(src, &mut buf, stopped()).await != Parked::Ready {
-            break;
-        }
-        let cap = buf.capacity();
-        let r = monoio::select! {
-            r = src.read(buf.slice_mut(0..cap)) => Some(r),
-            _ = stopped() => None,
-        };
-        let Some((res, b)) = r else { break };
-        buf = b.into_inner();
-        match res {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                bytes.set(bytes.get() + n as u64);
-                let room = cap;
-                let now = Instant::now();
-                match dst.forward(buf, true, now).await {
-                    Some(b) => buf = b,
-                    None => break,
-                }
-                buf.clear();
-                if dst.is_dead() {
-                    break;
-                }
-                sizer.adjust(&mut buf, n, room);
-            }
-        }
-    }
-    stop.set(true);
-    ctl.wake();
 }
