@@ -31,7 +31,7 @@ pub const FINISH_TIMEOUT_STOPPING: Duration = Duration::from_millis(200);
 /// A leg's write half plus the state needed to share and interrupt it.
 pub struct Leg<W> {
     writer: RefCell<Option<W>>,
-    /// Parts waiting for the writer (each part of a session has its own waker).
+    /// Parts waiting for the writer while another part holds it (woken on put and kill).
     waiters: WakerSet,
     fd: RawFd,
     boundary: Cell<bool>,
@@ -39,8 +39,9 @@ pub struct Leg<W> {
     dead: Cell<bool>,
     failed: Cell<bool>,
     killed: Cell<bool>,
-    /// Parts to wake when the leg is killed.
-    kill_waiters: WakerSet,
+    /// The part holding the writer, in a write: woken on kill. One slot: only the holder
+    /// waits here, and a new holder replaces the last.
+    kill_waker: Cell<Option<Waker>>,
     /// A close frame went into this leg (forwarded or the relay's own): no other is sent.
     close_sent: Cell<bool>,
     /// `finish` ran.
@@ -61,7 +62,7 @@ impl<W: AsyncWriteRent> Leg<W> {
             dead: Cell::new(false),
             failed: Cell::new(false),
             killed: Cell::new(false),
-            kill_waiters: WakerSet::default(),
+            kill_waker: Cell::new(None),
             close_sent: Cell::new(false),
             finished: Cell::new(false),
             in_flight_since: Cell::new(None),
@@ -109,7 +110,10 @@ impl<W: AsyncWriteRent> Leg<W> {
             unsafe {
                 libc::shutdown(self.fd, libc::SHUT_RDWR);
             }
-            self.kill_waiters.take_all();
+            self.waiters.take_all();
+            if let Some(w) = self.kill_waker.take() {
+                w.wake();
+            }
         }
     }
 
@@ -122,7 +126,6 @@ impl<W: AsyncWriteRent> Leg<W> {
                 Some(w) => Poll::Ready(Some(w)),
                 None => {
                     self.waiters.register(cx.waker());
-                    self.arm_kill(cx.waker());
                     Poll::Pending
                 }
             }
@@ -136,7 +139,11 @@ impl<W: AsyncWriteRent> Leg<W> {
     }
 
     fn arm_kill(&self, waker: &Waker) {
-        self.kill_waiters.register(waker);
+        let slot = self.kill_waker.take();
+        self.kill_waker.set(match slot {
+            Some(w) if w.data() == waker.data() => Some(w),
+            _ => Some(waker.clone()),
+        });
     }
 
     /// Write all of `data` unless the leg is killed first; a failed write marks the leg

@@ -15,39 +15,44 @@
 //! compares vtable pointers, which differ between codegen units, so it can fail to match a
 //! waker to itself — the bug that once grew a waiter list by one waker per read).
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
-/// Most wakers a [`WakerSet`] keeps; a further one evicts the oldest, which is woken (it
-/// polls again and re-registers, so nothing is lost — only a spurious poll is spent).
-const SET_SLOTS: usize = 4;
+/// Most wakers a [`WakerSet`] keeps: what may wait on one condition while another part
+/// holds it (of a session's three parts, two). A further one evicts the oldest, which is
+/// woken (it polls again and re-registers, so nothing is lost — only a spurious poll).
+const SET_SLOTS: usize = 2;
 
-/// The wakers of the parts waiting on one condition (see the module docs).
+/// The wakers of the parts waiting on one condition (see the module docs). A `Cell`, not a
+/// `RefCell`: it sits in every session's task, twice per leg, and the task's size is what
+/// an idle session costs (a `RefCell` flag per set took a TLS session's task over an
+/// allocator size class: +2 KiB per idle session, measured).
 #[derive(Default)]
 pub struct WakerSet {
-    slots: RefCell<[Option<Waker>; SET_SLOTS]>,
+    slots: Cell<[Option<Waker>; SET_SLOTS]>,
 }
 
 impl WakerSet {
     /// Keep `w` until the next [`WakerSet::wake_all`] / [`WakerSet::take_all`] (once, however
     /// often the same waker registers).
     pub fn register(&self, w: &Waker) {
-        let mut slots = self.slots.borrow_mut();
-        if slots.iter().flatten().any(|x| x.data() == w.data()) {
-            return;
+        let mut slots = self.slots.take();
+        let mut evicted = None;
+        if !slots.iter().flatten().any(|x| x.data() == w.data()) {
+            match slots.iter_mut().find(|s| s.is_none()) {
+                Some(free) => *free = Some(w.clone()),
+                None => {
+                    evicted = slots[0].take();
+                    slots.rotate_left(1);
+                    slots[SET_SLOTS - 1] = Some(w.clone());
+                }
+            }
         }
-        if let Some(free) = slots.iter_mut().find(|s| s.is_none()) {
-            *free = Some(w.clone());
-            return;
-        }
-        let evicted = slots[0].take();
-        slots.rotate_left(1);
-        slots[SET_SLOTS - 1] = Some(w.clone());
-        drop(slots);
+        self.slots.set(slots);
         if let Some(e) = evicted {
             e.wake();
         }
@@ -56,8 +61,10 @@ impl WakerSet {
     /// Wake every kept waker and keep them (the condition is a level that may be waited on
     /// again).
     pub fn wake_all(&self) {
-        // Cloned out first: a waker may run code that registers again (never while borrowed).
-        let wakers: [Option<Waker>; SET_SLOTS] = self.slots.borrow().clone();
+        let slots = self.slots.take();
+        // Put back before waking: a waker may run code that registers again.
+        let wakers = slots.clone();
+        self.slots.set(slots);
         for w in wakers.iter().flatten() {
             w.wake_by_ref();
         }
@@ -65,15 +72,17 @@ impl WakerSet {
 
     /// Wake every kept waker and forget them (the condition was consumed).
     pub fn take_all(&self) {
-        let wakers = std::mem::take(&mut *self.slots.borrow_mut());
-        for w in wakers.into_iter().flatten() {
+        for w in self.slots.take().into_iter().flatten() {
             w.wake();
         }
     }
 
     /// Wakers kept now.
     pub fn len(&self) -> usize {
-        self.slots.borrow().iter().flatten().count()
+        let slots = self.slots.take();
+        let n = slots.iter().flatten().count();
+        self.slots.set(slots);
+        n
     }
 
     /// No waker kept.
@@ -154,6 +163,9 @@ pin_project_lite::pin_project! {
         shared: Arc<Shared>,
         wakers: [Waker; 3],
         done: u8,
+        // The data pointer of the task waker last stored in `shared` (as an address), so
+        // a poll takes the lock only when the task's waker changed.
+        task: usize,
     }
 }
 
@@ -177,6 +189,7 @@ pub fn join3<A: Future, B: Future, C: Future>(a: A, b: B, c: C) -> Join3<A, B, C
         shared,
         wakers,
         done: 0,
+        task: 0,
     }
 }
 
@@ -185,15 +198,14 @@ impl<A: Future, B: Future, C: Future> Future for Join3<A, B, C> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        {
-            let mut task = this
+        let task = cx.waker().data() as usize;
+        if *this.task != task {
+            *this
                 .shared
                 .task
                 .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if task.as_ref().is_none_or(|t| t.data() != cx.waker().data()) {
-                *task = Some(cx.waker().clone());
-            }
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(cx.waker().clone());
+            *this.task = task;
         }
         let ready = this.shared.ready.swap(0, Ordering::AcqRel) & !*this.done;
         if ready & 1 != 0 && this.a.as_mut().poll_part(&this.wakers[0]) {
