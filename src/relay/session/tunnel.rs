@@ -99,16 +99,21 @@ async fn tunnel_copy<R: AsyncReadRent + ReadReady, W: AsyncWriteRent>(
             }
         })
     };
+    // The bytes of the last read and the room it had, for the sizer once they are sent.
+    let mut last: Option<(usize, usize)> = None;
     loop {
+        // What the handshake left over, then what each read brought.
         if !buf.is_empty() {
-            let now = Instant::now();
-            match dst.forward(buf, true, now).await {
+            match dst.forward(buf, true, Instant::now()).await {
                 Some(b) => buf = b,
                 None => break,
             }
             buf.clear();
             if dst.is_dead() {
                 break;
+            }
+            if let Some((n, room)) = last.take() {
+                sizer.adjust(&mut buf, n, room);
             }
         }
         if park(src, &mut buf, stopped()).await != Parked::Ready {
@@ -125,17 +130,7 @@ async fn tunnel_copy<R: AsyncReadRent + ReadReady, W: AsyncWriteRent>(
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 bytes.set(bytes.get() + n as u64);
-                let room = cap;
-                let now = Instant::now();
-                match dst.forward(buf, true, now).await {
-                    Some(b) => buf = b,
-                    None => break,
-                }
-                buf.clear();
-                if dst.is_dead() {
-                    break;
-                }
-                sizer.adjust(&mut buf, n, room);
+                last = Some((n, cap));
             }
         }
     }
