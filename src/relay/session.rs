@@ -592,12 +592,7 @@ impl<CW: AsyncWriteRent, UW: AsyncWriteRent> Session<'_, CW, UW> {
             match next {
                 Some((at, ev)) if at <= now => {
                     if let Event::Stalled(side) = ev {
-                        self.ctx.metrics.stalled(side);
-                        tracing::info!(
-                            session = self.info.id,
-                            side = side.as_str(),
-                            "leg stopped reading; cutting it"
-                        );
+                        log_stall(self.ctx, self.info, side);
                     }
                     self.event(ev).await;
                     continue;
@@ -664,6 +659,16 @@ fn drop_front(buf: &mut Vec<u8>, n: usize) {
     let len = buf.len();
     buf.copy_within(n..len, 0);
     buf.truncate(len - n);
+}
+
+/// Count a leg cut for not reading (`--slow-consumer-timeout`) and log it.
+pub(crate) fn log_stall(ctx: &WorkerCtx, info: &SessionInfo, side: Side) {
+    ctx.metrics.stalled(side);
+    tracing::info!(
+        session = info.id,
+        side = side.as_str(),
+        "leg stopped reading; cutting it"
+    );
 }
 
 /// Count a closed session and write its log line.

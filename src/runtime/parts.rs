@@ -78,6 +78,7 @@ impl WakerSet {
     }
 
     /// Wakers kept now.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         let slots = self.slots.take();
         let n = slots.iter().flatten().count();
@@ -86,6 +87,7 @@ impl WakerSet {
     }
 
     /// No waker kept.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -10,7 +10,7 @@ use crate::flow::Side;
 use crate::relay::control::{close_frame, outgoing_bytes, LINGER};
 use crate::relay::leg::{FINISH_TIMEOUT, FINISH_TIMEOUT_STOPPING};
 use crate::relay::lifecycle::{Actions, ClosedBy, Event};
-use crate::relay::session::log_end;
+use crate::relay::session::{log_end, log_stall};
 use crate::ws::close::codes;
 
 impl Conn {
@@ -18,12 +18,7 @@ impl Conn {
         let may_drain = self.drain_slot || env.ctx.orphan_drain_available();
         let a = self.core.on_event(event, may_drain, env.now);
         if let Event::Stalled(side) = event {
-            env.ctx.metrics.stalled(side);
-            tracing::info!(
-                session = self.info.id,
-                side = side.as_str(),
-                "leg stopped reading; cutting it"
-            );
+            log_stall(env.ctx, &self.info, side);
         }
         self.apply(env, a);
     }
