@@ -5,6 +5,9 @@
 //!   `simd_json::to_owned_value` on a copy vs `serde_json::from_slice::<Value>`.
 //! - `tap/terminal`: the `response.completed` event of the `large` fixture (needs
 //!   `../shared/fixtures`), the same ways, plus the tap fed in 16 KiB chunks (assembly path).
+//! - `tap/terminal_escaped`: a `response.completed` whose 48 KiB output text has an escape
+//!   (`\"`, `\\`, `\n`, `\t`) every ~14 bytes and non-ASCII characters — code-heavy output,
+//!   and what the load generator's mock sends — the same ways.
 //!
 //! Run: `cargo bench --bench tap`. Throughput is in bytes of JSON per second.
 
@@ -125,5 +128,45 @@ fn terminal(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, deltas, terminal);
+/// A terminal event whose output text is escape-dense (see the module docs).
+fn escaped_terminal() -> Vec<u8> {
+    const WORDS: &[&str] = &[
+        " token",
+        " relay",
+        " café",
+        " ☃",
+        " \"quoted\"",
+        " edge",
+        " back\\slash",
+        " lane",
+        " 🚀",
+        " tab\t",
+        " usage",
+        " newline\n",
+    ];
+    let mut text = String::new();
+    for w in WORDS.iter().cycle() {
+        if text.len() >= 48 << 10 {
+            break;
+        }
+        text.push_str(w);
+    }
+    let event = serde_json::json!({
+        "type": "response.completed",
+        "response": {
+            "id": "resp_0123456789abcdef", "object": "response", "status": "completed",
+            "model": "gpt-5", "output": [{"type": "message", "id": "msg_1", "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": []}]}],
+            "usage": {"input_tokens": 12, "output_tokens": 3400, "total_tokens": 3412},
+        },
+        "sequence_number": 504,
+    });
+    serde_json::to_vec(&event).expect("serializable")
+}
+
+fn terminal_escaped(c: &mut Criterion) {
+    compare(c, "tap/terminal_escaped", &[escaped_terminal()]);
+}
+
+criterion_group!(benches, deltas, terminal, terminal_escaped);
 criterion_main!(benches);

@@ -39,8 +39,9 @@ pub(crate) fn classify(dir: Direction, raw: &[u8], track_deltas: bool) -> Option
     classify_plain(dir, raw, track_deltas)
 }
 
+/// [`classify`] of a type known to hold no escape (what [`fast_type`] returns).
 #[inline]
-fn classify_plain(dir: Direction, ty: &[u8], track_deltas: bool) -> Option<Kind> {
+pub(crate) fn classify_plain(dir: Direction, ty: &[u8], track_deltas: bool) -> Option<Kind> {
     match dir {
         Direction::ClientToUpstream => (ty == b"response.create").then_some(Kind::Create),
         Direction::UpstreamToClient => match ty {
@@ -59,14 +60,25 @@ fn classify_plain(dir: Direction, ty: &[u8], track_deltas: bool) -> Option<Kind>
 
 /// The fast path: the type of a message that starts with `{"type":"` (after whitespace), as
 /// raw string content, when its closing quote is within `msg` and it has no escapes.
+///
+/// One `memchr2` finds the closing quote or a backslash, whichever comes first (a type with
+/// an escape goes to the scanner), so the type's bytes are read once; the result needs no
+/// further escape check ([`classify_plain`]).
 #[inline]
 pub(crate) fn fast_type(msg: &[u8]) -> Option<&[u8]> {
     const PREFIX: &[u8] = b"{\"type\":\"";
-    let start = msg.iter().position(|&b| !super::scan::is_ws(b))?;
-    let rest = msg.get(start..)?.strip_prefix(PREFIX)?;
-    let end = memchr::memchr(b'"', rest)?;
-    let ty = rest.get(..end)?;
-    (!ty.contains(&b'\\')).then_some(ty)
+    let rest = match msg.strip_prefix(PREFIX) {
+        Some(rest) => rest,
+        None => {
+            let start = msg.iter().position(|&b| !super::scan::is_ws(b))?;
+            msg.get(start..)?.strip_prefix(PREFIX)?
+        }
+    };
+    let end = memchr::memchr2(b'"', b'\\', rest)?;
+    match rest.get(end) {
+        Some(b'"') => rest.get(..end),
+        _ => None,
+    }
 }
 
 /// Spans of the top-level members the tap may need (first occurrence wins).

@@ -28,7 +28,7 @@ mod tests;
 mod tests_fixtures;
 mod walk;
 
-use extract::{build, classify, fast_type, Kind};
+use extract::{build, classify_plain, fast_type, Kind};
 use walk::{Walk, Walker};
 
 /// Capacity of the assembly buffer kept between messages; a larger one is freed at message
@@ -342,7 +342,7 @@ impl Tap {
                 // Scan the first chunk in place; copy it only if the message may matter.
                 let mut kind = None;
                 if let Some(ty) = fast_type(chunk) {
-                    kind = classify(self.dir, ty, self.track_deltas);
+                    kind = classify_plain(self.dir, ty, self.track_deltas);
                     if kind.is_none() {
                         self.state = State::Skip;
                         return None;
@@ -388,7 +388,7 @@ impl Tap {
     fn whole<const SIMD: bool>(&mut self, msg: &[u8]) -> Option<TapEvent> {
         let mut kind = None;
         if let Some(ty) = fast_type(msg) {
-            kind = Some(classify(self.dir, ty, self.track_deltas)?);
+            kind = Some(classify_plain(self.dir, ty, self.track_deltas)?);
         }
         match self.walk::<SIMD>(msg, &mut kind)? {
             Walk::Open => self.fail(TapError::Truncated),

@@ -117,6 +117,24 @@ fn string_skip_twins_agree_on_random_bytes() {
             assert_eq!(skip_string_memchr(&buf, 0), want, "memchr {at} {close}");
         }
     }
+    // Backslash runs of every length up to 70 at every offset of two blocks, so odd and even
+    // runs start and end on both sides of a block edge; followed by a quote, by `x"`, or by
+    // the buffer's end.
+    for run in 1..=70 {
+        for at in 0..64 {
+            for tail in [&b"\""[..], b"x\"", b""] {
+                let mut buf = vec![b'a'; at];
+                buf.resize(at + run, b'\\');
+                buf.extend_from_slice(tail);
+                buf.extend_from_slice(b"bbbb\"");
+                let want = skip_string_scalar(&buf, 0);
+                assert_eq!(skip_string_simd(&buf, 0), want, "simd {run} {at} {tail:?}");
+                let cut = &buf[..at + run];
+                let want = skip_string_scalar(cut, 0);
+                assert_eq!(skip_string_simd(cut, 0), want, "simd cut {run} {at}");
+            }
+        }
+    }
 }
 
 fn members<const SIMD: bool>(buf: &[u8], grow_by: usize) -> Vec<(String, String)> {
