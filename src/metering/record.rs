@@ -90,8 +90,49 @@ pub struct UsageRecord {
     /// included (`compute_units`, `input_tokens_details.cache_write_tokens`, …); absent when
     /// the response ended without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub usage: Option<serde_json::Value>,
+    pub usage: Option<RawUsage>,
 }
+
+/// The provider's `usage` object kept as its JSON text: the worker checks it is JSON but
+/// builds no tree, and the writer copies it into the record line as it is — parsing it into a
+/// `serde_json::Value` on the worker and serializing that again cost a map allocation per
+/// response on the hot path, and reordered the provider's keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RawUsage(Box<serde_json::value::RawValue>);
+
+impl RawUsage {
+    /// The object's text as the provider sent it, when it is valid JSON. Text with a line
+    /// break (whitespace between members) is re-serialized compactly, so a record stays one
+    /// line of the JSON Lines log.
+    pub fn from_provider(raw: &str) -> Option<RawUsage> {
+        if raw.contains(['\n', '\r']) {
+            let v: serde_json::Value = serde_json::from_str(raw).ok()?;
+            return serde_json::value::to_raw_value(&v).ok().map(RawUsage);
+        }
+        serde_json::value::RawValue::from_string(raw.to_owned())
+            .ok()
+            .map(RawUsage)
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Parsed, for readers that look inside (`Value::Null` cannot occur: the text is JSON).
+    pub fn value(&self) -> serde_json::Value {
+        serde_json::from_str(self.0.get()).unwrap_or_default()
+    }
+}
+
+impl PartialEq for RawUsage {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Eq for RawUsage {}
 
 fn default_route() -> String {
     "default".to_string()

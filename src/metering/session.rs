@@ -375,14 +375,14 @@ impl SessionMeter {
             t.service_tier.as_ref(),
             now,
         );
-        // Whatever the provider put in `usage`, known fields or not (parsed only here, once
+        // Whatever the provider put in `usage`, known fields or not (checked only here, once
         // per response; a usage object the scanner accepted but serde cannot parse is kept
         // out rather than failing the record).
         let rec = UsageRecord {
             usage: t
                 .usage_raw
                 .as_deref()
-                .and_then(|raw| serde_json::from_str(raw).ok()),
+                .and_then(crate::metering::record::RawUsage::from_provider),
             ..rec
         };
         self.remember_done(&rid);

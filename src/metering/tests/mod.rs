@@ -10,7 +10,7 @@ mod sink;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::record::{RecordStatus, UsageRecord};
+use super::record::{RawUsage, RecordStatus, UsageRecord};
 
 /// A record with every field set, keyed by `id`.
 pub(super) fn rec(id: &str) -> UsageRecord {
@@ -34,7 +34,7 @@ pub(super) fn rec(id: &str) -> UsageRecord {
         ttft_ms: Some(12),
         duration_ms: 345,
         usage_final: true,
-        usage: Some(serde_json::json!({"input_tokens": 10, "compute_units": 3})),
+        usage: RawUsage::from_provider(r#"{"input_tokens":10,"compute_units":3}"#),
     }
 }
 

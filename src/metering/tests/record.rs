@@ -1,7 +1,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::rec;
-use crate::metering::record::{format_rfc3339_ms, RecordStatus, UsageRecord};
+use crate::metering::record::{format_rfc3339_ms, RawUsage, RecordStatus, UsageRecord};
 
 fn at(secs: u64, ms: u64) -> String {
     format_rfc3339_ms(UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(ms))
@@ -56,10 +56,34 @@ fn record_json_shape_is_stable() {
     let s = serde_json::to_string(&r).expect("serialize");
     assert_eq!(
         s,
-        r#"{"ts":"2026-03-01T12:34:56.789Z","session":7,"tenant":"acme","route":"openai","upstream":"wss://api.openai.com","stream_id":null,"response_id":"resp_1","model":"gpt-5","requested_model":"gpt-5","status":"client_disconnected","input_tokens":10,"cached_tokens":2,"output_tokens":5,"reasoning_tokens":1,"total_tokens":15,"service_tier":"default","ttft_ms":null,"duration_ms":345,"usage_final":true,"usage":{"compute_units":3,"input_tokens":10}}"#
+        r#"{"ts":"2026-03-01T12:34:56.789Z","session":7,"tenant":"acme","route":"openai","upstream":"wss://api.openai.com","stream_id":null,"response_id":"resp_1","model":"gpt-5","requested_model":"gpt-5","status":"client_disconnected","input_tokens":10,"cached_tokens":2,"output_tokens":5,"reasoning_tokens":1,"total_tokens":15,"service_tier":"default","ttft_ms":null,"duration_ms":345,"usage_final":true,"usage":{"input_tokens":10,"compute_units":3}}"#
     );
     let back: UsageRecord = serde_json::from_str(&s).expect("parse");
     assert_eq!(back, r);
+}
+
+#[test]
+fn usage_object_is_kept_as_sent_on_one_line() {
+    // As the provider sent it: key order and spacing kept, nothing parsed into a tree.
+    let sent = r#"{"output_tokens": 5, "input_tokens": 7, "x": {"y": [1, 2]}}"#;
+    let u = RawUsage::from_provider(sent).expect("valid JSON");
+    assert_eq!(u.get(), sent);
+    assert_eq!(u.value()["x"]["y"][1], 2);
+    // Line breaks between members would split the JSON Lines record: compacted.
+    let pretty = "{\n  \"input_tokens\": 7,\r\n  \"output_tokens\": 5\n}";
+    let u = RawUsage::from_provider(pretty).expect("valid JSON");
+    assert!(!u.get().contains(['\n', '\r']), "{}", u.get());
+    assert_eq!(
+        u.value(),
+        serde_json::json!({"input_tokens": 7, "output_tokens": 5})
+    );
+    let mut r = rec("resp_2");
+    r.usage = Some(u);
+    let line = serde_json::to_string(&r).expect("serialize");
+    assert!(!line.contains('\n'));
+    // Not JSON: no usage object in the record (the token fields still are).
+    assert_eq!(RawUsage::from_provider(r#"{"input_tokens": 7,"#), None);
+    assert_eq!(RawUsage::from_provider("{\n\"a\": }"), None);
 }
 
 #[test]

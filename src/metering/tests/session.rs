@@ -405,7 +405,7 @@ fn the_providers_usage_object_is_carried_whole_with_the_route() {
         (recs[0].route.as_str(), recs[1].route.as_str()),
         ("xai", "xai")
     );
-    let u = recs[0].usage.as_ref().expect("usage carried");
+    let u = recs[0].usage.as_ref().expect("usage carried").value();
     assert_eq!(u["compute_units"], serde_json::json!(2.5));
     assert_eq!(u["input_tokens_details"]["cache_write_tokens"], 6);
     assert_eq!(recs[0].input_tokens, 7);
