@@ -6,7 +6,7 @@
 //! - `tap/terminal`: the `response.completed` event of the `large` fixture (needs
 //!   `../shared/fixtures`), the same ways, plus the tap fed in 16 KiB chunks (assembly path).
 //! - `tap/terminal_escaped`: a `response.completed` whose 48 KiB output text has an escape
-//!   (`\"`, `\\`, `\n`, `\t`) every ~14 bytes and non-ASCII characters — code-heavy output,
+//!   (`\"`, `\\`, `\n`, `\t`) every ~12 bytes and non-ASCII characters — code-heavy output,
 //!   and what the load generator's mock sends — the same ways.
 //!
 //! Run: `cargo bench --bench tap`. Throughput is in bytes of JSON per second.
@@ -130,27 +130,9 @@ fn terminal(c: &mut Criterion) {
 
 /// A terminal event whose output text is escape-dense (see the module docs).
 fn escaped_terminal() -> Vec<u8> {
-    const WORDS: &[&str] = &[
-        " token",
-        " relay",
-        " café",
-        " ☃",
-        " \"quoted\"",
-        " edge",
-        " back\\slash",
-        " lane",
-        " 🚀",
-        " tab\t",
-        " usage",
-        " newline\n",
-    ];
-    let mut text = String::new();
-    for w in WORDS.iter().cycle() {
-        if text.len() >= 48 << 10 {
-            break;
-        }
-        text.push_str(w);
-    }
+    // An escape (`\"`, `\\`, `\t`, `\n` once serialized) every ~12 bytes, and non-ASCII.
+    const PATTERN: &str = " token \"quoted\" café back\\slash ☃ tab\t 🚀 usage newline\n";
+    let text = PATTERN.repeat((48 << 10) / PATTERN.len() + 1);
     let event = serde_json::json!({
         "type": "response.completed",
         "response": {
