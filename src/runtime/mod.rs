@@ -4,27 +4,31 @@
 //! Nothing on the hot path is shared between workers: each owns its listener, its sessions
 //! and its counters (`Cell`s), which it copies into the shared registry on a timer.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::ServerName;
-
 use crate::config::{AuthMode, Config, UsageLog};
 use crate::metering::sink::{Sink, SinkConfig, SinkHandle, SinkPath};
 use crate::metrics::Registry;
-use crate::route::{Route, Routes};
+use crate::route::Route;
 use crate::server::auth::ClientKeys;
-use crate::upstream::dial::{client_tls_config, server_tls_config};
+use crate::upstream::dial::server_tls_config;
 
+mod checks;
 pub mod parts;
 mod signals;
 pub mod timers;
+mod upstreams;
 mod worker;
 
+pub use checks::check_files;
+use checks::{check_key_fleet, check_key_routes};
 pub use signals::{block_signals, wait_signal};
+use upstreams::spawn_resolver;
+pub use upstreams::Upstream;
 pub use worker::WorkerCtx;
 use worker::{pin_to_core, worker_thread};
 
@@ -51,97 +55,6 @@ pub struct Shared {
     pub worker_failed: AtomicBool,
     pub(super) shutdown: AtomicBool,
     pub(super) drain_deadline: OnceLock<Instant>,
-}
-
-/// How to reach one route's upstream.
-pub struct Upstream {
-    /// TLS connector for a `wss://` upstream, with the SNI name.
-    pub tls: Option<(crate::tls::TlsConnector, ServerName<'static>)>,
-    /// Its addresses (re-resolved in the background for host names).
-    pub addrs: RwLock<Arc<Vec<SocketAddr>>>,
-}
-
-impl Upstream {
-    /// Resolve the route's host and build its TLS client (once, at start).
-    fn new(route: &Route) -> Result<Upstream, StartError> {
-        let up = &route.upstream;
-        let addrs = resolve(&up.host, up.port).map_err(|source| StartError::Resolve {
-            route: route.name.to_string(),
-            host: up.host.clone(),
-            source,
-        })?;
-        let tls = if up.tls {
-            let cfg = client_tls_config(route.ca.as_deref())?;
-            let name = ServerName::try_from(up.host.clone()).map_err(|e| StartError::Resolve {
-                route: route.name.to_string(),
-                host: up.host.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()),
-            })?;
-            Some((crate::tls::TlsConnector::from(cfg), name))
-        } else {
-            None
-        };
-        Ok(Upstream {
-            tls,
-            addrs: RwLock::new(Arc::new(addrs)),
-        })
-    }
-}
-
-/// Every route the keys file names must exist.
-fn check_key_routes(
-    keys: &ClientKeys,
-    routes: &Routes,
-) -> Result<(), crate::server::auth::AuthError> {
-    match keys.route_names().find(|r| routes.index_of(r).is_none()) {
-        Some(r) => Err(crate::server::auth::AuthError::UnknownRoute(r.to_string())),
-        None => Ok(()),
-    }
-}
-
-/// Check what `--check-config` checks beyond the flags: the keys file (and the routes it
-/// names), the listener's TLS material, each route's CA bundle. No socket is opened and no
-/// host resolved. Returns a one-line summary.
-pub fn check_files(config: &Config) -> Result<String, StartError> {
-    let keys = match &config.auth {
-        AuthMode::Managed { keys_file } => {
-            let k = ClientKeys::load(keys_file)?;
-            check_key_routes(&k, &config.routes)?;
-            check_key_fleet(&k, config)?;
-            Some(k.len())
-        }
-        AuthMode::Passthrough => None,
-    };
-    if let Some((cert, key)) = &config.tls {
-        server_tls_config(cert, key)?;
-    }
-    for r in &config.routes.list {
-        if r.upstream.tls {
-            client_tls_config(r.ca.as_deref())?;
-        }
-    }
-    let routes: Vec<String> = config
-        .routes
-        .list
-        .iter()
-        .map(|r| format!("{}={}", r.name, r.label))
-        .collect();
-    Ok(format!(
-        "configuration OK: listen {} ({}), {}, routes [{}] (default {}), usage log {}",
-        config.listen,
-        if config.tls.is_some() { "wss" } else { "ws" },
-        match keys {
-            Some(n) => format!("{n} client keys"),
-            None => "passthrough auth".to_string(),
-        },
-        routes.join(", "),
-        config.routes.list[config.routes.default].name,
-        match &config.usage_log {
-            UsageLog::Disabled => "off".to_string(),
-            UsageLog::Stdout => "stdout".to_string(),
-            UsageLog::File(p) => p.display().to_string(),
-        }
-    ))
 }
 
 impl Shared {
@@ -240,17 +153,6 @@ pub struct Relay {
     fleet: Option<crate::fleet::Fleet>,
     ready: Arc<AtomicBool>,
     driver: &'static str,
-}
-
-fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
-    let addrs: Vec<SocketAddr> = (host, port).to_socket_addrs()?.collect();
-    if addrs.is_empty() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            "no addresses",
-        ));
-    }
-    Ok(addrs)
 }
 
 fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
@@ -511,42 +413,6 @@ impl Relay {
         }
         durable
     }
-}
-
-/// Fleet limits in the keys file need `--budget-redis`.
-fn check_key_fleet(keys: &ClientKeys, config: &Config) -> Result<(), StartError> {
-    if config.fleet.budget.is_none() && keys.limits().values().any(|l| l.needs_fleet()) {
-        return Err(StartError::Fleet(
-            "--client-keys: tokens_per_day, tokens_per_month and fleet_max_sessions need --budget-redis".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// Re-resolve a named upstream every 30 s so DNS changes are followed without blocking a
-/// worker (a failed lookup keeps the last good addresses).
-fn spawn_resolver(shared: &Arc<Shared>, route: usize) {
-    let host = shared.route(route).upstream.host.clone();
-    if host.parse::<std::net::IpAddr>().is_ok() {
-        return;
-    }
-    let port = shared.route(route).upstream.port;
-    let weak = Arc::downgrade(shared);
-    let _ = std::thread::Builder::new().name("tollgate-dns".into()).spawn(move || loop {
-        std::thread::sleep(Duration::from_secs(30));
-        let Some(shared) = weak.upgrade() else { return };
-        if shared.shutting_down() {
-            return;
-        }
-        match resolve(&host, port) {
-            Ok(a) => {
-                if let Ok(mut w) = shared.upstreams[route].addrs.write() {
-                    *w = Arc::new(a);
-                }
-            }
-            Err(e) => tracing::warn!(host = %host, error = %e, "upstream re-resolve failed; keeping previous addresses"),
-        }
-    });
 }
 
 /// Run until SIGTERM/SIGINT; SIGHUP reloads the client keys. Returns the exit code.
