@@ -67,5 +67,51 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// UTF-8 validation alone, `simdutf8`'s AVX2 kernel against tollgate's dispatch (AVX-512
+/// where the CPU has it): every delta payload of the fixture one call each (the relay's
+/// per-frame shape), and the same text as one 64 KiB chunk (a large event).
+fn utf8(c: &mut Criterion) {
+    let text = std::fs::read_to_string(FIXTURE).expect("fixture");
+    let deltas: Vec<&[u8]> = text
+        .lines()
+        .filter(|l| l.contains(".delta\""))
+        .map(str::as_bytes)
+        .collect();
+    let mut large = Vec::new();
+    while large.len() < 64 << 10 {
+        large.extend_from_slice(text.as_bytes());
+    }
+    let cut = large
+        .iter()
+        .take(64 << 10)
+        .rposition(|&b| b < 0x80)
+        .unwrap_or(0);
+    large.truncate(cut);
+    // The mock upstream's kind of text: a non-ASCII character every ~30 bytes.
+    let mixed = "token relay café ☃ quoted edge lane 🚀 usage frame socket naïve ".repeat(1000);
+    let mut g = c.benchmark_group("utf8");
+    g.measurement_time(Duration::from_secs(3)).sample_size(30);
+    type Kernel = fn(&[u8]) -> bool;
+    let kernels: [(&str, Kernel); 2] = [
+        ("simdutf8", |b| simdutf8::basic::from_utf8(b).is_ok()),
+        ("tollgate", tollgate::ws::utf8_simd::is_valid),
+    ];
+    for (name, f) in kernels {
+        g.throughput(Throughput::Bytes(
+            deltas.iter().map(|d| d.len() as u64).sum(),
+        ));
+        g.bench_function(format!("deltas/{name}"), |b| {
+            b.iter(|| deltas.iter().all(|d| f(black_box(d))))
+        });
+        g.throughput(Throughput::Bytes(large.len() as u64));
+        g.bench_function(format!("large/{name}"), |b| b.iter(|| f(black_box(&large))));
+        g.throughput(Throughput::Bytes(mixed.len() as u64));
+        g.bench_function(format!("mixed/{name}"), |b| {
+            b.iter(|| f(black_box(mixed.as_bytes())))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, utf8);
 criterion_main!(benches);

@@ -3,3 +3,4 @@ pub mod close;
 pub mod frame;
 pub mod mask;
 pub mod utf8;
+pub mod utf8_simd;

@@ -57,7 +57,7 @@ impl Utf8Validator {
         // The `basic` flavour (no error position, faster) answers the common case: the chunk
         // is valid and ends on a character boundary. Only a chunk it rejects — invalid, or a
         // sequence split at the chunk's end — is validated again by `compat` for the detail.
-        if simdutf8::basic::from_utf8(rest).is_ok() {
+        if super::utf8_simd::is_valid(rest) {
             return Ok(());
         }
         match simdutf8::compat::from_utf8(rest) {

@@ -1,0 +1,244 @@
+//! Whole-chunk UTF-8 validity, AVX-512 where the CPU has it, `simdutf8`'s `basic` elsewhere.
+//!
+//! Why hand-written: UTF-8 validation of every text byte is the relay's largest own cost
+//! under a firehose of frames (4.2% of its CPU in `perf record -g -e cpu-clock` of the relay,
+//! `simdutf8`'s AVX2 kernel), and `simdutf8` 0.1 has no AVX-512 kernel. This is the same
+//! algorithm (Keiser and Lemire, "Validating UTF-8 In Less Than One Instruction Per Byte",
+//! the "lookup" method `simdutf8` and simdjson use) on 64-byte vectors, with a masked load for
+//! the tail instead of a copy into a padded buffer. `cargo bench --bench walker -- utf8`
+//! measures both on the same input; see `loadtest/BENCH.md`.
+//!
+//! The contract is `simdutf8::basic`'s: `true` when `input` is valid UTF-8 and does not end
+//! inside a sequence. No error position — the caller re-checks a rejected chunk with
+//! `simdutf8::compat` for that. Tested against `std::str::from_utf8` in `utf8_tests.rs`.
+
+/// `true` when `input` is complete, valid UTF-8.
+#[inline]
+pub fn is_valid(input: &[u8]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if avx512::available() {
+            // SAFETY: the CPU has AVX512F and AVX512BW (checked just above).
+            return unsafe { avx512::is_valid(input) };
+        }
+    }
+    simdutf8::basic::from_utf8(input).is_ok()
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// Whether this CPU runs the AVX-512 kernel (the standard library caches the answer).
+    #[inline]
+    pub(crate) fn available() -> bool {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+    }
+
+    const TOO_SHORT: u8 = 1 << 0;
+    const TOO_LONG: u8 = 1 << 1;
+    const OVERLONG_3: u8 = 1 << 2;
+    const TOO_LARGE: u8 = 1 << 3;
+    const SURROGATE: u8 = 1 << 4;
+    const OVERLONG_2: u8 = 1 << 5;
+    const TOO_LARGE_1000: u8 = 1 << 6;
+    const OVERLONG_4: u8 = 1 << 6;
+    const TWO_CONTS: u8 = 1 << 7;
+    const CARRY: u8 = TOO_SHORT | TOO_LONG | TWO_CONTS;
+
+    /// Error bits by the high nibble of the previous byte.
+    const BYTE_1_HIGH: [u8; 16] = [
+        TOO_LONG,
+        TOO_LONG,
+        TOO_LONG,
+        TOO_LONG,
+        TOO_LONG,
+        TOO_LONG,
+        TOO_LONG,
+        TOO_LONG,
+        TWO_CONTS,
+        TWO_CONTS,
+        TWO_CONTS,
+        TWO_CONTS,
+        TOO_SHORT | OVERLONG_2,
+        TOO_SHORT,
+        TOO_SHORT | OVERLONG_3 | SURROGATE,
+        TOO_SHORT | TOO_LARGE | TOO_LARGE_1000 | OVERLONG_4,
+    ];
+
+    /// Error bits by the low nibble of the previous byte.
+    const BYTE_1_LOW: [u8; 16] = [
+        CARRY | OVERLONG_3 | OVERLONG_2 | OVERLONG_4,
+        CARRY | OVERLONG_2,
+        CARRY,
+        CARRY,
+        CARRY | TOO_LARGE,
+        CARRY | TOO_LARGE | TOO_LARGE_1000,
+        CARRY | TOO_LARGE | TOO_LARGE_1000,
+        CARRY | TOO_LARGE | TOO_LARGE_1000,
+        CARRY | TOO_LARGE | TOO_LARGE_1000,
+        CARRY | TOO_LARGE | TOO_LARGE_1000,
+        CARRY | TOO_LARGE | TOO_LARGE_1000,
+        CARRY | TOO_LARGE | TOO_LARGE_1000,
+        CARRY | TOO_LARGE | TOO_LARGE_1000,
+        CARRY | TOO_LARGE | TOO_LARGE_1000 | SURROGATE,
+        CARRY | TOO_LARGE | TOO_LARGE_1000,
+        CARRY | TOO_LARGE | TOO_LARGE_1000,
+    ];
+
+    /// Error bits by the high nibble of the byte itself.
+    const BYTE_2_HIGH: [u8; 16] = [
+        TOO_SHORT,
+        TOO_SHORT,
+        TOO_SHORT,
+        TOO_SHORT,
+        TOO_SHORT,
+        TOO_SHORT,
+        TOO_SHORT,
+        TOO_SHORT,
+        TOO_LONG | OVERLONG_2 | TWO_CONTS | OVERLONG_3 | TOO_LARGE_1000 | OVERLONG_4,
+        TOO_LONG | OVERLONG_2 | TWO_CONTS | OVERLONG_3 | TOO_LARGE,
+        TOO_LONG | OVERLONG_2 | TWO_CONTS | SURROGATE | TOO_LARGE,
+        TOO_LONG | OVERLONG_2 | TWO_CONTS | SURROGATE | TOO_LARGE,
+        TOO_SHORT,
+        TOO_SHORT,
+        TOO_SHORT,
+        TOO_SHORT,
+    ];
+
+    /// The vector of a block's bytes shifted by `N` (1..=3) with the previous block's last
+    /// bytes shifted in: byte `j` is the byte `N` before byte `j` of `input`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn prev<const N: i32>(input: __m512i, prev_block: __m512i) -> __m512i {
+        // Lane L of `lanes_back` is lane L-1 of the concatenation (prev_block, input); the
+        // per-lane byte align then takes `N` bytes from it and `16 - N` from `input`'s lane.
+        let lanes_back = _mm512_alignr_epi32::<12>(input, prev_block);
+        match N {
+            1 => _mm512_alignr_epi8::<15>(input, lanes_back),
+            2 => _mm512_alignr_epi8::<14>(input, lanes_back),
+            _ => _mm512_alignr_epi8::<13>(input, lanes_back),
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn table(t: &[u8; 16]) -> __m512i {
+        // SAFETY: `t` is 16 readable bytes; the load is unaligned.
+        let lane = unsafe { _mm_loadu_si128(t.as_ptr().cast()) };
+        _mm512_broadcast_i32x4(lane)
+    }
+
+    /// Checks one 64-byte block against the previous one; error bits accumulate in `error`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn check_block(input: __m512i, prev_block: __m512i, t: &Tables) -> __m512i {
+        let nibble = _mm512_set1_epi8(0x0F);
+        let prev1 = prev::<1>(input, prev_block);
+        let byte_1_high = _mm512_shuffle_epi8(
+            t.byte_1_high,
+            _mm512_and_si512(_mm512_srli_epi16::<4>(prev1), nibble),
+        );
+        let byte_1_low = _mm512_shuffle_epi8(t.byte_1_low, _mm512_and_si512(prev1, nibble));
+        let byte_2_high = _mm512_shuffle_epi8(
+            t.byte_2_high,
+            _mm512_and_si512(_mm512_srli_epi16::<4>(input), nibble),
+        );
+        let special = _mm512_and_si512(_mm512_and_si512(byte_1_high, byte_1_low), byte_2_high);
+        // A byte two after a 3- or 4-byte lead, or three after a 4-byte lead, must be a
+        // continuation; `special` has TWO_CONTS (0x80) set exactly where one is.
+        let prev2 = prev::<2>(input, prev_block);
+        let prev3 = prev::<3>(input, prev_block);
+        let third = _mm512_subs_epu8(prev2, _mm512_set1_epi8((0b1110_0000u8 - 1) as i8));
+        let fourth = _mm512_subs_epu8(prev3, _mm512_set1_epi8((0b1111_0000u8 - 1) as i8));
+        let must23 = _mm512_test_epi8_mask(third, third) | _mm512_test_epi8_mask(fourth, fourth);
+        let must23_80 = _mm512_maskz_set1_epi8(must23, 0x80u8 as i8);
+        _mm512_xor_si512(must23_80, special)
+    }
+
+    /// The largest byte each position of a block may hold without starting a sequence that
+    /// runs past the block's end.
+    const LAST_MAX: [u8; 64] = {
+        let mut max = [0xFF; 64];
+        max[61] = 0b1111_0000 - 1;
+        max[62] = 0b1110_0000 - 1;
+        max[63] = 0b1100_0000 - 1;
+        max
+    };
+
+    struct Tables {
+        byte_1_high: __m512i,
+        byte_1_low: __m512i,
+        byte_2_high: __m512i,
+        last_max: __m512i,
+    }
+
+    /// `true` when `input` is complete, valid UTF-8.
+    ///
+    /// # Safety
+    /// The CPU must support AVX512F and AVX512BW ([`available`]).
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(crate) unsafe fn is_valid(input: &[u8]) -> bool {
+        let t = Tables {
+            byte_1_high: table(&BYTE_1_HIGH),
+            byte_1_low: table(&BYTE_1_LOW),
+            byte_2_high: table(&BYTE_2_HIGH),
+            // SAFETY: 64 readable bytes; the load is unaligned.
+            last_max: unsafe { _mm512_loadu_si512(LAST_MAX.as_ptr().cast()) },
+        };
+        let mut error = _mm512_setzero_si512();
+        let mut prev_block = _mm512_setzero_si512();
+        let mut pending = _mm512_setzero_si512();
+        let len = input.len();
+        let base = input.as_ptr();
+        let mut at = 0;
+        while at < len {
+            let rest = len - at;
+            // SAFETY: `at < len`; a full load reads 64 bytes inside `input`; a masked load
+            // reads only the `rest` bytes inside it (the others are zero: ASCII, so a sequence
+            // cut by the end of `input` is caught as too short).
+            let block = unsafe {
+                if rest >= 64 {
+                    _mm512_loadu_si512(base.add(at).cast())
+                } else {
+                    _mm512_maskz_loadu_epi8((1u64 << rest) - 1, base.add(at).cast())
+                }
+            };
+            at += 64;
+            if _mm512_movepi8_mask(block) != 0 {
+                error = _mm512_or_si512(error, check_block(block, prev_block, &t));
+                // Nonzero where the block's last bytes start a sequence it does not finish.
+                pending = _mm512_subs_epu8(block, t.last_max);
+                prev_block = block;
+                continue;
+            }
+            // ASCII: only a sequence left open by the previous block is an error. Any ASCII
+            // byte as the previous byte gives the same verdict as zero, so `prev_block` is
+            // zeroed rather than carried through the run.
+            error = _mm512_or_si512(error, pending);
+            pending = _mm512_setzero_si512();
+            prev_block = pending;
+            // The rest of an ASCII run, 128 bytes per test.
+            while at + 128 <= len {
+                // SAFETY: both 64-byte loads lie inside `input` (`at + 128 <= len`).
+                let (a, b) = unsafe {
+                    (
+                        _mm512_loadu_si512(base.add(at).cast()),
+                        _mm512_loadu_si512(base.add(at + 64).cast()),
+                    )
+                };
+                if _mm512_movepi8_mask(_mm512_or_si512(a, b)) != 0 {
+                    break;
+                }
+                at += 128;
+            }
+        }
+        error = _mm512_or_si512(error, pending);
+        _mm512_test_epi8_mask(error, error) == 0
+    }
+}
+
+#[cfg(test)]
+#[path = "utf8_simd_tests.rs"]
+mod tests;
