@@ -193,7 +193,7 @@ impl Walker {
                     }
                 }
                 if p.tapped {
-                    if let Some(ev) = tap.feed(chunk, last) {
+                    if let Some(ev) = tap.feed_framed(chunk, last, p.remaining - take as u64) {
                         on_event(ev);
                     }
                 }

@@ -35,6 +35,11 @@ use walk::{Walk, Walker};
 /// end (an idle session should hold no assembly buffer).
 const RETAIN_CAPACITY: usize = 1024;
 
+/// Most bytes the tap reserves ahead for the rest of a frame it assembles (the frame header
+/// says how long the payload is; a terminal event split across reads would otherwise grow the
+/// buffer by doubling, copying it each time). Larger messages grow from here.
+const RESERVE_AHEAD: usize = 256 << 10;
+
 pub use crate::flow::Direction;
 
 /// Bytes one worker lets its sessions hold for message assembly — the tap's copies of split
@@ -69,6 +74,18 @@ impl Budget {
                 self.refusals.set(self.refusals.get() + 1);
                 false
             }
+        }
+    }
+
+    /// Take `n` bytes if they fit, without counting a refusal (capacity reserved ahead is
+    /// optional: without it the buffer grows as bytes arrive).
+    fn try_reserve(&self, n: usize) -> bool {
+        match self.used.get().checked_add(n).filter(|&t| t <= self.cap) {
+            Some(t) => {
+                self.used.set(t);
+                true
+            }
+            None => false,
         }
     }
 
@@ -255,7 +272,10 @@ pub struct Tap {
     malformed: u64,
     last_error: Option<TapError>,
     budget: Option<std::rc::Rc<Budget>>,
+    /// Bytes taken from `budget` for the current message (assembled and reserved ahead).
     charged: usize,
+    /// Of `charged`, capacity reserved ahead that no byte fills yet.
+    prepaid: usize,
 }
 
 impl Tap {
@@ -277,6 +297,7 @@ impl Tap {
             last_error: None,
             budget: None,
             charged: 0,
+            prepaid: 0,
         }
     }
 
@@ -300,10 +321,17 @@ impl Tap {
     /// Returns the event when the message (or enough of it) is understood; at most one event
     /// per message.
     pub fn feed(&mut self, chunk: &[u8], fin: bool) -> Option<TapEvent> {
+        self.feed_framed(chunk, fin, 0)
+    }
+
+    /// [`Tap::feed`] with `frame_rest`: how many payload bytes of the current frame follow
+    /// `chunk` (0 when unknown). A message the tap must assemble then gets its buffer sized
+    /// once (up to 256 KiB, charged to the budget) instead of grown by doubling.
+    pub fn feed_framed(&mut self, chunk: &[u8], fin: bool, frame_rest: u64) -> Option<TapEvent> {
         let event = if self.scalar {
-            self.step::<false>(chunk, fin)
+            self.step::<false>(chunk, fin, frame_rest)
         } else {
-            self.step::<true>(chunk, fin)
+            self.step::<true>(chunk, fin, frame_rest)
         };
         if fin {
             self.end_message();
@@ -333,7 +361,12 @@ impl Tap {
         self.last_error.as_ref()
     }
 
-    fn step<const SIMD: bool>(&mut self, chunk: &[u8], fin: bool) -> Option<TapEvent> {
+    fn step<const SIMD: bool>(
+        &mut self,
+        chunk: &[u8],
+        fin: bool,
+        frame_rest: u64,
+    ) -> Option<TapEvent> {
         match self.state {
             State::Skip => None,
             State::Start if fin => self.whole::<SIMD>(chunk),
@@ -355,7 +388,9 @@ impl Tap {
                     }
                     Some(_) => {
                         self.state = State::Assemble { kind };
-                        self.append(chunk);
+                        if !self.append_sized(chunk, frame_rest) {
+                            self.append(chunk);
+                        }
                         None
                     }
                 }
@@ -434,10 +469,39 @@ impl Tap {
         }
     }
 
+    /// Starts the assembly buffer with `first`, sized for the rest of its frame too (at most
+    /// `RESERVE_AHEAD` and `max_buffer` in all), the whole size charged to the budget now.
+    /// False, with nothing done, when there is nothing ahead or the whole does not fit the
+    /// budget (the caller then appends as usual and the buffer grows as bytes arrive).
+    fn append_sized(&mut self, first: &[u8], frame_rest: u64) -> bool {
+        let cap = self.max_buffer.min(RESERVE_AHEAD);
+        let ahead = usize::try_from(frame_rest)
+            .unwrap_or(usize::MAX)
+            .min(cap.saturating_sub(first.len()));
+        if ahead == 0 {
+            return false;
+        }
+        let size = first.len() + ahead;
+        if let Some(b) = &self.budget {
+            if !b.try_reserve(size) {
+                return false;
+            }
+        }
+        self.charged += size;
+        // Later chunks fill what was paid for ahead.
+        self.prepaid = ahead;
+        self.buf.reserve_exact(size);
+        self.buf.extend_from_slice(first);
+        true
+    }
+
     /// Appends a chunk to the assembly buffer; false (and the message skipped) on overflow.
     fn append(&mut self, chunk: &[u8]) -> bool {
+        // Bytes reserved ahead are paid for already; only the rest is taken now.
+        let prepaid = self.prepaid.min(chunk.len());
+        let owed = chunk.len() - prepaid;
         let fits = self.buf.len().saturating_add(chunk.len()) <= self.max_buffer
-            && self.budget.as_ref().is_none_or(|b| b.try_take(chunk.len()));
+            && self.budget.as_ref().is_none_or(|b| b.try_take(owed));
         if !fits {
             self.overflows += 1;
             self.last_error = Some(TapError::Overflow);
@@ -446,7 +510,8 @@ impl Tap {
             self.buf = Vec::new();
             return false;
         }
-        self.charged += chunk.len();
+        self.prepaid -= prepaid;
+        self.charged += owed;
         self.buf.extend_from_slice(chunk);
         true
     }
@@ -457,6 +522,7 @@ impl Tap {
             b.give(self.charged);
         }
         self.charged = 0;
+        self.prepaid = 0;
     }
 
     fn end_message(&mut self) {
