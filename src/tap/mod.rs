@@ -64,17 +64,11 @@ impl Budget {
 
     /// Take `n` bytes if they fit; counts a refusal otherwise.
     pub fn try_take(&self, n: usize) -> bool {
-        let used = self.used.get();
-        match used.checked_add(n).filter(|&t| t <= self.cap) {
-            Some(t) => {
-                self.used.set(t);
-                true
-            }
-            None => {
-                self.refusals.set(self.refusals.get() + 1);
-                false
-            }
+        let taken = self.try_reserve(n);
+        if !taken {
+            self.refusals.set(self.refusals.get() + 1);
         }
+        taken
     }
 
     /// Take `n` bytes if they fit, without counting a refusal (capacity reserved ahead is
