@@ -3,14 +3,16 @@
 //! - [`WorkerMetrics`]: one per worker thread, plain `Cell`s (no atomics per frame).
 //! - [`Registry`]: shared; each worker [`WorkerMetrics::publish`]es a copy of its counters
 //!   into it every ~500 ms and at shutdown; [`Registry::render`] sums the workers into
-//!   Prometheus text format 0.0.4. The usage-log sink's counters ([`SinkMetrics`]) live here
-//!   too (atomics, touched once per usage record).
+//!   Prometheus text format 0.0.4, with the counters of the parts beside the workers.
+//! - [`SinkMetrics`], [`FleetMetrics`] (`shared`): the usage-log sink's and the fleet
+//!   thread's counters (atomics, touched once per usage record or batch).
 //! - [`spawn_admin`]: the `/metrics`, `/healthz`, `/readyz` listener on a std thread.
 //! - [`names`]: every metric name, defined once.
 
 mod admin;
 pub mod names;
 mod registry;
+mod shared;
 #[cfg(test)]
 mod tests;
 mod worker;
@@ -18,7 +20,8 @@ mod worker;
 pub use admin::{
     route, spawn_admin, AdminResponse, IO_TIMEOUT, MAX_HEADERS, MAX_REQUEST, METRICS_CONTENT_TYPE,
 };
-pub use registry::{escape_label_into, FleetMetrics, Registry, SinkMetrics};
+pub use registry::{escape_label_into, Registry};
+pub use shared::{FleetMetrics, SinkMetrics};
 pub use worker::{
     close_code_label, Side, TokenCounts, WorkerMetrics, WorkerSnapshot, MAX_MODEL_LABEL,
     MAX_STATUS_SERIES, MAX_TENANT_LABELS, MAX_TOKEN_SERIES, OTHER, SESSION_DURATION_BUCKETS,
