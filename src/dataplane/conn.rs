@@ -15,10 +15,10 @@
 //! come back as [`Task`]s. Only the three places that would push an SQE (`arm_recv`,
 //! `cancel_recv`, `flush`) look at [`Env::epoll`].
 //!
-//! This file holds the session's state, its completion handlers and the walk of received
-//! bytes; the writing side (queued pieces, gathered sends, backpressure) is in
-//! `conn/send.rs`, the close rules (events, actions, finishing, lingering) in
-//! `conn/close.rs`.
+//! This file holds the session's state, its completion handlers and the arming of
+//! receives; the walk of received bytes is in `conn/recv.rs`, the writing side (queued
+//! pieces, gathered sends, backpressure) in `conn/send.rs`, the close rules (events,
+//! actions, finishing, lingering) in `conn/close.rs`.
 
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
@@ -29,6 +29,7 @@ use io_uring::{cqueue, opcode, types};
 
 mod close;
 mod epoll;
+mod recv;
 mod send;
 
 #[cfg(test)]
@@ -37,9 +38,9 @@ pub(super) use epoll::Task;
 
 use super::bufring::BufRing;
 use super::{user_data, Op};
-use crate::flow::{Direction, Side};
+use crate::flow::Side;
 use crate::limits::SessionSlot;
-use crate::relay::core::{Next, SessionCore, Step};
+use crate::relay::core::SessionCore;
 use crate::relay::lifecycle::{Event, PumpEnd};
 use crate::relay::session::SessionInfo;
 use crate::runtime::timers::TimerKey;
@@ -347,185 +348,6 @@ impl Conn {
     /// The worker is exiting with this session still here: record what is open.
     pub(super) fn finish_records(&mut self, now: Instant) {
         self.core.finish(now);
-    }
-
-    // ---- bytes ------------------------------------------------------------------------
-
-    fn on_data(&mut self, env: &mut Env<'_>, side: Side, bid: u16, n: usize) {
-        let i = side.index();
-        if self.phase != Phase::Open || !self.legs[i].reading {
-            // Lingering, or a leg that is no longer read: discard.
-            env.ring.release(bid);
-            return;
-        }
-        self.core.count_read(side.sends(), n);
-        if self.tunnel {
-            let dest = side.other();
-            env.ring.hold(bid);
-            let out = Out::Ring {
-                bid,
-                start: 0,
-                end: n as u32,
-            };
-            self.queue(env, dest, out, true);
-            env.ring.release(bid);
-            self.flush(env, dest);
-            return;
-        }
-        match side {
-            // Client events are few and small: copy them behind the carry, where whole
-            // messages are held until decided.
-            Side::Client => {
-                // SAFETY: the completion handed `bid` to us; nothing else references it.
-                let data = unsafe { &env.ring.buf_mut(bid)[..n] };
-                self.legs[i].carry.extend_from_slice(data);
-                env.ring.release(bid);
-                self.walk_carry(env, side);
-            }
-            Side::Upstream => self.walk_in_place(env, bid, n),
-        }
-    }
-
-    /// Walk an upstream buffer in place and forward from it.
-    fn walk_in_place(&mut self, env: &mut Env<'_>, bid: u16, n: usize) {
-        let up = Side::Upstream.index();
-        // SAFETY: the completion handed `bid` to us; it is referenced only through this
-        // slice (and, once queued, by sends that read it).
-        let buf = unsafe { &mut env.ring.buf_mut(bid)[..n] };
-        let mut off = 0usize;
-        if !self.legs[up].carry.is_empty() {
-            // A partial header (or control frame) from the last buffer: complete it from the
-            // front of this one, then go on in place.
-            let k = n.min(CARRY_JOIN);
-            let mut carry = std::mem::take(&mut self.legs[up].carry);
-            let old = carry.len();
-            carry.extend_from_slice(&buf[..k]);
-            let step = self
-                .core
-                .on_bytes(Direction::UpstreamToClient, &mut carry, env.now);
-            if step.forward > 0 {
-                let data = carry[..step.forward].to_vec();
-                self.queue(
-                    env,
-                    Side::Client,
-                    Out::Owned { data, start: 0 },
-                    step.boundary,
-                );
-            }
-            if !self.handle_next(env, Side::Upstream, &step) {
-                env.ring.release(bid);
-                self.flush(env, Side::Client);
-                return;
-            }
-            if step.skip >= old {
-                // The carried bytes are done; the rest of `carry` is untouched bytes of
-                // this buffer.
-                off = step.skip - old;
-            } else {
-                // Still incomplete (a tiny buffer): keep carrying.
-                carry.drain(..step.skip);
-                carry.extend_from_slice(&buf[k..]);
-                self.legs[up].carry = carry;
-                env.ring.release(bid);
-                return;
-            }
-        }
-        while off < n {
-            let step = self
-                .core
-                .on_bytes(Direction::UpstreamToClient, &mut buf[off..], env.now);
-            if step.forward > 0 {
-                env.ring.hold(bid);
-                let out = Out::Ring {
-                    bid,
-                    start: off as u32,
-                    end: (off + step.forward) as u32,
-                };
-                self.queue(env, Side::Client, out, step.boundary);
-            }
-            let keep_going = self.handle_next(env, Side::Upstream, &step);
-            off += step.skip;
-            if !keep_going {
-                break;
-            }
-            if step.next == Next::Read {
-                if off < n {
-                    self.legs[up].carry.extend_from_slice(&buf[off..]);
-                }
-                break;
-            }
-        }
-        env.ring.release(bid);
-        self.flush(env, Side::Client);
-    }
-
-    /// Walk a leg's carry (client messages; upstream leftovers) and forward from it.
-    fn walk_carry(&mut self, env: &mut Env<'_>, side: Side) {
-        let dir = side.sends();
-        let dest = side.other();
-        loop {
-            let i = side.index();
-            if self.legs[i].carry.is_empty() {
-                break;
-            }
-            let mut carry = std::mem::take(&mut self.legs[i].carry);
-            let step = self.core.on_bytes(dir, &mut carry, env.now);
-            let rest = carry.split_off(step.skip.min(carry.len()));
-            if step.forward > 0 {
-                carry.truncate(step.forward);
-                self.queue(
-                    env,
-                    dest,
-                    Out::Owned {
-                        data: carry,
-                        start: 0,
-                    },
-                    step.boundary,
-                );
-            }
-            // A client message forwarded rewritten (a model's route prefix removed).
-            if let Some(data) = self.core.take_rewritten() {
-                self.queue(env, dest, Out::Owned { data, start: 0 }, true);
-            }
-            self.legs[i].carry = rest;
-            let keep_going = self.handle_next(env, side, &step);
-            if !keep_going || step.next == Next::Read {
-                if !keep_going {
-                    self.legs[i].carry.clear();
-                }
-                break;
-            }
-        }
-        self.flush(env, dest);
-    }
-
-    /// Act on a step's `next`; `false` when the source's stream ended.
-    fn handle_next(&mut self, env: &mut Env<'_>, side: Side, step: &Step) -> bool {
-        if let Some(out) = self.core.take_outbox() {
-            self.legs[Side::Client.index()]
-                .outbox
-                .extend_from_slice(&out);
-            self.release_outbox(Side::Client);
-            self.flush(env, Side::Client);
-        }
-        if self.core.take_recheck() {
-            self.retime = true;
-        }
-        match step.next {
-            Next::Read | Next::Again => true,
-            Next::Ended(end) => {
-                if matches!(end, PumpEnd::PeerClose { held: false, .. }) && step.forward > 0 {
-                    self.legs[side.other().index()].close_sent = true;
-                }
-                self.legs[side.index()].carry.clear();
-                self.event(env, Event::Ended(side, end));
-                false
-            }
-            Next::Drained => {
-                self.event(env, Event::Drained);
-                false
-            }
-        }
     }
 
     // ---- reading ----------------------------------------------------------------------
