@@ -6,6 +6,7 @@ use super::*;
 use crate::limits::{TenantLimits, Tenants};
 use crate::metering::{Sink, SinkConfig, SinkPath};
 use crate::metrics::{Registry, SinkMetrics};
+use crate::relay::lifecycle::Deadline;
 use crate::ws::frame::{encode_frame, parse_header, Opcode};
 use crate::ws::mask::apply_mask;
 
