@@ -28,7 +28,6 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,6 +35,8 @@ use async_nats::jetstream;
 use serde::Deserialize;
 use tokio::sync::watch;
 
+use super::logfile::{find_rotated, next_file, Tail};
+pub use super::logfile::{line_ends, Cursor};
 use super::FleetError;
 use crate::config::ExportConfig;
 use crate::metering::{DurableMark, SinkHandle};
@@ -50,54 +51,6 @@ const READ_CHUNK: usize = 1 << 20;
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the last pass at shutdown may take.
 const FINAL_PASS: Duration = Duration::from_secs(5);
-
-/// Where the exporter is: a file (device, inode) and the offset up to which JetStream
-/// acknowledged every record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Cursor {
-    /// `st_dev`.
-    pub dev: u64,
-    /// `st_ino`.
-    pub ino: u64,
-    /// Bytes of that file exported and acknowledged.
-    pub offset: u64,
-}
-
-impl Cursor {
-    /// Parse the cursor file's text (`dev ino offset`).
-    pub fn parse(text: &str) -> Option<Cursor> {
-        let mut it = text.split_whitespace().map(str::parse::<u64>);
-        let c = Cursor {
-            dev: it.next()?.ok()?,
-            ino: it.next()?.ok()?,
-            offset: it.next()?.ok()?,
-        };
-        it.next().is_none().then_some(c)
-    }
-
-    /// The cursor file's text.
-    pub fn render(&self) -> String {
-        format!("{} {} {}\n", self.dev, self.ino, self.offset)
-    }
-
-    /// Write `path` atomically and durably (temp file, fsync, rename, fsync the directory).
-    pub fn store(&self, path: &Path) -> io::Result<()> {
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        std::fs::write(&tmp, self.render())?;
-        File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    }
-
-    fn same_file(&self, m: &DurableMark) -> bool {
-        (self.dev, self.ino) == (m.dev, m.ino)
-    }
-}
 
 /// The fields of a record line the exporter needs.
 #[derive(Debug, Deserialize)]
@@ -128,52 +81,6 @@ pub fn subject(template: &str, route: &str, tenant: &str) -> String {
 /// The stream's subject filter for `template` (each placeholder → `*`).
 pub fn subject_filter(template: &str) -> String {
     template.replace("{route}", "*").replace("{tenant}", "*")
-}
-
-/// Complete lines (each with its `\n`) at the front of `buf`: their end offsets.
-pub fn line_ends(buf: &[u8]) -> Vec<usize> {
-    memchr::memchr_iter(b'\n', buf).map(|i| i + 1).collect()
-}
-
-/// The file being exported.
-struct Tail {
-    file: File,
-    cursor: Cursor,
-    /// Offset up to which lines were counted (backlog), and how many lines are in
-    /// `[cursor.offset, counted_to)`.
-    counted_to: u64,
-    pending_lines: u64,
-}
-
-impl Tail {
-    fn open(file: File, offset: u64) -> io::Result<Tail> {
-        let m = file.metadata()?;
-        Ok(Tail {
-            file,
-            cursor: Cursor {
-                dev: m.dev(),
-                ino: m.ino(),
-                offset,
-            },
-            counted_to: offset,
-            pending_lines: 0,
-        })
-    }
-
-    /// Count the lines in `[counted_to, limit)` (backlog metric).
-    fn count_to(&mut self, limit: u64) {
-        let mut buf = vec![0u8; 64 << 10];
-        while self.counted_to < limit {
-            let n = (limit - self.counted_to).min(buf.len() as u64) as usize;
-            match self.file.read_at(&mut buf[..n], self.counted_to) {
-                Ok(0) | Err(_) => return,
-                Ok(got) => {
-                    self.pending_lines += memchr::memchr_iter(b'\n', &buf[..got]).count() as u64;
-                    self.counted_to += got as u64;
-                }
-            }
-        }
-    }
 }
 
 /// Why a pass failed.
@@ -485,81 +392,9 @@ impl Exporter {
     }
 }
 
-/// The log file and its rotated copies: files next to `log` whose names start with the
-/// log's (not the cursor, temp or compressed files), with their metadata.
-fn log_files(log: &Path) -> Vec<(PathBuf, std::fs::Metadata)> {
-    let dir = log
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let Some(name) = log.file_name().map(|n| n.to_string_lossy().into_owned()) else {
-        return Vec::new();
-    };
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter(|e| {
-            let n = e.file_name().to_string_lossy().into_owned();
-            n.starts_with(&name)
-                && ![".export-cursor", ".tmp", ".gz", ".zst", ".xz", ".bz2"]
-                    .iter()
-                    .any(|s| n.ends_with(s))
-        })
-        .filter_map(|e| {
-            let p = e.path();
-            let m = std::fs::metadata(&p).ok()?;
-            m.is_file().then_some((p, m))
-        })
-        .collect()
-}
-
-/// The log file (current or rotated) with this device and inode: where logrotate moved the
-/// file the cursor points into.
-fn find_rotated(log: &Path, dev: u64, ino: u64) -> Option<(PathBuf, File)> {
-    log_files(log)
-        .into_iter()
-        .find(|(_, m)| (m.dev(), m.ino()) == (dev, ino))
-        .and_then(|(p, _)| File::open(&p).ok().map(|f| (p, f)))
-}
-
-/// The log file written right after `done`: the one modified least long after it (the sink
-/// writes one file at a time, so modification times order them).
-fn next_file(log: &Path, done: &std::fs::Metadata) -> Option<(PathBuf, File)> {
-    let after = (done.mtime(), done.mtime_nsec());
-    log_files(log)
-        .into_iter()
-        .filter(|(_, m)| (m.dev(), m.ino()) != (done.dev(), done.ino()))
-        .filter(|(_, m)| (m.mtime(), m.mtime_nsec()) >= after)
-        .min_by_key(|(_, m)| (m.mtime(), m.mtime_nsec()))
-        .and_then(|(p, _)| File::open(&p).ok().map(|f| (p, f)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cursor_round_trips_and_rejects_garbage() {
-        let c = Cursor {
-            dev: 2049,
-            ino: 1234567,
-            offset: 98765,
-        };
-        assert_eq!(Cursor::parse(&c.render()), Some(c));
-        for bad in ["", "1 2", "1 2 x", "1 2 3 4", "-1 2 3"] {
-            assert_eq!(Cursor::parse(bad), None, "{bad:?}");
-        }
-        let dir = tempfile::tempdir().expect("tmp");
-        let p = dir.path().join("cur");
-        c.store(&p).expect("store");
-        assert_eq!(
-            Cursor::parse(&std::fs::read_to_string(&p).expect("read")),
-            Some(c)
-        );
-        assert!(!dir.path().join("cur.tmp").exists());
-    }
 
     #[test]
     fn subjects_fill_tokens_safely() {
@@ -574,11 +409,5 @@ mod tests {
         );
         assert_eq!(subject_filter("tollgate.usage.{route}"), "tollgate.usage.*");
         assert_eq!(subject_filter("fixed.subject"), "fixed.subject");
-    }
-
-    #[test]
-    fn only_complete_lines_are_taken() {
-        assert_eq!(line_ends(b"{\"a\":1}\n{\"b\":2}\n{\"c\""), vec![8, 16]);
-        assert!(line_ends(b"no newline").is_empty());
     }
 }

@@ -35,6 +35,7 @@ use crate::metrics::FleetMetrics;
 
 pub mod budget;
 pub mod export;
+mod logfile;
 
 /// Why the fleet thread could not start.
 #[derive(Debug, thiserror::Error)]
