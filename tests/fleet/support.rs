@@ -1,0 +1,198 @@
+//! Helpers of the fleet tests: the engines (`nats-server`, `redis-server`) as restartable
+//! processes on fixed ports, clients and their traffic, the records, stream, metrics and
+//! `/readyz` they are checked against.
+
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use tollgate_loadtest::client::{connect, ClientOpts, ConnectError, WsClient};
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+pub fn wait_port(port: u16) {
+    let end = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < end, "port {port} never opened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A server process on a fixed port, restartable with the same arguments.
+pub struct Server {
+    bin: &'static str,
+    args: Vec<String>,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Server {
+    pub fn start(bin: &'static str, args: Vec<String>, port: u16) -> Server {
+        let mut s = Server {
+            bin,
+            args,
+            port,
+            child: None,
+        };
+        s.up();
+        s
+    }
+
+    pub fn nats(store: &Path) -> Server {
+        let port = free_port();
+        let args = ["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([store.display().to_string()])
+            .collect();
+        Server::start("nats-server", args, port)
+    }
+
+    pub fn redis() -> Server {
+        let port = free_port();
+        let args = [
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        Server::start("redis-server", args, port)
+    }
+
+    pub fn up(&mut self) {
+        let child = Command::new(self.bin)
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{} (scripts/install-deps.sh installs it): {e}", self.bin));
+        self.child = Some(child);
+        wait_port(self.port);
+    }
+
+    pub fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) on our own child.
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+            let _ = c.wait();
+        }
+    }
+
+    pub fn url(&self, scheme: &str) -> String {
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn opts(key: &str) -> ClientOpts {
+    ClientOpts {
+        headers: vec![("Authorization".into(), format!("Bearer {key}"))],
+        recv_timeout: Some(Duration::from_secs(10)),
+        connect_timeout: Duration::from_secs(5),
+        ..ClientOpts::default()
+    }
+}
+
+pub async fn session(addr: &str, key: &str) -> Result<WsClient, ConnectError> {
+    connect(&format!("ws://{addr}/v1/responses"), opts(key)).await
+}
+
+/// Turns on fresh sessions until `n` completed or the relay is gone; returns completed.
+pub async fn traffic(addr: String, n: usize) -> usize {
+    let mut done = 0;
+    let mut failures = 0;
+    while done < n && failures < 3 {
+        let Ok(mut c) = session(&addr, RELAY_KEY).await else {
+            failures += 1;
+            continue;
+        };
+        for _ in 0..5 {
+            match c
+                .turn(r#"{"type":"response.create","model":"gpt-5","input":"hi"}"#)
+                .await
+            {
+                Ok(_) => done += 1,
+                Err(_) => {
+                    failures += 1;
+                    break;
+                }
+            }
+        }
+    }
+    done
+}
+
+pub fn records(p: &Path) -> Vec<tollgate::metering::UsageRecord> {
+    tollgate::metering::read_log(p)
+        .map(|r| r.records)
+        .unwrap_or_default()
+}
+
+/// Every message in the stream: response ids in order.
+pub async fn stream_ids(nats: &str) -> Vec<String> {
+    let client = async_nats::connect(nats).await.expect("nats");
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js
+        .get_stream("TOLLGATE_USAGE")
+        .await
+        .expect("stream exists");
+    let last = stream.info().await.expect("info").state.last_sequence;
+    let mut ids = Vec::new();
+    for seq in 1..=last {
+        if let Ok(m) = stream.get_raw_message(seq).await {
+            let v: serde_json::Value = serde_json::from_slice(&m.payload).expect("record json");
+            assert_eq!(
+                m.headers.get("Nats-Msg-Id").map(|h| h.as_str().to_string()),
+                v["response_id"].as_str().map(str::to_string),
+                "the message id is the response id"
+            );
+            ids.push(v["response_id"].as_str().expect("id").to_string());
+        }
+    }
+    ids
+}
+
+pub fn metric(admin: &str, name: &str) -> f64 {
+    let addr = admin.parse().expect("admin addr");
+    http_get(addr, "/metrics")
+        .lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+pub fn readyz(admin: &str) -> String {
+    http_get(admin.parse().expect("addr"), "/readyz")
+}
+
+pub fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
