@@ -166,6 +166,103 @@ fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener
     Ok(s.into())
 }
 
+/// The usage-log sink the flags ask for, its counters in `registry`.
+fn start_sink(config: &Config, registry: &Registry) -> Result<Sink, StartError> {
+    let sink_path = match &config.usage_log {
+        UsageLog::Disabled => SinkPath::Disabled,
+        UsageLog::Stdout => SinkPath::Stdout,
+        UsageLog::File(p) => SinkPath::File(p.clone()),
+    };
+    Sink::start(
+        SinkConfig {
+            fsync_interval: config.usage_fsync,
+            queue_capacity: config.usage_queue_capacity,
+            fsync_delay: config.debug_usage_fsync_delay,
+            ..SinkConfig::new(sink_path)
+        },
+        registry.sink_metrics(),
+    )
+    .map_err(|e| StartError::Sink(e.to_string()))
+}
+
+/// One `SO_REUSEPORT` listener per worker: the first binds `listen` (resolving port 0), the
+/// others the address it got. Returns that address and the listeners.
+fn bind_listeners(
+    listen: SocketAddr,
+    workers: usize,
+) -> Result<(SocketAddr, Vec<std::net::TcpListener>), StartError> {
+    let first = reuseport_listener(listen).map_err(|source| StartError::Listen {
+        addr: listen,
+        source,
+    })?;
+    let addr = first.local_addr().map_err(|source| StartError::Listen {
+        addr: listen,
+        source,
+    })?;
+    let mut listeners = vec![first];
+    for _ in 1..workers {
+        listeners
+            .push(reuseport_listener(addr).map_err(|source| StartError::Listen { addr, source })?);
+    }
+    Ok((addr, listeners))
+}
+
+/// Spawns a worker thread per listener (pinned when `--pin`) and waits until each accepts;
+/// returns them and the io driver they run. A worker that cannot be spawned or fails to
+/// start stops the start and tells the workers already running to shut down.
+fn spawn_workers(
+    shared: &Arc<Shared>,
+    listeners: Vec<std::net::TcpListener>,
+) -> Result<(Vec<JoinHandle<()>>, &'static str), StartError> {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let (tx, rx) = std::sync::mpsc::channel::<Result<&'static str, StartError>>();
+    let mut workers = Vec::new();
+    for (id, listener) in listeners.into_iter().enumerate() {
+        let worker_shared = shared.clone();
+        let tx = tx.clone();
+        let pin = shared.config.pin;
+        let spawned = std::thread::Builder::new()
+            .name(format!("tollgate-w{id}"))
+            .spawn(move || {
+                if pin {
+                    pin_to_core(id % cores);
+                }
+                worker_thread(id, worker_shared, listener, tx)
+            });
+        match spawned {
+            Ok(h) => workers.push(h),
+            Err(e) => {
+                // The workers already running must not go on accepting.
+                shared.shutdown.store(true, Ordering::Relaxed);
+                return Err(StartError::Worker {
+                    worker: id,
+                    why: e.to_string(),
+                });
+            }
+        }
+    }
+    drop(tx);
+    let mut driver = "epoll";
+    for _ in 0..workers.len() {
+        match rx.recv() {
+            Ok(Ok(d)) => driver = d,
+            Ok(Err(e)) => {
+                shared.shutdown.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+            Err(_) => {
+                return Err(StartError::Worker {
+                    worker: 0,
+                    why: "worker exited during start".into(),
+                })
+            }
+        }
+    }
+    Ok((workers, driver))
+}
+
 impl Relay {
     /// Start the sink, the admin listener and the workers. Returns once every worker accepts.
     pub fn start(config: Config) -> Result<Relay, StartError> {
@@ -198,37 +295,8 @@ impl Relay {
             Some((cert, key)) => Some(crate::tls::TlsAcceptor::from(server_tls_config(cert, key)?)),
             None => None,
         };
-        let sink_path = match &config.usage_log {
-            UsageLog::Disabled => SinkPath::Disabled,
-            UsageLog::Stdout => SinkPath::Stdout,
-            UsageLog::File(p) => SinkPath::File(p.clone()),
-        };
-        let sink = Sink::start(
-            SinkConfig {
-                fsync_interval: config.usage_fsync,
-                queue_capacity: config.usage_queue_capacity,
-                fsync_delay: config.debug_usage_fsync_delay,
-                ..SinkConfig::new(sink_path)
-            },
-            registry.sink_metrics(),
-        )
-        .map_err(|e| StartError::Sink(e.to_string()))?;
-
-        // Bind the first listener (resolving port 0), then one more per worker on the same port.
-        let first = reuseport_listener(config.listen).map_err(|source| StartError::Listen {
-            addr: config.listen,
-            source,
-        })?;
-        let addr = first.local_addr().map_err(|source| StartError::Listen {
-            addr: config.listen,
-            source,
-        })?;
-        let mut listeners = vec![first];
-        for _ in 1..config.workers {
-            listeners.push(
-                reuseport_listener(addr).map_err(|source| StartError::Listen { addr, source })?,
-            );
-        }
+        let sink = start_sink(&config, &registry)?;
+        let (addr, listeners) = bind_listeners(config.listen, config.workers)?;
 
         let ready = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
@@ -263,46 +331,7 @@ impl Relay {
             spawn_resolver(&shared, i);
         }
 
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
-        let (tx, rx) = std::sync::mpsc::channel::<Result<&'static str, StartError>>();
-        let mut workers = Vec::new();
-        for (id, listener) in listeners.into_iter().enumerate() {
-            let shared = shared.clone();
-            let tx = tx.clone();
-            let pin = shared.config.pin;
-            let h = std::thread::Builder::new()
-                .name(format!("tollgate-w{id}"))
-                .spawn(move || {
-                    if pin {
-                        pin_to_core(id % cores);
-                    }
-                    worker_thread(id, shared, listener, tx)
-                })
-                .map_err(|e| StartError::Worker {
-                    worker: id,
-                    why: e.to_string(),
-                })?;
-            workers.push(h);
-        }
-        drop(tx);
-        let mut driver = "epoll";
-        for _ in 0..workers.len() {
-            match rx.recv() {
-                Ok(Ok(d)) => driver = d,
-                Ok(Err(e)) => {
-                    shared.shutdown.store(true, Ordering::Relaxed);
-                    return Err(e);
-                }
-                Err(_) => {
-                    return Err(StartError::Worker {
-                        worker: 0,
-                        why: "worker exited during start".into(),
-                    })
-                }
-            }
-        }
+        let (workers, driver) = spawn_workers(&shared, listeners)?;
         registry.set_driver(driver);
         ready.store(true, Ordering::Relaxed);
         let admin = admin_addr.map_or_else(|| "none".to_string(), |a| a.to_string());
