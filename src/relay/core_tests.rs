@@ -387,6 +387,41 @@ fn the_drain_ends_when_the_last_open_response_is_recorded() {
     assert_eq!(step.next, Next::Drained);
 }
 
+/// A terminal event split across reads: the walker tells the tap how long the frame is, so
+/// its copy is charged to the worker's budget whole at the first read and given back once
+/// the response is recorded.
+#[test]
+fn a_terminal_split_across_reads_is_charged_whole_then_given_back() {
+    let mut f = fixture();
+    let now = Instant::now();
+    let mut buf = client_frame(Opcode::Text, CREATE);
+    f.core.on_bytes(Direction::ClientToUpstream, &mut buf, now);
+    let mut created = server_frame(
+        br#"{"type":"response.created","stream_id":"lane-1","response":{"id":"resp_9","model":"gpt-5"}}"#,
+    );
+    f.core
+        .on_bytes(Direction::UpstreamToClient, &mut created, now);
+    assert_eq!(f.core.open_responses(), 1);
+    let payload = format!(
+        r#"{{"type":"response.completed","stream_id":"lane-1","response":{{"id":"resp_9","model":"gpt-5","output":[{{"text":"{}"}}],"usage":{{"input_tokens":1,"output_tokens":2,"total_tokens":3}}}}}}"#,
+        "word ".repeat(400)
+    );
+    let mut done = server_frame(payload.as_bytes());
+    let header = done.len() - payload.len();
+    let (first, rest) = done.split_at_mut(header + 100);
+    let step = f.core.on_bytes(Direction::UpstreamToClient, first, now);
+    assert_eq!(step.skip, first.len());
+    assert_eq!(
+        f.budget.used(),
+        payload.len(),
+        "the whole frame, charged once"
+    );
+    let step = f.core.on_bytes(Direction::UpstreamToClient, rest, now);
+    assert_eq!(step.skip, rest.len());
+    assert_eq!(f.budget.used(), 0, "given back at the message's end");
+    assert_eq!(f.core.open_responses(), 0, "the response was recorded");
+}
+
 fn two_routes() -> Arc<Routes> {
     let route = |name: &str, models: Option<Vec<String>>| crate::route::Route {
         name: Arc::from(name),
