@@ -9,7 +9,7 @@
 //! - [`client`]: a test client (connect, send frames, receive reassembled
 //!   messages, run a whole `response.create` turn).
 //! - [`tls`]: runtime-generated CA + `localhost` certificate for `wss` tests.
-//! - [`bench`]: `loadtest bench`, every peer side by side (tables, SVG).
+//! - [`bench`](mod@bench): `loadtest bench`, every peer side by side (tables, SVG).
 //! - [`demo`]: `loadtest demo`, a scripted conversation through the relay.
 //! - [`gen`]: the load generator behind `loadtest run` (thread-per-core,
 //!   open-loop, HdrHistogram latencies, SUT CPU from `/proc`).

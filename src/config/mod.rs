@@ -1,4 +1,4 @@
-//! The command line (and `--config FILE`, see [`file`]), parsed by clap, turned into a
+//! The command line (and `--config FILE`, see [`file`](mod@file)), parsed by clap, turned into a
 //! validated [`Config`].
 //!
 //! Every flag has a `TOLLGATE_*` environment fallback and its default in `--help`, and can

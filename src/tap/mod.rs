@@ -6,7 +6,7 @@
 //! - A message that starts with `{"type":"` (after optional whitespace) and arrives whole has
 //!   its type read right there: a prefix compare and a short `memchr`. An uninteresting message
 //!   (every delta, unless [`Tap::set_track_deltas`] is on) costs nothing more.
-//! - Otherwise a depth-aware scanner ([`scan`]) walks the top-level members; strings, where the
+//! - Otherwise a depth-aware scanner (`scan`) walks the top-level members; strings, where the
 //!   bulk bytes are, are skipped with `memchr2`. It stops at the first top-level `"type"` when
 //!   that type is uninteresting.
 //! - A message in one chunk is scanned in place (no copy). A message split over chunks is

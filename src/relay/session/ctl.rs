@@ -13,7 +13,7 @@ use crate::relay::core::SessionCore;
 use crate::runtime::parts::WakerSet;
 
 /// The flags the parts of a session share. Each part runs under a waker of its own
-/// ([`join3`]): the control loop's is kept for pokes, the pumps waiting for a stop are kept
+/// ([`join3`](crate::runtime::parts::join3)): the control loop's is kept for pokes, the pumps waiting for a stop are kept
 /// in a set.
 #[derive(Default)]
 pub struct Ctl {

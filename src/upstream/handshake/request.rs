@@ -13,10 +13,10 @@ use crate::server::handshake::{trim, write_header, UpgradeRequest};
 pub struct UpstreamRequest {
     /// The complete request head.
     pub bytes: Vec<u8>,
-    /// The fresh `Sec-WebSocket-Key` sent (pass it to [`parse_response`]).
+    /// The fresh `Sec-WebSocket-Key` sent (pass it to [`parse_response`](crate::upstream::handshake::parse_response)).
     pub ws_key: String,
     /// The client's `Sec-WebSocket-Protocol` offer as sent upstream (all values joined with
-    /// `, `), if any (pass it to [`parse_response`]).
+    /// `, `), if any (pass it to [`parse_response`](crate::upstream::handshake::parse_response)).
     pub offered_protocols: Option<Vec<u8>>,
 }
 
