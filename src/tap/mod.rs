@@ -19,11 +19,14 @@
 //!
 //! Duplicate keys: the first occurrence wins (consistently on every path).
 
+mod budget;
 mod extract;
 mod scan;
 mod skip;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_assembly;
 #[cfg(test)]
 mod tests_fixtures;
 mod walk;
@@ -41,63 +44,7 @@ const RETAIN_CAPACITY: usize = 1024;
 const RESERVE_AHEAD: usize = 256 << 10;
 
 pub use crate::flow::Direction;
-
-/// Bytes one worker lets its sessions hold for message assembly — the tap's copies of split
-/// events and the client messages held whole — so many large messages at once cannot
-/// exhaust memory. Single-threaded (`Rc`), one per worker.
-#[derive(Debug)]
-pub struct Budget {
-    used: std::cell::Cell<usize>,
-    cap: usize,
-    refusals: std::cell::Cell<u64>,
-}
-
-impl Budget {
-    /// A budget of `cap` bytes.
-    pub fn new(cap: usize) -> Budget {
-        Budget {
-            used: std::cell::Cell::new(0),
-            cap,
-            refusals: std::cell::Cell::new(0),
-        }
-    }
-
-    /// Take `n` bytes if they fit; counts a refusal otherwise.
-    pub fn try_take(&self, n: usize) -> bool {
-        let taken = self.try_reserve(n);
-        if !taken {
-            self.refusals.set(self.refusals.get() + 1);
-        }
-        taken
-    }
-
-    /// Take `n` bytes if they fit, without counting a refusal (capacity reserved ahead is
-    /// optional: without it the buffer grows as bytes arrive).
-    fn try_reserve(&self, n: usize) -> bool {
-        match self.used.get().checked_add(n).filter(|&t| t <= self.cap) {
-            Some(t) => {
-                self.used.set(t);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Give `n` bytes back.
-    pub fn give(&self, n: usize) {
-        self.used.set(self.used.get().saturating_sub(n));
-    }
-
-    /// Bytes held now.
-    pub fn used(&self) -> usize {
-        self.used.get()
-    }
-
-    /// Times a take did not fit.
-    pub fn refusals(&self) -> u64 {
-        self.refusals.get()
-    }
-}
+pub use budget::Budget;
 
 /// Why a message the tap tried to understand produced no event (see [`Tap::last_error`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,5 +1,5 @@
 //! Unit tests of the tap: string skip (SIMD and scalar twins), the resumable scanner,
-//! lookalike `"type"` keys, escapes, whitespace, malformed input, overflow, and properties
+//! lookalike `"type"` keys, escapes, whitespace, malformed input, and properties
 //! (no panics; chunked == whole; SIMD == scalar) over random and mutated input.
 
 use super::scan::{Scanner, Step};
@@ -7,7 +7,7 @@ use super::skip::{skip_string_memchr, skip_string_scalar, skip_string_simd, Skip
 use super::tests_fixtures::{feed_msg, load, reference, Cut};
 use super::*;
 
-const BIG: usize = 1 << 30;
+pub(super) const BIG: usize = 1 << 30;
 const LOCAL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/responses-ws");
 
 /// Every cut of `msg` through SIMD and scalar taps gives the same result; returns it.
@@ -44,7 +44,7 @@ fn tap_all(dir: Direction, track: bool, msg: &[u8]) -> Option<TapEvent> {
     first
 }
 
-fn up(msg: &str) -> Option<TapEvent> {
+pub(super) fn up(msg: &str) -> Option<TapEvent> {
     tap_all(Direction::UpstreamToClient, false, msg.as_bytes())
 }
 
@@ -352,107 +352,6 @@ fn malformed_interesting_messages_give_none_and_are_counted() {
             "{msg}"
         );
     }
-}
-
-#[test]
-fn overflow_skips_assembled_messages_only() {
-    let term = br#"{"type":"response.completed","response":{"id":"resp_1","output":[]}}"#;
-    let (a, b) = term.split_at(20);
-    let mut tap = Tap::new(Direction::UpstreamToClient, term.len() - 1);
-    assert_eq!(tap.feed(a, false), None);
-    assert_eq!(tap.feed(b, true), None);
-    assert_eq!(
-        (tap.overflows(), tap.last_error()),
-        (1, Some(&TapError::Overflow))
-    );
-    // Whole in one chunk: scanned in place, no copy, no limit.
-    assert!(matches!(tap.feed(term, true), Some(TapEvent::Terminal(_))));
-    // An uninteresting split message whose type is in the first chunk is never copied.
-    let delta = br#"{"type":"response.output_text.delta","delta":"a long delta, longer than the buffer allows for sure"}"#;
-    let (a, b) = delta.split_at(40);
-    assert_eq!(
-        (tap.feed(a, false), tap.feed(b, false), tap.feed(&[], true)),
-        (None, None, None)
-    );
-    assert_eq!(tap.overflows(), 1);
-    // Same when the type is not the first key but is found by the scanner in the first chunk.
-    let late = br#"{"a":[1,{"type":"x"}],"type":"response.output_text.delta","delta":"a long delta, longer than the buffer allows for sure"}"#;
-    let (a, b) = late.split_at(70);
-    assert_eq!((tap.feed(a, false), tap.feed(b, true)), (None, None));
-    assert_eq!(tap.overflows(), 1);
-    // At exactly max_buffer the split message is assembled.
-    let mut tap = Tap::new(Direction::UpstreamToClient, term.len());
-    assert_eq!(tap.feed(&term[..40], false), None);
-    assert!(matches!(
-        tap.feed(&term[40..], true),
-        Some(TapEvent::Terminal(_))
-    ));
-    assert_eq!(tap.overflows(), 0);
-}
-
-/// A split message sized from its frame header: one allocation of the whole frame, the
-/// bytes ahead charged to the budget at once and given back at the message's end; the event
-/// is the one an unsized feed gives.
-#[test]
-fn frame_rest_sizes_the_assembly_buffer_once() {
-    let term = br#"{"type":"response.completed","response":{"id":"resp_1","output":[{"text":"a b c d e f"}],"usage":{"input_tokens":3,"output_tokens":5,"total_tokens":8}}}"#;
-    let want = up(std::str::from_utf8(term).expect("utf-8"));
-    assert!(matches!(want, Some(TapEvent::Terminal(_))));
-    let budget = std::rc::Rc::new(Budget::new(1 << 20));
-    let mut tap = Tap::new(Direction::UpstreamToClient, BIG).with_budget(budget.clone());
-    let cuts = [30, 61, 90, term.len()];
-    let mut at = 0;
-    let mut got = None;
-    for (i, &end) in cuts.iter().enumerate() {
-        let rest = (term.len() - end) as u64;
-        got = tap.feed_framed(&term[at..end], end == term.len(), rest);
-        if i == 0 {
-            assert!(
-                tap.buf.capacity() >= term.len(),
-                "sized from the first chunk"
-            );
-            assert_eq!(
-                budget.used(),
-                term.len(),
-                "the bytes ahead are charged at once"
-            );
-        }
-        at = end;
-    }
-    assert_eq!(got, want);
-    assert_eq!((budget.used(), budget.refusals()), (0, 0), "all given back");
-
-    // Bytes ahead that do not fit the budget are not reserved (and not a refusal): the buffer
-    // grows as bytes arrive, and the message still fits.
-    let budget = std::rc::Rc::new(Budget::new(term.len()));
-    let hog = budget.try_take(10);
-    assert!(hog);
-    let mut tap = Tap::new(Direction::UpstreamToClient, BIG).with_budget(budget.clone());
-    tap.feed_framed(&term[..30], false, (term.len() - 30) as u64);
-    assert_eq!((budget.used(), budget.refusals()), (40, 0));
-    budget.give(10);
-    assert_eq!(tap.feed_framed(&term[30..], true, 0), want);
-    assert_eq!(budget.used(), 0);
-
-    // A frame longer than 256 KiB (or than `max_buffer`) reserves only that much ahead.
-    let budget = std::rc::Rc::new(Budget::new(64 << 20));
-    let mut tap = Tap::new(Direction::UpstreamToClient, BIG).with_budget(budget.clone());
-    tap.feed_framed(&term[..30], false, 1 << 40);
-    assert_eq!(budget.used(), RESERVE_AHEAD);
-    let mut small = Tap::new(Direction::UpstreamToClient, 100).with_budget(budget.clone());
-    small.feed_framed(&term[..30], false, 1 << 40);
-    assert_eq!(budget.used(), RESERVE_AHEAD + 100);
-    assert_eq!(
-        small.feed_framed(&term[30..], true, 0),
-        None,
-        "over max_buffer"
-    );
-    assert_eq!(small.overflows(), 1);
-    assert_eq!(
-        budget.used(),
-        RESERVE_AHEAD,
-        "the overflowed message gave its bytes back"
-    );
 }
 
 #[test]
