@@ -543,3 +543,6 @@ fn protocol_end(e: WalkError, len: usize) -> Step {
 #[cfg(test)]
 #[path = "core_tests.rs"]
 mod tests;
+#[cfg(test)]
+#[path = "core_tests_routes.rs"]
+mod tests_routes;
