@@ -230,12 +230,7 @@ async fn churn_returns_fds_memory_and_the_active_gauge_to_baseline() {
 async fn slowloris_half_handshakes_time_out_without_slowing_real_clients() {
     let _one_at_a_time = HEAVY.lock().await;
     raise_nofile();
-    let mock = MockUpstream::start(MockConfig {
-        echo: true,
-        ..MockConfig::default()
-    })
-    .await
-    .unwrap();
+    let mock = echo_mock().await;
     for driver in DRIVERS {
         let p = RelayProcess::start(driver, &mock.url(), "", &["--handshake-timeout", "3s"]);
         let connect_p99 = |p: &RelayProcess| {

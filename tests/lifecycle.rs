@@ -144,12 +144,7 @@ async fn sigterm_lets_in_flight_responses_finish_and_exits_0() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_reloads_client_keys_without_dropping_sessions() {
-    let mock = MockUpstream::start(MockConfig {
-        echo: true,
-        ..MockConfig::default()
-    })
-    .await
-    .unwrap();
+    let mock = echo_mock().await;
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
     std::fs::write(&keys, format!("acme {RELAY_KEY}\n")).unwrap();
@@ -190,12 +185,7 @@ async fn sighup_reloads_client_keys_without_dropping_sessions() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_sessions_are_closed_1001() {
-    let mock = MockUpstream::start(MockConfig {
-        echo: true,
-        ..MockConfig::default()
-    })
-    .await
-    .unwrap();
+    let mock = echo_mock().await;
     for driver in DRIVERS {
         let relay = start_relay(driver, &mock.url(), &["--idle-timeout", "300ms"]);
         let mut c = connect(
@@ -256,12 +246,7 @@ async fn no_key_reaches_a_log_line_even_at_trace_level() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reload_swaps_the_listener_certificate_for_new_connections() {
-    let mock = MockUpstream::start(MockConfig {
-        echo: true,
-        ..MockConfig::default()
-    })
-    .await
-    .unwrap();
+    let mock = echo_mock().await;
     let dir = tempfile::tempdir().unwrap();
     let old = tollgate_loadtest::tls::test_tls().unwrap();
     let (cert, key, _) = old.write_to(dir.path()).unwrap();

@@ -140,12 +140,7 @@ async fn multi_turn_is_byte_exact_with_credential_swap_and_header_copy() {
 #[tokio::test(flavor = "multi_thread")]
 async fn large_fragmented_binary_and_ping_through_echo() {
     for driver in DRIVERS {
-        let mock = MockUpstream::start(MockConfig {
-            echo: true,
-            ..MockConfig::default()
-        })
-        .await
-        .unwrap();
+        let mock = echo_mock().await;
         let relay = start_relay(driver, &mock.url(), &[]);
         let mut c = client(&relay).await;
         let big: String = (0..(3 << 20))
@@ -192,12 +187,7 @@ async fn large_fragmented_binary_and_ping_through_echo() {
 async fn close_codes_propagate_both_ways() {
     for driver in DRIVERS {
         // Client closes with 4001 "bye": upstream sees exactly that.
-        let mock = MockUpstream::start(MockConfig {
-            echo: true,
-            ..MockConfig::default()
-        })
-        .await
-        .unwrap();
+        let mock = echo_mock().await;
         let relay = start_relay(driver, &mock.url(), &[]);
         let mut c = client(&relay).await;
         c.close(4001, "bye").await.unwrap();
@@ -464,12 +454,7 @@ async fn upstream_dying_mid_response_gets_error_event_and_1011() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tunnel_mode_copies_bytes_both_ways_and_meters_nothing() {
-    let mock = MockUpstream::start(MockConfig {
-        echo: true,
-        ..MockConfig::default()
-    })
-    .await
-    .unwrap();
+    let mock = echo_mock().await;
     for driver in DRIVERS {
         let relay = start_relay(
             driver,

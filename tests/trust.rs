@@ -41,12 +41,7 @@ fn paths_outside_the_allowlist_get_404_and_are_never_dialled() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_allowed_path_is_dialled_with_its_query() {
-    let mock = MockUpstream::start(MockConfig {
-        echo: true,
-        ..MockConfig::default()
-    })
-    .await
-    .unwrap();
+    let mock = echo_mock().await;
     for driver in DRIVERS {
         let relay = start_relay(driver, &mock.url(), &["--allow-path", "/custom/ws"]);
         let url = format!("ws://{}/custom/ws?x=1", relay.addr);
@@ -188,12 +183,7 @@ fn start_relay_passthrough(driver: &str, upstream: &str) -> tollgate::runtime::R
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_same_credential_twice_in_passthrough_is_fine() {
-    let mock = MockUpstream::start(MockConfig {
-        echo: true,
-        ..MockConfig::default()
-    })
-    .await
-    .unwrap();
+    let mock = echo_mock().await;
     let relay = start_relay_passthrough("auto", &mock.url());
     let opts = ClientOpts {
         headers: vec![

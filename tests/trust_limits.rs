@@ -15,12 +15,7 @@ use tollgate_loadtest::mock::{MockConfig, MockUpstream};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn worker_and_tenant_session_caps_answer_429_with_retry_after() {
-    let mock = MockUpstream::start(MockConfig {
-        echo: true,
-        ..MockConfig::default()
-    })
-    .await
-    .unwrap();
+    let mock = echo_mock().await;
     for driver in DRIVERS {
         // Worker capacity: two sessions, the third is refused.
         let relay = start_relay(driver, &mock.url(), &["--max-sessions", "2"]);

@@ -19,6 +19,16 @@ use clap::Parser;
 use tollgate::config::Cli;
 use tollgate::runtime::Relay;
 
+/// The mock upstream that echoes every frame back (the set-up most relay tests share).
+pub async fn echo_mock() -> tollgate_loadtest::mock::MockUpstream {
+    tollgate_loadtest::mock::MockUpstream::start(tollgate_loadtest::mock::MockConfig {
+        echo: true,
+        ..Default::default()
+    })
+    .await
+    .expect("mock upstream")
+}
+
 /// The drivers every integration test runs under: plain sessions on the data plane under
 /// io_uring and under epoll, and on the async adapter (`--no-ring`, which TLS sessions
 /// always use) under epoll.
