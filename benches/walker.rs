@@ -58,7 +58,7 @@ fn bench(c: &mut Criterion) {
                 buf.copy_from_slice(&wire);
                 let mut events = 0u32;
                 let w = walker
-                    .walk(black_box(&mut buf), &mut tap, &mut |_| events += 1)
+                    .walk(black_box(&mut buf), &mut tap, &mut |_, _| events += 1)
                     .expect("valid frames");
                 black_box((w.ready, events))
             })

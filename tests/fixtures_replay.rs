@@ -79,7 +79,7 @@ fn walk(
     wire: &[u8],
     sender: Role,
     rng: &mut fastrand::Rng,
-    mut on_event: impl FnMut(tollgate::tap::TapEvent),
+    mut on_event: impl FnMut(tollgate::tap::TapEvent, &mut Tap),
 ) {
     let dir = if sender == Role::Client {
         Direction::ClientToUpstream
@@ -135,13 +135,16 @@ fn fixtures_through_walker_tap_meter_and_sink_give_the_expected_records() {
                 &encode(&client, true, &mut rng),
                 Role::Client,
                 &mut rng,
-                |ev| meter.on_client(&ev, now),
+                |ev, _| meter.on_client(&ev, now),
             );
             walk(
                 &encode(&upstream, false, &mut rng),
                 Role::Server,
                 &mut rng,
-                |ev| meter.on_upstream(&ev, now).unwrap(),
+                |ev, tap| {
+                    meter.on_upstream(&ev, now).unwrap();
+                    tap.set_track_deltas(meter.wants_deltas());
+                },
             );
             assert_eq!(meter.open_responses(), 0, "{name}: every response ended");
             meter.finish(EndReason::ClientDisconnected, now);

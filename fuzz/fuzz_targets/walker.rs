@@ -53,7 +53,7 @@ fn run(client: bool, hold: bool, reads: &[&[u8]]) -> Outcome {
         loop {
             let before = buf.len();
             let mut events = Vec::new();
-            let r = w.walk(&mut buf, &mut tap, &mut |ev| events.push(ev));
+            let r = w.walk(&mut buf, &mut tap, &mut |ev, _| events.push(ev));
             out.events.extend(events);
             let walked = match r {
                 Ok(walked) => walked,

@@ -245,7 +245,7 @@ impl SessionCore {
         let (pipes, meter) = (&mut self.pipes, &mut self.meter);
         let pipe = &mut pipes[1];
         let tenant = &self.env.tenant;
-        let walked = pipe.walker.walk(buf, &mut pipe.tap, &mut |ev| {
+        let walked = pipe.walker.walk(buf, &mut pipe.tap, &mut |ev, tap| {
             // A finished response is charged against the tenant's fleet budget (in memory).
             if let (TapEvent::Terminal(t), Some(tenant)) = (&ev, tenant) {
                 if let Some(u) = &t.usage {
@@ -254,6 +254,9 @@ impl SessionCore {
             }
             // A record the sink could not take is kept by the sink (reported at shutdown).
             let _ = meter.on_upstream(&ev, now);
+            // From the next frame of this read on: a `response.created` makes the first
+            // delta worth reading (TTFT), and that delta makes the rest not worth it.
+            tap.set_track_deltas(meter.wants_deltas());
         });
         pipe.tap.set_track_deltas(meter.wants_deltas());
         let w = match walked {

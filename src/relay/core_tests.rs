@@ -421,3 +421,29 @@ fn a_terminal_split_across_reads_is_charged_whole_then_given_back() {
     assert_eq!(f.budget.used(), 0, "given back at the message's end");
     assert_eq!(f.core.open_responses(), 0, "the response was recorded");
 }
+
+/// `response.created` and the first delta in one read: the tap starts reading deltas right
+/// after the created event (not from the next read), so the first delta gives the response
+/// its time to first token, and the deltas after it are not read.
+#[test]
+fn the_first_delta_in_the_same_read_as_created_sets_ttft() {
+    let mut f = fixture();
+    let now = Instant::now();
+    let mut buf = client_frame(Opcode::Text, CREATE);
+    f.core.on_bytes(Direction::ClientToUpstream, &mut buf, now);
+    let mut read = server_frame(
+        br#"{"type":"response.created","stream_id":"lane-1","response":{"id":"resp_3","model":"gpt-5"}}"#,
+    );
+    for _ in 0..3 {
+        read.extend(server_frame(
+            br#"{"type":"response.output_text.delta","stream_id":"lane-1","delta":"hi"}"#,
+        ));
+    }
+    let step = f.core.on_bytes(Direction::UpstreamToClient, &mut read, now);
+    assert_eq!(step.skip, read.len());
+    assert_eq!(f.core.open_responses(), 1);
+    assert!(
+        !f.core.meter.wants_deltas(),
+        "the first delta of the read set the response's TTFT"
+    );
+}

@@ -143,12 +143,14 @@ impl Walker {
     }
 
     /// Walk `buf` (the bytes not yet handed on: a held message and carried bytes first, as
-    /// the last walk left them), transforming it in place. Tap events go to `on_event`.
+    /// the last walk left them), transforming it in place. Tap events go to `on_event`, with
+    /// the tap, so the caller can change how it reads the rest of these bytes (delta
+    /// tracking) from the next frame on.
     pub fn walk(
         &mut self,
         buf: &mut [u8],
         tap: &mut Tap,
-        on_event: &mut impl FnMut(TapEvent),
+        on_event: &mut impl FnMut(TapEvent, &mut Tap),
     ) -> Result<Walked, WalkError> {
         let mut out = Walked::default();
         // Resume behind the part of a held message already walked.
@@ -194,7 +196,7 @@ impl Walker {
                 }
                 if p.tapped {
                     if let Some(ev) = tap.feed_framed(chunk, last, p.remaining - take as u64) {
-                        on_event(ev);
+                        on_event(ev, tap);
                     }
                 }
                 if let Some(k) = p.new_key {
@@ -336,7 +338,7 @@ impl Walker {
                 }
                 if tapped {
                     if let Some(ev) = tap.feed(&[], true) {
-                        on_event(ev);
+                        on_event(ev, tap);
                     }
                 }
                 self.payload = None;

@@ -59,7 +59,9 @@ fn run(
         buf.extend_from_slice(&input[pos..pos + n]);
         pos += n;
         loop {
-            let walked = w.walk(&mut buf, &mut tap, &mut |e| events.push(e)).unwrap();
+            let walked = w
+                .walk(&mut buf, &mut tap, &mut |e, _| events.push(e))
+                .unwrap();
             out.extend_from_slice(&buf[..walked.ready]);
             if walked.close.is_some() {
                 return (out, events, walked.close);
@@ -160,13 +162,13 @@ fn errors_carry_the_right_code_and_valid_prefix() {
     let mut buf = frames(true, &[(b"ok", Opcode::Text)]);
     let good = buf.len();
     buf.extend(frames(false, &[(b"unmasked", Opcode::Text)]));
-    let e = w.walk(&mut buf, &mut tap, &mut |_| {}).unwrap_err();
+    let e = w.walk(&mut buf, &mut tap, &mut |_, _| {}).unwrap_err();
     assert_eq!((e.code, e.valid_upto, e.mid_frame), (1002, good, false));
 
     let mut w = Walker::new(Role::Client, 1 << 20, 1 << 20, 8);
     let mut buf = frames(true, &[(&[0xff, 0xfe], Opcode::Text)]);
     assert_eq!(
-        w.walk(&mut buf, &mut tap, &mut |_| {}).unwrap_err().code,
+        w.walk(&mut buf, &mut tap, &mut |_, _| {}).unwrap_err().code,
         1007
     );
 }
@@ -184,7 +186,9 @@ fn hold_walk(input: &[u8]) -> HoldWalk {
     for &b in input {
         buf.push(b);
         loop {
-            let walked = w.walk(&mut buf, &mut tap, &mut |e| events.push(e)).unwrap();
+            let walked = w
+                .walk(&mut buf, &mut tap, &mut |e, _| events.push(e))
+                .unwrap();
             if let Some((s, e)) = walked.message {
                 messages.push((out.len() + s, out.len() + e));
             }
@@ -263,7 +267,7 @@ fn a_ping_flood_inside_a_held_message_is_bounded() {
     }
     let mut w = Walker::new(Role::Client, 1 << 20, 1 << 20, 8).with_hold(true);
     let mut tap = Tap::new(Direction::ClientToUpstream, 1 << 20);
-    let e = w.walk(&mut input, &mut tap, &mut |_| {}).unwrap_err();
+    let e = w.walk(&mut input, &mut tap, &mut |_, _| {}).unwrap_err();
     assert_eq!((e.code, e.valid_upto, e.mid_frame), (1008, 0, false));
 }
 
@@ -280,10 +284,10 @@ fn a_close_inside_a_held_message_releases_it() {
     let mut tap = Tap::new(Direction::ClientToUpstream, 1 << 20);
     // First only the fragment: held.
     let mut buf = input[..at].to_vec();
-    let walked = w.walk(&mut buf, &mut tap, &mut |_| {}).unwrap();
+    let walked = w.walk(&mut buf, &mut tap, &mut |_, _| {}).unwrap();
     assert!(walked.holding && walked.ready == 0);
     buf.extend_from_slice(&input[at..]);
-    let walked = w.walk(&mut buf, &mut tap, &mut |_| {}).unwrap();
+    let walked = w.walk(&mut buf, &mut tap, &mut |_, _| {}).unwrap();
     assert_eq!((walked.close_start, walked.ready), (at, input.len()));
     assert!(walked.close.is_some() && !walked.holding);
 }

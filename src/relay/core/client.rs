@@ -15,7 +15,7 @@ impl SessionCore {
         let mut event = None;
         let walked = pipe
             .walker
-            .walk(buf, &mut pipe.tap, &mut |ev| event = Some(ev));
+            .walk(buf, &mut pipe.tap, &mut |ev, _| event = Some(ev));
         let w = match walked {
             Ok(w) => w,
             Err(e) => {
