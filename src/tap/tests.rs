@@ -3,6 +3,8 @@
 //! (no panics; chunked == whole; SIMD == scalar) over random and mutated input.
 
 use super::scan::{Scanner, Step};
+#[cfg(target_arch = "x86_64")]
+use super::skip::skip_string_sse2;
 use super::skip::{skip_string_memchr, skip_string_scalar, skip_string_simd, Skip};
 use super::tests_fixtures::{feed_msg, load, reference, Cut};
 use super::*;
@@ -61,6 +63,14 @@ fn terminal(id: &str) -> Terminal {
     }
 }
 
+/// The block skip agrees with `want`: the dispatched one and, on x86_64, the SSE2 kernel too
+/// (the dispatcher takes AVX-512 where the CPU has it).
+fn assert_block_skips(buf: &[u8], from: usize, want: Skip, ctx: &str) {
+    assert_eq!(skip_string_simd(buf, from), want, "simd {ctx}");
+    #[cfg(target_arch = "x86_64")]
+    assert_eq!(skip_string_sse2(buf, from), want, "sse2 {ctx}");
+}
+
 #[test]
 fn string_skip_twins_agree_on_cases() {
     // (buffer, start just after the opening quote, expected)
@@ -75,7 +85,7 @@ fn string_skip_twins_agree_on_cases() {
         (b"\"", 1, Skip::More(1)),
     ];
     for (buf, from, want) in cases {
-        assert_eq!(skip_string_simd(buf, from), want, "simd {buf:?}");
+        assert_block_skips(buf, from, want, &format!("{buf:?}"));
         assert_eq!(skip_string_memchr(buf, from), want, "memchr {buf:?}");
         assert_eq!(skip_string_scalar(buf, from), want, "scalar {buf:?}");
     }
@@ -86,8 +96,8 @@ fn string_skip_twins_agree_on_random_bytes() {
     // Dense and sparse stops, lengths around the 32-byte blocks, escapes across block edges.
     let mut rng = fastrand::Rng::with_seed(11);
     for i in 0..40_000 {
-        let len = rng.usize(0..[40, 100, 300][i % 3]);
-        let alphabet: &[u8] = if i % 2 == 0 {
+        let len = rng.usize(0..[40, 100, 300, 700][i % 4]);
+        let alphabet: &[u8] = if (i / 4) % 2 == 0 {
             b"ab\"\\x "
         } else {
             b"abcdefghijklmnopqrstuvwxyz\\\""
@@ -97,41 +107,41 @@ fn string_skip_twins_agree_on_random_bytes() {
             .collect();
         let from = rng.usize(0..=len);
         let want = skip_string_scalar(&buf, from);
-        assert_eq!(skip_string_simd(&buf, from), want, "simd {buf:?} {from}");
+        assert_block_skips(&buf, from, want, &format!("{buf:?} {from}"));
         assert_eq!(
             skip_string_memchr(&buf, from),
             want,
             "memchr {buf:?} {from}"
         );
     }
-    // A backslash at every position of a 64-byte run, with and without a closing quote.
-    for at in 0..64 {
+    // A backslash at every position of a 128-byte run, with and without a closing quote.
+    for at in 0..128 {
         for close in [false, true] {
-            let mut buf = vec![b'a'; 64];
+            let mut buf = vec![b'a'; 128];
             buf[at] = b'\\';
             if close {
                 buf.push(b'"');
             }
             let want = skip_string_scalar(&buf, 0);
-            assert_eq!(skip_string_simd(&buf, 0), want, "simd {at} {close}");
+            assert_block_skips(&buf, 0, want, &format!("{at} {close}"));
             assert_eq!(skip_string_memchr(&buf, 0), want, "memchr {at} {close}");
         }
     }
-    // Backslash runs of every length up to 70 at every offset of two blocks, so odd and even
-    // runs start and end on both sides of a block edge; followed by a quote, by `x"`, or by
-    // the buffer's end.
-    for run in 1..=70 {
-        for at in 0..64 {
+    // Backslash runs of every length up to 140 at every offset of two 64-byte blocks, so odd
+    // and even runs start and end on both sides of a block edge (and span whole blocks);
+    // followed by a quote, by `x"`, or by the buffer's end.
+    for run in 1..=140 {
+        for at in 0..128 {
             for tail in [&b"\""[..], b"x\"", b""] {
                 let mut buf = vec![b'a'; at];
                 buf.resize(at + run, b'\\');
                 buf.extend_from_slice(tail);
                 buf.extend_from_slice(b"bbbb\"");
                 let want = skip_string_scalar(&buf, 0);
-                assert_eq!(skip_string_simd(&buf, 0), want, "simd {run} {at} {tail:?}");
+                assert_block_skips(&buf, 0, want, &format!("{run} {at} {tail:?}"));
                 let cut = &buf[..at + run];
                 let want = skip_string_scalar(cut, 0);
-                assert_eq!(skip_string_simd(cut, 0), want, "simd cut {run} {at}");
+                assert_block_skips(cut, 0, want, &format!("cut {run} {at}"));
             }
         }
     }
