@@ -7,8 +7,9 @@
 //!   its type read right there: a prefix compare and a short `memchr`. An uninteresting message
 //!   (every delta, unless [`Tap::set_track_deltas`] is on) costs nothing more.
 //! - Otherwise a depth-aware scanner (`scan`) walks the top-level members; strings, where the
-//!   bulk bytes are, are skipped with `memchr2`. It stops at the first top-level `"type"` when
-//!   that type is uninteresting.
+//!   bulk bytes are, are skipped 64 bytes at a time (`skip`: escapes resolved with bit
+//!   arithmetic, AVX-512 or SSE2). It stops at the first top-level `"type"` when that type
+//!   is uninteresting.
 //! - A message in one chunk is scanned in place (no copy). A message split over chunks is
 //!   scanned in place up to the end of its first chunk; if the type is found and uninteresting
 //!   the rest is skipped without copying; otherwise the chunks are copied into the tap's buffer
@@ -249,7 +250,7 @@ impl Tap {
         self
     }
 
-    /// The same tap with the scalar string skip instead of `memchr2` (for tests and benches).
+    /// The same tap with the scalar string skip instead of the SIMD one (for tests and benches).
     pub fn new_scalar(dir: Direction, max_buffer: usize) -> Tap {
         let mut t = Tap::new(dir, max_buffer);
         t.scalar = true;

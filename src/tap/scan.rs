@@ -2,9 +2,10 @@
 //!
 //! The scanner walks the members (`"key": value`) of the object that starts the buffer and
 //! reports each member's key and value spans. Nested objects/arrays are skipped by counting
-//! brackets outside strings; strings, where the bulk of the bytes are, are skipped 32 bytes at a
-//! time with SSE2 compares (`memchr2(b'"', b'\\')` off x86_64), or with the scalar twin
-//! `skip_string_scalar` (same contract, used by the tests and benches for comparison).
+//! brackets outside strings; strings, where the bulk of the bytes are, are skipped 64 bytes at
+//! a time (`skip::skip_string_simd`: AVX-512 or SSE2 compares, escapes resolved with bit
+//! arithmetic; `memchr2` off x86_64), or with the scalar twin `skip_string_scalar` (same
+//! contract, used by the tests and benches for comparison).
 //!
 //! A message scanner can *descend* into the top-level `"response"` object: it hands that
 //! value to a nested scanner ([`Step::Enter`]) so a terminal event's members are found in the

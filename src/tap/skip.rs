@@ -1,7 +1,6 @@
 //! Skipping the body of a JSON string: the SIMD skip (64-byte blocks on x86_64, AVX-512 or
 //! SSE2, escapes resolved with bit arithmetic; memchr2 elsewhere), the memchr2 variant, and
-//! the scalar twin. All three share one contract and are
-//! tested against each other.
+//! the scalar twin. All three share one contract and are tested against each other.
 
 /// Where a string skip ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
