@@ -135,6 +135,14 @@ pub(super) fn outbox_events(core: &mut SessionCore) -> Vec<serde_json::Value> {
 const CREATE: &[u8] =
     br#"{"type":"response.create","model":"gpt-5","stream_id":"lane-1","input":"hi"}"#;
 
+/// The upstream's `response.created` for [`CREATE`]'s lane, as a server frame.
+fn created_frame(id: &str) -> Vec<u8> {
+    server_frame(
+        format!(r#"{{"type":"response.created","stream_id":"lane-1","response":{{"id":"{id}","model":"gpt-5"}}}}"#)
+            .as_bytes(),
+    )
+}
+
 #[test]
 fn a_create_is_held_until_whole_then_forwarded_and_metered() {
     let mut f = fixture();
@@ -373,16 +381,12 @@ fn the_drain_ends_when_the_last_open_response_is_recorded() {
         .core
         .on_event(Event::Ended(Side::Client, PumpEnd::ReadError), true, now);
     assert!(a.start_drain && f.core.draining());
-    let created = server_frame(
-        br#"{"type":"response.created","stream_id":"lane-1","response":{"id":"resp_1","model":"gpt-5"}}"#,
-    );
-    let mut buf = created.clone();
+    let mut buf = created_frame("resp_1");
     let step = f.core.on_bytes(Direction::UpstreamToClient, &mut buf, now);
     assert_eq!(step.next, Next::Read);
-    let done = server_frame(
+    let mut buf = server_frame(
         br#"{"type":"response.completed","stream_id":"lane-1","response":{"id":"resp_1","model":"gpt-5","usage":{"input_tokens":1,"output_tokens":2,"total_tokens":3}}}"#,
     );
-    let mut buf = done.clone();
     let step = f.core.on_bytes(Direction::UpstreamToClient, &mut buf, now);
     assert_eq!(step.next, Next::Drained);
 }
@@ -396,9 +400,7 @@ fn a_terminal_split_across_reads_is_charged_whole_then_given_back() {
     let now = Instant::now();
     let mut buf = client_frame(Opcode::Text, CREATE);
     f.core.on_bytes(Direction::ClientToUpstream, &mut buf, now);
-    let mut created = server_frame(
-        br#"{"type":"response.created","stream_id":"lane-1","response":{"id":"resp_9","model":"gpt-5"}}"#,
-    );
+    let mut created = created_frame("resp_9");
     f.core
         .on_bytes(Direction::UpstreamToClient, &mut created, now);
     assert_eq!(f.core.open_responses(), 1);
@@ -431,9 +433,7 @@ fn the_first_delta_in_the_same_read_as_created_sets_ttft() {
     let now = Instant::now();
     let mut buf = client_frame(Opcode::Text, CREATE);
     f.core.on_bytes(Direction::ClientToUpstream, &mut buf, now);
-    let mut read = server_frame(
-        br#"{"type":"response.created","stream_id":"lane-1","response":{"id":"resp_3","model":"gpt-5"}}"#,
-    );
+    let mut read = created_frame("resp_3");
     for _ in 0..3 {
         read.extend(server_frame(
             br#"{"type":"response.output_text.delta","stream_id":"lane-1","delta":"hi"}"#,
