@@ -258,7 +258,6 @@ impl SessionCore {
             // delta worth reading (TTFT), and that delta makes the rest not worth it.
             tap.set_track_deltas(meter.wants_deltas());
         });
-        pipe.tap.set_track_deltas(meter.wants_deltas());
         let w = match walked {
             Ok(w) => w,
             Err(e) => return protocol_end(e, buf.len()),
