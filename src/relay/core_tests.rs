@@ -426,7 +426,8 @@ fn a_terminal_split_across_reads_is_charged_whole_then_given_back() {
 
 /// `response.created` and the first delta in one read: the tap starts reading deltas right
 /// after the created event (not from the next read), so the first delta gives the response
-/// its time to first token, and the deltas after it are not read.
+/// its time to first token. (That the deltas after it are no longer scanned shows in the
+/// profile in loadtest/BENCH.md, not here.)
 #[test]
 fn the_first_delta_in_the_same_read_as_created_sets_ttft() {
     let mut f = fixture();
