@@ -126,6 +126,10 @@ pub struct BenchArgs {
     /// Repetitions per peer (default 3, or 1 with --quick).
     #[arg(long)]
     pub reps: Option<usize>,
+    /// Repetitions per peer of each latency-sweep rate (default 9, at least --reps; 1 with
+    /// --quick).
+    #[arg(long)]
+    pub sweep_reps: Option<usize>,
     /// Peers to run, comma-separated [default: direct,tunnel,tollgate,tollgate-nolog,
     /// tollgate-epoll,nginx,haproxy; also tollgate-async (data plane off) and tollgate-coop
     /// (COOP_TASKRUN rings)].

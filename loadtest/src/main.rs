@@ -113,6 +113,7 @@ fn run_bench(args: BenchArgs) -> i32 {
         quick: args.quick,
         full: args.full,
         reps: args.reps,
+        sweep_reps: args.sweep_reps,
         peers: if args.peers.is_empty() {
             Peer::ALL.to_vec()
         } else {

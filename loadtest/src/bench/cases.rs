@@ -45,6 +45,11 @@ pub struct Case {
 pub struct Profile {
     /// Repetitions per peer.
     pub reps: usize,
+    /// Repetitions per peer and rate of the latency sweep. More than `reps`: on a VM one
+    /// 2.5 s run's p99 moves by up to 4× between repetitions of the same binary (a vCPU
+    /// descheduled for a millisecond holds up every frame in flight), so a median of three
+    /// cannot tell two relays' tails apart.
+    pub sweep_reps: usize,
     /// Seconds of stream load.
     pub stream_s: f64,
     /// Seconds of paced load.
@@ -65,6 +70,7 @@ impl Profile {
     /// `--quick`: one repetition, short runs.
     pub const QUICK: Profile = Profile {
         reps: 1,
+        sweep_reps: 1,
         stream_s: 2.0,
         paced_s: 3.0,
         firehose_s: 2.0,
@@ -73,9 +79,11 @@ impl Profile {
         idle_s: 1.0,
         churn_s: 1.5,
     };
-    /// The default: three repetitions, under 15 minutes on two cores.
+    /// The default: three repetitions (nine for each sweep rate), under 20 minutes on
+    /// two cores.
     pub const DEFAULT: Profile = Profile {
         reps: 3,
+        sweep_reps: 9,
         stream_s: 4.0,
         paced_s: 6.0,
         firehose_s: 3.0,

@@ -3,7 +3,7 @@
 
 use std::process::{Command, Stdio};
 
-/// `nproc`, CPU model, kernel, `ulimit -n`, `GLIBC_TUNABLES`.
+/// `nproc`, CPU model, kernel, `ulimit -n`, `GLIBC_TUNABLES`, how an idle CPU waits.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Machine {
     /// Online CPUs.
@@ -16,6 +16,11 @@ pub struct Machine {
     pub nofile: (u64, u64),
     /// `GLIBC_TUNABLES` as inherited by every peer.
     pub glibc_tunables: String,
+    /// The cpuidle driver and governor, and the guest halt-polling window when the kernel
+    /// runs as a KVM guest (`haltpoll`). It sets what every relay's echo latency pays per
+    /// hop: with no polling an idle vCPU halts, and waking it goes through the hypervisor.
+    #[serde(default)]
+    pub cpuidle: String,
 }
 
 impl Machine {
@@ -43,20 +48,40 @@ impl Machine {
             kernel,
             nofile: (rl.rlim_cur, rl.rlim_max),
             glibc_tunables: std::env::var("GLIBC_TUNABLES").unwrap_or_else(|_| "(unset)".into()),
+            cpuidle: cpuidle(),
         }
     }
 
     /// One Markdown line.
     pub fn line(&self) -> String {
         format!(
-            "machine: nproc={}, CPU \"{}\", kernel {}, ulimit -n {} (hard {}), GLIBC_TUNABLES={}",
+            "machine: nproc={}, CPU \"{}\", kernel {}, ulimit -n {} (hard {}), GLIBC_TUNABLES={}, cpuidle {}",
             self.nproc,
             self.cpu_model,
             self.kernel,
             self.nofile.0,
             self.nofile.1,
-            self.glibc_tunables
+            self.glibc_tunables,
+            self.cpuidle
         )
+    }
+}
+
+/// `driver/governor` from sysfs, plus `guest_halt_poll_ns=N` under the haltpoll driver.
+fn cpuidle() -> String {
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    let dir = "/sys/devices/system/cpu/cpuidle";
+    let Some(driver) = read(&format!("{dir}/current_driver")) else {
+        return "unknown".into();
+    };
+    let governor = read(&format!("{dir}/current_governor")).unwrap_or_else(|| "?".into());
+    match read("/sys/module/haltpoll/parameters/guest_halt_poll_ns") {
+        Some(ns) if driver == "haltpoll" => format!("{driver}/{governor}, guest_halt_poll_ns={ns}"),
+        _ => format!("{driver}/{governor}"),
     }
 }
 

@@ -1,7 +1,8 @@
 //! `loadtest bench`: every peer of `shared/benchmarking.md` side by side in one
 //! run, in front of the same mock upstream, with the SUT pinned to CPU 0 and the
-//! generator + mock pinned to CPU 1; ≥3 repetitions in alternating peer order;
-//! a JSON file per run, Markdown tables and an SVG of the latency sweep.
+//! generator + mock pinned to CPU 1; ≥3 repetitions (9 per latency-sweep rate) in
+//! alternating peer order; a JSON file per run, Markdown tables and an SVG of the
+//! latency sweep.
 
 pub mod cases;
 pub mod host;
@@ -40,6 +41,8 @@ pub struct BenchConfig {
     pub full: bool,
     /// Override the profile's repetitions.
     pub reps: Option<usize>,
+    /// Override the profile's repetitions of each sweep rate.
+    pub sweep_reps: Option<usize>,
     /// Peers to run (default: all).
     pub peers: Vec<Peer>,
     /// Output directory.
@@ -95,6 +98,9 @@ pub struct BenchResult {
     pub pinning: String,
     /// Repetitions.
     pub reps: usize,
+    /// Repetitions of each sweep rate (`reps` in reports written before it existed).
+    #[serde(default)]
+    pub sweep_reps: Option<usize>,
     /// Offered sweep rates.
     pub sweep_rates: Vec<f64>,
     /// Package installs attempted.
@@ -103,6 +109,40 @@ pub struct BenchResult {
     pub elapsed_s: f64,
     /// Every run.
     pub samples: Vec<Sample>,
+}
+
+/// The bench's run order: case by case; within a case, repetition by repetition (a sweep
+/// rate `sweep_reps` times, every other case `reps` times), each repetition running every
+/// peer, in reverse order on odd repetitions so that no peer always runs first.
+pub fn schedule<'a>(
+    cases: &'a [Case],
+    peers: &[Peer],
+    reps: usize,
+    sweep_reps: usize,
+) -> Vec<(&'a Case, usize, Peer)> {
+    let mut runs = Vec::new();
+    for case in cases {
+        let n = if case.kind == Kind::Sweep {
+            sweep_reps
+        } else {
+            reps
+        };
+        for rep in 0..n {
+            let mut order = peers.to_vec();
+            if rep % 2 == 1 {
+                order.reverse();
+            }
+            runs.extend(order.into_iter().map(|p| (case, rep, p)));
+        }
+    }
+    runs
+}
+
+impl BenchResult {
+    /// Repetitions of each sweep rate.
+    pub fn sweep_reps(&self) -> usize {
+        self.sweep_reps.unwrap_or(self.reps)
+    }
 }
 
 /// Failures that stop the bench before it runs anything.
@@ -272,72 +312,70 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
         Profile::DEFAULT
     };
     let reps = cfg.reps.unwrap_or(profile.reps).max(1);
+    let sweep_reps = cfg
+        .sweep_reps
+        .unwrap_or_else(|| profile.sweep_reps.max(reps))
+        .max(1);
     let all: Vec<Case> = cases::cases(&profile, cfg.quick, cfg.full)
         .into_iter()
         .filter(|c| cfg.only.is_empty() || cfg.only.iter().any(|o| c.name.starts_with(o.as_str())))
         .collect();
-    let total: usize = all.len() * reps * cfg.peers.len();
+    let runs = schedule(&all, &cfg.peers, reps, sweep_reps);
+    let total = runs.len();
     let mut samples = Vec::new();
     let mut saturated: HashSet<(Peer, usize)> = HashSet::new();
     let mut missing: HashSet<Peer> = HashSet::new();
     let mut n = 0;
-    for case in &all {
-        for rep in 0..reps {
-            let mut order = cfg.peers.clone();
-            if rep % 2 == 1 {
-                order.reverse();
+    for (case, rep, peer) in runs {
+        n += 1;
+        if case.kind == Kind::Sweep && saturated.contains(&(peer, rep)) {
+            continue;
+        }
+        let s = if missing.contains(&peer) {
+            Sample {
+                case: case.name.clone(),
+                kind: case.kind,
+                peer,
+                rep,
+                report: None,
+                mock_frames_sent: 0,
+                usage: None,
+                generator_bound: false,
+                error: Some("not installed".into()),
             }
-            for peer in order {
-                n += 1;
-                if case.kind == Kind::Sweep && saturated.contains(&(peer, rep)) {
-                    continue;
-                }
-                let s = if missing.contains(&peer) {
-                    Sample {
-                        case: case.name.clone(),
-                        kind: case.kind,
-                        peer,
-                        rep,
-                        report: None,
-                        mock_frames_sent: 0,
-                        usage: None,
-                        generator_bound: false,
-                        error: Some("not installed".into()),
-                    }
-                } else {
-                    run_one(case, peer, rep, &env, &work)
-                };
-                if s.error
-                    .as_deref()
-                    .is_some_and(|e| e.contains("not installed"))
-                {
-                    missing.insert(peer);
-                }
-                if case.kind == Kind::Sweep {
-                    let ok = s.report.as_ref().is_some_and(|r| {
-                        r.offered_rate.is_some_and(|o| r.achieved_rate >= 0.99 * o)
-                    });
-                    if !ok {
-                        saturated.insert((peer, rep));
-                    }
-                }
-                eprintln!(
-                    "[{n}/{total} {:>4.0}s] {}",
-                    started.elapsed().as_secs_f64(),
-                    summary_line(&s)
-                );
-                let file = runs_dir.join(format!(
-                    "{}-{}-{rep}.json",
-                    case.name.replace('@', "-"),
-                    peer.name()
-                ));
-                if let Ok(j) = serde_json::to_vec_pretty(&s) {
-                    std::fs::write(&file, j).map_err(out_err(&file))?;
-                }
-                samples.push(s);
-                std::thread::sleep(Duration::from_millis(200));
+        } else {
+            run_one(case, peer, rep, &env, &work)
+        };
+        if s.error
+            .as_deref()
+            .is_some_and(|e| e.contains("not installed"))
+        {
+            missing.insert(peer);
+        }
+        if case.kind == Kind::Sweep {
+            let ok = s
+                .report
+                .as_ref()
+                .is_some_and(|r| r.offered_rate.is_some_and(|o| r.achieved_rate >= 0.99 * o));
+            if !ok {
+                saturated.insert((peer, rep));
             }
         }
+        eprintln!(
+            "[{n}/{total} {:>4.0}s] {}",
+            started.elapsed().as_secs_f64(),
+            summary_line(&s)
+        );
+        let file = runs_dir.join(format!(
+            "{}-{}-{rep}.json",
+            case.name.replace('@', "-"),
+            peer.name()
+        ));
+        if let Ok(j) = serde_json::to_vec_pretty(&s) {
+            std::fs::write(&file, j).map_err(out_err(&file))?;
+        }
+        samples.push(s);
+        std::thread::sleep(Duration::from_millis(200));
     }
     let result = BenchResult {
         command: cfg.command.clone(),
@@ -346,6 +384,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
         versions: peers::versions(&cfg.tollgate),
         pinning,
         reps,
+        sweep_reps: Some(sweep_reps),
         sweep_rates: cases::sweep_rates(cfg.quick),
         installs,
         elapsed_s: started.elapsed().as_secs_f64(),
@@ -359,4 +398,41 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
     let svg = out.join("sweep.svg");
     std::fs::write(&svg, sections::sweep_plot(&result, &cfg.peers)).map_err(out_err(&svg))?;
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sweep rates run `sweep_reps` times, other cases `reps` times; odd repetitions run
+    /// the peers in reverse.
+    #[test]
+    fn schedule_repeats_sweep_rates_more_and_alternates_peer_order() {
+        let all = cases::cases(&Profile::DEFAULT, false, false);
+        let sweeps = all.iter().filter(|c| c.kind == Kind::Sweep).count();
+        assert!(sweeps >= 2 && sweeps < all.len());
+        let peers = [Peer::Tollgate, Peer::Nginx, Peer::Haproxy];
+        let runs = schedule(&all, &peers, 3, 9);
+        assert_eq!(
+            runs.len(),
+            ((all.len() - sweeps) * 3 + sweeps * 9) * peers.len()
+        );
+        for case in &all {
+            let of_case: Vec<_> = runs
+                .iter()
+                .filter(|(c, _, _)| c.name == case.name)
+                .collect();
+            let want = if case.kind == Kind::Sweep { 9 } else { 3 };
+            assert_eq!(of_case.len(), want * peers.len(), "{}", case.name);
+            for (i, rep) in of_case.chunks(peers.len()).enumerate() {
+                let order: Vec<Peer> = rep.iter().map(|r| r.2).collect();
+                assert!(rep.iter().all(|r| r.1 == i), "{}: rep {i}", case.name);
+                let mut expect = peers.to_vec();
+                if i % 2 == 1 {
+                    expect.reverse();
+                }
+                assert_eq!(order, expect, "{}: rep {i}", case.name);
+            }
+        }
+    }
 }

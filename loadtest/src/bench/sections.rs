@@ -21,7 +21,7 @@ fn max_sustained(r: &BenchResult, peer: Peer, rep: usize) -> Option<f64> {
 
 /// Writes the sweep table (p50 / p99 by offered rate, max sustained rate).
 pub(crate) fn sweep(o: &mut String, r: &BenchResult, peers: &[Peer]) {
-    let _ = writeln!(o, "\n### Latency sweep (echo p50 / p99 µs by offered frames/s; a curve stops once achieved < 99% of offered)\n");
+    let _ = writeln!(o, "\n### Latency sweep (echo p50 / p99 µs by offered frames/s, medians of {} repetitions; a curve stops once achieved < 99% of offered)\n", r.sweep_reps());
     let _ = write!(o, "| peer | max sustained |");
     for rate in &r.sweep_rates {
         let _ = write!(o, " {}/s |", fmt(*rate));
@@ -32,7 +32,7 @@ pub(crate) fn sweep(o: &mut String, r: &BenchResult, peers: &[Peer]) {
     }
     o.push('\n');
     for p in peers {
-        let ms: Vec<f64> = (0..r.reps)
+        let ms: Vec<f64> = (0..r.sweep_reps())
             .filter_map(|rep| max_sustained(r, *p, rep))
             .collect();
         let _ = write!(
