@@ -82,6 +82,23 @@ pub struct Sample {
     pub error: Option<String>,
 }
 
+impl Sample {
+    /// A run of `case` by `peer` with nothing measured yet.
+    fn empty(case: &Case, peer: Peer, rep: usize) -> Sample {
+        Sample {
+            case: case.name.clone(),
+            kind: case.kind,
+            peer,
+            rep,
+            report: None,
+            mock_frames_sent: 0,
+            usage: None,
+            generator_bound: false,
+            error: None,
+        }
+    }
+}
+
 /// Everything one bench run produced.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BenchResult {
@@ -169,17 +186,7 @@ fn out_err(path: &Path) -> impl FnOnce(std::io::Error) -> BenchError + '_ {
 }
 
 fn run_one(case: &Case, peer: Peer, rep: usize, env: &PeerEnv, work: &Path) -> Sample {
-    let mut s = Sample {
-        case: case.name.clone(),
-        kind: case.kind,
-        peer,
-        rep,
-        report: None,
-        mock_frames_sent: 0,
-        usage: None,
-        generator_bound: false,
-        error: None,
-    };
+    let mut s = Sample::empty(case, peer, rep);
     let dir = work.join(format!(
         "{}-{}-{rep}",
         case.name.replace('@', "-"),
@@ -333,15 +340,8 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
         }
         let s = if missing.contains(&peer) {
             Sample {
-                case: case.name.clone(),
-                kind: case.kind,
-                peer,
-                rep,
-                report: None,
-                mock_frames_sent: 0,
-                usage: None,
-                generator_bound: false,
                 error: Some("not installed".into()),
+                ..Sample::empty(case, peer, rep)
             }
         } else {
             run_one(case, peer, rep, &env, &work)
