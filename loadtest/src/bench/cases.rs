@@ -45,9 +45,9 @@ pub struct Case {
 pub struct Profile {
     /// Repetitions per peer.
     pub reps: usize,
-    /// Repetitions per peer and rate of the latency sweep. More than `reps`: on a VM one
-    /// 2.5 s run's p99 moves by up to 4× between repetitions of the same binary (a vCPU
-    /// descheduled for a millisecond holds up every frame in flight), so a median of three
+    /// Repetitions per peer and rate of the latency sweep. More than `reps`: on this VM one
+    /// 2.5 s run's p99 moves by up to 5× between repetitions of the same binary (212–1032
+    /// µs at 8k/s; loadtest/BENCH.md, "Echo latency on this VM"), so a median of three
     /// cannot tell two relays' tails apart.
     pub sweep_reps: usize,
     /// Seconds of stream load.
