@@ -81,6 +81,17 @@ pub(crate) fn fast_type(msg: &[u8]) -> Option<&[u8]> {
     }
 }
 
+/// Names of the top-level members [`TopFields`] records.
+const TOP_NAMES: [&[u8]; 7] = [
+    b"type",
+    b"stream_id",
+    b"model",
+    b"generate",
+    b"status",
+    b"error",
+    b"response",
+];
+
 /// Spans of the top-level members the tap may need (first occurrence wins).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TopFields {
@@ -94,6 +105,12 @@ pub(crate) struct TopFields {
 }
 
 impl TopFields {
+    /// Whether [`TopFields::record`] may keep the value of a member with this raw key (an
+    /// escaped key may decode to one it keeps).
+    pub(crate) fn wants(raw: &[u8]) -> bool {
+        TOP_NAMES.contains(&raw) || raw.contains(&b'\\')
+    }
+
     /// Records a member; returns the raw type content when this member is the first `"type"`.
     pub(crate) fn record<'a>(
         &mut self,
@@ -164,6 +181,11 @@ pub(crate) struct RespFields {
 }
 
 impl RespFields {
+    /// Whether [`RespFields::record`] may keep the value of a member with this raw key.
+    pub(crate) fn wants(raw: &[u8]) -> bool {
+        RESP_NAMES.contains(&raw) || raw.contains(&b'\\')
+    }
+
     /// Records a member of the `response` object (first occurrence wins).
     pub(crate) fn record(&mut self, buf: &[u8], key: Range<usize>, value: Range<usize>) {
         let raw = buf.get(key).map(unquote).unwrap_or_default();
@@ -250,7 +272,7 @@ pub(crate) fn build<const SIMD: bool>(
             let response_id = opt_string(msg, id)?.ok_or(TapError::NoResponseId)?;
             let model = opt_string(msg, model)?;
             match kind {
-                Kind::Terminal(event) => TapEvent::Terminal(Terminal {
+                Kind::Terminal(event) => TapEvent::Terminal(Box::new(Terminal {
                     event,
                     response_id,
                     model,
@@ -267,7 +289,7 @@ pub(crate) fn build<const SIMD: bool>(
                         .filter(|u| u.first() == Some(&b'{'))
                         .and_then(|u| std::str::from_utf8(u).ok())
                         .map(Box::from),
-                }),
+                })),
                 _ => TapEvent::Created {
                     response_id,
                     stream_id,

@@ -143,6 +143,49 @@ impl Scanner {
         self.member()
     }
 
+    /// While a string or nested value is being skipped: the key span of its member and where
+    /// the value starts. The value's bytes up to [`Scanner::pos`] are needed by nothing but
+    /// this skip when the caller does not record that key.
+    pub(crate) fn skipping(&self) -> Option<(Range<usize>, usize)> {
+        matches!(self.phase, Phase::InString | Phase::InNested)
+            .then(|| (self.key_start..self.key_end, self.value_start))
+    }
+
+    /// Moves the next byte to examine to `pos` (the caller moved the buffer's bytes: see
+    /// [`Scanner::skipping`] and [`Scanner::skip_over`]).
+    pub(crate) fn set_pos(&mut self, pos: usize) {
+        self.pos = pos;
+    }
+
+    /// Continues the value being skipped (see [`Scanner::skipping`]) over `chunk`, the bytes
+    /// that follow [`Scanner::pos`], without them being in the buffer. `Ok(n)`: the value
+    /// ended after `n` bytes of `chunk`; its member is consumed and not reported (so only
+    /// for a member the caller does not record). `Err(at)`: it did not end; `chunk[at..]`
+    /// (a trailing backslash run, or nothing) must be read again. Either way the caller
+    /// sets the position where those bytes land with [`Scanner::set_pos`].
+    pub(crate) fn skip_over<const SIMD: bool>(&mut self, chunk: &[u8]) -> Result<usize, usize> {
+        self.pos = 0;
+        match self.phase {
+            Phase::InString => match skip_string::<SIMD>(chunk, 0) {
+                Skip::Done(end) => {
+                    self.phase = Phase::Next;
+                    Ok(end)
+                }
+                Skip::More(at) => Err(at),
+            },
+            Phase::InNested => {
+                if self.skip_nested::<SIMD>(chunk) {
+                    self.phase = Phase::Next;
+                    Ok(self.pos)
+                } else {
+                    Err(self.pos)
+                }
+            }
+            // Not skipping a value: nothing of `chunk` is consumed.
+            _ => Err(0),
+        }
+    }
+
     /// Skips whitespace from `pos`; the next byte, or None at the end of the buffer.
     #[inline]
     fn peek_non_ws(&mut self, buf: &[u8]) -> Option<u8> {

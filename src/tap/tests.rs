@@ -212,7 +212,7 @@ fn escapes_before_the_real_type_and_in_values() {
     let msg = r#"{"a":"x\\\"y\\\\","b":"\\","c":["\"]}"],"type":"response.completed","response":{"usage":null,"model":"gpt-\u00e9\n\"q\"","id":"r\\1"}}"#;
     let mut want = terminal("r\\1");
     want.model = Some("gpt-é\n\"q\"".into());
-    assert_eq!(up(msg), Some(TapEvent::Terminal(want)));
+    assert_eq!(up(msg), Some(TapEvent::Terminal(Box::new(want))));
 }
 
 #[test]
@@ -228,7 +228,7 @@ fn whitespace_between_every_token() {
     });
     // The raw usage object is kept byte for byte, whitespace included.
     want.usage_raw = Some("{ \"input_tokens\" : 3 , \"output_tokens\" : 4 }".into());
-    assert_eq!(up(msg), Some(TapEvent::Terminal(want)));
+    assert_eq!(up(msg), Some(TapEvent::Terminal(Box::new(want))));
 }
 
 #[test]
@@ -245,7 +245,7 @@ fn escaped_keys_and_escaped_type_are_decoded() {
     );
     assert_eq!(
         up(r#"{"type":"response\u002ecompleted","response":{"id":"r"}}"#),
-        Some(TapEvent::Terminal(terminal("r")))
+        Some(TapEvent::Terminal(Box::new(terminal("r"))))
     );
 }
 
@@ -261,7 +261,7 @@ fn response_with_escaped_key_is_walked_after_the_pass() {
         ..Usage::default()
     });
     want.usage_raw = Some(r#"{"input_tokens":2}"#.into());
-    assert_eq!(up(msg), Some(TapEvent::Terminal(want)));
+    assert_eq!(up(msg), Some(TapEvent::Terminal(Box::new(want))));
 }
 
 #[test]
@@ -297,7 +297,7 @@ fn first_type_wins_and_non_string_type_is_ignored() {
     assert_eq!(up(r#"{"type":7,"response":{"id":"r"}}"#), None);
     assert_eq!(
         up(r#"{"type":"response.completed","response":{"id":"r"},"type":"x"}"#),
-        Some(TapEvent::Terminal(terminal("r")))
+        Some(TapEvent::Terminal(Box::new(terminal("r"))))
     );
 }
 
@@ -315,7 +315,7 @@ fn first_occurrence_of_every_member_wins() {
     );
     let msg =
         r#"{"type":"response.completed","response":{"id":"r","id":"q"},"response":{"id":"z"}}"#;
-    assert_eq!(up(msg), Some(TapEvent::Terminal(terminal("r"))));
+    assert_eq!(up(msg), Some(TapEvent::Terminal(Box::new(terminal("r")))));
 }
 
 #[test]
@@ -428,4 +428,15 @@ fn property_no_panic_and_cuts_agree() {
             );
         }
     }
+}
+
+/// Every tapped chunk returns an `Option<TapEvent>`; kept small (the terminal event is
+/// boxed), moving it is a few register moves, not a `memcpy` call per frame.
+#[test]
+fn the_tap_result_moved_per_frame_stays_small() {
+    assert!(
+        std::mem::size_of::<Option<TapEvent>>() <= 80,
+        "{} bytes",
+        std::mem::size_of::<Option<TapEvent>>()
+    );
 }

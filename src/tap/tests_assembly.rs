@@ -104,3 +104,58 @@ fn frame_rest_sizes_the_assembly_buffer_once() {
         "the overflowed message gave its bytes back"
     );
 }
+
+/// A split terminal event keeps only what extraction needs: the bytes of values nothing
+/// records (`output`, `instructions`, an unknown top-level member — escapes and backslash
+/// runs landing on every chunk edge) are skipped where they arrive, not copied. So the
+/// event comes out with a `max_buffer` far below the message's size, wherever the cuts fall,
+/// and with the type before or after the `response` object.
+#[test]
+fn split_terminal_keeps_only_what_extraction_needs() {
+    let text: String = (0..300)
+        .map(|i| match i % 7 {
+            0 => r"\\",
+            1 => r#"\""#,
+            2 => r"\\\\",
+            _ => "ab",
+        })
+        .collect();
+    let response = format!(
+        r#"{{"id":"resp_w","model":"gpt-x","output":[{{"type":"message","content":[{{"type":"output_text","text":"{text}"}}]}}],"instructions":"{text}","usage":{{"input_tokens":3,"output_tokens":5,"total_tokens":8}}}}"#
+    );
+    for term in [
+        format!(
+            r#"{{"type":"response.completed","sequence_number":9,"response":{response},"trailer":"{text}"}}"#
+        ),
+        format!(r#"{{"extra":["{text}"],"response":{response},"type":"response.completed"}}"#),
+    ] {
+        let want = up(&term);
+        let Some(TapEvent::Terminal(t)) = &want else {
+            panic!("a terminal event: {want:?}");
+        };
+        assert_eq!(
+            (t.response_id.as_str(), t.usage.is_some()),
+            ("resp_w", true)
+        );
+        for chunk_len in [1, 2, 3, 5, 7, 16, 64, 100, 333] {
+            // Room for one chunk and the few members extraction reads: a copy of any of
+            // the skipped values would overflow it.
+            let max_buffer = 300 + chunk_len;
+            assert!(max_buffer * 3 < term.len());
+            for scalar in [false, true] {
+                let mut tap = if scalar {
+                    Tap::new_scalar(Direction::UpstreamToClient, max_buffer)
+                } else {
+                    Tap::new(Direction::UpstreamToClient, max_buffer)
+                };
+                let chunks: Vec<&[u8]> = term.as_bytes().chunks(chunk_len).collect();
+                let mut got = None;
+                for (i, c) in chunks.iter().enumerate() {
+                    got = tap.feed(c, i + 1 == chunks.len());
+                }
+                assert_eq!(got, want, "chunks of {chunk_len}, scalar={scalar}");
+                assert_eq!(tap.overflows(), 0);
+            }
+        }
+    }
+}

@@ -181,7 +181,7 @@ pub(super) fn reference(dir: Direction, track: bool, msg: &[u8]) -> Option<TapEv
                 total_tokens: n(u, "total_tokens").unwrap_or(input + output),
             }
         });
-        Some(TapEvent::Terminal(Terminal {
+        Some(TapEvent::Terminal(Box::new(Terminal {
             event,
             response_id: s(r, "id")?,
             model: s(r, "model"),
@@ -190,7 +190,7 @@ pub(super) fn reference(dir: Direction, track: bool, msg: &[u8]) -> Option<TapEv
             stream_id: stream_id.clone(),
             usage,
             usage_raw: raw_usage(msg),
-        }))
+        })))
     };
     match (dir, ty) {
         (Direction::ClientToUpstream, "response.create") => Some(TapEvent::Create {

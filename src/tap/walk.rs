@@ -1,6 +1,8 @@
 //! One resumable pass over a message: top-level members, and (upstream) the members of the
 //! top-level `response` object, recorded as spans while the type is looked for.
 
+use std::ops::Range;
+
 use super::extract::{classify, Kind, RespFields, TopFields};
 use super::scan::{Scanner, Step};
 use super::{Direction, TapError};
@@ -42,6 +44,49 @@ impl Walker {
             fields: TopFields::default(),
             resp: RespFields::default(),
         }
+    }
+
+    /// The scanner the walk is in: the `response` object's while inside it.
+    fn active(&mut self) -> &mut Scanner {
+        if self.in_response {
+            &mut self.inner
+        } else {
+            &mut self.top
+        }
+    }
+
+    /// When the walk stopped inside the value of a member the tap does not record (a string,
+    /// or an object or array such as a terminal event's `output`): that value's bytes in
+    /// `buf`, which nothing needs again. The caller may drop them and [`Walker::rebase`].
+    pub(crate) fn droppable(&self, buf: &[u8]) -> Option<Range<usize>> {
+        let (scan, wanted): (&Scanner, fn(&[u8]) -> bool) = if self.in_response {
+            (&self.inner, RespFields::wants)
+        } else {
+            (&self.top, TopFields::wants)
+        };
+        let (key, start) = scan.skipping()?;
+        let raw = buf.get(key).map(super::scan::unquote)?;
+        (!wanted(raw)).then(|| start..scan.pos())
+    }
+
+    /// The bytes from `pos` on moved to `pos`'s new place `to` (after [`Walker::droppable`]
+    /// bytes were dropped).
+    pub(crate) fn rebase(&mut self, to: usize) {
+        self.active().set_pos(to);
+    }
+
+    /// Continues a [`Walker::droppable`] value over `chunk` without it being in the buffer;
+    /// the bytes of `chunk` the walk still needs, `chunk[n..]`, must be appended where the
+    /// buffer ends now, at `end`: `Ok(n)` when the value ended, `Err(n)` when it goes on.
+    pub(crate) fn skip_over<const SIMD: bool>(
+        &mut self,
+        chunk: &[u8],
+        end: usize,
+    ) -> Result<usize, usize> {
+        let scan = self.active();
+        let r = scan.skip_over::<SIMD>(chunk);
+        scan.set_pos(end);
+        r
     }
 
     /// Walks `buf` (every byte of the message so far) as far as it goes. Classifies the type

@@ -76,7 +76,7 @@ pub(super) fn terminal(
     kind: TerminalKind,
     u: Option<Usage>,
 ) -> TapEvent {
-    TapEvent::Terminal(Terminal {
+    TapEvent::Terminal(Box::new(Terminal {
         event: kind,
         response_id: id.to_owned(),
         model: Some("gpt-5-2026".to_owned()),
@@ -85,7 +85,7 @@ pub(super) fn terminal(
         stream_id: lane(l),
         usage: u,
         usage_raw: None,
-    })
+    }))
 }
 
 pub(super) fn delta(l: Option<&str>) -> TapEvent {
