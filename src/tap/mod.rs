@@ -171,7 +171,7 @@ pub enum TapEvent {
         model: Option<String>,
     },
     /// upstream `response.completed` / `.incomplete` / `.failed` (boxed: every tapped chunk
-    /// returns an `Option<TapEvent>`, and moving a ~300-byte one cost a `memcpy` per frame —
+    /// returns an `Option<TapEvent>`, and moving a 192-byte one cost a `memcpy` per frame —
     /// 0.8–1.5% of the relay's CPU under the firehose)
     Terminal(Box<Terminal>),
     /// upstream `error` event
