@@ -149,11 +149,15 @@ fn split_terminal_keeps_only_what_extraction_needs() {
                     Tap::new(Direction::UpstreamToClient, max_buffer)
                 };
                 let chunks: Vec<&[u8]> = term.as_bytes().chunks(chunk_len).collect();
-                let mut got = None;
+                let (mut got, mut peak) = (None, 0);
                 for (i, c) in chunks.iter().enumerate() {
                     got = tap.feed(c, i + 1 == chunks.len());
+                    peak = peak.max(tap.buf.len());
                 }
                 assert_eq!(got, want, "chunks of {chunk_len}, scalar={scalar}");
+                // Between chunks the buffer holds the members read and a few bytes to read
+                // again, never a skipped value's bytes that came in with them.
+                assert!(peak <= 240, "chunks of {chunk_len}: {peak} bytes held");
                 assert_eq!(tap.overflows(), 0);
             }
         }
