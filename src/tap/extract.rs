@@ -81,8 +81,8 @@ pub(crate) fn fast_type(msg: &[u8]) -> Option<&[u8]> {
     }
 }
 
-/// Names of the top-level members [`TopFields`] records.
-const TOP_NAMES: [&[u8]; 7] = [
+/// Names of the top-level members [`TopFields`] records, in its slot order.
+pub(crate) const TOP_NAMES: [&[u8]; 7] = [
     b"type",
     b"stream_id",
     b"model",
@@ -105,10 +105,18 @@ pub(crate) struct TopFields {
 }
 
 impl TopFields {
-    /// Whether [`TopFields::record`] may keep the value of a member with this raw key (an
-    /// escaped key may decode to one it keeps).
-    pub(crate) fn wants(raw: &[u8]) -> bool {
-        TOP_NAMES.contains(&raw) || raw.contains(&b'\\')
+    /// The slot of [`TOP_NAMES`]`[i]`.
+    fn slot(&mut self, i: usize) -> Option<&mut Option<Range<usize>>> {
+        Some(match i {
+            0 => &mut self.ty,
+            1 => &mut self.stream_id,
+            2 => &mut self.model,
+            3 => &mut self.generate,
+            4 => &mut self.status,
+            5 => &mut self.error,
+            6 => &mut self.response,
+            _ => return None,
+        })
     }
 
     /// Records a member; returns the raw type content when this member is the first `"type"`.
@@ -118,51 +126,13 @@ impl TopFields {
         key: Range<usize>,
         value: Range<usize>,
     ) -> Option<&'a [u8]> {
-        let raw = unquote(buf.get(key.clone())?);
-        let slot = match raw {
-            b"type" => &mut self.ty,
-            b"stream_id" => &mut self.stream_id,
-            b"model" => &mut self.model,
-            b"generate" => &mut self.generate,
-            b"status" => &mut self.status,
-            b"error" => &mut self.error,
-            b"response" => &mut self.response,
-            _ if raw.contains(&b'\\') => return self.record_escaped(buf, key, value),
-            _ => return None,
-        };
+        let i = key_index(unquote(buf.get(key)?), &TOP_NAMES)?;
+        let slot = self.slot(i)?;
         if slot.is_some() {
             return None;
         }
         *slot = Some(value.clone());
-        if raw == b"type" {
-            return Some(unquote(buf.get(value)?));
-        }
-        None
-    }
-
-    #[cold]
-    fn record_escaped<'a>(
-        &mut self,
-        buf: &'a [u8],
-        key: Range<usize>,
-        value: Range<usize>,
-    ) -> Option<&'a [u8]> {
-        let name = decode_escaped(buf.get(key)?)?;
-        let slot = match name.as_str() {
-            "type" => &mut self.ty,
-            "stream_id" => &mut self.stream_id,
-            "model" => &mut self.model,
-            "generate" => &mut self.generate,
-            "status" => &mut self.status,
-            "error" => &mut self.error,
-            "response" => &mut self.response,
-            _ => return None,
-        };
-        if slot.is_some() {
-            return None;
-        }
-        *slot = Some(value.clone());
-        if name == "type" {
+        if i == 0 {
             return Some(unquote(buf.get(value)?));
         }
         None
@@ -170,7 +140,7 @@ impl TopFields {
 }
 
 /// Names of the `response` members the tap extracts, in [`RespFields`] slot order.
-const RESP_NAMES: [&[u8]; 5] = [b"id", b"model", b"status", b"service_tier", b"usage"];
+pub(crate) const RESP_NAMES: [&[u8]; 5] = [b"id", b"model", b"status", b"service_tier", b"usage"];
 
 /// Spans (absolute in the message) of the `response` members the tap may need.
 #[derive(Debug, Clone, Default)]
@@ -181,11 +151,6 @@ pub(crate) struct RespFields {
 }
 
 impl RespFields {
-    /// Whether [`RespFields::record`] may keep the value of a member with this raw key.
-    pub(crate) fn wants(raw: &[u8]) -> bool {
-        RESP_NAMES.contains(&raw) || raw.contains(&b'\\')
-    }
-
     /// Records a member of the `response` object (first occurrence wins).
     pub(crate) fn record(&mut self, buf: &[u8], key: Range<usize>, value: Range<usize>) {
         let raw = buf.get(key).map(unquote).unwrap_or_default();
@@ -211,6 +176,12 @@ impl RespFields {
             }
         }
     }
+}
+
+/// Whether a member with raw key `raw` may be one of `names` — an escaped key may decode to
+/// one — without decoding it (a walk asks this of every member it skips).
+pub(crate) fn may_be_one_of(raw: &[u8], names: &[&[u8]]) -> bool {
+    names.contains(&raw) || raw.contains(&b'\\')
 }
 
 /// Index of the key with raw (quoted-content) bytes `raw` in `names`; escaped keys decoded.

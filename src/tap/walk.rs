@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 
-use super::extract::{classify, Kind, RespFields, TopFields};
+use super::extract::{classify, may_be_one_of, Kind, RespFields, TopFields, RESP_NAMES, TOP_NAMES};
 use super::scan::{Scanner, Step};
 use super::{Direction, TapError};
 
@@ -59,14 +59,14 @@ impl Walker {
     /// or an object or array such as a terminal event's `output`): that value's bytes in
     /// `buf`, which nothing needs again. The caller may drop them and [`Walker::rebase`].
     pub(crate) fn droppable(&self, buf: &[u8]) -> Option<Range<usize>> {
-        let (scan, wanted): (&Scanner, fn(&[u8]) -> bool) = if self.in_response {
-            (&self.inner, RespFields::wants)
+        let (scan, names) = if self.in_response {
+            (&self.inner, &RESP_NAMES[..])
         } else {
-            (&self.top, TopFields::wants)
+            (&self.top, &TOP_NAMES[..])
         };
         let (key, start) = scan.skipping()?;
         let raw = buf.get(key).map(super::scan::unquote)?;
-        (!wanted(raw)).then(|| start..scan.pos())
+        (!may_be_one_of(raw, names)).then(|| start..scan.pos())
     }
 
     /// The bytes from `pos` on moved to `pos`'s new place `to` (after [`Walker::droppable`]
