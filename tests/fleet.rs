@@ -165,8 +165,12 @@ async fn a_daily_budget_and_a_session_cap_hold_across_two_relays() {
 
     // Turns alternate between the relays until both refuse.
     let (mut ca, mut cb) = (
-        session(&a.addr, BUDGET_KEY).await.expect("a"),
-        session(&b.addr, BUDGET_KEY).await.expect("b"),
+        session(&a.addr, BUDGET_KEY)
+            .await
+            .unwrap_or_else(|e| panic!("a: {e:?}\n{}", a.log_text())),
+        session(&b.addr, BUDGET_KEY)
+            .await
+            .unwrap_or_else(|e| panic!("b: {e:?}\n{}", b.log_text())),
     );
     let mut refused = [false, false];
     let mut turns = 0;

@@ -2,26 +2,67 @@
 //! processes on fixed ports, clients and their traffic, the records, stream, metrics and
 //! `/readyz` they are checked against.
 
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
 use tollgate_loadtest::client::{connect, ClientOpts, ConnectError, WsClient};
 
+/// A port no other caller in this test process has been given. The listener is closed
+/// before the port is used, so two tests asking at once could otherwise be handed the
+/// same one and one engine would answer for the other's.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("port");
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
-pub fn wait_port(port: u16) {
-    let end = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < end, "port {port} never opened");
-        std::thread::sleep(Duration::from_millis(20));
+/// How a started engine shows it is the one we started, serving on its port.
+#[derive(Clone, Copy, Debug)]
+pub enum Probe {
+    /// `PING` answered `+PONG`.
+    Redis,
+    /// The greeting is `INFO {...}` naming the port.
+    Nats,
+}
+
+impl Probe {
+    fn answers(self, port: u16) -> bool {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut buf = [0u8; 4096];
+        let mut got = Vec::new();
+        if let Probe::Redis = self {
+            if s.write_all(b"PING\r\n").is_err() {
+                return false;
+            }
+        }
+        while !got.contains(&b'\n') {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        let line = String::from_utf8_lossy(&got);
+        match self {
+            Probe::Redis => line.starts_with("+PONG"),
+            Probe::Nats => line.starts_with("INFO ") && line.contains(&format!("\"port\":{port},")),
+        }
     }
 }
 
@@ -30,15 +71,17 @@ pub struct Server {
     bin: &'static str,
     args: Vec<String>,
     port: u16,
+    probe: Probe,
     child: Option<Child>,
 }
 
 impl Server {
-    pub fn start(bin: &'static str, args: Vec<String>, port: u16) -> Server {
+    pub fn start(bin: &'static str, args: Vec<String>, port: u16, probe: Probe) -> Server {
         let mut s = Server {
             bin,
             args,
             port,
+            probe,
             child: None,
         };
         s.up();
@@ -52,7 +95,7 @@ impl Server {
             .map(|s| s.to_string())
             .chain([store.display().to_string()])
             .collect();
-        Server::start("nats-server", args, port)
+        Server::start("nats-server", args, port, Probe::Nats)
     }
 
     pub fn redis() -> Server {
@@ -70,18 +113,35 @@ impl Server {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        Server::start("redis-server", args, port)
+        Server::start("redis-server", args, port, Probe::Redis)
     }
 
+    /// Start the process and wait until it answers on its port as what it is; a process
+    /// that exits first (its port taken by another) fails the test with that reason.
     pub fn up(&mut self) {
-        let child = Command::new(self.bin)
+        let mut child = Command::new(self.bin)
             .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("{} (scripts/install-deps.sh installs it): {e}", self.bin));
+        let end = Instant::now() + Duration::from_secs(10);
+        while !self.probe.answers(self.port) {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "{} exited at start ({status}); port {} taken?",
+                    self.bin, self.port
+                );
+            }
+            assert!(
+                Instant::now() < end,
+                "{} never answered on port {}",
+                self.bin,
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         self.child = Some(child);
-        wait_port(self.port);
     }
 
     pub fn down(&mut self) {
