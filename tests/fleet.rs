@@ -136,6 +136,9 @@ async fn every_record_reaches_jetstream_once_across_kill_9_and_a_nats_outage() {
     drop((a, b));
 }
 
+const NATS_PASSWORD: &str = "nats-pw-must-not-be-logged";
+const REDIS_PASSWORD: &str = "redis-pw-must-not-be-logged";
+
 fn budget_keys() -> String {
     format!("budget {BUDGET_KEY} tokens_per_day=2500\ncapped {CAPPED_KEY} fleet_max_sessions=3\n")
 }
@@ -251,11 +254,14 @@ async fn a_daily_budget_and_a_session_cap_hold_across_two_relays() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_redis_down_closed_refuses_and_open_admits() {
-    let mut redis = Server::redis();
+    let mut redis = Server::redis_with(&["--requirepass", REDIS_PASSWORD]);
     let mock = MockUpstream::start(MockConfig::default())
         .await
         .expect("mock");
-    let redis_url = redis.url("redis");
+    // The password is in the URL, as operators write it; it never reaches a log line.
+    let redis_url = redis
+        .url("redis")
+        .replace("://", &format!("://:{REDIS_PASSWORD}@"));
     let flags = |fail: &'static str| {
         vec![
             "--budget-redis".to_string(),
@@ -318,6 +324,10 @@ async fn with_redis_down_closed_refuses_and_open_admits() {
             log.contains("Redis unreachable") && log.contains(&format!("--budget-fail {mode}")),
             "{mode}: {log}"
         );
+        assert!(
+            log.contains("url=redis://<redacted>@127.0.0.1:") && !log.contains(REDIS_PASSWORD),
+            "{mode}: {log}"
+        );
     }
     // Redis back: the closed relay admits again.
     redis.up();
@@ -330,16 +340,69 @@ async fn with_redis_down_closed_refuses_and_open_admits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_redis_closes_is_redialled_without_refusing() {
+    let redis = Server::redis();
+    let mock = MockUpstream::start(MockConfig::default())
+        .await
+        .expect("mock");
+    let redis_url = redis.url("redis");
+    let relay = RelayProcess::start(
+        "uring",
+        &mock.url(),
+        &budget_keys(),
+        &[
+            "--budget-redis",
+            redis_url.as_str(),
+            "--budget-fail",
+            "closed",
+            "--fleet-sync-interval",
+            "100ms",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
+    );
+    let admin = relay.admin.clone().expect("admin");
+    session(&relay.addr, BUDGET_KEY)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", relay.log_text()));
+    // Redis closes every client connection, five times; each time the relay's next round
+    // fails on the closed connection.
+    for _ in 0..5 {
+        let killed = redis_command(&redis, "CLIENT KILL TYPE normal");
+        assert!(killed.starts_with(':'), "{killed}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        metric(&admin, "tollgate_budget_errors_total") >= 1.0,
+        "the closed connections were noticed"
+    );
+    assert_eq!(metric(&admin, "tollgate_budget_backend_up"), 1.0);
+    assert!(
+        !relay.log_text().contains("Redis unreachable"),
+        "{}",
+        relay.log_text()
+    );
+    session(&relay.addr, BUDGET_KEY)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", relay.log_text()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_rotation_and_the_export_cursor_agree() {
     let store = tempfile::tempdir().expect("tmp");
-    let mut nats = Server::nats(store.path());
+    let mut nats = Server::nats_with(
+        store.path(),
+        &["--user", "tollgate", "--pass", NATS_PASSWORD],
+    );
     let mock = MockUpstream::start(MockConfig {
         deltas: 2,
         ..MockConfig::default()
     })
     .await
     .expect("mock");
-    let nats_url = nats.url("nats");
+    let nats_url = nats
+        .url("nats")
+        .replace("://", &format!("://tollgate:{NATS_PASSWORD}@"));
     let flags = [
         "--usage-export",
         nats_url.as_str(),
@@ -420,4 +483,9 @@ async fn log_rotation_and_the_export_cursor_agree() {
         .position(|id| *id == first_of_current)
         .expect("in the stream");
     assert_eq!(pos, 15);
+    let text = r.log_text();
+    assert!(
+        text.contains("url=nats://<redacted>@127.0.0.1:") && !text.contains(NATS_PASSWORD),
+        "{text}"
+    );
 }

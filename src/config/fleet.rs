@@ -8,6 +8,21 @@ use super::cli::Cli;
 use super::routes::{check_scheme, valid_route_name};
 use super::{ConfigError, UsageLog};
 
+/// A server URL fit for a log line: a user or password in it (`redis://:secret@host`,
+/// `nats://user:secret@host`) becomes `<redacted>`.
+pub fn loggable_url(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.into();
+    };
+    let authority_end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    match url[start..authority_end].rfind('@') {
+        Some(at) => format!("{}<redacted>{}", &url[..start], &url[start + at..]).into(),
+        None => url.into(),
+    }
+}
+
 /// Usage export to NATS JetStream (`--usage-export`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportConfig {
@@ -142,5 +157,27 @@ impl Cli {
             sync_interval: self.fleet_sync_interval,
             node_id,
         })
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::loggable_url;
+
+    #[test]
+    fn credentials_in_server_urls_are_redacted_for_logs() {
+        for (url, logged) in [
+            (
+                "redis://:s3cret@10.0.0.1:6379/0",
+                "redis://<redacted>@10.0.0.1:6379/0",
+            ),
+            ("rediss://user:s3cret@cache", "rediss://<redacted>@cache"),
+            ("nats://u:p@a@nats:4222", "nats://<redacted>@nats:4222"),
+            ("nats://127.0.0.1:4222", "nats://127.0.0.1:4222"),
+            ("redis://cache/0?name=a@b", "redis://cache/0?name=a@b"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(loggable_url(url), logged, "{url}");
+        }
     }
 }

@@ -11,7 +11,7 @@ mod fleet;
 mod routes;
 
 pub use cli::{parse_duration, parse_size, Cli, Driver, KeysTool, LogFormat, ParseError, Tool};
-pub use fleet::{BudgetConfig, ExportConfig, FleetConfig};
+pub use fleet::{loggable_url, BudgetConfig, ExportConfig, FleetConfig};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -27,7 +27,8 @@
 //! **Redis down.** A failed round marks the backend down (metric, one log line per
 //! transition): `--budget-fail closed` refuses whatever a fleet limit governs
 //! (`budget_unavailable`), `open` admits it; the next successful round restores normal
-//! service.
+//! service. A failed round is first tried once more on a new connection (unless the dial
+//! timed out), so a connection Redis closed, or one slow answer, is not an outage.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -39,6 +40,19 @@ use tokio::sync::watch;
 use crate::config::BudgetConfig;
 use crate::limits::{FailMode, Period, Tenants};
 use crate::metrics::FleetMetrics;
+
+/// Why a round with Redis failed (logged when Redis is marked unreachable).
+#[derive(Debug, thiserror::Error)]
+enum RoundError {
+    #[error("connecting timed out after {0:?}")]
+    ConnectTimeout(Duration),
+    #[error("connecting failed: {0}")]
+    Connect(redis::RedisError),
+    #[error("the round timed out after {0:?}")]
+    RoundTimeout(Duration),
+    #[error("{0}")]
+    Redis(redis::RedisError),
+}
 
 /// How often leases are topped up.
 const TICK: Duration = Duration::from_millis(100);
@@ -145,38 +159,31 @@ impl Budgets {
         let client = match redis::Client::open(self.cfg.url.as_str()) {
             Ok(c) => c,
             Err(e) => {
-                tracing::error!(error = %e, "--budget-redis: bad URL; fleet limits follow --budget-fail");
-                self.set_up(false);
+                self.set_up(Err(RoundError::Connect(e)));
                 return;
             }
         };
         let mut con: Option<MultiplexedConnection> = None;
         let mut last_sync: Option<Instant> = None;
         while !*stop.borrow() {
-            if con.is_none() {
-                con = tokio::time::timeout(OP_TIMEOUT, client.get_multiplexed_async_connection())
-                    .await
-                    .ok()
-                    .and_then(Result::ok);
-            }
             let sync_due = last_sync.is_none_or(|t| t.elapsed() >= self.interval);
-            let ok = match con.as_mut() {
-                None => false,
-                Some(c) => {
-                    let r =
-                        tokio::time::timeout(OP_TIMEOUT + self.interval, self.round(c, sync_due))
-                            .await;
-                    matches!(r, Ok(Ok(())))
-                }
-            };
+            // A failed round is tried once more on a new connection before Redis counts as
+            // down: a connection Redis (or a proxy in front of it) closed, even while it
+            // was being set up, or one slow answer, must not turn a closed-mode relay into
+            // one that refuses every governed tenant until the next tick. Redis down is
+            // still noticed at once (a refused dial fails in microseconds); only a dial
+            // that timed out is not tried again.
+            let mut result = self.attempt(&client, &mut con, sync_due).await;
+            if result
+                .as_ref()
+                .is_err_and(|e| !matches!(e, RoundError::ConnectTimeout(_)))
+            {
+                result = self.attempt(&client, &mut con, sync_due).await;
+            }
             if sync_due {
                 last_sync = Some(Instant::now());
             }
-            if !ok {
-                self.metrics.budget_error();
-                con = None;
-            }
-            self.set_up(ok);
+            self.set_up(result);
             tokio::select! {
                 _ = tokio::time::sleep(TICK) => {}
                 _ = stop.changed() => {}
@@ -187,16 +194,55 @@ impl Budgets {
         }
     }
 
-    fn set_up(&mut self, up: bool) {
+    /// One round on `con`, dialled first when there is none; a failure is counted and
+    /// drops the connection.
+    async fn attempt(
+        &self,
+        client: &redis::Client,
+        con: &mut Option<MultiplexedConnection>,
+        sync: bool,
+    ) -> Result<(), RoundError> {
+        let result = async {
+            let c = match con {
+                Some(c) => c,
+                None => {
+                    let dialled =
+                        tokio::time::timeout(OP_TIMEOUT, client.get_multiplexed_async_connection())
+                            .await
+                            .map_err(|_| RoundError::ConnectTimeout(OP_TIMEOUT))?
+                            .map_err(RoundError::Connect)?;
+                    con.insert(dialled)
+                }
+            };
+            let limit = OP_TIMEOUT + self.interval;
+            tokio::time::timeout(limit, self.round(c, sync))
+                .await
+                .map_err(|_| RoundError::RoundTimeout(limit))?
+                .map_err(RoundError::Redis)
+        }
+        .await;
+        if result.is_err() {
+            self.metrics.budget_error();
+            *con = None;
+        }
+        result
+    }
+
+    fn set_up(&mut self, result: Result<(), RoundError>) {
+        let up = result.is_ok();
         if up != self.up {
             let mode = match self.cfg.fail {
                 FailMode::Closed => "closed: refusing what fleet limits govern",
                 FailMode::Open => "open: admitting without fleet limits",
             };
-            if up {
-                tracing::info!("Redis reachable again; fleet limits enforced");
-            } else {
-                tracing::error!(url = %self.cfg.url, fail = mode, "Redis unreachable; --budget-fail {mode}");
+            match result {
+                Ok(()) => tracing::info!("Redis reachable again; fleet limits enforced"),
+                Err(e) => tracing::error!(
+                    url = %crate::config::loggable_url(&self.cfg.url),
+                    error = %e,
+                    fail = mode,
+                    "Redis unreachable; --budget-fail {mode}"
+                ),
             }
         }
         self.up = up;

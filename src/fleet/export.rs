@@ -84,6 +84,28 @@ pub fn subject_filter(template: &str) -> String {
 }
 
 /// Why a pass failed.
+/// Credentials written in the NATS URL (`nats://user:pass@host`, `nats://token@host`).
+#[derive(Debug, PartialEq, Eq)]
+enum Credentials {
+    UserPassword(String, String),
+    Token(String),
+}
+
+/// The URL's credentials, percent-decoded; async-nats connects to the host of such a URL
+/// but does not send what is written before the `@`.
+fn url_credentials(addr: &async_nats::ServerAddr) -> Option<Credentials> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let user = addr.username()?;
+    Some(match addr.password() {
+        Some(pass) => Credentials::UserPassword(decode(user), decode(pass)),
+        None => Credentials::Token(decode(user)),
+    })
+}
+
 #[derive(Debug, thiserror::Error)]
 enum PassError {
     #[error("reading the usage log: {0}")]
@@ -177,7 +199,7 @@ impl Exporter {
                 Some(c) => self.pass(c).await,
                 None => match self.connect().await {
                     Ok(c) => {
-                        tracing::info!(url = %self.cfg.url, stream = %self.cfg.stream, "usage export connected");
+                        tracing::info!(url = %crate::config::loggable_url(&self.cfg.url), stream = %self.cfg.stream, "usage export connected");
                         js = Some(c);
                         continue;
                     }
@@ -236,16 +258,19 @@ impl Exporter {
     }
 
     async fn connect(&self) -> Result<jetstream::Context, String> {
-        let client = tokio::time::timeout(
-            Duration::from_secs(2),
-            async_nats::ConnectOptions::new()
-                .connection_timeout(Duration::from_secs(1))
-                .name("tollgate-usage-export")
-                .connect(self.cfg.url.as_str()),
-        )
-        .await
-        .map_err(|_| "connect timed out".to_string())?
-        .map_err(|e| e.to_string())?;
+        let addr: async_nats::ServerAddr = self.cfg.url.parse().map_err(|e| format!("{e}"))?;
+        let options = async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(1))
+            .name("tollgate-usage-export");
+        let options = match url_credentials(&addr) {
+            Some(Credentials::UserPassword(user, pass)) => options.user_and_password(user, pass),
+            Some(Credentials::Token(token)) => options.token(token),
+            None => options,
+        };
+        let client = tokio::time::timeout(Duration::from_secs(2), options.connect(addr))
+            .await
+            .map_err(|_| "connect timed out".to_string())?
+            .map_err(|e| e.to_string())?;
         let js = jetstream::new(client);
         js.get_or_create_stream(jetstream::stream::Config {
             name: self.cfg.stream.clone(),
@@ -409,5 +434,22 @@ mod tests {
         );
         assert_eq!(subject_filter("tollgate.usage.{route}"), "tollgate.usage.*");
         assert_eq!(subject_filter("fixed.subject"), "fixed.subject");
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_decoded() {
+        let creds = |url: &str| url_credentials(&url.parse().expect("url"));
+        assert_eq!(
+            creds("nats://tollgate:p%40ss%3Aw@127.0.0.1:4222"),
+            Some(Credentials::UserPassword(
+                "tollgate".into(),
+                "p@ss:w".into()
+            ))
+        );
+        assert_eq!(
+            creds("nats://s3cr3t-token@nats:4222"),
+            Some(Credentials::Token("s3cr3t-token".into()))
+        );
+        assert_eq!(creds("nats://127.0.0.1:4222"), None);
     }
 }

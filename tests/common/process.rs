@@ -68,7 +68,11 @@ impl RelayProcess {
         let mut admin = None;
         for line in lines.by_ref() {
             let line = line.expect("line");
-            log.lock().unwrap().push_str(&line);
+            {
+                let mut l = log.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
             if let Some(i) = line.find("admin=") {
                 admin = Some(line[i + 6..].split_whitespace().next().unwrap().to_string());
             }

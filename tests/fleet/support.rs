@@ -33,7 +33,7 @@ pub fn free_port() -> u16 {
 /// How a started engine shows it is the one we started, serving on its port.
 #[derive(Clone, Copy, Debug)]
 pub enum Probe {
-    /// `PING` answered `+PONG`.
+    /// `PING` answered `+PONG` (or `-NOAUTH` when it wants a password).
     Redis,
     /// The greeting is `INFO {...}` naming the port.
     Nats,
@@ -60,7 +60,7 @@ impl Probe {
         }
         let line = String::from_utf8_lossy(&got);
         match self {
-            Probe::Redis => line.starts_with("+PONG"),
+            Probe::Redis => line.starts_with("+PONG") || line.starts_with("-NOAUTH"),
             Probe::Nats => line.starts_with("INFO ") && line.contains(&format!("\"port\":{port},")),
         }
     }
@@ -89,16 +89,27 @@ impl Server {
     }
 
     pub fn nats(store: &Path) -> Server {
+        Server::nats_with(store, &[])
+    }
+
+    /// NATS with extra arguments (e.g. `--user`, `--pass`).
+    pub fn nats_with(store: &Path, extra: &[&str]) -> Server {
         let port = free_port();
         let args = ["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"]
             .iter()
             .map(|s| s.to_string())
             .chain([store.display().to_string()])
+            .chain(extra.iter().map(|s| s.to_string()))
             .collect();
         Server::start("nats-server", args, port, Probe::Nats)
     }
 
     pub fn redis() -> Server {
+        Server::redis_with(&[])
+    }
+
+    /// Redis with extra arguments (e.g. `--requirepass`).
+    pub fn redis_with(extra: &[&str]) -> Server {
         let port = free_port();
         let args = [
             "--port",
@@ -111,6 +122,7 @@ impl Server {
             "no",
         ]
         .iter()
+        .chain(extra)
         .map(|s| s.to_string())
         .collect();
         Server::start("redis-server", args, port, Probe::Redis)
@@ -206,6 +218,23 @@ pub async fn traffic(addr: String, n: usize) -> usize {
     done
 }
 
+/// One inline command to a Redis server; its first reply line.
+pub fn redis_command(server: &Server, command: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).expect("redis");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(format!("{command}\r\n").as_bytes())
+        .expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    while !got.contains(&b'\n') {
+        let n = s.read(&mut buf).expect("reply");
+        assert!(n > 0, "redis closed the connection");
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).trim_end().to_string()
+}
+
 pub fn records(p: &Path) -> Vec<tollgate::metering::UsageRecord> {
     tollgate::metering::read_log(p)
         .map(|r| r.records)
@@ -214,7 +243,15 @@ pub fn records(p: &Path) -> Vec<tollgate::metering::UsageRecord> {
 
 /// Every message in the stream: response ids in order.
 pub async fn stream_ids(nats: &str) -> Vec<String> {
-    let client = async_nats::connect(nats).await.expect("nats");
+    // async-nats does not send credentials written in the URL: pass them as options.
+    let addr: async_nats::ServerAddr = nats.parse().expect("nats url");
+    let options = match (addr.username(), addr.password()) {
+        (Some(u), Some(p)) => {
+            async_nats::ConnectOptions::with_user_and_password(u.into(), p.into())
+        }
+        _ => async_nats::ConnectOptions::new(),
+    };
+    let client = options.connect(addr).await.expect("nats");
     let js = async_nats::jetstream::new(client);
     let mut stream = js
         .get_stream("TOLLGATE_USAGE")
