@@ -325,8 +325,9 @@ pub struct Cli {
     #[arg(long, hide = true)]
     pub debug_panic_on_model: Option<String>,
 
-    /// Export usage records to this NATS server's JetStream (`nats://host:port`), from the
-    /// usage log (needs `--usage-log FILE`); the log stays the source of truth.
+    /// Export usage records to this NATS server's JetStream (`nats://host:port`,
+    /// `nats://user:pass@host:port` or `nats://token@host:port`), from the usage log
+    /// (needs `--usage-log FILE`); the log stays the source of truth.
     #[arg(long, env = "TOLLGATE_USAGE_EXPORT")]
     pub usage_export: Option<String>,
 
@@ -361,7 +362,8 @@ pub struct Cli {
     )]
     pub usage_export_max_backlog: u64,
 
-    /// Redis holding the fleet's token budgets and session counts (`redis://host:port`).
+    /// Redis holding the fleet's token budgets and session counts (`redis://host:port`,
+    /// `redis://:password@host:port`).
     #[arg(long, env = "TOLLGATE_BUDGET_REDIS")]
     pub budget_redis: Option<String>,
 
