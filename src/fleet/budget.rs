@@ -44,6 +44,8 @@ use crate::metrics::FleetMetrics;
 /// Why a round with Redis failed (logged when Redis is marked unreachable).
 #[derive(Debug, thiserror::Error)]
 enum RoundError {
+    #[error("bad URL: {0}")]
+    BadUrl(redis::RedisError),
     #[error("connecting timed out after {0:?}")]
     ConnectTimeout(Duration),
     #[error("connecting failed: {0}")]
@@ -159,7 +161,7 @@ impl Budgets {
         let client = match redis::Client::open(self.cfg.url.as_str()) {
             Ok(c) => c,
             Err(e) => {
-                self.set_up(Err(RoundError::Connect(e)));
+                self.set_up(Err(RoundError::BadUrl(e)));
                 return;
             }
         };

@@ -44,21 +44,14 @@ impl Probe {
         let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
             return false;
         };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        let mut buf = [0u8; 4096];
-        let mut got = Vec::new();
         if let Probe::Redis = self {
             if s.write_all(b"PING\r\n").is_err() {
                 return false;
             }
         }
-        while !got.contains(&b'\n') {
-            match s.read(&mut buf) {
-                Ok(0) | Err(_) => return false,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-        let line = String::from_utf8_lossy(&got);
+        let Ok(line) = first_line(&mut s) else {
+            return false;
+        };
         match self {
             Probe::Redis => line.starts_with("+PONG") || line.starts_with("-NOAUTH"),
             Probe::Nats => line.starts_with("INFO ") && line.contains(&format!("\"port\":{port},")),
@@ -221,18 +214,23 @@ pub async fn traffic(addr: String, n: usize) -> usize {
 /// One inline command to a Redis server; its first reply line.
 pub fn redis_command(server: &Server, command: &str) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", server.port)).expect("redis");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
     s.write_all(format!("{command}\r\n").as_bytes())
         .expect("write");
+    first_line(&mut s).expect("reply")
+}
+
+/// What a server sends up to its first newline (2 s at most), without the line end.
+fn first_line(s: &mut TcpStream) -> std::io::Result<String> {
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
     let mut got = Vec::new();
-    let mut buf = [0u8; 512];
+    let mut buf = [0u8; 4096];
     while !got.contains(&b'\n') {
-        let n = s.read(&mut buf).expect("reply");
-        assert!(n > 0, "redis closed the connection");
-        got.extend_from_slice(&buf[..n]);
+        match s.read(&mut buf)? {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => got.extend_from_slice(&buf[..n]),
+        }
     }
-    String::from_utf8_lossy(&got).trim_end().to_string()
+    Ok(String::from_utf8_lossy(&got).trim_end().to_string())
 }
 
 pub fn records(p: &Path) -> Vec<tollgate::metering::UsageRecord> {
