@@ -186,11 +186,17 @@ pub(crate) fn may_be_one_of(raw: &[u8], names: &[&[u8]]) -> bool {
 
 /// Index of the key with raw (quoted-content) bytes `raw` in `names`; escaped keys decoded.
 fn key_index(raw: &[u8], names: &[&[u8]]) -> Option<usize> {
-    if raw.contains(&b'\\') {
-        let name = decode_escaped(&[b"\"", raw, b"\""].concat())?;
-        return names.iter().position(|n| *n == name.as_bytes());
+    // Plain keys first: no name has a backslash, and the scan for one is paid only by keys
+    // that match no name (the order `record` had before it shared this function; tapping
+    // a tracked delta was 10-19% slower with the scan first, `cargo bench --bench tap`).
+    if let Some(i) = names.iter().position(|n| *n == raw) {
+        return Some(i);
     }
-    names.iter().position(|n| *n == raw)
+    if !raw.contains(&b'\\') {
+        return None;
+    }
+    let name = decode_escaped(&[b"\"", raw, b"\""].concat())?;
+    names.iter().position(|n| *n == name.as_bytes())
 }
 
 /// Builds the event of a complete message `msg` whose members were recorded in `f` (and,
