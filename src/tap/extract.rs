@@ -195,6 +195,13 @@ fn key_index(raw: &[u8], names: &[&[u8]]) -> Option<usize> {
     if !raw.contains(&b'\\') {
         return None;
     }
+    escaped_key_index(raw, names)
+}
+
+/// [`key_index`] of a key with escapes: decoded first. Rare, and out of line so that the
+/// common path keeps a small stack frame.
+#[cold]
+fn escaped_key_index(raw: &[u8], names: &[&[u8]]) -> Option<usize> {
     let name = decode_escaped(&[b"\"", raw, b"\""].concat())?;
     names.iter().position(|n| *n == name.as_bytes())
 }
