@@ -29,6 +29,20 @@ impl Tap {
         }
     }
 
+    /// The part of a later chunk to keep: when the walk stopped inside a value nothing
+    /// records (a terminal event's `output`) with nothing to read again, that value is
+    /// skipped on through `chunk` in place and only what follows it is returned.
+    pub(super) fn skip_in_place<'c, const SIMD: bool>(&mut self, chunk: &'c [u8]) -> &'c [u8] {
+        let end = self.buf.len();
+        match self.walker.as_deref_mut() {
+            Some(w) if w.droppable(&self.buf).is_some_and(|r| r.end == end) => {
+                let (Ok(n) | Err(n)) = w.skip_over::<SIMD>(chunk, end);
+                chunk.get(n..).unwrap_or_default()
+            }
+            _ => chunk,
+        }
+    }
+
     /// Drops from `buf` the bytes of a value nothing records that the walk stopped in (they
     /// arrived in one chunk with bytes the walk needed).
     pub(super) fn drop_skipped(&mut self, buf: &mut Vec<u8>) {

@@ -343,16 +343,7 @@ impl Tap {
                 }
             }
             State::Assemble { mut kind } => {
-                // Inside a value nothing records (a terminal event's `output`), with nothing
-                // to read again: skip on through this chunk in place; copy only what follows.
-                let mut chunk = chunk;
-                let end = self.buf.len();
-                if let Some(w) = self.walker.as_deref_mut() {
-                    if w.droppable(&self.buf).is_some_and(|r| r.end == end) {
-                        let (Ok(n) | Err(n)) = w.skip_over::<SIMD>(chunk, end);
-                        chunk = chunk.get(n..).unwrap_or_default();
-                    }
-                }
+                let chunk = self.skip_in_place::<SIMD>(chunk);
                 if !self.append(chunk) {
                     return None;
                 }

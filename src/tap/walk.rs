@@ -46,8 +46,18 @@ impl Walker {
         }
     }
 
-    /// The scanner the walk is in: the `response` object's while inside it.
-    fn active(&mut self) -> &mut Scanner {
+    /// The scanner the walk is in and the names recorded there: the `response` object's
+    /// while inside it.
+    fn active(&self) -> (&Scanner, &'static [&'static [u8]]) {
+        if self.in_response {
+            (&self.inner, &RESP_NAMES)
+        } else {
+            (&self.top, &TOP_NAMES)
+        }
+    }
+
+    /// [`Walker::active`]'s scanner, to move.
+    fn active_mut(&mut self) -> &mut Scanner {
         if self.in_response {
             &mut self.inner
         } else {
@@ -59,11 +69,7 @@ impl Walker {
     /// or an object or array such as a terminal event's `output`): that value's bytes in
     /// `buf`, which nothing needs again. The caller may drop them and [`Walker::rebase`].
     pub(crate) fn droppable(&self, buf: &[u8]) -> Option<Range<usize>> {
-        let (scan, names) = if self.in_response {
-            (&self.inner, &RESP_NAMES[..])
-        } else {
-            (&self.top, &TOP_NAMES[..])
-        };
+        let (scan, names) = self.active();
         let (key, start) = scan.skipping()?;
         let raw = buf.get(key).map(super::scan::unquote)?;
         (!may_be_one_of(raw, names)).then(|| start..scan.pos())
@@ -72,7 +78,7 @@ impl Walker {
     /// The bytes from `pos` on moved to `pos`'s new place `to` (after [`Walker::droppable`]
     /// bytes were dropped).
     pub(crate) fn rebase(&mut self, to: usize) {
-        self.active().set_pos(to);
+        self.active_mut().set_pos(to);
     }
 
     /// Continues a [`Walker::droppable`] value over `chunk` without it being in the buffer;
@@ -83,7 +89,7 @@ impl Walker {
         chunk: &[u8],
         end: usize,
     ) -> Result<usize, usize> {
-        let scan = self.active();
+        let scan = self.active_mut();
         let r = scan.skip_over::<SIMD>(chunk);
         scan.set_pos(end);
         r
