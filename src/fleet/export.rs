@@ -83,12 +83,21 @@ pub fn subject_filter(template: &str) -> String {
     template.replace("{route}", "*").replace("{tenant}", "*")
 }
 
-/// Why a pass failed.
 /// Credentials written in the NATS URL (`nats://user:pass@host`, `nats://token@host`).
-#[derive(Debug, PartialEq, Eq)]
+#[derive(PartialEq, Eq)]
 enum Credentials {
     UserPassword(String, String),
     Token(String),
+}
+
+/// Redacted, so that no `{:?}` can put a password in a log line.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::UserPassword(user, _) => write!(f, "UserPassword({user:?}, <redacted>)"),
+            Credentials::Token(_) => f.write_str("Token(<redacted>)"),
+        }
+    }
 }
 
 /// The URL's credentials, percent-decoded; async-nats connects to the host of such a URL
@@ -106,6 +115,7 @@ fn url_credentials(addr: &async_nats::ServerAddr) -> Option<Credentials> {
     })
 }
 
+/// Why a pass failed.
 #[derive(Debug, thiserror::Error)]
 enum PassError {
     #[error("reading the usage log: {0}")]
@@ -451,5 +461,10 @@ mod tests {
             Some(Credentials::Token("s3cr3t-token".into()))
         );
         assert_eq!(creds("nats://127.0.0.1:4222"), None);
+        let shown = format!("{:?}", creds("nats://tollgate:s3cret@h"));
+        assert!(
+            shown.contains("tollgate") && !shown.contains("s3cret"),
+            "{shown}"
+        );
     }
 }
