@@ -367,7 +367,7 @@ impl SessionMeter {
             TerminalKind::Incomplete => RecordStatus::Incomplete,
             TerminalKind::Failed => RecordStatus::Failed,
         };
-        let rec = self.record(
+        let mut rec = self.record(
             &open,
             status,
             t.usage.as_ref(),
@@ -378,13 +378,10 @@ impl SessionMeter {
         // Whatever the provider put in `usage`, known fields or not (checked only here, once
         // per response; a usage object the scanner accepted but serde cannot parse is kept
         // out rather than failing the record).
-        let rec = UsageRecord {
-            usage: t
-                .usage_raw
-                .as_deref()
-                .and_then(crate::metering::record::RawUsage::from_provider),
-            ..rec
-        };
+        rec.usage = t
+            .usage_raw
+            .as_deref()
+            .and_then(crate::metering::record::RawUsage::from_provider);
         self.remember_done(&rid);
         self.emit(rec, &t.usage.unwrap_or_default())
     }

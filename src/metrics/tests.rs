@@ -226,6 +226,31 @@ fn label_values_are_escaped_and_bounded() {
 }
 
 #[test]
+fn response_statuses_are_bounded_and_counted_per_route() {
+    let reg = Arc::new(Registry::new());
+    let w = WorkerMetrics::new(reg.clone());
+    w.response("completed", "openai");
+    w.response("completed", "openai");
+    for i in 0..MAX_STATUS_SERIES + 3 {
+        w.response(&format!("s{i}"), "openai");
+    }
+    // A status already counted keeps its label on another route, past the cap too.
+    w.response("completed", "xai");
+    w.publish(0);
+    let text = reg.render();
+    assert!(text.contains("tollgate_responses_total{status=\"completed\",route=\"openai\"} 2\n"));
+    assert!(text.contains("tollgate_responses_total{status=\"completed\",route=\"xai\"} 1\n"));
+    // `completed` took one series, s0..s30 the rest; the four after them are `_other`.
+    assert!(text.contains("tollgate_responses_total{status=\"s30\",route=\"openai\"} 1\n"));
+    assert!(!text.contains("status=\"s31\""));
+    assert!(text.contains("tollgate_responses_total{status=\"_other\",route=\"openai\"} 4\n"));
+    assert_eq!(
+        samples(&text, names::RESPONSES).len(),
+        MAX_STATUS_SERIES + 2
+    );
+}
+
+#[test]
 fn tenant_labels_are_bounded_for_passthrough_fingerprints() {
     let reg = Arc::new(Registry::new());
     let w = WorkerMetrics::new(reg.clone());

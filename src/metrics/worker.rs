@@ -198,8 +198,16 @@ struct Labeled {
     frames: BTreeMap<String, [u64; 2]>,
     frame_bytes: BTreeMap<String, [u64; 2]>,
     closes: BTreeMap<(&'static str, Side, String), u64>,
-    tokens: BTreeMap<(String, String, String), TokenCounts>,
-    responses: BTreeMap<(String, String), u64>,
+    /// Tokens by route, tenant and model: nested so that a record whose series exists is
+    /// counted by `&str` lookups, without building an owned key (three `String`s) per record
+    /// as a `(model, tenant, route)` key would; [`WorkerMetrics::snapshot`] flattens it.
+    tokens: BTreeMap<String, BTreeMap<String, BTreeMap<String, TokenCounts>>>,
+    /// Series in `tokens`.
+    token_series: usize,
+    /// Usage records by status, then route (nested for the same reason).
+    responses: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Series in `responses`.
+    response_series: usize,
     route_sessions: BTreeMap<String, u64>,
     creates_refused: BTreeMap<&'static str, u64>,
     tenants: std::collections::BTreeSet<String>,
@@ -297,7 +305,8 @@ impl WorkerMetrics {
     /// past [`MAX_TOKEN_SERIES`] series the model and tenant become [`OTHER`]; routes are
     /// few, from the config).
     pub fn tokens(&self, model: &str, tenant: &str, route: &str, usage: &Usage) {
-        let mut l = self.labeled.borrow_mut();
+        let mut guard = self.labeled.borrow_mut();
+        let l = &mut *guard;
         let tenant = if l.tenants.contains(tenant) {
             tenant
         } else if l.tenants.len() < MAX_TENANT_LABELS {
@@ -306,33 +315,70 @@ impl WorkerMetrics {
         } else {
             OTHER
         };
-        let mut key = (
-            clip(model, MAX_MODEL_LABEL).to_owned(),
-            tenant.to_owned(),
-            route.to_owned(),
-        );
-        if !l.tokens.contains_key(&key) && l.tokens.len() >= MAX_TOKEN_SERIES {
-            key = (OTHER.to_owned(), OTHER.to_owned(), route.to_owned());
+        let mut model = clip(model, MAX_MODEL_LABEL);
+        let add = |t: &mut TokenCounts| {
+            t.input = t.input.wrapping_add(usage.input_tokens);
+            t.cached = t.cached.wrapping_add(usage.cached_tokens);
+            t.output = t.output.wrapping_add(usage.output_tokens);
+            t.reasoning = t.reasoning.wrapping_add(usage.reasoning_tokens);
+        };
+        // The common case: the series exists.
+        if let Some(t) = l
+            .tokens
+            .get_mut(route)
+            .and_then(|m| m.get_mut(tenant))
+            .and_then(|m| m.get_mut(model))
+        {
+            add(t);
+            return;
         }
-        let t = l.tokens.entry(key).or_default();
-        t.input = t.input.wrapping_add(usage.input_tokens);
-        t.cached = t.cached.wrapping_add(usage.cached_tokens);
-        t.output = t.output.wrapping_add(usage.output_tokens);
-        t.reasoning = t.reasoning.wrapping_add(usage.reasoning_tokens);
+        let mut tenant = tenant;
+        if l.token_series >= MAX_TOKEN_SERIES {
+            (model, tenant) = (OTHER, OTHER);
+        }
+        let by_model = l
+            .tokens
+            .entry(route.to_owned())
+            .or_default()
+            .entry(tenant.to_owned())
+            .or_default();
+        let t = match by_model.entry(model.to_owned()) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                l.token_series += 1;
+                e.insert(TokenCounts::default())
+            }
+        };
+        add(t);
     }
 
     /// A usage record with `status` was made on `route`.
     pub fn response(&self, status: &str, route: &str) {
-        let mut l = self.labeled.borrow_mut();
-        let known = l.responses.keys().any(|(s, _)| s == status);
-        let status = if known || l.responses.len() < MAX_STATUS_SERIES {
+        let mut guard = self.labeled.borrow_mut();
+        let l = &mut *guard;
+        if let Some(n) = l.responses.get_mut(status).and_then(|m| m.get_mut(route)) {
+            *n += 1;
+            return;
+        }
+        let known = l.responses.contains_key(status);
+        let status = if known || l.response_series < MAX_STATUS_SERIES {
             status
         } else {
             OTHER
         };
-        *l.responses
-            .entry((status.to_owned(), route.to_owned()))
-            .or_default() += 1;
+        let n = match l
+            .responses
+            .entry(status.to_owned())
+            .or_default()
+            .entry(route.to_owned())
+        {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                l.response_series += 1;
+                e.insert(0)
+            }
+        };
+        *n += 1;
     }
 
     /// A session on `route` passed its handshake (besides [`WorkerMetrics::session_opened`]).
@@ -393,8 +439,25 @@ impl WorkerMetrics {
             frames: l.frames.clone(),
             frame_bytes: l.frame_bytes.clone(),
             closes: l.closes.clone(),
-            tokens: l.tokens.clone(),
-            responses: l.responses.clone(),
+            tokens: l
+                .tokens
+                .iter()
+                .flat_map(|(route, m)| {
+                    m.iter().flat_map(move |(tenant, m)| {
+                        m.iter().map(move |(model, t)| {
+                            ((model.clone(), tenant.clone(), route.clone()), *t)
+                        })
+                    })
+                })
+                .collect(),
+            responses: l
+                .responses
+                .iter()
+                .flat_map(|(status, m)| {
+                    m.iter()
+                        .map(move |(route, n)| ((status.clone(), route.clone()), *n))
+                })
+                .collect(),
             route_sessions: l.route_sessions.clone(),
             duplicate_terminals: self.duplicate_terminals.get(),
             creates_failed: self.creates_failed.get(),
