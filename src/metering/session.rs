@@ -340,7 +340,10 @@ impl SessionMeter {
 
     fn terminal(&mut self, t: &Terminal, now: Instant) -> Result<(), SinkError> {
         let rid = capped(&t.response_id);
-        if self.is_done(&rid) {
+        // Hashed once (keyed SipHash: the ids come from the upstream) for the check and
+        // for remembering it.
+        let done = id_hash(&rid);
+        if self.done.contains(&done) {
             self.stats.duplicate_terminals += 1;
             if let Some(m) = &self.metrics {
                 m.duplicate_terminal();
@@ -382,7 +385,7 @@ impl SessionMeter {
             .usage_raw
             .as_deref()
             .and_then(crate::metering::record::RawUsage::from_provider);
-        self.remember_done(&rid);
+        self.remember_hash(done);
         self.emit(rec, &t.usage.unwrap_or_default())
     }
 
@@ -399,9 +402,10 @@ impl SessionMeter {
         UsageRecord {
             ts: now_rfc3339_ms(),
             session: self.session,
-            tenant: self.tenant.to_string(),
-            route: self.route.to_string(),
-            upstream: self.upstream.to_string(),
+            // `String::from(&str)`: `to_string()` on an `Arc<str>` goes through `Display`.
+            tenant: String::from(&*self.tenant),
+            route: String::from(&*self.route),
+            upstream: String::from(&*self.upstream),
             stream_id: o.lane.clone(),
             response_id: o.response_id.clone(),
             model: model.or(o.model.as_ref()).map(|m| capped(m)),
@@ -483,9 +487,13 @@ impl SessionMeter {
     }
 
     fn remember_done(&mut self, id: &str) {
+        self.remember_hash(id_hash(id));
+    }
+
+    fn remember_hash(&mut self, h: u64) {
         if self.done.len() >= MAX_RECENT_DONE {
             self.done.pop_front();
         }
-        self.done.push_back(id_hash(id));
+        self.done.push_back(h);
     }
 }
