@@ -147,8 +147,40 @@ async fn nine_thousand_idle_sessions_cost_little_memory_and_no_cpu() {
     }
 }
 
-/// 1,000 sessions a second for `dur`: connect, upgrade, one turn, close. Returns how many
-/// completed their turn.
+/// The relay's RSS once quiet: the least of samples every 250 ms over 3 s. Freed memory
+/// goes back to the system in steps (the allocator purges after a delay), so one sample
+/// can catch a few MB on their way out — the least one cannot, and a leak never leaves.
+async fn settled_rss(p: &RelayProcess) -> u64 {
+    let mut least = u64::MAX;
+    for _ in 0..12 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        least = least.min(p.rss_kib());
+    }
+    least
+}
+
+/// Most churn sessions in flight at once. The churn offers 1,000 sessions a second, open
+/// loop; on a machine (or a debug build) that cannot keep up, unbounded, the sessions
+/// waiting for the relay would pile up and the relay's memory would measure that backlog,
+/// not what its sessions leave behind. With the cap, the peak concurrency is the same
+/// however fast the machine is, and the warm-up reaches it first.
+const CHURN_IN_FLIGHT: usize = 64;
+
+/// One churn session: connect, upgrade, one turn, close; `true` when its turn completed.
+async fn churn_session(url: String) -> bool {
+    let Ok(mut c) = connect(&url, opts()).await else {
+        return false;
+    };
+    let ok = c
+        .turn(r#"{"type":"response.create","model":"m","input":"x"}"#)
+        .await
+        .is_ok();
+    let _ = c.close(1000, "").await;
+    ok
+}
+
+/// Up to 1,000 sessions a second for `dur` (at most [`CHURN_IN_FLIGHT`] at once): connect,
+/// upgrade, one turn, close. Returns how many completed their turn.
 async fn churn(url: &str, dur: Duration) -> u64 {
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(10));
@@ -156,22 +188,15 @@ async fn churn(url: &str, dur: Duration) -> u64 {
     let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     while started.elapsed() < dur {
         tick.tick().await;
-        for _ in 0..10 {
+        tasks.retain(|t: &tokio::task::JoinHandle<()>| !t.is_finished());
+        for _ in 0..10.min(CHURN_IN_FLIGHT.saturating_sub(tasks.len())) {
             let (url, done) = (url.to_string(), done.clone());
             tasks.push(tokio::spawn(async move {
-                let Ok(mut c) = connect(&url, opts()).await else {
-                    return;
-                };
-                if c.turn(r#"{"type":"response.create","model":"m","input":"x"}"#)
-                    .await
-                    .is_ok()
-                {
+                if churn_session(url).await {
                     done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
-                let _ = c.close(1000, "").await;
             }));
         }
-        tasks.retain(|t| !t.is_finished());
     }
     for t in tasks {
         let _ = t.await;
@@ -197,25 +222,35 @@ async fn churn_returns_fds_memory_and_the_active_gauge_to_baseline() {
     for driver in DRIVERS {
         let p = RelayProcess::start(driver, &mock.url(), "", &["--admin-listen", "127.0.0.1:0"]);
         let admin: std::net::SocketAddr = p.admin.as_deref().unwrap().parse().unwrap();
-        // Warm up with 5 s of the same churn (allocator arenas reach the high-water mark
-        // of this concurrency), then take the baseline.
+        // Warm up: the churn's peak concurrency at once, then 5 s of the same churn
+        // (allocator arenas reach the high-water mark of this concurrency); then take the
+        // baseline.
+        let burst: Vec<_> = (0..CHURN_IN_FLIGHT)
+            .map(|_| tokio::spawn(churn_session(p.url())))
+            .collect();
+        for t in burst {
+            let _ = t.await;
+        }
         churn(&p.url(), Duration::from_secs(5)).await;
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let (fds0, rss0) = (p.fds(), p.rss_kib());
+        let rss0 = settled_rss(&p).await;
+        let fds0 = p.fds();
         let started = Instant::now();
         let n = churn(&p.url(), Duration::from_secs(secs)).await;
         let elapsed = started.elapsed();
         // Lingering closes end within 2 s of each session.
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let (fds1, rss1) = (p.fds(), p.rss_kib());
+        let rss1 = settled_rss(&p).await;
+        let fds1 = p.fds();
         let active = metric_at_least(admin, "tollgate_sessions_active", 0.0);
         println!(
             "{driver}: {n} sessions in {elapsed:.1?} ({:.0}/s); relay fds {fds0} → {fds1}, RSS {rss0} → {rss1} KiB, active gauge {active}",
             n as f64 / elapsed.as_secs_f64()
         );
+        // Enough sessions for a leak to show against the allowance below (how fast they
+        // ran is the bench's business, not this test's: a debug build on a loaded 2-core
+        // machine runs 780–1,000 a second).
         assert!(
-            n as f64 >= 0.9 * 1000.0 * secs as f64,
-            "{driver}: only {n} sessions completed"
+            n >= 500 * secs,
+            "{driver}: only {n} sessions completed in {elapsed:.1?}"
         );
         assert_eq!(fds1, fds0, "{driver}: file descriptors back to baseline");
         assert!(
