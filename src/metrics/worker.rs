@@ -213,6 +213,19 @@ struct Labeled {
     tenants: std::collections::BTreeSet<String>,
 }
 
+/// The value under `key` in the innermost map of a labelled family, created (and counted in
+/// `count`, the family's series) when new.
+fn series<'a, V: Default>(
+    m: &'a mut BTreeMap<String, V>,
+    key: &str,
+    count: &mut usize,
+) -> &'a mut V {
+    m.entry(key.to_owned()).or_insert_with(|| {
+        *count += 1;
+        V::default()
+    })
+}
+
 fn bump(c: &Cell<u64>, n: u64) {
     c.set(c.get().wrapping_add(n));
 }
@@ -307,7 +320,7 @@ impl WorkerMetrics {
     pub fn tokens(&self, model: &str, tenant: &str, route: &str, usage: &Usage) {
         let mut guard = self.labeled.borrow_mut();
         let l = &mut *guard;
-        let tenant = if l.tenants.contains(tenant) {
+        let mut tenant = if l.tenants.contains(tenant) {
             tenant
         } else if l.tenants.len() < MAX_TENANT_LABELS {
             l.tenants.insert(tenant.to_owned());
@@ -332,24 +345,12 @@ impl WorkerMetrics {
             add(t);
             return;
         }
-        let mut tenant = tenant;
         if l.token_series >= MAX_TOKEN_SERIES {
             (model, tenant) = (OTHER, OTHER);
         }
-        let by_model = l
-            .tokens
-            .entry(route.to_owned())
-            .or_default()
-            .entry(tenant.to_owned())
-            .or_default();
-        let t = match by_model.entry(model.to_owned()) {
-            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(e) => {
-                l.token_series += 1;
-                e.insert(TokenCounts::default())
-            }
-        };
-        add(t);
+        let by_tenant = l.tokens.entry(route.to_owned()).or_default();
+        let by_model = by_tenant.entry(tenant.to_owned()).or_default();
+        add(series(by_model, model, &mut l.token_series));
     }
 
     /// A usage record with `status` was made on `route`.
@@ -366,19 +367,8 @@ impl WorkerMetrics {
         } else {
             OTHER
         };
-        let n = match l
-            .responses
-            .entry(status.to_owned())
-            .or_default()
-            .entry(route.to_owned())
-        {
-            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(e) => {
-                l.response_series += 1;
-                e.insert(0)
-            }
-        };
-        *n += 1;
+        let by_route = l.responses.entry(status.to_owned()).or_default();
+        *series(by_route, route, &mut l.response_series) += 1;
     }
 
     /// A session on `route` passed its handshake (besides [`WorkerMetrics::session_opened`]).
