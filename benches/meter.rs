@@ -1,8 +1,9 @@
 //! What metering costs per response on the worker, without sockets: the events one response
 //! produces (`response.create` → `response.created` → the first delta for TTFT →
-//! `response.completed` with usage) handed to a [`SessionMeter`] that writes its record to
-//! a real usage log (the writer thread fsyncs a file in a temporary directory) and counts
-//! the per-worker metrics. The tap's own cost is in `benches/tap.rs`; this is what happens
+//! `response.completed` with usage) handed to a [`SessionMeter`] that counts the per-worker
+//! metrics and hands its record to the sink: `meter/response` to a real usage log (the
+//! writer thread fsyncs a file in a temporary directory), `meter/response_no_log` to a
+//! disabled sink (the worker's part alone). The tap's own cost is in `benches/tap.rs`; this is what happens
 //! after it: the record, the provider's raw usage, the labelled counters and the sink.
 //!
 //! Run: `cargo bench --bench meter`.
