@@ -440,3 +440,55 @@ fn the_tap_result_moved_per_frame_stays_small() {
         std::mem::size_of::<Option<TapEvent>>()
     );
 }
+
+/// The fast path (a whole message of an uninteresting type returns before `step`) is taken
+/// only between messages, and leaves the tap as a finished message would: a split event
+/// after it (whose last chunk looks like a whole `message`) assembles and yields its event,
+/// a delta split across chunks after that is skipped, and nothing is counted as malformed
+/// or held. With delta tracking on, the same whole delta is an event, not skipped.
+#[test]
+fn whole_uninteresting_messages_leave_the_tap_ready_for_the_next() {
+    let delta = br#"{"type":"response.output_text.delta","delta":"hi","item_id":"m"}"#;
+    // Split so that its second chunk itself starts like a whole uninteresting message.
+    let created = br#"{"type":"response.created","response":{"id":"r1","output":[{"type":"message","content":[]}]}}"#;
+    let cut = created
+        .windows(9)
+        .rposition(|w| w == br#"{"type":""#)
+        .unwrap_or(0);
+    let done = br#"{"type":"response.completed","response":{"id":"r1","usage":{"input_tokens":1,"output_tokens":2}}}"#;
+    for scalar in [false, true] {
+        let mut tap = if scalar {
+            Tap::new_scalar(Direction::UpstreamToClient, BIG)
+        } else {
+            Tap::new(Direction::UpstreamToClient, BIG)
+        };
+        assert_eq!(tap.feed(delta, true), None);
+        let (a, b) = created.split_at(cut);
+        assert_eq!(tap.feed(a, false), None);
+        assert!(matches!(
+            tap.feed(b, true),
+            Some(TapEvent::Created { ref response_id, .. }) if response_id == "r1"
+        ));
+        let (a, b) = delta.split_at(30);
+        assert_eq!(tap.feed(a, false), None);
+        assert_eq!(tap.feed(b, true), None);
+        assert_eq!(tap.feed(delta, true), None);
+        match tap.feed(done, true) {
+            Some(TapEvent::Terminal(t)) => {
+                assert_eq!(t.response_id, "r1");
+                assert_eq!(t.usage.map(|u| u.output_tokens), Some(2));
+            }
+            other => panic!("scalar={scalar}: expected the terminal, got {other:?}"),
+        }
+        assert_eq!(
+            (tap.malformed(), tap.overflows()),
+            (0, 0),
+            "scalar={scalar}"
+        );
+        tap.set_track_deltas(true);
+        assert!(
+            matches!(tap.feed(delta, true), Some(TapEvent::Delta { .. })),
+            "scalar={scalar}"
+        );
+    }
+}

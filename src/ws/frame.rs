@@ -161,6 +161,11 @@ impl FrameError {
 /// as soon as the bytes it needs are present, in wire order: RSV bits, opcode, control-frame
 /// rules, mask rule for `sender`, then the extended length (MSB, `max_frame_bytes`).
 /// Non-minimal length encodings are accepted.
+///
+/// `#[inline]`: out of line, its `Result<Option<FrameHeader>, _>` came back through memory
+/// once per frame, and the walker's first read of it was its hottest instruction in `cargo
+/// bench --bench walker`.
+#[inline]
 pub fn parse_header(
     buf: &[u8],
     sender: Role,
