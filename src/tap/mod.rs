@@ -281,9 +281,10 @@ impl Tap {
         // The common case in as little code as possible, inlined into the frame walker: a
         // whole message whose leading type nothing records (every delta). At `Start` nothing
         // is held, charged or walked, so returning here leaves the tap exactly as
-        // `end_message` would; any other state goes the full way. Measured: `rdtsc` around
-        // the tap call in the relay under the firehose, ~35 -> ~15 cycles per delta;
-        // `cargo bench --bench walker` (with the inlined searcher in `fast_type` and
+        // `end_message` would; any other state goes the full way (an interesting type is
+        // read and classified once more there: a few messages per response). Measured:
+        // `rdtsc` around the tap call in the relay under the firehose, ~35 -> ~15 cycles per
+        // delta; `cargo bench --bench walker` (with the inlined searcher in `fast_type` and
         // `parse_header`), see loadtest/BENCH.md.
         if fin && self.state == State::Start {
             if let Some(ty) = fast_type(chunk) {
