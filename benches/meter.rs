@@ -3,8 +3,9 @@
 //! `response.completed` with usage) handed to a [`SessionMeter`] that counts the per-worker
 //! metrics and hands its record to the sink: `meter/response` to a real usage log (the
 //! writer thread fsyncs a file in a temporary directory), `meter/response_no_log` to a
-//! disabled sink (the worker's part alone). The tap's own cost is in `benches/tap.rs`; this is what happens
-//! after it: the record, the provider's raw usage, the labelled counters and the sink.
+//! disabled sink (the worker's part alone). The tap's own cost is in `benches/tap.rs`; this
+//! is what happens after it: the record, the provider's raw usage, the labelled counters and
+//! the sink.
 //!
 //! Run: `cargo bench --bench meter`.
 
