@@ -46,7 +46,27 @@ impl Utf8Validator {
     /// Validates the next chunk of the message. Fails as soon as an invalid sequence is
     /// certain, including an incomplete sequence whose prefix is already impossible. After an
     /// error the validator is reset (the connection is expected to close).
+    ///
+    /// The common case — nothing pending and the chunk valid — is one call of the SIMD check
+    /// with nothing to spill; the pending and rejected cases are out of line
+    /// (`walker/server_deltas` 9.1–9.2 → 8.3–8.7 µs with this split and the kernel's vector
+    /// `must23`, `cargo bench --bench walker`, alternated).
+    #[inline]
     pub fn feed(&mut self, chunk: &[u8]) -> Result<(), Utf8Error> {
+        if self.pending_len != 0 {
+            return self.feed_after_pending(chunk);
+        }
+        // The whole-chunk check (no error position, faster) answers the common case: the
+        // chunk is valid and ends on a character boundary.
+        if super::utf8_simd::is_valid(chunk) {
+            return Ok(());
+        }
+        self.feed_rejected(chunk)
+    }
+
+    /// [`Self::feed`] when a sequence from the previous chunk is pending.
+    #[inline(never)]
+    fn feed_after_pending(&mut self, chunk: &[u8]) -> Result<(), Utf8Error> {
         let rest = match self.complete_pending(chunk) {
             Ok(Some(rest)) => rest,
             Ok(None) => return Ok(()),
@@ -55,13 +75,16 @@ impl Utf8Validator {
                 return Err(e);
             }
         };
-        // The whole-chunk check (no error position, faster) answers the common case: the
-        // chunk is valid and ends on a character boundary. Only a chunk it rejects — invalid,
-        // or a sequence split at the chunk's end — is validated again by `compat` for the
-        // detail.
         if super::utf8_simd::is_valid(rest) {
             return Ok(());
         }
+        self.feed_rejected(rest)
+    }
+
+    /// A chunk (with nothing pending) the whole-chunk check rejected — invalid, or a sequence
+    /// split at the chunk's end — validated again by `compat` for the detail.
+    #[inline(never)]
+    fn feed_rejected(&mut self, rest: &[u8]) -> Result<(), Utf8Error> {
         match simdutf8::compat::from_utf8(rest) {
             Ok(_) => Ok(()),
             Err(e) if e.error_len().is_some() => {

@@ -145,16 +145,20 @@ pub(crate) mod avx512 {
             t.byte_2_high,
             _mm512_and_si512(_mm512_srli_epi16::<4>(input), nibble),
         );
-        let special = _mm512_and_si512(_mm512_and_si512(byte_1_high, byte_1_low), byte_2_high);
+        // byte_1_high & byte_1_low & byte_2_high in one instruction (truth table 0x80).
+        let special = _mm512_ternarylogic_epi64::<0x80>(byte_1_high, byte_1_low, byte_2_high);
         // A byte two after a 3- or 4-byte lead, or three after a 4-byte lead, must be a
         // continuation; `special` has TWO_CONTS (0x80) set exactly where one is.
         let prev2 = prev::<2>(input, prev_block);
         let prev3 = prev::<3>(input, prev_block);
         let third = _mm512_subs_epu8(prev2, _mm512_set1_epi8((0b1110_0000u8 - 1) as i8));
         let fourth = _mm512_subs_epu8(prev3, _mm512_set1_epi8((0b1111_0000u8 - 1) as i8));
-        let must23 = _mm512_test_epi8_mask(third, third) | _mm512_test_epi8_mask(fourth, fourth);
-        let must23_80 = _mm512_maskz_set1_epi8(must23, 0x80u8 as i8);
-        _mm512_xor_si512(must23_80, special)
+        // Nonzero → 0x80 or above: the high bit marks where a continuation must be. Kept in
+        // vector registers (simdutf's form) rather than two mask tests, an OR of masks and a
+        // masked broadcast, which queue on the mask ports.
+        let must23 = _mm512_adds_epu8(_mm512_or_si512(third, fourth), _mm512_set1_epi8(0x7F));
+        // (must23 & 0x80) ^ special (truth table 0x6A).
+        _mm512_ternarylogic_epi64::<0x6A>(must23, _mm512_set1_epi8(0x80u8 as i8), special)
     }
 
     /// The largest byte each position of a block may hold without starting a sequence that
