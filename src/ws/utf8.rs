@@ -47,10 +47,10 @@ impl Utf8Validator {
     /// certain, including an incomplete sequence whose prefix is already impossible. After an
     /// error the validator is reset (the connection is expected to close).
     ///
-    /// The common case — nothing pending and the chunk valid — is one call of the SIMD check
-    /// with nothing to spill; the pending and rejected cases are out of line
-    /// (`walker/server_deltas` 9.1–9.2 → 8.3–8.7 µs with this split and the kernel's vector
-    /// `must23`, `cargo bench --bench walker`, alternated).
+    /// The common case — nothing pending and the chunk valid — is a test and one call of the
+    /// SIMD check; the pending and rejected cases are out of line. `cargo bench --bench
+    /// walker`, alternated: `walker/server_deltas` 9.1–9.2 → 8.3–8.7 µs with this split (the
+    /// kernel change of the same commit alone left it at 9.2–9.5).
     #[inline]
     pub fn feed(&mut self, chunk: &[u8]) -> Result<(), Utf8Error> {
         if self.pending_len != 0 {
