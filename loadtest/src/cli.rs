@@ -130,9 +130,9 @@ pub struct BenchArgs {
     /// --quick).
     #[arg(long)]
     pub sweep_reps: Option<usize>,
-    /// Peers to run, comma-separated [default: direct,tunnel,tollgate,tollgate-nolog,
-    /// tollgate-epoll,nginx,haproxy; also tollgate-async (data plane off) and tollgate-coop
-    /// (COOP_TASKRUN rings)].
+    /// Peers to run, comma-separated [default: direct,floor,tunnel,tollgate,tollgate-nolog,
+    /// tollgate-epoll,nginx,haproxy (floor only without --tls; it skips idle and churn);
+    /// also tollgate-async (data plane off) and tollgate-coop (COOP_TASKRUN rings)].
     #[arg(long, value_delimiter = ',', value_parser = parse_peer)]
     pub peers: Vec<Peer>,
     /// Output directory (JSON per run, bench.json, bench.md, sweep.svg).

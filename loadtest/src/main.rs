@@ -115,7 +115,11 @@ fn run_bench(args: BenchArgs) -> i32 {
         reps: args.reps,
         sweep_reps: args.sweep_reps,
         peers: if args.peers.is_empty() {
-            Peer::ALL.to_vec()
+            // The floor speaks plain TCP only: by default it runs in plain benches.
+            Peer::ALL
+                .into_iter()
+                .filter(|p| *p != Peer::Floor || args.tls == bench::peers::TlsMode::None)
+                .collect()
         } else {
             args.peers.clone()
         },
@@ -128,7 +132,7 @@ fn run_bench(args: BenchArgs) -> i32 {
     };
     match bench::run_bench(&cfg) {
         Ok(r) => {
-            print!("{}", bench::table::markdown(&r, &cfg.peers));
+            print!("{}", bench::markdown(&r, &cfg.peers));
             eprintln!(
                 "loadtest bench: wrote {0}/bench.json, {0}/bench.md, {0}/sweep.svg, {0}/runs/*.json",
                 cfg.out.display()

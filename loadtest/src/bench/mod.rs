@@ -12,6 +12,7 @@ mod proxy_conf;
 pub mod sections;
 pub mod svg;
 pub mod table;
+mod targets;
 pub mod usage;
 
 use std::collections::HashSet;
@@ -130,7 +131,8 @@ pub struct BenchResult {
 
 /// The bench's run order: case by case; within a case, repetition by repetition (a sweep
 /// rate `sweep_reps` times, every other case `reps` times), each repetition running every
-/// peer, in reverse order on odd repetitions so that no peer always runs first.
+/// peer that runs the case ([`Peer::runs`]), in reverse order on odd repetitions so that
+/// no peer always runs first.
 pub fn schedule<'a>(
     cases: &'a [Case],
     peers: &[Peer],
@@ -149,10 +151,22 @@ pub fn schedule<'a>(
             if rep % 2 == 1 {
                 order.reverse();
             }
-            runs.extend(order.into_iter().map(|p| (case, rep, p)));
+            runs.extend(
+                order
+                    .into_iter()
+                    .filter(|p| p.runs(case.kind))
+                    .map(|p| (case, rep, p)),
+            );
         }
     }
     runs
+}
+
+/// The Markdown report: the tables, then the data plane's targets evaluated on them.
+pub fn markdown(r: &BenchResult, peers: &[Peer]) -> String {
+    let mut o = table::markdown(r, peers);
+    targets::section(&mut o, r);
+    o
 }
 
 impl BenchResult {
@@ -394,7 +408,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
     let body = serde_json::to_vec_pretty(&result).unwrap_or_default();
     std::fs::write(&json, body).map_err(out_err(&json))?;
     let md = out.join("bench.md");
-    std::fs::write(&md, table::markdown(&result, &cfg.peers)).map_err(out_err(&md))?;
+    std::fs::write(&md, markdown(&result, &cfg.peers)).map_err(out_err(&md))?;
     let svg = out.join("sweep.svg");
     std::fs::write(&svg, sections::sweep_plot(&result, &cfg.peers)).map_err(out_err(&svg))?;
     Ok(result)
@@ -434,5 +448,29 @@ mod tests {
                 assert_eq!(order, expect, "{}: rep {i}", case.name);
             }
         }
+    }
+
+    /// The floor runs the per-frame cases, not the idle and churn ones.
+    #[test]
+    fn schedule_leaves_the_floor_out_of_idle_and_churn() {
+        let all = cases::cases(&Profile::DEFAULT, false, true);
+        let runs = schedule(&all, &[Peer::Floor, Peer::Tollgate], 1, 1);
+        for case in &all {
+            let floor = runs
+                .iter()
+                .any(|(c, _, p)| c.name == case.name && *p == Peer::Floor);
+            let tollgate = runs
+                .iter()
+                .any(|(c, _, p)| c.name == case.name && *p == Peer::Tollgate);
+            assert!(tollgate, "{}", case.name);
+            assert_eq!(
+                floor,
+                !matches!(case.kind, Kind::Idle | Kind::Churn),
+                "{}",
+                case.name
+            );
+        }
+        assert!(all.iter().any(|c| c.kind == Kind::Idle));
+        assert!(all.iter().any(|c| c.kind == Kind::Churn));
     }
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::cases::Kind;
 use super::machine::which;
 use super::proxy_conf::{haproxy_conf, nginx_conf};
 use crate::gen::procfs;
@@ -48,8 +49,9 @@ pub enum Peer {
 
 impl Peer {
     /// The default peers, in table order.
-    pub const ALL: [Peer; 7] = [
+    pub const ALL: [Peer; 8] = [
         Peer::Direct,
+        Peer::Floor,
         Peer::Tunnel,
         Peer::Tollgate,
         Peer::TollgateNoLog,
@@ -91,6 +93,14 @@ impl Peer {
     /// Parses a name from [`Self::name`].
     pub fn parse(s: &str) -> Option<Peer> {
         Peer::KNOWN.into_iter().find(|p| p.name() == s)
+    }
+
+    /// Whether this peer runs cases of `kind`: the floor only where it measures what it
+    /// stands for — CPU and latency per frame. Its accept path connects upstream with a
+    /// blocking `connect` (churn would measure that), and its buffer ring is sized for
+    /// throughput, not for idle memory.
+    pub fn runs(self, kind: Kind) -> bool {
+        !(self == Peer::Floor && matches!(kind, Kind::Idle | Kind::Churn))
     }
 
     /// Whether this peer writes a usage log to check.

@@ -60,6 +60,30 @@ pub(crate) fn sweep(o: &mut String, r: &BenchResult, peers: &[Peer]) {
     }
 }
 
+/// Usage accuracy over every run that checked its usage log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Accuracy {
+    /// Responses whose record matched the mock's ledger.
+    pub matched: usize,
+    /// Responses in the ledger (or records, when there are more).
+    pub ledger: usize,
+    /// Runs checked.
+    pub runs: usize,
+}
+
+/// The run's usage accuracy (`None` when no run checked a usage log).
+pub(crate) fn accuracy(r: &BenchResult) -> Option<Accuracy> {
+    let checks: Vec<_> = r.samples.iter().filter_map(|s| s.usage.as_ref()).collect();
+    if checks.is_empty() {
+        return None;
+    }
+    Some(Accuracy {
+        matched: checks.iter().map(|u| u.matched).sum(),
+        ledger: checks.iter().map(|u| u.ledger.max(u.records)).sum(),
+        runs: checks.len(),
+    })
+}
+
 /// Writes the usage-accuracy and error sections.
 pub(crate) fn usage_and_errors(o: &mut String, r: &BenchResult) {
     let _ = writeln!(
@@ -71,18 +95,20 @@ pub(crate) fn usage_and_errors(o: &mut String, r: &BenchResult) {
         .iter()
         .filter_map(|s| s.usage.as_ref().map(|u| (s, u)))
         .collect();
-    let (ledger, matched): (usize, usize) = checks.iter().fold((0, 0), |(a, b), (_, u)| {
-        (a + u.ledger.max(u.records), b + u.matched)
+    let a = accuracy(r).unwrap_or(Accuracy {
+        matched: 0,
+        ledger: 0,
+        runs: 0,
     });
-    let acc = if ledger == 0 {
+    let acc = if a.ledger == 0 {
         1.0
     } else {
-        matched as f64 / ledger as f64
+        a.matched as f64 / a.ledger as f64
     };
     let _ = writeln!(
         o,
-        "usage accuracy {acc:.3} ({matched}/{ledger} responses over {} runs)",
-        checks.len()
+        "usage accuracy {acc:.3} ({}/{} responses over {} runs)",
+        a.matched, a.ledger, a.runs
     );
     for (s, u) in checks
         .iter()
