@@ -18,8 +18,9 @@ const L: f64 = 70.0;
 const R: f64 = 170.0;
 const T: f64 = 40.0;
 const B: f64 = 50.0;
-const COLORS: [&str; 6] = [
-    "#444444", "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e",
+/// One colour per default peer (eight), so no two series share one.
+const COLORS: [&str; 8] = [
+    "#444444", "#17becf", "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
 ];
 
 fn esc(s: &str) -> String {
