@@ -61,7 +61,7 @@ pub(crate) fn sweep(o: &mut String, r: &BenchResult, peers: &[Peer]) {
 }
 
 /// Usage accuracy over every run that checked its usage log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Accuracy {
     /// Responses whose record matched the mock's ledger.
     pub matched: usize,
@@ -95,11 +95,7 @@ pub(crate) fn usage_and_errors(o: &mut String, r: &BenchResult) {
         .iter()
         .filter_map(|s| s.usage.as_ref().map(|u| (s, u)))
         .collect();
-    let a = accuracy(r).unwrap_or(Accuracy {
-        matched: 0,
-        ledger: 0,
-        runs: 0,
-    });
+    let a = accuracy(r).unwrap_or_default();
     let acc = if a.ledger == 0 {
         1.0
     } else {

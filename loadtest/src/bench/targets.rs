@@ -2,14 +2,18 @@
 //! ratio of medians and whether it is met — computed here, so that the report says it
 //! and nobody has to do the arithmetic by hand. A target whose case or peers did not run
 //! (not installed, left out with `--peers` or `--only`) is "not measured", never met; the
-//! idle target is evaluated at 1,000 sessions and more only.
+//! idle target is evaluated at 1,000 sessions and more only. Each verdict also says
+//! whether the repetitions settle it: a ratio target `a ≤ limit × b` is "within the reps'
+//! spread" when the range of `a`'s reps overlaps `limit` × the range of `b`'s — some rep
+//! of one against some rep of the other lands on each side of the limit, so another run
+//! may well turn the verdict.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use super::cases::Kind;
 use super::peers::Peer;
-use super::table::{fmt, lat, samples, stat};
+use super::table::{fmt, lat, samples, stat, Stat};
 use super::BenchResult;
 
 /// A measured quantity whose median the targets compare.
@@ -27,10 +31,10 @@ pub(crate) enum Metric {
     EchoP99(u64),
 }
 
-/// The medians the targets need, per metric and peer.
+/// The medians (with the reps' range) the targets need, per metric and peer.
 #[derive(Debug, Default)]
 pub(crate) struct Medians {
-    map: HashMap<(Metric, Peer), f64>,
+    map: HashMap<(Metric, Peer), Stat>,
     idle_sizes: Vec<usize>,
     sweep_rates: Vec<u64>,
     /// Responses whose usage matched the mock's ledger, and responses in the ledger.
@@ -38,7 +42,7 @@ pub(crate) struct Medians {
 }
 
 impl Medians {
-    fn get(&self, m: Metric, p: Peer) -> Option<f64> {
+    fn get(&self, m: Metric, p: Peer) -> Option<Stat> {
         self.map.get(&(m, p)).copied()
     }
 
@@ -49,7 +53,7 @@ impl Medians {
             |m: Metric, case: &str, peer: Peer, get: fn(&super::Sample) -> Option<f64>| {
                 let v: Vec<f64> = samples(r, case, peer).filter_map(get).collect();
                 if let Some(st) = stat(&v) {
-                    out.map.insert((m, peer), st.median);
+                    out.map.insert((m, peer), st);
                 }
             };
         let win = |s: &super::Sample| {
@@ -101,7 +105,7 @@ pub(crate) enum Verdict {
     Met,
     /// Measured and missed.
     Missed,
-    /// A peer it compares did not run.
+    /// Its case or a peer it compares did not run.
     NotMeasured,
 }
 
@@ -124,28 +128,44 @@ pub(crate) struct Row {
     pub measured: String,
     /// The verdict.
     pub verdict: Verdict,
+    /// The reps put the quantity on both sides of the limit.
+    pub within_spread: bool,
 }
 
-/// `a ≤ limit × b`, as a row: "a vs b unit: ×ratio".
-fn ratio_row(target: String, a: Option<f64>, b: Option<f64>, limit: f64, unit: &str) -> Row {
+impl Row {
+    fn not_measured(target: String) -> Row {
+        Row {
+            target,
+            measured: "—".into(),
+            verdict: Verdict::NotMeasured,
+            within_spread: false,
+        }
+    }
+}
+
+/// `a ≤ limit × b` on the medians, as a row: "a vs b unit: ×ratio (reps ×lo–×hi)", where
+/// lo and hi are the smallest and largest ratio of one rep of `a` to one rep of `b`.
+fn ratio_row(target: String, a: Option<Stat>, b: Option<Stat>, limit: f64, unit: &str) -> Row {
     match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 => {
-            let ratio = a / b;
+        (Some(a), Some(b)) if b.min > 0.0 => {
+            let ratio = a.median / b.median;
+            let (lo, hi) = (a.min / b.max, a.max / b.min);
             Row {
                 target,
-                measured: format!("{} vs {} {unit}: ×{ratio:.3}", fmt(a), fmt(b)),
+                measured: format!(
+                    "{} vs {} {unit}: ×{ratio:.3} (reps ×{lo:.2}–×{hi:.2})",
+                    fmt(a.median),
+                    fmt(b.median)
+                ),
                 verdict: if ratio <= limit {
                     Verdict::Met
                 } else {
                     Verdict::Missed
                 },
+                within_spread: lo <= limit && hi > limit,
             }
         }
-        _ => Row {
-            target,
-            measured: "—".into(),
-            verdict: Verdict::NotMeasured,
-        },
+        _ => Row::not_measured(target),
     }
 }
 
@@ -182,12 +202,17 @@ pub(crate) fn rows(m: &Medians) -> Vec<Row> {
             "µs",
         ),
     ];
-    // The better of nginx and HAProxy is the one that spends less per frame.
-    let better = [Nginx, Haproxy]
-        .into_iter()
-        .filter_map(|p| m.get(Metric::Firehose, p).map(|x| (p, x)))
-        .min_by(|a, b| a.1.total_cmp(&b.1));
-    let mut fire = ratio_row(
+    // The better of nginx and HAProxy is the one that spends less per frame; with only
+    // one of them in the run it is not known.
+    let better = match (
+        m.get(Metric::Firehose, Nginx),
+        m.get(Metric::Firehose, Haproxy),
+    ) {
+        (Some(n), Some(h)) if h.median < n.median => Some((Haproxy, h)),
+        (Some(n), Some(_)) => Some((Nginx, n)),
+        _ => None,
+    };
+    let fire = ratio_row(
         format!(
             "firehose: tollgate ≤ 1.0 × the better of nginx and HAProxy{}",
             better.map_or(String::new(), |(p, _)| format!(" ({})", p.name()))
@@ -197,32 +222,31 @@ pub(crate) fn rows(m: &Medians) -> Vec<Row> {
         1.0,
         "µs",
     );
-    if better.is_some_and(|_| {
-        m.get(Metric::Firehose, Nginx).is_none() || m.get(Metric::Firehose, Haproxy).is_none()
-    }) {
-        // Only one of the two ran: the better of both is not known.
-        fire.verdict = Verdict::NotMeasured;
-    }
     v.push(fire);
     // The target is per session at scale; below 1,000 sessions (`--quick`) the process's
     // fixed memory dominates the quotient, so it is not evaluated there.
     for &n in m.idle_sizes.iter().filter(|&&n| n >= 1000) {
-        let kib = m.get(Metric::Idle(n), Tollgate);
+        let target = format!("idle: tollgate ≤ 4 KiB per plain session ({n} sessions)");
+        let Some(kib) = m.get(Metric::Idle(n), Tollgate) else {
+            v.push(Row::not_measured(target));
+            continue;
+        };
         v.push(Row {
-            target: format!("idle: tollgate ≤ 4 KiB per plain session ({n} sessions)"),
-            measured: kib.map_or("—".into(), |k| {
-                format!(
-                    "{} KiB{}",
-                    fmt(k),
-                    m.get(Metric::Idle(n), Haproxy)
-                        .map_or(String::new(), |h| format!(" (HAProxy {})", fmt(h)))
-                )
-            }),
-            verdict: match kib {
-                Some(k) if k <= 4.0 => Verdict::Met,
-                Some(_) => Verdict::Missed,
-                None => Verdict::NotMeasured,
+            target,
+            measured: format!(
+                "{} KiB (reps {}–{}){}",
+                fmt(kib.median),
+                fmt(kib.min),
+                fmt(kib.max),
+                m.get(Metric::Idle(n), Haproxy)
+                    .map_or(String::new(), |h| format!("; HAProxy {}", fmt(h.median)))
+            ),
+            verdict: if kib.median <= 4.0 {
+                Verdict::Met
+            } else {
+                Verdict::Missed
             },
+            within_spread: kib.min <= 4.0 && kib.max > 4.0,
         });
     }
     for &rate in &m.sweep_rates {
@@ -248,12 +272,9 @@ pub(crate) fn rows(m: &Medians) -> Vec<Row> {
             } else {
                 Verdict::Missed
             },
+            within_spread: false,
         },
-        _ => Row {
-            target: "usage accuracy 1.000".into(),
-            measured: "—".into(),
-            verdict: Verdict::NotMeasured,
-        },
+        _ => Row::not_measured("usage accuracy 1.000".into()),
     });
     v
 }
@@ -262,21 +283,38 @@ pub(crate) fn rows(m: &Medians) -> Vec<Row> {
 pub(crate) fn section(o: &mut String, r: &BenchResult) {
     let rows = rows(&Medians::of(r));
     let count = |v: Verdict| rows.iter().filter(|x| x.verdict == v).count();
+    let unsettled = |v: Verdict| {
+        rows.iter()
+            .filter(|x| x.verdict == v && x.within_spread)
+            .count()
+    };
     let _ = writeln!(
         o,
-        "\n### Targets of the data plane (issue 11), from this run's medians\n\n{} met, {} missed, {} not measured (their case or a peer they compare did not run)\n",
+        "\n### Targets of the data plane (issue 11), from this run's medians\n\n\
+         {} met ({} of them within the reps' spread), {} missed ({} within the reps' spread), \
+         {} not measured (their case or a peer they compare did not run). Within the reps' \
+         spread: the range of one peer's reps overlaps the limit × the range of the \
+         other's (the \"reps ×lo–×hi\" range straddles the limit), so another run may turn \
+         the verdict.\n",
         count(Verdict::Met),
+        unsettled(Verdict::Met),
         count(Verdict::Missed),
+        unsettled(Verdict::Missed),
         count(Verdict::NotMeasured)
     );
-    let _ = writeln!(o, "| target | this run | |\n|---|---|---|");
+    let _ = writeln!(o, "| target | this run | verdict |\n|---|---|---|");
     for x in &rows {
         let _ = writeln!(
             o,
-            "| {} | {} | {} |",
+            "| {} | {} | {}{} |",
             x.target,
             x.measured,
-            x.verdict.word()
+            x.verdict.word(),
+            if x.within_spread {
+                ", within the reps' spread"
+            } else {
+                ""
+            }
         );
     }
 }
@@ -285,10 +323,18 @@ pub(crate) fn section(o: &mut String, r: &BenchResult) {
 mod tests {
     use super::*;
 
+    fn one(x: f64) -> Stat {
+        Stat {
+            median: x,
+            min: x,
+            max: x,
+        }
+    }
+
     fn medians(pairs: &[(Metric, Peer, f64)]) -> Medians {
         let mut m = Medians::default();
         for &(metric, peer, x) in pairs {
-            m.map.insert((metric, peer), x);
+            m.map.insert((metric, peer), one(x));
         }
         m
     }
@@ -301,13 +347,40 @@ mod tests {
 
     #[test]
     fn a_ratio_at_the_limit_is_met_and_just_above_it_missed() {
-        let at = ratio_row("t".into(), Some(8.5), Some(10.0), 0.85, "µs");
+        let at = ratio_row("t".into(), Some(one(8.5)), Some(one(10.0)), 0.85, "µs");
         assert_eq!(at.verdict, Verdict::Met);
-        assert_eq!(at.measured, "8.50 vs 10.0 µs: ×0.850");
-        let above = ratio_row("t".into(), Some(8.51), Some(10.0), 0.85, "µs");
+        assert!(!at.within_spread);
+        assert_eq!(at.measured, "8.50 vs 10.0 µs: ×0.850 (reps ×0.85–×0.85)");
+        let above = ratio_row("t".into(), Some(one(8.51)), Some(one(10.0)), 0.85, "µs");
         assert_eq!(above.verdict, Verdict::Missed);
-        let none = ratio_row("t".into(), Some(8.0), None, 0.85, "µs");
+        let none = ratio_row("t".into(), Some(one(8.0)), None, 0.85, "µs");
         assert_eq!(none.verdict, Verdict::NotMeasured);
+    }
+
+    #[test]
+    fn a_verdict_the_reps_put_on_both_sides_of_the_limit_is_within_the_spread() {
+        let a = Stat {
+            median: 9.0,
+            min: 8.0,
+            max: 10.0,
+        };
+        let b = Stat {
+            median: 10.0,
+            min: 9.5,
+            max: 10.5,
+        };
+        // Medians ×0.90: met; reps from 8 / 10.5 = ×0.76 to 10 / 9.5 = ×1.05.
+        let r = ratio_row("t".into(), Some(a), Some(b), 1.0, "µs");
+        assert_eq!(r.verdict, Verdict::Met);
+        assert!(r.within_spread);
+        assert_eq!(r.measured, "9.00 vs 10.0 µs: ×0.900 (reps ×0.76–×1.05)");
+        // Every rep pair below ×1.1: settled.
+        let r = ratio_row("t".into(), Some(a), Some(b), 1.1, "µs");
+        assert!(!r.within_spread);
+        // Every rep pair above ×0.7: a settled miss.
+        let r = ratio_row("t".into(), Some(a), Some(b), 0.7, "µs");
+        assert_eq!(r.verdict, Verdict::Missed);
+        assert!(!r.within_spread);
     }
 
     #[test]
@@ -361,8 +434,16 @@ mod tests {
             (Metric::EchoP99(16000), Tollgate, 700.0),
             (Metric::EchoP99(16000), Nginx, 800.0),
         ]);
-        m.idle_sizes = vec![200, 1000, 9000];
-        m.map.insert((Metric::Idle(200), Tollgate), 11.0);
+        m.idle_sizes = vec![200, 1000, 4000, 9000];
+        m.map.insert((Metric::Idle(200), Tollgate), one(11.0));
+        m.map.insert(
+            (Metric::Idle(4000), Tollgate),
+            Stat {
+                median: 3.9,
+                min: 3.8,
+                max: 4.3,
+            },
+        );
         m.sweep_rates = vec![16000];
         m.accuracy = Some((10, 10));
         let r = rows(&m);
@@ -374,6 +455,9 @@ mod tests {
             find(&r, "idle: tollgate ≤ 4 KiB per plain session (9000").verdict,
             Verdict::Missed
         );
+        let mid = find(&r, "idle: tollgate ≤ 4 KiB per plain session (4000");
+        assert_eq!(mid.verdict, Verdict::Met);
+        assert!(mid.within_spread, "a rep measured 4.3 KiB");
         assert!(!r.iter().any(|x| x.target.contains("(200 sessions)")));
         assert_eq!(find(&r, "echo p50 at 16.0k/s").verdict, Verdict::Missed);
         assert_eq!(find(&r, "echo p99 at 16.0k/s").verdict, Verdict::Met);
