@@ -172,36 +172,30 @@ fn ratio_row(target: String, a: Option<Stat>, b: Option<Stat>, limit: f64, unit:
 /// The targets, in the order.
 pub(crate) fn rows(m: &Medians) -> Vec<Row> {
     use Peer::{Floor, Haproxy, Nginx, Tollgate, Tunnel};
-    let mut v = vec![
-        ratio_row(
-            "paced: `--tunnel` ≤ 1.05 × the floor (CPU per frame)".into(),
-            m.get(Metric::Paced, Tunnel),
-            m.get(Metric::Paced, Floor),
+    // Paced: (peer, against, limit, target).
+    let paced = [
+        (
+            Tunnel,
+            Floor,
             1.05,
-            "µs",
+            "paced: `--tunnel` ≤ 1.05 × the floor (CPU per frame)",
         ),
-        ratio_row(
-            "paced: tollgate ≤ 1.05 × `--tunnel`".into(),
-            m.get(Metric::Paced, Tollgate),
-            m.get(Metric::Paced, Tunnel),
+        (
+            Tollgate,
+            Tunnel,
             1.05,
-            "µs",
+            "paced: tollgate ≤ 1.05 × `--tunnel`",
         ),
-        ratio_row(
-            "paced: tollgate ≤ 0.95 × nginx".into(),
-            m.get(Metric::Paced, Tollgate),
-            m.get(Metric::Paced, Nginx),
-            0.95,
-            "µs",
-        ),
-        ratio_row(
-            "paced: tollgate ≤ 0.85 × HAProxy".into(),
-            m.get(Metric::Paced, Tollgate),
-            m.get(Metric::Paced, Haproxy),
-            0.85,
-            "µs",
-        ),
+        (Tollgate, Nginx, 0.95, "paced: tollgate ≤ 0.95 × nginx"),
+        (Tollgate, Haproxy, 0.85, "paced: tollgate ≤ 0.85 × HAProxy"),
     ];
+    let mut v: Vec<Row> = paced
+        .into_iter()
+        .map(|(a, b, limit, target)| {
+            let (a, b) = (m.get(Metric::Paced, a), m.get(Metric::Paced, b));
+            ratio_row(target.into(), a, b, limit, "µs")
+        })
+        .collect();
     // The better of nginx and HAProxy is the one that spends less per frame; with only
     // one of them in the run it is not known.
     let better = match (
