@@ -181,7 +181,8 @@ fn window(s: &Sample) -> Option<&crate::gen::window::WindowReport> {
     s.report.as_ref()?.sut.as_ref()?.window.as_ref()
 }
 
-fn win_us_frame(s: &Sample) -> Option<f64> {
+/// SUT CPU µs per frame inside the measurement window.
+pub(crate) fn win_us_frame(s: &Sample) -> Option<f64> {
     window(s)?.cpu_us_per_frame
 }
 

@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 
 use super::cases::Kind;
 use super::peers::Peer;
-use super::table::{fmt, lat, samples, stat, Stat};
+use super::table::{fmt, lat, samples, stat, win_us_frame, Stat};
 use super::BenchResult;
 
 /// A measured quantity whose median the targets compare.
@@ -56,15 +56,6 @@ impl Medians {
                     out.map.insert((m, peer), st);
                 }
             };
-        let win = |s: &super::Sample| {
-            s.report
-                .as_ref()?
-                .sut
-                .as_ref()?
-                .window
-                .as_ref()?
-                .cpu_us_per_frame
-        };
         let mut idle: Vec<(usize, String)> = Vec::new();
         for s in r.samples.iter().filter(|s| s.kind == Kind::Idle) {
             if let Some(n) = s.case.strip_prefix("idle-").and_then(|n| n.parse().ok()) {
@@ -74,8 +65,8 @@ impl Medians {
             }
         }
         for peer in Peer::KNOWN {
-            put(Metric::Paced, "paced", peer, win);
-            put(Metric::Firehose, "firehose", peer, win);
+            put(Metric::Paced, "paced", peer, win_us_frame);
+            put(Metric::Firehose, "firehose", peer, win_us_frame);
             for (n, case) in &idle {
                 put(Metric::Idle(*n), case, peer, |s| {
                     s.report.as_ref()?.sut.as_ref()?.kib_per_session
@@ -143,9 +134,10 @@ impl Row {
     }
 }
 
-/// `a ≤ limit × b` on the medians, as a row: "a vs b unit: ×ratio (reps ×lo–×hi)", where
-/// lo and hi are the smallest and largest ratio of one rep of `a` to one rep of `b`.
-fn ratio_row(target: String, a: Option<Stat>, b: Option<Stat>, limit: f64, unit: &str) -> Row {
+/// `a ≤ limit × b` on the medians, as a row: "a vs b µs: ×ratio (reps ×lo–×hi)", where lo
+/// and hi are the smallest and largest ratio of one rep of `a` to one rep of `b` (every
+/// ratio target compares µs: CPU per frame or latency).
+fn ratio_row(target: String, a: Option<Stat>, b: Option<Stat>, limit: f64) -> Row {
     match (a, b) {
         (Some(a), Some(b)) if b.min > 0.0 => {
             let ratio = a.median / b.median;
@@ -153,7 +145,7 @@ fn ratio_row(target: String, a: Option<Stat>, b: Option<Stat>, limit: f64, unit:
             Row {
                 target,
                 measured: format!(
-                    "{} vs {} {unit}: ×{ratio:.3} (reps ×{lo:.2}–×{hi:.2})",
+                    "{} vs {} µs: ×{ratio:.3} (reps ×{lo:.2}–×{hi:.2})",
                     fmt(a.median),
                     fmt(b.median)
                 ),
@@ -193,7 +185,7 @@ pub(crate) fn rows(m: &Medians) -> Vec<Row> {
         .into_iter()
         .map(|(a, b, limit, target)| {
             let (a, b) = (m.get(Metric::Paced, a), m.get(Metric::Paced, b));
-            ratio_row(target.into(), a, b, limit, "µs")
+            ratio_row(target.into(), a, b, limit)
         })
         .collect();
     // The better of nginx and HAProxy is the one that spends less per frame; with only
@@ -214,7 +206,6 @@ pub(crate) fn rows(m: &Medians) -> Vec<Row> {
         m.get(Metric::Firehose, Tollgate),
         better.map(|b| b.1),
         1.0,
-        "µs",
     );
     v.push(fire);
     // The target is per session at scale; below 1,000 sessions (`--quick`) the process's
@@ -253,7 +244,6 @@ pub(crate) fn rows(m: &Medians) -> Vec<Row> {
                 m.get(metric, Tollgate),
                 m.get(metric, Nginx),
                 1.0,
-                "µs",
             ));
         }
     }
@@ -341,13 +331,13 @@ mod tests {
 
     #[test]
     fn a_ratio_at_the_limit_is_met_and_just_above_it_missed() {
-        let at = ratio_row("t".into(), Some(one(8.5)), Some(one(10.0)), 0.85, "µs");
+        let at = ratio_row("t".into(), Some(one(8.5)), Some(one(10.0)), 0.85);
         assert_eq!(at.verdict, Verdict::Met);
         assert!(!at.within_spread);
         assert_eq!(at.measured, "8.50 vs 10.0 µs: ×0.850 (reps ×0.85–×0.85)");
-        let above = ratio_row("t".into(), Some(one(8.51)), Some(one(10.0)), 0.85, "µs");
+        let above = ratio_row("t".into(), Some(one(8.51)), Some(one(10.0)), 0.85);
         assert_eq!(above.verdict, Verdict::Missed);
-        let none = ratio_row("t".into(), Some(one(8.0)), None, 0.85, "µs");
+        let none = ratio_row("t".into(), Some(one(8.0)), None, 0.85);
         assert_eq!(none.verdict, Verdict::NotMeasured);
     }
 
@@ -364,15 +354,15 @@ mod tests {
             max: 10.5,
         };
         // Medians ×0.90: met; reps from 8 / 10.5 = ×0.76 to 10 / 9.5 = ×1.05.
-        let r = ratio_row("t".into(), Some(a), Some(b), 1.0, "µs");
+        let r = ratio_row("t".into(), Some(a), Some(b), 1.0);
         assert_eq!(r.verdict, Verdict::Met);
         assert!(r.within_spread);
         assert_eq!(r.measured, "9.00 vs 10.0 µs: ×0.900 (reps ×0.76–×1.05)");
         // Every rep pair below ×1.1: settled.
-        let r = ratio_row("t".into(), Some(a), Some(b), 1.1, "µs");
+        let r = ratio_row("t".into(), Some(a), Some(b), 1.1);
         assert!(!r.within_spread);
         // Every rep pair above ×0.7: a settled miss.
-        let r = ratio_row("t".into(), Some(a), Some(b), 0.7, "µs");
+        let r = ratio_row("t".into(), Some(a), Some(b), 0.7);
         assert_eq!(r.verdict, Verdict::Missed);
         assert!(!r.within_spread);
     }
