@@ -79,11 +79,14 @@ async fn every_record_reaches_jetstream_once_across_kill_9_and_a_nats_outage() {
     // Phase 3: more traffic, then everything catches up.
     let (na, nb) = tokio::join!(traffic(a.addr.clone(), 10), traffic(b.addr.clone(), 10));
     assert_eq!((na, nb), (10, 10));
-    // The last records reach the log within a group commit (5 ms); then the exporters
-    // must catch up with everything.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The last records reach the log with the next group commit (5 ms, but an fsync on a
+    // loaded machine can take longer); then the exporters must catch up with everything.
     for r in [&a, &b] {
         let admin = r.admin.clone().expect("admin");
+        wait_until("every record made durable", Duration::from_secs(15), || {
+            metric_sum(&admin, "tollgate_responses_total")
+                <= metric(&admin, "tollgate_usage_records_durable_total")
+        });
         let end = Instant::now() + Duration::from_secs(30);
         while metric(&admin, "tollgate_usage_export_backlog_records") != 0.0 {
             assert!(
@@ -176,6 +179,7 @@ async fn a_daily_budget_and_a_session_cap_hold_across_two_relays() {
             .unwrap_or_else(|e| panic!("b: {e:?}\n{}", b.log_text())),
     );
     let mut refused = [false, false];
+    let mut completed = 0usize;
     let mut turns = 0;
     while !(refused[0] && refused[1]) {
         turns += 1;
@@ -192,6 +196,9 @@ async fn a_daily_budget_and_a_session_cap_hold_across_two_relays() {
             if last["type"] == "error" {
                 assert_eq!(last["error"]["code"], "insufficient_quota", "{last}");
                 refused[i] = true;
+            } else {
+                assert_eq!(last["type"], "response.completed", "{last}");
+                completed += 1;
             }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -207,11 +214,23 @@ async fn a_daily_budget_and_a_session_cap_hold_across_two_relays() {
             other => panic!("{:?}", other.map(|_| ())),
         }
     }
-    let recs: Vec<_> = records(&a.usage_log())
-        .into_iter()
-        .chain(records(&b.usage_log()))
-        .filter(|r| r.tenant == "budget")
-        .collect();
+    // Every completed response has its record — once the writers' group commits are on
+    // disk (a record is queued before the client sees the terminal event, but written with
+    // the next commit, and an fsync on a loaded machine can take a while).
+    let budget_records = || -> Vec<_> {
+        records(&a.usage_log())
+            .into_iter()
+            .chain(records(&b.usage_log()))
+            .filter(|r| r.tenant == "budget")
+            .collect()
+    };
+    wait_until(
+        "a record per completed response",
+        Duration::from_secs(15),
+        || budget_records().len() >= completed,
+    );
+    let recs = budget_records();
+    assert_eq!(recs.len(), completed, "one record per completed response");
     let used: u64 = recs.iter().map(|r| r.total_tokens).sum();
     let biggest = recs.iter().map(|r| r.total_tokens).max().unwrap_or(0);
     // The bound (src/fleet/budget.rs): N relays × c in flight × M tokens; here N = 2, c = 1.

@@ -280,6 +280,23 @@ pub fn metric(admin: &str, name: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// Sum of a metric's samples over all its labels (`NaN` when it has none).
+pub fn metric_sum(admin: &str, name: &str) -> f64 {
+    let addr = admin.parse().expect("admin addr");
+    let samples: Vec<f64> = http_get(addr, "/metrics")
+        .lines()
+        .filter(|l| {
+            l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b' ' | b'{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    if samples.is_empty() {
+        f64::NAN
+    } else {
+        samples.iter().sum()
+    }
+}
+
 pub fn readyz(admin: &str) -> String {
     http_get(admin.parse().expect("addr"), "/readyz")
 }
