@@ -3,10 +3,14 @@
 //! and nobody has to do the arithmetic by hand. A target whose case or peers did not run
 //! (not installed, left out with `--peers` or `--only`) is "not measured", never met; the
 //! idle target is evaluated at 1,000 sessions and more only. Each verdict also says
-//! whether the repetitions settle it: a ratio target `a ≤ limit × b` is "within the reps'
-//! spread" when the range of `a`'s reps overlaps `limit` × the range of `b`'s — some rep
-//! of one against some rep of the other lands on each side of the limit, so another run
-//! may well turn the verdict.
+//! whether the repetitions settle it. A ratio target `a ≤ limit × b` is judged on the
+//! repetitions' pairs: the schedule runs every peer once per repetition, in alternating
+//! order, so `a`'s and `b`'s runs of one repetition are minutes apart at most, while the
+//! machine drifts over the whole run (on this VM a peer's even and odd reps have differed by
+//! more than the gaps the targets ask about). The verdict is "within the reps' spread"
+//! when the ratios of those pairs fall on both sides of the limit — another run may well
+//! turn it. Without pairs (a peer's reps missing) it falls back to the cross range: the
+//! smallest and largest ratio of any rep of one to any rep of the other.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -35,6 +39,8 @@ pub(crate) enum Metric {
 #[derive(Debug, Default)]
 pub(crate) struct Medians {
     map: HashMap<(Metric, Peer), Stat>,
+    /// Each rep's value: `(rep, value)`.
+    reps: HashMap<(Metric, Peer), Vec<(usize, f64)>>,
     idle_sizes: Vec<usize>,
     sweep_rates: Vec<u64>,
     /// Responses whose usage matched the mock's ledger, and responses in the ledger.
@@ -46,14 +52,42 @@ impl Medians {
         self.map.get(&(m, p)).copied()
     }
 
+    /// `a`'s value over `b`'s, per repetition both measured.
+    fn paired(&self, m: Metric, a: Peer, b: Peer) -> Vec<f64> {
+        let (Some(ra), Some(rb)) = (self.reps.get(&(m, a)), self.reps.get(&(m, b))) else {
+            return Vec::new();
+        };
+        ra.iter()
+            .filter_map(|&(rep, x)| {
+                let &(_, y) = rb.iter().find(|(r, _)| *r == rep)?;
+                (y > 0.0).then(|| x / y)
+            })
+            .collect()
+    }
+
+    /// The ratio row of `a ≤ limit × b` on `metric`.
+    fn ratio(&self, target: String, metric: Metric, a: Peer, b: Peer, limit: f64) -> Row {
+        ratio_row(
+            target,
+            self.get(metric, a),
+            self.get(metric, b),
+            &self.paired(metric, a, b),
+            limit,
+        )
+    }
+
     /// Gathers the medians from a run.
     pub(crate) fn of(r: &BenchResult) -> Medians {
         let mut out = Medians::default();
         let mut put =
             |m: Metric, case: &str, peer: Peer, get: fn(&super::Sample) -> Option<f64>| {
-                let v: Vec<f64> = samples(r, case, peer).filter_map(get).collect();
+                let reps: Vec<(usize, f64)> = samples(r, case, peer)
+                    .filter_map(|s| Some((s.rep, get(s).filter(|x| x.is_finite())?)))
+                    .collect();
+                let v: Vec<f64> = reps.iter().map(|&(_, x)| x).collect();
                 if let Some(st) = stat(&v) {
                     out.map.insert((m, peer), st);
+                    out.reps.insert((m, peer), reps);
                 }
             };
         let mut idle: Vec<(usize, String)> = Vec::new();
@@ -134,18 +168,35 @@ impl Row {
     }
 }
 
-/// `a ≤ limit × b` on the medians, as a row: "a vs b µs: ×ratio (reps ×lo–×hi)", where lo
-/// and hi are the smallest and largest ratio of one rep of `a` to one rep of `b` (every
-/// ratio target compares µs: CPU per frame or latency).
-fn ratio_row(target: String, a: Option<Stat>, b: Option<Stat>, limit: f64) -> Row {
+/// `a ≤ limit × b` on the medians, as a row. With two or more repetitions measured by
+/// both peers: "a vs b µs: ×ratio (paired reps ×lo–×hi, k of n ≤ ×limit)", lo and hi the
+/// smallest and largest ratio of a rep's pair, k the pairs within the limit; otherwise
+/// "(reps ×lo–×hi)", the smallest and largest ratio of any rep of `a` to any rep of `b`.
+/// Every ratio target compares µs: CPU per frame or latency.
+fn ratio_row(target: String, a: Option<Stat>, b: Option<Stat>, paired: &[f64], limit: f64) -> Row {
     match (a, b) {
         (Some(a), Some(b)) if b.min > 0.0 => {
             let ratio = a.median / b.median;
-            let (lo, hi) = (a.min / b.max, a.max / b.min);
+            let (lo, hi, spread) = if paired.len() >= 2 {
+                let lo = paired.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = paired.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let within = paired.iter().filter(|&&x| x <= limit).count();
+                (
+                    lo,
+                    hi,
+                    format!(
+                        "paired reps ×{lo:.2}–×{hi:.2}, {within} of {} ≤ ×{limit}",
+                        paired.len()
+                    ),
+                )
+            } else {
+                let (lo, hi) = (a.min / b.max, a.max / b.min);
+                (lo, hi, format!("reps ×{lo:.2}–×{hi:.2}"))
+            };
             Row {
                 target,
                 measured: format!(
-                    "{} vs {} µs: ×{ratio:.3} (reps ×{lo:.2}–×{hi:.2})",
+                    "{} vs {} µs: ×{ratio:.3} ({spread})",
                     fmt(a.median),
                     fmt(b.median)
                 ),
@@ -183,10 +234,7 @@ pub(crate) fn rows(m: &Medians) -> Vec<Row> {
     ];
     let mut v: Vec<Row> = paced
         .into_iter()
-        .map(|(a, b, limit, target)| {
-            let (a, b) = (m.get(Metric::Paced, a), m.get(Metric::Paced, b));
-            ratio_row(target.into(), a, b, limit)
-        })
+        .map(|(a, b, limit, target)| m.ratio(target.into(), Metric::Paced, a, b, limit))
         .collect();
     // The better of nginx and HAProxy is the one that spends less per frame; with only
     // one of them in the run it is not known.
@@ -194,20 +242,21 @@ pub(crate) fn rows(m: &Medians) -> Vec<Row> {
         m.get(Metric::Firehose, Nginx),
         m.get(Metric::Firehose, Haproxy),
     ) {
-        (Some(n), Some(h)) if h.median < n.median => Some((Haproxy, h)),
-        (Some(n), Some(_)) => Some((Nginx, n)),
+        (Some(n), Some(h)) if h.median < n.median => Some(Haproxy),
+        (Some(_), Some(_)) => Some(Nginx),
         _ => None,
     };
-    let fire = ratio_row(
-        format!(
-            "firehose: tollgate ≤ 1.0 × the better of nginx and HAProxy{}",
-            better.map_or(String::new(), |(p, _)| format!(" ({})", p.name()))
+    let fire = "firehose: tollgate ≤ 1.0 × the better of nginx and HAProxy";
+    v.push(match better {
+        Some(b) => m.ratio(
+            format!("{fire} ({})", b.name()),
+            Metric::Firehose,
+            Tollgate,
+            b,
+            1.0,
         ),
-        m.get(Metric::Firehose, Tollgate),
-        better.map(|b| b.1),
-        1.0,
-    );
-    v.push(fire);
+        None => Row::not_measured(fire.into()),
+    });
     // The target is per session at scale; below 1,000 sessions (`--quick`) the process's
     // fixed memory dominates the quotient, so it is not evaluated there.
     for &n in m.idle_sizes.iter().filter(|&&n| n >= 1000) {
@@ -239,10 +288,11 @@ pub(crate) fn rows(m: &Medians) -> Vec<Row> {
             ("p50", Metric::EchoP50(rate)),
             ("p99", Metric::EchoP99(rate)),
         ] {
-            v.push(ratio_row(
+            v.push(m.ratio(
                 format!("echo {q} at {}/s: tollgate ≤ nginx", fmt(rate as f64)),
-                m.get(metric, Tollgate),
-                m.get(metric, Nginx),
+                metric,
+                Tollgate,
+                Nginx,
                 1.0,
             ));
         }
@@ -277,8 +327,10 @@ pub(crate) fn section(o: &mut String, r: &BenchResult) {
         "\n### Targets of the data plane (issue 11), from this run's medians\n\n\
          {} met ({} of them within the reps' spread), {} missed ({} within the reps' spread), \
          {} not measured (their case or a peer they compare did not run). Within the reps' \
-         spread: the range of one peer's reps overlaps the limit × the range of the \
-         other's (the \"reps ×lo–×hi\" range straddles the limit), so another run may turn \
+         spread: the two peers' runs of one repetition (next to each other in the \
+         schedule) put the ratio on one side of the limit in some repetitions and on the \
+         other in others (\"paired reps ×lo–×hi\" straddles the limit; \"reps\" without \
+         pairs: any rep of one against any rep of the other), so another run may turn \
          the verdict.\n",
         count(Verdict::Met),
         unsettled(Verdict::Met),
@@ -331,13 +383,13 @@ mod tests {
 
     #[test]
     fn a_ratio_at_the_limit_is_met_and_just_above_it_missed() {
-        let at = ratio_row("t".into(), Some(one(8.5)), Some(one(10.0)), 0.85);
+        let at = ratio_row("t".into(), Some(one(8.5)), Some(one(10.0)), &[], 0.85);
         assert_eq!(at.verdict, Verdict::Met);
         assert!(!at.within_spread);
         assert_eq!(at.measured, "8.50 vs 10.0 µs: ×0.850 (reps ×0.85–×0.85)");
-        let above = ratio_row("t".into(), Some(one(8.51)), Some(one(10.0)), 0.85);
+        let above = ratio_row("t".into(), Some(one(8.51)), Some(one(10.0)), &[], 0.85);
         assert_eq!(above.verdict, Verdict::Missed);
-        let none = ratio_row("t".into(), Some(one(8.0)), None, 0.85);
+        let none = ratio_row("t".into(), Some(one(8.0)), None, &[], 0.85);
         assert_eq!(none.verdict, Verdict::NotMeasured);
     }
 
@@ -354,17 +406,61 @@ mod tests {
             max: 10.5,
         };
         // Medians ×0.90: met; reps from 8 / 10.5 = ×0.76 to 10 / 9.5 = ×1.05.
-        let r = ratio_row("t".into(), Some(a), Some(b), 1.0);
+        let r = ratio_row("t".into(), Some(a), Some(b), &[], 1.0);
         assert_eq!(r.verdict, Verdict::Met);
         assert!(r.within_spread);
         assert_eq!(r.measured, "9.00 vs 10.0 µs: ×0.900 (reps ×0.76–×1.05)");
         // Every rep pair below ×1.1: settled.
-        let r = ratio_row("t".into(), Some(a), Some(b), 1.1);
+        let r = ratio_row("t".into(), Some(a), Some(b), &[], 1.1);
         assert!(!r.within_spread);
         // Every rep pair above ×0.7: a settled miss.
-        let r = ratio_row("t".into(), Some(a), Some(b), 0.7);
+        let r = ratio_row("t".into(), Some(a), Some(b), &[], 0.7);
         assert_eq!(r.verdict, Verdict::Missed);
         assert!(!r.within_spread);
+    }
+
+    #[test]
+    fn the_spread_is_judged_on_each_repetitions_pair() {
+        use Peer::*;
+        fn put(m: &mut Medians, peer: Peer, reps: &[f64]) {
+            let v: Vec<(usize, f64)> = reps.iter().copied().enumerate().collect();
+            m.map
+                .insert((Metric::Paced, peer), stat(reps).expect("reps"));
+            m.reps.insert((Metric::Paced, peer), v);
+        }
+        let mut m = Medians::default();
+        // The machine slows down over the run; tollgate stays 5% under nginx in every rep.
+        put(&mut m, Tollgate, &[10.0, 12.0, 14.0]);
+        put(&mut m, Nginx, &[10.5, 12.6, 14.7]);
+        let r = m.ratio("t".into(), Metric::Paced, Tollgate, Nginx, 1.0);
+        assert_eq!(r.verdict, Verdict::Met);
+        assert!(
+            !r.within_spread,
+            "every pair is under the limit: {}",
+            r.measured
+        );
+        assert_eq!(
+            r.measured,
+            "12.0 vs 12.6 µs: ×0.952 (paired reps ×0.95–×0.95, 3 of 3 ≤ ×1)"
+        );
+        // Across reps the same numbers straddle the limit (10 / 14.7 to 14 / 10.5).
+        let cross = ratio_row(
+            "t".into(),
+            m.get(Metric::Paced, Tollgate),
+            m.get(Metric::Paced, Nginx),
+            &[],
+            1.0,
+        );
+        assert!(cross.within_spread, "{}", cross.measured);
+        // One rep's pair above the limit: within the spread.
+        put(&mut m, Haproxy, &[9.8, 12.6, 14.7]);
+        let r = m.ratio("t".into(), Metric::Paced, Tollgate, Haproxy, 1.0);
+        assert_eq!(r.verdict, Verdict::Met);
+        assert!(r.within_spread, "{}", r.measured);
+        assert!(r.measured.ends_with("2 of 3 ≤ ×1)"), "{}", r.measured);
+        // Pairs only where both peers measured the rep.
+        m.reps.insert((Metric::Paced, Floor), vec![(1, 12.0)]);
+        assert_eq!(m.paired(Metric::Paced, Tollgate, Floor), vec![1.0]);
     }
 
     #[test]
