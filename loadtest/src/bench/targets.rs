@@ -3,14 +3,15 @@
 //! and nobody has to do the arithmetic by hand. A target whose case or peers did not run
 //! (not installed, left out with `--peers` or `--only`) is "not measured", never met; the
 //! idle target is evaluated at 1,000 sessions and more only. Each verdict also says
-//! whether the repetitions settle it. A ratio target `a ≤ limit × b` is judged on the
-//! repetitions' pairs: the schedule runs every peer once per repetition, in alternating
-//! order, so `a`'s and `b`'s runs of one repetition are minutes apart at most, while the
-//! machine drifts over the whole run (on this VM a peer's even and odd reps have differed by
-//! more than the gaps the targets ask about). The verdict is "within the reps' spread"
-//! when the ratios of those pairs fall on both sides of the limit — another run may well
-//! turn it. Without pairs (a peer's reps missing) it falls back to the cross range: the
-//! smallest and largest ratio of any rep of one to any rep of the other.
+//! whether the repetitions settle it. A ratio target `a ≤ limit × b` is "within the
+//! reps' spread" when some rep of one against some rep of the other lands on each side of
+//! the limit — unless the repetitions' pairs settle it: the schedule runs every peer once
+//! per repetition, in alternating order, so `a`'s and `b`'s runs of one repetition are
+//! minutes apart, while the machine drifts over the whole run (on this VM a peer's even
+//! and odd reps have differed by more than the gaps the targets ask about). When a sign
+//! test on the pairs (how many are within the limit) puts them on the verdict's side at
+//! 5%, the verdict is settled even though the cross range straddles the limit. Three
+//! pairs can never do that; the nine of a sweep rate can.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -168,31 +169,35 @@ impl Row {
     }
 }
 
-/// `a ≤ limit × b` on the medians, as a row. With two or more repetitions measured by
-/// both peers: "a vs b µs: ×ratio (paired reps ×lo–×hi, k of n ≤ ×limit)", lo and hi the
-/// smallest and largest ratio of a rep's pair, k the pairs within the limit; otherwise
-/// "(reps ×lo–×hi)", the smallest and largest ratio of any rep of `a` to any rep of `b`.
-/// Every ratio target compares µs: CPU per frame or latency.
+/// `a ≤ limit × b` on the medians, as a row: "a vs b µs: ×ratio (reps ×lo–×hi; pairs k of
+/// n ≤ ×limit)" — lo and hi the smallest and largest ratio of any rep of `a` to any rep of
+/// `b`, k the repetitions whose pair is within the limit (printed with two pairs or more).
+/// Within the reps' spread: the cross range straddles the limit, unless the pairs settle
+/// it — a sign test puts them on the verdict's side at 5% (two-sided), which takes six
+/// pairs or more all on one side, or eight of nine. Every ratio target compares µs: CPU
+/// per frame or latency.
 fn ratio_row(target: String, a: Option<Stat>, b: Option<Stat>, paired: &[f64], limit: f64) -> Row {
     match (a, b) {
         (Some(a), Some(b)) if b.min > 0.0 => {
             let ratio = a.median / b.median;
-            let (lo, hi, spread) = if paired.len() >= 2 {
-                let lo = paired.iter().copied().fold(f64::INFINITY, f64::min);
-                let hi = paired.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let within = paired.iter().filter(|&&x| x <= limit).count();
-                (
-                    lo,
-                    hi,
-                    format!(
-                        "paired reps ×{lo:.2}–×{hi:.2}, {within} of {} ≤ ×{limit}",
-                        paired.len()
-                    ),
-                )
+            let verdict = if ratio <= limit {
+                Verdict::Met
             } else {
-                let (lo, hi) = (a.min / b.max, a.max / b.min);
-                (lo, hi, format!("reps ×{lo:.2}–×{hi:.2}"))
+                Verdict::Missed
             };
+            let (lo, hi) = (a.min / b.max, a.max / b.min);
+            let mut spread = format!("reps ×{lo:.2}–×{hi:.2}");
+            let mut settled = !(lo <= limit && hi > limit);
+            let n = paired.len();
+            if n >= 2 {
+                let k = paired.iter().filter(|&&x| x <= limit).count();
+                let _ = write!(spread, "; pairs {k} of {n} ≤ ×{limit}");
+                let agrees = match verdict {
+                    Verdict::Met => 2 * k > n,
+                    _ => 2 * k < n,
+                };
+                settled |= agrees && sign_test_p(k.min(n - k), n) < 0.05;
+            }
             Row {
                 target,
                 measured: format!(
@@ -200,16 +205,25 @@ fn ratio_row(target: String, a: Option<Stat>, b: Option<Stat>, paired: &[f64], l
                     fmt(a.median),
                     fmt(b.median)
                 ),
-                verdict: if ratio <= limit {
-                    Verdict::Met
-                } else {
-                    Verdict::Missed
-                },
-                within_spread: lo <= limit && hi > limit,
+                verdict,
+                within_spread: !settled,
             }
         }
         _ => Row::not_measured(target),
     }
+}
+
+/// Two-sided sign test: the chance that `n` fair coin flips put `k` or fewer on one side,
+/// either side.
+fn sign_test_p(k: usize, n: usize) -> f64 {
+    let (mut choose, mut tail) = (1.0f64, 0.0f64);
+    for i in 0..=k {
+        if i > 0 {
+            choose = choose * (n + 1 - i) as f64 / i as f64;
+        }
+        tail += choose;
+    }
+    (2.0 * tail / 2f64.powi(n as i32)).min(1.0)
 }
 
 /// The targets, in the issue's order.
@@ -327,11 +341,11 @@ pub(crate) fn section(o: &mut String, r: &BenchResult) {
         "\n### Targets of the data plane (issue 11), from this run's medians\n\n\
          {} met ({} of them within the reps' spread), {} missed ({} within the reps' spread), \
          {} not measured (their case or a peer they compare did not run). Within the reps' \
-         spread: the two peers' runs of one repetition (next to each other in the \
-         schedule) put the ratio on one side of the limit in some repetitions and on the \
-         other in others (\"paired reps ×lo–×hi\" straddles the limit; \"reps\" without \
-         pairs: any rep of one against any rep of the other), so another run may turn \
-         the verdict.\n",
+         spread: some rep of one peer against some rep of the other lands on each side of \
+         the limit (\"reps ×lo–×hi\"), and the repetitions' pairs (the two peers' runs of \
+         one repetition, next to each other in the schedule) do not settle it — a sign \
+         test on them (\"pairs k of n\" within the limit) does not put them on the \
+         verdict's side at 5%. Another run may turn such a verdict.\n",
         count(Verdict::Met),
         unsettled(Verdict::Met),
         count(Verdict::Missed),
@@ -420,7 +434,7 @@ mod tests {
     }
 
     #[test]
-    fn the_spread_is_judged_on_each_repetitions_pair() {
+    fn pairs_settle_a_verdict_only_when_a_sign_test_says_so() {
         use Peer::*;
         fn put(m: &mut Medians, peer: Peer, reps: &[f64]) {
             let v: Vec<(usize, f64)> = reps.iter().copied().enumerate().collect();
@@ -428,39 +442,74 @@ mod tests {
                 .insert((Metric::Paced, peer), stat(reps).expect("reps"));
             m.reps.insert((Metric::Paced, peer), v);
         }
-        let mut m = Medians::default();
         // The machine slows down over the run; tollgate stays 5% under nginx in every rep.
-        put(&mut m, Tollgate, &[10.0, 12.0, 14.0]);
-        put(&mut m, Nginx, &[10.5, 12.6, 14.7]);
+        let slowing: Vec<f64> = (0..9).map(|i| 10.0 + i as f64).collect();
+        let under: Vec<f64> = slowing.iter().map(|x| x * 0.95).collect();
+        let mut m = Medians::default();
+        put(&mut m, Tollgate, &under);
+        put(&mut m, Nginx, &slowing);
         let r = m.ratio("t".into(), Metric::Paced, Tollgate, Nginx, 1.0);
         assert_eq!(r.verdict, Verdict::Met);
-        assert!(
-            !r.within_spread,
-            "every pair is under the limit: {}",
-            r.measured
-        );
         assert_eq!(
             r.measured,
-            "12.0 vs 12.6 µs: ×0.952 (paired reps ×0.95–×0.95, 3 of 3 ≤ ×1)"
+            "13.3 vs 14.0 µs: ×0.950 (reps ×0.53–×1.71; pairs 9 of 9 ≤ ×1)"
         );
-        // Across reps the same numbers straddle the limit (10 / 14.7 to 14 / 10.5).
-        let cross = ratio_row(
+        assert!(
+            !r.within_spread,
+            "the cross range straddles, the pairs settle it"
+        );
+        // Three such pairs are not enough (a sign test cannot reach 5% with three).
+        let mut m3 = Medians::default();
+        put(&mut m3, Tollgate, &under[..3]);
+        put(&mut m3, Nginx, &slowing[..3]);
+        let r = m3.ratio("t".into(), Metric::Paced, Tollgate, Nginx, 1.0);
+        assert!(r.measured.ends_with("pairs 3 of 3 ≤ ×1)"), "{}", r.measured);
+        assert!(r.within_spread, "{}", r.measured);
+        // Eight of nine pairs settle it; seven of nine do not.
+        let mut one_above = under.clone();
+        one_above[0] = 10.5;
+        put(&mut m, Haproxy, &slowing);
+        put(&mut m, Tollgate, &one_above);
+        let r = m.ratio("t".into(), Metric::Paced, Tollgate, Haproxy, 1.0);
+        assert!(r.measured.ends_with("pairs 8 of 9 ≤ ×1)"), "{}", r.measured);
+        assert!(!r.within_spread, "{}", r.measured);
+        one_above[1] = 11.5;
+        put(&mut m, Tollgate, &one_above);
+        let r = m.ratio("t".into(), Metric::Paced, Tollgate, Haproxy, 1.0);
+        assert!(r.measured.ends_with("pairs 7 of 9 ≤ ×1)"), "{}", r.measured);
+        assert!(r.within_spread, "{}", r.measured);
+        // Pairs on the other side of the verdict never settle it: medians met, while eight
+        // of nine pairs are above the limit.
+        let pairs = [1.01, 1.01, 1.01, 1.01, 1.01, 1.01, 1.01, 1.01, 0.5];
+        let r = ratio_row(
             "t".into(),
-            m.get(Metric::Paced, Tollgate),
-            m.get(Metric::Paced, Nginx),
-            &[],
+            Some(Stat {
+                median: 9.9,
+                min: 5.0,
+                max: 12.0,
+            }),
+            Some(Stat {
+                median: 10.0,
+                min: 9.0,
+                max: 11.0,
+            }),
+            &pairs,
             1.0,
         );
-        assert!(cross.within_spread, "{}", cross.measured);
-        // One rep's pair above the limit: within the spread.
-        put(&mut m, Haproxy, &[9.8, 12.6, 14.7]);
-        let r = m.ratio("t".into(), Metric::Paced, Tollgate, Haproxy, 1.0);
         assert_eq!(r.verdict, Verdict::Met);
         assert!(r.within_spread, "{}", r.measured);
-        assert!(r.measured.ends_with("2 of 3 ≤ ×1)"), "{}", r.measured);
         // Pairs only where both peers measured the rep.
-        m.reps.insert((Metric::Paced, Floor), vec![(1, 12.0)]);
+        m.reps.insert((Metric::Paced, Floor), vec![(1, 11.5)]);
         assert_eq!(m.paired(Metric::Paced, Tollgate, Floor), vec![1.0]);
+    }
+
+    #[test]
+    fn the_sign_test_matches_the_binomial_tail() {
+        assert_eq!(sign_test_p(0, 3), 0.25);
+        assert_eq!(sign_test_p(0, 6), 2.0 / 64.0);
+        assert_eq!(sign_test_p(1, 9), 2.0 * 10.0 / 512.0);
+        assert_eq!(sign_test_p(2, 9), 2.0 * 46.0 / 512.0);
+        assert_eq!(sign_test_p(4, 9), 1.0);
     }
 
     #[test]
