@@ -1,0 +1,230 @@
+//! Tests of the targets section (`targets.rs`).
+
+use super::*;
+
+fn one(x: f64) -> Stat {
+    Stat {
+        median: x,
+        min: x,
+        max: x,
+    }
+}
+
+fn medians(pairs: &[(Metric, Peer, f64)]) -> Medians {
+    let mut m = Medians::default();
+    for &(metric, peer, x) in pairs {
+        m.map.insert((metric, peer), one(x));
+    }
+    m
+}
+
+fn find<'a>(rows: &'a [Row], prefix: &str) -> &'a Row {
+    rows.iter()
+        .find(|r| r.target.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no row {prefix}"))
+}
+
+#[test]
+fn a_ratio_at_the_limit_is_met_and_just_above_it_missed() {
+    let at = ratio_row("t".into(), Some(one(8.5)), Some(one(10.0)), &[], 0.85);
+    assert_eq!(at.verdict, Verdict::Met);
+    assert!(!at.within_spread);
+    assert_eq!(at.measured, "8.50 vs 10.0 µs: ×0.850 (reps ×0.85–×0.85)");
+    let above = ratio_row("t".into(), Some(one(8.51)), Some(one(10.0)), &[], 0.85);
+    assert_eq!(above.verdict, Verdict::Missed);
+    let none = ratio_row("t".into(), Some(one(8.0)), None, &[], 0.85);
+    assert_eq!(none.verdict, Verdict::NotMeasured);
+}
+
+#[test]
+fn a_verdict_the_reps_put_on_both_sides_of_the_limit_is_within_the_spread() {
+    let a = Stat {
+        median: 9.0,
+        min: 8.0,
+        max: 10.0,
+    };
+    let b = Stat {
+        median: 10.0,
+        min: 9.5,
+        max: 10.5,
+    };
+    // Medians ×0.90: met; reps from 8 / 10.5 = ×0.76 to 10 / 9.5 = ×1.05.
+    let r = ratio_row("t".into(), Some(a), Some(b), &[], 1.0);
+    assert_eq!(r.verdict, Verdict::Met);
+    assert!(r.within_spread);
+    assert_eq!(r.measured, "9.00 vs 10.0 µs: ×0.900 (reps ×0.76–×1.05)");
+    // Every rep pair below ×1.1: settled.
+    let r = ratio_row("t".into(), Some(a), Some(b), &[], 1.1);
+    assert!(!r.within_spread);
+    // Every rep pair above ×0.7: a settled miss.
+    let r = ratio_row("t".into(), Some(a), Some(b), &[], 0.7);
+    assert_eq!(r.verdict, Verdict::Missed);
+    assert!(!r.within_spread);
+}
+
+#[test]
+fn pairs_settle_a_verdict_only_when_a_sign_test_says_so() {
+    use Peer::*;
+    fn put(m: &mut Medians, peer: Peer, reps: &[f64]) {
+        let v: Vec<(usize, f64)> = reps.iter().copied().enumerate().collect();
+        m.map
+            .insert((Metric::Paced, peer), stat(reps).expect("reps"));
+        m.reps.insert((Metric::Paced, peer), v);
+    }
+    // The machine slows down over the run; tollgate stays 5% under nginx in every rep.
+    let slowing: Vec<f64> = (0..9).map(|i| 10.0 + i as f64).collect();
+    let under: Vec<f64> = slowing.iter().map(|x| x * 0.95).collect();
+    let mut m = Medians::default();
+    put(&mut m, Tollgate, &under);
+    put(&mut m, Nginx, &slowing);
+    let r = m.ratio("t".into(), Metric::Paced, Tollgate, Nginx, 1.0);
+    assert_eq!(r.verdict, Verdict::Met);
+    assert_eq!(
+        r.measured,
+        "13.3 vs 14.0 µs: ×0.950 (reps ×0.53–×1.71; pairs 9 of 9 ≤ ×1)"
+    );
+    assert!(
+        !r.within_spread,
+        "the cross range straddles, the pairs settle it"
+    );
+    // Three such pairs are not enough (a sign test cannot reach 5% with three).
+    let mut m3 = Medians::default();
+    put(&mut m3, Tollgate, &under[..3]);
+    put(&mut m3, Nginx, &slowing[..3]);
+    let r = m3.ratio("t".into(), Metric::Paced, Tollgate, Nginx, 1.0);
+    assert!(r.measured.ends_with("pairs 3 of 3 ≤ ×1)"), "{}", r.measured);
+    assert!(r.within_spread, "{}", r.measured);
+    // Eight of nine pairs settle it; seven of nine do not.
+    let mut one_above = under.clone();
+    one_above[0] = 10.5;
+    put(&mut m, Haproxy, &slowing);
+    put(&mut m, Tollgate, &one_above);
+    let r = m.ratio("t".into(), Metric::Paced, Tollgate, Haproxy, 1.0);
+    assert!(r.measured.ends_with("pairs 8 of 9 ≤ ×1)"), "{}", r.measured);
+    assert!(!r.within_spread, "{}", r.measured);
+    one_above[1] = 11.5;
+    put(&mut m, Tollgate, &one_above);
+    let r = m.ratio("t".into(), Metric::Paced, Tollgate, Haproxy, 1.0);
+    assert!(r.measured.ends_with("pairs 7 of 9 ≤ ×1)"), "{}", r.measured);
+    assert!(r.within_spread, "{}", r.measured);
+    // Pairs on the other side of the verdict never settle it: medians met, while eight
+    // of nine pairs are above the limit.
+    let pairs = [1.01, 1.01, 1.01, 1.01, 1.01, 1.01, 1.01, 1.01, 0.5];
+    let r = ratio_row(
+        "t".into(),
+        Some(Stat {
+            median: 9.9,
+            min: 5.0,
+            max: 12.0,
+        }),
+        Some(Stat {
+            median: 10.0,
+            min: 9.0,
+            max: 11.0,
+        }),
+        &pairs,
+        1.0,
+    );
+    assert_eq!(r.verdict, Verdict::Met);
+    assert!(r.within_spread, "{}", r.measured);
+    // Pairs only where both peers measured the rep.
+    m.reps.insert((Metric::Paced, Floor), vec![(1, 11.5)]);
+    assert_eq!(m.paired(Metric::Paced, Tollgate, Floor), vec![1.0]);
+}
+
+#[test]
+fn the_sign_test_matches_the_binomial_tail() {
+    assert_eq!(sign_test_p(0, 3), 0.25);
+    assert_eq!(sign_test_p(0, 6), 2.0 / 64.0);
+    assert_eq!(sign_test_p(1, 9), 2.0 * 10.0 / 512.0);
+    assert_eq!(sign_test_p(2, 9), 2.0 * 46.0 / 512.0);
+    assert_eq!(sign_test_p(4, 9), 1.0);
+}
+
+#[test]
+fn paced_targets_compare_tollgate_with_each_peer() {
+    use Peer::*;
+    let m = medians(&[
+        (Metric::Paced, Floor, 7.0),
+        (Metric::Paced, Tunnel, 7.5),
+        (Metric::Paced, Tollgate, 8.0),
+        (Metric::Paced, Nginx, 12.0),
+        (Metric::Paced, Haproxy, 9.0),
+    ]);
+    let r = rows(&m);
+    // 7.5 / 7.0 = 1.071: the tunnel misses the floor target.
+    assert_eq!(find(&r, "paced: `--tunnel`").verdict, Verdict::Missed);
+    // 8.0 / 7.5 = 1.067.
+    assert_eq!(find(&r, "paced: tollgate ≤ 1.05").verdict, Verdict::Missed);
+    assert_eq!(find(&r, "paced: tollgate ≤ 0.95").verdict, Verdict::Met);
+    // 8.0 / 9.0 = 0.889 > 0.85.
+    assert_eq!(find(&r, "paced: tollgate ≤ 0.85").verdict, Verdict::Missed);
+}
+
+#[test]
+fn firehose_compares_with_the_cheaper_of_nginx_and_haproxy() {
+    use Peer::*;
+    let m = medians(&[
+        (Metric::Firehose, Tollgate, 0.45),
+        (Metric::Firehose, Nginx, 0.80),
+        (Metric::Firehose, Haproxy, 0.44),
+    ]);
+    let r = rows(&m);
+    let f = find(&r, "firehose");
+    assert!(f.target.ends_with("(haproxy)"), "{}", f.target);
+    assert_eq!(f.verdict, Verdict::Missed, "0.45 > 0.44: {}", f.measured);
+    // Only nginx ran: the better of the two is unknown.
+    let m = medians(&[
+        (Metric::Firehose, Tollgate, 0.45),
+        (Metric::Firehose, Nginx, 0.80),
+    ]);
+    assert_eq!(find(&rows(&m), "firehose").verdict, Verdict::NotMeasured);
+}
+
+#[test]
+fn idle_echo_and_accuracy_rows_follow_the_run() {
+    use Peer::*;
+    let mut m = medians(&[
+        (Metric::Idle(1000), Tollgate, 2.3),
+        (Metric::Idle(9000), Tollgate, 4.2),
+        (Metric::EchoP50(16000), Tollgate, 172.0),
+        (Metric::EchoP50(16000), Nginx, 165.0),
+        (Metric::EchoP99(16000), Tollgate, 700.0),
+        (Metric::EchoP99(16000), Nginx, 800.0),
+    ]);
+    m.idle_sizes = vec![200, 1000, 4000, 9000];
+    m.map.insert((Metric::Idle(200), Tollgate), one(11.0));
+    m.map.insert(
+        (Metric::Idle(4000), Tollgate),
+        Stat {
+            median: 3.9,
+            min: 3.8,
+            max: 4.3,
+        },
+    );
+    m.sweep_rates = vec![16000];
+    m.accuracy = Some((10, 10));
+    let r = rows(&m);
+    assert_eq!(
+        find(&r, "idle: tollgate ≤ 4 KiB per plain session (1000").verdict,
+        Verdict::Met
+    );
+    assert_eq!(
+        find(&r, "idle: tollgate ≤ 4 KiB per plain session (9000").verdict,
+        Verdict::Missed
+    );
+    let mid = find(&r, "idle: tollgate ≤ 4 KiB per plain session (4000");
+    assert_eq!(mid.verdict, Verdict::Met);
+    assert!(mid.within_spread, "a rep measured 4.3 KiB");
+    assert!(!r.iter().any(|x| x.target.contains("(200 sessions)")));
+    assert_eq!(find(&r, "echo p50 at 16.0k/s").verdict, Verdict::Missed);
+    assert_eq!(find(&r, "echo p99 at 16.0k/s").verdict, Verdict::Met);
+    assert_eq!(find(&r, "usage accuracy").verdict, Verdict::Met);
+    m.accuracy = Some((9, 10));
+    assert_eq!(find(&rows(&m), "usage accuracy").verdict, Verdict::Missed);
+    m.accuracy = None;
+    assert_eq!(
+        find(&rows(&m), "usage accuracy").verdict,
+        Verdict::NotMeasured
+    );
+}
