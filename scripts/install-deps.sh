@@ -7,8 +7,8 @@
 #                  websockets, kosoku); Debian splits venv out of python3
 #   nodejs, npm    the pinned Node clients in tests/node (openai Node SDK, Codex CLI),
 #                  installed there with `npm ci`
-#   nats-server    NATS JetStream, the fleet's usage-record stream (tests/fleet.rs)
-#   redis-server   Redis, the fleet's shared budgets and session caps (tests/fleet.rs)
+#   nats-server    NATS JetStream, the fleet's usage-record stream (tests/fleet_export.rs)
+#   redis-server   Redis, the fleet's shared budgets and session caps (tests/fleet_budget.rs)
 #
 # Needs root (or sudo) only when something is missing; otherwise it prints the command.
 set -euo pipefail

@@ -1,6 +1,8 @@
 //! Helpers of the fleet tests: the engines (`nats-server`, `redis-server`) as restartable
 //! processes on fixed ports, clients and their traffic, the records, stream, metrics and
 //! `/readyz` they are checked against.
+// Shared by the fleet's test files; each uses only its part.
+#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
