@@ -2,12 +2,13 @@
 
 use super::*;
 
+/// A median with its reps' range.
+fn st(median: f64, min: f64, max: f64) -> Stat {
+    Stat { median, min, max }
+}
+
 fn one(x: f64) -> Stat {
-    Stat {
-        median: x,
-        min: x,
-        max: x,
-    }
+    st(x, x, x)
 }
 
 fn medians(pairs: &[(Metric, Peer, f64)]) -> Medians {
@@ -38,16 +39,8 @@ fn a_ratio_at_the_limit_is_met_and_just_above_it_missed() {
 
 #[test]
 fn a_verdict_the_reps_put_on_both_sides_of_the_limit_is_within_the_spread() {
-    let a = Stat {
-        median: 9.0,
-        min: 8.0,
-        max: 10.0,
-    };
-    let b = Stat {
-        median: 10.0,
-        min: 9.5,
-        max: 10.5,
-    };
+    let a = st(9.0, 8.0, 10.0);
+    let b = st(10.0, 9.5, 10.5);
     // Medians ×0.90: met; reps from 8 / 10.5 = ×0.76 to 10 / 9.5 = ×1.05.
     let r = ratio_row("t".into(), Some(a), Some(b), &[], 1.0);
     assert_eq!(r.verdict, Verdict::Met);
@@ -112,16 +105,8 @@ fn pairs_settle_a_verdict_only_when_a_sign_test_says_so() {
     let pairs = [1.01, 1.01, 1.01, 1.01, 1.01, 1.01, 1.01, 1.01, 0.5];
     let r = ratio_row(
         "t".into(),
-        Some(Stat {
-            median: 9.9,
-            min: 5.0,
-            max: 12.0,
-        }),
-        Some(Stat {
-            median: 10.0,
-            min: 9.0,
-            max: 11.0,
-        }),
+        Some(st(9.9, 5.0, 12.0)),
+        Some(st(10.0, 9.0, 11.0)),
         &pairs,
         1.0,
     );
@@ -194,14 +179,8 @@ fn idle_echo_and_accuracy_rows_follow_the_run() {
     ]);
     m.idle_sizes = vec![200, 1000, 4000, 9000];
     m.map.insert((Metric::Idle(200), Tollgate), one(11.0));
-    m.map.insert(
-        (Metric::Idle(4000), Tollgate),
-        Stat {
-            median: 3.9,
-            min: 3.8,
-            max: 4.3,
-        },
-    );
+    m.map
+        .insert((Metric::Idle(4000), Tollgate), st(3.9, 3.8, 4.3));
     m.sweep_rates = vec![16000];
     m.accuracy = Some((10, 10));
     let r = rows(&m);
