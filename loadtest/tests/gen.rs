@@ -349,6 +349,79 @@ fn stream_over_tls_on_both_legs_is_metered_exactly() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Whether `perf record` of a tracepoint works here (installed, allowed).
+fn perf_can_trace() -> bool {
+    let out = std::env::temp_dir().join(format!("loadtest-perf-probe-{}", std::process::id()));
+    let ok = std::process::Command::new("perf")
+        .args(["record", "-q", "-a", "-e", "sched:sched_switch", "-o"])
+        .arg(&out)
+        .args(["--", "true"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let _ = std::fs::remove_file(&out);
+    ok
+}
+
+/// The bench's hop case end to end: an echo through the real relay with the relay's hop
+/// traced. Where perf can trace, every wake-up of the relay's worker that forwarded an
+/// echo is counted; where it cannot, the hop is not reported at all (never a guess).
+#[test]
+fn the_relays_hop_is_traced_over_an_echo_run() {
+    let dir = std::env::temp_dir().join(format!("loadtest-gen-hop-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let keys = dir.join("keys");
+    std::fs::write(&keys, "bench k-test-1\n").unwrap();
+    let mock = MockHost::start(MockConfig {
+        echo: true,
+        record: false,
+        ..MockConfig::default()
+    })
+    .unwrap();
+    let env = PeerEnv {
+        tls: tollgate_loadtest::bench::peers::TlsMode::None,
+        tls_files: None,
+        tollgate: debug_tollgate(),
+        keys_file: keys,
+        sut_cpu: None,
+    };
+    let relay = RunningPeer::start(Peer::Tollgate, &env, mock.addr, &dir).unwrap();
+    let cfg = RunConfig {
+        key: Some("k-test-1".into()),
+        rate: Some(2_000.0),
+        frame_bytes: 200,
+        duration: Duration::from_secs(2),
+        sut_pids: relay.pids(),
+        trace_hops: true,
+        ..quick(Workload::Echo, relay.url.clone())
+    };
+    let r = gen::run(&cfg).unwrap();
+    relay.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(r.counts.errors, 0, "{:?}", r.error_samples);
+    let window = r
+        .sut
+        .as_ref()
+        .and_then(|s| s.window.as_ref())
+        .expect("window");
+    if !perf_can_trace() {
+        assert_eq!(window.hops, None);
+        eprintln!("perf cannot trace here: the hop is not reported, as it should");
+        return;
+    }
+    let h = window.hops.as_ref().expect("hop traced");
+    // ~2,000 echoes/s cross the relay twice each over a window of ~1.3 s: thousands of
+    // wake-ups forward a frame (a wake-up may forward several).
+    eprintln!("{h:?}");
+    assert!(h.wakeups > 500, "{h:?}");
+    assert!(h.frames_per_wakeup >= 1.0, "{h:?}");
+    assert!(
+        h.p50_us > 0.0 && h.p50_us <= h.p90_us && h.p90_us < 5_000.0,
+        "{h:?}"
+    );
+}
+
 /// The bench's floor peer (`tollgate-floor`, a minimal io_uring byte tunnel) carries
 /// every byte both ways: the stream workload through it sees exactly what the mock sent.
 #[test]

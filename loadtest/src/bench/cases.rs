@@ -19,6 +19,8 @@ pub enum Kind {
     Firehose,
     /// Open-loop echo at one offered rate.
     Sweep,
+    /// Open-loop echo with the SUT's hop traced (`gen::hops`).
+    Hop,
     /// Closed-loop echo of large frames.
     Bulk,
     /// Idle sessions.
@@ -126,6 +128,9 @@ pub fn sweep_rates(quick: bool) -> Vec<f64> {
     }
 }
 
+/// Offered echo rate (frames/s) of the traced hop case.
+pub const HOP_RATE: f64 = 8_000.0;
+
 /// Idle session counts.
 pub fn idle_sizes(quick: bool, full: bool) -> Vec<usize> {
     match (quick, full) {
@@ -195,6 +200,23 @@ pub fn cases(p: &Profile, quick: bool, full: bool) -> Vec<Case> {
             },
         });
     }
+    // hop: the echo of the sweep at 8k/s (where the relays' medians lean apart most
+    // often) with the SUT's own hop traced in the kernel — a run of its own, because the
+    // tracing costs every peer a little latency.
+    v.push(Case {
+        name: format!("hop@{HOP_RATE}"),
+        kind: Kind::Hop,
+        mock: MockConfig {
+            echo: true,
+            ..quiet_mock()
+        },
+        run: RunConfig {
+            rate: Some(HOP_RATE),
+            frame_bytes: 200,
+            trace_hops: true,
+            ..base(Workload::Echo, 16, p.sweep_s)
+        },
+    });
     for kib in [16usize, 64] {
         v.push(Case {
             name: format!("bulk-{kib}KiB"),

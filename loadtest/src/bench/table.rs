@@ -190,6 +190,11 @@ fn win_syscalls(s: &Sample) -> Option<f64> {
     window(s)?.syscalls_per_frame
 }
 
+/// The SUT's traced hop.
+fn hops(s: &Sample) -> Option<&crate::gen::hops::HopStats> {
+    window(s)?.hops.as_ref()
+}
+
 /// CPU µs per frame of the busiest thread group (the workers: `tollgate-w`, `nginx`,
 /// `haproxy`).
 fn win_main_thread(s: &Sample) -> Option<f64> {
@@ -388,6 +393,47 @@ pub fn markdown(r: &BenchResult, peers: &[Peer]) -> String {
         ),
     ];
     table(&mut o, r, peers, "Latency, µs (stream: 100 conns, 20 deltas paced at 100/s; echo: 16 conns, 200 B, open loop, from scheduled send)", &latency);
+    let hop_case = format!("hop@{}", super::cases::HOP_RATE);
+    let hop = [
+        col(
+            "hop p50 µs",
+            &hop_case,
+            |s| Some(hops(s)?.p50_us),
+            Compare::Ratio,
+            false,
+        ),
+        col(
+            "hop p90 µs",
+            &hop_case,
+            |s| Some(hops(s)?.p90_us),
+            Compare::Ratio,
+            false,
+        ),
+        col(
+            "one-frame wake-ups: hop p50 µs",
+            &hop_case,
+            |s| hops(s)?.single_p50_us,
+            Compare::Ratio,
+            false,
+        ),
+        col(
+            "frames per wake-up",
+            &hop_case,
+            |s| Some(hops(s)?.frames_per_wakeup),
+            Compare::None,
+            false,
+        ),
+        col(
+            "wake-ups traced",
+            &hop_case,
+            |s| Some(hops(s)?.wakeups as f64),
+            Compare::None,
+            false,
+        ),
+    ];
+    if r.samples.iter().any(|s| s.case == hop_case) {
+        table(&mut o, r, peers, &format!("The relay's own hop, µs: from its thread being switched in to the first frame it forwards, over every wake-up of the window (echo: 16 conns, 200 B at {}/s; `perf record -e sched:sched_switch -e net:net_dev_queue`; excludes the vCPU's wake-up latency and the peers' CPU)", fmt(super::cases::HOP_RATE)), &hop);
+    }
     super::sections::sweep(&mut o, r, peers);
     let mut cap: Vec<Col> = r
         .samples

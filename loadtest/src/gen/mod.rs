@@ -20,6 +20,7 @@
 
 pub mod conn;
 mod echo;
+pub mod hops;
 mod idle;
 pub mod procfs;
 mod report;
@@ -107,6 +108,8 @@ pub struct RunConfig {
     pub drain_timeout: Duration,
     /// CA (PEM) to verify a `wss://` target against.
     pub tls_ca_pem: Option<Vec<u8>>,
+    /// Also trace the SUT's hop over the measurement window ([`hops`]; needs perf).
+    pub trace_hops: bool,
 }
 
 impl Default for RunConfig {
@@ -130,6 +133,7 @@ impl Default for RunConfig {
             connect_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(10),
             tls_ca_pem: None,
+            trace_hops: false,
         }
     }
 }

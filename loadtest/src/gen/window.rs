@@ -40,6 +40,9 @@ pub struct WindowReport {
     pub syscalls_per_frame: Option<f64>,
     /// Per thread group.
     pub threads: Vec<ThreadGroup>,
+    /// The SUT's hop (switch-in → first forwarded frame), when traced.
+    #[serde(default)]
+    pub hops: Option<super::hops::HopStats>,
 }
 
 struct Snapshot {
@@ -113,18 +116,21 @@ pub(crate) fn measure(
     frames: &AtomicU64,
     start: Instant,
     end: Instant,
+    trace_hops: bool,
 ) -> Option<WindowReport> {
     if pids.is_empty() || end <= start {
         return None;
     }
     std::thread::sleep(start.saturating_duration_since(Instant::now()));
     let perf = Perf::start(pids);
+    let trace = trace_hops.then(super::hops::Trace::start).flatten();
     // Give perf a moment to attach before the window opens.
     std::thread::sleep(Duration::from_millis(150));
     let a = snapshot(pids, frames);
     std::thread::sleep(end.saturating_duration_since(Instant::now()));
     let b = snapshot(pids, frames);
     let syscalls = perf.and_then(Perf::stop);
+    let hops = trace.and_then(|t| t.stop(&super::hops::thread_ids(pids)));
     let frames = b.frames.saturating_sub(a.frames);
     let per = |cpu: f64| (frames > 0).then(|| cpu * 1e6 / frames as f64);
     let mut groups: Vec<ThreadGroup> = Vec::new();
@@ -164,6 +170,7 @@ pub(crate) fn measure(
             .filter(|_| frames > 0)
             .map(|n| n as f64 / frames as f64),
         threads: groups,
+        hops,
     })
 }
 

@@ -1,0 +1,199 @@
+//! The relay's hop, measured in the kernel: from the moment one of the system under test's
+//! threads is switched in (it woke for a frame) to the first frame it forwards (a data
+//! packet leaving on loopback), over every wake-up of the measurement window.
+//!
+//! Echo latency through a relay on this VM moves by several µs from run to run (the
+//! generator, the mock and the hypervisor's wake-ups dominate it), so a median of echo
+//! latencies cannot show a difference of one µs between two relays. This can: every
+//! wake-up is a sample (tens of thousands per run), and the interval excludes everything
+//! that is not the relay's own work — the wake-up latency of its vCPU, the peers' CPU.
+//!
+//! Source: `perf record -a -e sched:sched_switch -e net:net_dev_queue` over the window,
+//! read back with `perf script`. A wake-up is a `sched_switch` to one of the SUT's threads;
+//! it ends when that thread is switched out. A data packet is a `net_dev_queue` of more
+//! than [`DATA_MIN_LEN`] bytes sent by that thread (pure ACKs are 54–74 bytes). Wake-ups
+//! in which the thread sent no data (a timer, an ACK) are not counted.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+/// Smallest `net_dev_queue` length counted as a forwarded frame (IP + TCP headers with
+/// options are 52–60 bytes; a 200-byte echo frame is ~270).
+pub const DATA_MIN_LEN: u32 = 100;
+
+/// The hop of one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HopStats {
+    /// Wake-ups that forwarded at least one frame.
+    pub wakeups: u64,
+    /// Switch-in → first forwarded frame, µs: median.
+    pub p50_us: f64,
+    /// … 90th percentile.
+    pub p90_us: f64,
+    /// Wake-ups that forwarded exactly one frame: switch-in → that frame, median µs.
+    pub single_p50_us: Option<f64>,
+    /// Frames forwarded per counted wake-up.
+    pub frames_per_wakeup: f64,
+}
+
+/// One `perf script --ns -F tid,cpu,time,event,trace` line, as far as the hop needs it.
+#[derive(Debug, PartialEq)]
+enum Event {
+    /// `prev_pid` was switched out and `next_pid` in.
+    Switch { prev: u32, next: u32 },
+    /// A packet of `len` bytes queued by the current thread.
+    Packet { len: u32 },
+}
+
+/// `(tid, time in ns, event)` of a line, or `None` for anything else.
+fn parse_line(line: &str) -> Option<(u32, u64, Event)> {
+    let mut it = line.split_ascii_whitespace();
+    let tid: u32 = it.next()?.parse().ok()?;
+    let _cpu = it.next()?;
+    let time = it.next()?.strip_suffix(':')?;
+    let (s, ns) = time.split_once('.')?;
+    let ns: u64 = s.parse::<u64>().ok()? * 1_000_000_000 + ns.parse::<u64>().ok()?;
+    let event = it.next()?.strip_suffix(':')?;
+    let field = |key: &str| -> Option<u32> {
+        line.split_ascii_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .and_then(|v| v.parse().ok())
+    };
+    let ev = match event {
+        "sched:sched_switch" => Event::Switch {
+            prev: field("prev_pid=")?,
+            next: field("next_pid=")?,
+        },
+        "net:net_dev_queue" => Event::Packet {
+            len: field("len=")?,
+        },
+        _ => return None,
+    };
+    Some((tid, ns, ev))
+}
+
+/// A wake-up in progress.
+struct Running {
+    since: u64,
+    first: Option<u64>,
+    frames: u32,
+}
+
+/// The hop over `perf script` output, counting the threads in `tids`; `None` when no
+/// wake-up forwarded a frame.
+pub fn hops(script: &str, tids: &HashSet<u32>) -> Option<HopStats> {
+    let mut running: HashMap<u32, Running> = HashMap::new();
+    let mut firsts: Vec<f64> = Vec::new();
+    let mut singles: Vec<f64> = Vec::new();
+    let mut frames = 0u64;
+    for (tid, t, ev) in script.lines().filter_map(parse_line) {
+        match ev {
+            Event::Switch { prev, next } => {
+                if let Some(r) = running.remove(&prev) {
+                    if let Some(f) = r.first {
+                        let us = (f - r.since) as f64 / 1e3;
+                        firsts.push(us);
+                        if r.frames == 1 {
+                            singles.push(us);
+                        }
+                        frames += u64::from(r.frames);
+                    }
+                }
+                if tids.contains(&next) {
+                    running.insert(
+                        next,
+                        Running {
+                            since: t,
+                            first: None,
+                            frames: 0,
+                        },
+                    );
+                }
+            }
+            Event::Packet { len } if len > DATA_MIN_LEN => {
+                if let Some(r) = running.get_mut(&tid) {
+                    r.first.get_or_insert(t);
+                    r.frames += 1;
+                }
+            }
+            Event::Packet { .. } => {}
+        }
+    }
+    let q = |v: &mut Vec<f64>, p: f64| -> Option<f64> {
+        v.sort_by(f64::total_cmp);
+        let i = ((v.len() as f64 * p) as usize).min(v.len().checked_sub(1)?);
+        v.get(i).copied()
+    };
+    let n = firsts.len() as u64;
+    Some(HopStats {
+        wakeups: n,
+        p50_us: q(&mut firsts, 0.5)?,
+        p90_us: q(&mut firsts, 0.9)?,
+        single_p50_us: q(&mut singles, 0.5),
+        frames_per_wakeup: frames as f64 / n as f64,
+    })
+}
+
+/// Thread ids of `pids` (from `/proc/PID/task`).
+pub fn thread_ids(pids: &[u32]) -> HashSet<u32> {
+    pids.iter()
+        .filter_map(|p| std::fs::read_dir(format!("/proc/{p}/task")).ok())
+        .flat_map(|d| d.flatten())
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// A running `perf record` of the two tracepoints, system-wide.
+pub struct Trace {
+    child: Child,
+    path: PathBuf,
+}
+
+impl Trace {
+    /// Start recording; `None` when perf is missing or not allowed (the hop is then not
+    /// reported).
+    pub fn start() -> Option<Trace> {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "loadtest-hops-{}-{}.data",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let child = Command::new("perf")
+            .args(["record", "-q", "-a", "-e", "sched:sched_switch"])
+            .args(["-e", "net:net_dev_queue", "-o"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        Some(Trace { child, path })
+    }
+
+    /// Stop recording and compute the hop of `tids`.
+    pub fn stop(mut self, tids: &HashSet<u32>) -> Option<HopStats> {
+        // SAFETY: signalling our own child.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGINT);
+        }
+        // perf exits 130 after SIGINT; whether it wrote a usable file shows below.
+        let out = self.child.wait().ok().and_then(|_| {
+            Command::new("perf")
+                .args(["script", "--ns", "-F", "tid,cpu,time,event,trace", "-i"])
+                .arg(&self.path)
+                .stderr(Stdio::null())
+                .output()
+                .ok()
+        });
+        let _ = std::fs::remove_file(&self.path);
+        hops(&String::from_utf8_lossy(&out?.stdout), tids)
+    }
+}
+
+#[cfg(test)]
+#[path = "hops_tests.rs"]
+mod tests;
