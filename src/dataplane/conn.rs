@@ -159,6 +159,8 @@ pub(super) struct Env<'a> {
     pub epoll: bool,
     /// epoll: work for the next turn of the dispatcher: (slot, gen, side, task).
     pub tasks: &'a mut VecDeque<(u32, u32, Side, Task)>,
+    /// The worker's spare buffers for client messages.
+    pub spares: &'a mut super::spares::Spares,
 }
 
 /// One data-plane session.

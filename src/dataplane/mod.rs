@@ -73,9 +73,11 @@ use crate::runtime::WorkerCtx;
 
 pub mod bufring;
 mod conn;
+mod spares;
 
 use bufring::{BufRing, BufRingError};
 use conn::{Conn, Env, Task};
+use spares::Spares;
 
 /// What a completion belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +142,8 @@ pub struct DataPlane {
     epoll: bool,
     /// epoll: work queued by handlers for the dispatcher's next turn.
     tasks: RefCell<VecDeque<(u32, u32, Side, Task)>>,
+    /// Buffers of client messages whose send completed, for the next ones.
+    spares: RefCell<Spares>,
 }
 
 impl DataPlane {
@@ -165,6 +169,7 @@ impl DataPlane {
         Ok(DataPlane {
             epoll,
             tasks: RefCell::new(VecDeque::new()),
+            spares: RefCell::new(Spares::default()),
             ring,
             slots: RefCell::new(Vec::new()),
             free: RefCell::new(Vec::new()),
@@ -230,6 +235,7 @@ impl DataPlane {
         {
             let mut starved = self.starved.borrow_mut();
             let mut tasks = self.tasks.borrow_mut();
+            let mut spares = self.spares.borrow_mut();
             let mut env = Env {
                 ctx,
                 ring: &self.ring,
@@ -239,6 +245,7 @@ impl DataPlane {
                 starved: &mut starved,
                 epoll: self.epoll,
                 tasks: &mut tasks,
+                spares: &mut spares,
             };
             conn.start(&mut env, leftovers);
         }
@@ -377,6 +384,7 @@ impl DataPlane {
         {
             let mut starved = self.starved.borrow_mut();
             let mut tasks = self.tasks.borrow_mut();
+            let mut spares = self.spares.borrow_mut();
             let mut env = Env {
                 ctx,
                 ring: &self.ring,
@@ -386,6 +394,7 @@ impl DataPlane {
                 starved: &mut starved,
                 epoll: self.epoll,
                 tasks: &mut tasks,
+                spares: &mut spares,
             };
             let r = std::panic::catch_unwind(AssertUnwindSafe(|| f(&mut conn, &mut env)));
             if r.is_err() {

@@ -36,7 +36,11 @@ impl Conn {
             Side::Client => {
                 // SAFETY: the completion handed `bid` to us; nothing else references it.
                 let data = unsafe { &env.ring.buf_mut(bid)[..n] };
-                self.legs[i].carry.extend_from_slice(data);
+                let carry = &mut self.legs[i].carry;
+                if carry.capacity() == 0 {
+                    *carry = env.spares.take();
+                }
+                carry.extend_from_slice(data);
                 env.ring.release(bid);
                 self.walk_carry(env, side);
             }
@@ -128,7 +132,16 @@ impl Conn {
             }
             let mut carry = std::mem::take(&mut self.legs[i].carry);
             let step = self.core.on_bytes(dir, &mut carry, env.now);
-            let rest = carry.split_off(step.skip.min(carry.len()));
+            // Usually the whole carry is done with: the next bytes start a new buffer (none
+            // while the session idles).
+            let rest = if step.skip >= carry.len() {
+                Vec::new()
+            } else if step.skip == 0 {
+                // All of it kept (a message still held): no copy.
+                std::mem::take(&mut carry)
+            } else {
+                carry.split_off(step.skip)
+            };
             if step.forward > 0 {
                 carry.truncate(step.forward);
                 self.queue(
@@ -140,6 +153,8 @@ impl Conn {
                     },
                     step.boundary,
                 );
+            } else {
+                env.spares.put(carry);
             }
             // A client message forwarded rewritten (a model's route prefix removed).
             if let Some(data) = self.core.take_rewritten() {

@@ -37,8 +37,12 @@ impl Conn {
                 let rem = front.remaining();
                 if n >= rem {
                     n -= rem;
-                    if let Some(Out::Ring { bid, .. }) = leg.out.pop_front() {
-                        env.ring.release(bid);
+                    match leg.out.pop_front() {
+                        Some(Out::Ring { bid, .. }) => {
+                            env.ring.release(bid);
+                        }
+                        Some(Out::Owned { data, .. }) => env.spares.put(data),
+                        None => {}
                     }
                 } else {
                     match front {
