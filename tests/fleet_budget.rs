@@ -127,7 +127,7 @@ async fn a_daily_budget_and_a_session_cap_hold_across_two_relays() {
     let mut open = Vec::new();
     for addr in [&a.addr, &b.addr, &a.addr] {
         open.push(session(addr, CAPPED_KEY).await.expect("under the cap"));
-        tokio::time::sleep(Duration::from_millis(400)).await; // a few sync intervals
+        fleet_knows_sessions(&redis_url, "capped", open.len(), 2).await;
     }
     for addr in [&a.addr, &b.addr] {
         match session(addr, CAPPED_KEY).await {
@@ -140,13 +140,65 @@ async fn a_daily_budget_and_a_session_cap_hold_across_two_relays() {
         }
     }
     drop(open.pop());
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    fleet_knows_sessions(&redis_url, "capped", open.len(), 2).await;
     open.push(
         session(&b.addr, CAPPED_KEY)
             .await
             .expect("a slot came back"),
     );
     assert!(!a.log_text().contains(BUDGET_KEY) && !a.log_text().contains(CAPPED_KEY));
+}
+
+/// Waits (bounded) until the fleet's sessions hash of `tenant` holds `relays` fields whose
+/// counts sum to `sessions`, and then until every relay has synced twice more — each sync
+/// writes the relay's count and reads the others' in one pipeline, and a relay applies
+/// what it read before its next sync starts, so after two every relay acts on the total.
+/// (A fixed sleep here failed whenever a fleet thread stalled longer than the sleep.)
+async fn fleet_knows_sessions(redis_url: &str, tenant: &str, sessions: usize, relays: usize) {
+    let client = redis::Client::open(redis_url).expect("redis url");
+    let mut con = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let key = tollgate::fleet::budget::sessions_key(tenant);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut since = None;
+    let mut rounds = 0;
+    loop {
+        // (count, unix ms) of each relay's field.
+        let fields: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(&key)
+            .query_async(&mut con)
+            .await
+            .expect("HGETALL");
+        let f: Vec<(usize, u64)> = fields
+            .iter()
+            .filter_map(|(_, v)| {
+                let (c, t) = v.split_once(':')?;
+                Some((c.parse().ok()?, t.parse().ok()?))
+            })
+            .collect();
+        let total: usize = f.iter().map(|(c, _)| c).sum();
+        let newest = f.iter().map(|(_, t)| *t).max().unwrap_or(0);
+        if f.len() == relays && total == sessions {
+            match since {
+                None => since = Some(newest),
+                Some(s) if f.iter().all(|(_, t)| *t > s) => {
+                    rounds += 1;
+                    if rounds == 2 {
+                        return;
+                    }
+                    since = Some(newest);
+                }
+                Some(_) => {}
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the fleet never counted {sessions} sessions of {tenant}: {f:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
