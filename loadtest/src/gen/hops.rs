@@ -19,7 +19,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
+
+use super::stats::LatencySummary;
 
 /// Smallest `net_dev_queue` length counted as a forwarded frame (IP + TCP headers with
 /// options are 52–60 bytes; a 200-byte echo frame is ~270).
@@ -87,18 +90,19 @@ struct Running {
 /// wake-up forwarded a frame.
 pub fn hops(script: &str, tids: &HashSet<u32>) -> Option<HopStats> {
     let mut running: HashMap<u32, Running> = HashMap::new();
-    let mut firsts: Vec<f64> = Vec::new();
-    let mut singles: Vec<f64> = Vec::new();
+    // ns, like the generator's latency histograms (`gen::stats`).
+    let new = || Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).ok();
+    let (mut firsts, mut singles) = (new()?, new()?);
     let mut frames = 0u64;
     for (tid, t, ev) in script.lines().filter_map(parse_line) {
         match ev {
             Event::Switch { prev, next } => {
                 if let Some(r) = running.remove(&prev) {
                     if let Some(f) = r.first {
-                        let us = (f - r.since) as f64 / 1e3;
-                        firsts.push(us);
+                        let ns = f.saturating_sub(r.since).max(1);
+                        firsts.saturating_record(ns);
                         if r.frames == 1 {
-                            singles.push(us);
+                            singles.saturating_record(ns);
                         }
                         frames += u64::from(r.frames);
                     }
@@ -123,18 +127,16 @@ pub fn hops(script: &str, tids: &HashSet<u32>) -> Option<HopStats> {
             Event::Packet { .. } => {}
         }
     }
-    let q = |v: &mut Vec<f64>, p: f64| -> Option<f64> {
-        v.sort_by(f64::total_cmp);
-        let i = ((v.len() as f64 * p) as usize).min(v.len().checked_sub(1)?);
-        v.get(i).copied()
-    };
-    let n = firsts.len() as u64;
+    if firsts.is_empty() {
+        return None;
+    }
+    let all = LatencySummary::of(&firsts);
     Some(HopStats {
-        wakeups: n,
-        p50_us: q(&mut firsts, 0.5)?,
-        p90_us: q(&mut firsts, 0.9)?,
-        single_p50_us: q(&mut singles, 0.5),
-        frames_per_wakeup: frames as f64 / n as f64,
+        wakeups: all.count,
+        p50_us: all.p50_us,
+        p90_us: all.p90_us,
+        single_p50_us: (!singles.is_empty()).then(|| LatencySummary::of(&singles).p50_us),
+        frames_per_wakeup: frames as f64 / all.count as f64,
     })
 }
 

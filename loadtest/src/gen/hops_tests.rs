@@ -18,6 +18,11 @@ fn packet(tid: u32, t_ns: u64, len: u32) -> String {
 
 const BASE: u64 = 50_052_166_259_669;
 
+/// Within the histogram's precision (3 significant digits).
+fn near(got: f64, want: f64) -> bool {
+    (got - want).abs() <= want * 0.002
+}
+
 #[test]
 fn a_line_of_each_event_parses() {
     assert_eq!(
@@ -70,11 +75,10 @@ fn the_hop_runs_from_switch_in_to_the_first_data_packet() {
     .join("\n");
     let h = hops(&lines, &HashSet::from([relay])).expect("wake-ups");
     assert_eq!(h.wakeups, 3);
-    // 6, 7 and 8 µs.
-    assert_eq!(h.p50_us, 7.0);
-    assert_eq!(h.p90_us, 8.0);
+    // 6, 7 and 8 µs (the histogram keeps 3 significant digits).
+    assert!(near(h.p50_us, 7.0) && near(h.p90_us, 8.0), "{h:?}");
     // The single-frame wake-ups: 7 and 8 µs.
-    assert_eq!(h.single_p50_us, Some(8.0));
+    assert!(h.single_p50_us.is_some_and(|p| near(p, 7.0)), "{h:?}");
     assert_eq!(h.frames_per_wakeup, 4.0 / 3.0);
 }
 
@@ -93,7 +97,8 @@ fn other_threads_and_unfinished_wakeups_do_not_count() {
     .join("\n");
     assert_eq!(hops(&lines, &HashSet::from([relay])), None);
     let h = hops(&lines, &HashSet::from([900])).expect("the other thread's wake-up");
-    assert_eq!((h.wakeups, h.p50_us), (1, 2.0));
+    assert_eq!(h.wakeups, 1);
+    assert!(near(h.p50_us, 2.0), "{h:?}");
 }
 
 #[test]
