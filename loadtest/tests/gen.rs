@@ -46,6 +46,20 @@ fn sibling_bin(name: &str) -> PathBuf {
     t
 }
 
+/// A plain (no TLS) environment for this build's relay, with a keys file in `dir`
+/// holding the tenant `bench` with key `k-test-1`.
+fn plain_env(dir: &std::path::Path) -> PeerEnv {
+    let keys = dir.join("keys");
+    std::fs::write(&keys, "bench k-test-1\n").unwrap();
+    PeerEnv {
+        tls: tollgate_loadtest::bench::peers::TlsMode::None,
+        tls_files: None,
+        tollgate: debug_tollgate(),
+        keys_file: keys,
+        sut_cpu: None,
+    }
+}
+
 /// The mock counts a batch after its write returns, which can be just after the
 /// client has read it: wait (bounded) for the count to catch up.
 fn mock_frames(mock: &MockHost, at_least: u64) -> u64 {
@@ -155,11 +169,8 @@ fn refused_upgrades_are_counted_as_errors() {
 
 #[test]
 fn stream_through_the_real_relay_is_metered_exactly() {
-    let tollgate = debug_tollgate();
     let dir = std::env::temp_dir().join(format!("loadtest-gen-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let keys = dir.join("keys");
-    std::fs::write(&keys, "bench k-test-1\n").unwrap();
     let ledger = dir.join("ledger.jsonl");
     let mock = MockHost::start(MockConfig {
         deltas: 5,
@@ -168,14 +179,7 @@ fn stream_through_the_real_relay_is_metered_exactly() {
         ..MockConfig::default()
     })
     .unwrap();
-    let env = PeerEnv {
-        tls: tollgate_loadtest::bench::peers::TlsMode::None,
-        tls_files: None,
-        tollgate,
-        keys_file: keys,
-        sut_cpu: None,
-    };
-    let relay = RunningPeer::start(Peer::Tollgate, &env, mock.addr, &dir).unwrap();
+    let relay = RunningPeer::start(Peer::Tollgate, &plain_env(&dir), mock.addr, &dir).unwrap();
     let cfg = RunConfig {
         key: Some("k-test-1".into()),
         turns: Some(3),
@@ -371,22 +375,13 @@ fn perf_can_trace() -> bool {
 fn the_relays_hop_is_traced_over_an_echo_run() {
     let dir = std::env::temp_dir().join(format!("loadtest-gen-hop-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let keys = dir.join("keys");
-    std::fs::write(&keys, "bench k-test-1\n").unwrap();
     let mock = MockHost::start(MockConfig {
         echo: true,
         record: false,
         ..MockConfig::default()
     })
     .unwrap();
-    let env = PeerEnv {
-        tls: tollgate_loadtest::bench::peers::TlsMode::None,
-        tls_files: None,
-        tollgate: debug_tollgate(),
-        keys_file: keys,
-        sut_cpu: None,
-    };
-    let relay = RunningPeer::start(Peer::Tollgate, &env, mock.addr, &dir).unwrap();
+    let relay = RunningPeer::start(Peer::Tollgate, &plain_env(&dir), mock.addr, &dir).unwrap();
     let cfg = RunConfig {
         key: Some("k-test-1".into()),
         rate: Some(2_000.0),
@@ -435,14 +430,7 @@ fn the_floor_tunnel_carries_every_frame() {
         ..MockConfig::default()
     })
     .unwrap();
-    let env = PeerEnv {
-        tls: tollgate_loadtest::bench::peers::TlsMode::None,
-        tls_files: None,
-        tollgate: debug_tollgate(),
-        keys_file: dir.join("keys"),
-        sut_cpu: None,
-    };
-    let floor = RunningPeer::start(Peer::Floor, &env, mock.addr, &dir).unwrap();
+    let floor = RunningPeer::start(Peer::Floor, &plain_env(&dir), mock.addr, &dir).unwrap();
     let r = gen::run(&RunConfig {
         turns: Some(3),
         ..quick(Workload::Stream, floor.url.clone())

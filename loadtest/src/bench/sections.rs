@@ -1,4 +1,4 @@
-//! The sweep, usage-accuracy and error sections of the Markdown report, and the
+//! The sweep, hop, usage-accuracy and error sections of the Markdown report, and the
 //! sweep plot.
 
 use std::fmt::Write as _;
@@ -6,8 +6,58 @@ use std::fmt::Write as _;
 use super::cases::Kind;
 use super::peers::Peer;
 use super::svg::{self, Series};
-use super::table::{fmt, lat, samples, stat};
-use super::BenchResult;
+use super::table::{col, fmt, lat, samples, stat, table, window, Compare};
+use super::{BenchResult, Sample};
+
+/// The SUT's traced hop.
+fn hops_of(s: &Sample) -> Option<&crate::gen::hops::HopStats> {
+    window(s)?.hops.as_ref()
+}
+
+/// The table of the relays' own hops (the `hop@…` case), when the run traced them.
+pub(crate) fn hops(o: &mut String, r: &BenchResult, peers: &[Peer]) {
+    let hop_case = format!("hop@{}", super::cases::HOP_RATE);
+    let hop = [
+        col(
+            "hop p50 µs",
+            &hop_case,
+            |s| Some(hops_of(s)?.p50_us),
+            Compare::Ratio,
+            false,
+        ),
+        col(
+            "hop p90 µs",
+            &hop_case,
+            |s| Some(hops_of(s)?.p90_us),
+            Compare::Ratio,
+            false,
+        ),
+        col(
+            "one-frame wake-ups: hop p50 µs",
+            &hop_case,
+            |s| hops_of(s)?.single_p50_us,
+            Compare::Ratio,
+            false,
+        ),
+        col(
+            "frames per wake-up",
+            &hop_case,
+            |s| Some(hops_of(s)?.frames_per_wakeup),
+            Compare::None,
+            false,
+        ),
+        col(
+            "wake-ups traced",
+            &hop_case,
+            |s| Some(hops_of(s)?.wakeups as f64),
+            Compare::None,
+            false,
+        ),
+    ];
+    if r.samples.iter().any(|s| s.case == hop_case) {
+        table(o, r, peers, &format!("The relay's own hop, µs: from its thread being switched in to the first frame it forwards, over every wake-up of the window (echo: 16 conns, 200 B at {}/s; `perf record -e sched:sched_switch -e net:net_dev_queue`; excludes the vCPU's wake-up latency and the peers' CPU)", fmt(super::cases::HOP_RATE)), &hop);
+    }
+}
 
 /// Highest offered sweep rate the peer sustained (achieved ≥ 99%) in `rep`.
 fn max_sustained(r: &BenchResult, peer: Peer, rep: usize) -> Option<f64> {

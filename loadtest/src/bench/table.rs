@@ -54,10 +54,10 @@ pub fn fmt(v: f64) -> String {
     }
 }
 
-type Getter = fn(&Sample) -> Option<f64>;
+pub(crate) type Getter = fn(&Sample) -> Option<f64>;
 
 #[derive(Clone, Copy, PartialEq)]
-enum Compare {
+pub(crate) enum Compare {
     /// Show ×ratio to direct and tunnel.
     Ratio,
     /// Show +difference to direct and tunnel (latencies).
@@ -66,7 +66,7 @@ enum Compare {
     None,
 }
 
-struct Col {
+pub(crate) struct Col {
     title: String,
     case: String,
     get: Getter,
@@ -74,7 +74,7 @@ struct Col {
     throughput: bool,
 }
 
-fn col(title: &str, case: &str, get: Getter, cmp: Compare, throughput: bool) -> Col {
+pub(crate) fn col(title: &str, case: &str, get: Getter, cmp: Compare, throughput: bool) -> Col {
     Col {
         title: title.into(),
         case: case.into(),
@@ -153,7 +153,7 @@ fn cell(r: &BenchResult, c: &Col, peer: Peer) -> String {
     out
 }
 
-fn table(o: &mut String, r: &BenchResult, peers: &[Peer], title: &str, cols: &[Col]) {
+pub(crate) fn table(o: &mut String, r: &BenchResult, peers: &[Peer], title: &str, cols: &[Col]) {
     let _ = writeln!(o, "\n### {title}\n");
     let _ = write!(o, "| peer |");
     for c in cols {
@@ -177,7 +177,7 @@ fn sut_us_frame(s: &Sample) -> Option<f64> {
     s.report.as_ref()?.sut.as_ref()?.cpu_us_per_frame
 }
 
-fn window(s: &Sample) -> Option<&crate::gen::window::WindowReport> {
+pub(crate) fn window(s: &Sample) -> Option<&crate::gen::window::WindowReport> {
     s.report.as_ref()?.sut.as_ref()?.window.as_ref()
 }
 
@@ -188,11 +188,6 @@ pub(crate) fn win_us_frame(s: &Sample) -> Option<f64> {
 
 fn win_syscalls(s: &Sample) -> Option<f64> {
     window(s)?.syscalls_per_frame
-}
-
-/// The SUT's traced hop.
-fn hops(s: &Sample) -> Option<&crate::gen::hops::HopStats> {
-    window(s)?.hops.as_ref()
 }
 
 /// CPU µs per frame of the busiest thread group (the workers: `tollgate-w`, `nginx`,
@@ -393,47 +388,7 @@ pub fn markdown(r: &BenchResult, peers: &[Peer]) -> String {
         ),
     ];
     table(&mut o, r, peers, "Latency, µs (stream: 100 conns, 20 deltas paced at 100/s; echo: 16 conns, 200 B, open loop, from scheduled send)", &latency);
-    let hop_case = format!("hop@{}", super::cases::HOP_RATE);
-    let hop = [
-        col(
-            "hop p50 µs",
-            &hop_case,
-            |s| Some(hops(s)?.p50_us),
-            Compare::Ratio,
-            false,
-        ),
-        col(
-            "hop p90 µs",
-            &hop_case,
-            |s| Some(hops(s)?.p90_us),
-            Compare::Ratio,
-            false,
-        ),
-        col(
-            "one-frame wake-ups: hop p50 µs",
-            &hop_case,
-            |s| hops(s)?.single_p50_us,
-            Compare::Ratio,
-            false,
-        ),
-        col(
-            "frames per wake-up",
-            &hop_case,
-            |s| Some(hops(s)?.frames_per_wakeup),
-            Compare::None,
-            false,
-        ),
-        col(
-            "wake-ups traced",
-            &hop_case,
-            |s| Some(hops(s)?.wakeups as f64),
-            Compare::None,
-            false,
-        ),
-    ];
-    if r.samples.iter().any(|s| s.case == hop_case) {
-        table(&mut o, r, peers, &format!("The relay's own hop, µs: from its thread being switched in to the first frame it forwards, over every wake-up of the window (echo: 16 conns, 200 B at {}/s; `perf record -e sched:sched_switch -e net:net_dev_queue`; excludes the vCPU's wake-up latency and the peers' CPU)", fmt(super::cases::HOP_RATE)), &hop);
-    }
+    super::sections::hops(&mut o, r, peers);
     super::sections::sweep(&mut o, r, peers);
     let mut cap: Vec<Col> = r
         .samples
