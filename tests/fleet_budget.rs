@@ -83,14 +83,7 @@ async fn a_daily_budget_and_a_session_cap_hold_across_two_relays() {
     }
     // New sessions of the tenant are refused at the handshake, on both relays.
     for addr in [&a.addr, &b.addr] {
-        match session(addr, BUDGET_KEY).await {
-            Err(ConnectError::Refused {
-                status: 429, body, ..
-            }) => {
-                assert!(body.contains("insufficient_quota"), "{body}")
-            }
-            other => panic!("{:?}", other.map(|_| ())),
-        }
+        refused_with(addr, BUDGET_KEY, "insufficient_quota").await;
     }
     // Every completed response has its record — once the writers' group commits are on
     // disk (a record is queued before the client sees the terminal event, but written with
@@ -130,14 +123,7 @@ async fn a_daily_budget_and_a_session_cap_hold_across_two_relays() {
         fleet_knows_sessions(&redis_url, "capped", open.len(), 2).await;
     }
     for addr in [&a.addr, &b.addr] {
-        match session(addr, CAPPED_KEY).await {
-            Err(ConnectError::Refused {
-                status: 429, body, ..
-            }) => {
-                assert!(body.contains("fleet_session_limit_reached"), "{body}")
-            }
-            other => panic!("4th session: {:?}", other.map(|_| ())),
-        }
+        refused_with(addr, CAPPED_KEY, "fleet_session_limit_reached").await;
     }
     drop(open.pop());
     fleet_knows_sessions(&redis_url, "capped", open.len(), 2).await;
@@ -147,6 +133,16 @@ async fn a_daily_budget_and_a_session_cap_hold_across_two_relays() {
             .expect("a slot came back"),
     );
     assert!(!a.log_text().contains(BUDGET_KEY) && !a.log_text().contains(CAPPED_KEY));
+}
+
+/// A new session of `key` on `addr` is refused at the handshake: 429 naming `code`.
+async fn refused_with(addr: &str, key: &str, code: &str) {
+    match session(addr, key).await {
+        Err(ConnectError::Refused {
+            status: 429, body, ..
+        }) => assert!(body.contains(code), "{body}"),
+        other => panic!("{addr}: expected 429 {code}, got {:?}", other.map(|_| ())),
+    }
 }
 
 /// Waits (bounded) until the fleet's sessions hash of `tenant` holds `relays` fields whose

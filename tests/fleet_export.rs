@@ -18,6 +18,19 @@ use common::*;
 use support::*;
 use tollgate_loadtest::mock::{MockConfig, MockUpstream};
 
+/// The flags both export scenarios give their relays: export to `nats_url`, fast group
+/// commits, an admin listener for the metrics.
+fn export_flags(nats_url: &str) -> [&str; 6] {
+    [
+        "--usage-export",
+        nats_url,
+        "--usage-fsync-ms",
+        "5",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_record_reaches_jetstream_once_across_kill_9_and_a_nats_outage() {
     let store = tempfile::tempdir().expect("tmp");
@@ -31,15 +44,10 @@ async fn every_record_reaches_jetstream_once_across_kill_9_and_a_nats_outage() {
     .expect("mock");
     let nats_url = nats.url("nats");
     let export = [
-        "--usage-export",
-        nats_url.as_str(),
-        "--usage-fsync-ms",
-        "5",
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--usage-export-max-backlog",
-        "3",
-    ];
+        &export_flags(&nats_url)[..],
+        &["--usage-export-max-backlog", "3"],
+    ]
+    .concat();
     let up = mock.url();
     let a = RelayProcess::start("uring", &up, "", &export);
     let b = RelayProcess::start("epoll", &up, "", &export);
@@ -152,14 +160,7 @@ async fn log_rotation_and_the_export_cursor_agree() {
     let nats_url = nats
         .url("nats")
         .replace("://", &format!("://tollgate:{NATS_PASSWORD}@"));
-    let flags = [
-        "--usage-export",
-        nats_url.as_str(),
-        "--usage-fsync-ms",
-        "5",
-        "--admin-listen",
-        "127.0.0.1:0",
-    ];
+    let flags = export_flags(&nats_url);
     let up = mock.url();
     let r = RelayProcess::start("uring", &up, "", &flags);
     let log = r.usage_log();

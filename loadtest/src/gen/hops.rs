@@ -149,6 +149,14 @@ pub fn thread_ids(pids: &[u32]) -> HashSet<u32> {
         .collect()
 }
 
+/// Stop a `perf` child the way Ctrl-C does, so it writes out what it has.
+pub(crate) fn interrupt(child: &Child) {
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+}
+
 /// A running `perf record` of the two tracepoints, system-wide.
 pub struct Trace {
     child: Child,
@@ -178,10 +186,7 @@ impl Trace {
 
     /// Stop recording and compute the hop of `tids`.
     pub fn stop(mut self, tids: &HashSet<u32>) -> Option<HopStats> {
-        // SAFETY: signalling our own child.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGINT);
-        }
+        interrupt(&self.child);
         // perf exits 130 after SIGINT; whether it wrote a usable file shows below.
         let out = self.child.wait().ok().and_then(|_| {
             Command::new("perf")

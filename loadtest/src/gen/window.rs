@@ -97,10 +97,7 @@ impl Perf {
 
     /// SIGINT, then the count perf printed.
     fn stop(self) -> Option<u64> {
-        // SAFETY: signalling our own child.
-        unsafe {
-            libc::kill(self.0.id() as i32, libc::SIGINT);
-        }
+        super::hops::interrupt(&self.0);
         let out = self.0.wait_with_output().ok()?;
         String::from_utf8_lossy(&out.stderr)
             .lines()
