@@ -77,6 +77,17 @@ pub trait Driver {
     fn park(&self) -> io::Result<()>;
     /// Wait with timeout and process returned events.
     fn park_timeout(&self, duration: Duration) -> io::Result<()>;
+    /// tollgate patch: wait until `CLOCK_MONOTONIC` reaches `deadline_ns` at the latest and
+    /// process returned events. `timeout` gives the same wait relative to now, for drivers
+    /// that need one (it reads the clock; the io_uring driver does not call it).
+    fn park_until(
+        &self,
+        deadline_ns: u64,
+        timeout: &mut dyn FnMut() -> Duration,
+    ) -> io::Result<()> {
+        let _ = deadline_ns;
+        self.park_timeout(timeout())
+    }
 
     /// The struct to wake thread from another.
     #[cfg(feature = "sync")]
