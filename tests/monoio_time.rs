@@ -50,6 +50,13 @@ async fn timed_sleep(d: Duration) -> Duration {
     start.elapsed()
 }
 
+/// A timer due after `due` fired after `took`: never early, and before `limit` (`late`
+/// says what a later firing would mean).
+fn assert_fired(took: Duration, due: Duration, limit: Duration, late: &str) {
+    assert!(took >= due, "a {due:?} timer fired early, at {took:?}");
+    assert!(took < limit, "a {due:?} timer fired at {took:?}: {late}");
+}
+
 #[test]
 fn an_earlier_timer_moves_the_standing_timeout_forward() {
     let Some(mut rt) = uring_runtime() else {
@@ -63,11 +70,8 @@ fn an_earlier_timer_moves_the_standing_timeout_forward() {
         nop_round_trip().await;
         timed_sleep(Duration::from_millis(60)).await
     });
-    assert!(took >= Duration::from_millis(60), "fired early: {took:?}");
-    assert!(
-        took < Duration::from_millis(1500),
-        "held up by the later timer: {took:?}"
-    );
+    let (due, limit) = (Duration::from_millis(60), Duration::from_millis(1500));
+    assert_fired(took, due, limit, "held up by the later timer");
 }
 
 #[test]
@@ -80,11 +84,8 @@ fn an_earlier_timer_is_not_held_up_by_a_later_one_on_epoll() {
         monoio::time::sleep(Duration::from_millis(1)).await;
         timed_sleep(Duration::from_millis(60)).await
     });
-    assert!(took >= Duration::from_millis(60), "fired early: {took:?}");
-    assert!(
-        took < Duration::from_millis(1500),
-        "held up by the later timer: {took:?}"
-    );
+    let (due, limit) = (Duration::from_millis(60), Duration::from_millis(1500));
+    assert_fired(took, due, limit, "held up by the later timer");
 }
 
 #[test]
@@ -113,11 +114,8 @@ fn a_timer_fires_while_completions_keep_the_ring_busy() {
         spins > 100,
         "the ring was not kept busy: {spins} round trips"
     );
-    assert!(took >= Duration::from_millis(40), "fired early: {took:?}");
-    assert!(
-        took < Duration::from_secs(2),
-        "starved by completions: {took:?}"
-    );
+    let (due, limit) = (Duration::from_millis(40), Duration::from_secs(2));
+    assert_fired(took, due, limit, "starved by completions");
 }
 
 #[test]
@@ -142,14 +140,8 @@ fn timers_far_and_near_fire_on_time() {
             fired
         });
         for (ms, at) in fired {
-            assert!(
-                at >= Duration::from_millis(ms),
-                "{ms} ms timer fired at {at:?}"
-            );
-            assert!(
-                at < Duration::from_millis(ms + 1000),
-                "{ms} ms timer fired at {at:?}"
-            );
+            let due = Duration::from_millis(ms);
+            assert_fired(at, due, due + Duration::from_secs(1), "over a second late");
         }
     }
     if let Some(mut rt) = uring_runtime() {

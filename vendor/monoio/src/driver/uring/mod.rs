@@ -24,6 +24,7 @@ use super::{
 };
 use crate::utils::slab::Slab;
 
+mod deadline;
 mod lifecycle;
 #[cfg(feature = "sync")]
 mod waker;
@@ -38,12 +39,8 @@ pub(crate) const EVENTFD_USERDATA: u64 = u64::MAX - 2;
 #[cfg(feature = "poll-io")]
 pub(crate) const POLLER_USERDATA: u64 = u64::MAX - 3;
 
-/// tollgate patch: the driver's standing absolute timeout (see `IoUringDriver::park_until`).
-pub(crate) const DEADLINE_USERDATA: u64 = u64::MAX - 4;
-/// tollgate patch: an update that moves the standing timeout earlier.
-pub(crate) const DEADLINE_UPDATE_USERDATA: u64 = u64::MAX - 5;
-
-pub(crate) const MIN_REVERSED_USERDATA: u64 = u64::MAX - 5;
+// tollgate patch: MAX - 4 and MAX - 5 are the standing timeout's (`deadline`).
+pub(crate) const MIN_REVERSED_USERDATA: u64 = deadline::DEADLINE_UPDATE_USERDATA;
 
 /// Driver with uring.
 pub struct IoUringDriver {
@@ -93,34 +90,7 @@ pub(crate) struct UringInner {
     pub(crate) ext: super::ext::ExtQueue,
 
     /// tollgate patch: the standing absolute timeout, see `IoUringDriver::park_until`.
-    deadline: Deadline,
-}
-
-/// tollgate patch: one absolute `IORING_OP_TIMEOUT` (`CLOCK_MONOTONIC`) left in the ring
-/// across parks, for the time driver's next expiration. A park then waits with a plain
-/// `submit_and_wait(1)` instead of passing a relative timeout in every `io_uring_enter`
-/// (which costs the enter's argument copies and a clock read — measured with `cargo bench
-/// --bench wakeup` in tollgate — and a high-resolution timer armed and cancelled around every
-/// sleep). The timeout is moved only when the next expiration gets earlier
-/// (`IORING_OP_TIMEOUT_REMOVE` with `IORING_TIMEOUT_UPDATE`, no completion on success);
-/// one that is later than needed just wakes the thread once, early. Used only where the
-/// kernel can skip the update's completion (`IORING_FEAT_CQE_SKIP`, 5.17).
-struct Deadline {
-    enabled: bool,
-    /// The deadline (ns) of the timeout in flight, if one is.
-    armed: Option<u64>,
-    /// Read by the kernel when the SQE is submitted (at the same park that queued it).
-    timespec: Box<Timespec>,
-}
-
-impl Deadline {
-    fn new(uring: &IoUring) -> Self {
-        Deadline {
-            enabled: uring.params().is_feature_skip_cqe_on_success(),
-            armed: None,
-            timespec: Box::new(Timespec::new()),
-        }
-    }
+    deadline: deadline::Deadline,
 }
 
 // When dropping the driver, all in-flight operations must have completed. This
@@ -150,7 +120,7 @@ impl IoUringDriver {
             poller_installed: false,
             ops: Ops::new(),
             ext_arg: uring.params().is_feature_ext_arg(),
-            deadline: Deadline::new(&uring),
+            deadline: deadline::Deadline::new(&uring),
             uring,
             ext: Default::default(),
         }));
@@ -186,7 +156,7 @@ impl IoUringDriver {
             poll: super::poll::Poll::with_capacity(entries as usize)?,
             ops: Ops::new(),
             ext_arg: uring.params().is_feature_ext_arg(),
-            deadline: Deadline::new(&uring),
+            deadline: deadline::Deadline::new(&uring),
             uring,
             ext: Default::default(),
             shared_waker: std::sync::Arc::new(waker::EventWaker::new(waker)),
@@ -410,7 +380,7 @@ impl Driver for IoUringDriver {
         self.inner_park(Some(duration))
     }
 
-    /// tollgate patch: wait on the standing absolute timeout (see [`Deadline`]), moved
+    /// tollgate patch: wait on the standing absolute timeout (see [`deadline`]), moved
     /// earlier first if `deadline_ns` is before it.
     fn park_until(
         &self,
@@ -418,31 +388,15 @@ impl Driver for IoUringDriver {
         timeout: &mut dyn FnMut() -> Duration,
     ) -> io::Result<()> {
         let inner = unsafe { &mut *self.inner.get() };
-        if !inner.deadline.enabled {
+        if !inner.deadline.enabled() {
             return self.inner_park(Some(timeout()));
         }
-        if inner.deadline.armed.is_none_or(|armed| deadline_ns < armed) {
-            Self::flush_space(inner, 1)?;
-            *inner.deadline.timespec = Timespec::new()
-                .sec(deadline_ns / 1_000_000_000)
-                .nsec((deadline_ns % 1_000_000_000) as u32);
-            let ts: *const Timespec = &*inner.deadline.timespec;
-            let entry = if inner.deadline.armed.is_some() {
-                opcode::TimeoutUpdate::new(DEADLINE_USERDATA, ts)
-                    .flags(io_uring::types::TimeoutFlags::ABS)
-                    .build()
-                    .flags(io_uring::squeue::Flags::SKIP_SUCCESS)
-                    .user_data(DEADLINE_UPDATE_USERDATA)
-            } else {
-                opcode::Timeout::new(ts)
-                    .flags(io_uring::types::TimeoutFlags::ABS)
-                    .build()
-                    .user_data(DEADLINE_USERDATA)
-            };
-            // SAFETY: the timespec is boxed in the driver and read by the kernel when this
-            // park submits the entry; it is not written again before that.
+        // Room first: once `arm` hands out the entry, the driver counts it as in flight.
+        Self::flush_space(inner, 1)?;
+        if let Some(entry) = inner.deadline.arm(deadline_ns) {
+            // SAFETY: the entry's timespec is boxed in the driver and read by the kernel
+            // when this park submits the entry; it is not written again before that.
             let _ = unsafe { inner.uring.submission().push(&entry) };
-            inner.deadline.armed = Some(deadline_ns);
         }
         self.inner_park(None)
     }
@@ -470,16 +424,9 @@ impl UringInner {
                     self.poller_installed = false;
                     self.poll.tick(Some(Duration::ZERO))?;
                 }
-                // tollgate patch: the standing timeout fired (or was cancelled) — the next
-                // park arms another. An update that failed (`ENOENT`, `EALREADY`: it had just fired,
-                // its completion is here too) needs nothing; one the kernel refused (`EINVAL`)
-                // turns the standing timeout off.
-                DEADLINE_USERDATA => self.deadline.armed = None,
-                DEADLINE_UPDATE_USERDATA => {
-                    if !matches!(-cqe.result(), libc::ENOENT | libc::EALREADY) {
-                        self.deadline.enabled = false;
-                    }
-                }
+                // tollgate patch: the standing timeout (see `deadline`).
+                deadline::DEADLINE_USERDATA => self.deadline.fired(),
+                deadline::DEADLINE_UPDATE_USERDATA => self.deadline.update_failed(cqe.result()),
                 _ if index >= MIN_REVERSED_USERDATA => (),
                 // tollgate patch: a caller-owned operation.
                 _ if index & super::ext::EXT_BIT != 0 => self.ext.push(super::ext::ExtEvent {
