@@ -37,6 +37,7 @@ pub(super) use epoll::more_with_buffer;
 pub(super) use epoll::Task;
 
 use super::bufring::BufRing;
+use super::spares::{SendBuf, MAX_IOV};
 use super::{user_data, Op};
 use crate::flow::Side;
 use crate::limits::SessionSlot;
@@ -46,8 +47,6 @@ use crate::relay::session::SessionInfo;
 use crate::runtime::timers::TimerKey;
 use crate::runtime::WorkerCtx;
 
-/// Most pieces gathered into one send.
-const MAX_IOV: usize = 16;
 /// Queued bytes towards a leg above which the other leg stops being read (TCP backpressure
 /// reaches its peer); reading resumes below a quarter of it.
 const HIGH_WATER: usize = 256 * 1024;
@@ -70,12 +69,6 @@ impl Out {
             Out::Owned { data, start } => data.len() - start,
         }
     }
-}
-
-/// A send's iovecs and message header: they must stay put while the send is in flight.
-struct SendBuf {
-    iov: [libc::iovec; MAX_IOV],
-    msg: libc::msghdr,
 }
 
 #[derive(Default)]
@@ -103,6 +96,9 @@ struct Leg {
     out: VecDeque<Out>,
     out_bytes: usize,
     sending: bool,
+    /// The iovecs of the gathered send in flight, from the worker's spares; given back at
+    /// its completion (a single piece goes out as a plain `send` and needs none), so an
+    /// idle session holds none.
     send_buf: Option<Box<SendBuf>>,
     /// Whether the queued stream ends on a frame boundary.
     boundary: bool,

@@ -386,7 +386,35 @@ impl SessionMeter {
             .as_deref()
             .and_then(crate::metering::record::RawUsage::from_provider);
         self.remember_hash(done);
-        self.emit(rec, &t.usage.unwrap_or_default())
+        let res = self.emit(rec, &t.usage.unwrap_or_default());
+        self.compact_if_quiet();
+        res
+    }
+
+    /// Nothing open or pending any more: give back the capacity the last responses grew
+    /// (the open list, the lanes' queues), so a session waiting for its next turn holds
+    /// only what outlives a response — its lanes' last models and the recent ids. Without
+    /// it, the open list and the lane's queue kept the capacity of the response's first
+    /// entries for the rest of the session, most of what an idle session held beyond a
+    /// fresh one (the bench's idle case measures sessions after a turn; see
+    /// `loadtest/src/gen/idle.rs`). Costs two allocations at the next response.
+    fn compact_if_quiet(&mut self) {
+        if !self.open.is_empty() || self.pending != 0 {
+            return;
+        }
+        self.open = Vec::new();
+        for lane in &mut self.lanes {
+            lane.queue = VecDeque::new();
+        }
+        self.lanes.shrink_to_fit();
+    }
+
+    /// Capacity held by the open list and the lanes (tests: [`Self::compact_if_quiet`]).
+    #[cfg(test)]
+    pub(crate) fn held_capacity(&self) -> usize {
+        self.open.capacity()
+            + self.lanes.capacity().saturating_sub(self.lanes.len())
+            + self.lanes.iter().map(|l| l.queue.capacity()).sum::<usize>()
     }
 
     fn record(

@@ -5,7 +5,7 @@
 
 use io_uring::{opcode, types};
 
-use super::{io_err, user_data, Conn, Env, Leg, Op, Out, Phase, SendBuf, HIGH_WATER, MAX_IOV};
+use super::{io_err, user_data, Conn, Env, Leg, Op, Out, Phase, HIGH_WATER, MAX_IOV};
 use crate::dataplane::bufring::BufRing;
 use crate::flow::Side;
 use crate::relay::lifecycle::Event;
@@ -15,6 +15,9 @@ impl Conn {
         self.ops -= 1;
         let leg = &mut self.legs[side.index()];
         leg.sending = false;
+        if let Some(sb) = leg.send_buf.take() {
+            env.spares.put_send_buf(sb);
+        }
         if io_err(res) {
             leg.failed = true;
             leg.in_flight_since = None;
@@ -113,59 +116,50 @@ impl Conn {
             }
             return;
         }
-        let sb = leg.send_buf.get_or_insert_with(|| {
-            // SAFETY: plain C structs, all-zero is a valid (empty) value.
-            Box::new(unsafe { std::mem::zeroed::<SendBuf>() })
-        });
-        let mut n = 0;
-        for out in leg.out.iter().take(MAX_IOV) {
-            let (ptr, len) = match out {
-                Out::Ring { bid, start, end } => (
-                    env.ring.addr(*bid, *start as usize),
-                    (*end - *start) as usize,
-                ),
-                // SAFETY: in bounds (`start <= len`).
-                Out::Owned { data, start } => {
-                    (unsafe { data.as_ptr().add(*start) }, data.len() - start)
-                }
-            };
-            sb.iov[n] = libc::iovec {
+        let ud = user_data(env.slot, env.gen, side, Op::Send);
+        let fd = types::Fd(leg.fd);
+        let n = leg.out.len().min(MAX_IOV);
+        if n == 1 && !env.epoll {
+            // One piece (the common case: a buffer forwarded as it came): a plain `send`,
+            // whose SQE carries the pointer itself — no iovec to fill or keep.
+            let (ptr, len) = piece(env.ring, &leg.out[0]);
+            let sqe = opcode::Send::new(fd, ptr, len as u32)
+                .flags(libc::MSG_NOSIGNAL)
+                .build()
+                .user_data(ud);
+            // SAFETY: the piece's bytes (a ring buffer or an owned vector) stay queued until
+            // this send completes.
+            if unsafe { monoio::ext::uring_push(&sqe) }.is_ok() {
+                self.send_started(env, side);
+            }
+            return;
+        }
+        let sb = leg.send_buf.insert(env.spares.take_send_buf());
+        for (i, out) in leg.out.iter().take(n).enumerate() {
+            let (ptr, len) = piece(env.ring, out);
+            sb.iov[i] = libc::iovec {
                 iov_base: ptr as *mut libc::c_void,
                 iov_len: len,
             };
-            n += 1;
         }
+        sb.msg.msg_iov = sb.iov.as_mut_ptr();
+        sb.msg.msg_iovlen = n;
         if env.epoll {
-            sb.msg.msg_iov = sb.iov.as_mut_ptr();
-            sb.msg.msg_iovlen = n;
             self.send_started(env, side);
             self.epoll_send(env, side);
             return;
         }
-        let ud = user_data(env.slot, env.gen, side, Op::Send);
-        let fd = types::Fd(leg.fd);
-        let sqe = if n == 1 {
-            opcode::Send::new(
-                fd,
-                sb.iov[0].iov_base as *const u8,
-                sb.iov[0].iov_len as u32,
-            )
-            .flags(libc::MSG_NOSIGNAL)
+        let sqe = opcode::SendMsg::new(fd, &sb.msg)
+            .flags(libc::MSG_NOSIGNAL as u32)
             .build()
-            .user_data(ud)
-        } else {
-            sb.msg.msg_iov = sb.iov.as_mut_ptr();
-            sb.msg.msg_iovlen = n;
-            opcode::SendMsg::new(fd, &sb.msg)
-                .flags(libc::MSG_NOSIGNAL as u32)
-                .build()
-                .user_data(ud)
-        };
-        // SAFETY: the iovecs and message header live in `send_buf` (boxed, kept until the
-        // session is freed), and point into ring buffers and owned vectors that stay
-        // queued until this send completes.
+            .user_data(ud);
+        // SAFETY: the iovecs and message header live in `send_buf` (boxed, held until this
+        // send completes), and point into ring buffers and owned vectors that stay queued
+        // until then.
         if unsafe { monoio::ext::uring_push(&sqe) }.is_ok() {
             self.send_started(env, side);
+        } else if let Some(sb) = leg.send_buf.take() {
+            env.spares.put_send_buf(sb);
         }
     }
 
@@ -213,5 +207,16 @@ impl Conn {
             }
         }
         leg.out_bytes = 0;
+    }
+}
+
+/// Where a queued piece's unsent bytes are.
+fn piece(ring: &BufRing, out: &Out) -> (*const u8, usize) {
+    match out {
+        Out::Ring { bid, start, end } => {
+            (ring.addr(*bid, *start as usize), (*end - *start) as usize)
+        }
+        // SAFETY: in bounds (`start <= len`).
+        Out::Owned { data, start } => (unsafe { data.as_ptr().add(*start) }, data.len() - start),
     }
 }

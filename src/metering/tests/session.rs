@@ -411,3 +411,57 @@ fn the_providers_usage_object_is_carried_whole_with_the_route() {
     assert_eq!(recs[0].input_tokens, 7);
     assert_eq!(recs[1].usage, None);
 }
+
+#[test]
+fn a_quiet_session_gives_back_what_its_responses_grew() {
+    let recs = records(|m, t0| {
+        m.on_client(&create("gpt-5", Some("a")), t0);
+        m.on_client(&create("gpt-5", Some("b")), t0);
+        m.on_upstream(&created("ra", Some("a"), "gpt-5"), ms(t0, 1))
+            .expect("ok");
+        m.on_upstream(&created("rb", Some("b"), "gpt-5"), ms(t0, 2))
+            .expect("ok");
+        m.on_upstream(
+            &terminal("ra", Some("a"), TerminalKind::Completed, Some(usage(1, 1))),
+            ms(t0, 3),
+        )
+        .expect("ok");
+        assert!(
+            m.held_capacity() > 0,
+            "rb is still open: nothing is given back yet"
+        );
+        m.on_upstream(
+            &terminal("rb", Some("b"), TerminalKind::Completed, Some(usage(2, 2))),
+            ms(t0, 4),
+        )
+        .expect("ok");
+        assert_eq!(m.held_capacity(), 0, "quiet: open list and queues freed");
+        // What outlives a response is kept: a repeated terminal is still a duplicate, and a
+        // steering successor on lane a still inherits its model.
+        m.on_upstream(
+            &terminal("rb", Some("b"), TerminalKind::Completed, Some(usage(2, 2))),
+            ms(t0, 5),
+        )
+        .expect("ok");
+        assert_eq!(m.stats().duplicate_terminals, 1);
+        m.on_upstream(&created("ra2", Some("a"), "gpt-5"), ms(t0, 6))
+            .expect("ok");
+        m.on_upstream(
+            &terminal("ra2", Some("a"), TerminalKind::Completed, Some(usage(3, 3))),
+            ms(t0, 9),
+        )
+        .expect("ok");
+    });
+    let ids: Vec<_> = recs
+        .iter()
+        .map(|r| (r.response_id.as_str(), r.requested_model.as_deref()))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("ra", Some("gpt-5")),
+            ("rb", Some("gpt-5")),
+            ("ra2", Some("gpt-5"))
+        ]
+    );
+}
