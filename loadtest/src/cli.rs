@@ -74,6 +74,10 @@ pub struct RunArgs {
     /// Idle workload: ping period per session.
     #[arg(long, value_parser = parse_duration, default_value = "1s")]
     pub ping_interval: Duration,
+    /// Idle workload: turns each session completes before it idles (after one warm-up
+    /// session of as many turns, before the memory sample); 0 = idle from the handshake on.
+    #[arg(long, default_value_t = 1)]
+    pub idle_turns: u64,
     /// PID of a process of the system under test (repeatable): CPU and memory.
     #[arg(long = "sut-pid")]
     pub sut_pids: Vec<u32>,
@@ -107,6 +111,7 @@ impl RunArgs {
             create_bytes: self.create_bytes,
             source_addrs: self.source_addrs.clone(),
             ping_interval: self.ping_interval,
+            idle_turns: self.idle_turns,
             sut_pids: self.sut_pids.clone(),
             progress: !self.no_progress,
             ..RunConfig::default()

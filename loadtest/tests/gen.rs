@@ -442,3 +442,50 @@ fn the_floor_tunnel_carries_every_frame() {
     assert_eq!(mock_frames(&mock, 156), r.counts.frames_received);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn idle_sessions_complete_their_turns_after_a_warm_up_before_the_memory_sample() {
+    let dir = std::env::temp_dir().join(format!("loadtest-idle-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for idle_turns in [1u64, 0] {
+        let ledger = dir.join(format!("ledger-{idle_turns}.jsonl"));
+        let mock = MockHost::start(MockConfig {
+            deltas: 3,
+            record: false,
+            ledger_path: Some(ledger.clone()),
+            ..MockConfig::default()
+        })
+        .unwrap();
+        let relay = RunningPeer::start(Peer::Tollgate, &plain_env(&dir), mock.addr, &dir).unwrap();
+        let cfg = RunConfig {
+            key: Some("k-test-1".into()),
+            sut_pids: relay.pids(),
+            ping_interval: Duration::from_millis(50),
+            idle_turns,
+            ..quick(Workload::Idle, relay.url.clone())
+        };
+        let r = gen::run(&cfg).unwrap();
+        let log = relay.usage_log.clone().unwrap();
+        relay.stop();
+        assert_eq!(r.counts.errors, 0, "{:?}", r.error_samples);
+        assert!(r.counts.completed > 0, "pings answered: {:?}", r.counts);
+        let sut = r.sut.as_ref().expect("sut section");
+        assert!(sut.rss_loaded_kib.is_some(), "{sut:?}");
+        // Each of the 4 sessions completed its turn, after the warm-up's 4 sessions (as
+        // many as the run opens at once, at most --sessions) completed theirs.
+        let want = 8 * idle_turns as usize;
+        let check = usage::compare_files(&log, &ledger).unwrap();
+        assert_eq!(
+            (check.ledger, check.matched),
+            (want, want),
+            "idle_turns {idle_turns}: {check:?}"
+        );
+        assert_eq!(
+            r.counts.frames_received > 0,
+            idle_turns > 0,
+            "the turns' frames are counted: {:?}",
+            r.counts
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

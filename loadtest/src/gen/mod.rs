@@ -98,6 +98,12 @@ pub struct RunConfig {
     pub source_addrs: Vec<IpAddr>,
     /// Idle: ping period per session.
     pub ping_interval: Duration,
+    /// Idle: turns (a `response.create` read to its terminal event) each session completes
+    /// before it idles — a session between turns, as a relay holds them in production —
+    /// after one warm-up session of as many turns has run before the SUT's memory is
+    /// sampled, so that one-time costs (a usage log's writer, state built on first use) are
+    /// not charged to the sessions. 0: sessions idle from the handshake on, nothing warms up.
+    pub idle_turns: u64,
     /// Processes of the system under test (CPU and memory are read from /proc).
     pub sut_pids: Vec<u32>,
     /// Show a progress bar (still hidden when stderr is not a terminal).
@@ -128,6 +134,7 @@ impl Default for RunConfig {
             create_bytes: 1500,
             source_addrs: Vec::new(),
             ping_interval: Duration::from_secs(1),
+            idle_turns: 1,
             sut_pids: Vec::new(),
             progress: true,
             connect_timeout: Duration::from_secs(10),
@@ -183,4 +190,7 @@ pub enum GenError {
     /// The configuration cannot work (zero sessions, zero threads, rate ≤ 0).
     #[error("invalid configuration: {0}")]
     Config(&'static str),
+    /// The idle run's warm-up session failed (nothing was measured).
+    #[error("warm-up before the memory sample: {0}")]
+    WarmUp(Box<GenError>),
 }

@@ -28,6 +28,8 @@ pub(crate) struct Shared {
     pub progress: AtomicU64,
     pub connected: AtomicU64,
     pub connect_failed: AtomicU64,
+    /// Idle: sessions done with their turns (idling now) or given up.
+    pub settled: AtomicU64,
     /// Idle: set to the end of the ping phase once every session is open.
     pub idle_until: watch::Receiver<Option<Instant>>,
     /// Frames so far, both ways (the measurement window reads it).
@@ -150,9 +152,13 @@ pub fn run(cfg: &RunConfig) -> Result<Report, GenError> {
         progress: AtomicU64::new(0),
         connected: AtomicU64::new(0),
         connect_failed: AtomicU64::new(0),
+        settled: AtomicU64::new(0),
         idle_until: idle_rx,
         live_frames: Arc::new(AtomicU64::new(0)),
     });
+    if cfg.workload == Workload::Idle && cfg.idle_turns > 0 && !cfg.sut_pids.is_empty() {
+        idle::warm_up(&shared)?;
+    }
     let sut_cpu0 = procfs::cpu_seconds(&cfg.sut_pids);
     let self_pid = [std::process::id()];
     let self_cpu0 = procfs::cpu_seconds(&self_pid);
