@@ -7,7 +7,8 @@
 //! piece is sent. Client → upstream bytes are few (client events): they are copied into the
 //! leg's carry, where whole messages are held until decided (see `relay::walker`). Only an
 //! incomplete frame header or control frame (≤ 139 bytes) is ever carried between upstream
-//! buffers. An idle session holds no buffer at all.
+//! buffers. An idle session holds no buffer at all, nor a send header: a gathered send's
+//! iovecs come from the worker's spares for the time the send is in flight (`spares.rs`).
 //!
 //! Under epoll the same session runs on readiness instead ([`Env::epoll`]; the readiness
 //! side lives in `conn/epoll.rs`): reads into buffers taken from the same ring

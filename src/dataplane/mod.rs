@@ -11,8 +11,9 @@
 //! the other leg straight from it; the buffer returns to the ring when the send that
 //! carries its last piece completes. So:
 //!
-//! - an idle session holds **no read buffer** — only its state (`conn::Conn`) and two
-//!   armed receives in the kernel;
+//! - an idle session holds **no read buffer** and no send header — only its state
+//!   (`conn::Conn`, and what its meter keeps between responses) and two armed receives in
+//!   the kernel;
 //! - a receive is armed once, not once per read: no failed first attempt, no poll re-arm;
 //! - every completion of a batch is handled in one task poll, and every send a batch
 //!   causes goes to the kernel with the driver's next `io_uring_enter`;
