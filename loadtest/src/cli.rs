@@ -74,8 +74,9 @@ pub struct RunArgs {
     /// Idle workload: ping period per session.
     #[arg(long, value_parser = parse_duration, default_value = "1s")]
     pub ping_interval: Duration,
-    /// Idle workload: turns each session completes before it idles (after one warm-up
-    /// session of as many turns, before the memory sample); 0 = idle from the handshake on.
+    /// Idle workload: turns each session completes before it idles (after a warm-up of as
+    /// many sessions as the run opens at once, before the memory sample); 0 = idle from the
+    /// handshake on.
     #[arg(long, default_value_t = 1)]
     pub idle_turns: u64,
     /// PID of a process of the system under test (repeatable): CPU and memory.

@@ -60,6 +60,24 @@ fn plain_env(dir: &std::path::Path) -> PeerEnv {
     }
 }
 
+/// A mock answering every create with `deltas` deltas and keeping its ledger at `ledger`,
+/// and this build's relay in front of it, its files in `dir`.
+fn metered_relay(
+    dir: &std::path::Path,
+    deltas: usize,
+    ledger: &std::path::Path,
+) -> (MockHost, RunningPeer) {
+    let mock = MockHost::start(MockConfig {
+        deltas,
+        record: false,
+        ledger_path: Some(ledger.to_path_buf()),
+        ..MockConfig::default()
+    })
+    .unwrap();
+    let relay = RunningPeer::start(Peer::Tollgate, &plain_env(dir), mock.addr, dir).unwrap();
+    (mock, relay)
+}
+
 /// The mock counts a batch after its write returns, which can be just after the
 /// client has read it: wait (bounded) for the count to catch up.
 fn mock_frames(mock: &MockHost, at_least: u64) -> u64 {
@@ -172,14 +190,7 @@ fn stream_through_the_real_relay_is_metered_exactly() {
     let dir = std::env::temp_dir().join(format!("loadtest-gen-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let ledger = dir.join("ledger.jsonl");
-    let mock = MockHost::start(MockConfig {
-        deltas: 5,
-        record: false,
-        ledger_path: Some(ledger.clone()),
-        ..MockConfig::default()
-    })
-    .unwrap();
-    let relay = RunningPeer::start(Peer::Tollgate, &plain_env(&dir), mock.addr, &dir).unwrap();
+    let (mock, relay) = metered_relay(&dir, 5, &ledger);
     let cfg = RunConfig {
         key: Some("k-test-1".into()),
         turns: Some(3),
@@ -449,14 +460,7 @@ fn idle_sessions_complete_their_turns_after_a_warm_up_before_the_memory_sample()
     std::fs::create_dir_all(&dir).unwrap();
     for idle_turns in [1u64, 0] {
         let ledger = dir.join(format!("ledger-{idle_turns}.jsonl"));
-        let mock = MockHost::start(MockConfig {
-            deltas: 3,
-            record: false,
-            ledger_path: Some(ledger.clone()),
-            ..MockConfig::default()
-        })
-        .unwrap();
-        let relay = RunningPeer::start(Peer::Tollgate, &plain_env(&dir), mock.addr, &dir).unwrap();
+        let (_mock, relay) = metered_relay(&dir, 3, &ledger);
         let cfg = RunConfig {
             key: Some("k-test-1".into()),
             sut_pids: relay.pids(),

@@ -100,9 +100,10 @@ pub struct RunConfig {
     pub ping_interval: Duration,
     /// Idle: turns (a `response.create` read to its terminal event) each session completes
     /// before it idles — a session between turns, as a relay holds them in production —
-    /// after one warm-up session of as many turns has run before the SUT's memory is
-    /// sampled, so that one-time costs (a usage log's writer, state built on first use) are
-    /// not charged to the sessions. 0: sessions idle from the handshake on, nothing warms up.
+    /// after a warm-up (as many sessions as the run opens at once, as many turns each) has
+    /// run before the SUT's memory is sampled, so that one-time growth (a usage log's
+    /// writer, state built on first use, the turns in flight) is not charged to the
+    /// sessions. 0: sessions idle from the handshake on, nothing warms up.
     pub idle_turns: u64,
     /// Processes of the system under test (CPU and memory are read from /proc).
     pub sut_pids: Vec<u32>,
@@ -190,7 +191,7 @@ pub enum GenError {
     /// The configuration cannot work (zero sessions, zero threads, rate ≤ 0).
     #[error("invalid configuration: {0}")]
     Config(&'static str),
-    /// The idle run's warm-up session failed (nothing was measured).
+    /// A session of the idle run's warm-up failed (nothing was measured).
     #[error("warm-up before the memory sample: {0}")]
     WarmUp(Box<GenError>),
 }
