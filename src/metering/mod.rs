@@ -1,6 +1,7 @@
 //! Metering: one durable usage record per `response.id`.
 //!
 //! - [`record`]: the [`UsageRecord`] written as one JSON line.
+//! - [`recent`]: the response ids a session recorded last (duplicate terminals).
 //! - [`session`]: [`SessionMeter`], one per session on its worker, turning the tap's events
 //!   into records (exactly once per `response.id`, lanes matched FIFO, steering successors,
 //!   disconnects).
@@ -10,6 +11,7 @@
 //! - [`recover`]: moves a torn last line aside when the sink starts.
 
 pub mod reader;
+pub mod recent;
 pub mod record;
 pub mod recover;
 pub mod session;

@@ -32,6 +32,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use super::recent::MAX_RECENT_DONE;
+use super::recent::{id_hash, RecentIds};
 use super::record::{now_rfc3339_ms, RecordStatus, UsageRecord};
 use super::sink::{SinkError, SinkHandle};
 use crate::metrics::WorkerMetrics;
@@ -41,8 +43,6 @@ use crate::tap::{TapEvent, Terminal, TerminalKind, Usage};
 pub const MAX_PENDING: usize = 1024;
 /// Most open responses tracked per session (upstream allows 16 in flight).
 pub const MAX_OPEN: usize = 64;
-/// How many recorded `response.id`s are remembered to ignore duplicate terminals.
-pub const MAX_RECENT_DONE: usize = 128;
 /// Most lanes remembered per session (upstream allows 32 named lanes per connection).
 pub const MAX_LANES: usize = 64;
 
@@ -132,20 +132,9 @@ pub struct SessionMeter {
     /// Creates counted but not queued (bounds); consumed by unmatched `created`/`error`.
     untracked: usize,
     open: Vec<Open>,
-    /// Keyed hashes of the last [`MAX_RECENT_DONE`] recorded `response.id`s ([`id_hash`]):
-    /// 1 KiB per busy session instead of 128 boxed strings, and one hash per terminal instead
-    /// of up to 128 string compares.
-    done: VecDeque<u64>,
+    /// The last [`MAX_RECENT_DONE`] recorded `response.id`s, as keyed hashes.
+    done: RecentIds,
     stats: MeterStats,
-}
-
-/// Keyed 64-bit hash of a recorded `response.id`. The key is random per process, so an
-/// upstream cannot aim for a collision; a chance one (about 128 in 2^64 per terminal) would
-/// make a terminal look like a duplicate.
-fn id_hash(id: &str) -> u64 {
-    use std::hash::BuildHasher;
-    static KEY: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
-    KEY.get_or_init(std::hash::RandomState::new).hash_one(id)
 }
 
 /// Longest `response.id`, `stream_id` or `model` string the meter keeps (bytes); longer ones
@@ -180,7 +169,7 @@ impl SessionMeter {
             pending: 0,
             untracked: 0,
             open: Vec::new(),
-            done: VecDeque::new(),
+            done: RecentIds::default(),
             stats: MeterStats::default(),
         }
     }
@@ -297,7 +286,7 @@ impl SessionMeter {
         let open = std::mem::take(&mut self.open);
         for o in open {
             let rec = self.record(&o, reason.status(), None, None, None, now);
-            self.remember_done(&o.response_id);
+            self.done.remember(id_hash(&o.response_id));
             // Errors are counted in `emit`; keep recording the rest.
             let _ = self.emit(rec, &Usage::default());
         }
@@ -312,7 +301,7 @@ impl SessionMeter {
     fn created(&mut self, id: &str, lane: &Option<String>, model: &Option<String>, now: Instant) {
         let id = capped(id);
         let id = id.as_str();
-        if self.open.iter().any(|o| o.response_id == id) || self.is_done(id) {
+        if self.open.iter().any(|o| o.response_id == id) || self.done.contains(id_hash(id)) {
             return;
         }
         let (requested_model, start) = match self.take_pending(lane.as_deref()) {
@@ -343,7 +332,7 @@ impl SessionMeter {
         // Hashed once (keyed SipHash: the ids come from the upstream) for the check and
         // for remembering it.
         let done = id_hash(&rid);
-        if self.done.contains(&done) {
+        if self.done.contains(done) {
             self.stats.duplicate_terminals += 1;
             if let Some(m) = &self.metrics {
                 m.duplicate_terminal();
@@ -385,7 +374,7 @@ impl SessionMeter {
             .usage_raw
             .as_deref()
             .and_then(crate::metering::record::RawUsage::from_provider);
-        self.remember_hash(done);
+        self.done.remember(done);
         let res = self.emit(rec, &t.usage.unwrap_or_default());
         self.compact_if_quiet();
         res
@@ -507,21 +496,5 @@ impl SessionMeter {
                 None
             }
         }
-    }
-
-    fn is_done(&self, id: &str) -> bool {
-        let h = id_hash(id);
-        self.done.iter().any(|&d| d == h)
-    }
-
-    fn remember_done(&mut self, id: &str) {
-        self.remember_hash(id_hash(id));
-    }
-
-    fn remember_hash(&mut self, h: u64) {
-        if self.done.len() >= MAX_RECENT_DONE {
-            self.done.pop_front();
-        }
-        self.done.push_back(h);
     }
 }
