@@ -18,8 +18,8 @@ pub const MAX_SPARES: usize = 32;
 pub const MAX_SPARE_CAPACITY: usize = 8 * 1024;
 /// Most pieces gathered into one send.
 pub const MAX_IOV: usize = 16;
-/// Most send headers a worker keeps: one per gathered send in flight at its busiest (a
-/// few hundred under a firehose), ~320 bytes each.
+/// Most send headers a worker keeps (~320 bytes each): as many as gathered sends were in
+/// flight at once, at most one per leg; more are freed.
 pub const MAX_SEND_BUFS: usize = 256;
 
 /// A gathered send's iovecs and message header: they must stay put while the send is in
