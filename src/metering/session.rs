@@ -243,6 +243,7 @@ impl SessionMeter {
                     if let Some(m) = &self.metrics {
                         m.create_failed();
                     }
+                    self.compact_if_quiet();
                 }
                 Ok(())
             }
@@ -380,13 +381,14 @@ impl SessionMeter {
         res
     }
 
-    /// Nothing open or pending any more: give back the capacity the last responses grew
-    /// (the open list, the lanes' queues), so a session waiting for its next turn holds
-    /// only what outlives a response — its lanes' last models and the recent ids. Without
-    /// it, the open list and the lane's queue kept the capacity of the response's first
-    /// entries for the rest of the session, most of what an idle session held beyond a
-    /// fresh one (the bench's idle case measures sessions after a turn; see
-    /// `loadtest/src/gen/idle.rs`). Costs two allocations at the next response.
+    /// Nothing open or pending any more (after a terminal, or an `error` that ended the
+    /// last pending create): give back the capacity the last responses grew (the open list,
+    /// the lanes' queues), so a session waiting for its next turn holds only what outlives
+    /// a response — its lanes' last models and the recent ids. Without it, the open list
+    /// and the lane's queue kept the capacity of the first response's entries for the rest
+    /// of the session; the bench's idle case, which measures sessions after a turn, shows
+    /// it together with the send headers (`loadtest/src/gen/idle.rs`). Costs two
+    /// allocations at the next response.
     fn compact_if_quiet(&mut self) {
         if !self.open.is_empty() || self.pending != 0 {
             return;

@@ -465,3 +465,23 @@ fn a_quiet_session_gives_back_what_its_responses_grew() {
         ]
     );
 }
+
+#[test]
+fn a_session_whose_last_create_failed_gives_back_its_queue() {
+    let recs = records(|m, t0| {
+        m.on_client(&create("gpt-5", None), t0);
+        m.on_client(&create("gpt-5", None), t0);
+        let error = TapEvent::Error {
+            status: Some(429),
+            code: Some("rate_limit_exceeded".into()),
+            stream_id: None,
+        };
+        m.on_upstream(&error, ms(t0, 1)).expect("ok");
+        assert!(m.held_capacity() > 0, "one create still pending");
+        m.on_upstream(&error, ms(t0, 2)).expect("ok");
+        assert_eq!(m.held_capacity(), 0, "quiet: the lane's queue freed");
+        assert_eq!(m.stats().creates_failed, 2);
+        assert_eq!(m.open_responses(), 0);
+    });
+    assert!(recs.is_empty(), "failed creates make no record");
+}
