@@ -23,6 +23,17 @@ struct Proc {
     log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
+/// A relay a test left running (it failed before stopping it) is killed, so it does not
+/// outlive the test holding its ports and the test runner's output pipe.
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn spawn_relay(
     upstream: &str,
     keys: &std::path::Path,
@@ -313,4 +324,43 @@ async fn max_connection_age_waits_for_the_response_in_flight_then_closes_1001() 
         "finished first: {texts:?}"
     );
     assert_eq!(code, Some(1001));
+}
+
+/// `THP_enabled` from `/proc/PID/status`: whether the kernel may back this process's
+/// memory with transparent huge pages (0 after `PR_SET_THP_DISABLE`).
+fn thp_enabled(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("THP_enabled:"))
+        .map(|v| v.trim().to_string())
+        .expect("THP_enabled in /proc/PID/status")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_heap_stays_off_transparent_huge_pages_unless_allowed() {
+    let mock = echo_mock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, format!("acme {RELAY_KEY}\n")).unwrap();
+    for (extra, enabled, logged) in [
+        (&[][..], "0", "huge_pages=off"),
+        (&["--huge-pages", "allow"][..], "1", "huge_pages=allowed"),
+    ] {
+        let mut p = spawn_relay(&mock.url(), &keys, &dir.path().join("u.jsonl"), extra);
+        // A session through it, so the workers have allocated under the policy.
+        let mut c = connect(&format!("ws://{}/v1/responses", p.addr), opts(RELAY_KEY))
+            .await
+            .unwrap();
+        c.send_text("ping").await.unwrap();
+        assert_eq!(c.recv().await.unwrap(), Message::Text("ping".into()));
+        assert_eq!(thp_enabled(p.child.id()), enabled, "{extra:?}");
+        assert!(
+            p.log.lock().unwrap().contains(logged),
+            "start-up log names the choice ({logged}): {}",
+            p.log.lock().unwrap()
+        );
+        signal(&p, libc::SIGTERM);
+        assert_eq!(p.child.wait().unwrap().code(), Some(0));
+    }
 }

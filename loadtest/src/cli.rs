@@ -138,7 +138,8 @@ pub struct BenchArgs {
     pub sweep_reps: Option<usize>,
     /// Peers to run, comma-separated [default: direct,floor,tunnel,tollgate,tollgate-nolog,
     /// tollgate-epoll,nginx,haproxy (floor only without --tls; it skips idle and churn);
-    /// also tollgate-async (data plane off) and tollgate-coop (COOP_TASKRUN rings)].
+    /// also tollgate-async (data plane off), tollgate-coop (COOP_TASKRUN rings) and
+    /// tollgate-thp (`--huge-pages allow`)].
     #[arg(long, value_delimiter = ',', value_parser = parse_peer)]
     pub peers: Vec<Peer>,
     /// Output directory (JSON per run, bench.json, bench.md, sweep.svg).
@@ -178,7 +179,7 @@ pub struct DemoArgs {
 fn parse_peer(s: &str) -> Result<Peer, String> {
     Peer::parse(s)
         .ok_or_else(|| {
-            format!("{s:?} is not one of direct, tunnel, tollgate, tollgate-nolog, tollgate-async, tollgate-coop, tollgate-epoll, nginx, haproxy")
+            format!("{s:?} is not one of direct, tunnel, tollgate, tollgate-nolog, tollgate-async, tollgate-coop, tollgate-thp, tollgate-epoll, nginx, haproxy")
         })
 }
 

@@ -34,6 +34,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// Whether the heap may use transparent huge pages (`--huge-pages`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HugePages {
+    /// As the kernel's THP mode and the allocator choose (mimalloc asks for them).
+    Allow,
+    /// Off for the whole process (`prctl(PR_SET_THP_DISABLE)`).
+    Off,
+}
+
 /// Tools run instead of the relay.
 #[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
 pub enum Tool {
@@ -307,6 +316,13 @@ pub struct Cli {
     /// tests; plain sessions run on the buffer-ring data plane under both drivers).
     #[arg(long, hide = true)]
     pub no_ring: bool,
+
+    /// Transparent huge pages for the heap: `off` for the whole process, or `allow` (as
+    /// the kernel's THP mode and mimalloc choose). Off holds less memory per idle session
+    /// (small per-session state is not rounded up to 2 MiB pages) at no CPU cost the bench
+    /// could resolve (loadtest/BENCH.md, peer `tollgate-thp`).
+    #[arg(long, env = "TOLLGATE_HUGE_PAGES", value_enum, default_value_t = HugePages::Off)]
+    pub huge_pages: HugePages,
 
     /// io_uring setup flags to use (for measurements; default: the best the kernel takes,
     /// in this order): `defer` (SINGLE_ISSUER|DEFER_TASKRUN), `coop` (COOP_TASKRUN), `none`.

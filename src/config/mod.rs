@@ -10,7 +10,9 @@ pub mod file;
 mod fleet;
 mod routes;
 
-pub use cli::{parse_duration, parse_size, Cli, Driver, KeysTool, LogFormat, ParseError, Tool};
+pub use cli::{
+    parse_duration, parse_size, Cli, Driver, HugePages, KeysTool, LogFormat, ParseError, Tool,
+};
 pub use fleet::{loggable_url, BudgetConfig, ExportConfig, FleetConfig};
 
 use std::net::SocketAddr;
@@ -125,6 +127,8 @@ pub struct Config {
     pub ring_buffer_bytes: usize,
     /// Keep plain-TCP sessions off the buffer-ring data plane.
     pub no_ring: bool,
+    /// Transparent huge pages for the heap.
+    pub huge_pages: HugePages,
     /// Only these io_uring setup flags (`None`: best available).
     pub uring_setup: Option<&'static str>,
     /// Test hook: io_uring "fails" to start.
@@ -434,6 +438,7 @@ impl Cli {
             ring_buffers: self.ring_buffers,
             ring_buffer_bytes: self.ring_buffer_bytes as usize,
             no_ring: self.no_ring,
+            huge_pages: self.huge_pages,
             uring_setup: self.uring_setup.as_deref().map(|f| match f {
                 "defer" => "single_issuer+defer_taskrun",
                 "coop" => "coop_taskrun",

@@ -18,6 +18,7 @@ use crate::server::auth::ClientKeys;
 use crate::upstream::dial::server_tls_config;
 
 mod checks;
+pub mod memory;
 pub mod parts;
 mod signals;
 pub mod timers;
@@ -447,6 +448,13 @@ impl Relay {
 /// Run until SIGTERM/SIGINT; SIGHUP reloads the client keys. Returns the exit code.
 pub fn run(config: Config) -> i32 {
     block_signals();
+    match memory::set_huge_pages(config.huge_pages) {
+        memory::HugePagesOutcome::Unavailable(errno) => tracing::warn!(
+            errno,
+            "could not turn transparent huge pages off; the heap follows the kernel's THP mode"
+        ),
+        chosen => tracing::info!(huge_pages = %chosen.as_str(), "memory policy"),
+    }
     let relay = match Relay::start(config) {
         Ok(r) => r,
         Err(e) => {

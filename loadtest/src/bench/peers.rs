@@ -38,6 +38,10 @@ pub enum Peer {
     /// `SINGLE_ISSUER|DEFER_TASKRUN` (`--uring-setup coop`): the ring-flags comparison.
     #[serde(rename = "tollgate-coop")]
     TollgateCoop,
+    /// The full relay with its heap allowed transparent huge pages (`--huge-pages
+    /// allow`, as mimalloc asks): the memory-policy comparison, not in the default set.
+    #[serde(rename = "tollgate-thp")]
+    TollgateThp,
     /// The full relay on epoll (`--driver epoll`).
     #[serde(rename = "tollgate-epoll")]
     TollgateEpoll,
@@ -61,7 +65,7 @@ impl Peer {
     ];
 
     /// Every peer `--peers` accepts.
-    pub const KNOWN: [Peer; 10] = [
+    pub const KNOWN: [Peer; 11] = [
         Peer::Direct,
         Peer::Floor,
         Peer::Tunnel,
@@ -69,6 +73,7 @@ impl Peer {
         Peer::TollgateNoLog,
         Peer::TollgateAsync,
         Peer::TollgateCoop,
+        Peer::TollgateThp,
         Peer::TollgateEpoll,
         Peer::Nginx,
         Peer::Haproxy,
@@ -84,6 +89,7 @@ impl Peer {
             Peer::TollgateNoLog => "tollgate-nolog",
             Peer::TollgateAsync => "tollgate-async",
             Peer::TollgateCoop => "tollgate-coop",
+            Peer::TollgateThp => "tollgate-thp",
             Peer::TollgateEpoll => "tollgate-epoll",
             Peer::Nginx => "nginx",
             Peer::Haproxy => "haproxy",
@@ -107,7 +113,11 @@ impl Peer {
     pub fn meters(self) -> bool {
         matches!(
             self,
-            Peer::Tollgate | Peer::TollgateAsync | Peer::TollgateCoop | Peer::TollgateEpoll
+            Peer::Tollgate
+                | Peer::TollgateAsync
+                | Peer::TollgateCoop
+                | Peer::TollgateThp
+                | Peer::TollgateEpoll
         )
     }
 }
@@ -284,6 +294,7 @@ impl RunningPeer {
             | Peer::TollgateNoLog
             | Peer::TollgateAsync
             | Peer::TollgateCoop
+            | Peer::TollgateThp
             | Peer::TollgateEpoll => {
                 if !env.tollgate.is_file() {
                     return Err(PeerError::NotInstalled("tollgate"));
@@ -329,6 +340,9 @@ impl RunningPeer {
                 }
                 if peer == Peer::TollgateCoop {
                     a.extend(["--uring-setup".into(), "coop".into()]);
+                }
+                if peer == Peer::TollgateThp {
+                    a.extend(["--huge-pages".into(), "allow".into()]);
                 }
                 if peer == Peer::TollgateEpoll {
                     if let Some(d) = a.iter().position(|x| x == "uring") {
