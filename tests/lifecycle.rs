@@ -40,6 +40,17 @@ fn spawn_relay(
     log: &std::path::Path,
     extra: &[&str],
 ) -> Proc {
+    spawn_relay_env(upstream, keys, log, extra, &[])
+}
+
+/// [`spawn_relay`] with these environment variables set for the relay.
+fn spawn_relay_env(
+    upstream: &str,
+    keys: &std::path::Path,
+    log: &std::path::Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Proc {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
         .args([
             "--listen",
@@ -56,6 +67,7 @@ fn spawn_relay(
             "Authorization: Bearer sk-provider-must-not-be-logged",
         ])
         .args(extra)
+        .envs(env.iter().copied())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -343,18 +355,25 @@ async fn the_heap_stays_off_transparent_huge_pages_unless_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
     std::fs::write(&keys, format!("acme {RELAY_KEY}\n")).unwrap();
-    for (extra, enabled, logged) in [
-        (&[][..], "0", "huge_pages=off"),
-        (&["--huge-pages", "allow"][..], "1", "huge_pages=allowed"),
+    let allow = &["--huge-pages", "allow"][..];
+    // Each case: flags, environment, THP_enabled, and what the start-up log says. mimalloc
+    // turns THP off itself under MIMALLOC_ALLOW_THP=0; the log reports what the kernel
+    // says the process runs with, not what the flag asked for.
+    let no_thp_env = &[("MIMALLOC_ALLOW_THP", "0")][..];
+    for (extra, env, enabled, logged) in [
+        (&[][..], &[][..], "0", "huge_pages=off"),
+        (allow, &[][..], "1", "huge_pages=allowed"),
+        (allow, no_thp_env, "0", "huge_pages=off"),
     ] {
-        let mut p = spawn_relay(&mock.url(), &keys, &dir.path().join("u.jsonl"), extra);
+        let u = dir.path().join("u.jsonl");
+        let mut p = spawn_relay_env(&mock.url(), &keys, &u, extra, env);
         // A session through it, so the workers have allocated under the policy.
         let mut c = connect(&format!("ws://{}/v1/responses", p.addr), opts(RELAY_KEY))
             .await
             .unwrap();
         c.send_text("ping").await.unwrap();
         assert_eq!(c.recv().await.unwrap(), Message::Text("ping".into()));
-        assert_eq!(thp_enabled(p.child.id()), enabled, "{extra:?}");
+        assert_eq!(thp_enabled(p.child.id()), enabled, "{extra:?} {env:?}");
         assert!(
             p.log.lock().unwrap().contains(logged),
             "start-up log names the choice ({logged}): {}",

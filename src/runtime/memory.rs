@@ -23,8 +23,8 @@ pub enum HugePagesOutcome {
     Off,
     /// Left to the kernel's THP mode and mimalloc.
     Allowed,
-    /// `off` was asked for and the kernel refused `PR_SET_THP_DISABLE` (this errno): left
-    /// as the kernel chooses.
+    /// The kernel refused `PR_SET_THP_DISABLE` or `PR_GET_THP_DISABLE` (this errno): as
+    /// the kernel chooses.
     Unavailable(i32),
 }
 
@@ -40,17 +40,22 @@ impl HugePagesOutcome {
 }
 
 /// Apply `--huge-pages` to the whole process (its threads and every later mapping); call
-/// before the workers start, so their allocations follow it.
+/// before the workers start, so their allocations follow it. Returns what the process runs
+/// with, read back from the kernel: `allow` under a parent (or `MIMALLOC_ALLOW_THP=0`) that
+/// already turned THP off reports [`HugePagesOutcome::Off`].
 pub fn set_huge_pages(policy: HugePages) -> HugePagesOutcome {
-    if policy == HugePages::Allow {
-        return HugePagesOutcome::Allowed;
+    let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    if policy == HugePages::Off {
+        // SAFETY: prctl(2) with PR_SET_THP_DISABLE takes integer arguments only and changes
+        // a flag of this process's memory map; no pointers are passed.
+        if unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } != 0 {
+            return HugePagesOutcome::Unavailable(errno());
+        }
     }
-    // SAFETY: prctl(2) with PR_SET_THP_DISABLE takes integer arguments only and changes a
-    // flag of this process's memory map; no pointers are passed.
-    let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
-    if rc == 0 {
-        HugePagesOutcome::Off
-    } else {
-        HugePagesOutcome::Unavailable(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    // SAFETY: as above; PR_GET_THP_DISABLE only reads the flag (returned as the result).
+    match unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) } {
+        0 => HugePagesOutcome::Allowed,
+        r if r > 0 => HugePagesOutcome::Off,
+        _ => HugePagesOutcome::Unavailable(errno()),
     }
 }
