@@ -9,39 +9,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use super::choices::{Driver, HugePages, LogFormat};
 use super::file::{self, FileError, RouteTable};
 use super::routes::given;
-
-/// Which io driver each worker runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Driver {
-    /// io_uring, falling back to epoll when io_uring cannot start.
-    Auto,
-    /// io_uring only; fail to start without it.
-    Uring,
-    /// epoll (monoio's legacy driver).
-    Epoll,
-}
-
-/// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable key=value lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
-/// Whether the heap may use transparent huge pages (`--huge-pages`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum HugePages {
-    /// As the kernel's THP mode and the allocator choose (mimalloc asks for them).
-    Allow,
-    /// Off for the whole process (`prctl(PR_SET_THP_DISABLE)`).
-    Off,
-}
 
 /// Tools run instead of the relay.
 #[derive(Subcommand, Debug, Clone, PartialEq, Eq)]

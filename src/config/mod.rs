@@ -5,14 +5,14 @@
 //! be set in the config file under its long name. Anything invalid is a [`ConfigError`]
 //! naming the flag; `main` exits 64 (EX_USAGE) on it.
 
+mod choices;
 mod cli;
 pub mod file;
 mod fleet;
 mod routes;
 
-pub use cli::{
-    parse_duration, parse_size, Cli, Driver, HugePages, KeysTool, LogFormat, ParseError, Tool,
-};
+pub use choices::{Driver, HugePages, LogFormat};
+pub use cli::{parse_duration, parse_size, Cli, KeysTool, ParseError, Tool};
 pub use fleet::{loggable_url, BudgetConfig, ExportConfig, FleetConfig};
 
 use std::net::SocketAddr;
