@@ -451,7 +451,7 @@ pub fn run(config: Config) -> i32 {
     match memory::set_huge_pages(config.huge_pages) {
         memory::HugePagesOutcome::Unavailable(errno) => tracing::warn!(
             errno,
-            "could not turn transparent huge pages off; the heap follows the kernel's THP mode"
+            "transparent huge pages: the kernel refused PR_SET/GET_THP_DISABLE; the heap follows the kernel's THP mode"
         ),
         chosen => tracing::info!(huge_pages = %chosen.as_str(), "memory policy"),
     }
