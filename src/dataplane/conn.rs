@@ -38,8 +38,8 @@ pub(super) use epoll::more_with_buffer;
 pub(super) use epoll::Task;
 
 use super::bufring::BufRing;
+use super::ops::{user_data, Op};
 use super::spares::{SendBuf, MAX_IOV};
-use super::{user_data, Op};
 use crate::flow::Side;
 use crate::limits::SessionSlot;
 use crate::relay::core::SessionCore;
