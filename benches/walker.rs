@@ -67,9 +67,10 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-/// UTF-8 validation alone, `simdutf8`'s AVX2 kernel against tollgate's dispatch (AVX-512
-/// where the CPU has it): every delta payload of the fixture one call each (the relay's
-/// per-frame shape), and the same text as one 64 KiB chunk (a large event).
+/// UTF-8 validation alone, `simdutf8`'s AVX2 kernel against tollgate's dispatch (its own
+/// AVX-512 or AVX2 kernel, whichever the CPU has): every delta payload of the fixture one
+/// call each (the relay's per-frame shape), and the same text as one 64 KiB chunk (a large
+/// event).
 fn utf8(c: &mut Criterion) {
     let text = std::fs::read_to_string(FIXTURE).expect("fixture");
     let deltas: Vec<&[u8]> = text

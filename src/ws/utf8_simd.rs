@@ -1,4 +1,5 @@
-//! Whole-chunk UTF-8 validity, AVX-512 where the CPU has it, `simdutf8`'s `basic` elsewhere.
+//! Whole-chunk UTF-8 validity: AVX-512 where the CPU has it, else AVX2 (both here), else
+//! `simdutf8`'s `basic`.
 //!
 //! Why hand-written: UTF-8 validation of every text byte is the relay's largest own cost
 //! under a firehose of frames (4.0–4.2% of its CPU in `perf record -g -e cpu-clock` of the relay,
@@ -21,6 +22,10 @@ pub fn is_valid(input: &[u8]) -> bool {
             // SAFETY: the CPU has AVX512F and AVX512BW (checked just above).
             return unsafe { avx512::is_valid(input) };
         }
+        if avx2::available() {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { avx2::is_valid(input) };
+        }
     }
     simdutf8::basic::from_utf8(input).is_ok()
 }
@@ -36,19 +41,19 @@ pub(crate) mod avx512 {
             && std::arch::is_x86_feature_detected!("avx512bw")
     }
 
-    const TOO_SHORT: u8 = 1 << 0;
-    const TOO_LONG: u8 = 1 << 1;
-    const OVERLONG_3: u8 = 1 << 2;
-    const TOO_LARGE: u8 = 1 << 3;
-    const SURROGATE: u8 = 1 << 4;
-    const OVERLONG_2: u8 = 1 << 5;
-    const TOO_LARGE_1000: u8 = 1 << 6;
-    const OVERLONG_4: u8 = 1 << 6;
-    const TWO_CONTS: u8 = 1 << 7;
-    const CARRY: u8 = TOO_SHORT | TOO_LONG | TWO_CONTS;
+    pub(super) const TOO_SHORT: u8 = 1 << 0;
+    pub(super) const TOO_LONG: u8 = 1 << 1;
+    pub(super) const OVERLONG_3: u8 = 1 << 2;
+    pub(super) const TOO_LARGE: u8 = 1 << 3;
+    pub(super) const SURROGATE: u8 = 1 << 4;
+    pub(super) const OVERLONG_2: u8 = 1 << 5;
+    pub(super) const TOO_LARGE_1000: u8 = 1 << 6;
+    pub(super) const OVERLONG_4: u8 = 1 << 6;
+    pub(super) const TWO_CONTS: u8 = 1 << 7;
+    pub(super) const CARRY: u8 = TOO_SHORT | TOO_LONG | TWO_CONTS;
 
     /// Error bits by the high nibble of the previous byte.
-    const BYTE_1_HIGH: [u8; 16] = [
+    pub(super) const BYTE_1_HIGH: [u8; 16] = [
         TOO_LONG,
         TOO_LONG,
         TOO_LONG,
@@ -68,7 +73,7 @@ pub(crate) mod avx512 {
     ];
 
     /// Error bits by the low nibble of the previous byte.
-    const BYTE_1_LOW: [u8; 16] = [
+    pub(super) const BYTE_1_LOW: [u8; 16] = [
         CARRY | OVERLONG_3 | OVERLONG_2 | OVERLONG_4,
         CARRY | OVERLONG_2,
         CARRY,
@@ -88,7 +93,7 @@ pub(crate) mod avx512 {
     ];
 
     /// Error bits by the high nibble of the byte itself.
-    const BYTE_2_HIGH: [u8; 16] = [
+    pub(super) const BYTE_2_HIGH: [u8; 16] = [
         TOO_SHORT,
         TOO_SHORT,
         TOO_SHORT,
@@ -242,6 +247,174 @@ pub(crate) mod avx512 {
         }
         error = _mm512_or_si512(error, pending);
         _mm512_test_epi8_mask(error, error) == 0
+    }
+}
+
+/// The same check on 32-byte vectors, for CPUs with AVX2 but not AVX-512 (`simdutf8`'s
+/// `basic` is the same algorithm; see its `validate_utf8_basic`).
+///
+/// Why not `simdutf8` here: in a profile of the relay under the firehose on an AVX2 host
+/// (`perf record -C 0 -F 10000 -g -- target/release/loadtest bench --peers tollgate --only
+/// firehose --reps 1`, `perf annotate` of `validate_utf8_basic`), about a third of its
+/// samples were its tail: the last `len % 64` bytes of every ~190-byte delta are copied byte
+/// by byte into a stack buffer and loaded back as one vector, which stalls on store
+/// forwarding. Here nothing is copied: the tail is the last 32 bytes of `input`, loaded
+/// again where they overlap the block before, and the tail's three previous bytes are loaded
+/// from `input` (one, two and three bytes back) instead of being shifted in from the previous
+/// vector, so it is checked against its true predecessors and each position's verdict is
+/// exact. Inputs under 64 bytes go to `std`, as in `simdutf8`.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::avx512::{BYTE_1_HIGH, BYTE_1_LOW, BYTE_2_HIGH};
+
+    /// Whether this CPU runs the AVX2 kernel (the standard library caches the answer).
+    #[inline]
+    pub(crate) fn available() -> bool {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+
+    /// The largest byte each position of a block may hold without starting a sequence that
+    /// runs past the block's end.
+    const LAST_MAX: [u8; 32] = {
+        let mut max = [0xFF; 32];
+        max[29] = 0b1111_0000 - 1;
+        max[30] = 0b1110_0000 - 1;
+        max[31] = 0b1100_0000 - 1;
+        max
+    };
+
+    struct Tables {
+        byte_1_high: __m256i,
+        byte_1_low: __m256i,
+        byte_2_high: __m256i,
+        last_max: __m256i,
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn table(t: &[u8; 16]) -> __m256i {
+        // SAFETY: `t` is 16 readable bytes; the load is unaligned.
+        let lane = unsafe { _mm_loadu_si128(t.as_ptr().cast()) };
+        _mm256_broadcastsi128_si256(lane)
+    }
+
+    /// Error bits of one 32-byte block, given the vectors of the bytes one, two and three
+    /// positions before each of its bytes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn check_block(
+        input: __m256i,
+        prev1: __m256i,
+        prev2: __m256i,
+        prev3: __m256i,
+        t: &Tables,
+    ) -> __m256i {
+        let nibble = _mm256_set1_epi8(0x0F);
+        let byte_1_high = _mm256_shuffle_epi8(
+            t.byte_1_high,
+            _mm256_and_si256(_mm256_srli_epi16::<4>(prev1), nibble),
+        );
+        let byte_1_low = _mm256_shuffle_epi8(t.byte_1_low, _mm256_and_si256(prev1, nibble));
+        let byte_2_high = _mm256_shuffle_epi8(
+            t.byte_2_high,
+            _mm256_and_si256(_mm256_srli_epi16::<4>(input), nibble),
+        );
+        let special = _mm256_and_si256(_mm256_and_si256(byte_1_high, byte_1_low), byte_2_high);
+        // A byte two after a 3- or 4-byte lead, or three after a 4-byte lead, must be a
+        // continuation; `special` has TWO_CONTS (0x80) set exactly where one is.
+        let third = _mm256_subs_epu8(prev2, _mm256_set1_epi8((0b1110_0000u8 - 1) as i8));
+        let fourth = _mm256_subs_epu8(prev3, _mm256_set1_epi8((0b1111_0000u8 - 1) as i8));
+        let must23 = _mm256_and_si256(
+            _mm256_adds_epu8(_mm256_or_si256(third, fourth), _mm256_set1_epi8(0x7F)),
+            _mm256_set1_epi8(0x80u8 as i8),
+        );
+        _mm256_xor_si256(must23, special)
+    }
+
+    /// `true` when `input` is complete, valid UTF-8.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 ([`available`]).
+    #[target_feature(enable = "avx2")]
+    pub(crate) unsafe fn is_valid(input: &[u8]) -> bool {
+        let len = input.len();
+        if len < 64 {
+            return std::str::from_utf8(input).is_ok();
+        }
+        let t = Tables {
+            byte_1_high: table(&BYTE_1_HIGH),
+            byte_1_low: table(&BYTE_1_LOW),
+            byte_2_high: table(&BYTE_2_HIGH),
+            // SAFETY: 32 readable bytes; the load is unaligned.
+            last_max: unsafe { _mm256_loadu_si256(LAST_MAX.as_ptr().cast()) },
+        };
+        let base = input.as_ptr();
+        let mut error = _mm256_setzero_si256();
+        // Nonzero where the last non-ASCII block's last bytes start a sequence it does not
+        // finish (an error if the next block is ASCII).
+        let mut pending = _mm256_setzero_si256();
+        // The block before (zero, i.e. ASCII, before the first).
+        let mut prev_block = _mm256_setzero_si256();
+        let mut at = 0;
+        while at + 32 <= len {
+            // SAFETY: `at + 32 <= len`.
+            let block = unsafe { _mm256_loadu_si256(base.add(at).cast()) };
+            at += 32;
+            if _mm256_movemask_epi8(block) != 0 {
+                // [prev_block's high lane, block's low lane]: the lane each byte's
+                // predecessors come from, as in `simdutf8`.
+                let back = _mm256_permute2x128_si256::<0x21>(prev_block, block);
+                let prev1 = _mm256_alignr_epi8::<15>(block, back);
+                let prev2 = _mm256_alignr_epi8::<14>(block, back);
+                let prev3 = _mm256_alignr_epi8::<13>(block, back);
+                error = _mm256_or_si256(error, check_block(block, prev1, prev2, prev3, &t));
+                pending = _mm256_subs_epu8(block, t.last_max);
+            } else {
+                error = _mm256_or_si256(error, pending);
+                pending = _mm256_setzero_si256();
+                // The rest of an ASCII run, 64 bytes per test. Any ASCII byte as the
+                // previous byte gives the same verdict, so `prev_block` need not follow it.
+                while at + 64 <= len {
+                    // SAFETY: both 32-byte loads lie inside `input` (`at + 64 <= len`).
+                    let (a, b) = unsafe {
+                        (
+                            _mm256_loadu_si256(base.add(at).cast()),
+                            _mm256_loadu_si256(base.add(at + 32).cast()),
+                        )
+                    };
+                    if _mm256_movemask_epi8(_mm256_or_si256(a, b)) != 0 {
+                        break;
+                    }
+                    at += 64;
+                }
+            }
+            prev_block = block;
+        }
+        if at < len {
+            // The tail: the last 32 bytes, overlapping the block before, with their
+            // predecessors loaded from `input` rather than shifted in.
+            // SAFETY: `len >= 64`, so `len - 35 >= 0`: every load lies inside `input`.
+            let (block, prev1, prev2, prev3) = unsafe {
+                let p = base.add(len - 32);
+                (
+                    _mm256_loadu_si256(p.cast()),
+                    _mm256_loadu_si256(p.sub(1).cast()),
+                    _mm256_loadu_si256(p.sub(2).cast()),
+                    _mm256_loadu_si256(p.sub(3).cast()),
+                )
+            };
+            if _mm256_movemask_epi8(block) != 0 {
+                error = _mm256_or_si256(error, check_block(block, prev1, prev2, prev3, &t));
+                pending = _mm256_subs_epu8(block, t.last_max);
+            } else {
+                error = _mm256_or_si256(error, pending);
+                pending = _mm256_setzero_si256();
+            }
+        }
+        error = _mm256_or_si256(error, pending);
+        _mm256_testz_si256(error, error) == 1
     }
 }
 

@@ -4,7 +4,7 @@ use super::*;
 type Kernel = fn(&[u8]) -> bool;
 
 /// Every kernel this CPU can run, by name: the dispatching one, `simdutf8`'s, and the
-/// AVX-512 kernel itself when the CPU has it.
+/// AVX-512 and AVX2 kernels themselves when the CPU has them.
 fn kernels() -> Vec<(&'static str, Kernel)> {
     let mut k: Vec<(&'static str, Kernel)> = vec![
         ("dispatch", is_valid),
@@ -14,6 +14,11 @@ fn kernels() -> Vec<(&'static str, Kernel)> {
     if avx512::available() {
         // SAFETY: only pushed when the CPU has AVX512F and AVX512BW.
         k.push(("avx512", |b| unsafe { avx512::is_valid(b) }));
+    }
+    #[cfg(target_arch = "x86_64")]
+    if avx2::available() {
+        // SAFETY: only pushed when the CPU has AVX2.
+        k.push(("avx2", |b| unsafe { avx2::is_valid(b) }));
     }
     k
 }
