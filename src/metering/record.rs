@@ -42,6 +42,34 @@ impl RecordStatus {
     }
 }
 
+/// Why a session ended with responses possibly still open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// The client left (after the orphan drain, if any).
+    ClientDisconnected,
+    /// The upstream connection ended.
+    UpstreamDisconnected,
+    /// The relay is shutting down.
+    RelayShutdown,
+    /// A response exceeded `--response-timeout`.
+    ResponseTimeout,
+    /// The relay failed inside the session (a contained panic).
+    RelayError,
+}
+
+impl EndReason {
+    /// The record status this reason writes.
+    pub const fn status(self) -> RecordStatus {
+        match self {
+            EndReason::ClientDisconnected => RecordStatus::ClientDisconnected,
+            EndReason::UpstreamDisconnected => RecordStatus::UpstreamDisconnected,
+            EndReason::RelayShutdown => RecordStatus::RelayShutdown,
+            EndReason::ResponseTimeout => RecordStatus::ResponseTimeout,
+            EndReason::RelayError => RecordStatus::RelayError,
+        }
+    }
+}
+
 /// One billed response. Serialized as one line of JSON; field order is the declaration order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageRecord {

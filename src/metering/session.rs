@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 
 pub use super::recent::MAX_RECENT_DONE;
 use super::recent::{id_hash, RecentIds};
+pub use super::record::EndReason;
 use super::record::{now_rfc3339_ms, RecordStatus, UsageRecord};
 use super::sink::{SinkError, SinkHandle};
 use crate::metrics::WorkerMetrics;
@@ -45,34 +46,6 @@ pub const MAX_PENDING: usize = 1024;
 pub const MAX_OPEN: usize = 64;
 /// Most lanes remembered per session (upstream allows 32 named lanes per connection).
 pub const MAX_LANES: usize = 64;
-
-/// Why a session ended with responses possibly still open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndReason {
-    /// The client left (after the orphan drain, if any).
-    ClientDisconnected,
-    /// The upstream connection ended.
-    UpstreamDisconnected,
-    /// The relay is shutting down.
-    RelayShutdown,
-    /// A response exceeded `--response-timeout`.
-    ResponseTimeout,
-    /// The relay failed inside the session (a contained panic).
-    RelayError,
-}
-
-impl EndReason {
-    /// The record status this reason writes.
-    pub const fn status(self) -> RecordStatus {
-        match self {
-            EndReason::ClientDisconnected => RecordStatus::ClientDisconnected,
-            EndReason::UpstreamDisconnected => RecordStatus::UpstreamDisconnected,
-            EndReason::RelayShutdown => RecordStatus::RelayShutdown,
-            EndReason::ResponseTimeout => RecordStatus::ResponseTimeout,
-            EndReason::RelayError => RecordStatus::RelayError,
-        }
-    }
-}
 
 /// Counters of one session's metering (also fed to [`WorkerMetrics`] when attached).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
