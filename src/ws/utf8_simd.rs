@@ -6,8 +6,10 @@
 //! `simdutf8`'s AVX2 kernel), and `simdutf8` 0.1 has no AVX-512 kernel. This is the same
 //! algorithm (Keiser and Lemire, "Validating UTF-8 In Less Than One Instruction Per Byte",
 //! the "lookup" method `simdutf8` and simdjson use) on 64-byte vectors, with a masked load for
-//! the tail instead of a copy into a padded buffer. `cargo bench --bench walker -- utf8`
-//! measures both on the same input; see `loadtest/BENCH.md`.
+//! the tail instead of a copy into a padded buffer; and on 32-byte vectors for AVX2, where
+//! the tail is loaded again overlapping instead of copied (the `avx2` module says why). `cargo bench
+//! --bench walker -- utf8` measures the dispatch against `simdutf8` on the same input; see
+//! `loadtest/BENCH.md`.
 //!
 //! The contract is `simdutf8::basic`'s: `true` when `input` is valid UTF-8 and does not end
 //! inside a sequence. No error position — the caller re-checks a rejected chunk with
