@@ -257,8 +257,8 @@ pub(crate) mod avx512 {
 ///
 /// Why not `simdutf8` here: in a profile of the relay under the firehose on an AVX2 host
 /// (`perf record -C 0 -F 10000 -g -- target/release/loadtest bench --peers tollgate --only
-/// firehose --reps 1`, `perf annotate` of `validate_utf8_basic`), about a third of its
-/// samples were its tail: the last `len % 64` bytes of every ~190-byte delta are copied byte
+/// firehose --reps 1`, `perf annotate` of `validate_utf8_basic`), about a quarter of
+/// its samples (27%) were its tail: the last `len % 64` bytes of every ~190-byte delta are copied byte
 /// by byte into a stack buffer and loaded back as one vector, which stalls on store
 /// forwarding. Here nothing is copied: the tail is the last 32 bytes of `input`, loaded
 /// again where they overlap the block before, and the tail's three previous bytes are loaded
