@@ -155,6 +155,7 @@ fn every_mistake_exits_64_and_names_it() {
         ("[[route]]\nname = \"n\"\nupstream = \"ws://127.0.0.1:9\"\nheaders = []\nmodel = [\"m\"]\n", "acme k1\n", &[], "unknown field `model`"),
         ("", "acme\n", &[], "keys file line 1"),
         ("huge-pages = \"maybe\"\n", "acme k1\n", &[], "--huge-pages"),
+        ("", "acme k1\n", &["--usage-journal-mib", "5000"], "--usage-journal-mib"),
     ];
     for (prefix, keys, extra, want) in cases {
         // Top-level settings go before the routes (after them they would belong to a

@@ -203,61 +203,48 @@ fn kill_9_leaves_a_readable_log_with_every_forwarded_record() {
     let mock = rt
         .block_on(MockUpstream::start(MockConfig::default()))
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("keys");
-    std::fs::write(&keys, format!("acme {RELAY_KEY}\n")).unwrap();
-    let log = dir.path().join("usage.jsonl");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--workers",
-            "1",
-            "--upstream",
-            &mock.url(),
-            "--client-keys",
-            keys.to_str().unwrap(),
-            "--usage-log",
-            log.to_str().unwrap(),
-            "--upstream-header",
-            "Authorization: Bearer x",
-        ])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let addr = listen_addr_from_stderr(&mut child);
-    let n = rt.block_on(async {
-        let mut c = connect(&format!("ws://{addr}/v1/responses"), opts())
-            .await
-            .unwrap();
-        for _ in 0..5 {
-            c.turn(&create(None, "")).await.unwrap();
-        }
-        // Let group commit (10 ms) cover the last terminal event.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        5
-    });
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    let read = read_log(&log).expect("log parses after kill -9");
-    assert_eq!(read.records.len(), n);
-    assert_matches_ledger(&read.records, &mock.ledger());
-}
-
-/// Parse `listen=ADDR` from the relay's startup log line.
-fn listen_addr_from_stderr(child: &mut std::process::Child) -> String {
-    use std::io::BufRead;
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = std::io::BufReader::new(stderr).lines();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(i) = line.find("listen=") {
-            let addr = line[i + 7..].split_whitespace().next().unwrap().to_string();
-            std::thread::spawn(move || for _ in lines {});
-            return addr;
-        }
+    // A group commit of 5 s: the writer is still gathering when the relay is killed, so the
+    // records exist only in the relay's memory and in its journal.
+    let slow_commit = ["--usage-fsync-ms", "5000"];
+    let mut turns = 0;
+    for driver in DRIVERS {
+        let mut p = RelayProcess::start(driver, &mock.url(), "", &slow_commit);
+        let log = p.usage_log();
+        let n = 5;
+        rt.block_on(async {
+            let mut c = connect(&p.url(), opts()).await.unwrap();
+            for _ in 0..n {
+                c.turn(&create(None, "")).await.unwrap();
+            }
+        });
+        turns += n;
+        // The last terminal event has just reached the client.
+        p.signal(libc::SIGKILL);
+        p.wait_exit(Duration::from_secs(5)).expect("killed");
+        let before = read_log(&log).expect("log parses after kill -9");
+        assert!(
+            before.records.len() < n,
+            "{driver}: the writer had already written {} of {n}: this would not test the journal",
+            before.records.len()
+        );
+        // The next start appends what the journal holds before it listens.
+        let dir = std::mem::replace(&mut p.dir, tempfile::tempdir().unwrap());
+        let p = RelayProcess::start_in(dir, driver, &mock.url(), "", &slow_commit);
+        let read = read_log(&log).expect("log parses after the restart");
+        assert_eq!(
+            read.records.len(),
+            n,
+            "{driver}: every forwarded record, once"
+        );
+        assert!(
+            p.log_text().contains("usage journal held records"),
+            "{driver}: {}",
+            p.log_text()
+        );
+        let ledger = mock.ledger();
+        assert_eq!(ledger.len(), turns);
+        assert_matches_ledger(&read.records, &ledger[turns - n..]);
     }
-    panic!("relay did not log its address");
 }
 
 /// A mock streaming one delta a second: a response is still running seconds later.

@@ -251,6 +251,12 @@ pub struct Cli {
     #[arg(long, env = "TOLLGATE_USAGE_QUEUE_CAPACITY", default_value_t = 65_536)]
     pub usage_queue_capacity: usize,
 
+    /// Size of the usage journal `<usage-log>.journal`, a memory-mapped file each record is
+    /// copied into as it is made, so a killed relay loses none between group commits (the
+    /// next start appends them to the log); 0 = no journal.
+    #[arg(long, env = "TOLLGATE_USAGE_JOURNAL_MIB", default_value_t = 16)]
+    pub usage_journal_mib: u64,
+
     /// Sessions (and handshakes) each worker holds at most; beyond it: 429 with
     /// Retry-After [default: what the open-file limit allows: (RLIMIT_NOFILE − 64) / 2 /
     /// workers].

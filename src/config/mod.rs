@@ -113,6 +113,8 @@ pub struct Config {
     pub response_timeout: Duration,
     /// Usage records queued before backpressure.
     pub usage_queue_capacity: usize,
+    /// Bytes of the usage journal's ring (0 = none).
+    pub usage_journal_bytes: u64,
     /// Sessions per worker.
     pub max_sessions: usize,
     /// Default per-tenant limits.
@@ -353,6 +355,12 @@ impl Cli {
                 why: "must be at least 1",
             });
         }
+        if self.usage_journal_mib > 4096 {
+            return Err(ConfigError::Range {
+                flag: "usage-journal-mib",
+                why: "must be at most 4096",
+            });
+        }
         let max_sessions = match self.max_sessions {
             Some(0) => {
                 return Err(ConfigError::Range {
@@ -431,6 +439,7 @@ impl Cli {
             slow_consumer_timeout: self.slow_consumer_timeout,
             response_timeout: self.response_timeout,
             usage_queue_capacity: self.usage_queue_capacity,
+            usage_journal_bytes: self.usage_journal_mib << 20,
             max_sessions,
             tenant_limits,
             fleet,

@@ -7,9 +7,12 @@
 //!   disconnects).
 //! - [`sink`]: the durable JSON Lines log with group commit that fails closed
 //!   ([`Sink`], [`SinkHandle`]).
+//! - [`journal`]: each record in a memory-mapped file as it is submitted, so a killed
+//!   process loses none between group commits.
 //! - [`reader`]: reads a log back, tolerating a torn last line.
 //! - [`recover`]: moves a torn last line aside when the sink starts.
 
+pub mod journal;
 pub mod reader;
 pub mod recent;
 pub mod record;

@@ -25,6 +25,11 @@
 //! **Rotation.** [`SinkHandle::reopen`] (SIGHUP) makes the writer finish its round on the old
 //! file (write and fsync), then open the path again: `mv usage.jsonl usage.1 && kill -HUP`
 //! loses nothing — every record is in exactly one of the two files.
+//!
+//! **Process death.** `submit` also copies each record into the process's memory-mapped
+//! journal `<log>.journal.<pid>` (see [`super::journal`]) before it returns — before the terminal event
+//! that completed the record is forwarded. A relay killed between group commits (`kill -9`)
+//! leaves its unwritten records there, and the next start appends them to the log.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -34,6 +39,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::journal::{Journal, JournalError};
 use super::record::UsageRecord;
 use super::recover;
 use crate::metrics::SinkMetrics;
@@ -62,10 +68,13 @@ pub struct SinkConfig {
     pub queue_capacity: usize,
     /// Test hook: sleep this long before every fsync (simulates a slow disk).
     pub fsync_delay: Duration,
+    /// Ring bytes of the journal `<log>.journal.<pid>` (default 16 MiB); 0 = no journal.
+    /// Only for a regular log file.
+    pub journal_bytes: u64,
 }
 
 impl SinkConfig {
-    /// The defaults (10 ms, 4096 records, 65536 queued, no delay) for `path`.
+    /// The defaults (10 ms, 4096 records, 65536 queued, no delay, a 16 MiB journal) for `path`.
     pub fn new(path: SinkPath) -> Self {
         SinkConfig {
             path,
@@ -73,6 +82,7 @@ impl SinkConfig {
             fsync_every: 4096,
             queue_capacity: 65_536,
             fsync_delay: Duration::ZERO,
+            journal_bytes: 16 << 20,
         }
     }
 }
@@ -103,6 +113,9 @@ pub enum SinkError {
         /// What went wrong.
         source: recover::RecoverError,
     },
+    /// `start` could not open, recover or map the journal.
+    #[error("{0}")]
+    Journal(#[from] JournalError),
     /// `start` could not spawn the writer thread.
     #[error("cannot spawn usage log writer: {0}")]
     Spawn(io::Error),
@@ -171,6 +184,10 @@ struct Shared {
 #[derive(Debug, Default)]
 struct State {
     queue: VecDeque<UsageRecord>,
+    /// With a journal: for each queued record, the journal position after its entry (after
+    /// the entry before it when it has none).
+    journaled: VecDeque<u64>,
+    journal: Option<Journal>,
     shutdown: bool,
     failed: bool,
     /// The writer asked for a reopen of the log path (SIGHUP).
@@ -220,13 +237,30 @@ impl Sink {
         if cfg.queue_capacity == 0 {
             return Err(SinkError::ZeroLimit("queue_capacity"));
         }
+        let mut journal = None;
         let out = match &cfg.path {
             SinkPath::Disabled => None,
             SinkPath::Stdout => Some(writer::Output::Stdout(io::stdout())),
-            SinkPath::File(path) => Some(writer::Output::File {
-                file: open_log(path)?,
-                path: path.clone(),
-            }),
+            SinkPath::File(path) => {
+                let mut file = open_log(path)?;
+                let regular = file.metadata().is_ok_and(|m| m.is_file());
+                if cfg.journal_bytes > 0 && regular {
+                    let (j, found) = Journal::open(cfg.journal_bytes, &mut file, path)?;
+                    if found.found > 0 {
+                        tracing::warn!(
+                            log = %path.display(),
+                            found = found.found,
+                            appended = found.appended,
+                            "usage journal held records the previous run had not written; appended the missing ones to the log"
+                        );
+                    }
+                    journal = Some(j);
+                }
+                Some(writer::Output::File {
+                    file,
+                    path: path.clone(),
+                })
+            }
         };
         let mark = match &out {
             Some(writer::Output::File { file, path }) => {
@@ -239,7 +273,10 @@ impl Sink {
         };
         let shared = Arc::new(Shared {
             mark: Mutex::new(mark),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                journal,
+                ..State::default()
+            }),
             wake: Condvar::new(),
             metrics,
             capacity: cfg.queue_capacity,
@@ -282,6 +319,16 @@ impl Sink {
         let mut st = self.shared.lock();
         let mut not_durable = outcome.not_durable;
         not_durable.extend(st.queue.drain(..));
+        st.journaled.clear();
+        // A clean stop wrote everything: the journal goes. Otherwise it keeps what was not
+        // written for the next start to append.
+        if let Some(j) = st.journal.take() {
+            if not_durable.is_empty() && !st.failed {
+                if let Err(error) = j.remove() {
+                    tracing::warn!(%error, "could not delete the usage journal");
+                }
+            }
+        }
         self.shared.metrics.set_queue_depth(0);
         Ok(SinkStats {
             durable: outcome.durable,
@@ -319,7 +366,21 @@ impl SinkHandle {
         if sh.disabled {
             return Ok(());
         }
+        // Serialized outside the lock; copied into the journal under it (entries in queue
+        // order). Serializing strings and integers cannot fail; if it did, the record would
+        // only go without a journal entry.
+        let line = serde_json::to_vec(&rec).ok();
         let mut st = sh.lock();
+        if let Some(j) = st.journal.as_mut() {
+            let at = match line.as_deref().and_then(|l| j.append(l)) {
+                Some(at) => at,
+                None => {
+                    sh.metrics.journal_skipped();
+                    j.head()
+                }
+            };
+            st.journaled.push_back(at);
+        }
         st.queue.push_back(rec);
         let queued = st.queue.len();
         sh.update_backpressure(queued);

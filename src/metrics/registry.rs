@@ -298,6 +298,12 @@ impl Registry {
             s.queue_depth(),
         );
         o.single(
+            names::USAGE_JOURNAL_SKIPPED,
+            "counter",
+            "Usage records queued without a journal entry (journal full).",
+            s.journal_skips(),
+        );
+        o.single(
             names::USAGE_LOG_HEALTHY,
             "gauge",
             "1 while the usage log accepts records, 0 once it failed closed.",

@@ -17,6 +17,7 @@ pub struct SinkMetrics {
     errors: AtomicU64,
     fsyncs: AtomicU64,
     queue_depth: AtomicU64,
+    journal_skipped: AtomicU64,
 }
 
 impl Default for SinkMetrics {
@@ -31,6 +32,7 @@ impl Default for SinkMetrics {
             errors: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
             queue_depth: AtomicU64::new(0),
+            journal_skipped: AtomicU64::new(0),
         }
     }
 }
@@ -103,6 +105,14 @@ impl SinkMetrics {
     /// Records queued now.
     pub fn queue_depth(&self) -> u64 {
         self.queue_depth.load(Ordering::Relaxed)
+    }
+    /// A record was queued without a journal entry (the journal was full).
+    pub fn journal_skipped(&self) {
+        self.journal_skipped.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Records queued without a journal entry so far.
+    pub fn journal_skips(&self) -> u64 {
+        self.journal_skipped.load(Ordering::Relaxed)
     }
 }
 

@@ -178,6 +178,7 @@ fn start_sink(config: &Config, registry: &Registry) -> Result<Sink, StartError> 
         SinkConfig {
             fsync_interval: config.usage_fsync,
             queue_capacity: config.usage_queue_capacity,
+            journal_bytes: config.usage_journal_bytes,
             fsync_delay: config.debug_usage_fsync_delay,
             ..SinkConfig::new(sink_path)
         },
@@ -413,10 +414,12 @@ impl Relay {
             Some(Ok(stats)) => {
                 if !stats.not_durable.is_empty() {
                     // Never drop a record silently: what the log could not take goes to
-                    // stderr as JSON lines, for the operator to recover.
+                    // stderr as JSON lines, for the operator to recover. The usage journal
+                    // keeps the ones it holds for the next start, which appends those the log
+                    // still lacks (a record the operator appended first is not doubled).
                     tracing::error!(
                         not_durable = stats.not_durable.len(),
-                        "usage records not in the usage log; dumping them to stderr"
+                        "usage records not in the usage log; dumping them to stderr (the next start appends those the usage journal kept)"
                     );
                     for r in &stats.not_durable {
                         if let Ok(line) = serde_json::to_string(r) {

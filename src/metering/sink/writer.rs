@@ -63,6 +63,8 @@ pub(super) struct Outcome {
 /// What one round found besides records.
 struct Round {
     batch: Vec<UsageRecord>,
+    /// The journal position after the batch's last record (with a journal).
+    journaled: Option<u64>,
     reopen: bool,
     last: bool,
 }
@@ -98,7 +100,7 @@ impl Writer {
     pub(super) fn run(mut self) -> Outcome {
         loop {
             let round = self.take_round();
-            if let Err((what, e)) = self.commit(round.batch) {
+            if let Err((what, e)) = self.commit(round.batch, round.journaled) {
                 self.fail(what, &e);
                 break;
             }
@@ -141,18 +143,27 @@ impl Writer {
         }
         let n = st.queue.len().min(self.every);
         let batch: Vec<UsageRecord> = st.queue.drain(..n).collect();
+        let k = n.min(st.journaled.len());
+        let journaled = st.journaled.drain(..k).next_back();
         sh.update_backpressure(st.queue.len());
         let reopen = std::mem::take(&mut st.reopen);
         let last = st.shutdown && st.queue.is_empty();
         Round {
             batch,
+            journaled,
             reopen,
             last,
         }
     }
 
-    /// Serializes `batch`, appends it with one `write_all`, and fsyncs it.
-    fn commit(&mut self, batch: Vec<UsageRecord>) -> Result<(), (&'static str, io::Error)> {
+    /// Serializes `batch`, appends it with one `write_all`, frees its journal entries up to
+    /// `journaled` (the records are in the kernel's page cache now, which a killed process
+    /// does not take with it), and fsyncs it.
+    fn commit(
+        &mut self,
+        batch: Vec<UsageRecord>,
+        journaled: Option<u64>,
+    ) -> Result<(), (&'static str, io::Error)> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -168,6 +179,11 @@ impl Writer {
         }
         self.out.write_all(&self.buf).map_err(|e| ("write", e))?;
         self.shared.metrics.add_written(n);
+        if let Some(at) = journaled {
+            if let Some(j) = self.shared.lock().journal.as_mut() {
+                j.set_written(at);
+            }
+        }
         if !self.fsync_delay.is_zero() {
             std::thread::sleep(self.fsync_delay);
         }

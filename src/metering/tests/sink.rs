@@ -13,6 +13,7 @@ fn cfg(path: SinkPath, interval: Duration, every: usize, cap: usize) -> SinkConf
         fsync_every: every,
         queue_capacity: cap,
         fsync_delay: Duration::ZERO,
+        journal_bytes: 1 << 20,
     }
 }
 

@@ -1,0 +1,270 @@
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+
+use super::*;
+
+const CAP: u64 = 64 << 10;
+/// The "process" a test's journal belongs to.
+const ME: u32 = 1;
+
+fn line(id: usize, pad: usize) -> Vec<u8> {
+    format!(
+        r#"{{"response_id":"resp_{id}","pad":"{}"}}"#,
+        "x".repeat(pad)
+    )
+    .into_bytes()
+}
+
+fn open_log(path: &Path) -> File {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(path)
+        .expect("log")
+}
+
+fn ids(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .expect("read log")
+        .lines()
+        .map(|l| response_id(l.as_bytes()).expect("a record line"))
+        .collect()
+}
+
+/// A journal for `dir/usage.jsonl` (process [`ME`]) and its (empty or given) log.
+fn fresh(dir: &Path, log_lines: &[Vec<u8>]) -> (Journal, File) {
+    let log = dir.join("usage.jsonl");
+    let mut f = open_log(&log);
+    for l in log_lines {
+        f.write_all(l).unwrap();
+        f.write_all(b"\n").unwrap();
+    }
+    let (j, r) = Journal::open_as(ME, CAP, &mut f, &log).expect("open");
+    assert_eq!(r, Recovered::default());
+    (j, f)
+}
+
+/// What the next start finds after the process that had `j` was killed: its lock and
+/// mapping gone, its pages in the file.
+fn restart(dir: &Path, j: Journal) -> (Journal, Recovered) {
+    let dead = j.path.clone();
+    let id: u32 = dead
+        .extension()
+        .and_then(|e| e.to_str())
+        .and_then(|e| e.parse().ok())
+        .expect("<log>.journal.<id>");
+    drop(j);
+    let log = dir.join("usage.jsonl");
+    let mut f = open_log(&log);
+    let next = Journal::open_as(id + 1, CAP, &mut f, &log).expect("reopen");
+    assert!(!dead.exists(), "a recovered journal is deleted");
+    next
+}
+
+#[test]
+fn unwritten_records_reach_the_log_at_the_next_start_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut j, _f) = fresh(dir.path(), &[line(0, 10)]);
+    let mut after = Vec::new();
+    for i in 1..=5 {
+        after.push(j.append(&line(i, 100)).expect("room"));
+    }
+    // The writer appended records 1 and 2 and freed their entries; 3 it appended but died
+    // before freeing it; 4 and 5 it never wrote.
+    let log = dir.path().join("usage.jsonl");
+    let mut f = open_log(&log);
+    for i in 1..=3 {
+        f.write_all(&line(i, 100)).unwrap();
+        f.write_all(b"\n").unwrap();
+    }
+    j.set_written(after[1]);
+    let (j, r) = restart(dir.path(), j);
+    assert_eq!(
+        r,
+        Recovered {
+            found: 3,
+            appended: 2
+        }
+    );
+    let want: Vec<String> = (0..=5).map(|i| format!("resp_{i}")).collect();
+    assert_eq!(ids(&log), want);
+    // The journal was deleted: a second restart finds nothing more.
+    assert_eq!(restart(dir.path(), j).1, Recovered::default());
+    assert_eq!(ids(&log), want);
+}
+
+#[test]
+fn entries_wrap_around_the_ring_and_stale_laps_are_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut j, _f) = fresh(dir.path(), &[]);
+    // 1,056-byte entries, 62 per lap (entries 186.. start the fourth lap, behind a wrap
+    // marker in the third's last 64 bytes); the writer keeps up until the last eight, which
+    // straddle that marker.
+    let n = 190;
+    let mut ends = Vec::new();
+    for i in 0..n {
+        ends.push(
+            j.append(&line(i, 1000))
+                .expect("room while the writer keeps up"),
+        );
+        if i + 8 < n {
+            j.set_written(ends[i]);
+        }
+    }
+    assert!(j.head() > 3 * CAP, "three laps");
+    let (_, r) = restart(dir.path(), j);
+    assert_eq!(
+        r.found, 8,
+        "the entries after the last freed one, across the wrap"
+    );
+    let want: Vec<String> = (n - 8..n).map(|i| format!("resp_{i}")).collect();
+    assert_eq!(ids(&dir.path().join("usage.jsonl")), want);
+}
+
+#[test]
+fn a_full_ring_refuses_until_the_writer_frees_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut j, _f) = fresh(dir.path(), &[]);
+    let mut ends = Vec::new();
+    while let Some(end) = j.append(&line(ends.len(), 1000)) {
+        ends.push(end);
+    }
+    // 1,056-byte entries: 62 fit in 64 KiB (the 63rd would need the ring's last 64 bytes
+    // and the next lap's first entry's room).
+    assert_eq!(ends.len(), (CAP / 1056) as usize);
+    assert!(j.append(&line(999, 1000)).is_none());
+    j.set_written(ends[0]);
+    assert!(
+        j.append(&line(999, 1000)).is_some(),
+        "one freed entry makes room for one"
+    );
+    assert!(j.append(&line(1000, 1000)).is_none());
+}
+
+#[test]
+fn a_torn_last_entry_is_dropped_and_the_ones_before_it_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut j, _f) = fresh(dir.path(), &[]);
+    for i in 0..3 {
+        j.append(&line(i, 50)).unwrap();
+    }
+    // The process died while copying the third entry: a byte of it never arrived.
+    let size = align8((ENTRY_HEAD + line(0, 50).len()) as u64) as usize;
+    let last = HEADER + 2 * size + ENTRY_HEAD + 10;
+    j.map[last] ^= 0x55;
+    let (_, r) = restart(dir.path(), j);
+    assert_eq!(r.found, 2);
+    assert_eq!(
+        ids(&dir.path().join("usage.jsonl")),
+        vec!["resp_0".to_string(), "resp_1".to_string()]
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_journal_is_deleted_without_recovering_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("usage.jsonl");
+    std::fs::write(journal_path(&log, 77), b"not a journal at all").unwrap();
+    let mut f = open_log(&log);
+    let (mut j, r) = Journal::open_as(ME, CAP, &mut f, &log).unwrap();
+    assert_eq!(r, Recovered::default());
+    assert!(!journal_path(&log, 77).exists());
+    assert!(j.append(&line(1, 10)).is_some());
+    assert_eq!(
+        std::fs::metadata(journal_path(&log, ME)).unwrap().len(),
+        HEADER as u64 + CAP
+    );
+    assert_eq!(std::fs::read(&log).unwrap(), b"", "nothing appended");
+}
+
+#[test]
+fn a_live_relays_journal_is_left_alone_and_recovered_once_it_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut old, _f) = fresh(dir.path(), &[]);
+    old.append(&line(1, 10)).unwrap();
+    old.append(&line(2, 10)).unwrap();
+    // A second relay on the same log while the first still runs (an overlapping restart).
+    let log = dir.path().join("usage.jsonl");
+    let mut f = open_log(&log);
+    let (new, r) = Journal::open_as(ME + 10, CAP, &mut f, &log).unwrap();
+    assert_eq!(r, Recovered::default(), "the live journal is not read");
+    assert!(journal_path(&log, ME).exists(), "nor deleted");
+    assert_eq!(std::fs::read(&log).unwrap(), b"");
+    // The first dies; the next start appends its records, and leaves the second's alone.
+    drop(old);
+    let (_third, r) = Journal::open_as(ME + 20, CAP, &mut f, &log).unwrap();
+    assert_eq!(r.appended, 2);
+    assert_eq!(ids(&log), vec!["resp_1", "resp_2"]);
+    assert!(!journal_path(&log, ME).exists());
+    assert!(journal_path(&log, ME + 10).exists());
+    // A clean stop deletes its own journal.
+    new.remove().unwrap();
+    assert!(!journal_path(&log, ME + 10).exists());
+}
+
+#[test]
+fn a_ring_under_64_kib_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("usage.jsonl");
+    let mut f = open_log(&log);
+    assert!(matches!(
+        Journal::open_as(ME, 4096, &mut f, &log),
+        Err(JournalError::TooSmall(4096))
+    ));
+}
+
+/// The resident KiB of this process's mapping of `path` (`/proc/self/smaps`).
+fn mapped_rss_kib(path: &Path) -> u64 {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").expect("smaps");
+    let name = path.to_str().expect("utf8");
+    let mut lines = smaps.lines();
+    let mut total = 0;
+    while let Some(l) = lines.next() {
+        if !l.ends_with(name) {
+            continue;
+        }
+        for l in lines.by_ref() {
+            if let Some(v) = l.strip_prefix("Rss:") {
+                total += v
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .expect("kB");
+                break;
+            }
+        }
+    }
+    total
+}
+
+#[test]
+fn written_pages_leave_the_resident_set_and_unwritten_ones_stay_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut j, _f) = fresh(dir.path(), &[]);
+    let path = journal_path(&dir.path().join("usage.jsonl"), ME);
+    let mut ends = Vec::new();
+    for i in 0..50 {
+        ends.push(j.append(&line(i, 1000)).unwrap());
+    }
+    let touched = mapped_rss_kib(&path);
+    assert!(touched >= 50, "50 KiB of entries resident: {touched} KiB");
+    // All but the last two written: the pages before the written mark are released.
+    j.set_written(ends[47]);
+    let left = mapped_rss_kib(&path);
+    assert!(
+        left <= 12,
+        "header and the last pages only: {left} KiB of {touched}"
+    );
+    // The unwritten entries — one of them partly on a released page's neighbour — are
+    // intact, and new ones go on being written.
+    j.append(&line(50, 1000)).unwrap();
+    let (_, r) = restart(dir.path(), j);
+    assert_eq!(r.found, 3);
+    assert_eq!(
+        ids(&dir.path().join("usage.jsonl")),
+        vec!["resp_48", "resp_49", "resp_50"]
+    );
+}
