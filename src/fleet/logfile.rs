@@ -103,7 +103,8 @@ impl Tail {
 }
 
 /// The log file and its rotated copies: files next to `log` whose names start with the
-/// log's (not the cursor, temp or compressed files), with their metadata.
+/// log's (not the cursor, temp or compressed files, nor the usage journals
+/// `<log>.journal.<pid>`), with their metadata.
 fn log_files(log: &Path) -> Vec<(PathBuf, std::fs::Metadata)> {
     let dir = log
         .parent()
@@ -115,11 +116,13 @@ fn log_files(log: &Path) -> Vec<(PathBuf, std::fs::Metadata)> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
+    let journal = format!("{name}.journal.");
     entries
         .flatten()
         .filter(|e| {
             let n = e.file_name().to_string_lossy().into_owned();
             n.starts_with(&name)
+                && !n.starts_with(&journal)
                 && ![".export-cursor", ".tmp", ".gz", ".zst", ".xz", ".bz2"]
                     .iter()
                     .any(|s| n.ends_with(s))
@@ -176,6 +179,28 @@ mod tests {
             Some(c)
         );
         assert!(!dir.path().join("cur.tmp").exists());
+    }
+
+    #[test]
+    fn rotated_copies_are_log_files_and_cursors_and_journals_are_not() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let log = dir.path().join("usage.jsonl");
+        for name in [
+            "usage.jsonl",
+            "usage.jsonl.1",
+            "usage.jsonl.2.gz",
+            "usage.jsonl.export-cursor",
+            "usage.jsonl.journal.4242",
+            "other.jsonl",
+        ] {
+            std::fs::write(dir.path().join(name), b"x\n").expect("write");
+        }
+        let mut found: Vec<String> = log_files(&log)
+            .into_iter()
+            .filter_map(|(p, _)| Some(p.file_name()?.to_str()?.to_owned()))
+            .collect();
+        found.sort();
+        assert_eq!(found, ["usage.jsonl", "usage.jsonl.1"]);
     }
 
     #[test]
