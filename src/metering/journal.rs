@@ -96,9 +96,8 @@ pub struct Recovered {
 #[derive(Debug)]
 pub struct Journal {
     map: MmapMut,
-    /// Held open for its lock: a live relay's journal is left alone by other starts.
-    #[allow(dead_code)]
-    file: File,
+    /// Held open for its `flock`: a live relay's journal is left alone by other starts.
+    _lock: File,
     path: PathBuf,
     capacity: u64,
     /// Where the next entry goes.
@@ -346,7 +345,7 @@ impl Journal {
         Ok((
             Journal {
                 map,
-                file,
+                _lock: file,
                 path,
                 capacity,
                 head: 0,

@@ -179,11 +179,43 @@ struct Shared {
     metrics: Arc<SinkMetrics>,
     capacity: usize,
     disabled: bool,
+    /// The sink has a journal: workers serialize their records (once, for the journal and
+    /// the log alike).
+    journaled: bool,
+}
+
+/// A queued record: its JSON line when the worker serialized it (for the journal; the writer
+/// appends it as it is), else the record itself, which the writer serializes.
+#[derive(Debug)]
+enum Queued {
+    Line(Vec<u8>),
+    Record(Box<UsageRecord>),
+}
+
+impl Queued {
+    /// The record back, for [`SinkStats::not_durable`] (only when not everything was written).
+    fn into_record(self) -> Option<UsageRecord> {
+        match self {
+            Queued::Record(r) => Some(*r),
+            // Read back what `submit` serialized: it parses as it was written.
+            Queued::Line(l) => match serde_json::from_slice(&l) {
+                Ok(r) => Some(r),
+                Err(error) => {
+                    tracing::error!(
+                        %error,
+                        line = %String::from_utf8_lossy(&l),
+                        "usage record not in the log and not readable back; its line as queued"
+                    );
+                    None
+                }
+            },
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct State {
-    queue: VecDeque<UsageRecord>,
+    queue: VecDeque<Queued>,
     /// With a journal: for each queued record, the journal position after its entry (after
     /// the entry before it when it has none).
     journaled: VecDeque<u64>,
@@ -272,6 +304,7 @@ impl Sink {
             _ => None,
         };
         let shared = Arc::new(Shared {
+            journaled: journal.is_some(),
             mark: Mutex::new(mark),
             state: Mutex::new(State {
                 journal,
@@ -317,8 +350,12 @@ impl Sink {
             None => writer::Outcome::default(),
         };
         let mut st = self.shared.lock();
-        let mut not_durable = outcome.not_durable;
-        not_durable.extend(st.queue.drain(..));
+        let not_durable: Vec<UsageRecord> = outcome
+            .not_durable
+            .into_iter()
+            .chain(st.queue.drain(..))
+            .filter_map(Queued::into_record)
+            .collect();
         st.journaled.clear();
         // A clean stop wrote everything: the journal goes. Otherwise it keeps what was not
         // written for the next start to append.
@@ -366,10 +403,15 @@ impl SinkHandle {
         if sh.disabled {
             return Ok(());
         }
-        // Serialized outside the lock; copied into the journal under it (entries in queue
-        // order). Serializing strings and integers cannot fail; if it did, the record would
-        // only go without a journal entry.
-        let line = serde_json::to_vec(&rec).ok();
+        // With a journal: serialized outside the lock, copied into the journal under it
+        // (entries in queue order), and queued as that line for the writer. Serializing
+        // strings and integers cannot fail; if it did, the record would go without a journal
+        // entry and the writer would try again.
+        let line = if sh.journaled {
+            serde_json::to_vec(&rec).ok()
+        } else {
+            None
+        };
         let mut st = sh.lock();
         if let Some(j) = st.journal.as_mut() {
             let at = match line.as_deref().and_then(|l| j.append(l)) {
@@ -381,7 +423,10 @@ impl SinkHandle {
             };
             st.journaled.push_back(at);
         }
-        st.queue.push_back(rec);
+        st.queue.push_back(match line {
+            Some(l) => Queued::Line(l),
+            None => Queued::Record(Box::new(rec)),
+        });
         let queued = st.queue.len();
         sh.update_backpressure(queued);
         if st.failed || st.shutdown {

@@ -6,8 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{open_append, Shared, SinkConfig};
-use crate::metering::record::UsageRecord;
+use super::{open_append, Queued, Shared, SinkConfig};
 
 /// Destination the writer owns.
 #[derive(Debug)]
@@ -57,12 +56,12 @@ pub(super) struct Outcome {
     /// Records covered by a completed fsync.
     pub durable: u64,
     /// Records taken from the queue but not made durable (after a failure).
-    pub not_durable: Vec<UsageRecord>,
+    pub not_durable: Vec<Queued>,
 }
 
 /// What one round found besides records.
 struct Round {
-    batch: Vec<UsageRecord>,
+    batch: Vec<Queued>,
     /// The journal position after the batch's last record (with a journal).
     journaled: Option<u64>,
     reopen: bool,
@@ -77,7 +76,7 @@ pub(super) struct Writer {
     every: usize,
     fsync_delay: Duration,
     /// Taken from the queue, written or not, not yet covered by an fsync.
-    unsynced: Vec<UsageRecord>,
+    unsynced: Vec<Queued>,
     buf: Vec<u8>,
     durable: u64,
 }
@@ -142,7 +141,7 @@ impl Writer {
                 .0;
         }
         let n = st.queue.len().min(self.every);
-        let batch: Vec<UsageRecord> = st.queue.drain(..n).collect();
+        let batch: Vec<Queued> = st.queue.drain(..n).collect();
         let k = n.min(st.journaled.len());
         let journaled = st.journaled.drain(..k).next_back();
         sh.update_backpressure(st.queue.len());
@@ -156,12 +155,12 @@ impl Writer {
         }
     }
 
-    /// Serializes `batch`, appends it with one `write_all`, frees its journal entries up to
+    /// Serializes `batch` (what the workers did not), appends it with one `write_all`, frees its journal entries up to
     /// `journaled` (the records are in the kernel's page cache now, which a killed process
     /// does not take with it), and fsyncs it.
     fn commit(
         &mut self,
-        batch: Vec<UsageRecord>,
+        batch: Vec<Queued>,
         journaled: Option<u64>,
     ) -> Result<(), (&'static str, io::Error)> {
         if batch.is_empty() {
@@ -169,11 +168,19 @@ impl Writer {
         }
         self.buf.clear();
         let n = batch.len() as u64;
-        for rec in batch {
+        for q in batch {
             // Serializing plain strings and integers cannot fail; if it ever did, the record
             // stays in `unsynced` and the sink fails closed below rather than skipping it.
-            let line = serde_json::to_writer(&mut self.buf, &rec).map_err(io::Error::other);
-            self.unsynced.push(rec);
+            let line = match &q {
+                Queued::Line(l) => {
+                    self.buf.extend_from_slice(l);
+                    Ok(())
+                }
+                Queued::Record(rec) => {
+                    serde_json::to_writer(&mut self.buf, rec).map_err(io::Error::other)
+                }
+            };
+            self.unsynced.push(q);
             line.map_err(|e| ("serialize", e))?;
             self.buf.push(b'\n');
         }
