@@ -186,16 +186,19 @@ fn read_u32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(w)
 }
 
-/// The entries of a ring from position `from` on, as long as they are current and intact;
-/// returns them and the position after the last.
-fn scan(ring: &[u8], capacity: u64, from: u64) -> (Vec<&[u8]>, u64) {
+/// The entries of a ring from position `from` on, as long as they are current and intact (a
+/// corrupt header's position ends the scan, never the process).
+fn scan(ring: &[u8], capacity: u64, from: u64) -> Vec<&[u8]> {
     let mut out = Vec::new();
     let mut pos = from;
     while pos - from < capacity {
         let at = (pos % capacity) as usize;
         let room = capacity as usize - at;
         if room < ENTRY_HEAD {
-            pos += room as u64;
+            let Some(next) = pos.checked_add(room as u64) else {
+                break;
+            };
+            pos = next;
             continue;
         }
         if read_u64(ring, at) != pos {
@@ -203,7 +206,10 @@ fn scan(ring: &[u8], capacity: u64, from: u64) -> (Vec<&[u8]>, u64) {
         }
         let len = read_u32(ring, at + 8);
         if len == WRAP {
-            pos += room as u64;
+            let Some(next) = pos.checked_add(room as u64) else {
+                break;
+            };
+            pos = next;
             continue;
         }
         let len = len as usize;
@@ -215,9 +221,12 @@ fn scan(ring: &[u8], capacity: u64, from: u64) -> (Vec<&[u8]>, u64) {
             break;
         }
         out.push(payload);
-        pos += align8((ENTRY_HEAD + len) as u64);
+        let Some(next) = pos.checked_add(align8((ENTRY_HEAD + len) as u64)) else {
+            break;
+        };
+        pos = next;
     }
-    (out, pos)
+    out
 }
 
 /// The current entries of a journal file's bytes past its `written` mark (none when it is not
@@ -230,7 +239,7 @@ fn entries_of(bytes: &[u8]) -> Vec<&[u8]> {
     if capacity == 0 || bytes.len() as u64 != HEADER as u64 + capacity {
         return Vec::new();
     }
-    scan(&bytes[HEADER..], capacity, read_u64(bytes, WRITTEN_AT)).0
+    scan(&bytes[HEADER..], capacity, read_u64(bytes, WRITTEN_AT))
 }
 
 /// The `response_id`s of the complete lines in the last `window` bytes of the log.
@@ -388,6 +397,11 @@ impl Journal {
                 let mut appended = 0;
                 for line in &entries {
                     let Some(id) = response_id(line) else {
+                        // An intact entry is a line `submit` serialized; say so if one is not.
+                        tracing::warn!(
+                            journal = %path.display(),
+                            "usage journal entry with a valid checksum is not a usage record; skipped"
+                        );
                         continue;
                     };
                     if tail.contains(&id) || !seen.insert(id) {

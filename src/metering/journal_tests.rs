@@ -268,3 +268,22 @@ fn written_pages_leave_the_resident_set_and_unwritten_ones_stay_readable() {
         vec!["resp_48", "resp_49", "resp_50"]
     );
 }
+
+#[test]
+fn a_corrupt_header_recovers_nothing_and_does_not_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("usage.jsonl");
+    let mut bytes = vec![0u8; HEADER + CAP as usize];
+    bytes[..8].copy_from_slice(MAGIC);
+    bytes[CAPACITY_AT..CAPACITY_AT + 8].copy_from_slice(&CAP.to_le_bytes());
+    // A `written` mark 10 short of the end of the position space, in the ring's last 11
+    // bytes: skipping them to the next lap would overflow.
+    let written = u64::MAX - 10;
+    assert!(CAP - written % CAP < ENTRY_HEAD as u64);
+    bytes[WRITTEN_AT..WRITTEN_AT + 8].copy_from_slice(&written.to_le_bytes());
+    std::fs::write(journal_path(&log, 99), &bytes).unwrap();
+    let mut f = open_log(&log);
+    let (_j, r) = Journal::open_as(ME, CAP, &mut f, &log).unwrap();
+    assert_eq!(r, Recovered::default());
+    assert!(!journal_path(&log, 99).exists());
+}
