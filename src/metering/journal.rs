@@ -45,9 +45,8 @@
 //! median 1.0). Never per frame.
 //! The journal's dirty pages are written back by the kernel's flusher threads, not the relay.
 
-use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -113,31 +112,6 @@ pub fn journal_path(log: &Path, id: u32) -> PathBuf {
     let mut name = log.as_os_str().to_owned();
     name.push(format!(".journal.{id}"));
     PathBuf::from(name)
-}
-
-/// The journals of `log` in its directory (`<log>.journal.*`), whoever left them.
-fn journals_of(log: &Path) -> io::Result<Vec<PathBuf>> {
-    let Some(name) = log.file_name().and_then(|n| n.to_str()) else {
-        return Ok(Vec::new());
-    };
-    let prefix = format!("{name}.journal.");
-    let dir = match log.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        if entry
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.starts_with(&prefix))
-        {
-            out.push(entry.path());
-        }
-    }
-    out.sort();
-    Ok(out)
 }
 
 /// `flock(LOCK_EX | LOCK_NB)`: `Ok(false)` when another process holds the file.
@@ -229,39 +203,6 @@ fn scan(ring: &[u8], capacity: u64, from: u64) -> Vec<&[u8]> {
     out
 }
 
-/// The current entries of a journal file's bytes past its `written` mark (none when it is not
-/// a journal or was never initialised).
-fn entries_of(bytes: &[u8]) -> Vec<&[u8]> {
-    if bytes.len() < HEADER || &bytes[..8] != MAGIC {
-        return Vec::new();
-    }
-    let capacity = read_u64(bytes, CAPACITY_AT);
-    if capacity == 0 || bytes.len() as u64 != HEADER as u64 + capacity {
-        return Vec::new();
-    }
-    scan(&bytes[HEADER..], capacity, read_u64(bytes, WRITTEN_AT))
-}
-
-/// The `response_id`s of the complete lines in the last `window` bytes of the log.
-fn ids_in_tail(log_path: &Path, window: u64) -> io::Result<HashSet<String>> {
-    let mut log = File::open(log_path)?;
-    let len = log.metadata()?.len();
-    let start = len.saturating_sub(window);
-    log.seek(SeekFrom::Start(start))?;
-    let mut tail = Vec::new();
-    log.take(len - start).read_to_end(&mut tail)?;
-    // A window that starts mid-line skips that first partial line.
-    let skip = if start == 0 {
-        0
-    } else {
-        memchr::memchr(b'\n', &tail).map_or(tail.len(), |i| i + 1)
-    };
-    Ok(tail[skip..]
-        .split(|&b| b == b'\n')
-        .filter_map(response_id)
-        .collect())
-}
-
 /// Gives `file` (empty) `len` bytes with every block allocated: a store into a mapped hole on
 /// a full disk would be a SIGBUS; so the disk being full shows here, at start, as an error.
 fn allocate(file: &mut File, len: u64) -> io::Result<()> {
@@ -286,16 +227,6 @@ fn allocate(file: &mut File, len: u64) -> io::Result<()> {
         left -= n as u64;
     }
     Ok(())
-}
-
-fn response_id(line: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Id {
-        response_id: String,
-    }
-    serde_json::from_slice::<Id>(line)
-        .ok()
-        .map(|id| id.response_id)
 }
 
 impl Journal {
@@ -325,7 +256,7 @@ impl Journal {
             return Err(JournalError::TooSmall(capacity));
         }
         let capacity = capacity & !(PAGE - 1);
-        let recovered = Self::recover(log, log_path)?;
+        let recovered = recovery::recover(log, log_path)?;
         let path = journal_path(log_path, id);
         let mut file = {
             use std::os::unix::fs::OpenOptionsExt;
@@ -363,66 +294,6 @@ impl Journal {
             },
             recovered,
         ))
-    }
-
-    /// The start-up half of [`Journal::open`]: every dead process's unwritten records into
-    /// the log, once, then its journal deleted.
-    fn recover(log: &mut File, log_path: &Path) -> Result<Recovered, JournalError> {
-        let dir_err = io_err(log_path);
-        let mut found = Recovered::default();
-        let mut present: Option<HashSet<String>> = None;
-        let mut seen = HashSet::new();
-        for path in journals_of(log_path).map_err(dir_err)? {
-            let mut file = match OpenOptions::new().read(true).write(true).open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err(&path)(e)),
-            };
-            if !try_lock(&file).map_err(io_err(&path))? {
-                continue; // a live relay's journal
-            }
-            let mut bytes = Vec::new();
-            file.read_to_end(&mut bytes).map_err(io_err(&path))?;
-            let entries = entries_of(&bytes);
-            if !entries.is_empty() {
-                // Entries past `written` the writer may still have appended: they are in the
-                // log's last `capacity` bytes at most (their lines are no longer than their
-                // entries).
-                let capacity = read_u64(&bytes, CAPACITY_AT);
-                let tail = match present.take() {
-                    Some(ids) => ids,
-                    None => ids_in_tail(log_path, capacity + PAGE).map_err(io_err(log_path))?,
-                };
-                let mut out = Vec::new();
-                let mut appended = 0;
-                for line in &entries {
-                    let Some(id) = response_id(line) else {
-                        // An intact entry is a line `submit` serialized; say so if one is not.
-                        tracing::warn!(
-                            journal = %path.display(),
-                            "usage journal entry with a valid checksum is not a usage record; skipped"
-                        );
-                        continue;
-                    };
-                    if tail.contains(&id) || !seen.insert(id) {
-                        continue;
-                    }
-                    out.extend_from_slice(line);
-                    out.push(b'\n');
-                    appended += 1;
-                }
-                present = Some(tail);
-                if !out.is_empty() {
-                    log.write_all(&out).map_err(io_err(log_path))?;
-                    log.sync_data().map_err(io_err(log_path))?;
-                }
-                found.found += entries.len() as u64;
-                found.appended += appended;
-            }
-            // Everything it held is in the log and synced: the journal goes.
-            std::fs::remove_file(&path).map_err(io_err(&path))?;
-        }
-        Ok(found)
     }
 
     /// Deletes this process's journal; for a clean stop, once every record is in the log.
@@ -505,6 +376,10 @@ impl Journal {
         self.released = self.released.max(end);
     }
 }
+
+mod recovery;
+#[cfg(test)]
+use recovery::response_id;
 
 #[cfg(test)]
 #[path = "journal_tests.rs"]
