@@ -69,7 +69,13 @@ fn max_sustained(r: &BenchResult, peer: Peer, rep: usize) -> Option<f64> {
         .max_by(f64::total_cmp)
 }
 
-/// Writes the sweep table (p50 / p99 by offered rate, max sustained rate).
+/// Where the load side queues without any relay: `direct`'s echo p50 at a rate more than
+/// this many times its lowest p50 of the sweep. There the load core (generator and mock
+/// on one CPU) is saturated, and every peer's latency is mostly that queue's.
+pub(crate) const LOAD_QUEUE_FACTOR: f64 = 2.0;
+
+/// Writes the sweep table (p50 / p99 by offered rate, max sustained rate), then the load
+/// core's utilisation at each rate and the rates where `direct` shows it queueing.
 pub(crate) fn sweep(o: &mut String, r: &BenchResult, peers: &[Peer]) {
     let _ = writeln!(o, "\n### Latency sweep (echo p50 / p99 µs by offered frames/s, medians of {} repetitions; a curve stops once achieved < 99% of offered)\n", r.sweep_reps());
     let _ = write!(o, "| peer | max sustained |");
@@ -105,6 +111,48 @@ pub(crate) fn sweep(o: &mut String, r: &BenchResult, peers: &[Peer]) {
                 }
                 _ => o.push_str(" — |"),
             }
+        }
+        o.push('\n');
+    }
+    let mut load = Vec::new();
+    let mut direct = Vec::new();
+    for rate in &r.sweep_rates {
+        let case = format!("sweep@{rate}");
+        let util: Vec<f64> = r
+            .samples
+            .iter()
+            .filter(|s| s.case == case)
+            .filter_map(|s| Some(s.report.as_ref()?.load_cpu_util * 100.0))
+            .collect();
+        if let Some(u) = stat(&util) {
+            load.push(format!("{}/s {:.0}%", fmt(*rate), u.median));
+        }
+        let p50: Vec<f64> = samples(r, &case, Peer::Direct)
+            .filter_map(|s| lat(s, "echo", |l| l.p50_us))
+            .collect();
+        if let Some(d) = stat(&p50) {
+            direct.push((*rate, d.median));
+        }
+    }
+    if !load.is_empty() {
+        let _ = write!(
+            o,
+            "\nLoad core (generator + mock, CPU 1), median over every peer's runs: {}.",
+            load.join(", ")
+        );
+        let low = direct.iter().map(|x| x.1).min_by(f64::total_cmp);
+        let bound: Vec<String> = direct
+            .iter()
+            .filter(|(_, p)| low.is_some_and(|l| l > 0.0 && *p > LOAD_QUEUE_FACTOR * l))
+            .map(|(rate, p)| format!("{}/s (direct p50 {} µs)", fmt(*rate), fmt(*p)))
+            .collect();
+        if !bound.is_empty() {
+            let _ = write!(
+                o,
+                " *Load-bound* (the load side queues without any relay: direct's p50 above \
+                 {LOAD_QUEUE_FACTOR}× its lowest): {}.",
+                bound.join(", ")
+            );
         }
         o.push('\n');
     }
@@ -226,4 +274,71 @@ pub fn sweep_plot(r: &BenchResult, peers: &[Peer]) -> String {
         "echo latency vs offered rate (200 B frames, 16 connections)",
         &series,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One echo run of `peer` at `rate` with this p50 and load-core utilisation.
+    fn echo_run(peer: &str, rate: f64, rep: usize, p50: f64, load: f64) -> serde_json::Value {
+        let lat = serde_json::json!({"count": 100, "min_us": p50 / 2.0, "p50_us": p50,
+            "p90_us": p50 * 2.0, "p99_us": p50 * 4.0, "p999_us": p50 * 5.0,
+            "max_us": p50 * 6.0, "mean_us": p50});
+        serde_json::json!({"case": format!("sweep@{rate}"), "kind": "sweep", "peer": peer,
+            "rep": rep, "report": {"workload": "echo", "target": "ws://127.0.0.1:1",
+            "sessions": 16, "threads": 1, "turns_per_session": null, "offered_rate": rate,
+            "duration_s": 2.5, "achieved_rate": rate,
+            "counts": {"frames_sent": 1, "frames_received": 1, "bytes_sent": 1,
+                "bytes_received": 1, "completed": 1, "sessions": 16, "errors": 0,
+                "in_window": 1, "window_ns": 1},
+            "frames_per_s": rate * 2.0, "mb_per_s": 1.0, "latency": {"echo": lat},
+            "load_cpu_s": load * 2.5, "load_cpu_util": load, "sut": null,
+            "error_samples": []},
+            "mock_frames_sent": 1, "usage": null, "generator_bound": false, "error": null})
+    }
+
+    fn result(samples: Vec<serde_json::Value>) -> BenchResult {
+        serde_json::from_value(serde_json::json!({"command": "test", "tls": "none",
+            "machine": {"nproc": 2, "cpu_model": "x", "kernel": "x", "nofile": [1, 1],
+                "glibc_tunables": "(unset)", "cpuidle": "none"},
+            "versions": [], "pinning": "x", "reps": 1, "sweep_reps": 1,
+            "sweep_rates": [2000.0, 16000.0, 32000.0], "installs": [], "elapsed_s": 1.0,
+            "samples": samples}))
+        .expect("a BenchResult")
+    }
+
+    #[test]
+    fn the_sweep_says_how_busy_the_load_core_was_and_where_direct_queues() {
+        let r = result(vec![
+            echo_run("direct", 2000.0, 0, 105.0, 0.20),
+            echo_run("tollgate", 2000.0, 0, 221.0, 0.30),
+            echo_run("direct", 16000.0, 0, 59.0, 0.88),
+            echo_run("tollgate", 16000.0, 0, 163.0, 0.92),
+            echo_run("direct", 32000.0, 0, 372.0, 0.99),
+            echo_run("tollgate", 32000.0, 0, 546.0, 0.97),
+            echo_run("nginx", 32000.0, 0, 463.0, 0.98),
+        ]);
+        let mut o = String::new();
+        sweep(&mut o, &r, &[Peer::Direct, Peer::Tollgate, Peer::Nginx]);
+        assert!(
+            o.contains("| tollgate | 32.0k | 221 / 884 | 163 / 652 | 546 / 2184 |"),
+            "{o}"
+        );
+        assert!(
+            o.contains("median over every peer's runs: 2000/s 25%, 16.0k/s 90%, 32.0k/s 98%."),
+            "{o}"
+        );
+        // 372 > 2 × 59; 105 is not.
+        assert!(
+            o.contains("its lowest): 32.0k/s (direct p50 372 µs).\n"),
+            "{o}"
+        );
+        // Without direct, no rate is called load-bound.
+        let r = result(vec![echo_run("tollgate", 32000.0, 0, 546.0, 0.97)]);
+        let mut o = String::new();
+        sweep(&mut o, &r, &[Peer::Tollgate]);
+        assert!(o.contains("32.0k/s 97%."), "{o}");
+        assert!(!o.contains("Load-bound"), "{o}");
+    }
 }

@@ -18,6 +18,7 @@ use std::fmt::Write as _;
 
 use super::cases::Kind;
 use super::peers::Peer;
+use super::sections::LOAD_QUEUE_FACTOR;
 use super::table::{fmt, lat, samples, stat, win_us_frame, Stat};
 use super::BenchResult;
 
@@ -34,6 +35,9 @@ pub(crate) enum Metric {
     EchoP50(u64),
     /// Echo p99 µs at this offered rate.
     EchoP99(u64),
+    /// The load core's utilisation (generator + mock, 0–1) in the runs at this offered
+    /// echo rate.
+    EchoLoad(u64),
 }
 
 /// The medians (with the reps' range) the targets need, per metric and peer.
@@ -77,6 +81,44 @@ impl Medians {
         )
     }
 
+    /// Why an echo verdict at `rate` says more about the load side than about the relays,
+    /// when it does: `direct` (no relay) had a p50 there more than [`LOAD_QUEUE_FACTOR`]
+    /// times its lowest in the sweep. `None` when it did not, or when `direct` did not
+    /// run.
+    pub(crate) fn load_queue(&self, rate: u64) -> Option<String> {
+        let at = self.get(Metric::EchoP50(rate), Peer::Direct)?.median;
+        let (low_rate, low) = self
+            .sweep_rates
+            .iter()
+            .filter_map(|&r| Some((r, self.get(Metric::EchoP50(r), Peer::Direct)?.median)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))?;
+        if low <= 0.0 || at <= LOAD_QUEUE_FACTOR * low {
+            return None;
+        }
+        let load: Vec<Stat> = [Peer::Tollgate, Peer::Nginx]
+            .into_iter()
+            .filter_map(|p| self.get(Metric::EchoLoad(rate), p))
+            .collect();
+        let busy = match (
+            load.iter().map(|s| s.min).min_by(f64::total_cmp),
+            load.iter().map(|s| s.max).max_by(f64::total_cmp),
+        ) {
+            (Some(lo), Some(hi)) => format!(
+                "; load core {:.0}–{:.0}% in tollgate's and nginx's runs",
+                lo * 100.0,
+                hi * 100.0
+            ),
+            _ => String::new(),
+        };
+        Some(format!(
+            "load-bound: without a relay (direct) p50 {} µs, ×{:.1} its lowest ({} at {}/s){busy}",
+            fmt(at),
+            at / low,
+            fmt(low),
+            fmt(low_rate as f64)
+        ))
+    }
+
     /// Gathers the medians from a run.
     pub(crate) fn of(r: &BenchResult) -> Medians {
         let mut out = Medians::default();
@@ -114,6 +156,9 @@ impl Medians {
                 });
                 put(Metric::EchoP99(rate as u64), &case, peer, |s| {
                     lat(s, "echo", |l| l.p99_us)
+                });
+                put(Metric::EchoLoad(rate as u64), &case, peer, |s| {
+                    Some(s.report.as_ref()?.load_cpu_util)
                 });
             }
         }
@@ -156,6 +201,10 @@ pub(crate) struct Row {
     pub verdict: Verdict,
     /// The reps put the quantity on both sides of the limit.
     pub within_spread: bool,
+    /// An echo row at a rate where the load side queues without a relay
+    /// ([`Medians::load_queue`]): the verdict stands, but it measures mostly the load
+    /// core's queue.
+    pub load_bound: bool,
 }
 
 impl Row {
@@ -165,6 +214,7 @@ impl Row {
             measured: "—".into(),
             verdict: Verdict::NotMeasured,
             within_spread: false,
+            load_bound: false,
         }
     }
 }
@@ -207,6 +257,7 @@ fn ratio_row(target: String, a: Option<Stat>, b: Option<Stat>, paired: &[f64], l
                 ),
                 verdict,
                 within_spread: !settled,
+                load_bound: false,
             }
         }
         _ => Row::not_measured(target),
@@ -295,20 +346,27 @@ pub(crate) fn rows(m: &Medians) -> Vec<Row> {
                 Verdict::Missed
             },
             within_spread: kib.min <= 4.0 && kib.max > 4.0,
+            load_bound: false,
         });
     }
     for &rate in &m.sweep_rates {
+        let queue = m.load_queue(rate);
         for (q, metric) in [
             ("p50", Metric::EchoP50(rate)),
             ("p99", Metric::EchoP99(rate)),
         ] {
-            v.push(m.ratio(
+            let mut row = m.ratio(
                 format!("echo {q} at {}/s: tollgate ≤ nginx", fmt(rate as f64)),
                 metric,
                 Tollgate,
                 Nginx,
                 1.0,
-            ));
+            );
+            if let (Some(why), false) = (&queue, row.verdict == Verdict::NotMeasured) {
+                let _ = write!(row.measured, "; {why}");
+                row.load_bound = true;
+            }
+            v.push(row);
         }
     }
     v.push(match m.accuracy {
@@ -321,6 +379,7 @@ pub(crate) fn rows(m: &Medians) -> Vec<Row> {
                 Verdict::Missed
             },
             within_spread: false,
+            load_bound: false,
         },
         _ => Row::not_measured("usage accuracy 1.000".into()),
     });
@@ -334,6 +393,11 @@ pub(crate) fn section(o: &mut String, r: &BenchResult) {
     let unsettled = |v: Verdict| {
         rows.iter()
             .filter(|x| x.verdict == v && x.within_spread)
+            .count()
+    };
+    let load_bound = |v: Verdict| {
+        rows.iter()
+            .filter(|x| x.verdict == v && x.load_bound)
             .count()
     };
     let _ = writeln!(
@@ -352,11 +416,22 @@ pub(crate) fn section(o: &mut String, r: &BenchResult) {
         unsettled(Verdict::Missed),
         count(Verdict::NotMeasured)
     );
+    let (met_lb, missed_lb) = (load_bound(Verdict::Met), load_bound(Verdict::Missed));
+    if met_lb + missed_lb > 0 {
+        let _ = writeln!(
+            o,
+            "{met_lb} of the met and {missed_lb} of the missed are *load-bound*: echo at a \
+             rate where the load side queues without any relay (direct's p50 more than \
+             {LOAD_QUEUE_FACTOR}× its lowest in the sweep), so the latencies there are mostly \
+             the load core's queue (generator and mock share one CPU). The verdicts stand as \
+             measured; they say little about the relays.\n"
+        );
+    }
     let _ = writeln!(o, "| target | this run | verdict |\n|---|---|---|");
     for x in &rows {
         let _ = writeln!(
             o,
-            "| {} | {} | {}{} |",
+            "| {} | {} | {}{}{} |",
             x.target,
             x.measured,
             x.verdict.word(),
@@ -364,7 +439,8 @@ pub(crate) fn section(o: &mut String, r: &BenchResult) {
                 ", within the reps' spread"
             } else {
                 ""
-            }
+            },
+            if x.load_bound { ", load-bound" } else { "" }
         );
     }
 }

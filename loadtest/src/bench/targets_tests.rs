@@ -207,3 +207,51 @@ fn idle_echo_and_accuracy_rows_follow_the_run() {
         Verdict::NotMeasured
     );
 }
+
+#[test]
+fn echo_rows_where_the_load_side_queues_without_a_relay_are_marked_load_bound() {
+    use Peer::*;
+    let mut m = medians(&[
+        // direct: 105 at 2k/s, 59 at 16k/s (its lowest), 372 at 32k/s (×6.3).
+        (Metric::EchoP50(2000), Direct, 105.0),
+        (Metric::EchoP50(16000), Direct, 59.0),
+        (Metric::EchoP50(32000), Direct, 372.0),
+        (Metric::EchoP50(2000), Tollgate, 221.0),
+        (Metric::EchoP50(2000), Nginx, 218.0),
+        (Metric::EchoP50(32000), Tollgate, 546.0),
+        (Metric::EchoP50(32000), Nginx, 463.0),
+        (Metric::EchoP99(32000), Tollgate, 2500.0),
+        (Metric::EchoP99(32000), Nginx, 2600.0),
+    ]);
+    m.map
+        .insert((Metric::EchoLoad(32000), Tollgate), st(0.97, 0.96, 0.98));
+    m.map
+        .insert((Metric::EchoLoad(32000), Nginx), st(0.975, 0.95, 0.99));
+    m.sweep_rates = vec![2000, 16000, 32000];
+    let r = rows(&m);
+    let p50 = find(&r, "echo p50 at 32.0k/s");
+    assert_eq!(p50.verdict, Verdict::Missed, "the verdict stands");
+    assert!(p50.load_bound);
+    assert!(
+        p50.measured.ends_with(
+            "; load-bound: without a relay (direct) p50 372 µs, ×6.3 its lowest (59.0 at \
+             16.0k/s); load core 95–99% in tollgate's and nginx's runs"
+        ),
+        "{}",
+        p50.measured
+    );
+    let p99 = find(&r, "echo p99 at 32.0k/s");
+    assert_eq!(p99.verdict, Verdict::Met);
+    assert!(p99.load_bound);
+    // 105 µs at 2k/s is ×1.8 direct's lowest: not load-bound.
+    let low = find(&r, "echo p50 at 2000/s");
+    assert_eq!(low.verdict, Verdict::Missed);
+    assert!(!low.load_bound, "{}", low.measured);
+    // 16k/s: tollgate and nginx did not run there, so no verdict to qualify.
+    let none = find(&r, "echo p50 at 16.0k/s");
+    assert_eq!(none.verdict, Verdict::NotMeasured);
+    assert!(!none.load_bound);
+    // Without direct in the run nothing is load-bound.
+    m.map.retain(|(_, p), _| *p != Direct);
+    assert!(!rows(&m).iter().any(|x| x.load_bound));
+}
