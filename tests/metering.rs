@@ -247,6 +247,66 @@ fn kill_9_leaves_a_readable_log_with_every_forwarded_record() {
     }
 }
 
+#[test]
+fn a_running_relay_appends_the_records_of_a_relay_killed_beside_it() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mock = rt
+        .block_on(MockUpstream::start(MockConfig::default()))
+        .unwrap();
+    let driver = DRIVERS[0];
+    // An overlapping restart: the new relay runs on the same log while the old one still
+    // serves (here: five turns, its writer still gathering them), then the old one is killed.
+    let slow_commit = ["--usage-fsync-ms", "5000"];
+    let mut old = RelayProcess::start(driver, &mock.url(), "", &slow_commit);
+    let mut new = old.start_beside(driver, &mock.url(), &[]);
+    let log = old.usage_log();
+    let journal = format!("{}.journal.{}", log.display(), old.child.id());
+    let n = 5;
+    rt.block_on(async {
+        let mut c = connect(&old.url(), opts()).await.unwrap();
+        for _ in 0..n {
+            c.turn(&create(None, "")).await.unwrap();
+        }
+    });
+    old.signal(libc::SIGKILL);
+    old.wait_exit(Duration::from_secs(5)).expect("killed");
+    let t0 = std::time::Instant::now();
+    assert!(
+        read_log(&log).expect("log parses").records.len() < n,
+        "the old writer had already written them: this would not test adoption"
+    );
+    assert!(std::path::Path::new(&journal).exists());
+    // No restart: the running relay takes the dead one's journal within about a second.
+    let read = loop {
+        let read = read_log(&log).expect("log parses");
+        if read.records.len() >= n || t0.elapsed() > Duration::from_secs(10) {
+            break read;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(read.records.len(), n, "every forwarded record, once");
+    assert!(
+        !std::path::Path::new(&journal).exists(),
+        "adopted journals are deleted"
+    );
+    assert!(
+        new.log_text().contains("died beside this one"),
+        "{}",
+        new.log_text()
+    );
+    assert_matches_ledger(&read.records, &mock.ledger());
+    // The new relay's own records follow, once each.
+    rt.block_on(async {
+        let mut c = connect(&new.url(), opts()).await.unwrap();
+        c.turn(&create(None, "")).await.unwrap();
+    });
+    new.signal(libc::SIGTERM);
+    new.wait_exit(Duration::from_secs(10)).expect("stopped");
+    let read = read_log(&log).expect("log parses");
+    assert_eq!(read.records.len(), n + 1);
+    assert_matches_ledger(&read.records, &mock.ledger());
+}
+
 /// A mock streaming one delta a second: a response is still running seconds later.
 async fn slow_mock() -> MockUpstream {
     MockUpstream::start(MockConfig {

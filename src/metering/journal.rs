@@ -34,6 +34,14 @@
 //! bytes (the writer appended them but died before it moved `written`), appends the rest to
 //! the log, fsyncs it, and deletes the journal — then creates this process's own.
 //!
+//! **Adoption.** Two relays may share a log: a restart that overlaps the old process's drain.
+//! If the old one is then killed (a stop timeout's `SIGKILL`), its journal would wait for the
+//! next start; instead the live relay's writer thread looks once a second for journals no
+//! process holds and recovers them the same way ([`Journal::adopt`]). Creating a journal
+//! locks it before truncating it and checks that the lock is on the file its name still
+//! points to, so an adopting relay never takes a journal being created (see
+//! `create_locked`).
+//!
 //! **Full.** When the writer is `capacity` bytes behind (a stalled disk), a record is queued
 //! without a journal entry and counted (`tollgate_usage_journal_skipped_total`); the sink's
 //! own backpressure refuses new responses well before that at the default sizes.
@@ -89,6 +97,8 @@ pub struct Recovered {
     pub found: u64,
     /// Of those, records appended to the log (the rest were already in it).
     pub appended: u64,
+    /// Bytes appended to the log.
+    pub bytes: u64,
 }
 
 /// The mapped journal (owned by the sink, appended to under its queue lock).
@@ -112,6 +122,33 @@ pub fn journal_path(log: &Path, id: u32) -> PathBuf {
     let mut name = log.as_os_str().to_owned();
     name.push(format!(".journal.{id}"));
     PathBuf::from(name)
+}
+
+/// Opens (creating it if needed) and locks this process's journal file, without
+/// truncating it before the lock is held. The lock must be on the file the path names: a
+/// relay adopting dead journals locks and deletes any unlocked `<log>.journal.*`, and this
+/// one is unlocked between its creation and the `flock` — so when the path no longer names
+/// the locked file (it was deleted), or another relay holds the lock for that moment, try
+/// again (for up to a second).
+fn create_locked(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    for _ in 0..100 {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o640)
+            .open(path)?;
+        if try_lock(&file)? {
+            let (held, named) = (file.metadata()?, std::fs::metadata(path));
+            if named.is_ok_and(|n| (n.dev(), n.ino()) == (held.dev(), held.ino())) {
+                return Ok(file);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Err(io::Error::from(io::ErrorKind::WouldBlock))
 }
 
 /// `flock(LOCK_EX | LOCK_NB)`: `Ok(false)` when another process holds the file.
@@ -258,20 +295,8 @@ impl Journal {
         let capacity = capacity & !(PAGE - 1);
         let recovered = recovery::recover(log, log_path)?;
         let path = journal_path(log_path, id);
-        let mut file = {
-            use std::os::unix::fs::OpenOptionsExt;
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o640)
-                .open(&path)
-                .map_err(io_err(&path))?
-        };
-        if !try_lock(&file).map_err(io_err(&path))? {
-            return Err(io_err(&path)(io::Error::from(io::ErrorKind::WouldBlock)));
-        }
+        let mut file = create_locked(&path).map_err(io_err(&path))?;
+        file.set_len(0).map_err(io_err(&path))?;
         allocate(&mut file, HEADER as u64 + capacity).map_err(io_err(&path))?;
         // SAFETY: the file is this process's (named by its pid, created and sized above, and
         // locked); nothing else maps or resizes it while it is open, so the mapping stays
@@ -294,6 +319,16 @@ impl Journal {
             },
             recovered,
         ))
+    }
+
+    /// Adoption: what [`Journal::open`] does at start-up for the journals of dead relays, done
+    /// again while this relay runs — for a relay that died beside it (two relays on one log:
+    /// the old process of an overlapping restart killed during its drain). Appends to `log`
+    /// every record those journals hold that the log lacks, fsyncs it, and deletes them. This
+    /// process's own journal is locked, so it is never taken. The writer thread calls it once
+    /// a second.
+    pub fn adopt(log: &mut File, log_path: &Path) -> Result<Recovered, JournalError> {
+        recovery::recover(log, log_path)
     }
 
     /// Deletes this process's journal; for a clean stop, once every record is in the log.

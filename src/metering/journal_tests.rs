@@ -85,7 +85,8 @@ fn unwritten_records_reach_the_log_at_the_next_start_once() {
         r,
         Recovered {
             found: 3,
-            appended: 2
+            appended: 2,
+            bytes: (line(4, 100).len() + line(5, 100).len() + 2) as u64,
         }
     );
     let want: Vec<String> = (0..=5).map(|i| format!("resp_{i}")).collect();
@@ -286,4 +287,71 @@ fn a_corrupt_header_recovers_nothing_and_does_not_panic() {
     let (_j, r) = Journal::open_as(ME, CAP, &mut f, &log).unwrap();
     assert_eq!(r, Recovered::default());
     assert!(!journal_path(&log, 99).exists());
+}
+
+#[test]
+fn adoption_takes_a_journal_whose_relay_died_beside_this_one_and_never_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("usage.jsonl");
+    // This relay, with a record its writer has not written yet.
+    let (mut mine, mut f) = fresh(dir.path(), &[line(0, 10)]);
+    mine.append(&line(1, 10)).unwrap();
+    // A second relay on the same log, with two unwritten records, then killed.
+    let mut g = open_log(&log);
+    let (mut other, _) = Journal::open_as(ME + 10, CAP, &mut g, &log).unwrap();
+    other.append(&line(2, 10)).unwrap();
+    other.append(&line(3, 10)).unwrap();
+    let len = std::fs::metadata(&log).unwrap().len();
+    assert_eq!(
+        Journal::adopt(&mut f, &log).unwrap(),
+        Recovered::default(),
+        "it lives"
+    );
+    drop(other);
+    let r = Journal::adopt(&mut f, &log).unwrap();
+    assert_eq!((r.found, r.appended), (2, 2));
+    assert_eq!(
+        ids(&log),
+        vec!["resp_0", "resp_2", "resp_3"],
+        "not this relay's own"
+    );
+    assert_eq!(std::fs::metadata(&log).unwrap().len(), len + r.bytes);
+    assert!(!journal_path(&log, ME + 10).exists());
+    assert!(journal_path(&log, ME).exists());
+    // Nothing left to adopt; this relay's journal still holds its record, intact.
+    assert_eq!(Journal::adopt(&mut f, &log).unwrap(), Recovered::default());
+    drop(g);
+    let (_next, r) = restart(dir.path(), mine);
+    assert_eq!((r.found, r.appended), (1, 1));
+    assert_eq!(ids(&log), vec!["resp_0", "resp_2", "resp_3", "resp_1"]);
+}
+
+#[test]
+fn creating_a_journal_never_truncates_a_file_another_process_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("usage.jsonl");
+    // Another process holds a file at this process's journal name (an adopting relay
+    // reading a dead journal of a process that had the same pid).
+    let path = journal_path(&log, ME);
+    std::fs::write(&path, b"held by someone else").unwrap();
+    let held = OpenOptions::new().read(true).open(&path).unwrap();
+    assert!(try_lock(&held).unwrap());
+    let mut f = open_log(&log);
+    let t0 = std::time::Instant::now();
+    let err = Journal::open_as(ME, CAP, &mut f, &log).unwrap_err();
+    assert!(
+        matches!(&err, JournalError::Io { source, .. } if source.kind() == io::ErrorKind::WouldBlock),
+        "{err}"
+    );
+    assert!(
+        t0.elapsed() >= std::time::Duration::from_millis(500),
+        "it waited for the lock"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), b"held by someone else");
+    // Once the holder is done (it deletes what it recovered), the journal is created.
+    std::fs::remove_file(&path).unwrap();
+    drop(held);
+    let (mut j, _) = Journal::open_as(ME, CAP, &mut f, &log).unwrap();
+    assert!(j.append(&line(1, 10)).is_some());
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), HEADER as u64 + CAP);
 }

@@ -16,8 +16,10 @@ pub struct RelayProcess {
     pub admin: Option<String>,
     /// Everything it logged (stderr).
     pub log: Arc<Mutex<String>>,
-    /// Its keys file and usage log live here.
+    /// Its keys file and (unless started beside another relay) usage log live here.
     pub dir: tempfile::TempDir,
+    /// Its usage log.
+    log_path: std::path::PathBuf,
 }
 
 impl RelayProcess {
@@ -37,9 +39,27 @@ impl RelayProcess {
         keys_extra: &str,
         extra: &[&str],
     ) -> RelayProcess {
+        let log_path = dir.path().join("usage.jsonl");
+        Self::spawn(dir, log_path, driver, upstream, keys_extra, extra)
+    }
+
+    /// A second relay appending to this one's usage log (two relays on one log: a restart
+    /// that overlaps the old process's drain), with its keys in a directory of its own.
+    pub fn start_beside(&self, driver: &str, upstream: &str, extra: &[&str]) -> RelayProcess {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::spawn(dir, self.usage_log(), driver, upstream, "", extra)
+    }
+
+    fn spawn(
+        dir: tempfile::TempDir,
+        log_path: std::path::PathBuf,
+        driver: &str,
+        upstream: &str,
+        keys_extra: &str,
+        extra: &[&str],
+    ) -> RelayProcess {
         let keys = dir.path().join("keys");
         std::fs::write(&keys, format!("acme {RELAY_KEY}\n{keys_extra}")).expect("keys");
-        let log_path = dir.path().join("usage.jsonl");
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
             .args([
                 "--listen",
@@ -95,6 +115,7 @@ impl RelayProcess {
             admin,
             log,
             dir,
+            log_path,
         }
     }
 
@@ -119,7 +140,7 @@ impl RelayProcess {
 
     /// The usage log path.
     pub fn usage_log(&self) -> std::path::PathBuf {
-        self.dir.path().join("usage.jsonl")
+        self.log_path.clone()
     }
 
     /// Send `sig`.

@@ -1,5 +1,5 @@
-//! Start-up: the journals dead relays left, appended to the log (see the parent module's
-//! "Start-up").
+//! The journals dead relays left, appended to the log: at start-up and, while a relay runs,
+//! once a second by its writer (see the parent module's "Start-up" and "Adoption").
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -11,8 +11,11 @@ use super::{
     WRITTEN_AT,
 };
 
-/// The start-up half of [`Journal::open`]: every dead process's unwritten records into
-/// the log, once, then its journal deleted.
+/// The start-up half of [`Journal::open`], and [`Journal::adopt`]: every dead process's
+/// unwritten records into the log, once, then its journal deleted.
+///
+/// [`Journal::open`]: super::Journal::open
+/// [`Journal::adopt`]: super::Journal::adopt
 pub(super) fn recover(log: &mut File, log_path: &Path) -> Result<Recovered, JournalError> {
     let dir_err = io_err(log_path);
     let mut found = Recovered::default();
@@ -26,6 +29,14 @@ pub(super) fn recover(log: &mut File, log_path: &Path) -> Result<Recovered, Jour
         };
         if !try_lock(&file).map_err(io_err(&path))? {
             continue; // a live relay's journal
+        }
+        {
+            use std::os::unix::fs::MetadataExt;
+            // Another relay recovered and deleted it between our open and our lock: its
+            // records are in the log already.
+            if file.metadata().map_err(io_err(&path))?.nlink() == 0 {
+                continue;
+            }
         }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io_err(&path))?;
@@ -64,9 +75,13 @@ pub(super) fn recover(log: &mut File, log_path: &Path) -> Result<Recovered, Jour
             }
             found.found += entries.len() as u64;
             found.appended += appended;
+            found.bytes += out.len() as u64;
         }
         // Everything it held is in the log and synced: the journal goes.
-        std::fs::remove_file(&path).map_err(io_err(&path))?;
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&path)(e)),
+            _ => {}
+        }
     }
     Ok(found)
 }

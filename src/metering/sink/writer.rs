@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{open_append, Queued, Shared, SinkConfig};
+use super::{open_append, Journal, Queued, Shared, SinkConfig};
+
+/// How often a writer with a journal looks for journals of relays that died beside it
+/// ([`Journal::adopt`]): one directory listing a second when there are none.
+const ADOPT_EVERY: Duration = Duration::from_secs(1);
 
 /// Destination the writer owns.
 #[derive(Debug)]
@@ -79,10 +83,13 @@ pub(super) struct Writer {
     unsynced: Vec<Queued>,
     buf: Vec<u8>,
     durable: u64,
+    /// When to look for dead relays' journals next (with a journal of its own).
+    adopt_at: Option<Instant>,
 }
 
 impl Writer {
     pub(super) fn new(shared: Arc<Shared>, out: Output, cfg: &SinkConfig) -> Self {
+        let adopt_at = shared.journaled.then(|| Instant::now() + ADOPT_EVERY);
         Writer {
             shared,
             out,
@@ -92,6 +99,7 @@ impl Writer {
             unsynced: Vec::new(),
             buf: Vec::new(),
             durable: 0,
+            adopt_at,
         }
     }
 
@@ -109,6 +117,7 @@ impl Writer {
             if round.last {
                 break;
             }
+            self.adopt();
         }
         Outcome {
             durable: self.durable,
@@ -123,13 +132,27 @@ impl Writer {
         let mut st = sh.lock();
         while st.queue.is_empty() && !st.shutdown && !st.reopen {
             st.writer_idle = true;
-            st = sh.wake.wait(st).unwrap_or_else(PoisonError::into_inner);
+            // Idle, it still wakes for the next adoption.
+            st = match self.adopt_at {
+                None => sh.wake.wait(st).unwrap_or_else(PoisonError::into_inner),
+                Some(at) => {
+                    let now = Instant::now();
+                    if now >= at {
+                        break;
+                    }
+                    sh.wake
+                        .wait_timeout(st, at - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
         }
         st.writer_idle = false;
         // Group commit: let more records arrive for one interval before writing, unless
-        // this round already holds a full batch or the relay is stopping.
+        // this round already holds a full batch or the relay is stopping (or holds nothing:
+        // it woke to adopt).
         let deadline = Instant::now() + self.interval;
-        while !st.shutdown && st.queue.len() < self.every {
+        while !st.shutdown && !st.queue.is_empty() && st.queue.len() < self.every {
             let now = Instant::now();
             if now >= deadline {
                 break;
@@ -213,6 +236,45 @@ impl Writer {
         self.shared.metrics.add_durable(n);
         self.unsynced.clear();
         Ok(())
+    }
+
+    /// Once every [`ADOPT_EVERY`]: appends the records of relays that died beside this one
+    /// (their journals no process holds) to the log, like a start does. Between rounds, so
+    /// everything this writer wrote is synced and the durable mark moves past the adopted
+    /// lines too. A failure is logged and tried again at the next adoption: it concerns
+    /// another relay's journal, not this relay's log.
+    fn adopt(&mut self) {
+        let (Some(at), Output::File { file, path }) = (self.adopt_at, &mut self.out) else {
+            return;
+        };
+        let now = Instant::now();
+        if now < at {
+            return;
+        }
+        self.adopt_at = Some(now + ADOPT_EVERY);
+        match Journal::adopt(file, path) {
+            Ok(found) if found.found > 0 => {
+                if let Some(m) = self
+                    .shared
+                    .mark
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .as_mut()
+                {
+                    m.offset += found.bytes;
+                }
+                tracing::warn!(
+                    log = %path.display(),
+                    found = found.found,
+                    appended = found.appended,
+                    "usage journal of a relay that died beside this one held records it had not written; appended the missing ones to the log"
+                );
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::error!(%error, "adopting a dead relay's usage journal failed; trying again in 1 s");
+            }
+        }
     }
 
     /// Log rotation: everything so far is written and synced to the old file; continue on a

@@ -345,3 +345,59 @@ fn drop_without_shutdown_still_syncs() {
     assert_eq!(m.durable(), 1);
     assert_eq!(read_log(&path).expect("read").records.len(), 1);
 }
+
+#[test]
+fn an_idle_writer_adopts_a_dead_relays_journal_and_its_mark_covers_the_lines() {
+    use crate::metering::journal::Journal;
+    let (_d, path) = temp_log();
+    let sink = Sink::start(
+        cfg(
+            SinkPath::File(path.clone()),
+            Duration::from_millis(5),
+            64,
+            64,
+        ),
+        Arc::new(SinkMetrics::default()),
+    )
+    .expect("start");
+    let h = sink.handle();
+    h.submit(rec("mine")).expect("submit");
+    assert!(wait_until(|| h.durable_count() == 1));
+    // A relay beside this one (same log) journals two records and dies unwritten.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .read(true)
+        .open(&path)
+        .expect("log");
+    let (mut other, _) = Journal::open_as(u32::MAX - 1, 64 << 10, &mut f, &path).expect("open");
+    for id in ["theirs-1", "theirs-2"] {
+        let line = serde_json::to_vec(&rec(id)).expect("json");
+        other.append(&line).expect("room");
+    }
+    drop(other);
+    // Nothing is submitted: the idle writer still wakes to adopt within about a second.
+    let t0 = Instant::now();
+    assert!(
+        wait_until(|| read_log(&path).is_ok_and(|l| l.records.len() == 3)),
+        "adopted"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    let len = std::fs::metadata(&path).expect("log").len();
+    assert!(
+        wait_until(|| h.durable_mark().is_some_and(|m| m.offset == len)),
+        "the durable mark covers the adopted lines: {:?} vs {len}",
+        h.durable_mark()
+    );
+    assert!(!crate::metering::journal::journal_path(&path, u32::MAX - 1).exists());
+    h.submit(rec("mine-2")).expect("submit");
+    sink.shutdown().expect("shutdown");
+    let log = read_log(&path).expect("read");
+    assert_eq!(
+        ids(&log.records),
+        ["mine", "theirs-1", "theirs-2", "mine-2"]
+    );
+    assert_eq!(
+        h.durable_mark().map(|m| m.offset),
+        Some(std::fs::metadata(&path).expect("log").len())
+    );
+}
