@@ -158,6 +158,10 @@ pub struct BenchArgs {
     /// TLS legs: none, upstream (SUT → mock is `wss://`, production's shape), both.
     #[arg(long, value_enum, default_value_t = tollgate_loadtest::bench::peers::TlsMode::None)]
     pub tls: tollgate_loadtest::bench::peers::TlsMode,
+    /// Run nothing: write an earlier run's bench.md and sweep.svg again from its bench.json
+    /// (into --out), with this version's tables and verdicts.
+    #[arg(long, value_name = "BENCH_JSON")]
+    pub render: Option<PathBuf>,
 }
 
 /// Flags of `loadtest demo`. It exits 0 only when every step of the transcript worked

@@ -109,6 +109,23 @@ fn run_load(args: &RunArgs) -> i32 {
 
 fn run_bench(args: BenchArgs) -> i32 {
     use tollgate_loadtest::bench::{self, peers::Peer};
+    if let Some(json) = &args.render {
+        return match bench::render(json, &args.out, &args.peers) {
+            Ok((r, peers)) => {
+                print!("{}", bench::markdown(&r, &peers));
+                eprintln!(
+                    "loadtest bench: wrote {0}/bench.md, {0}/sweep.svg from {1}",
+                    args.out.display(),
+                    json.display()
+                );
+                0
+            }
+            Err(e) => {
+                eprintln!("loadtest bench: {e}");
+                1
+            }
+        };
+    }
     let cfg = bench::BenchConfig {
         quick: args.quick,
         full: args.full,

@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 
 use super::cases::Kind;
 use super::peers::Peer;
-use super::sections::LOAD_QUEUE_FACTOR;
+use super::sections::{load_queues, LOAD_QUEUE_FACTOR};
 use super::table::{fmt, lat, samples, stat, win_us_frame, Stat};
 use super::BenchResult;
 
@@ -83,18 +83,18 @@ impl Medians {
 
     /// Why an echo verdict at `rate` says more about the load side than about the relays,
     /// when it does: `direct` (no relay) had a p50 there more than [`LOAD_QUEUE_FACTOR`]
-    /// times its lowest in the sweep. `None` when it did not, or when `direct` did not
+    /// times its lowest in the sweep, at a higher rate than that lowest's
+    /// ([`load_queues`]). `None` when it did not, or when `direct` did not
     /// run.
     pub(crate) fn load_queue(&self, rate: u64) -> Option<String> {
-        let at = self.get(Metric::EchoP50(rate), Peer::Direct)?.median;
-        let (low_rate, low) = self
+        let direct: Vec<(f64, f64)> = self
             .sweep_rates
             .iter()
-            .filter_map(|&r| Some((r, self.get(Metric::EchoP50(r), Peer::Direct)?.median)))
-            .min_by(|a, b| a.1.total_cmp(&b.1))?;
-        if low <= 0.0 || at <= LOAD_QUEUE_FACTOR * low {
-            return None;
-        }
+            .filter_map(|&r| Some((r as f64, self.get(Metric::EchoP50(r), Peer::Direct)?.median)))
+            .collect();
+        let q = load_queues(&direct)
+            .into_iter()
+            .find(|q| q.rate == rate as f64)?;
         let load: Vec<Stat> = [Peer::Tollgate, Peer::Nginx]
             .into_iter()
             .filter_map(|p| self.get(Metric::EchoLoad(rate), p))
@@ -112,10 +112,10 @@ impl Medians {
         };
         Some(format!(
             "load-bound: without a relay (direct) p50 {} µs, ×{:.1} its lowest ({} at {}/s){busy}",
-            fmt(at),
-            at / low,
-            fmt(low),
-            fmt(low_rate as f64)
+            fmt(q.p50),
+            q.p50 / q.low,
+            fmt(q.low),
+            fmt(q.low_rate)
         ))
     }
 
@@ -421,8 +421,8 @@ pub(crate) fn section(o: &mut String, r: &BenchResult) {
         let _ = writeln!(
             o,
             "{met_lb} of the met and {missed_lb} of the missed are *load-bound*: echo at a \
-             rate where the load side queues without any relay (direct's p50 more than \
-             {LOAD_QUEUE_FACTOR}× its lowest in the sweep), so the latencies there are mostly \
+             rate where the load side queues without any relay (above the rate of direct's \
+             lowest p50, direct's p50 more than {LOAD_QUEUE_FACTOR}× that lowest), so the latencies there are mostly \
              the load core's queue (generator and mock share one CPU). The verdicts stand as \
              measured; they say little about the relays.\n"
         );

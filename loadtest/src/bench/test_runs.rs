@@ -1,0 +1,37 @@
+//! Bench results made up for tests: runs with chosen numbers, as `bench.json` holds them.
+
+use super::BenchResult;
+
+/// One echo run of `peer` at `rate` with this p50 and load-core utilisation.
+pub(crate) fn echo_run(
+    peer: &str,
+    rate: f64,
+    rep: usize,
+    p50: f64,
+    load: f64,
+) -> serde_json::Value {
+    let lat = serde_json::json!({"count": 100, "min_us": p50 / 2.0, "p50_us": p50,
+        "p90_us": p50 * 2.0, "p99_us": p50 * 4.0, "p999_us": p50 * 5.0,
+        "max_us": p50 * 6.0, "mean_us": p50});
+    serde_json::json!({"case": format!("sweep@{rate}"), "kind": "sweep", "peer": peer,
+        "rep": rep, "report": {"workload": "echo", "target": "ws://127.0.0.1:1",
+        "sessions": 16, "threads": 1, "turns_per_session": null, "offered_rate": rate,
+        "duration_s": 2.5, "achieved_rate": rate,
+        "counts": {"frames_sent": 1, "frames_received": 1, "bytes_sent": 1,
+            "bytes_received": 1, "completed": 1, "sessions": 16, "errors": 0,
+            "in_window": 1, "window_ns": 1},
+        "frames_per_s": rate * 2.0, "mb_per_s": 1.0, "latency": {"echo": lat},
+        "load_cpu_s": load * 2.5, "load_cpu_util": load, "sut": null,
+        "error_samples": []},
+        "mock_frames_sent": 1, "usage": null, "generator_bound": false, "error": null})
+}
+
+pub(crate) fn result(samples: Vec<serde_json::Value>) -> BenchResult {
+    serde_json::from_value(serde_json::json!({"command": "test", "tls": "none",
+        "machine": {"nproc": 2, "cpu_model": "x", "kernel": "x", "nofile": [1, 1],
+            "glibc_tunables": "(unset)", "cpuidle": "none"},
+        "versions": [], "pinning": "x", "reps": 1, "sweep_reps": 1,
+        "sweep_rates": [2000.0, 16000.0, 32000.0], "installs": [], "elapsed_s": 1.0,
+        "samples": samples}))
+    .expect("a BenchResult")
+}
