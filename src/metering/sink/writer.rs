@@ -12,6 +12,18 @@ use super::{open_append, Journal, Queued, Shared, SinkConfig};
 /// ([`Journal::adopt`]): one directory listing a second when there are none.
 const ADOPT_EVERY: Duration = Duration::from_secs(1);
 
+/// `bytes` more of the log are durable (appended and fsynced): the exporter may read them.
+fn advance_mark(shared: &Shared, bytes: u64) {
+    if let Some(m) = shared
+        .mark
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_mut()
+    {
+        m.offset += bytes;
+    }
+}
+
 /// Destination the writer owns.
 #[derive(Debug)]
 pub(super) enum Output {
@@ -222,15 +234,7 @@ impl Writer {
         // "succeed" without the data ever reaching the disk. `fail` stops this writer for
         // good instead.
         self.out.sync().map_err(|e| ("fsync", e))?;
-        if let Some(m) = self
-            .shared
-            .mark
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_mut()
-        {
-            m.offset += self.buf.len() as u64;
-        }
+        advance_mark(&self.shared, self.buf.len() as u64);
         let n = self.unsynced.len() as u64;
         self.durable += n;
         self.shared.metrics.add_durable(n);
@@ -254,15 +258,7 @@ impl Writer {
         self.adopt_at = Some(now + ADOPT_EVERY);
         match Journal::adopt(file, path) {
             Ok(found) if found.found > 0 => {
-                if let Some(m) = self
-                    .shared
-                    .mark
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .as_mut()
-                {
-                    m.offset += found.bytes;
-                }
+                advance_mark(&self.shared, found.bytes);
                 tracing::warn!(
                     log = %path.display(),
                     found = found.found,
