@@ -260,7 +260,17 @@ fn a_running_relay_appends_the_records_of_a_relay_killed_beside_it() {
     let mut old = RelayProcess::start(driver, &mock.url(), "", &slow_commit);
     let mut new = old.start_beside(driver, &mock.url(), &[]);
     let log = old.usage_log();
-    let journal = format!("{}.journal.{}", log.display(), old.child.id());
+    // `<log>.journal.<pid>-<random>`
+    let journal = std::fs::read_dir(log.parent().unwrap())
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("usage.jsonl.journal.{}-", old.child.id())))
+        })
+        .expect("the old relay's journal");
     let n = 5;
     rt.block_on(async {
         let mut c = connect(&old.url(), opts()).await.unwrap();
@@ -275,7 +285,7 @@ fn a_running_relay_appends_the_records_of_a_relay_killed_beside_it() {
         read_log(&log).expect("log parses").records.len() < n,
         "the old writer had already written them: this would not test adoption"
     );
-    assert!(std::path::Path::new(&journal).exists());
+    assert!(journal.exists());
     // No restart: the running relay takes the dead one's journal within about a second.
     let read = loop {
         let read = read_log(&log).expect("log parses");

@@ -104,7 +104,7 @@ impl Tail {
 
 /// The log file and its rotated copies: files next to `log` whose names start with the
 /// log's (not the cursor, temp or compressed files, nor the usage journals
-/// `<log>.journal.<pid>`), with their metadata.
+/// `<log>.journal.<pid>-<random>`), with their metadata.
 fn log_files(log: &Path) -> Vec<(PathBuf, std::fs::Metadata)> {
     let dir = log
         .parent()

@@ -15,7 +15,7 @@
 //! while the relay runs (the log's fsync per interval is what covers that), so a machine crash
 //! loses what it always did — at most the last interval.
 //!
-//! **Files.** Each relay process has its own journal, `<log>.journal.<pid>`, locked with
+//! **Files.** Each relay process has its own journal, `<log>.journal.<pid>-<random>`, locked with
 //! `flock` while it lives, so two relays sharing a log (a restart overlapping the old
 //! process's drain) never touch each other's. A clean stop deletes its journal once every
 //! record is written; after a failed log the journal keeps what was not written.
@@ -118,7 +118,7 @@ pub struct Journal {
 }
 
 /// `<log>.journal.<id>`: one process's journal, next to the log it protects.
-pub fn journal_path(log: &Path, id: u32) -> PathBuf {
+pub fn journal_path(log: &Path, id: impl std::fmt::Display) -> PathBuf {
     let mut name = log.as_os_str().to_owned();
     name.push(format!(".journal.{id}"));
     PathBuf::from(name)
@@ -269,8 +269,10 @@ fn allocate(file: &mut File, len: u64) -> io::Result<()> {
 impl Journal {
     /// Recovers the journals of `log_path` that no live process holds — appending to `log`
     /// (opened for appending) every record they hold that the log lacks, fsyncing it, then
-    /// deleting them — and creates this process's own, `<log>.journal.<pid>`, with a ring of
-    /// `capacity` bytes, locked (`flock`) for as long as it is open.
+    /// deleting them — and creates this process's own, `<log>.journal.<pid>-<random>`, with a
+    /// ring of `capacity` bytes, locked (`flock`) for as long as it is open. The random part
+    /// keeps two relays apart that share a log directory from different PID namespaces (two
+    /// containers whose relays are both pid 1): a pid alone would name both journals alike.
     ///
     /// Two relays may share a log (a restart that overlaps the old process's drain): each has
     /// its own journal, and neither touches the other's while it lives.
@@ -279,12 +281,13 @@ impl Journal {
         log: &mut File,
         log_path: &Path,
     ) -> Result<(Journal, Recovered), JournalError> {
-        Self::open_as(std::process::id(), capacity, log, log_path)
+        let id = format!("{}-{:016x}", std::process::id(), rand::random::<u64>());
+        Self::open_as(id, capacity, log, log_path)
     }
 
-    /// [`Journal::open`] for the journal of process `id`.
+    /// [`Journal::open`] with the journal named `<log>.journal.<id>`.
     pub(crate) fn open_as(
-        id: u32,
+        id: impl std::fmt::Display,
         capacity: u64,
         log: &mut File,
         log_path: &Path,

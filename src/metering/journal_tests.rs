@@ -355,3 +355,35 @@ fn creating_a_journal_never_truncates_a_file_another_process_holds() {
     assert!(j.append(&line(1, 10)).is_some());
     assert_eq!(std::fs::metadata(&path).unwrap().len(), HEADER as u64 + CAP);
 }
+
+#[test]
+fn two_relays_with_the_same_pid_get_journals_of_their_own() {
+    // Two containers sharing the log's directory, each relay pid 1: `open` names a journal
+    // by pid and a random part, so the second neither waits for nor touches the first's.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("usage.jsonl");
+    let (mut f, mut g) = (open_log(&log), open_log(&log));
+    let (mut a, _) = Journal::open(CAP, &mut f, &log).unwrap();
+    let t0 = std::time::Instant::now();
+    let (mut b, r) = Journal::open(CAP, &mut g, &log).unwrap();
+    assert!(
+        t0.elapsed() < std::time::Duration::from_millis(500),
+        "no wait"
+    );
+    assert_eq!(r, Recovered::default(), "the first one lives");
+    assert_ne!(a.path, b.path);
+    let pid = format!("usage.jsonl.journal.{}-", std::process::id());
+    for j in [&a, &b] {
+        let name = j.path.file_name().and_then(|n| n.to_str()).unwrap();
+        assert!(name.starts_with(&pid), "{name}");
+        assert_eq!(name.len(), pid.len() + 16, "{name}");
+    }
+    assert!(a.append(&line(1, 10)).is_some());
+    assert!(b.append(&line(2, 10)).is_some());
+    // The first dies: the second adopts its record and keeps its own.
+    drop(a);
+    let r = Journal::adopt(&mut g, &log).unwrap();
+    assert_eq!((r.found, r.appended), (1, 1));
+    assert_eq!(ids(&log), vec!["resp_1"]);
+    assert!(b.path.exists());
+}

@@ -27,7 +27,7 @@
 //! loses nothing — every record is in exactly one of the two files.
 //!
 //! **Process death.** `submit` also copies each record into the process's memory-mapped
-//! journal `<log>.journal.<pid>` (see [`super::journal`]) before it returns — before the terminal event
+//! journal `<log>.journal.<pid>-<random>` (see [`super::journal`]) before it returns — before the terminal event
 //! that completed the record is forwarded. A relay killed between group commits (`kill -9`)
 //! leaves its unwritten records there, and the next start appends them to the log.
 
@@ -70,7 +70,7 @@ pub struct SinkConfig {
     pub queue_capacity: usize,
     /// Test hook: sleep this long before every fsync (simulates a slow disk).
     pub fsync_delay: Duration,
-    /// Ring bytes of the journal `<log>.journal.<pid>` (default 16 MiB); 0 = no journal.
+    /// Ring bytes of the journal `<log>.journal.<pid>-<random>` (default 16 MiB); 0 = no journal.
     /// Only for a regular log file.
     pub journal_bytes: u64,
 }
