@@ -37,7 +37,9 @@
 //! **Adoption.** Two relays may share a log: a restart that overlaps the old process's drain.
 //! If the old one is then killed (a stop timeout's `SIGKILL`), its journal would wait for the
 //! next start; instead the live relay's writer thread looks once a second for journals no
-//! process holds and recovers them the same way ([`Journal::adopt`]). Creating a journal
+//! process holds and recovers them the same way ([`Journal::adopt`]). Records appended from
+//! dead relays' journals, at a start or by adoption, are counted in
+//! `tollgate_usage_journal_recovered_total`. Creating a journal
 //! locks it before truncating it and checks that the lock is on the file its name still
 //! points to, so an adopting relay never takes a journal being created (see
 //! `create_locked`).

@@ -248,6 +248,7 @@ impl Sink {
                 let regular = file.metadata().is_ok_and(|m| m.is_file());
                 if cfg.journal_bytes > 0 && regular {
                     let (j, found) = Journal::open(cfg.journal_bytes, &mut file, path)?;
+                    metrics.add_journal_recovered(found.appended);
                     if found.found > 0 {
                         tracing::warn!(
                             log = %path.display(),

@@ -56,6 +56,9 @@ pub const USAGE_LOG_FSYNCS: &str = "tollgate_usage_log_fsyncs_total";
 pub const USAGE_LOG_QUEUE_DEPTH: &str = "tollgate_usage_log_queue_depth";
 /// Counter: usage records queued without a journal entry (the journal was a whole ring behind).
 pub const USAGE_JOURNAL_SKIPPED: &str = "tollgate_usage_journal_skipped_total";
+/// Counter: usage records appended to the log from dead relays' journals (at start and by
+/// adoption while running): each is a record a killed relay had forwarded but not written.
+pub const USAGE_JOURNAL_RECOVERED: &str = "tollgate_usage_journal_recovered_total";
 /// Gauge: 1 while the usage log accepts records, 0 once it failed closed.
 pub const USAGE_LOG_HEALTHY: &str = "tollgate_usage_log_healthy";
 /// Gauge, label `driver`: the I/O driver in use (`io_uring` or `epoll`), always 1.

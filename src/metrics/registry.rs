@@ -304,6 +304,12 @@ impl Registry {
             s.journal_skips(),
         );
         o.single(
+            names::USAGE_JOURNAL_RECOVERED,
+            "counter",
+            "Usage records appended to the log from dead relays' journals.",
+            s.journal_recovered(),
+        );
+        o.single(
             names::USAGE_LOG_HEALTHY,
             "gauge",
             "1 while the usage log accepts records, 0 once it failed closed.",

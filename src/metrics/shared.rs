@@ -18,6 +18,7 @@ pub struct SinkMetrics {
     fsyncs: AtomicU64,
     queue_depth: AtomicU64,
     journal_skipped: AtomicU64,
+    journal_recovered: AtomicU64,
 }
 
 impl Default for SinkMetrics {
@@ -33,6 +34,7 @@ impl Default for SinkMetrics {
             fsyncs: AtomicU64::new(0),
             queue_depth: AtomicU64::new(0),
             journal_skipped: AtomicU64::new(0),
+            journal_recovered: AtomicU64::new(0),
         }
     }
 }
@@ -113,6 +115,14 @@ impl SinkMetrics {
     /// Records queued without a journal entry so far.
     pub fn journal_skips(&self) -> u64 {
         self.journal_skipped.load(Ordering::Relaxed)
+    }
+    /// `n` records of dead relays' journals were appended to the log.
+    pub fn add_journal_recovered(&self, n: u64) {
+        self.journal_recovered.fetch_add(n, Ordering::Relaxed);
+    }
+    /// Records appended from dead relays' journals so far.
+    pub fn journal_recovered(&self) -> u64 {
+        self.journal_recovered.load(Ordering::Relaxed)
     }
 }
 

@@ -259,6 +259,7 @@ impl Writer {
         match Journal::adopt(file, path) {
             Ok(found) if found.found > 0 => {
                 advance_mark(&self.shared, found.bytes);
+                self.shared.metrics.add_journal_recovered(found.appended);
                 tracing::warn!(
                     log = %path.display(),
                     found = found.found,

@@ -350,6 +350,7 @@ fn drop_without_shutdown_still_syncs() {
 fn an_idle_writer_adopts_a_dead_relays_journal_and_its_mark_covers_the_lines() {
     use crate::metering::journal::Journal;
     let (_d, path) = temp_log();
+    let m = Arc::new(SinkMetrics::default());
     let sink = Sink::start(
         cfg(
             SinkPath::File(path.clone()),
@@ -357,7 +358,7 @@ fn an_idle_writer_adopts_a_dead_relays_journal_and_its_mark_covers_the_lines() {
             64,
             64,
         ),
-        Arc::new(SinkMetrics::default()),
+        m.clone(),
     )
     .expect("start");
     let h = sink.handle();
@@ -389,6 +390,7 @@ fn an_idle_writer_adopts_a_dead_relays_journal_and_its_mark_covers_the_lines() {
         h.durable_mark()
     );
     assert!(!crate::metering::journal::journal_path(&path, u32::MAX - 1).exists());
+    assert_eq!(m.journal_recovered(), 2, "counted");
     h.submit(rec("mine-2")).expect("submit");
     sink.shutdown().expect("shutdown");
     let log = read_log(&path).expect("read");
@@ -399,5 +401,38 @@ fn an_idle_writer_adopts_a_dead_relays_journal_and_its_mark_covers_the_lines() {
     assert_eq!(
         h.durable_mark().map(|m| m.offset),
         Some(std::fs::metadata(&path).expect("log").len())
+    );
+}
+
+#[test]
+fn a_start_counts_the_records_it_appends_from_a_dead_relays_journal() {
+    use crate::metering::journal::Journal;
+    let (_d, path) = temp_log();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(&path)
+        .expect("log");
+    let (mut dead, _) = Journal::open_as(7, 64 << 10, &mut f, &path).expect("open");
+    let line = serde_json::to_vec(&rec("left-behind")).expect("json");
+    dead.append(&line).expect("room");
+    drop(dead);
+    let m = Arc::new(SinkMetrics::default());
+    let sink = Sink::start(
+        cfg(
+            SinkPath::File(path.clone()),
+            Duration::from_millis(5),
+            64,
+            64,
+        ),
+        m.clone(),
+    )
+    .expect("start");
+    assert_eq!(m.journal_recovered(), 1);
+    sink.shutdown().expect("shutdown");
+    assert_eq!(
+        ids(&read_log(&path).expect("read").records),
+        ["left-behind"]
     );
 }
