@@ -346,36 +346,44 @@ fn drop_without_shutdown_still_syncs() {
     assert_eq!(read_log(&path).expect("read").records.len(), 1);
 }
 
+/// A sink on `path` with a journal and a 5 ms group commit, and its metrics.
+fn journaled_sink(path: &std::path::Path) -> (Sink, Arc<SinkMetrics>) {
+    let m = Arc::new(SinkMetrics::default());
+    let cfg = cfg(
+        SinkPath::File(path.to_owned()),
+        Duration::from_millis(5),
+        64,
+        64,
+    );
+    (Sink::start(cfg, m.clone()).expect("start"), m)
+}
+
+/// What a relay `id` killed beside the sink on `path` leaves: a journal holding `records`,
+/// none of them written.
+fn dead_journal(path: &std::path::Path, id: u32, records: &[&str]) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(path)
+        .expect("log");
+    let (mut j, _) =
+        crate::metering::journal::Journal::open_as(id, 64 << 10, &mut f, path).expect("open");
+    for r in records {
+        j.append(&serde_json::to_vec(&rec(r)).expect("json"))
+            .expect("room");
+    }
+}
+
 #[test]
 fn an_idle_writer_adopts_a_dead_relays_journal_and_its_mark_covers_the_lines() {
-    use crate::metering::journal::Journal;
     let (_d, path) = temp_log();
-    let m = Arc::new(SinkMetrics::default());
-    let sink = Sink::start(
-        cfg(
-            SinkPath::File(path.clone()),
-            Duration::from_millis(5),
-            64,
-            64,
-        ),
-        m.clone(),
-    )
-    .expect("start");
+    let (sink, m) = journaled_sink(&path);
     let h = sink.handle();
     h.submit(rec("mine")).expect("submit");
     assert!(wait_until(|| h.durable_count() == 1));
     // A relay beside this one (same log) journals two records and dies unwritten.
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .read(true)
-        .open(&path)
-        .expect("log");
-    let (mut other, _) = Journal::open_as(u32::MAX - 1, 64 << 10, &mut f, &path).expect("open");
-    for id in ["theirs-1", "theirs-2"] {
-        let line = serde_json::to_vec(&rec(id)).expect("json");
-        other.append(&line).expect("room");
-    }
-    drop(other);
+    dead_journal(&path, u32::MAX - 1, &["theirs-1", "theirs-2"]);
     // Nothing is submitted: the idle writer still wakes to adopt within about a second.
     let t0 = Instant::now();
     assert!(
@@ -406,29 +414,9 @@ fn an_idle_writer_adopts_a_dead_relays_journal_and_its_mark_covers_the_lines() {
 
 #[test]
 fn a_start_counts_the_records_it_appends_from_a_dead_relays_journal() {
-    use crate::metering::journal::Journal;
     let (_d, path) = temp_log();
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .read(true)
-        .open(&path)
-        .expect("log");
-    let (mut dead, _) = Journal::open_as(7, 64 << 10, &mut f, &path).expect("open");
-    let line = serde_json::to_vec(&rec("left-behind")).expect("json");
-    dead.append(&line).expect("room");
-    drop(dead);
-    let m = Arc::new(SinkMetrics::default());
-    let sink = Sink::start(
-        cfg(
-            SinkPath::File(path.clone()),
-            Duration::from_millis(5),
-            64,
-            64,
-        ),
-        m.clone(),
-    )
-    .expect("start");
+    dead_journal(&path, 7, &["left-behind"]);
+    let (sink, m) = journaled_sink(&path);
     assert_eq!(m.journal_recovered(), 1);
     sink.shutdown().expect("shutdown");
     assert_eq!(
