@@ -92,7 +92,7 @@ pub enum JournalError {
     TooSmall(u64),
 }
 
-/// What [`Journal::open`] found and did.
+/// What [`Journal::open`] (at start-up) or [`Journal::adopt`] (while running) found and did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Recovered {
     /// Records found in the journal past what the log had been written to.

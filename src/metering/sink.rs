@@ -29,7 +29,8 @@
 //! **Process death.** `submit` also copies each record into the process's memory-mapped
 //! journal `<log>.journal.<pid>-<random>` (see [`super::journal`]) before it returns — before the terminal event
 //! that completed the record is forwarded. A relay killed between group commits (`kill -9`)
-//! leaves its unwritten records there, and the next start appends them to the log.
+//! leaves its unwritten records there, and the next start appends them to the log — or,
+//! when another relay runs on the same log, that relay's writer within a second.
 
 use std::collections::VecDeque;
 use std::fs::File;
