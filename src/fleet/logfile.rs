@@ -116,13 +116,12 @@ fn log_files(log: &Path) -> Vec<(PathBuf, std::fs::Metadata)> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
-    let journal = format!("{name}.journal.");
     entries
         .flatten()
         .filter(|e| {
             let n = e.file_name().to_string_lossy().into_owned();
             n.starts_with(&name)
-                && !n.starts_with(&journal)
+                && !crate::metering::journal::is_journal_of(&name, &n)
                 && ![".export-cursor", ".tmp", ".gz", ".zst", ".xz", ".bz2"]
                     .iter()
                     .any(|s| n.ends_with(s))

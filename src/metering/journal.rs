@@ -119,11 +119,21 @@ pub struct Journal {
     released: u64,
 }
 
+/// What follows the log's file name in its journals' names.
+const JOURNAL_INFIX: &str = ".journal.";
+
 /// `<log>.journal.<id>`: one process's journal, next to the log it protects.
 pub fn journal_path(log: &Path, id: impl std::fmt::Display) -> PathBuf {
     let mut name = log.as_os_str().to_owned();
-    name.push(format!(".journal.{id}"));
+    name.push(format!("{JOURNAL_INFIX}{id}"));
     PathBuf::from(name)
+}
+
+/// Whether a file named `file` (in the log's directory) is a journal of the log named `log`
+/// — whichever process's: the recovery looks for these, the usage exporter skips them.
+pub fn is_journal_of(log: &str, file: &str) -> bool {
+    file.strip_prefix(log)
+        .is_some_and(|rest| rest.starts_with(JOURNAL_INFIX))
 }
 
 /// Opens (creating it if needed) and locks this process's journal file, without

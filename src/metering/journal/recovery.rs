@@ -91,7 +91,6 @@ fn journals_of(log: &Path) -> io::Result<Vec<PathBuf>> {
     let Some(name) = log.file_name().and_then(|n| n.to_str()) else {
         return Ok(Vec::new());
     };
-    let prefix = format!("{name}.journal.");
     let dir = match log.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -102,7 +101,7 @@ fn journals_of(log: &Path) -> io::Result<Vec<PathBuf>> {
         if entry
             .file_name()
             .to_str()
-            .is_some_and(|n| n.starts_with(&prefix))
+            .is_some_and(|n| super::is_journal_of(name, n))
         {
             out.push(entry.path());
         }
