@@ -42,6 +42,15 @@ pub struct Case {
     pub run: RunConfig,
 }
 
+impl Case {
+    /// Whether the generator runs on the mock's thread, one event loop for the whole load
+    /// side: the latency sweep, whose tails two threads on one core inflated by waiting for
+    /// each other ([`crate::gen::local_loop`]).
+    pub fn one_load_thread(&self) -> bool {
+        self.kind == Kind::Sweep
+    }
+}
+
 /// Duration and size knobs of a profile.
 #[derive(Debug, Clone, Copy)]
 pub struct Profile {

@@ -6,6 +6,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
+use crate::gen::local_loop::{self, LoopHandle};
 use crate::mock::{MockConfig, MockCounters, MockUpstream};
 
 /// A mock upstream running on its own thread; stopped on drop.
@@ -15,6 +16,8 @@ pub struct MockHost {
     pub addr: SocketAddr,
     /// Its counters.
     pub counters: MockCounters,
+    /// Runs other work (the sweep's generator) on the mock's event loop.
+    pub event_loop: LoopHandle,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -24,6 +27,7 @@ impl MockHost {
     pub fn start(cfg: MockConfig) -> std::io::Result<MockHost> {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (event_loop, jobs) = local_loop::job_channel();
         let thread = std::thread::Builder::new()
             .name("mock".into())
             .spawn(move || {
@@ -37,11 +41,19 @@ impl MockHost {
                         return;
                     }
                 };
-                rt.block_on(async move {
+                // A LocalSet, so that work handed over (the generator's) may be !Send.
+                tokio::task::LocalSet::new().block_on(&rt, async move {
                     match MockUpstream::start(cfg).await {
                         Ok(m) => {
                             let _ = ready_tx.send(Ok((m.addr(), m.counters())));
-                            let _ = stop_rx.await;
+                            let serve = async {
+                                local_loop::serve_jobs(jobs).await;
+                                std::future::pending::<()>().await
+                            };
+                            tokio::select! {
+                                _ = stop_rx => {}
+                                _ = serve => {}
+                            }
                             m.shutdown();
                         }
                         Err(e) => {
@@ -54,6 +66,7 @@ impl MockHost {
             Ok(Ok((addr, counters))) => Ok(MockHost {
                 addr,
                 counters,
+                event_loop,
                 stop: Some(stop_tx),
                 thread: Some(thread),
             }),

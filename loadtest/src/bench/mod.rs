@@ -256,6 +256,9 @@ fn run_one(case: &Case, peer: Peer, rep: usize, env: &PeerEnv, work: &Path) -> S
     rc.target = rp.url.clone();
     rc.key = Some(BENCH_KEY.to_string());
     rc.sut_pids = rp.pids();
+    if case.one_load_thread() {
+        rc.host = Some(mock.event_loop.clone());
+    }
     rc.tls_ca_pem = env
         .tls_files
         .as_ref()
@@ -310,7 +313,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
     // call, inherit the mask) on CPU 1.
     let two = machine.nproc >= 2;
     let pinning = if two && machine::pin_current_thread(1).is_ok() {
-        "SUT pinned to CPU 0 (taskset -c 0); generator + mock (one process, one thread each) pinned to CPU 1 (sched_setaffinity)".to_string()
+        "SUT pinned to CPU 0 (taskset -c 0); generator + mock (one process; one thread each, one thread for both in the latency sweep) pinned to CPU 1 (sched_setaffinity)".to_string()
     } else {
         "unpinned (fewer than 2 CPUs or sched_setaffinity failed)".to_string()
     };

@@ -22,6 +22,7 @@ pub mod conn;
 mod echo;
 pub mod hops;
 mod idle;
+pub mod local_loop;
 pub mod procfs;
 mod report;
 mod run;
@@ -117,6 +118,9 @@ pub struct RunConfig {
     pub tls_ca_pem: Option<Vec<u8>>,
     /// Also trace the SUT's hop over the measurement window ([`hops`]; needs perf).
     pub trace_hops: bool,
+    /// Run generator thread 0's work on this event loop (the mock's, in the bench's latency
+    /// sweep: [`local_loop`]) instead of on a thread of its own.
+    pub host: Option<local_loop::LoopHandle>,
 }
 
 impl Default for RunConfig {
@@ -142,6 +146,7 @@ impl Default for RunConfig {
             drain_timeout: Duration::from_secs(10),
             tls_ca_pem: None,
             trace_hops: false,
+            host: None,
         }
     }
 }

@@ -91,29 +91,66 @@ fn validate(cfg: &RunConfig) -> Result<(), GenError> {
 }
 
 fn thread_main(shared: Arc<Shared>, index: usize) -> Result<Local, GenError> {
-    timer::tighten_timer_slack();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(GenError::Runtime)?;
+    let set = tokio::task::LocalSet::new();
+    let out = set.block_on(&rt, thread_body(shared, index));
+    drop(set);
+    out
+}
+
+/// One generator thread's work, on its own runtime ([`thread_main`]) or on a loop it shares
+/// ([`RunConfig::host`]); must run inside a `LocalSet`.
+async fn thread_body(shared: Arc<Shared>, index: usize) -> Result<Local, GenError> {
+    timer::tighten_timer_slack();
     let local: LocalRef = Rc::new(RefCell::new(Local {
         live_frames: shared.live_frames.clone(),
         ..Local::default()
     }));
-    let set = tokio::task::LocalSet::new();
     let l = local.clone();
-    set.block_on(&rt, async move {
-        match shared.cfg.workload {
-            Workload::Stream | Workload::Firehose => stream::run_thread(shared, index, l).await,
-            Workload::Churn => stream::churn_thread(shared, index, l).await,
-            Workload::Echo => echo::run_thread(shared, index, l).await,
-            Workload::Idle => idle::run_thread(shared, index, l).await,
-        }
-    })?;
-    drop(set);
+    match shared.cfg.workload {
+        Workload::Stream | Workload::Firehose => stream::run_thread(shared, index, l).await,
+        Workload::Churn => stream::churn_thread(shared, index, l).await,
+        Workload::Echo => echo::run_thread(shared, index, l).await,
+        Workload::Idle => idle::run_thread(shared, index, l).await,
+    }?;
+    // Tasks this thread aborted may still hold a reference until their loop drops them.
     Ok(Rc::try_unwrap(local)
         .map(RefCell::into_inner)
         .unwrap_or_else(|rc| std::mem::take(&mut *rc.borrow_mut())))
+}
+
+/// A generator thread of this run: a thread of its own, or work on a shared loop.
+enum Worker {
+    Thread(std::thread::JoinHandle<Result<Local, GenError>>),
+    Hosted(std::sync::mpsc::Receiver<Result<Local, GenError>>),
+}
+
+impl Worker {
+    fn start(shared: &Arc<Shared>, index: usize) -> Result<Worker, GenError> {
+        let s = shared.clone();
+        match (&shared.cfg.host, index) {
+            (Some(host), 0) => host
+                .spawn(move || thread_body(s, 0))
+                .map(Worker::Hosted)
+                .map_err(|e| GenError::Runtime(std::io::Error::other(e))),
+            _ => std::thread::Builder::new()
+                .name(format!("gen-{index}"))
+                .spawn(move || thread_main(s, index))
+                .map(Worker::Thread)
+                .map_err(GenError::Runtime),
+        }
+    }
+
+    /// Its result; `None` when it panicked (or its loop stopped before it finished).
+    fn join(self) -> Option<Result<Local, GenError>> {
+        match self {
+            Worker::Thread(h) => h.join().ok(),
+            Worker::Hosted(rx) => rx.recv().ok(),
+        }
+    }
 }
 
 fn progress_bar(cfg: &RunConfig) -> ProgressBar {
@@ -183,13 +220,7 @@ pub fn run(cfg: &RunConfig) -> Result<Report, GenError> {
     };
 
     let handles: Vec<_> = (0..cfg.threads.min(cfg.sessions))
-        .map(|i| {
-            let s = shared.clone();
-            std::thread::Builder::new()
-                .name(format!("gen-{i}"))
-                .spawn(move || thread_main(s, i))
-                .map_err(GenError::Runtime)
-        })
+        .map(|i| Worker::start(&shared, i))
         .collect::<Result<_, _>>()?;
 
     // The measurement window: from a fifth into the run (sessions up, load settled) to a
@@ -217,16 +248,16 @@ pub fn run(cfg: &RunConfig) -> Result<Report, GenError> {
     let mut errors = Vec::new();
     for h in handles {
         match h.join() {
-            Ok(Ok(l)) => {
+            Some(Ok(l)) => {
                 hists.merge(&l.hists);
                 counts.merge(&l.counts);
                 errors.extend(l.errors);
             }
-            Ok(Err(e)) => {
+            Some(Err(e)) => {
                 done.store(true, Ordering::Relaxed);
                 return Err(e);
             }
-            Err(_) => {
+            None => {
                 counts.errors += 1;
                 errors.push("a generator thread panicked".to_string());
             }
