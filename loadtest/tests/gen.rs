@@ -9,6 +9,9 @@ use tollgate_loadtest::bench::{svg, usage};
 use tollgate_loadtest::gen::{self, procfs, Report, RunConfig, Workload};
 use tollgate_loadtest::mock::MockConfig;
 
+mod common;
+use common::{assert_every_echo_back, echo_mock};
+
 fn quick(workload: Workload, target: String) -> RunConfig {
     RunConfig {
         target,
@@ -129,94 +132,18 @@ fn stream_report_counts_exactly_what_the_mock_sent() {
 
 #[test]
 fn open_loop_echo_gets_every_frame_back_and_reports_the_rate() {
-    let mock = MockHost::start(MockConfig {
-        echo: true,
-        record: false,
-        ..MockConfig::default()
-    })
-    .unwrap();
+    let mock = echo_mock();
     let cfg = RunConfig {
         rate: Some(2000.0),
         ..quick(Workload::Echo, mock.url())
     };
     let r = gen::run(&cfg).unwrap();
-    assert_eq!(r.counts.errors, 0, "{:?}", r.error_samples);
-    assert!(r.counts.frames_sent > 500, "{:?}", r.counts);
-    assert_eq!(r.counts.frames_received, r.counts.frames_sent);
+    assert_every_echo_back(&r);
     assert_eq!(
         mock_frames(&mock, r.counts.frames_sent),
         r.counts.frames_received
     );
-    assert_eq!(r.latency["echo"].count, r.counts.frames_sent);
     assert!(r.achieved_rate > 1000.0, "{}", r.achieved_rate);
-}
-
-/// Names of this process's threads.
-fn thread_names() -> Vec<String> {
-    std::fs::read_dir("/proc/self/task")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
-                .map(|c| c.trim().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-#[test]
-fn echo_hosted_on_the_mocks_event_loop_gets_every_frame_back_without_a_thread_of_its_own() {
-    let mock = MockHost::start(MockConfig {
-        echo: true,
-        record: false,
-        ..MockConfig::default()
-    })
-    .unwrap();
-    // Two generator threads: the first runs on the mock's loop, the second on its own.
-    let cfg = RunConfig {
-        rate: Some(2000.0),
-        host: Some(mock.event_loop.clone()),
-        ..quick(Workload::Echo, mock.url())
-    };
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watcher = {
-        let (seen, done) = (seen.clone(), done.clone());
-        std::thread::spawn(move || {
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Ok(mut s) = seen.lock() {
-                    s.extend(thread_names().into_iter().filter(|n| n.starts_with("gen-")));
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        })
-    };
-    let r = gen::run(&cfg).unwrap();
-    done.store(true, std::sync::atomic::Ordering::Relaxed);
-    watcher.join().unwrap();
-    assert_eq!(r.counts.errors, 0, "{:?}", r.error_samples);
-    assert!(r.counts.frames_sent > 500, "{:?}", r.counts);
-    assert_eq!(r.counts.frames_received, r.counts.frames_sent);
-    assert_eq!(r.latency["echo"].count, r.counts.frames_sent);
-    let seen = seen.lock().unwrap().clone();
-    assert!(
-        seen.contains("gen-1"),
-        "the watcher saw the second thread: {seen:?}"
-    );
-    assert!(
-        !seen.contains("gen-0"),
-        "the first ran on the mock's loop: {seen:?}"
-    );
-
-    // Once the mock (and its loop) has stopped, a run handed to it fails at once.
-    let handle = mock.event_loop.clone();
-    mock.stop();
-    let err = gen::run(&RunConfig {
-        host: Some(handle),
-        threads: 1,
-        ..cfg
-    })
-    .unwrap_err();
-    assert!(err.to_string().contains("stopped"), "{err}");
 }
 
 #[test]
@@ -454,12 +381,7 @@ fn perf_can_trace() -> bool {
 fn the_relays_hop_is_traced_over_an_echo_run() {
     let dir = std::env::temp_dir().join(format!("loadtest-gen-hop-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let mock = MockHost::start(MockConfig {
-        echo: true,
-        record: false,
-        ..MockConfig::default()
-    })
-    .unwrap();
+    let mock = echo_mock();
     let relay = RunningPeer::start(Peer::Tollgate, &plain_env(&dir), mock.addr, &dir).unwrap();
     let cfg = RunConfig {
         key: Some("k-test-1".into()),

@@ -44,8 +44,8 @@ pub struct Case {
 
 impl Case {
     /// Whether the generator runs on the mock's thread, one event loop for the whole load
-    /// side: the latency sweep, whose tails two threads on one core inflated by waiting for
-    /// each other ([`crate::gen::local_loop`]).
+    /// side: the latency sweep, where two load threads on one core waited for each other up
+    /// to a scheduler tick ([`crate::gen::local_loop`]).
     pub fn one_load_thread(&self) -> bool {
         self.kind == Kind::Sweep
     }

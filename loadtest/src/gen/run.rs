@@ -259,7 +259,9 @@ pub fn run(cfg: &RunConfig) -> Result<Report, GenError> {
             }
             None => {
                 counts.errors += 1;
-                errors.push("a generator thread panicked".to_string());
+                errors.push(
+                    "a generator thread panicked (or the event loop it ran on stopped)".to_string(),
+                );
             }
         }
     }

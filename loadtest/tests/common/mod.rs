@@ -2,7 +2,9 @@
 #![allow(dead_code)]
 
 use serde_json::{json, Value};
+use tollgate_loadtest::bench::host::MockHost;
 use tollgate_loadtest::client::{self, ClientOpts, WsClient};
+use tollgate_loadtest::gen::Report;
 use tollgate_loadtest::mock::{MockConfig, MockUpstream};
 
 /// A `response.create` with `extra` merged in.
@@ -50,4 +52,22 @@ pub fn expected_types(n: usize, terminal: &str) -> Vec<String> {
         terminal,
     ]);
     t.into_iter().map(str::to_string).collect()
+}
+
+/// A mock that echoes every frame and records nothing.
+pub fn echo_mock() -> MockHost {
+    MockHost::start(MockConfig {
+        echo: true,
+        record: false,
+        ..MockConfig::default()
+    })
+    .unwrap()
+}
+
+/// Every frame the run sent came back, and each was timed.
+pub fn assert_every_echo_back(r: &Report) {
+    assert_eq!(r.counts.errors, 0, "{:?}", r.error_samples);
+    assert!(r.counts.frames_sent > 500, "{:?}", r.counts);
+    assert_eq!(r.counts.frames_received, r.counts.frames_sent);
+    assert_eq!(r.latency["echo"].count, r.counts.frames_sent);
 }
