@@ -48,7 +48,9 @@ pub struct WindowReport {
 struct Snapshot {
     at: Instant,
     frames: u64,
-    threads: Vec<(String, f64)>,
+    /// Each process's CPU clock (ns resolution), `None` once it is gone.
+    clocks: Vec<Option<f64>>,
+    threads: Vec<procfs::ThreadCpu>,
 }
 
 fn snapshot(pids: &[u32], frames: &AtomicU64) -> Snapshot {
@@ -59,8 +61,47 @@ fn snapshot(pids: &[u32], frames: &AtomicU64) -> Snapshot {
     Snapshot {
         at: Instant::now(),
         frames: frames.load(Ordering::Relaxed),
+        clocks: pids.iter().map(|p| procfs::cpu_clock_seconds(*p)).collect(),
         threads,
     }
+}
+
+/// CPU seconds between two snapshots, per thread-name group, each thread matched by its
+/// id: a thread that was not there at the start counts from zero, one that ended before
+/// the end is not counted (no peer's threads come and go in a window).
+fn thread_groups(a: &[procfs::ThreadCpu], b: &[procfs::ThreadCpu]) -> Vec<ThreadGroup> {
+    let mut groups: Vec<ThreadGroup> = Vec::new();
+    for t in b {
+        let cpu0 = a.iter().find(|x| x.tid == t.tid).map_or(0.0, |x| x.cpu_s);
+        let d = (t.cpu_s - cpu0).max(0.0);
+        let name = group_name(&t.name);
+        match groups.iter_mut().find(|g| g.name == name) {
+            Some(g) => {
+                g.threads += 1;
+                g.cpu_s += d;
+            }
+            None => groups.push(ThreadGroup {
+                name,
+                threads: 1,
+                cpu_s: d,
+                cpu_us_per_frame: None,
+            }),
+        }
+    }
+    groups.sort_by(|x, y| y.cpu_s.total_cmp(&x.cpu_s));
+    groups
+}
+
+/// The SUT's CPU seconds between two snapshots: from the processes' CPU clocks when
+/// every one could be read both times, else the threads' tick-rounded sum.
+fn total_cpu(a: &Snapshot, b: &Snapshot, groups: &[ThreadGroup]) -> f64 {
+    let clocks: Option<f64> = a
+        .clocks
+        .iter()
+        .zip(&b.clocks)
+        .map(|(x, y)| Some((y.as_ref()? - x.as_ref()?).max(0.0)))
+        .sum();
+    clocks.unwrap_or_else(|| groups.iter().map(|g| g.cpu_s).sum())
 }
 
 fn group_name(comm: &str) -> String {
@@ -130,34 +171,11 @@ pub(crate) fn measure(
     let hops = trace.and_then(|t| t.stop(&super::hops::thread_ids(pids)));
     let frames = b.frames.saturating_sub(a.frames);
     let per = |cpu: f64| (frames > 0).then(|| cpu * 1e6 / frames as f64);
-    let mut groups: Vec<ThreadGroup> = Vec::new();
-    let mut total = 0.0;
-    for (comm, cpu1) in &b.threads {
-        let cpu0 = a
-            .threads
-            .iter()
-            .find(|(c, _)| c == comm)
-            .map_or(0.0, |(_, c)| *c);
-        let d = (cpu1 - cpu0).max(0.0);
-        total += d;
-        let name = group_name(comm);
-        match groups.iter_mut().find(|g| g.name == name) {
-            Some(g) => {
-                g.threads += 1;
-                g.cpu_s += d;
-            }
-            None => groups.push(ThreadGroup {
-                name,
-                threads: 1,
-                cpu_s: d,
-                cpu_us_per_frame: None,
-            }),
-        }
-    }
+    let mut groups = thread_groups(&a.threads, &b.threads);
     for g in &mut groups {
         g.cpu_us_per_frame = per(g.cpu_s);
     }
-    groups.sort_by(|x, y| y.cpu_s.total_cmp(&x.cpu_s));
+    let total = total_cpu(&a, &b, &groups);
     Some(WindowReport {
         seconds: b.at.duration_since(a.at).as_secs_f64(),
         frames,
@@ -174,6 +192,60 @@ pub(crate) fn measure(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn t(tid: u32, name: &str, cpu_s: f64) -> procfs::ThreadCpu {
+        procfs::ThreadCpu {
+            tid,
+            name: name.into(),
+            cpu_s,
+        }
+    }
+
+    #[test]
+    fn threads_of_one_name_are_matched_by_id() {
+        // nginx: master and worker are two processes whose threads are both "nginx". The
+        // worker had run 5 s before the window and runs 1 s in it; the master idles.
+        let a = [t(100, "nginx", 0.01), t(101, "nginx", 5.0)];
+        let b = [t(100, "nginx", 0.01), t(101, "nginx", 6.0)];
+        let g = thread_groups(&a, &b);
+        assert_eq!(g.len(), 1);
+        assert_eq!(g[0].threads, 2);
+        assert!((g[0].cpu_s - 1.0).abs() < 1e-9, "{g:?}");
+        // Workers and a helper group by name without their index, largest first; a thread
+        // born inside the window counts from zero.
+        let a = [t(1, "tollgate-w0", 1.0), t(2, "tollgate-usage-", 0.5)];
+        let b = [
+            t(1, "tollgate-w0", 1.5),
+            t(2, "tollgate-usage-", 0.52),
+            t(3, "tollgate-w1", 0.25),
+        ];
+        let g = thread_groups(&a, &b);
+        assert_eq!(g[0].name, "tollgate-w");
+        assert_eq!(g[0].threads, 2);
+        assert!((g[0].cpu_s - 0.75).abs() < 1e-9, "{g:?}");
+        assert!((g[1].cpu_s - 0.02).abs() < 1e-9, "{g:?}");
+    }
+
+    #[test]
+    fn the_total_comes_from_the_clocks_unless_one_is_missing() {
+        let snap = |clocks: Vec<Option<f64>>| Snapshot {
+            at: Instant::now(),
+            frames: 0,
+            clocks,
+            threads: Vec::new(),
+        };
+        let groups = [ThreadGroup {
+            name: "x".into(),
+            threads: 1,
+            cpu_s: 0.6,
+            cpu_us_per_frame: None,
+        }];
+        let a = snap(vec![Some(1.0), Some(2.0)]);
+        let b = snap(vec![Some(1.5), Some(2.123_456)]);
+        assert!((total_cpu(&a, &b, &groups) - 0.623_456).abs() < 1e-9);
+        let gone = snap(vec![Some(1.5), None]);
+        assert!((total_cpu(&a, &gone, &groups) - 0.6).abs() < 1e-9);
+    }
 
     #[test]
     fn thread_names_group_without_their_index() {
