@@ -147,6 +147,79 @@ fn paced_targets_compare_tollgate_with_each_peer() {
 }
 
 #[test]
+fn cpu_rows_against_nginx_and_haproxy_carry_the_floors_ratio_and_are_floor_bound_above_the_limit() {
+    use Peer::*;
+    // bfull22's medians: the floor ×0.946 nginx (under 0.95: not floor-bound), ×0.718 HAProxy.
+    let m = medians(&[
+        (Metric::Paced, Floor, 15.8),
+        (Metric::Paced, Tunnel, 13.8),
+        (Metric::Paced, Tollgate, 16.0),
+        (Metric::Paced, Nginx, 16.7),
+        (Metric::Paced, Haproxy, 22.0),
+        (Metric::Firehose, Floor, 0.72),
+        (Metric::Firehose, Tollgate, 0.96),
+        (Metric::Firehose, Nginx, 1.37),
+        (Metric::Firehose, Haproxy, 0.88),
+    ]);
+    let r = rows(&m);
+    let n = find(&r, "paced: tollgate ≤ 0.95");
+    assert_eq!(n.verdict, Verdict::Missed);
+    assert!(!n.floor_bound, "{}", n.measured);
+    assert!(
+        n.measured
+            .ends_with("; the floor (no WebSocket work) ×0.946 nginx"),
+        "{}",
+        n.measured
+    );
+    let h = find(&r, "paced: tollgate ≤ 0.85");
+    assert!(
+        h.measured
+            .contains("the floor (no WebSocket work) ×0.718 haproxy"),
+        "{}",
+        h.measured
+    );
+    // The rows against the tunnel and the floor say nothing about the floor's ratio.
+    assert!(!find(&r, "paced: tollgate ≤ 1.05")
+        .measured
+        .contains("the floor"));
+    assert!(!find(&r, "paced: `--tunnel`")
+        .measured
+        .contains("(no WebSocket"));
+    let f = find(&r, "firehose");
+    assert!(f.measured.contains("×0.818 haproxy"), "{}", f.measured);
+    assert!(!f.floor_bound);
+
+    // An hour where the floor itself costs more than 0.95 × nginx: the row is floor-bound
+    // and names the floor's ratio.
+    let m = medians(&[
+        (Metric::Paced, Floor, 16.5),
+        (Metric::Paced, Tollgate, 16.6),
+        (Metric::Paced, Nginx, 16.7),
+    ]);
+    let r = rows(&m);
+    let n = find(&r, "paced: tollgate ≤ 0.95");
+    assert!(n.floor_bound);
+    assert!(
+        n.measured
+            .contains("; floor-bound: the floor (no WebSocket work) ×0.988 nginx"),
+        "{}",
+        n.measured
+    );
+
+    // No floor in the run: nothing appended.
+    let m = medians(&[
+        (Metric::Paced, Tollgate, 16.0),
+        (Metric::Paced, Nginx, 16.7),
+    ]);
+    let n = rows(&m)
+        .into_iter()
+        .find(|x| x.target.starts_with("paced: tollgate ≤ 0.95"))
+        .expect("row");
+    assert!(!n.floor_bound);
+    assert!(!n.measured.contains("floor"), "{}", n.measured);
+}
+
+#[test]
 fn firehose_compares_with_the_cheaper_of_nginx_and_haproxy() {
     use Peer::*;
     let m = medians(&[
