@@ -7,6 +7,7 @@
 pub mod cases;
 pub mod host;
 pub mod machine;
+mod medians;
 pub mod peers;
 mod proxy_conf;
 mod render;

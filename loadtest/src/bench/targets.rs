@@ -13,185 +13,13 @@
 //! 5%, the verdict is settled even though the cross range straddles the limit. Three
 //! pairs can never do that; the nine of a sweep rate can.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use super::cases::Kind;
+pub(crate) use super::medians::{Medians, Metric};
 use super::peers::Peer;
-use super::sections::{load_queues, LOAD_QUEUE_FACTOR};
-use super::table::{fmt, lat, samples, stat, win_us_frame, Stat};
+use super::sections::LOAD_QUEUE_FACTOR;
+use super::table::{fmt, Stat};
 use super::BenchResult;
-
-/// A measured quantity whose median the targets compare.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Metric {
-    /// Paced: SUT CPU µs per frame inside the measurement window.
-    Paced,
-    /// Firehose: the same.
-    Firehose,
-    /// KiB of RSS per idle session, at this many sessions.
-    Idle(usize),
-    /// Echo p50 µs at this offered rate (frames/s).
-    EchoP50(u64),
-    /// Echo p99 µs at this offered rate.
-    EchoP99(u64),
-    /// The load core's utilisation (generator + mock, 0–1) in the runs at this offered
-    /// echo rate.
-    EchoLoad(u64),
-}
-
-/// The medians (with the reps' range) the targets need, per metric and peer.
-#[derive(Debug, Default)]
-pub(crate) struct Medians {
-    map: HashMap<(Metric, Peer), Stat>,
-    /// Each rep's value: `(rep, value)`.
-    reps: HashMap<(Metric, Peer), Vec<(usize, f64)>>,
-    idle_sizes: Vec<usize>,
-    sweep_rates: Vec<u64>,
-    /// Responses whose usage matched the mock's ledger, and responses in the ledger.
-    accuracy: Option<(usize, usize)>,
-}
-
-impl Medians {
-    fn get(&self, m: Metric, p: Peer) -> Option<Stat> {
-        self.map.get(&(m, p)).copied()
-    }
-
-    /// `a`'s value over `b`'s, per repetition both measured.
-    fn paired(&self, m: Metric, a: Peer, b: Peer) -> Vec<f64> {
-        let (Some(ra), Some(rb)) = (self.reps.get(&(m, a)), self.reps.get(&(m, b))) else {
-            return Vec::new();
-        };
-        ra.iter()
-            .filter_map(|&(rep, x)| {
-                let &(_, y) = rb.iter().find(|(r, _)| *r == rep)?;
-                (y > 0.0).then(|| x / y)
-            })
-            .collect()
-    }
-
-    /// The ratio row of `a ≤ limit × b` on `metric`.
-    fn ratio(&self, target: String, metric: Metric, a: Peer, b: Peer, limit: f64) -> Row {
-        ratio_row(
-            target,
-            self.get(metric, a),
-            self.get(metric, b),
-            &self.paired(metric, a, b),
-            limit,
-        )
-    }
-
-    /// Why an echo verdict at `rate` says more about the load side than about the relays,
-    /// when it does: `direct` (no relay) had a p50 there more than [`LOAD_QUEUE_FACTOR`]
-    /// times its lowest in the sweep, at a higher rate than that lowest's
-    /// ([`load_queues`]). `None` when it did not, or when `direct` did not
-    /// run.
-    pub(crate) fn load_queue(&self, rate: u64) -> Option<String> {
-        let direct: Vec<(f64, f64)> = self
-            .sweep_rates
-            .iter()
-            .filter_map(|&r| Some((r as f64, self.get(Metric::EchoP50(r), Peer::Direct)?.median)))
-            .collect();
-        let q = load_queues(&direct)
-            .into_iter()
-            .find(|q| q.rate == rate as f64)?;
-        let load: Vec<Stat> = [Peer::Tollgate, Peer::Nginx]
-            .into_iter()
-            .filter_map(|p| self.get(Metric::EchoLoad(rate), p))
-            .collect();
-        let busy = match (
-            load.iter().map(|s| s.min).min_by(f64::total_cmp),
-            load.iter().map(|s| s.max).max_by(f64::total_cmp),
-        ) {
-            (Some(lo), Some(hi)) => format!(
-                "; load core {:.0}–{:.0}% in tollgate's and nginx's runs",
-                lo * 100.0,
-                hi * 100.0
-            ),
-            _ => String::new(),
-        };
-        Some(format!(
-            "load-bound: without a relay (direct) p50 {} µs, ×{:.1} its lowest ({} at {}/s){busy}",
-            fmt(q.p50),
-            q.p50 / q.low,
-            fmt(q.low),
-            fmt(q.low_rate)
-        ))
-    }
-
-    /// What the floor says about a CPU target `tollgate ≤ limit × peer`: the floor's own
-    /// ratio to `peer` in this run, and whether it is above `limit` (then no relay on the
-    /// floor's kernel path meets the target here). `None` when the floor or `peer` did
-    /// not run.
-    pub(crate) fn floor_context(
-        &self,
-        metric: Metric,
-        peer: Peer,
-        limit: f64,
-    ) -> Option<(String, bool)> {
-        let floor = self.get(metric, Peer::Floor)?;
-        let other = self.get(metric, peer).filter(|s| s.median > 0.0)?;
-        let r = floor.median / other.median;
-        let bound = r > limit;
-        Some((
-            format!(
-                "{}the floor (no WebSocket work) ×{r:.3} {}",
-                if bound { "floor-bound: " } else { "" },
-                peer.name()
-            ),
-            bound,
-        ))
-    }
-
-    /// Gathers the medians from a run.
-    pub(crate) fn of(r: &BenchResult) -> Medians {
-        let mut out = Medians::default();
-        let mut put =
-            |m: Metric, case: &str, peer: Peer, get: fn(&super::Sample) -> Option<f64>| {
-                let reps: Vec<(usize, f64)> = samples(r, case, peer)
-                    .filter_map(|s| Some((s.rep, get(s).filter(|x| x.is_finite())?)))
-                    .collect();
-                let v: Vec<f64> = reps.iter().map(|&(_, x)| x).collect();
-                if let Some(st) = stat(&v) {
-                    out.map.insert((m, peer), st);
-                    out.reps.insert((m, peer), reps);
-                }
-            };
-        let mut idle: Vec<(usize, String)> = Vec::new();
-        for s in r.samples.iter().filter(|s| s.kind == Kind::Idle) {
-            if let Some(n) = s.case.strip_prefix("idle-").and_then(|n| n.parse().ok()) {
-                if !idle.iter().any(|(m, _)| *m == n) {
-                    idle.push((n, s.case.clone()));
-                }
-            }
-        }
-        for peer in Peer::KNOWN {
-            put(Metric::Paced, "paced", peer, win_us_frame);
-            put(Metric::Firehose, "firehose", peer, win_us_frame);
-            for (n, case) in &idle {
-                put(Metric::Idle(*n), case, peer, |s| {
-                    s.report.as_ref()?.sut.as_ref()?.kib_per_session
-                });
-            }
-            for &rate in &r.sweep_rates {
-                let case = format!("sweep@{rate}");
-                put(Metric::EchoP50(rate as u64), &case, peer, |s| {
-                    lat(s, "echo", |l| l.p50_us)
-                });
-                put(Metric::EchoP99(rate as u64), &case, peer, |s| {
-                    lat(s, "echo", |l| l.p99_us)
-                });
-                put(Metric::EchoLoad(rate as u64), &case, peer, |s| {
-                    Some(s.report.as_ref()?.load_cpu_util)
-                });
-            }
-        }
-        out.idle_sizes = idle.into_iter().map(|(n, _)| n).collect();
-        out.sweep_rates = r.sweep_rates.iter().map(|&x| x as u64).collect();
-        out.accuracy = super::sections::accuracy(r).map(|a| (a.matched, a.ledger));
-        out
-    }
-}
 
 /// Whether a target holds in this run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,6 +74,17 @@ impl Row {
             floor_bound: false,
         }
     }
+}
+
+/// The row of `a ≤ limit × b` on `metric`.
+fn ratio(m: &Medians, target: String, metric: Metric, a: Peer, b: Peer, limit: f64) -> Row {
+    ratio_row(
+        target,
+        m.get(metric, a),
+        m.get(metric, b),
+        &m.paired(metric, a, b),
+        limit,
+    )
 }
 
 /// `a ≤ limit × b` on the medians, as a row: "a vs b µs: ×ratio (reps ×lo–×hi; pairs k of
@@ -343,7 +182,7 @@ pub(crate) fn rows(m: &Medians) -> Vec<Row> {
     let mut v: Vec<Row> = paced
         .into_iter()
         .map(|(a, b, limit, target)| {
-            let row = m.ratio(target.into(), Metric::Paced, a, b, limit);
+            let row = ratio(m, target.into(), Metric::Paced, a, b, limit);
             if matches!(b, Nginx | Haproxy) {
                 with_floor(row, m, Metric::Paced, b, limit)
             } else {
@@ -364,7 +203,8 @@ pub(crate) fn rows(m: &Medians) -> Vec<Row> {
     let fire = "firehose: tollgate ≤ 1.0 × the better of nginx and HAProxy";
     v.push(match better {
         Some(b) => with_floor(
-            m.ratio(
+            ratio(
+                m,
                 format!("{fire} ({})", b.name()),
                 Metric::Firehose,
                 Tollgate,
@@ -412,7 +252,8 @@ pub(crate) fn rows(m: &Medians) -> Vec<Row> {
             ("p50", Metric::EchoP50(rate)),
             ("p99", Metric::EchoP99(rate)),
         ] {
-            let mut row = m.ratio(
+            let mut row = ratio(
+                m,
                 format!("echo {q} at {}/s: tollgate ≤ nginx", fmt(rate as f64)),
                 metric,
                 Tollgate,

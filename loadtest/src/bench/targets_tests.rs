@@ -1,6 +1,7 @@
 //! Tests of the targets section (`targets.rs`).
 
 use super::*;
+use crate::bench::table::stat;
 
 /// A median with its reps' range.
 fn st(median: f64, min: f64, max: f64) -> Stat {
@@ -70,7 +71,7 @@ fn pairs_settle_a_verdict_only_when_a_sign_test_says_so() {
     let mut m = Medians::default();
     put(&mut m, Tollgate, &under);
     put(&mut m, Nginx, &slowing);
-    let r = m.ratio("t".into(), Metric::Paced, Tollgate, Nginx, 1.0);
+    let r = ratio(&m, "t".into(), Metric::Paced, Tollgate, Nginx, 1.0);
     assert_eq!(r.verdict, Verdict::Met);
     assert_eq!(
         r.measured,
@@ -84,7 +85,7 @@ fn pairs_settle_a_verdict_only_when_a_sign_test_says_so() {
     let mut m3 = Medians::default();
     put(&mut m3, Tollgate, &under[..3]);
     put(&mut m3, Nginx, &slowing[..3]);
-    let r = m3.ratio("t".into(), Metric::Paced, Tollgate, Nginx, 1.0);
+    let r = ratio(&m3, "t".into(), Metric::Paced, Tollgate, Nginx, 1.0);
     assert!(r.measured.ends_with("pairs 3 of 3 ≤ ×1)"), "{}", r.measured);
     assert!(r.within_spread, "{}", r.measured);
     // Eight of nine pairs settle it; seven of nine do not.
@@ -92,12 +93,12 @@ fn pairs_settle_a_verdict_only_when_a_sign_test_says_so() {
     one_above[0] = 10.5;
     put(&mut m, Haproxy, &slowing);
     put(&mut m, Tollgate, &one_above);
-    let r = m.ratio("t".into(), Metric::Paced, Tollgate, Haproxy, 1.0);
+    let r = ratio(&m, "t".into(), Metric::Paced, Tollgate, Haproxy, 1.0);
     assert!(r.measured.ends_with("pairs 8 of 9 ≤ ×1)"), "{}", r.measured);
     assert!(!r.within_spread, "{}", r.measured);
     one_above[1] = 11.5;
     put(&mut m, Tollgate, &one_above);
-    let r = m.ratio("t".into(), Metric::Paced, Tollgate, Haproxy, 1.0);
+    let r = ratio(&m, "t".into(), Metric::Paced, Tollgate, Haproxy, 1.0);
     assert!(r.measured.ends_with("pairs 7 of 9 ≤ ×1)"), "{}", r.measured);
     assert!(r.within_spread, "{}", r.measured);
     // Pairs on the other side of the verdict never settle it: medians met, while eight

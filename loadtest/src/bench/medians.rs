@@ -1,0 +1,172 @@
+//! The medians (with each rep's value) that the data plane's targets compare, gathered
+//! from one run per metric and peer (`targets.rs` judges them).
+
+use std::collections::HashMap;
+
+use super::cases::Kind;
+use super::peers::Peer;
+use super::sections::load_queues;
+use super::table::{fmt, lat, samples, stat, win_us_frame, Stat};
+use super::BenchResult;
+
+/// A measured quantity whose median the targets compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Metric {
+    /// Paced: SUT CPU µs per frame inside the measurement window.
+    Paced,
+    /// Firehose: the same.
+    Firehose,
+    /// KiB of RSS per idle session, at this many sessions.
+    Idle(usize),
+    /// Echo p50 µs at this offered rate (frames/s).
+    EchoP50(u64),
+    /// Echo p99 µs at this offered rate.
+    EchoP99(u64),
+    /// The load core's utilisation (generator + mock, 0–1) in the runs at this offered
+    /// echo rate.
+    EchoLoad(u64),
+}
+
+/// The medians (with the reps' range) the targets need, per metric and peer.
+#[derive(Debug, Default)]
+pub(crate) struct Medians {
+    pub(super) map: HashMap<(Metric, Peer), Stat>,
+    /// Each rep's value: `(rep, value)`.
+    pub(super) reps: HashMap<(Metric, Peer), Vec<(usize, f64)>>,
+    /// The idle case sizes that ran.
+    pub(super) idle_sizes: Vec<usize>,
+    /// The latency sweep's rates.
+    pub(super) sweep_rates: Vec<u64>,
+    /// Responses whose usage matched the mock's ledger, and responses in the ledger.
+    pub(super) accuracy: Option<(usize, usize)>,
+}
+
+impl Medians {
+    pub(super) fn get(&self, m: Metric, p: Peer) -> Option<Stat> {
+        self.map.get(&(m, p)).copied()
+    }
+
+    /// `a`'s value over `b`'s, per repetition both measured.
+    pub(super) fn paired(&self, m: Metric, a: Peer, b: Peer) -> Vec<f64> {
+        let (Some(ra), Some(rb)) = (self.reps.get(&(m, a)), self.reps.get(&(m, b))) else {
+            return Vec::new();
+        };
+        ra.iter()
+            .filter_map(|&(rep, x)| {
+                let &(_, y) = rb.iter().find(|(r, _)| *r == rep)?;
+                (y > 0.0).then(|| x / y)
+            })
+            .collect()
+    }
+
+    /// Why an echo verdict at `rate` says more about the load side than about the relays,
+    /// when it does: `direct` (no relay) had a p50 there more than [`LOAD_QUEUE_FACTOR`]
+    /// times its lowest in the sweep, at a higher rate than that lowest's
+    /// ([`load_queues`]). `None` when it did not, or when `direct` did not
+    /// run.
+    pub(crate) fn load_queue(&self, rate: u64) -> Option<String> {
+        let direct: Vec<(f64, f64)> = self
+            .sweep_rates
+            .iter()
+            .filter_map(|&r| Some((r as f64, self.get(Metric::EchoP50(r), Peer::Direct)?.median)))
+            .collect();
+        let q = load_queues(&direct)
+            .into_iter()
+            .find(|q| q.rate == rate as f64)?;
+        let load: Vec<Stat> = [Peer::Tollgate, Peer::Nginx]
+            .into_iter()
+            .filter_map(|p| self.get(Metric::EchoLoad(rate), p))
+            .collect();
+        let busy = match (
+            load.iter().map(|s| s.min).min_by(f64::total_cmp),
+            load.iter().map(|s| s.max).max_by(f64::total_cmp),
+        ) {
+            (Some(lo), Some(hi)) => format!(
+                "; load core {:.0}–{:.0}% in tollgate's and nginx's runs",
+                lo * 100.0,
+                hi * 100.0
+            ),
+            _ => String::new(),
+        };
+        Some(format!(
+            "load-bound: without a relay (direct) p50 {} µs, ×{:.1} its lowest ({} at {}/s){busy}",
+            fmt(q.p50),
+            q.p50 / q.low,
+            fmt(q.low),
+            fmt(q.low_rate)
+        ))
+    }
+
+    /// What the floor says about a CPU target `tollgate ≤ limit × peer`: the floor's own
+    /// ratio to `peer` in this run, and whether it is above `limit` (then no relay on the
+    /// floor's kernel path meets the target here). `None` when the floor or `peer` did
+    /// not run.
+    pub(crate) fn floor_context(
+        &self,
+        metric: Metric,
+        peer: Peer,
+        limit: f64,
+    ) -> Option<(String, bool)> {
+        let floor = self.get(metric, Peer::Floor)?;
+        let other = self.get(metric, peer).filter(|s| s.median > 0.0)?;
+        let r = floor.median / other.median;
+        let bound = r > limit;
+        Some((
+            format!(
+                "{}the floor (no WebSocket work) ×{r:.3} {}",
+                if bound { "floor-bound: " } else { "" },
+                peer.name()
+            ),
+            bound,
+        ))
+    }
+
+    /// Gathers the medians from a run.
+    pub(crate) fn of(r: &BenchResult) -> Medians {
+        let mut out = Medians::default();
+        let mut put =
+            |m: Metric, case: &str, peer: Peer, get: fn(&super::Sample) -> Option<f64>| {
+                let reps: Vec<(usize, f64)> = samples(r, case, peer)
+                    .filter_map(|s| Some((s.rep, get(s).filter(|x| x.is_finite())?)))
+                    .collect();
+                let v: Vec<f64> = reps.iter().map(|&(_, x)| x).collect();
+                if let Some(st) = stat(&v) {
+                    out.map.insert((m, peer), st);
+                    out.reps.insert((m, peer), reps);
+                }
+            };
+        let mut idle: Vec<(usize, String)> = Vec::new();
+        for s in r.samples.iter().filter(|s| s.kind == Kind::Idle) {
+            if let Some(n) = s.case.strip_prefix("idle-").and_then(|n| n.parse().ok()) {
+                if !idle.iter().any(|(m, _)| *m == n) {
+                    idle.push((n, s.case.clone()));
+                }
+            }
+        }
+        for peer in Peer::KNOWN {
+            put(Metric::Paced, "paced", peer, win_us_frame);
+            put(Metric::Firehose, "firehose", peer, win_us_frame);
+            for (n, case) in &idle {
+                put(Metric::Idle(*n), case, peer, |s| {
+                    s.report.as_ref()?.sut.as_ref()?.kib_per_session
+                });
+            }
+            for &rate in &r.sweep_rates {
+                let case = format!("sweep@{rate}");
+                put(Metric::EchoP50(rate as u64), &case, peer, |s| {
+                    lat(s, "echo", |l| l.p50_us)
+                });
+                put(Metric::EchoP99(rate as u64), &case, peer, |s| {
+                    lat(s, "echo", |l| l.p99_us)
+                });
+                put(Metric::EchoLoad(rate as u64), &case, peer, |s| {
+                    Some(s.report.as_ref()?.load_cpu_util)
+                });
+            }
+        }
+        out.idle_sizes = idle.into_iter().map(|(n, _)| n).collect();
+        out.sweep_rates = r.sweep_rates.iter().map(|&x| x as u64).collect();
+        out.accuracy = super::sections::accuracy(r).map(|a| (a.matched, a.ledger));
+        out
+    }
+}
