@@ -97,28 +97,12 @@ impl Medians {
         ))
     }
 
-    /// What the floor says about a CPU target `tollgate ≤ limit × peer`: the floor's own
-    /// ratio to `peer` in this run, and whether it is above `limit` (then no relay on the
-    /// floor's kernel path meets the target here). `None` when the floor or `peer` did
-    /// not run.
-    pub(crate) fn floor_context(
-        &self,
-        metric: Metric,
-        peer: Peer,
-        limit: f64,
-    ) -> Option<(String, bool)> {
+    /// The floor's median over `peer`'s on `metric`: how close a relay on the floor's
+    /// kernel path could come to `peer` in this run. `None` when either did not run.
+    pub(crate) fn floor_ratio(&self, metric: Metric, peer: Peer) -> Option<f64> {
         let floor = self.get(metric, Peer::Floor)?;
         let other = self.get(metric, peer).filter(|s| s.median > 0.0)?;
-        let r = floor.median / other.median;
-        let bound = r > limit;
-        Some((
-            format!(
-                "{}the floor (no WebSocket work) ×{r:.3} {}",
-                if bound { "floor-bound: " } else { "" },
-                peer.name()
-            ),
-            bound,
-        ))
+        Some(floor.median / other.median)
     }
 
     /// Gathers the medians from a run.

@@ -15,7 +15,7 @@
 
 use std::fmt::Write as _;
 
-pub(crate) use super::medians::{Medians, Metric};
+use super::medians::{Medians, Metric};
 use super::peers::Peer;
 use super::sections::LOAD_QUEUE_FACTOR;
 use super::table::{fmt, Stat};
@@ -42,6 +42,28 @@ impl Verdict {
     }
 }
 
+/// What a verdict says more about than about the relays: it stands as measured, and the
+/// report names the bound next to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Bound {
+    /// An echo row at a rate where the load side queues without a relay
+    /// ([`Medians::load_queue`]): it measures mostly the load core's queue.
+    Load,
+    /// A CPU row against nginx or HAProxy that the floor (a minimal io_uring tunnel with
+    /// no WebSocket work) itself did not meet in this run ([`Medians::floor_ratio`]): no
+    /// relay built on the same kernel path could have met it.
+    Floor,
+}
+
+impl Bound {
+    fn word(self) -> &'static str {
+        match self {
+            Bound::Load => "load-bound",
+            Bound::Floor => "floor-bound",
+        }
+    }
+}
+
 /// One target's line.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Row {
@@ -53,14 +75,8 @@ pub(crate) struct Row {
     pub verdict: Verdict,
     /// The reps put the quantity on both sides of the limit.
     pub within_spread: bool,
-    /// An echo row at a rate where the load side queues without a relay
-    /// ([`Medians::load_queue`]): the verdict stands, but it measures mostly the load
-    /// core's queue.
-    pub load_bound: bool,
-    /// A CPU row against nginx or HAProxy that the floor (a minimal io_uring tunnel with
-    /// no WebSocket work) itself did not meet in this run ([`Medians::floor_context`]):
-    /// the verdict stands, and no relay built on the same kernel path could have met it.
-    pub floor_bound: bool,
+    /// What bounds the verdict, when something other than the relays does.
+    pub bound: Option<Bound>,
 }
 
 impl Row {
@@ -70,8 +86,7 @@ impl Row {
             measured: "—".into(),
             verdict: Verdict::NotMeasured,
             within_spread: false,
-            load_bound: false,
-            floor_bound: false,
+            bound: None,
         }
     }
 }
@@ -125,8 +140,7 @@ fn ratio_row(target: String, a: Option<Stat>, b: Option<Stat>, paired: &[f64], l
                 ),
                 verdict,
                 within_spread: !settled,
-                load_bound: false,
-                floor_bound: false,
+                bound: None,
             }
         }
         _ => Row::not_measured(target),
@@ -146,15 +160,24 @@ fn sign_test_p(k: usize, n: usize) -> f64 {
     (2.0 * tail / 2f64.powi(n as i32)).min(1.0)
 }
 
-/// `row` with the floor's ratio to `peer` appended, marked floor-bound when the floor
-/// itself is above `limit` (a row that was not measured is left alone).
+/// `row` (a CPU target `tollgate ≤ limit × peer`) with the floor's own ratio to `peer`
+/// appended, and bound by the floor when that ratio is above `limit` (a row that was not
+/// measured, or a run without the floor, is left alone).
 fn with_floor(mut row: Row, m: &Medians, metric: Metric, peer: Peer, limit: f64) -> Row {
     if row.verdict == Verdict::NotMeasured {
         return row;
     }
-    if let Some((why, bound)) = m.floor_context(metric, peer, limit) {
-        let _ = write!(row.measured, "; {why}");
-        row.floor_bound = bound;
+    if let Some(r) = m.floor_ratio(metric, peer) {
+        let bound = r > limit;
+        let _ = write!(
+            row.measured,
+            "; {}the floor (no WebSocket work) ×{r:.3} {}",
+            if bound { "floor-bound: " } else { "" },
+            peer.name()
+        );
+        if bound {
+            row.bound = Some(Bound::Floor);
+        }
     }
     row
 }
@@ -242,8 +265,7 @@ pub(crate) fn rows(m: &Medians) -> Vec<Row> {
                 Verdict::Missed
             },
             within_spread: kib.min <= 4.0 && kib.max > 4.0,
-            load_bound: false,
-            floor_bound: false,
+            bound: None,
         });
     }
     for &rate in &m.sweep_rates {
@@ -262,7 +284,7 @@ pub(crate) fn rows(m: &Medians) -> Vec<Row> {
             );
             if let (Some(why), false) = (&queue, row.verdict == Verdict::NotMeasured) {
                 let _ = write!(row.measured, "; {why}");
-                row.load_bound = true;
+                row.bound = Some(Bound::Load);
             }
             v.push(row);
         }
@@ -277,8 +299,7 @@ pub(crate) fn rows(m: &Medians) -> Vec<Row> {
                 Verdict::Missed
             },
             within_spread: false,
-            load_bound: false,
-            floor_bound: false,
+            bound: None,
         },
         _ => Row::not_measured("usage accuracy 1.000".into()),
     });
@@ -294,9 +315,9 @@ pub(crate) fn section(o: &mut String, r: &BenchResult) {
             .filter(|x| x.verdict == v && x.within_spread)
             .count()
     };
-    let load_bound = |v: Verdict| {
+    let bounded = |v: Verdict, b: Bound| {
         rows.iter()
-            .filter(|x| x.verdict == v && x.load_bound)
+            .filter(|x| x.verdict == v && x.bound == Some(b))
             .count()
     };
     let _ = writeln!(
@@ -315,7 +336,10 @@ pub(crate) fn section(o: &mut String, r: &BenchResult) {
         unsettled(Verdict::Missed),
         count(Verdict::NotMeasured)
     );
-    let (met_lb, missed_lb) = (load_bound(Verdict::Met), load_bound(Verdict::Missed));
+    let (met_lb, missed_lb) = (
+        bounded(Verdict::Met, Bound::Load),
+        bounded(Verdict::Missed, Bound::Load),
+    );
     if met_lb + missed_lb > 0 {
         let _ = writeln!(
             o,
@@ -326,12 +350,10 @@ pub(crate) fn section(o: &mut String, r: &BenchResult) {
              measured; they say little about the relays.\n"
         );
     }
-    let floor_bound = |v: Verdict| {
-        rows.iter()
-            .filter(|x| x.verdict == v && x.floor_bound)
-            .count()
-    };
-    let (met_fb, missed_fb) = (floor_bound(Verdict::Met), floor_bound(Verdict::Missed));
+    let (met_fb, missed_fb) = (
+        bounded(Verdict::Met, Bound::Floor),
+        bounded(Verdict::Missed, Bound::Floor),
+    );
     if met_fb + missed_fb > 0 {
         let _ = writeln!(
             o,
@@ -346,7 +368,7 @@ pub(crate) fn section(o: &mut String, r: &BenchResult) {
     for x in &rows {
         let _ = writeln!(
             o,
-            "| {} | {} | {}{}{}{} |",
+            "| {} | {} | {}{}{} |",
             x.target,
             x.measured,
             x.verdict.word(),
@@ -355,8 +377,7 @@ pub(crate) fn section(o: &mut String, r: &BenchResult) {
             } else {
                 ""
             },
-            if x.load_bound { ", load-bound" } else { "" },
-            if x.floor_bound { ", floor-bound" } else { "" }
+            x.bound.map_or(String::new(), |b| format!(", {}", b.word()))
         );
     }
 }

@@ -165,7 +165,7 @@ fn cpu_rows_against_nginx_and_haproxy_carry_the_floors_ratio_and_are_floor_bound
     let r = rows(&m);
     let n = find(&r, "paced: tollgate ≤ 0.95");
     assert_eq!(n.verdict, Verdict::Missed);
-    assert!(!n.floor_bound, "{}", n.measured);
+    assert_eq!(n.bound, None, "{}", n.measured);
     assert!(
         n.measured
             .ends_with("; the floor (no WebSocket work) ×0.946 nginx"),
@@ -188,7 +188,7 @@ fn cpu_rows_against_nginx_and_haproxy_carry_the_floors_ratio_and_are_floor_bound
         .contains("(no WebSocket"));
     let f = find(&r, "firehose");
     assert!(f.measured.contains("×0.818 haproxy"), "{}", f.measured);
-    assert!(!f.floor_bound);
+    assert_eq!(f.bound, None);
 
     // An hour where the floor itself costs more than 0.95 × nginx: the row is floor-bound
     // and names the floor's ratio.
@@ -199,7 +199,7 @@ fn cpu_rows_against_nginx_and_haproxy_carry_the_floors_ratio_and_are_floor_bound
     ]);
     let r = rows(&m);
     let n = find(&r, "paced: tollgate ≤ 0.95");
-    assert!(n.floor_bound);
+    assert_eq!(n.bound, Some(Bound::Floor));
     assert!(
         n.measured
             .contains("; floor-bound: the floor (no WebSocket work) ×0.988 nginx"),
@@ -216,7 +216,7 @@ fn cpu_rows_against_nginx_and_haproxy_carry_the_floors_ratio_and_are_floor_bound
         .into_iter()
         .find(|x| x.target.starts_with("paced: tollgate ≤ 0.95"))
         .expect("row");
-    assert!(!n.floor_bound);
+    assert_eq!(n.bound, None);
     assert!(!n.measured.contains("floor"), "{}", n.measured);
 }
 
@@ -306,7 +306,7 @@ fn echo_rows_where_the_load_side_queues_without_a_relay_are_marked_load_bound() 
     let r = rows(&m);
     let p50 = find(&r, "echo p50 at 32.0k/s");
     assert_eq!(p50.verdict, Verdict::Missed, "the verdict stands");
-    assert!(p50.load_bound);
+    assert_eq!(p50.bound, Some(Bound::Load));
     assert!(
         p50.measured.ends_with(
             "; load-bound: without a relay (direct) p50 372 µs, ×6.3 its lowest (59.0 at \
@@ -317,16 +317,16 @@ fn echo_rows_where_the_load_side_queues_without_a_relay_are_marked_load_bound() 
     );
     let p99 = find(&r, "echo p99 at 32.0k/s");
     assert_eq!(p99.verdict, Verdict::Met);
-    assert!(p99.load_bound);
+    assert_eq!(p99.bound, Some(Bound::Load));
     // 130 µs at 2k/s is ×2.2 direct's lowest, at a lower rate: not load-bound.
     let low = find(&r, "echo p50 at 2000/s");
     assert_eq!(low.verdict, Verdict::Missed);
-    assert!(!low.load_bound, "{}", low.measured);
+    assert_eq!(low.bound, None, "{}", low.measured);
     // 16k/s: tollgate and nginx did not run there, so no verdict to qualify.
     let none = find(&r, "echo p50 at 16.0k/s");
     assert_eq!(none.verdict, Verdict::NotMeasured);
-    assert!(!none.load_bound);
+    assert_eq!(none.bound, None);
     // Without direct in the run nothing is load-bound.
     m.map.retain(|(_, p), _| *p != Direct);
-    assert!(!rows(&m).iter().any(|x| x.load_bound));
+    assert!(!rows(&m).iter().any(|x| x.bound.is_some()));
 }
