@@ -26,7 +26,7 @@ use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::Instant;
 
-use io_uring::{cqueue, opcode, types};
+use io_uring::{cqueue, opcode};
 
 mod close;
 mod epoll;
@@ -75,6 +75,9 @@ impl Out {
 #[derive(Default)]
 struct Leg {
     fd: RawFd,
+    /// io_uring: the socket's entry in the ring's registered file table, which receives
+    /// and sends name instead of `fd` (see `fixed_files`).
+    fixed: Option<u32>,
     /// A multishot receive is armed (its last completion not yet seen).
     recv_armed: bool,
     /// The session wants this leg read.
@@ -118,6 +121,24 @@ struct Leg {
     /// Watching this leg's writes for a stall, since.
     watch: Option<Instant>,
 }
+
+/// Build an SQE on a leg's socket: by its registered file table entry when it has one, else
+/// by descriptor. (`io_uring`'s target type is sealed, so the two cases are spelled out.)
+macro_rules! on_socket {
+    ($leg:expr, |$t:ident| $build:expr) => {
+        match $leg.fixed {
+            Some(i) => {
+                let $t = io_uring::types::Fixed(i);
+                $build
+            }
+            None => {
+                let $t = io_uring::types::Fd($leg.fd);
+                $build
+            }
+        }
+    };
+}
+use on_socket;
 
 impl Leg {
     fn accepting(&self) -> bool {
@@ -175,6 +196,8 @@ pub(super) struct Conn {
     retime: bool,
     /// `--tunnel`: bytes are copied as they come, nothing is walked or metered.
     tunnel: bool,
+    /// io_uring: the first of the session's two registered file table entries.
+    fixed: Option<u32>,
 }
 
 fn io_err(res: i32) -> bool {
@@ -186,12 +209,14 @@ impl Conn {
         info: SessionInfo,
         core: SessionCore,
         fds: [RawFd; 2],
+        fixed: Option<u32>,
         tenant: Option<SessionSlot>,
         tunnel: bool,
     ) -> Conn {
         let mut legs: [Leg; 2] = Default::default();
-        for (leg, fd) in legs.iter_mut().zip(fds) {
+        for (i, (leg, fd)) in legs.iter_mut().zip(fds).enumerate() {
             leg.fd = fd;
+            leg.fixed = fixed.map(|base| base + i as u32);
             leg.reading = true;
             leg.boundary = true;
         }
@@ -206,6 +231,7 @@ impl Conn {
             ops: 0,
             retime: true,
             tunnel,
+            fixed,
         }
     }
 
@@ -247,8 +273,15 @@ impl Conn {
         self.phase == Phase::Closing && self.ops == 0
     }
 
-    /// Close both descriptors (once nothing is in flight).
+    /// Close both descriptors (once nothing is in flight), after taking them out of the
+    /// registered file table (which would otherwise keep the sockets open).
     pub(super) fn close_fds(&mut self) {
+        if let Some(base) = self.fixed.take() {
+            super::fixed_files::remove(base);
+            for leg in &mut self.legs {
+                leg.fixed = None;
+            }
+        }
         for leg in &mut self.legs {
             if leg.fd >= 0 {
                 // SAFETY: the session owns these descriptors; no operation uses them now.
@@ -368,8 +401,8 @@ impl Conn {
             env.tasks.push_back((env.slot, env.gen, side, Task::Read));
             return;
         }
-        let sqe = opcode::RecvMulti::new(types::Fd(leg.fd), env.ring.bgid())
-            .build()
+        let bgid = env.ring.bgid();
+        let sqe = on_socket!(leg, |t| opcode::RecvMulti::new(t, bgid).build())
             .user_data(user_data(env.slot, env.gen, side, Op::Recv));
         // SAFETY: the socket stays open until this receive's last completion (the slot is
         // freed only with no operation in flight); the buffers are the ring's.

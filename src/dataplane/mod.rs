@@ -17,6 +17,9 @@
 //! - a receive is armed once, not once per read: no failed first attempt, no poll re-arm;
 //! - every completion of a batch is handled in one task poll, and every send a batch
 //!   causes goes to the kernel with the driver's next `io_uring_enter`;
+//! - a session's two sockets sit in the ring's registered file table
+//!   (`fixed_files.rs`), so a send or an armed receive names a table entry: no descriptor
+//!   lookup and file reference (`fget`/`fput`) per operation;
 //! - deadlines live in the worker's timer map (`runtime::timers`), keyed by session.
 //!
 //! Ring exhaustion is normal operation, not an error: a receive that finds the ring empty
@@ -79,6 +82,7 @@ use crate::runtime::WorkerCtx;
 
 pub mod bufring;
 mod conn;
+mod fixed_files;
 mod ops;
 mod spares;
 
@@ -140,19 +144,28 @@ pub struct DataPlane {
     tasks: RefCell<VecDeque<(u32, u32, Side, Task)>>,
     /// Buffers of client messages whose send completed, for the next ones.
     spares: RefCell<Spares>,
+    /// io_uring: entries of the ring's registered (fixed) file table; slot `s` uses
+    /// entries `2s` (client) and `2s + 1` (upstream). 0 = no table (epoll, or the kernel
+    /// refused it): sessions name their sockets by descriptor.
+    files: u32,
 }
 
 impl DataPlane {
     /// A data plane on the current thread's driver with a ring of `count` buffers of
     /// `size` bytes: registered with the io_uring, or handed out by the process under
     /// epoll. Fails outside a monoio runtime or on io_uring kernels without buffer rings.
-    pub fn new(count: usize, size: usize) -> Result<DataPlane, BufRingError> {
+    ///
+    /// Under io_uring it also registers a sparse file table of `2 × sessions` entries
+    /// (see [`fixed_files`]); a kernel that refuses it costs nothing but that saving.
+    pub fn new(count: usize, size: usize, sessions: usize) -> Result<DataPlane, BufRingError> {
         let ring = BufRing::new(count, size, 0)?;
+        let mut files = 0;
         let epoll = match monoio::ext::kind() {
             Some(monoio::ext::Kind::Uring) => {
                 monoio::ext::with_uring(|u| ring.register(&u.submitter())).ok_or_else(|| {
                     BufRingError::Register(std::io::Error::other("not an io_uring runtime"))
                 })??;
+                files = fixed_files::register(sessions);
                 false
             }
             Some(monoio::ext::Kind::Legacy) => true,
@@ -173,7 +186,13 @@ impl DataPlane {
             poke: Cell::new(false),
             waker: RefCell::new(None),
             live: Cell::new(0),
+            files,
         })
+    }
+
+    /// Entries of the registered file table (0 = none).
+    pub fn fixed_files(&self) -> u32 {
+        self.files
     }
 
     /// Sessions on this data plane now.
@@ -219,15 +238,21 @@ impl DataPlane {
                 }
             }
         }
+        let fixed = if self.epoll {
+            None
+        } else {
+            fixed_files::install(self.files, slot, fds)
+        };
         ctx.conn_started();
         self.live.set(self.live.get() + 1);
         tracing::debug!(
             session = info.id,
             slot,
+            fixed = fixed.is_some(),
             "session on the buffer-ring data plane"
         );
         let tunnel = ctx.shared.config.tunnel;
-        let mut conn = Box::new(Conn::new(info, core, fds, tenant, tunnel));
+        let mut conn = Box::new(Conn::new(info, core, fds, fixed, tenant, tunnel));
         {
             let mut starved = self.starved.borrow_mut();
             let mut tasks = self.tasks.borrow_mut();

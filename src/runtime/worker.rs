@@ -276,7 +276,7 @@ async fn worker_main(
         debug_panic_model: cfg.debug_panic_on_model.clone(),
     });
     let dataplane = if !cfg.no_ring {
-        match DataPlane::new(cfg.ring_buffers, cfg.ring_buffer_bytes) {
+        match DataPlane::new(cfg.ring_buffers, cfg.ring_buffer_bytes, cfg.max_sessions) {
             Ok(dp) => Some(Rc::new(dp)),
             Err(e) => {
                 tracing::warn!(worker = id, error = %e, "no buffer-ring data plane; plain-TCP sessions use the async path");

@@ -3,9 +3,9 @@
 //! [`MAX_IOV`] pieces, completed by releasing what was sent; backpressure between the legs
 //! (reading one leg pauses while the other's queue is over [`HIGH_WATER`]).
 
-use io_uring::{opcode, types};
+use io_uring::opcode;
 
-use super::{io_err, user_data, Conn, Env, Leg, Op, Out, Phase, HIGH_WATER, MAX_IOV};
+use super::{io_err, on_socket, user_data, Conn, Env, Leg, Op, Out, Phase, HIGH_WATER, MAX_IOV};
 use crate::dataplane::bufring::BufRing;
 use crate::flow::Side;
 use crate::relay::lifecycle::Event;
@@ -117,16 +117,15 @@ impl Conn {
             return;
         }
         let ud = user_data(env.slot, env.gen, side, Op::Send);
-        let fd = types::Fd(leg.fd);
         let n = leg.out.len().min(MAX_IOV);
         if n == 1 && !env.epoll {
             // One piece (the common case: a buffer forwarded as it came): a plain `send`,
             // whose SQE carries the pointer itself — no iovec to fill or keep.
             let (ptr, len) = piece(env.ring, &leg.out[0]);
-            let sqe = opcode::Send::new(fd, ptr, len as u32)
+            let sqe = on_socket!(leg, |t| opcode::Send::new(t, ptr, len as u32)
                 .flags(libc::MSG_NOSIGNAL)
-                .build()
-                .user_data(ud);
+                .build())
+            .user_data(ud);
             // SAFETY: the piece's bytes (a ring buffer or an owned vector) stay queued until
             // this send completes.
             if unsafe { monoio::ext::uring_push(&sqe) }.is_ok() {
@@ -149,10 +148,10 @@ impl Conn {
             self.epoll_send(env, side);
             return;
         }
-        let sqe = opcode::SendMsg::new(fd, &sb.msg)
+        let sqe = on_socket!(leg, |t| opcode::SendMsg::new(t, &sb.msg)
             .flags(libc::MSG_NOSIGNAL as u32)
-            .build()
-            .user_data(ud);
+            .build())
+        .user_data(ud);
         // SAFETY: the iovecs and message header live in `send_buf` (boxed, held until this
         // send completes), and point into ring buffers and owned vectors that stay queued
         // until then.
