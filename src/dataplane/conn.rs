@@ -196,8 +196,6 @@ pub(super) struct Conn {
     retime: bool,
     /// `--tunnel`: bytes are copied as they come, nothing is walked or metered.
     tunnel: bool,
-    /// io_uring: the first of the session's two registered file table entries.
-    fixed: Option<u32>,
 }
 
 fn io_err(res: i32) -> bool {
@@ -231,7 +229,6 @@ impl Conn {
             ops: 0,
             retime: true,
             tunnel,
-            fixed,
         }
     }
 
@@ -276,7 +273,8 @@ impl Conn {
     /// Close both descriptors (once nothing is in flight), after taking them out of the
     /// registered file table (which would otherwise keep the sockets open).
     pub(super) fn close_fds(&mut self) {
-        if let Some(base) = self.fixed.take() {
+        // The legs' entries are `base` (client, `legs[0]`) and `base + 1`.
+        if let Some(base) = self.legs[0].fixed {
             super::fixed_files::remove(base);
             for leg in &mut self.legs {
                 leg.fixed = None;

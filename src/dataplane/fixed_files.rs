@@ -10,10 +10,12 @@
 //! Measured under the paced bench (one frame per wake-up, so one send per frame; `perf
 //! record -C 0 -g -F 4000 -- target/release/loadtest bench --tollgate BIN --peers tollgate
 //! --only paced --reps 1`): the file lookup (`fget`, `fput`, `io_file_get_normal`) was 269
-//! of the worker's 17,088 samples (1.57%) before, 40 of 18,399 (0.22%) with the table.
+//! of the worker's 17,088 samples (1.57%) before, 40 of 18,399 (0.22%) with the table; but
+//! `sock_from_file`, the next to touch the socket's `struct file`, went from 170 to 335
+//! samples — the lookup's cache miss moved there — so the net is ~0.4% of the worker.
 //! CPU per frame cannot resolve that: six alternated pairs of one-rep runs (paced and
 //! firehose) gave with/without ratios of 0.95–1.13 (median 1.013) and 0.88–1.07 (median
-//! 1.021) — the VM's spread between runs is several times 1.3%.
+//! 1.021).
 //!
 //! The price: two `io_uring_register` calls per session (install, remove), and a table of
 //! `2 × --max-sessions` entries per worker in the kernel (8 bytes each: 160 KB at the
