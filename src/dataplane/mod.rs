@@ -156,7 +156,7 @@ impl DataPlane {
     /// epoll. Fails outside a monoio runtime or on io_uring kernels without buffer rings.
     ///
     /// Under io_uring it also registers a sparse file table of `2 × sessions` entries
-    /// (see [`fixed_files`]); a kernel that refuses it costs nothing but that saving.
+    /// (`fixed_files.rs`); a kernel that refuses it costs nothing but that saving.
     pub fn new(count: usize, size: usize, sessions: usize) -> Result<DataPlane, BufRingError> {
         let ring = BufRing::new(count, size, 0)?;
         let mut files = 0;
@@ -238,11 +238,8 @@ impl DataPlane {
                 }
             }
         }
-        let fixed = if self.epoll {
-            None
-        } else {
-            fixed_files::install(self.files, slot, fds)
-        };
+        // No table (epoll, or refused by the kernel): `None`, without a syscall.
+        let fixed = fixed_files::install(self.files, slot, fds);
         ctx.conn_started();
         self.live.set(self.live.get() + 1);
         tracing::debug!(
@@ -479,31 +476,5 @@ impl DataPlane {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_epoll_read_is_reported_like_a_multishot_completion() {
-        let flags = conn::more_with_buffer(513);
-        assert_eq!(cqueue::buffer_select(flags), Some(513));
-        assert!(cqueue::more(flags));
-    }
-}
-
-#[cfg(test)]
-mod size {
-    /// An idle session's memory is mostly its `Conn` (plus the kernel's socket buffers):
-    /// the slow-path walker and held messages live behind boxes allocated only while a
-    /// message is split across reads. This keeps someone from inlining them again.
-    #[test]
-    fn an_idle_sessions_state_stays_small() {
-        let conn = std::mem::size_of::<super::conn::Conn>();
-        eprintln!(
-            "Conn={conn} SessionCore={} Tap={} Walker={}",
-            std::mem::size_of::<crate::relay::core::SessionCore>(),
-            std::mem::size_of::<crate::tap::Tap>(),
-            std::mem::size_of::<crate::relay::walker::Walker>(),
-        );
-        assert!(conn <= 1536, "Conn grew to {conn} bytes");
-    }
-}
+#[path = "mod_tests.rs"]
+mod tests;
