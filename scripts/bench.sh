@@ -6,7 +6,7 @@
 # sweep.svg, runs/*.json). Installs nginx-light and haproxy with apt-get when
 # missing (pass --no-install to skip them instead).
 #
-#   scripts/bench.sh            # 3 repetitions (9 per sweep rate), < 20 min on 2 cores
+#   scripts/bench.sh            # 3 repetitions (7 of paced and firehose, 9 per sweep rate)
 #   scripts/bench.sh --quick    # 1 repetition, short runs, < 3 min
 #   scripts/bench.sh --full     # also 4,000 and 9,000 idle sessions
 set -euo pipefail

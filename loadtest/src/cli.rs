@@ -136,6 +136,10 @@ pub struct BenchArgs {
     /// --quick).
     #[arg(long)]
     pub sweep_reps: Option<usize>,
+    /// Repetitions per peer of the CPU cases the targets compare, paced and firehose
+    /// (default 7, at least --reps; 1 with --quick).
+    #[arg(long)]
+    pub cpu_reps: Option<usize>,
     /// Peers to run, comma-separated [default: direct,floor,tunnel,tollgate,tollgate-nolog,
     /// tollgate-epoll,nginx,haproxy (floor only without --tls; it skips idle and churn);
     /// also tollgate-async (data plane off), tollgate-coop (COOP_TASKRUN rings) and

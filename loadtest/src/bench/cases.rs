@@ -61,6 +61,14 @@ pub struct Profile {
     /// µs at 8k/s; loadtest/BENCH.md, "Echo latency on this VM"), so a median of three
     /// cannot tell two relays' tails apart.
     pub sweep_reps: usize,
+    /// Repetitions per peer of the CPU cases the data plane's targets compare (paced and
+    /// firehose). More than `reps`: a target's verdict is settled only when a sign test on
+    /// the repetitions' pairs puts them on its side at 5%, which three pairs can never do
+    /// and seven can (all seven on one side); and on this VM one peer's CPU per frame moves
+    /// by up to ±20% between its runs (bfull25: tollgate's paced reps 11.3–15.4 µs around a
+    /// median of 12.6), so a median of three swings a verdict whose gap is a few per cent. About six minutes more than three reps for the eight default peers
+    /// (paced 414 s and firehose 191 s of bfull25's 2,219).
+    pub cpu_reps: usize,
     /// Seconds of stream load.
     pub stream_s: f64,
     /// Seconds of paced load.
@@ -82,6 +90,7 @@ impl Profile {
     pub const QUICK: Profile = Profile {
         reps: 1,
         sweep_reps: 1,
+        cpu_reps: 1,
         stream_s: 2.0,
         paced_s: 3.0,
         firehose_s: 2.0,
@@ -90,11 +99,13 @@ impl Profile {
         idle_s: 1.0,
         churn_s: 1.5,
     };
-    /// The default: three repetitions (nine for each sweep rate), under 20 minutes on
-    /// two cores.
+    /// The default: three repetitions (seven for paced and firehose, nine for each sweep
+    /// rate), about 32 minutes on this repository's two-core VM (bfull25's cases without
+    /// its 4,000- and 9,000-session idle ones).
     pub const DEFAULT: Profile = Profile {
         reps: 3,
         sweep_reps: 9,
+        cpu_reps: 7,
         stream_s: 4.0,
         paced_s: 6.0,
         firehose_s: 3.0,

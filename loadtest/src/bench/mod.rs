@@ -11,6 +11,7 @@ mod medians;
 pub mod peers;
 mod proxy_conf;
 mod render;
+mod schedule;
 pub mod sections;
 pub mod svg;
 pub mod table;
@@ -31,6 +32,7 @@ use host::MockHost;
 use machine::Machine;
 use peers::{Peer, PeerEnv, RunningPeer, TlsMode};
 pub use render::render;
+pub use schedule::{schedule, Reps};
 use usage::UsageCheck;
 
 /// The tenant key every generator presents (tollgate checks it; the others pass it on).
@@ -49,6 +51,8 @@ pub struct BenchConfig {
     pub reps: Option<usize>,
     /// Override the profile's repetitions of each sweep rate.
     pub sweep_reps: Option<usize>,
+    /// Override the profile's repetitions of the CPU cases (paced, firehose).
+    pub cpu_reps: Option<usize>,
     /// Peers to run (default: all).
     pub peers: Vec<Peer>,
     /// Output directory.
@@ -124,6 +128,10 @@ pub struct BenchResult {
     /// Repetitions of each sweep rate (`reps` in reports written before it existed).
     #[serde(default)]
     pub sweep_reps: Option<usize>,
+    /// Repetitions of the CPU cases, paced and firehose (`reps` in reports written before
+    /// it existed).
+    #[serde(default)]
+    pub cpu_reps: Option<usize>,
     /// Offered sweep rates.
     pub sweep_rates: Vec<f64>,
     /// Package installs attempted.
@@ -132,39 +140,6 @@ pub struct BenchResult {
     pub elapsed_s: f64,
     /// Every run.
     pub samples: Vec<Sample>,
-}
-
-/// The bench's run order: case by case; within a case, repetition by repetition (a sweep
-/// rate `sweep_reps` times, every other case `reps` times), each repetition running every
-/// peer that runs the case ([`Peer::runs`]), in reverse order on odd repetitions so that
-/// no peer always runs first.
-pub fn schedule<'a>(
-    cases: &'a [Case],
-    peers: &[Peer],
-    reps: usize,
-    sweep_reps: usize,
-) -> Vec<(&'a Case, usize, Peer)> {
-    let mut runs = Vec::new();
-    for case in cases {
-        let n = if case.kind == Kind::Sweep {
-            sweep_reps
-        } else {
-            reps
-        };
-        for rep in 0..n {
-            let mut order = peers.to_vec();
-            if rep % 2 == 1 {
-                order.reverse();
-            }
-            runs.extend(
-                order
-                    .into_iter()
-                    .filter(|p| p.runs(case.kind))
-                    .map(|p| (case, rep, p)),
-            );
-        }
-    }
-    runs
 }
 
 /// The Markdown report: the tables, then the data plane's targets evaluated on them.
@@ -178,6 +153,11 @@ impl BenchResult {
     /// Repetitions of each sweep rate.
     pub fn sweep_reps(&self) -> usize {
         self.sweep_reps.unwrap_or(self.reps)
+    }
+
+    /// Repetitions of the CPU cases (paced, firehose).
+    pub fn cpu_reps(&self) -> usize {
+        self.cpu_reps.unwrap_or(self.reps)
     }
 }
 
@@ -348,16 +328,12 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
     } else {
         Profile::DEFAULT
     };
-    let reps = cfg.reps.unwrap_or(profile.reps).max(1);
-    let sweep_reps = cfg
-        .sweep_reps
-        .unwrap_or_else(|| profile.sweep_reps.max(reps))
-        .max(1);
+    let reps = Reps::resolve(&profile, cfg.reps, cfg.sweep_reps, cfg.cpu_reps);
     let all: Vec<Case> = cases::cases(&profile, cfg.quick, cfg.full)
         .into_iter()
         .filter(|c| cfg.only.is_empty() || cfg.only.iter().any(|o| c.name.starts_with(o.as_str())))
         .collect();
-    let runs = schedule(&all, &cfg.peers, reps, sweep_reps);
+    let runs = schedule(&all, &cfg.peers, reps);
     let total = runs.len();
     let mut samples = Vec::new();
     let mut saturated: HashSet<(Peer, usize)> = HashSet::new();
@@ -413,8 +389,9 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
         machine,
         versions: peers::versions(&cfg.tollgate),
         pinning,
-        reps,
-        sweep_reps: Some(sweep_reps),
+        reps: reps.other,
+        sweep_reps: Some(reps.sweep),
+        cpu_reps: Some(reps.cpu),
         sweep_rates: cases::sweep_rates(cfg.quick),
         installs,
         elapsed_s: started.elapsed().as_secs_f64(),
@@ -428,65 +405,4 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
     let svg = out.join("sweep.svg");
     std::fs::write(&svg, sections::sweep_plot(&result, &cfg.peers)).map_err(out_err(&svg))?;
     Ok(result)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Sweep rates run `sweep_reps` times, other cases `reps` times; odd repetitions run
-    /// the peers in reverse.
-    #[test]
-    fn schedule_repeats_sweep_rates_more_and_alternates_peer_order() {
-        let all = cases::cases(&Profile::DEFAULT, false, false);
-        let sweeps = all.iter().filter(|c| c.kind == Kind::Sweep).count();
-        assert!(sweeps >= 2 && sweeps < all.len());
-        let peers = [Peer::Tollgate, Peer::Nginx, Peer::Haproxy];
-        let runs = schedule(&all, &peers, 3, 9);
-        assert_eq!(
-            runs.len(),
-            ((all.len() - sweeps) * 3 + sweeps * 9) * peers.len()
-        );
-        for case in &all {
-            let of_case: Vec<_> = runs
-                .iter()
-                .filter(|(c, _, _)| c.name == case.name)
-                .collect();
-            let want = if case.kind == Kind::Sweep { 9 } else { 3 };
-            assert_eq!(of_case.len(), want * peers.len(), "{}", case.name);
-            for (i, rep) in of_case.chunks(peers.len()).enumerate() {
-                let order: Vec<Peer> = rep.iter().map(|r| r.2).collect();
-                assert!(rep.iter().all(|r| r.1 == i), "{}: rep {i}", case.name);
-                let mut expect = peers.to_vec();
-                if i % 2 == 1 {
-                    expect.reverse();
-                }
-                assert_eq!(order, expect, "{}: rep {i}", case.name);
-            }
-        }
-    }
-
-    /// The floor runs the per-frame cases, not the idle and churn ones.
-    #[test]
-    fn schedule_leaves_the_floor_out_of_idle_and_churn() {
-        let all = cases::cases(&Profile::DEFAULT, false, true);
-        let runs = schedule(&all, &[Peer::Floor, Peer::Tollgate], 1, 1);
-        for case in &all {
-            let floor = runs
-                .iter()
-                .any(|(c, _, p)| c.name == case.name && *p == Peer::Floor);
-            let tollgate = runs
-                .iter()
-                .any(|(c, _, p)| c.name == case.name && *p == Peer::Tollgate);
-            assert!(tollgate, "{}", case.name);
-            assert_eq!(
-                floor,
-                !matches!(case.kind, Kind::Idle | Kind::Churn),
-                "{}",
-                case.name
-            );
-        }
-        assert!(all.iter().any(|c| c.kind == Kind::Idle));
-        assert!(all.iter().any(|c| c.kind == Kind::Churn));
-    }
 }

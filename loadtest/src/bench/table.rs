@@ -221,7 +221,7 @@ pub fn markdown(r: &BenchResult, peers: &[Peer]) -> String {
         r.pinning
     );
     let _ = writeln!(o, "- limits: a process may hold at most {} open files here (hard limit), so one relay process holds at most ~{} sessions (2 descriptors each)", r.machine.nofile.1, r.machine.nofile.1 / 2);
-    let _ = writeln!(o, "- {} repetition(s) per peer ({} per sweep rate) in alternating order; cells: median (min–max); `×r d`/`×r t` = ratio of medians to direct/tunnel; `+x d` = added µs; bench wall time {:.0} s", r.reps, r.sweep_reps(), r.elapsed_s);
+    let _ = writeln!(o, "- {} repetition(s) per peer ({} of paced and firehose, {} per sweep rate) in alternating order; cells: median (min–max); `×r d`/`×r t` = ratio of medians to direct/tunnel; `+x d` = added µs; bench wall time {:.0} s", r.reps, r.cpu_reps(), r.sweep_reps(), r.elapsed_s);
     if !r.installs.is_empty() {
         let _ = writeln!(o, "- installed: {}", r.installs.join("; "));
     }

@@ -11,7 +11,8 @@
 //! and odd reps have differed by more than the gaps the targets ask about). When a sign
 //! test on the pairs (how many are within the limit) puts them on the verdict's side at
 //! 5%, the verdict is settled even though the cross range straddles the limit. Three
-//! pairs can never do that; the nine of a sweep rate can.
+//! pairs can never do that; the seven of paced and firehose can (all seven on one side),
+//! and the nine of a sweep rate (eight of nine).
 
 use std::fmt::Write as _;
 
