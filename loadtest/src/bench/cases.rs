@@ -66,8 +66,9 @@ pub struct Profile {
     /// the repetitions' pairs puts them on its side at 5%, which three pairs can never do
     /// and seven can (all seven on one side); and on this VM one peer's CPU per frame moves
     /// by up to ±20% between its runs (bfull25: tollgate's paced reps 11.3–15.4 µs around a
-    /// median of 12.6), so a median of three swings a verdict whose gap is a few per cent. About six minutes more than three reps for the eight default peers
-    /// (paced 414 s and firehose 191 s of bfull25's 2,219).
+    /// median of 12.6), so a median of three swings a verdict whose gap is a few per cent.
+    /// About six minutes more than three reps for the eight default peers (paced 414 s and
+    /// firehose 191 s of bfull25's 2,219).
     pub cpu_reps: usize,
     /// Seconds of stream load.
     pub stream_s: f64,

@@ -123,7 +123,7 @@ pub struct BenchResult {
     pub versions: Vec<(String, String)>,
     /// How processes were placed.
     pub pinning: String,
-    /// Repetitions.
+    /// Repetitions of every case but the sweep's rates and the CPU cases.
     pub reps: usize,
     /// Repetitions of each sweep rate (`reps` in reports written before it existed).
     #[serde(default)]
