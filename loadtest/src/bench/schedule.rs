@@ -68,7 +68,8 @@ pub fn schedule<'a>(cases: &'a [Case], peers: &[Peer], reps: Reps) -> Vec<(&'a C
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::cases::{self, Profile};
+    use crate::bench::cases;
+    use crate::bench::targets::sign_test_p;
 
     /// Sweep rates run `sweep` times, paced and firehose `cpu` times, other cases `other`
     /// times; odd repetitions run the peers in reverse.
@@ -120,8 +121,9 @@ mod tests {
     fn the_default_profile_runs_enough_cpu_reps_for_a_sign_test() {
         let p = Profile::DEFAULT;
         assert!(p.cpu_reps > p.reps);
-        assert!(2.0 / 2f64.powi(p.cpu_reps as i32) < 0.05);
-        assert!(2.0 / 2f64.powi(p.reps as i32) >= 0.05);
+        // Every pair on one side: k = 0 pairs on the other.
+        assert!(sign_test_p(0, p.cpu_reps) < 0.05);
+        assert!(sign_test_p(0, p.reps) >= 0.05);
     }
 
     /// The floor runs the per-frame cases, not the idle and churn ones.

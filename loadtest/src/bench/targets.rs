@@ -150,7 +150,7 @@ fn ratio_row(target: String, a: Option<Stat>, b: Option<Stat>, paired: &[f64], l
 
 /// Two-sided sign test: the chance that `n` fair coin flips put `k` or fewer on one side,
 /// either side.
-fn sign_test_p(k: usize, n: usize) -> f64 {
+pub(super) fn sign_test_p(k: usize, n: usize) -> f64 {
     let (mut choose, mut tail) = (1.0f64, 0.0f64);
     for i in 0..=k {
         if i > 0 {
