@@ -6,11 +6,17 @@
 //!   and waits in `monoio::ext::poll_events`; monoio parks (submit and wait), reaps the
 //!   completion into the ext queue, wakes the task and polls it. With the timer driver on
 //!   and a timer armed (as in a worker, whose ticker always has one), and without.
+//! - `monoio/ext_handler`: the data plane's path today — the completion goes from the
+//!   park straight to a handler (`monoio::ext::set_handler`), which queues the next NOP; no
+//!   task is woken or polled. With a timer armed.
 //!
 //! The difference between the two is the runtime's part of the relay's hop (`loadtest bench
 //! --only hop`: tunnel against floor).
 
+use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -60,6 +66,52 @@ async fn round_trips(iters: u64) -> Duration {
     .await
 }
 
+/// A chain of `iters` NOPs, each queued by the handler that got the last one's completion.
+struct Chain {
+    left: Cell<u64>,
+    done: RefCell<Option<Waker>>,
+}
+
+fn push_nop() {
+    let nop = opcode::Nop::new().build().user_data(NOP);
+    // SAFETY: a NOP names no memory.
+    unsafe { monoio::ext::uring_push(&nop) }.expect("push");
+}
+
+async fn handled_round_trips(iters: u64) -> Duration {
+    let chain = Rc::new(Chain {
+        left: Cell::new(iters),
+        done: RefCell::new(None),
+    });
+    let handler: monoio::ext::Handler = {
+        let chain = chain.clone();
+        Rc::new(move |events: &mut Vec<monoio::ext::ExtEvent>| {
+            let left = chain.left.get() - events.len() as u64;
+            chain.left.set(left);
+            if left > 0 {
+                push_nop();
+            } else if let Some(w) = chain.done.borrow_mut().take() {
+                w.wake();
+            }
+        })
+    };
+    assert!(monoio::ext::set_handler(Some(handler)));
+    let start = Instant::now();
+    push_nop();
+    poll_fn(|cx| {
+        if chain.left.get() == 0 {
+            Poll::Ready(())
+        } else {
+            *chain.done.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    })
+    .await;
+    let took = start.elapsed();
+    monoio::ext::set_handler(None);
+    took
+}
+
 fn through_monoio(c: &mut Criterion) {
     let timed = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
         .enable_timer()
@@ -78,6 +130,9 @@ fn through_monoio(c: &mut Criterion) {
     });
     c.bench_function("wakeup/monoio_ext_timer_armed", |b| {
         b.iter_custom(|iters| timed.block_on(round_trips(iters)))
+    });
+    c.bench_function("wakeup/monoio_ext_handler_timer_armed", |b| {
+        b.iter_custom(|iters| timed.block_on(handled_round_trips(iters)))
     });
     c.bench_function("wakeup/monoio_ext_no_timer", |b| {
         b.iter_custom(|iters| untimed.block_on(round_trips(iters)))

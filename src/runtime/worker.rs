@@ -386,6 +386,8 @@ async fn worker_main(
     }
     if let Some(dp) = &ctx.dataplane {
         dp.finish_all(now);
+        // The handler holds the data plane; the worker is done with both.
+        monoio::ext::set_handler(None);
     }
     ctx.timers.stop();
     timers.await;

@@ -180,6 +180,15 @@ impl<D> Runtime<D> {
 
                         // Cold path
                         let _ = self.driver.submit();
+                        // tollgate patch: completions that submit reaped go to the ext
+                        // handler (see `driver::ext::set_handler`).
+                        crate::driver::ext::run_handler();
+                    }
+
+                    // tollgate patch: never park with ext events queued for the handler
+                    // (pushed by a submit inside a task); run it and the tasks it woke.
+                    if crate::driver::ext::run_handler() {
+                        continue;
                     }
 
                     // Wait and Process CQ(the error is ignored for not debug mode)
@@ -190,6 +199,10 @@ impl<D> Runtime<D> {
                     if let Err(e) = self.driver.park() {
                         trace!("park error: {:?}", e);
                     }
+
+                    // tollgate patch: the batch the park reaped goes to the ext handler
+                    // first, as a bare io_uring loop would handle it; then the tasks.
+                    crate::driver::ext::run_handler();
                 }
             })
         })

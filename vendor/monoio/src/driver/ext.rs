@@ -15,11 +15,14 @@
 //!   taken with [`poll_events`].
 //!
 //! Events are queued while the driver parks; [`poll_events`] wakes the one task that asked
-//! for them, so a whole batch of completions costs one task poll.
+//! for them, so a whole batch of completions costs one task poll. Or, with a handler set
+//! ([`set_handler`]), the runtime calls the handler with each batch right after the park
+//! that reaped it, as a bare `io_uring` loop would: no task is woken, scheduled or polled.
 
 use std::{
     io,
     os::fd::RawFd,
+    rc::Rc,
     task::{Context, Poll, Waker},
 };
 
@@ -58,11 +61,18 @@ pub enum Kind {
     Legacy,
 }
 
-/// Events queued for the caller, and the task waiting for them.
+/// Called by the runtime with each batch of events (see [`set_handler`]). It may push
+/// SQEs, wake tasks and set or clear the handler; the batch is cleared after it returns.
+pub type Handler = Rc<dyn Fn(&mut Vec<ExtEvent>)>;
+
+/// Events queued for the caller, and the task waiting for them (or the handler).
 #[derive(Default)]
 pub(crate) struct ExtQueue {
     pub(crate) events: Vec<ExtEvent>,
     pub(crate) waker: Option<Waker>,
+    handler: Option<Handler>,
+    /// The last batch's vector, kept for the next one (no allocation per batch).
+    spare: Vec<ExtEvent>,
 }
 
 impl ExtQueue {
@@ -70,9 +80,10 @@ impl ExtQueue {
         self.events.push(ev);
     }
 
-    /// Wake the waiting task if events arrived (called once per driver tick).
+    /// Wake the waiting task if events arrived (called once per driver tick). With a
+    /// handler set nothing is woken: the runtime hands the batch over after its park.
     pub(crate) fn notify(&mut self) {
-        if !self.events.is_empty() {
+        if self.handler.is_none() && !self.events.is_empty() {
             if let Some(w) = self.waker.take() {
                 w.wake();
             }
@@ -89,6 +100,70 @@ impl ExtQueue {
         }
         out.append(&mut self.events);
         Poll::Ready(())
+    }
+}
+
+fn with_queue<R>(f: impl FnOnce(&mut ExtQueue) -> R) -> Option<R> {
+    if !CURRENT.is_set() {
+        return None;
+    }
+    Some(CURRENT.with(|inner| match inner {
+        #[cfg(all(target_os = "linux", feature = "iouring"))]
+        // SAFETY: the driver's state is only touched from this thread, and `f` cannot
+        // re-enter the driver (it gets the queue, not the runtime).
+        Inner::Uring(this) => f(unsafe { &mut (*this.get()).ext }),
+        #[cfg(feature = "legacy")]
+        // SAFETY: as above.
+        Inner::Legacy(this) => f(unsafe { &mut (*this.get()).ext }),
+    }))
+}
+
+/// Hand every batch of events to `handler` instead of a task waiting in [`poll_events`]:
+/// the runtime calls it right after the park (or submit) that reaped the batch, before it
+/// runs any task, and again while events are queued — it never parks with events waiting.
+/// `None` goes back to [`poll_events`] (events already queued wait for it). Returns `false`
+/// outside a runtime.
+///
+/// The handler runs outside any task: it must not block, and what it needs a task for it
+/// wakes one for. Dropping the runtime drops the handler.
+pub fn set_handler(handler: Option<Handler>) -> bool {
+    with_queue(|q| {
+        q.handler = handler;
+        // Events queued before: the handler takes them at the runtime's next turn; a task
+        // waiting in `poll_events` (handler removed) is woken for them now.
+        q.notify();
+    })
+    .is_some()
+}
+
+/// Run the handler over the queued events, batch after batch until none is left; `true`
+/// if it ran. Called by the runtime after each park and submit, and before it parks.
+pub(crate) fn run_handler() -> bool {
+    let mut ran = false;
+    loop {
+        let taken = with_queue(|q| {
+            if q.events.is_empty() {
+                return None;
+            }
+            let handler = q.handler.clone()?;
+            let mut batch = std::mem::take(&mut q.spare);
+            std::mem::swap(&mut batch, &mut q.events);
+            Some((handler, batch))
+        })
+        .flatten();
+        let Some((handler, mut batch)) = taken else {
+            return ran;
+        };
+        ran = true;
+        // No borrow of the driver is live here: the handler pushes SQEs through the same
+        // queue and ring.
+        handler(&mut batch);
+        batch.clear();
+        with_queue(|q| {
+            if q.spare.capacity() < batch.capacity() {
+                q.spare = batch;
+            }
+        });
     }
 }
 
