@@ -13,23 +13,11 @@ use std::time::Duration;
 use io_uring::opcode;
 use monoio::ext::{ExtEvent, Handler, EXT_BIT};
 
-const LIMIT: Duration = Duration::from_secs(10);
+#[path = "common/monoio_rt.rs"]
+mod monoio_rt;
+use monoio_rt::{epoll_runtime, uring_runtime};
 
-fn uring_runtime() -> Option<monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>> {
-    let mut b = io_uring::IoUring::builder();
-    b.setup_single_issuer().setup_defer_taskrun();
-    match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-        .enable_timer()
-        .uring_builder(b)
-        .build()
-    {
-        Ok(rt) => Some(rt),
-        Err(e) => {
-            eprintln!("io_uring unavailable ({e}); skipped");
-            None
-        }
-    }
-}
+const LIMIT: Duration = Duration::from_secs(10);
 
 fn push_nop(tag: u64) {
     let nop = opcode::Nop::new().build().user_data(EXT_BIT | tag);
@@ -59,6 +47,15 @@ impl Seen {
                 }
             }
         })
+    }
+
+    /// The tags (user data without [`EXT_BIT`]) of the events seen, in order.
+    fn tags(&self) -> Vec<u64> {
+        self.events
+            .borrow()
+            .iter()
+            .map(|e| e.user_data & !EXT_BIT)
+            .collect()
     }
 
     /// Wait until the handler saw `want` events.
@@ -106,12 +103,7 @@ fn completions_go_to_the_handler_and_wake_no_task() {
             push_nop(tag);
         }
         seen.wait_for(3).await;
-        let tags: Vec<u64> = seen
-            .events
-            .borrow()
-            .iter()
-            .map(|e| e.user_data & !EXT_BIT)
-            .collect();
+        let tags = seen.tags();
         assert_eq!(tags, [1, 2, 3]);
         assert!(seen.events.borrow().iter().all(|e| e.result == 0));
         monoio::time::sleep(Duration::from_millis(5)).await;
@@ -157,12 +149,7 @@ fn a_handler_that_queues_the_next_operation_never_stalls() {
         push_nop(0);
         seen.wait_for(CHAIN).await;
         assert_eq!(seen.events.borrow().len(), CHAIN);
-        let tags: Vec<u64> = seen
-            .events
-            .borrow()
-            .iter()
-            .map(|e| e.user_data & !EXT_BIT)
-            .collect();
+        let tags = seen.tags();
         let expected: Vec<u64> = (0..CHAIN as u64).collect();
         assert_eq!(tags, expected, "the chain's completions came out of order");
         monoio::ext::set_handler(None);
@@ -223,10 +210,7 @@ fn completions_reaped_while_tasks_keep_the_runtime_busy_reach_the_handler_at_onc
 
 #[test]
 fn readiness_events_go_to_the_handler_on_epoll() {
-    let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-        .enable_timer()
-        .build()
-        .expect("epoll runtime");
+    let mut rt = epoll_runtime();
     rt.block_on(async {
         let seen = Rc::new(Seen::default());
         assert!(monoio::ext::set_handler(Some(seen.handler(|_| {}))));

@@ -9,30 +9,11 @@ use std::time::{Duration, Instant};
 
 use io_uring::opcode;
 
+#[path = "common/monoio_rt.rs"]
+mod monoio_rt;
+use monoio_rt::{epoll_runtime, uring_runtime};
+
 const NOP: u64 = monoio::ext::EXT_BIT | 11;
-
-fn uring_runtime() -> Option<monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>> {
-    let mut b = io_uring::IoUring::builder();
-    b.setup_single_issuer().setup_defer_taskrun();
-    match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-        .enable_timer()
-        .uring_builder(b)
-        .build()
-    {
-        Ok(rt) => Some(rt),
-        Err(e) => {
-            eprintln!("io_uring unavailable ({e}); skipped");
-            None
-        }
-    }
-}
-
-fn epoll_runtime() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>> {
-    monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-        .enable_timer()
-        .build()
-        .expect("epoll runtime")
-}
 
 /// One completion through the ring: the driver parks once (with whatever timer is next).
 async fn nop_round_trip() {
