@@ -1,8 +1,8 @@
 //! What the runtime costs per wake-up of a worker, without the kernel's sleep and wake: one
-//! completion's round trip from the ring to the task that handles it.
+//! completion's round trip from the ring to the code that handles it.
 //!
 //! - `raw`: the floor's loop (`tollgate-floor`) — queue a NOP, `submit_and_wait(1)`, reap.
-//! - `monoio/ext`: the data plane's path — a task queues a NOP with `monoio::ext::uring_push`
+//! - `monoio/ext`: the data plane's path until commit ad86ea5 — a task queues a NOP with `monoio::ext::uring_push`
 //!   and waits in `monoio::ext::poll_events`; monoio parks (submit and wait), reaps the
 //!   completion into the ext queue, wakes the task and polls it. With the timer driver on
 //!   and a timer armed (as in a worker, whose ticker always has one), and without.
@@ -10,8 +10,8 @@
 //!   park straight to a handler (`monoio::ext::set_handler`), which queues the next NOP; no
 //!   task is woken or polled. With a timer armed.
 //!
-//! The difference between the two is the runtime's part of the relay's hop (`loadtest bench
-//! --only hop`: tunnel against floor).
+//! The difference between `raw` and `monoio/ext_handler` is the runtime's part of the
+//! relay's hop (`loadtest bench --only hop`: tunnel against floor).
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
