@@ -50,9 +50,9 @@ pub(crate) enum Bound {
     /// An echo row at a rate where the load side queues without a relay
     /// ([`Medians::load_queue`]): it measures mostly the load core's queue.
     Load,
-    /// A CPU row against nginx or HAProxy that the floor (a minimal io_uring tunnel with
-    /// no WebSocket work) itself did not meet in this run ([`Medians::floor_ratio`]): no
-    /// relay built on the same kernel path could have met it.
+    /// A CPU row against nginx or HAProxy, or an echo row against nginx, that the floor (a
+    /// minimal io_uring tunnel with no WebSocket work) itself did not meet in this run
+    /// ([`Medians::floor_ratio`]): no relay built on the same kernel path could have met it.
     Floor,
 }
 
@@ -161,9 +161,9 @@ pub(super) fn sign_test_p(k: usize, n: usize) -> f64 {
     (2.0 * tail / 2f64.powi(n as i32)).min(1.0)
 }
 
-/// `row` (a CPU target `tollgate ≤ limit × peer`) with the floor's own ratio to `peer`
-/// appended, and bound by the floor when that ratio is above `limit` (a row that was not
-/// measured, or a run without the floor, is left alone).
+/// `row` (a target `tollgate ≤ limit × peer` on CPU per frame or echo latency) with the
+/// floor's own ratio to `peer` appended, and bound by the floor when that ratio is above
+/// `limit` (a row that was not measured, or a run without the floor, is left alone).
 fn with_floor(mut row: Row, m: &Medians, metric: Metric, peer: Peer, limit: f64) -> Row {
     if row.verdict == Verdict::NotMeasured {
         return row;
@@ -283,9 +283,15 @@ pub(crate) fn rows(m: &Medians) -> Vec<Row> {
                 Nginx,
                 1.0,
             );
-            if let (Some(why), false) = (&queue, row.verdict == Verdict::NotMeasured) {
-                let _ = write!(row.measured, "; {why}");
-                row.bound = Some(Bound::Load);
+            match (&queue, row.verdict == Verdict::NotMeasured) {
+                (_, true) => {}
+                (Some(why), false) => {
+                    // The load core's queue dominates there; the floor's ratio says no more.
+                    let _ = write!(row.measured, "; {why}");
+                    row.bound = Some(Bound::Load);
+                }
+                // The floor's own latency against nginx's: what the kernel path allows.
+                (None, false) => row = with_floor(row, m, metric, Nginx, 1.0),
             }
             v.push(row);
         }
@@ -359,10 +365,11 @@ pub(crate) fn section(o: &mut String, r: &BenchResult) {
         let _ = writeln!(
             o,
             "{met_fb} of the met and {missed_fb} of the missed are *floor-bound*: CPU \
-             against nginx or HAProxy where the floor — a minimal io_uring tunnel with no \
-             WebSocket work, one multishot receive per socket and a send straight from the \
-             buffer — did not meet the limit itself in this run. The verdicts stand as \
-             measured; on that kernel path no relay meets them on this machine that hour.\n"
+             against nginx or HAProxy, or echo latency against nginx, where the floor — a \
+             minimal io_uring tunnel with no WebSocket work, one multishot receive per \
+             socket and a send straight from the buffer — did not meet the limit itself in \
+             this run. The verdicts stand as measured; on that kernel path no relay meets \
+             them on this machine that hour.\n"
         );
     }
     let _ = writeln!(o, "| target | this run | verdict |\n|---|---|---|");

@@ -330,3 +330,58 @@ fn echo_rows_where_the_load_side_queues_without_a_relay_are_marked_load_bound() 
     m.map.retain(|(_, p), _| *p != Direct);
     assert!(!rows(&m).iter().any(|x| x.bound.is_some()));
 }
+
+#[test]
+fn echo_rows_carry_the_floors_ratio_and_are_floor_bound_where_the_floor_was_slower_than_nginx() {
+    use Peer::*;
+    // bfull27's p50s at 2k/s (the floor 335 against nginx's 313: floor-bound) and 8k/s
+    // p99s (the floor 2,734 against nginx's 2,734: ×1.000, not above the limit).
+    let mut m = medians(&[
+        (Metric::EchoP50(2000), Direct, 126.0),
+        (Metric::EchoP50(8000), Direct, 95.7),
+        (Metric::EchoP50(32000), Direct, 530.0),
+        (Metric::EchoP50(2000), Floor, 335.0),
+        (Metric::EchoP50(2000), Tollgate, 342.0),
+        (Metric::EchoP50(2000), Nginx, 313.0),
+        (Metric::EchoP99(8000), Floor, 2734.0),
+        (Metric::EchoP99(8000), Tollgate, 1835.0),
+        (Metric::EchoP99(8000), Nginx, 2734.0),
+        (Metric::EchoP50(32000), Floor, 829.0),
+        (Metric::EchoP50(32000), Tollgate, 634.0),
+        (Metric::EchoP50(32000), Nginx, 816.0),
+    ]);
+    m.sweep_rates = vec![2000, 8000, 32000];
+    let r = rows(&m);
+    let p50 = find(&r, "echo p50 at 2000/s");
+    assert_eq!(p50.verdict, Verdict::Missed, "the verdict stands");
+    assert_eq!(p50.bound, Some(Bound::Floor));
+    assert!(
+        p50.measured
+            .ends_with("; floor-bound: the floor (no WebSocket work) ×1.070 nginx"),
+        "{}",
+        p50.measured
+    );
+    let p99 = find(&r, "echo p99 at 8000/s");
+    assert_eq!(p99.verdict, Verdict::Met);
+    assert_eq!(p99.bound, None, "×1.000 is within the limit");
+    assert!(
+        p99.measured
+            .ends_with("; the floor (no WebSocket work) ×1.000 nginx"),
+        "{}",
+        p99.measured
+    );
+    // Load-bound (direct ×5.5 its lowest at 32k/s): the load core's queue, not the floor.
+    let lb = find(&r, "echo p50 at 32.0k/s");
+    assert_eq!(lb.bound, Some(Bound::Load));
+    assert!(!lb.measured.contains("the floor"), "{}", lb.measured);
+    // Not measured rows (no p99 at 2k/s here) say nothing about the floor.
+    let nm = find(&r, "echo p99 at 2000/s");
+    assert_eq!(nm.verdict, Verdict::NotMeasured);
+    assert_eq!(nm.bound, None);
+    // Without the floor in the run, nothing is appended.
+    m.map.retain(|(_, p), _| *p != Floor);
+    let r = rows(&m);
+    let p50 = find(&r, "echo p50 at 2000/s");
+    assert_eq!(p50.bound, None);
+    assert!(!p50.measured.contains("floor"), "{}", p50.measured);
+}
