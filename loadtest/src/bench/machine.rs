@@ -21,6 +21,14 @@ pub struct Machine {
     /// hop: with no polling an idle vCPU halts, and waking it goes through the hypervisor.
     #[serde(default)]
     pub cpuidle: String,
+    /// Which CPU the model name stands for ([`cpu_id`]): family, model, stepping and
+    /// whether it has AVX-512. A VM's host can change under the same model name (this
+    /// repository's "AMD EPYC" had AVX-512 when the relay's AVX-512 UTF-8 kernel was
+    /// measured, and is a family 25 model 1 — Zen 3 — without it since), and the relay's
+    /// UTF-8 check picks its kernel by that flag. Empty in reports written before it was
+    /// recorded.
+    #[serde(default)]
+    pub cpu_id: String,
 }
 
 impl Machine {
@@ -49,13 +57,19 @@ impl Machine {
             nofile: (rl.rlim_cur, rl.rlim_max),
             glibc_tunables: std::env::var("GLIBC_TUNABLES").unwrap_or_else(|_| "(unset)".into()),
             cpuidle: cpuidle(),
+            cpu_id: cpu_id(&cpuinfo),
         }
     }
 
     /// One Markdown line.
     pub fn line(&self) -> String {
+        let id = if self.cpu_id.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", self.cpu_id)
+        };
         format!(
-            "machine: nproc={}, CPU \"{}\", kernel {}, ulimit -n {} (hard {}), GLIBC_TUNABLES={}, cpuidle {}",
+            "machine: nproc={}, CPU \"{}\"{id}, kernel {}, ulimit -n {} (hard {}), GLIBC_TUNABLES={}, cpuidle {}",
             self.nproc,
             self.cpu_model,
             self.kernel,
@@ -65,6 +79,28 @@ impl Machine {
             self.cpuidle
         )
     }
+}
+
+/// `family F model M stepping S, AVX-512` (or `no AVX-512`) from the first processor of
+/// `/proc/cpuinfo`; empty when the text has no `cpu family` line (not x86).
+pub fn cpu_id(cpuinfo: &str) -> String {
+    let first = cpuinfo.split("\n\n").next().unwrap_or_default();
+    let field = |name: &str| {
+        first.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == name).then(|| v.trim())
+        })
+    };
+    let Some(family) = field("cpu family") else {
+        return String::new();
+    };
+    let avx512 = field("flags").is_some_and(|f| f.split_whitespace().any(|x| x == "avx512f"));
+    format!(
+        "family {family} model {} stepping {}, {}",
+        field("model").unwrap_or("?"),
+        field("stepping").unwrap_or("?"),
+        if avx512 { "AVX-512" } else { "no AVX-512" }
+    )
 }
 
 /// `driver/governor` from sysfs, plus `guest_halt_poll_ns=N` under the haltpoll driver.
@@ -188,4 +224,53 @@ pub fn ensure_debian_peers() -> Vec<String> {
         }
     }
     log
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ZEN3: &str = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC\nstepping\t: 1\nflags\t\t: fpu avx avx2 vaes\n\nprocessor\t: 1\ncpu family\t: 99\nmodel\t\t: 9\nstepping\t: 9\nflags\t\t: avx512f\n";
+
+    #[test]
+    fn cpu_id_reads_the_first_processor_and_tells_avx512_apart() {
+        assert_eq!(cpu_id(ZEN3), "family 25 model 1 stepping 1, no AVX-512");
+        let zen4 = ZEN3.replacen("model\t\t: 1", "model\t\t: 17", 1).replacen(
+            "fpu avx avx2 vaes",
+            "fpu avx2 avx512f avx512bw",
+            1,
+        );
+        assert_eq!(cpu_id(&zen4), "family 25 model 17 stepping 1, AVX-512");
+        // `model name` must not be read as `model`, nor `avx512bw` as `avx512f`.
+        let bw_only = ZEN3.replacen("fpu avx avx2 vaes", "avx512bw", 1);
+        assert_eq!(cpu_id(&bw_only), "family 25 model 1 stepping 1, no AVX-512");
+        assert_eq!(cpu_id("processor : 0\nmodel name : Neoverse\n"), "");
+    }
+
+    #[test]
+    fn the_machine_line_shows_the_cpu_id_only_when_recorded() {
+        let mut m = Machine {
+            nproc: 2,
+            cpu_model: "AMD EPYC".into(),
+            kernel: "6.18".into(),
+            nofile: (20000, 20000),
+            glibc_tunables: "(unset)".into(),
+            cpuidle: "haltpoll/haltpoll".into(),
+            cpu_id: String::new(),
+        };
+        // A report written before the field existed renders as it did then.
+        let old = m.line();
+        assert!(
+            old.starts_with("machine: nproc=2, CPU \"AMD EPYC\", kernel 6.18,"),
+            "{old}"
+        );
+        m.cpu_id = cpu_id(ZEN3);
+        assert!(
+            m.line().starts_with(
+                "machine: nproc=2, CPU \"AMD EPYC\" (family 25 model 1 stepping 1, no AVX-512), kernel"
+            ),
+            "{}",
+            m.line()
+        );
+    }
 }
