@@ -166,6 +166,11 @@ pub struct BenchArgs {
     /// (into --out), with this version's tables and verdicts.
     #[arg(long, value_name = "BENCH_JSON")]
     pub render: Option<PathBuf>,
+    /// Run nothing: the data plane's targets across earlier runs (each a bench.json or the
+    /// directory holding one), one column per run in the order given, with this version's
+    /// verdicts; printed and written to history.md in --out.
+    #[arg(long, value_name = "RUN", num_args = 1.., conflicts_with = "render")]
+    pub history: Vec<PathBuf>,
 }
 
 /// Flags of `loadtest demo`. It exits 0 only when every step of the transcript worked

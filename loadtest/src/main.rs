@@ -109,6 +109,23 @@ fn run_load(args: &RunArgs) -> i32 {
 
 fn run_bench(args: BenchArgs) -> i32 {
     use tollgate_loadtest::bench::{self, peers::Peer};
+    if !args.history.is_empty() {
+        return match bench::history(&args.history, &args.out) {
+            Ok(md) => {
+                print!("{md}");
+                eprintln!(
+                    "loadtest bench: wrote {}/history.md from {} runs",
+                    args.out.display(),
+                    args.history.len()
+                );
+                0
+            }
+            Err(e) => {
+                eprintln!("loadtest bench: {e}");
+                1
+            }
+        };
+    }
     if let Some(json) = &args.render {
         return match bench::render(json, &args.out, &args.peers) {
             Ok((r, peers)) => {

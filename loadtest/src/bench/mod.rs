@@ -5,6 +5,7 @@
 //! latency sweep.
 
 pub mod cases;
+mod history;
 pub mod host;
 pub mod machine;
 mod medians;
@@ -28,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::gen::{self, Report};
 use cases::{Case, Kind, Profile};
+pub use history::history;
 use host::MockHost;
 use machine::Machine;
 use peers::{Peer, PeerEnv, RunningPeer, TlsMode};

@@ -13,12 +13,7 @@ pub fn render(
     out: &Path,
     peers: &[Peer],
 ) -> Result<(BenchResult, Vec<Peer>), BenchError> {
-    let bad = |reason: String| BenchError::Input {
-        path: json.to_path_buf(),
-        reason,
-    };
-    let body = std::fs::read(json).map_err(|e| bad(e.to_string()))?;
-    let result: BenchResult = serde_json::from_slice(&body).map_err(|e| bad(e.to_string()))?;
+    let result = load(json)?;
     let peers: Vec<Peer> = if peers.is_empty() {
         Peer::KNOWN
             .into_iter()
@@ -33,6 +28,21 @@ pub fn render(
     let svg = out.join("sweep.svg");
     std::fs::write(&svg, sections::sweep_plot(&result, &peers)).map_err(out_err(&svg))?;
     Ok((result, peers))
+}
+
+/// A saved run: `json` is its `bench.json`, or the directory that holds one.
+pub(crate) fn load(json: &Path) -> Result<BenchResult, BenchError> {
+    let file = if json.is_dir() {
+        json.join("bench.json")
+    } else {
+        json.to_path_buf()
+    };
+    let bad = |reason: String| BenchError::Input {
+        path: file.clone(),
+        reason,
+    };
+    let body = std::fs::read(&file).map_err(|e| bad(e.to_string()))?;
+    serde_json::from_slice(&body).map_err(|e| bad(e.to_string()))
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ pub(crate) enum Verdict {
 }
 
 impl Verdict {
-    fn word(self) -> &'static str {
+    pub(crate) fn word(self) -> &'static str {
         match self {
             Verdict::Met => "met",
             Verdict::Missed => "**missed**",
@@ -57,7 +57,7 @@ pub(crate) enum Bound {
 }
 
 impl Bound {
-    fn word(self) -> &'static str {
+    pub(crate) fn word(self) -> &'static str {
         match self {
             Bound::Load => "load-bound",
             Bound::Floor => "floor-bound",
@@ -78,6 +78,12 @@ pub(crate) struct Row {
     pub within_spread: bool,
     /// What bounds the verdict, when something other than the relays does.
     pub bound: Option<Bound>,
+    /// The number the verdict turns on, short: the ratio of medians (`×1.038`), KiB per
+    /// session, or responses matched; "—" when not measured. A column of `--history`.
+    pub figure: String,
+    /// A ratio target's limit and its repetitions' pairs (the ratio of `a`'s run to `b`'s
+    /// in each repetition): `--history` pools them over runs. `None` for other targets.
+    pub pairs: Option<(f64, Vec<f64>)>,
 }
 
 impl Row {
@@ -88,9 +94,24 @@ impl Row {
             verdict: Verdict::NotMeasured,
             within_spread: false,
             bound: None,
+            figure: "—".into(),
+            pairs: None,
+        }
+    }
+
+    /// The target without what one run decides about it: the firehose's better peer. Rows
+    /// of different runs with the same key are the same target (`--history`).
+    pub(crate) fn key(&self) -> &str {
+        if self.target.starts_with(FIRE) {
+            FIRE
+        } else {
+            &self.target
         }
     }
 }
+
+/// The firehose target; its row names the better of nginx and HAProxy in that run.
+const FIRE: &str = "firehose: tollgate ≤ 1.0 × the better of nginx and HAProxy";
 
 /// The row of `a ≤ limit × b` on `metric`.
 fn ratio(m: &Medians, target: String, metric: Metric, a: Peer, b: Peer, limit: f64) -> Row {
@@ -142,6 +163,8 @@ fn ratio_row(target: String, a: Option<Stat>, b: Option<Stat>, paired: &[f64], l
                 verdict,
                 within_spread: !settled,
                 bound: None,
+                figure: format!("×{ratio:.3}"),
+                pairs: Some((limit, paired.to_vec())),
             }
         }
         _ => Row::not_measured(target),
@@ -224,12 +247,11 @@ pub(crate) fn rows(m: &Medians) -> Vec<Row> {
         (Some(_), Some(_)) => Some(Nginx),
         _ => None,
     };
-    let fire = "firehose: tollgate ≤ 1.0 × the better of nginx and HAProxy";
     v.push(match better {
         Some(b) => with_floor(
             ratio(
                 m,
-                format!("{fire} ({})", b.name()),
+                format!("{FIRE} ({})", b.name()),
                 Metric::Firehose,
                 Tollgate,
                 b,
@@ -240,7 +262,7 @@ pub(crate) fn rows(m: &Medians) -> Vec<Row> {
             b,
             1.0,
         ),
-        None => Row::not_measured(fire.into()),
+        None => Row::not_measured(FIRE.into()),
     });
     // The target is per session at scale; below 1,000 sessions (`--quick`) the process's
     // fixed memory dominates the quotient, so it is not evaluated there.
@@ -267,6 +289,8 @@ pub(crate) fn rows(m: &Medians) -> Vec<Row> {
             },
             within_spread: kib.min <= 4.0 && kib.max > 4.0,
             bound: None,
+            figure: format!("{} KiB", fmt(kib.median)),
+            pairs: None,
         });
     }
     for &rate in &m.sweep_rates {
@@ -307,6 +331,12 @@ pub(crate) fn rows(m: &Medians) -> Vec<Row> {
             },
             within_spread: false,
             bound: None,
+            figure: if matched == ledger {
+                "1.000".into()
+            } else {
+                format!("{matched} of {ledger}")
+            },
+            pairs: None,
         },
         _ => Row::not_measured("usage accuracy 1.000".into()),
     });
