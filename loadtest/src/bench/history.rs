@@ -6,18 +6,15 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::medians::Medians;
-use super::render::load;
+use super::render::{bench_json, load};
+use super::table::stat;
 use super::targets::{rows, Row, Verdict};
 use super::{out_err, BenchError, BenchResult};
 
 /// A run's column heading: the name of the directory its `bench.json` sits in (`bfull28`),
 /// else the file's own name.
 fn label(path: &Path) -> String {
-    let file = if path.is_dir() {
-        path.join("bench.json")
-    } else {
-        path.to_path_buf()
-    };
+    let file = bench_json(path);
     file.parent()
         .and_then(Path::file_name)
         .or_else(|| file.file_name())
@@ -44,19 +41,12 @@ fn cell(row: &Row) -> String {
 }
 
 /// The pooled pairs of a ratio target: "×median; k of n ≤ ×limit", or "—" without pairs.
-fn pooled_cell(limit: Option<f64>, pairs: &mut [f64]) -> String {
-    let Some(limit) = limit.filter(|_| !pairs.is_empty()) else {
+fn pooled_cell(limit: Option<f64>, pairs: &[f64]) -> String {
+    let (Some(limit), Some(st)) = (limit, stat(pairs)) else {
         return "—".into();
     };
-    pairs.sort_by(f64::total_cmp);
-    let n = pairs.len();
-    let median = if n % 2 == 1 {
-        pairs[n / 2]
-    } else {
-        (pairs[n / 2 - 1] + pairs[n / 2]) / 2.0
-    };
     let k = pairs.iter().filter(|&&x| x <= limit).count();
-    format!("×{median:.3}; {k} of {n} ≤ ×{limit}")
+    format!("×{:.3}; {k} of {} ≤ ×{limit}", st.median, pairs.len())
 }
 
 /// The history table of `runs` (label, result), in the order given. Targets appear in the
@@ -119,7 +109,7 @@ pub(crate) fn table(runs: &[(String, BenchResult)]) -> String {
         let _ = writeln!(
             o,
             " {met} of {measured} | {} |",
-            pooled_cell(limit, &mut pooled)
+            pooled_cell(limit, &pooled)
         );
     }
     o

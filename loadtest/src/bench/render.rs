@@ -1,6 +1,6 @@
 //! `loadtest bench --render`: a saved run's report written again.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::peers::Peer;
 use super::{markdown, out_err, sections, BenchError, BenchResult};
@@ -30,13 +30,18 @@ pub fn render(
     Ok((result, peers))
 }
 
+/// A saved run's report file: `path` itself, or its `bench.json` when it is a directory.
+pub(crate) fn bench_json(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        path.join("bench.json")
+    } else {
+        path.to_path_buf()
+    }
+}
+
 /// A saved run: `json` is its `bench.json`, or the directory that holds one.
 pub(crate) fn load(json: &Path) -> Result<BenchResult, BenchError> {
-    let file = if json.is_dir() {
-        json.join("bench.json")
-    } else {
-        json.to_path_buf()
-    };
+    let file = bench_json(json);
     let bad = |reason: String| BenchError::Input {
         path: file.clone(),
         reason,
