@@ -6,8 +6,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::medians::Medians;
+use super::peers::Peer;
 use super::render::{bench_json, load};
-use super::table::stat;
+use super::table::{fmt, lat, samples, stat};
 use super::targets::{rows, Row, Verdict};
 use super::{out_err, BenchError, BenchResult};
 
@@ -115,6 +116,93 @@ pub(crate) fn table(runs: &[(String, BenchResult)]) -> String {
     o
 }
 
+/// One statistic of a run's echo latencies.
+type Quantile = fn(&crate::gen::stats::LatencySummary) -> f64;
+
+/// The echo statistics [`echo_pairs`] compares: the fastest echo, the quantiles.
+const SHAPE: [(&str, Quantile); 4] = [
+    ("min", |l| l.min_us),
+    ("p50", |l| l.p50_us),
+    ("p90", |l| l.p90_us),
+    ("p99", |l| l.p99_us),
+];
+
+/// Echo latency of the floor and tollgate against nginx, repetition pair by repetition
+/// pair, every run pooled: per sweep rate and statistic, the median of (peer − nginx) µs
+/// and how many pairs had the peer at or below nginx. `min` is an echo that met no queue —
+/// the path itself; where min agrees and p50/p90 part, the difference is queueing, not the
+/// relay's work per frame. Empty when no run has nginx in a sweep.
+pub(crate) fn echo_pairs(runs: &[(String, BenchResult)]) -> String {
+    let mut rates: Vec<f64> = Vec::new();
+    for (_, r) in runs {
+        for &rate in &r.sweep_rates {
+            if !rates.contains(&rate) {
+                rates.push(rate);
+            }
+        }
+    }
+    rates.sort_by(f64::total_cmp);
+    let mut body = String::new();
+    for rate in &rates {
+        let case = format!("sweep@{rate}");
+        for peer in [Peer::Floor, Peer::Tollgate] {
+            let mut cells = Vec::new();
+            for (_, q) in SHAPE {
+                let mut diffs: Vec<f64> = Vec::new();
+                for (_, r) in runs {
+                    for s in samples(r, &case, peer) {
+                        let theirs = samples(r, &case, Peer::Nginx)
+                            .find(|n| n.rep == s.rep)
+                            .and_then(|n| lat(n, "echo", q));
+                        if let (Some(a), Some(b)) = (lat(s, "echo", q), theirs) {
+                            diffs.push(a - b);
+                        }
+                    }
+                }
+                let Some(st) = stat(&diffs) else {
+                    cells.clear();
+                    break;
+                };
+                let k = diffs.iter().filter(|&&d| d <= 0.0).count();
+                // No "-0.0": a median that rounds to zero prints as +0.0.
+                let m = if st.median.abs() < 0.05 {
+                    0.0
+                } else {
+                    st.median
+                };
+                cells.push(format!("{m:+.1}; {k} of {}", diffs.len()));
+            }
+            if !cells.is_empty() {
+                let _ = writeln!(
+                    body,
+                    "| {}/s | {} | {} |",
+                    fmt(*rate),
+                    peer.name(),
+                    cells.join(" | ")
+                );
+            }
+        }
+    }
+    if body.is_empty() {
+        return body;
+    }
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "\n### Echo latency against nginx, pair by pair, {} runs pooled\n\n\
+         Each cell: over every repetition's pair (the peer's run and nginx's of the same \
+         repetition), the median of the peer's latency minus nginx's, µs, and in how many \
+         pairs the peer was at or below nginx. *min* is an echo that met no queue: the path \
+         itself. Where min agrees and p50/p90 part, the difference is queueing (at the load \
+         core or the relay's), not the relay's work per frame.\n",
+        runs.len()
+    );
+    let _ = writeln!(o, "| rate | peer | min | p50 | p90 | p99 |");
+    let _ = writeln!(o, "|---|---|---|---|---|---|");
+    o.push_str(&body);
+    o
+}
+
 /// `loadtest bench --history`: reads every run (a `bench.json`, or a directory holding
 /// one), writes `history.md` into `out` and returns its text.
 pub fn history(paths: &[PathBuf], out: &Path) -> Result<String, BenchError> {
@@ -122,7 +210,7 @@ pub fn history(paths: &[PathBuf], out: &Path) -> Result<String, BenchError> {
         .iter()
         .map(|p| Ok((label(p), load(p)?)))
         .collect::<Result<Vec<_>, BenchError>>()?;
-    let md = table(&runs);
+    let md = table(&runs) + &echo_pairs(&runs);
     std::fs::create_dir_all(out).map_err(out_err(out))?;
     let file = out.join("history.md");
     std::fs::write(&file, &md).map_err(out_err(&file))?;
@@ -182,6 +270,50 @@ mod tests {
         assert!(line(&md, "| usage accuracy").ends_with("| 0 of 0 | — |"));
     }
 
+    /// The pairs of two runs pooled per rate and statistic; a rate the floor did not run
+    /// has no floor row; runs without nginx add nothing.
+    #[test]
+    fn echo_pairs_pool_each_repetition_against_nginx_across_runs() {
+        let a = result(vec![
+            echo_run("nginx", 2000.0, 0, 100.0, 0.2),
+            echo_run("tollgate", 2000.0, 0, 90.0, 0.2),
+            echo_run("floor", 2000.0, 0, 110.0, 0.2),
+            echo_run("nginx", 2000.0, 1, 200.0, 0.2),
+            echo_run("tollgate", 2000.0, 1, 230.0, 0.2),
+            // No nginx run of repetition 2: not a pair.
+            echo_run("tollgate", 2000.0, 2, 10.0, 0.2),
+        ]);
+        let b = result(vec![
+            echo_run("nginx", 2000.0, 0, 100.0, 0.2),
+            echo_run("tollgate", 2000.0, 0, 120.0, 0.2),
+            echo_run("nginx", 16000.0, 0, 300.0, 0.5),
+            echo_run("tollgate", 16000.0, 0, 290.0, 0.5),
+        ]);
+        let md = echo_pairs(&[("a".into(), a), ("b".into(), b)]);
+        assert!(
+            md.starts_with("\n### Echo latency against nginx, pair by pair, 2 runs pooled\n"),
+            "{md}"
+        );
+        // tollgate at 2000/s: p50 differences −10, +30, +20 → median +20, 1 of 3 ≤ nginx;
+        // min is half, p90 twice, p99 four times p50 in these runs.
+        assert_eq!(
+            line(&md, "| 2000/s | tollgate"),
+            "| 2000/s | tollgate | +10.0; 1 of 3 | +20.0; 1 of 3 | +40.0; 1 of 3 | +80.0; 1 of 3 |"
+        );
+        assert_eq!(
+            line(&md, "| 2000/s | floor"),
+            "| 2000/s | floor | +5.0; 0 of 1 | +10.0; 0 of 1 | +20.0; 0 of 1 | +40.0; 0 of 1 |"
+        );
+        assert_eq!(
+            line(&md, "| 16.0k/s | tollgate"),
+            "| 16.0k/s | tollgate | -5.0; 1 of 1 | -10.0; 1 of 1 | -20.0; 1 of 1 | -40.0; 1 of 1 |"
+        );
+        assert!(!md.contains("| 16.0k/s | floor"), "{md}");
+        // No nginx anywhere: no section.
+        let lone = result(vec![echo_run("tollgate", 2000.0, 0, 90.0, 0.2)]);
+        assert_eq!(echo_pairs(&[("c".into(), lone)]), "");
+    }
+
     #[test]
     fn the_firehose_row_is_one_target_whichever_peer_was_the_better() {
         let fire = |peer: &str, us: f64| {
@@ -232,6 +364,10 @@ mod tests {
             "{md}"
         );
         assert_eq!(std::fs::read_to_string(out.join("history.md")).unwrap(), md);
+        assert!(
+            md.contains("### Echo latency against nginx, pair by pair, 2 runs pooled"),
+            "{md}"
+        );
         let missing = dir.join("bfull3");
         let e = history(&[paths[0].clone(), missing.clone()], &out).unwrap_err();
         assert!(
