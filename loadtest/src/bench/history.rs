@@ -127,6 +127,43 @@ const SHAPE: [(&str, Quantile); 4] = [
     ("p99", |l| l.p99_us),
 ];
 
+/// Every pair's `q` of `peer` minus nginx's at `case` (the two runs of one repetition of
+/// one run), all runs pooled.
+fn diffs(runs: &[(String, BenchResult)], case: &str, peer: Peer, q: Quantile) -> Vec<f64> {
+    let mut out = Vec::new();
+    for (_, r) in runs {
+        for s in samples(r, case, peer) {
+            let nginx = samples(r, case, Peer::Nginx)
+                .find(|n| n.rep == s.rep)
+                .and_then(|n| lat(n, "echo", q));
+            if let (Some(a), Some(b)) = (lat(s, "echo", q), nginx) {
+                out.push(a - b);
+            }
+        }
+    }
+    out
+}
+
+/// One row's cells, one per [`SHAPE`] statistic: "median difference; k of n" with k the
+/// pairs at or below nginx. `None` without pairs.
+fn pair_cells(runs: &[(String, BenchResult)], case: &str, peer: Peer) -> Option<Vec<String>> {
+    SHAPE
+        .iter()
+        .map(|&(_, q)| {
+            let d = diffs(runs, case, peer, q);
+            let st = stat(&d)?;
+            let k = d.iter().filter(|&&x| x <= 0.0).count();
+            // No "-0.0": a median that rounds to zero prints as +0.0.
+            let m = if st.median.abs() < 0.05 {
+                0.0
+            } else {
+                st.median
+            };
+            Some(format!("{m:+.1}; {k} of {}", d.len()))
+        })
+        .collect()
+}
+
 /// Echo latency of the floor and tollgate against nginx, repetition pair by repetition
 /// pair, every run pooled: per sweep rate and statistic, the median of (peer − nginx) µs
 /// and how many pairs had the peer at or below nginx. `min` is an echo that met no queue —
@@ -146,33 +183,7 @@ pub(crate) fn echo_pairs(runs: &[(String, BenchResult)]) -> String {
     for rate in &rates {
         let case = format!("sweep@{rate}");
         for peer in [Peer::Floor, Peer::Tollgate] {
-            let mut cells = Vec::new();
-            for (_, q) in SHAPE {
-                let mut diffs: Vec<f64> = Vec::new();
-                for (_, r) in runs {
-                    for s in samples(r, &case, peer) {
-                        let theirs = samples(r, &case, Peer::Nginx)
-                            .find(|n| n.rep == s.rep)
-                            .and_then(|n| lat(n, "echo", q));
-                        if let (Some(a), Some(b)) = (lat(s, "echo", q), theirs) {
-                            diffs.push(a - b);
-                        }
-                    }
-                }
-                let Some(st) = stat(&diffs) else {
-                    cells.clear();
-                    break;
-                };
-                let k = diffs.iter().filter(|&&d| d <= 0.0).count();
-                // No "-0.0": a median that rounds to zero prints as +0.0.
-                let m = if st.median.abs() < 0.05 {
-                    0.0
-                } else {
-                    st.median
-                };
-                cells.push(format!("{m:+.1}; {k} of {}", diffs.len()));
-            }
-            if !cells.is_empty() {
+            if let Some(cells) = pair_cells(runs, &case, peer) {
                 let _ = writeln!(
                     body,
                     "| {}/s | {} | {} |",
@@ -197,8 +208,9 @@ pub(crate) fn echo_pairs(runs: &[(String, BenchResult)]) -> String {
          core or the relay's), not the relay's work per frame.\n",
         runs.len()
     );
-    let _ = writeln!(o, "| rate | peer | min | p50 | p90 | p99 |");
-    let _ = writeln!(o, "|---|---|---|---|---|---|");
+    let names: Vec<&str> = SHAPE.iter().map(|&(n, _)| n).collect();
+    let _ = writeln!(o, "| rate | peer | {} |", names.join(" | "));
+    let _ = writeln!(o, "|---|---|{}", "---|".repeat(SHAPE.len()));
     o.push_str(&body);
     o
 }
