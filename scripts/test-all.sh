@@ -32,6 +32,17 @@ start=$SECONDS
 
 bash "$ROOT/scripts/install-deps.sh"
 
+# A build and test run from a clean clone leaves about 9 GiB in target/ (debug and
+# release, with debuginfo). Say so up front when the disk cannot hold that: running out
+# of space half-way shows up as an unrelated-looking failure (npm's unpacker, a linker).
+NEED_KIB=$((10 * 1024 * 1024))
+have_kib=$(df -Pk "$ROOT" | awk 'NR == 2 { print $4 }')
+used_kib=$(du -sk "$ROOT/target" 2>/dev/null | cut -f1 || true)
+if ((have_kib + ${used_kib:-0} < NEED_KIB)); then
+    printf 'warning: %s MiB free for %s (target/ holds %s MiB); a run from a clean clone needs about %s MiB\n' \
+        "$((have_kib / 1024))" "$ROOT" "$((${used_kib:-0} / 1024))" "$((NEED_KIB / 1024))" >&2
+fi
+
 want=$(sha256sum requirements-test.txt | cut -d' ' -f1)
 if [[ ! -x "$VENV/bin/python" ]]; then
     step "creating $VENV ($("$PYTHON" --version 2>&1))"
@@ -46,13 +57,14 @@ else
 fi
 
 # The pinned Node clients (openai Node SDK, Codex CLI): `npm ci` from the lockfile, again
-# only when the lockfile changed.
+# only when the lockfile changed. At --loglevel=warn because npm's unpacker reports a full
+# disk (ENOSPC) as a warning: at =error a failed `npm ci` printed only where its log was.
 NODE_DIR="$ROOT/tests/node"
 NODE_STAMP="$NODE_DIR/node_modules/.package-lock.sha256"
 node_want=$(sha256sum "$NODE_DIR/package-lock.json" | cut -d' ' -f1)
 if [[ "$(cat "$NODE_STAMP" 2>/dev/null || true)" != "$node_want" ]]; then
     step "npm ci in tests/node (openai Node SDK, Codex CLI)"
-    (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+    (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=warn)
     echo "$node_want" >"$NODE_STAMP"
 else
     step "tests/node/node_modules is up to date with package-lock.json"
