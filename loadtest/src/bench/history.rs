@@ -10,7 +10,7 @@ use super::peers::Peer;
 use super::render::{bench_json, load};
 use super::table::{fmt, lat, samples, stat};
 use super::targets::{rows, Row, Verdict};
-use super::{out_err, BenchError, BenchResult};
+use super::{out_err, BenchError, BenchResult, Sample};
 
 /// A run's column heading: the name of the directory its `bench.json` sits in (`bfull28`),
 /// else the file's own name.
@@ -117,26 +117,36 @@ pub(crate) fn table(runs: &[(String, BenchResult)]) -> String {
 }
 
 /// One statistic of a run's echo latencies.
-type Quantile = fn(&crate::gen::stats::LatencySummary) -> f64;
+/// One statistic of one echo run.
+type Statistic = fn(&Sample) -> Option<f64>;
 
-/// The echo statistics [`echo_pairs`] compares: the fastest echo, the quantiles.
-const SHAPE: [(&str, Quantile); 4] = [
-    ("min", |l| l.min_us),
-    ("p50", |l| l.p50_us),
-    ("p90", |l| l.p90_us),
-    ("p99", |l| l.p99_us),
+/// The load core's CPU (the generator and the mock: one thread, one core) per echo, µs.
+fn load_us_per_echo(s: &Sample) -> Option<f64> {
+    let r = s.report.as_ref()?;
+    let echoes = r.counts.completed;
+    (echoes > 0).then(|| r.load_cpu_s * 1e6 / echoes as f64)
+}
+
+/// The statistics [`echo_pairs`] compares: the fastest echo, the quantiles, and what the
+/// echoes cost the load core.
+const SHAPE: [(&str, Statistic); 5] = [
+    ("min", |s| lat(s, "echo", |l| l.min_us)),
+    ("p50", |s| lat(s, "echo", |l| l.p50_us)),
+    ("p90", |s| lat(s, "echo", |l| l.p90_us)),
+    ("p99", |s| lat(s, "echo", |l| l.p99_us)),
+    ("load core, µs per echo", load_us_per_echo),
 ];
 
 /// Every pair's `q` of `peer` minus nginx's at `case` (the two runs of one repetition of
 /// one run), all runs pooled.
-fn diffs(runs: &[(String, BenchResult)], case: &str, peer: Peer, q: Quantile) -> Vec<f64> {
+fn diffs(runs: &[(String, BenchResult)], case: &str, peer: Peer, q: Statistic) -> Vec<f64> {
     let mut out = Vec::new();
     for (_, r) in runs {
         for s in samples(r, case, peer) {
             let nginx = samples(r, case, Peer::Nginx)
                 .find(|n| n.rep == s.rep)
-                .and_then(|n| lat(n, "echo", q));
-            if let (Some(a), Some(b)) = (lat(s, "echo", q), nginx) {
+                .and_then(q);
+            if let (Some(a), Some(b)) = (q(s), nginx) {
                 out.push(a - b);
             }
         }
@@ -168,7 +178,8 @@ fn pair_cells(runs: &[(String, BenchResult)], case: &str, peer: Peer) -> Option<
 /// pair, every run pooled: per sweep rate and statistic, the median of (peer − nginx) µs
 /// and how many pairs had the peer at or below nginx. `min` is an echo that met no queue —
 /// the path itself; where min agrees and p50/p90 part, the difference is queueing, not the
-/// relay's work per frame. Empty when no run has nginx in a sweep.
+/// relay's work per frame. The load core's CPU per echo says whether the relay's traffic
+/// made the side that queues do more work. Empty when no run has nginx in a sweep.
 pub(crate) fn echo_pairs(runs: &[(String, BenchResult)]) -> String {
     let mut rates: Vec<f64> = Vec::new();
     for (_, r) in runs {
@@ -205,7 +216,10 @@ pub(crate) fn echo_pairs(runs: &[(String, BenchResult)]) -> String {
          repetition), the median of the peer's latency minus nginx's, µs, and in how many \
          pairs the peer was at or below nginx. *min* is an echo that met no queue: the path \
          itself. Where min agrees and p50/p90 part, the difference is queueing (at the load \
-         core or the relay's), not the relay's work per frame.\n",
+         core or the relay's), not the relay's work per frame. *load core*: the CPU the \
+         generator and the mock (one thread on the load core) spent per echo; where it \
+         agrees too, the relay's traffic gave the load core no more work, only other \
+         timing.\n",
         runs.len()
     );
     let names: Vec<&str> = SHAPE.iter().map(|&(n, _)| n).collect();
@@ -291,7 +305,8 @@ mod tests {
             echo_run("tollgate", 2000.0, 0, 90.0, 0.2),
             echo_run("floor", 2000.0, 0, 110.0, 0.2),
             echo_run("nginx", 2000.0, 1, 200.0, 0.2),
-            echo_run("tollgate", 2000.0, 1, 230.0, 0.2),
+            // The load core 0.1 busier at 2000/s: 50 µs more per echo.
+            echo_run("tollgate", 2000.0, 1, 230.0, 0.3),
             // No nginx run of repetition 2: not a pair.
             echo_run("tollgate", 2000.0, 2, 10.0, 0.2),
         ]);
@@ -306,19 +321,24 @@ mod tests {
             md.starts_with("\n### Echo latency against nginx, pair by pair, 2 runs pooled\n"),
             "{md}"
         );
+        assert!(
+            md.contains("| rate | peer | min | p50 | p90 | p99 | load core, µs per echo |\n"),
+            "{md}"
+        );
         // tollgate at 2000/s: p50 differences −10, +30, +20 → median +20, 1 of 3 ≤ nginx;
-        // min is half, p90 twice, p99 four times p50 in these runs.
+        // min is half, p90 twice, p99 four times p50 in these runs. The load core: 0, +50,
+        // 0 µs per echo → median 0, 2 of 3 at or below nginx.
         assert_eq!(
             line(&md, "| 2000/s | tollgate"),
-            "| 2000/s | tollgate | +10.0; 1 of 3 | +20.0; 1 of 3 | +40.0; 1 of 3 | +80.0; 1 of 3 |"
+            "| 2000/s | tollgate | +10.0; 1 of 3 | +20.0; 1 of 3 | +40.0; 1 of 3 | +80.0; 1 of 3 | +0.0; 2 of 3 |"
         );
         assert_eq!(
             line(&md, "| 2000/s | floor"),
-            "| 2000/s | floor | +5.0; 0 of 1 | +10.0; 0 of 1 | +20.0; 0 of 1 | +40.0; 0 of 1 |"
+            "| 2000/s | floor | +5.0; 0 of 1 | +10.0; 0 of 1 | +20.0; 0 of 1 | +40.0; 0 of 1 | +0.0; 1 of 1 |"
         );
         assert_eq!(
             line(&md, "| 16.0k/s | tollgate"),
-            "| 16.0k/s | tollgate | -5.0; 1 of 1 | -10.0; 1 of 1 | -20.0; 1 of 1 | -40.0; 1 of 1 |"
+            "| 16.0k/s | tollgate | -5.0; 1 of 1 | -10.0; 1 of 1 | -20.0; 1 of 1 | -40.0; 1 of 1 | +0.0; 1 of 1 |"
         );
         assert!(!md.contains("| 16.0k/s | floor"), "{md}");
         // No nginx anywhere: no section.

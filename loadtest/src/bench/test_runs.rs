@@ -2,7 +2,8 @@
 
 use super::BenchResult;
 
-/// One echo run of `peer` at `rate` with this p50 and load-core utilisation.
+/// One echo run of `peer` at `rate` with this p50 and load-core utilisation: 2.5 s at
+/// `rate`, so the load core spent `load` × 10⁶ ÷ `rate` µs per echo.
 pub(crate) fn echo_run(
     peer: &str,
     rate: f64,
@@ -18,7 +19,7 @@ pub(crate) fn echo_run(
         "sessions": 16, "threads": 1, "turns_per_session": null, "offered_rate": rate,
         "duration_s": 2.5, "achieved_rate": rate,
         "counts": {"frames_sent": 1, "frames_received": 1, "bytes_sent": 1,
-            "bytes_received": 1, "completed": 1, "sessions": 16, "errors": 0,
+            "bytes_received": 1, "completed": (rate * 2.5) as u64, "sessions": 16, "errors": 0,
             "in_window": 1, "window_ns": 1},
         "frames_per_s": rate * 2.0, "mb_per_s": 1.0, "latency": {"echo": lat},
         "load_cpu_s": load * 2.5, "load_cpu_util": load, "sut": null,
