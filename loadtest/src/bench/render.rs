@@ -89,5 +89,6 @@ mod tests {
                 "{e}"
             );
         }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
