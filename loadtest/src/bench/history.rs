@@ -127,15 +127,73 @@ fn load_us_per_echo(s: &Sample) -> Option<f64> {
     (echoes > 0).then(|| r.load_cpu_s * 1e6 / echoes as f64)
 }
 
-/// The statistics [`echo_pairs`] compares: the fastest echo, the quantiles, and what the
-/// echoes cost the load core.
-const SHAPE: [(&str, Statistic); 5] = [
+/// Host steal on both CPUs (relay core + load core), percentage points of the run.
+fn steal_points(s: &Sample) -> Option<f64> {
+    let st = &s.report.as_ref()?.host_steal;
+    (!st.is_empty()).then(|| st.iter().sum::<f64>() * 100.0)
+}
+
+fn echo_p50(s: &Sample) -> Option<f64> {
+    lat(s, "echo", |l| l.p50_us)
+}
+
+/// The statistics [`echo_pairs`] compares: the fastest echo, the quantiles, what the
+/// echoes cost the load core, and the host's steal.
+const SHAPE: [(&str, Statistic); 6] = [
     ("min", |s| lat(s, "echo", |l| l.min_us)),
-    ("p50", |s| lat(s, "echo", |l| l.p50_us)),
+    ("p50", echo_p50),
     ("p90", |s| lat(s, "echo", |l| l.p90_us)),
     ("p99", |s| lat(s, "echo", |l| l.p99_us)),
     ("load core, µs per echo", load_us_per_echo),
+    ("host steal, points", steal_points),
 ];
+
+/// The least-squares line `y = a + b·x` through `pts` and its correlation: `(a, b, r)`.
+/// `None` for fewer than three points or when x or y does not vary.
+fn fit(pts: &[(f64, f64)]) -> Option<(f64, f64, f64)> {
+    if pts.len() < 3 {
+        return None;
+    }
+    let n = pts.len() as f64;
+    let (mx, my) = (
+        pts.iter().map(|p| p.0).sum::<f64>() / n,
+        pts.iter().map(|p| p.1).sum::<f64>() / n,
+    );
+    let (mut sxx, mut syy, mut sxy) = (0.0, 0.0, 0.0);
+    for (x, y) in pts {
+        sxx += (x - mx) * (x - mx);
+        syy += (y - my) * (y - my);
+        sxy += (x - mx) * (y - my);
+    }
+    if sxx == 0.0 || syy == 0.0 {
+        return None;
+    }
+    let b = sxy / sxx;
+    Some((my - b * mx, b, sxy / (sxx * syy).sqrt()))
+}
+
+/// The p50 difference against nginx at equal host steal: over every pair that recorded
+/// steal, the line Δp50 = a + b·Δsteal and its `a`, "a (n pairs, r)"; "—" when there
+/// is no such line.
+fn at_equal_steal(runs: &[(String, BenchResult)], case: &str, peer: Peer) -> String {
+    let mut pts = Vec::new();
+    for (_, r) in runs {
+        for s in samples(r, case, peer) {
+            let Some(n) = samples(r, case, Peer::Nginx).find(|n| n.rep == s.rep) else {
+                continue;
+            };
+            if let (Some(ps), Some(ns), Some(pp), Some(np)) =
+                (steal_points(s), steal_points(n), echo_p50(s), echo_p50(n))
+            {
+                pts.push((ps - ns, pp - np));
+            }
+        }
+    }
+    match fit(&pts) {
+        Some((a, _, r)) => format!("{a:+.1} ({} pairs, r {r:.2})", pts.len()),
+        None => "—".into(),
+    }
+}
 
 /// Every pair's `q` of `peer` minus nginx's at `case` (the two runs of one repetition of
 /// one run), all runs pooled.
@@ -155,9 +213,10 @@ fn diffs(runs: &[(String, BenchResult)], case: &str, peer: Peer, q: Statistic) -
 }
 
 /// One row's cells, one per [`SHAPE`] statistic: "median difference; k of n" with k the
-/// pairs at or below nginx. `None` without pairs.
+/// pairs at or below nginx ("—" for a statistic no pair has, such as steal in runs written
+/// before it was recorded), then the p50 difference at equal steal. `None` without pairs.
 fn pair_cells(runs: &[(String, BenchResult)], case: &str, peer: Peer) -> Option<Vec<String>> {
-    SHAPE
+    let cells: Vec<Option<String>> = SHAPE
         .iter()
         .map(|&(_, q)| {
             let d = diffs(runs, case, peer, q);
@@ -171,7 +230,16 @@ fn pair_cells(runs: &[(String, BenchResult)], case: &str, peer: Peer) -> Option<
             };
             Some(format!("{m:+.1}; {k} of {}", d.len()))
         })
-        .collect()
+        .collect();
+    if cells.iter().all(Option::is_none) {
+        return None;
+    }
+    let mut row: Vec<String> = cells
+        .into_iter()
+        .map(|c| c.unwrap_or_else(|| "—".into()))
+        .collect();
+    row.push(at_equal_steal(runs, case, peer));
+    Some(row)
 }
 
 /// Echo latency of the floor and tollgate against nginx, repetition pair by repetition
@@ -219,12 +287,19 @@ pub(crate) fn echo_pairs(runs: &[(String, BenchResult)]) -> String {
          core or the relay's), not the relay's work per frame. *load core*: the CPU the \
          generator and the mock (one thread on the load core) spent per echo; where it \
          agrees too, the relay's traffic gave the load core no more work, only other \
-         timing.\n",
+         timing. *host steal*: the hypervisor running something else while a vCPU had work, \
+         relay core + load core, percentage points of the run; on a shared host a run's \
+         p50 rises with it. *p50 at equal steal*: the line through every \
+         pair's (steal difference, p50 difference), read at no steal difference.\n",
         runs.len()
     );
     let names: Vec<&str> = SHAPE.iter().map(|&(n, _)| n).collect();
-    let _ = writeln!(o, "| rate | peer | {} |", names.join(" | "));
-    let _ = writeln!(o, "|---|---|{}", "---|".repeat(SHAPE.len()));
+    let _ = writeln!(
+        o,
+        "| rate | peer | {} | p50 at equal steal |",
+        names.join(" | ")
+    );
+    let _ = writeln!(o, "|---|---|{}", "---|".repeat(SHAPE.len() + 1));
     o.push_str(&body);
     o
 }
@@ -245,7 +320,7 @@ pub fn history(paths: &[PathBuf], out: &Path) -> Result<String, BenchError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_runs::{echo_run, result};
+    use super::super::test_runs::{echo_run, result, with_steal};
     use super::*;
 
     /// Two runs: nginx at 161 µs both times; tollgate meets p50 at 2000/s in the first and
@@ -322,7 +397,7 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("| rate | peer | min | p50 | p90 | p99 | load core, µs per echo |\n"),
+            md.contains("| rate | peer | min | p50 | p90 | p99 | load core, µs per echo | host steal, points | p50 at equal steal |\n"),
             "{md}"
         );
         // tollgate at 2000/s: p50 differences −10, +30, +20 → median +20, 1 of 3 ≤ nginx;
@@ -330,20 +405,71 @@ mod tests {
         // 0 µs per echo → median 0, 2 of 3 at or below nginx.
         assert_eq!(
             line(&md, "| 2000/s | tollgate"),
-            "| 2000/s | tollgate | +10.0; 1 of 3 | +20.0; 1 of 3 | +40.0; 1 of 3 | +80.0; 1 of 3 | +0.0; 2 of 3 |"
+            "| 2000/s | tollgate | +10.0; 1 of 3 | +20.0; 1 of 3 | +40.0; 1 of 3 | +80.0; 1 of 3 | +0.0; 2 of 3 | — | — |"
         );
         assert_eq!(
             line(&md, "| 2000/s | floor"),
-            "| 2000/s | floor | +5.0; 0 of 1 | +10.0; 0 of 1 | +20.0; 0 of 1 | +40.0; 0 of 1 | +0.0; 1 of 1 |"
+            "| 2000/s | floor | +5.0; 0 of 1 | +10.0; 0 of 1 | +20.0; 0 of 1 | +40.0; 0 of 1 | +0.0; 1 of 1 | — | — |"
         );
         assert_eq!(
             line(&md, "| 16.0k/s | tollgate"),
-            "| 16.0k/s | tollgate | -5.0; 1 of 1 | -10.0; 1 of 1 | -20.0; 1 of 1 | -40.0; 1 of 1 | +0.0; 1 of 1 |"
+            "| 16.0k/s | tollgate | -5.0; 1 of 1 | -10.0; 1 of 1 | -20.0; 1 of 1 | -40.0; 1 of 1 | +0.0; 1 of 1 | — | — |"
         );
         assert!(!md.contains("| 16.0k/s | floor"), "{md}");
         // No nginx anywhere: no section.
         let lone = result(vec![echo_run("tollgate", 2000.0, 0, 90.0, 0.2)]);
         assert_eq!(echo_pairs(&[("c".into(), lone)]), "");
+    }
+
+    /// Pairs whose p50 differs by 5 µs plus 10 µs per point of extra host steal: the
+    /// steal column pools the steal differences, the last reads the line at no difference.
+    #[test]
+    fn echo_pairs_read_the_p50_difference_at_equal_host_steal() {
+        let pair = |rep: usize, nginx_steal: f64, steal: f64| {
+            let (p50_nginx, extra) = (300.0, (steal - nginx_steal) * 100.0);
+            [
+                with_steal(
+                    echo_run("nginx", 16000.0, rep, p50_nginx, 0.9),
+                    nginx_steal,
+                    0.0,
+                ),
+                with_steal(
+                    echo_run(
+                        "tollgate",
+                        16000.0,
+                        rep,
+                        p50_nginx + 5.0 + 10.0 * extra,
+                        0.9,
+                    ),
+                    steal,
+                    0.0,
+                ),
+            ]
+        };
+        // Steal differences of 0, +2 and +5 points: p50 +5, +25, +55.
+        let runs: Vec<_> = [
+            pair(0, 0.03, 0.03),
+            pair(1, 0.01, 0.03),
+            pair(2, 0.10, 0.15),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let md = echo_pairs(&[("a".into(), result(runs))]);
+        assert!(
+            line(&md, "| 16.0k/s | tollgate").ends_with(
+                "| +100.0; 0 of 3 | +0.0; 3 of 3 | +2.0; 1 of 3 | +5.0 (3 pairs, r 1.00) |"
+            ),
+            "{md}"
+        );
+        // Too few points, or a steal that did not vary: no line.
+        assert_eq!(fit(&[(0.0, 1.0), (1.0, 2.0)]), None);
+        assert_eq!(fit(&[(1.0, 1.0), (1.0, 2.0), (1.0, 3.0)]), None);
+        let (a, b, r) = fit(&[(0.0, 1.0), (1.0, 3.0), (2.0, 5.0), (3.0, 6.0)]).expect("a line");
+        assert!(
+            (a - 1.2).abs() < 1e-9 && (b - 1.7).abs() < 1e-9 && r > 0.98,
+            "{a} {b} {r}"
+        );
     }
 
     #[test]

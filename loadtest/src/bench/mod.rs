@@ -265,10 +265,19 @@ fn run_one(case: &Case, peer: Peer, rep: usize, env: &PeerEnv, work: &Path) -> S
     s
 }
 
+/// Host steal per CPU as whole percents, "3/1%"; "n/a" without the column.
+fn steal_cells(steal: &[f64]) -> String {
+    if steal.is_empty() {
+        return "n/a".into();
+    }
+    let v: Vec<String> = steal.iter().map(|f| format!("{:.0}", f * 100.0)).collect();
+    format!("{}%", v.join("/"))
+}
+
 fn summary_line(s: &Sample) -> String {
     match (&s.report, &s.error) {
         (Some(r), _) => format!(
-            "{} {:>8} rep{}: {:>9.0} frames/s {:>6.1} MB/s, done {:>7.0}/s, SUT {:>3.0}%, load {:>3.0}%, errors {}{}",
+            "{} {:>8} rep{}: {:>9.0} frames/s {:>6.1} MB/s, done {:>7.0}/s, SUT {:>3.0}%, load {:>3.0}%, steal {}, errors {}{}",
             s.case,
             s.peer.name(),
             s.rep,
@@ -277,6 +286,7 @@ fn summary_line(s: &Sample) -> String {
             r.achieved_rate,
             r.sut.as_ref().map_or(0.0, |x| x.cpu_util * 100.0),
             r.load_cpu_util * 100.0,
+            steal_cells(&r.host_steal),
             r.counts.errors,
             s.usage.as_ref().map(|u| format!(", usage {:.3}", u.accuracy())).unwrap_or_default()
         ),

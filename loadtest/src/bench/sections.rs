@@ -187,6 +187,48 @@ pub(crate) fn sweep(o: &mut String, r: &BenchResult, peers: &[Peer]) {
         }
         o.push('\n');
     }
+    steal(o, r, peers);
+}
+
+/// Host steal in the sweep: per peer and rate, the median over repetitions of each CPU's
+/// steal (the hypervisor running something else while that vCPU had work), relay core /
+/// load core. On a shared host it moves a run's echo latency more than the relay does
+/// (loadtest/BENCH.md, "16k/s and the host"). Nothing when no run recorded it.
+fn steal(o: &mut String, r: &BenchResult, peers: &[Peer]) {
+    let cpu = |s: &Sample, i: usize| s.report.as_ref()?.host_steal.get(i).map(|f| f * 100.0);
+    if !r
+        .samples
+        .iter()
+        .any(|s| s.case.starts_with("sweep@") && cpu(s, 0).is_some())
+    {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "\nHost steal during the sweep, % of each run (the hypervisor ran something else \
+         while the vCPU had work; relay core CPU 0 / load core CPU 1, medians):\n"
+    );
+    let _ = write!(o, "| peer |");
+    for rate in &r.sweep_rates {
+        let _ = write!(o, " {}/s |", fmt(*rate));
+    }
+    let _ = writeln!(o, "\n|---|{}", "---|".repeat(r.sweep_rates.len()));
+    for p in peers {
+        let _ = write!(o, "| {} |", p.name());
+        for rate in &r.sweep_rates {
+            let case = format!("sweep@{rate}");
+            let by_cpu = |i: usize| -> Vec<f64> {
+                samples(r, &case, *p).filter_map(|s| cpu(s, i)).collect()
+            };
+            match (stat(&by_cpu(0)), stat(&by_cpu(1))) {
+                (Some(a), Some(b)) => {
+                    let _ = write!(o, " {:.1} / {:.1} |", a.median, b.median);
+                }
+                _ => o.push_str(" — |"),
+            }
+        }
+        o.push('\n');
+    }
 }
 
 /// Usage accuracy over every run that checked its usage log.
@@ -309,7 +351,7 @@ pub fn sweep_plot(r: &BenchResult, peers: &[Peer]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_runs::{echo_run, result};
+    use super::super::test_runs::{echo_run, result, with_steal};
     use super::*;
 
     #[test]
@@ -345,5 +387,24 @@ mod tests {
         sweep(&mut o, &r, &[Peer::Tollgate]);
         assert!(o.contains("32.0k/s 97%."), "{o}");
         assert!(!o.contains("Load-bound"), "{o}");
+        // Runs written before steal was recorded: no steal table.
+        assert!(!o.contains("Host steal"), "{o}");
+    }
+
+    #[test]
+    fn the_sweep_shows_host_steal_per_peer_and_rate_when_runs_recorded_it() {
+        let r = result(vec![
+            with_steal(echo_run("nginx", 16000.0, 0, 300.0, 0.9), 0.02, 0.01),
+            with_steal(echo_run("nginx", 16000.0, 1, 400.0, 0.9), 0.10, 0.05),
+            with_steal(echo_run("nginx", 16000.0, 2, 350.0, 0.9), 0.04, 0.03),
+            with_steal(echo_run("tollgate", 16000.0, 0, 330.0, 0.9), 0.06, 0.02),
+            // A run without the column (an older kernel) adds nothing to the medians.
+            echo_run("tollgate", 2000.0, 0, 200.0, 0.2),
+        ]);
+        let mut o = String::new();
+        sweep(&mut o, &r, &[Peer::Tollgate, Peer::Nginx]);
+        assert!(o.contains("\nHost steal during the sweep, % of each run (the hypervisor ran something else while the vCPU had work; relay core CPU 0 / load core CPU 1, medians):\n\n| peer | 2000/s | 16.0k/s | 32.0k/s |\n|---|---|---|---|\n"), "{o}");
+        assert!(o.contains("| tollgate | — | 6.0 / 2.0 | — |\n"), "{o}");
+        assert!(o.contains("| nginx | — | 4.0 / 3.0 | — |\n"), "{o}");
     }
 }

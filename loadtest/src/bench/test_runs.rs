@@ -27,6 +27,13 @@ pub(crate) fn echo_run(
         "mock_frames_sent": 1, "usage": null, "generator_bound": false, "error": null})
 }
 
+/// `run` with host steal recorded: this fraction of the run on the relay core (CPU 0)
+/// and on the load core (CPU 1).
+pub(crate) fn with_steal(mut run: serde_json::Value, relay: f64, load: f64) -> serde_json::Value {
+    run["report"]["host_steal"] = serde_json::json!([relay, load]);
+    run
+}
+
 pub(crate) fn result(samples: Vec<serde_json::Value>) -> BenchResult {
     serde_json::from_value(serde_json::json!({"command": "test", "tls": "none",
         "machine": {"nproc": 2, "cpu_model": "x", "kernel": "x", "nofile": [1, 1],

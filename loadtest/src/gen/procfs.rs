@@ -79,6 +79,47 @@ pub fn cpu_seconds(pids: &[u32]) -> f64 {
         .sum()
 }
 
+/// Parses each CPU's `steal` ticks out of `/proc/stat` (the eighth number of each
+/// `cpuN` line: time the hypervisor ran something else while this vCPU had work), in CPU
+/// order. Empty when the kernel reports no steal column (or no per-CPU lines).
+pub fn parse_steal(stat: &str) -> Vec<u64> {
+    stat.lines()
+        .filter_map(|l| {
+            let mut f = l.split_ascii_whitespace();
+            let name = f.next()?;
+            let n: usize = name.strip_prefix("cpu")?.parse().ok()?;
+            Some((n, f.nth(7)?.parse().ok()?))
+        })
+        .fold(Vec::new(), |mut v, (n, steal)| {
+            if v.len() <= n {
+                v.resize(n + 1, 0);
+            }
+            v[n] = steal;
+            v
+        })
+}
+
+/// Each CPU's steal ticks now (empty when `/proc/stat` cannot be read).
+pub fn steal_ticks() -> Vec<u64> {
+    read("/proc/stat")
+        .map(|s| parse_steal(&s))
+        .unwrap_or_default()
+}
+
+/// Each CPU's steal between two [`steal_ticks`] readings `wall` seconds apart, as a
+/// fraction of that time; empty when either reading is.
+pub fn steal_fractions(before: &[u64], after: &[u64], wall: f64) -> Vec<f64> {
+    if before.len() != after.len() || wall <= 0.0 {
+        return Vec::new();
+    }
+    let tps = ticks_per_second() as f64;
+    before
+        .iter()
+        .zip(after)
+        .map(|(b, a)| a.saturating_sub(*b) as f64 / tps / wall)
+        .collect()
+}
+
 /// Parses `VmRSS:` (kB) out of `/proc/PID/status`.
 pub fn parse_rss_kib(status: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
@@ -264,6 +305,24 @@ mod tests {
             threads.iter().any(|t| t.tid == me),
             "the main thread's tid is the pid: {threads:?}"
         );
+    }
+
+    #[test]
+    fn steal_is_read_per_cpu_and_the_summary_line_is_skipped() {
+        let stat = "cpu  4576429 0 1566567 3767457 830212 0 588647 95423 0 0\n\
+                    cpu0 2105360 0 718028 1944828 633098 0 270858 52818 0 0\n\
+                    cpu1 2471068 0 848538 1822629 197114 0 317789 42604 0 0\n\
+                    intr 1 2 3\nctxt 99\n";
+        assert_eq!(parse_steal(stat), vec![52818, 42604]);
+        // A kernel without the steal column: nothing, not a wrong column.
+        assert_eq!(parse_steal("cpu0 1 2 3 4 5 6 7\n"), Vec::<u64>::new());
+        let tps = ticks_per_second() as f64;
+        let f = steal_fractions(&[10, 20], &[10 + tps as u64 / 4, 20], 1.0);
+        assert_eq!(f, vec![0.25, 0.0]);
+        assert!(steal_fractions(&[1], &[], 1.0).is_empty());
+        // This machine's /proc/stat has a steal column for every online CPU: at least the
+        // CPUs this process may run on.
+        assert!(steal_ticks().len() >= std::thread::available_parallelism().map_or(1, |n| n.get()));
     }
 
     #[test]

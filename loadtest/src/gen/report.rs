@@ -92,6 +92,11 @@ pub struct Report {
     pub load_cpu_s: f64,
     /// `load_cpu_s` ÷ wall time.
     pub load_cpu_util: f64,
+    /// Per CPU, in CPU order: the fraction of the run the hypervisor ran something else
+    /// while that vCPU had work (`steal` in `/proc/stat`). Empty on a kernel without the
+    /// column, and in reports written before it was recorded.
+    #[serde(default)]
+    pub host_steal: Vec<f64>,
     /// The system under test, when `--sut-pid` was given.
     pub sut: Option<SutReport>,
     /// The first few error messages.
@@ -144,6 +149,7 @@ impl Report {
             latency: hists.summaries(),
             load_cpu_s,
             load_cpu_util: load_cpu_s / wall,
+            host_steal: Vec::new(),
             sut,
             error_samples,
             hgrm: hists.hgrm(),
@@ -188,6 +194,15 @@ impl Report {
             "| generator CPU | {:.0}% of a core |",
             self.load_cpu_util * 100.0
         );
+        if !self.host_steal.is_empty() {
+            let cpus: Vec<String> = self
+                .host_steal
+                .iter()
+                .enumerate()
+                .map(|(i, f)| format!("CPU {i} {:.1}%", f * 100.0))
+                .collect();
+            let _ = writeln!(o, "| host steal | {} |", cpus.join(", "));
+        }
         if let Some(s) = &self.sut {
             let _ = writeln!(o, "| SUT CPU | {:.0}% of a core |", s.cpu_util * 100.0);
             if let Some(v) = s.cpu_us_per_frame {

@@ -200,6 +200,7 @@ pub fn run(cfg: &RunConfig) -> Result<Report, GenError> {
     let self_pid = [std::process::id()];
     let self_cpu0 = procfs::cpu_seconds(&self_pid);
     let rss0 = procfs::rss_kib_sum(&cfg.sut_pids);
+    let steal0 = procfs::steal_ticks();
 
     let pb = progress_bar(cfg);
     let done = Arc::new(AtomicBool::new(false));
@@ -279,7 +280,7 @@ pub fn run(cfg: &RunConfig) -> Result<Report, GenError> {
         r
     });
     let load_cpu = procfs::cpu_seconds(&self_pid) - self_cpu0;
-    Ok(Report::new(
-        cfg, wall, counts, &hists, load_cpu, sut, errors,
-    ))
+    let mut report = Report::new(cfg, wall, counts, &hists, load_cpu, sut, errors);
+    report.host_steal = procfs::steal_fractions(&steal0, &procfs::steal_ticks(), wall);
+    Ok(report)
 }
