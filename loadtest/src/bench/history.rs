@@ -148,33 +148,30 @@ const SHAPE: [(&str, Statistic); 6] = [
     ("host steal, points", steal_points),
 ];
 
-/// The least-squares line `y = a + b·x` through `pts` and its correlation: `(a, b, r)`.
-/// `None` for fewer than three points or when x or y does not vary.
-fn fit(pts: &[(f64, f64)]) -> Option<(f64, f64, f64)> {
+/// The Theil–Sen line `y = a + b·x` through `pts`: `b` the median of the slopes between
+/// every two points, `a` the median of `y − b·x`. Robust where least squares is not: a
+/// repetition the host stalled for milliseconds moves it little. `None` for fewer than
+/// three points or when no two points differ in x.
+fn theil_sen(pts: &[(f64, f64)]) -> Option<(f64, f64)> {
     if pts.len() < 3 {
         return None;
     }
-    let n = pts.len() as f64;
-    let (mx, my) = (
-        pts.iter().map(|p| p.0).sum::<f64>() / n,
-        pts.iter().map(|p| p.1).sum::<f64>() / n,
-    );
-    let (mut sxx, mut syy, mut sxy) = (0.0, 0.0, 0.0);
-    for (x, y) in pts {
-        sxx += (x - mx) * (x - mx);
-        syy += (y - my) * (y - my);
-        sxy += (x - mx) * (y - my);
+    let mut slopes = Vec::new();
+    for (i, (x1, y1)) in pts.iter().enumerate() {
+        for (x2, y2) in pts.iter().skip(i + 1) {
+            if x2 != x1 {
+                slopes.push((y2 - y1) / (x2 - x1));
+            }
+        }
     }
-    if sxx == 0.0 || syy == 0.0 {
-        return None;
-    }
-    let b = sxy / sxx;
-    Some((my - b * mx, b, sxy / (sxx * syy).sqrt()))
+    let b = stat(&slopes)?.median;
+    let rest: Vec<f64> = pts.iter().map(|(x, y)| y - b * x).collect();
+    Some((stat(&rest)?.median, b))
 }
 
 /// The p50 difference against nginx at equal host steal: over every pair that recorded
-/// steal, the line Δp50 = a + b·Δsteal and its `a`, "a (n pairs, r)"; "—" when there
-/// is no such line.
+/// steal, the Theil–Sen line Δp50 = a + b·Δsteal (points), "a (n pairs, b µs per point)";
+/// "—" when there is no such line.
 fn at_equal_steal(runs: &[(String, BenchResult)], case: &str, peer: Peer) -> String {
     let mut pts = Vec::new();
     for (_, r) in runs {
@@ -189,8 +186,8 @@ fn at_equal_steal(runs: &[(String, BenchResult)], case: &str, peer: Peer) -> Str
             }
         }
     }
-    match fit(&pts) {
-        Some((a, _, r)) => format!("{a:+.1} ({} pairs, r {r:.2})", pts.len()),
+    match theil_sen(&pts) {
+        Some((a, b)) => format!("{a:+.1} ({} pairs, {b:+.1} µs per point)", pts.len()),
         None => "—".into(),
     }
 }
@@ -289,8 +286,9 @@ pub(crate) fn echo_pairs(runs: &[(String, BenchResult)]) -> String {
          agrees too, the relay's traffic gave the load core no more work, only other \
          timing. *host steal*: the hypervisor running something else while a vCPU had work, \
          relay core + load core, percentage points of the run; on a shared host a run's \
-         p50 rises with it. *p50 at equal steal*: the line through every \
-         pair's (steal difference, p50 difference), read at no steal difference.\n",
+         p50 rises with it. *p50 at equal steal*: the Theil–Sen line through \
+         every pair's (steal difference, p50 difference), read at no steal difference, and \
+         its slope.\n",
         runs.len()
     );
     let names: Vec<&str> = SHAPE.iter().map(|&(n, _)| n).collect();
@@ -458,18 +456,24 @@ mod tests {
         let md = echo_pairs(&[("a".into(), result(runs))]);
         assert!(
             line(&md, "| 16.0k/s | tollgate").ends_with(
-                "| +100.0; 0 of 3 | +0.0; 3 of 3 | +2.0; 1 of 3 | +5.0 (3 pairs, r 1.00) |"
+                "| +100.0; 0 of 3 | +0.0; 3 of 3 | +2.0; 1 of 3 | +5.0 (3 pairs, +10.0 µs per point) |"
             ),
             "{md}"
         );
         // Too few points, or a steal that did not vary: no line.
-        assert_eq!(fit(&[(0.0, 1.0), (1.0, 2.0)]), None);
-        assert_eq!(fit(&[(1.0, 1.0), (1.0, 2.0), (1.0, 3.0)]), None);
-        let (a, b, r) = fit(&[(0.0, 1.0), (1.0, 3.0), (2.0, 5.0), (3.0, 6.0)]).expect("a line");
-        assert!(
-            (a - 1.2).abs() < 1e-9 && (b - 1.7).abs() < 1e-9 && r > 0.98,
-            "{a} {b} {r}"
-        );
+        assert_eq!(theil_sen(&[(0.0, 1.0), (1.0, 2.0)]), None);
+        assert_eq!(theil_sen(&[(1.0, 1.0), (1.0, 2.0), (1.0, 3.0)]), None);
+        // Six slopes of 2, and four (999.75 to 3993) to a repetition the host stalled: the
+        // median slope stays 2, and the line through the rest is y = 1 + 2x.
+        let (a, b) = theil_sen(&[
+            (0.0, 1.0),
+            (1.0, 3.0),
+            (2.0, 5.0),
+            (3.0, 7.0),
+            (4.0, 4000.0),
+        ])
+        .expect("a line");
+        assert_eq!((a, b), (1.0, 2.0));
     }
 
     #[test]
