@@ -140,6 +140,11 @@ fn stream_report_counts_exactly_what_the_mock_sent() {
     assert_eq!(back.counts, r.counts);
     assert!(r.hgrm.contains("# first_delta"));
     assert!(r.markdown().contains("| first_delta | 12 |"));
+    assert!(
+        r.markdown().contains("| host steal | CPU 0 "),
+        "{}",
+        r.markdown()
+    );
 }
 
 #[test]

@@ -116,7 +116,6 @@ pub(crate) fn table(runs: &[(String, BenchResult)]) -> String {
     o
 }
 
-/// One statistic of a run's echo latencies.
 /// One statistic of one echo run.
 type Statistic = fn(&Sample) -> Option<f64>;
 
@@ -169,23 +168,31 @@ fn theil_sen(pts: &[(f64, f64)]) -> Option<(f64, f64)> {
     Some((stat(&rest)?.median, b))
 }
 
+/// Every repetition's pair at `case`: `peer`'s run and nginx's run of the same repetition
+/// of the same run, all runs pooled.
+fn pairs<'a>(
+    runs: &'a [(String, BenchResult)],
+    case: &'a str,
+    peer: Peer,
+) -> impl Iterator<Item = (&'a Sample, &'a Sample)> {
+    runs.iter().flat_map(move |(_, r)| {
+        samples(r, case, peer).filter_map(move |s| {
+            let nginx = samples(r, case, Peer::Nginx).find(|n| n.rep == s.rep)?;
+            Some((s, nginx))
+        })
+    })
+}
+
 /// The p50 difference against nginx at equal host steal: over every pair that recorded
 /// steal, the Theil–Sen line Δp50 = a + b·Δsteal (points), "a (n pairs, b µs per point)";
 /// "—" when there is no such line.
 fn at_equal_steal(runs: &[(String, BenchResult)], case: &str, peer: Peer) -> String {
-    let mut pts = Vec::new();
-    for (_, r) in runs {
-        for s in samples(r, case, peer) {
-            let Some(n) = samples(r, case, Peer::Nginx).find(|n| n.rep == s.rep) else {
-                continue;
-            };
-            if let (Some(ps), Some(ns), Some(pp), Some(np)) =
-                (steal_points(s), steal_points(n), echo_p50(s), echo_p50(n))
-            {
-                pts.push((ps - ns, pp - np));
-            }
-        }
-    }
+    let pts: Vec<(f64, f64)> = pairs(runs, case, peer)
+        .filter_map(|(s, n)| {
+            let steal = steal_points(s)? - steal_points(n)?;
+            Some((steal, echo_p50(s)? - echo_p50(n)?))
+        })
+        .collect();
     match theil_sen(&pts) {
         Some((a, b)) => format!("{a:+.1} ({} pairs, {b:+.1} µs per point)", pts.len()),
         None => "—".into(),
@@ -195,18 +202,9 @@ fn at_equal_steal(runs: &[(String, BenchResult)], case: &str, peer: Peer) -> Str
 /// Every pair's `q` of `peer` minus nginx's at `case` (the two runs of one repetition of
 /// one run), all runs pooled.
 fn diffs(runs: &[(String, BenchResult)], case: &str, peer: Peer, q: Statistic) -> Vec<f64> {
-    let mut out = Vec::new();
-    for (_, r) in runs {
-        for s in samples(r, case, peer) {
-            let nginx = samples(r, case, Peer::Nginx)
-                .find(|n| n.rep == s.rep)
-                .and_then(q);
-            if let (Some(a), Some(b)) = (q(s), nginx) {
-                out.push(a - b);
-            }
-        }
-    }
-    out
+    pairs(runs, case, peer)
+        .filter_map(|(s, n)| Some(q(s)? - q(n)?))
+        .collect()
 }
 
 /// One row's cells, one per [`SHAPE`] statistic: "median difference; k of n" with k the
