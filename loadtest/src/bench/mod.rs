@@ -5,6 +5,7 @@
 //! latency sweep.
 
 pub mod cases;
+mod echo_pairs;
 mod history;
 pub mod host;
 pub mod machine;

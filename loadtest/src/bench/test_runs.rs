@@ -43,3 +43,10 @@ pub(crate) fn result(samples: Vec<serde_json::Value>) -> BenchResult {
         "samples": samples}))
     .expect("a BenchResult")
 }
+
+/// The first line of `md` that starts with `prefix` (a test fails naming it when none does).
+pub(crate) fn line<'a>(md: &'a str, prefix: &str) -> &'a str {
+    md.lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line {prefix} in\n{md}"))
+}
