@@ -168,7 +168,8 @@ pub struct BenchArgs {
     pub render: Option<PathBuf>,
     /// Run nothing: the data plane's targets across earlier runs (each a bench.json or the
     /// directory holding one), one column per run in the order given, with this version's
-    /// verdicts; printed and written to history.md in --out.
+    /// verdicts, then echo latency against nginx pair by pair and each relay's traced hop
+    /// per run; printed and written to history.md in --out.
     #[arg(long, value_name = "RUN", num_args = 1.., conflicts_with = "render")]
     pub history: Vec<PathBuf>,
 }

@@ -63,7 +63,7 @@ fn theil_sen(pts: &[(f64, f64)]) -> Option<(f64, f64)> {
 
 /// Every repetition's pair at `case`: `peer`'s run and nginx's run of the same repetition
 /// of the same run, all runs pooled.
-fn pairs<'a>(
+pub(crate) fn pairs<'a>(
     runs: &'a [(String, BenchResult)],
     case: &'a str,
     peer: Peer,
@@ -100,24 +100,27 @@ fn diffs(runs: &[(String, BenchResult)], case: &str, peer: Peer, q: Statistic) -
         .collect()
 }
 
+/// Differences against nginx as one cell: "median difference; k of n", k the pairs at or
+/// below nginx (difference ≤ 0). `None` without differences.
+pub(crate) fn diff_cell(d: &[f64]) -> Option<String> {
+    let st = stat(d)?;
+    let k = d.iter().filter(|&&x| x <= 0.0).count();
+    // No "-0.0": a median that rounds to zero prints as +0.0.
+    let m = if st.median.abs() < 0.05 {
+        0.0
+    } else {
+        st.median
+    };
+    Some(format!("{m:+.1}; {k} of {}", d.len()))
+}
+
 /// One row's cells, one per [`SHAPE`] statistic: "median difference; k of n" with k the
 /// pairs at or below nginx ("—" for a statistic no pair has, such as steal in runs written
 /// before it was recorded), then the p50 difference at equal steal. `None` without pairs.
 fn pair_cells(runs: &[(String, BenchResult)], case: &str, peer: Peer) -> Option<Vec<String>> {
     let cells: Vec<Option<String>> = SHAPE
         .iter()
-        .map(|&(_, q)| {
-            let d = diffs(runs, case, peer, q);
-            let st = stat(&d)?;
-            let k = d.iter().filter(|&&x| x <= 0.0).count();
-            // No "-0.0": a median that rounds to zero prints as +0.0.
-            let m = if st.median.abs() < 0.05 {
-                0.0
-            } else {
-                st.median
-            };
-            Some(format!("{m:+.1}; {k} of {}", d.len()))
-        })
+        .map(|&(_, q)| diff_cell(&diffs(runs, case, peer, q)))
         .collect();
     if cells.iter().all(Option::is_none) {
         return None;

@@ -7,6 +7,7 @@
 pub mod cases;
 mod echo_pairs;
 mod history;
+mod hop_history;
 pub mod host;
 pub mod machine;
 mod medians;

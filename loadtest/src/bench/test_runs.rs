@@ -27,6 +27,21 @@ pub(crate) fn echo_run(
         "mock_frames_sent": 1, "usage": null, "generator_bound": false, "error": null})
 }
 
+/// One `hop@…` run of `peer` whose one-frame wake-ups' hop p50 was `single_p50` µs.
+pub(crate) fn hop_run(peer: &str, rep: usize, single_p50: f64) -> serde_json::Value {
+    let mut run = echo_run(peer, super::cases::HOP_RATE, rep, 300.0, 0.5);
+    run["case"] = serde_json::json!(format!("hop@{}", super::cases::HOP_RATE));
+    run["kind"] = serde_json::json!("hop");
+    run["report"]["sut"] = serde_json::json!({"pids": [1], "cpu_s": 1.0, "cpu_util": 0.4,
+        "cpu_us_per_frame": 20.0, "cpu_us_per_mb": null, "rss_before_kib": 1,
+        "rss_loaded_kib": null, "kib_per_session": null,
+        "window": {"seconds": 2.0, "frames": 1000, "cpu_s": 0.8, "cpu_us_per_frame": 20.0,
+            "syscalls_per_frame": null, "threads": [],
+            "hops": {"wakeups": 9000, "p50_us": single_p50 + 1.0, "p90_us": single_p50 * 1.5,
+                "single_p50_us": single_p50, "frames_per_wakeup": 2.0}}});
+    run
+}
+
 /// `run` with host steal recorded: this fraction of the run on the relay core (CPU 0)
 /// and on the load core (CPU 1).
 pub(crate) fn with_steal(mut run: serde_json::Value, relay: f64, load: f64) -> serde_json::Value {
