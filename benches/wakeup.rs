@@ -12,6 +12,13 @@
 //!
 //! The difference between `raw` and `monoio/ext_handler` is the runtime's part of the
 //! relay's hop (`loadtest bench --only hop`: tunnel against floor).
+//!
+//! `…_cold_2MiB` and `…_cold_64MiB`: the same round trips, each after the thread has
+//! written over a buffer of that size (not timed) — more than this VM's L2 (512 KiB a core)
+//! and more than its L3 (32 MiB) — as after a relay's thread slept while something else ran
+//! on its core. The traced hop's user time grows with the time the relay slept, and the
+//! floor's does not (loadtest/BENCH.md "The relays' own hop across nine runs"); these say
+//! how much of that the runtime's own memory is.
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
@@ -139,5 +146,120 @@ fn through_monoio(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, raw, through_monoio);
+/// Write over `buf` so the caches hold it instead of what the round trip touches.
+fn evict(buf: &mut [u8], round: u64) {
+    let v = round as u8;
+    for line in buf.chunks_mut(64) {
+        line[0] = v;
+    }
+    std::hint::black_box(&buf[..]);
+}
+
+const COLD: [(&str, usize); 2] = [("2MiB", 2 << 20), ("64MiB", 64 << 20)];
+
+fn raw_cold(c: &mut Criterion) {
+    let Ok(mut ring) = ring_builder().build(64) else {
+        eprintln!("wakeup/raw_cold: io_uring unavailable; skipped");
+        return;
+    };
+    let mut g = c.benchmark_group("wakeup");
+    g.sample_size(20);
+    for (name, size) in COLD {
+        let mut buf = vec![0u8; size];
+        g.bench_function(format!("raw_cold_{name}"), |b| {
+            b.iter_custom(|iters| {
+                let mut took = Duration::ZERO;
+                for i in 0..iters {
+                    evict(&mut buf, i);
+                    let start = Instant::now();
+                    let nop = opcode::Nop::new().build().user_data(NOP);
+                    // SAFETY: a NOP names no memory.
+                    unsafe { ring.submission().push(&nop) }.expect("sq has room");
+                    ring.submit_and_wait(1).expect("submit");
+                    assert_eq!(ring.completion().count(), 1);
+                    took += start.elapsed();
+                }
+                took
+            })
+        });
+    }
+    g.finish();
+}
+
+/// Like [`handled_round_trips`], each round trip after [`evict`] (not timed): the handler
+/// stops the clock on entry, evicts, starts it and queues the next NOP.
+async fn handled_cold_round_trips(iters: u64, buf: Rc<RefCell<Vec<u8>>>) -> Duration {
+    let chain = Rc::new(Chain {
+        left: Cell::new(iters),
+        done: RefCell::new(None),
+    });
+    let timing = Rc::new(Cell::new((Instant::now(), Duration::ZERO)));
+    let handler: monoio::ext::Handler = {
+        let (chain, timing) = (chain.clone(), timing.clone());
+        Rc::new(move |events: &mut Vec<monoio::ext::ExtEvent>| {
+            let (start, took) = timing.get();
+            let took = took + start.elapsed();
+            let left = chain.left.get() - events.len() as u64;
+            chain.left.set(left);
+            if left > 0 {
+                evict(&mut buf.borrow_mut(), left);
+                timing.set((Instant::now(), took));
+                push_nop();
+            } else {
+                timing.set((start, took));
+                if let Some(w) = chain.done.borrow_mut().take() {
+                    w.wake();
+                }
+            }
+        })
+    };
+    assert!(monoio::ext::set_handler(Some(handler)));
+    timing.set((Instant::now(), Duration::ZERO));
+    push_nop();
+    poll_fn(|cx| {
+        if chain.left.get() == 0 {
+            Poll::Ready(())
+        } else {
+            *chain.done.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    })
+    .await;
+    monoio::ext::set_handler(None);
+    timing.get().1
+}
+
+fn through_monoio_cold(c: &mut Criterion) {
+    let Ok(mut timed) = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+        .enable_timer()
+        .uring_builder(ring_builder())
+        .build()
+    else {
+        eprintln!("wakeup/monoio_cold: io_uring unavailable; skipped");
+        return;
+    };
+    timed.block_on(async {
+        monoio::spawn(monoio::time::sleep(Duration::from_secs(3600)));
+    });
+    let Ok(mut untimed) = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+        .uring_builder(ring_builder())
+        .build()
+    else {
+        return;
+    };
+    let mut g = c.benchmark_group("wakeup");
+    g.sample_size(20);
+    for (name, size) in COLD {
+        let buf = Rc::new(RefCell::new(vec![0u8; size]));
+        g.bench_function(format!("monoio_ext_handler_timer_armed_cold_{name}"), |b| {
+            b.iter_custom(|iters| timed.block_on(handled_cold_round_trips(iters, buf.clone())))
+        });
+        g.bench_function(format!("monoio_ext_handler_no_timer_cold_{name}"), |b| {
+            b.iter_custom(|iters| untimed.block_on(handled_cold_round_trips(iters, buf.clone())))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, raw, through_monoio, raw_cold, through_monoio_cold);
 criterion_main!(benches);
