@@ -79,6 +79,21 @@ struct Chain {
     done: RefCell<Option<Waker>>,
 }
 
+impl Chain {
+    /// Until the handler has had the last completion.
+    async fn finished(&self) {
+        poll_fn(|cx| {
+            if self.left.get() == 0 {
+                Poll::Ready(())
+            } else {
+                *self.done.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
 fn push_nop() {
     let nop = opcode::Nop::new().build().user_data(NOP);
     // SAFETY: a NOP names no memory.
@@ -105,15 +120,7 @@ async fn handled_round_trips(iters: u64) -> Duration {
     assert!(monoio::ext::set_handler(Some(handler)));
     let start = Instant::now();
     push_nop();
-    poll_fn(|cx| {
-        if chain.left.get() == 0 {
-            Poll::Ready(())
-        } else {
-            *chain.done.borrow_mut() = Some(cx.waker().clone());
-            Poll::Pending
-        }
-    })
-    .await;
+    chain.finished().await;
     let took = start.elapsed();
     monoio::ext::set_handler(None);
     took
@@ -216,15 +223,7 @@ async fn handled_cold_round_trips(iters: u64, buf: Rc<RefCell<Vec<u8>>>) -> Dura
     assert!(monoio::ext::set_handler(Some(handler)));
     timing.set((Instant::now(), Duration::ZERO));
     push_nop();
-    poll_fn(|cx| {
-        if chain.left.get() == 0 {
-            Poll::Ready(())
-        } else {
-            *chain.done.borrow_mut() = Some(cx.waker().clone());
-            Poll::Pending
-        }
-    })
-    .await;
+    chain.finished().await;
     monoio::ext::set_handler(None);
     timing.get().1
 }

@@ -16,17 +16,6 @@ use super::peers::Peer;
 use super::table::{fmt, samples, stat, window};
 use super::{BenchResult, Sample};
 
-/// The rows, in the order the bench reports its peers.
-const PEERS: [Peer; 7] = [
-    Peer::Floor,
-    Peer::Tunnel,
-    Peer::Tollgate,
-    Peer::TollgateNoLog,
-    Peer::TollgateEpoll,
-    Peer::Nginx,
-    Peer::Haproxy,
-];
-
 /// A run's hop in wake-ups that forwarded exactly one frame: p50, µs.
 fn one_frame_hop(s: &Sample) -> Option<f64> {
     window(s)?.hops.as_ref()?.single_p50_us
@@ -38,7 +27,8 @@ fn one_frame_hop(s: &Sample) -> Option<f64> {
 pub(crate) fn hop_history(runs: &[(String, BenchResult)]) -> String {
     let case = format!("hop@{HOP_RATE}");
     let mut body = String::new();
-    for peer in PEERS {
+    // In table order; a peer that traced no hop (direct) has no row.
+    for peer in Peer::ALL {
         let per_run: Vec<Option<f64>> = runs
             .iter()
             .map(|(_, r)| {
