@@ -244,6 +244,7 @@ fn through_monoio_cold(c: &mut Criterion) {
         .uring_builder(ring_builder())
         .build()
     else {
+        eprintln!("wakeup/monoio_cold: io_uring unavailable; skipped");
         return;
     };
     let mut g = c.benchmark_group("wakeup");
