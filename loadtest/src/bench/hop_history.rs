@@ -13,12 +13,13 @@ use std::fmt::Write as _;
 use super::cases::HOP_RATE;
 use super::echo_pairs::{diff_cell, pairs};
 use super::peers::Peer;
-use super::table::{fmt, samples, stat, window};
+use super::sections::hops_of;
+use super::table::{fmt, samples, stat};
 use super::{BenchResult, Sample};
 
 /// A run's hop in wake-ups that forwarded exactly one frame: p50, µs.
 fn one_frame_hop(s: &Sample) -> Option<f64> {
-    window(s)?.hops.as_ref()?.single_p50_us
+    hops_of(s)?.single_p50_us
 }
 
 /// The hop of every peer that traced one, per run (the median of its repetitions) and

@@ -10,7 +10,7 @@ use super::table::{col, fmt, lat, samples, stat, table, window, Compare};
 use super::{BenchResult, Sample};
 
 /// The SUT's traced hop.
-fn hops_of(s: &Sample) -> Option<&crate::gen::hops::HopStats> {
+pub(crate) fn hops_of(s: &Sample) -> Option<&crate::gen::hops::HopStats> {
     window(s)?.hops.as_ref()
 }
 
