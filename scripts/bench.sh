@@ -9,7 +9,21 @@
 #   scripts/bench.sh            # 3 repetitions (7 of paced and firehose, 9 per sweep rate)
 #   scripts/bench.sh --quick    # 1 repetition, short runs, < 3 min
 #   scripts/bench.sh --full     # also 4,000 and 9,000 idle sessions
+#   scripts/bench.sh --pgo …    # tollgate (and its tunnel) as scripts/build-pgo.sh builds it
 set -euo pipefail
 cd "$(dirname "$0")/.."
+args=()
+pgo=0
+for a in "$@"; do
+    if [ "$a" = --pgo ]; then
+        pgo=1
+    else
+        args+=("$a")
+    fi
+done
 cargo build --release --workspace
-exec target/release/loadtest bench "$@"
+if ((pgo)); then
+    scripts/build-pgo.sh >/dev/null
+    args=(--tollgate target/pgo/release/tollgate "${args[@]}")
+fi
+exec target/release/loadtest bench "${args[@]}"

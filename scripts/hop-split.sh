@@ -5,6 +5,7 @@
 # (between a syscall's return and the next syscall) and kernel time (the rest).
 #   scripts/hop-split.sh PEER [RATE=8000]     PEER: floor | tunnel | tollgate | nginx
 # Builds the workspace in release mode first; needs perf and, for nginx, nginx.
+# TOLLGATE=path (or FLOOR=path) runs another build of the relay, e.g. to compare two.
 # Tracing every syscall slows each one, so the hops here are longer than the bench's
 # (`loadtest bench --only hop`, which traces only switches and packets); compare peers
 # within one run of this script each, alternated (loadtest/BENCH.md "The relays' own hop
@@ -32,12 +33,12 @@ case $PEER in
 tollgate | tunnel)
     extra=()
     [ "$PEER" = tunnel ] && extra=(--tunnel)
-    taskset -c 0 target/release/tollgate --listen 127.0.0.1:9420 --workers 1 --no-pin --driver uring \
+    taskset -c 0 "${TOLLGATE:-target/release/tollgate}" --listen 127.0.0.1:9420 --workers 1 --no-pin --driver uring \
         --upstream ws://127.0.0.1:9421 --client-keys "$dir/keys" --upstream-header "Authorization: Bearer x" \
         --log warn "${extra[@]}" >"$dir/relay.log" 2>&1 &
     ;;
 floor)
-    taskset -c 0 target/release/tollgate-floor 127.0.0.1:9420 127.0.0.1:9421 >"$dir/relay.log" 2>&1 &
+    taskset -c 0 "${FLOOR:-target/release/tollgate-floor}" 127.0.0.1:9420 127.0.0.1:9421 >"$dir/relay.log" 2>&1 &
     ;;
 nginx)
     mkdir -p "$dir/n"
