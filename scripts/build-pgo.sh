@@ -80,21 +80,12 @@ echo "bench k1" >"$dir/keys"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=localhost \
     -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -addext "basicConstraints=critical,CA:FALSE" -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
 
-# A free loopback port (the kernel's pick, released at once).
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "scripts/build-pgo.sh: nothing listens on 127.0.0.1:$1 ($2)" >&2
-    exit 1
-}
+. scripts/common.sh
 # mock NAME ARGS…: start a mock upstream; its port in $mock_port.
 mock() {
     local name=$1
     shift
-    mock_port=$(port)
+    mock_port=$(free_port)
     taskset -c 1 "$load" mock-upstream --listen "127.0.0.1:$mock_port" "$@" >"$dir/mock-$name.log" 2>&1 &
     pids+=($!)
     wait_port "$mock_port" "mock $name"
@@ -103,7 +94,7 @@ mock() {
 relay() {
     local up=$1
     shift
-    relay_port=$(port)
+    relay_port=$(free_port)
     taskset -c 0 "$gen/tollgate" --listen "127.0.0.1:$relay_port" --workers 1 --no-pin --upstream "$up" \
         --client-keys "$dir/keys" --upstream-header "Authorization: Bearer x" --log warn "$@" \
         >"$dir/relay-$relay_port.log" 2>&1 &

@@ -17,6 +17,7 @@
 # cold is `scripts/hop-split.sh`'s to measure (loadtest/BENCH.md "What a wake-up touches").
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. scripts/common.sh
 PEER=${1:?usage: scripts/wake-footprint.sh floor|tunnel|tollgate [TOP]}
 TOP=${2:-15}
 case $PEER in
@@ -44,7 +45,7 @@ for _ in $(seq 50); do
     sleep 0.1
 done
 [ -n "$up" ] || { echo "scripts/wake-footprint.sh: the mock upstream did not start" >&2; exit 1; }
-port=$((20000 + RANDOM % 20000))
+port=$(free_port)
 vg=(valgrind --tool=lackey --trace-mem=yes --trace-syscalls=yes --log-file="$dir/trace")
 case $PEER in
 floor)
@@ -62,10 +63,7 @@ tollgate | tunnel)
 esac
 pids+=($!)
 # Under valgrind the relay takes seconds to start listening.
-for _ in $(seq 300); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-    sleep 0.1
-done
+wait_port "$port" "$PEER under valgrind" 30
 target/release/loadtest run --target "ws://127.0.0.1:$port" --key k1 --workload echo \
     --sessions 4 --rate 25 --frame-bytes 200 --duration 6 --threads 1 --no-progress >"$dir/run.log" 2>&1 || {
     echo "scripts/wake-footprint.sh: the echo through $PEER failed:" >&2
