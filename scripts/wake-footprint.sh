@@ -12,9 +12,9 @@
 # the host's load, so they compare builds exactly, as long as each wake-up handles one
 # completion's worth of work: the rate is low because lackey writes a line per access, and
 # at 100 echoes/s, on a slower day of this VM, tollgate's wake-ups took two or three frames
-# at once
-# (the instruction quartiles printed show the mix); what a line costs when the relay wakes
-# cold is `scripts/hop-split.sh`'s to measure (loadtest/BENCH.md "What a wake-up touches").
+# at once (the instruction quartiles printed show the mix); what a line costs when the
+# relay wakes cold is `scripts/hop-split.sh`'s to measure (loadtest/BENCH.md "What a
+# wake-up touches").
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . scripts/common.sh
@@ -121,13 +121,13 @@ print(f"  code: {med(lambda w: len(lines(w))):g} lines on {med(lambda w: len({a 
       f"data: {med(lambda w: len(w[1])):g} lines on {med(lambda w: len({l >> 6 for l in w[1]})):g} pages; "
       f"{med(lambda w: sum(w[0].values())):g} instructions")
 ins = sorted(sum(w[0].values()) for w in wakes)
-print(f"  instructions per wake-up: p25 {ins[n // 4]}, p50 {ins[n // 2]}, p75 {ins[3 * n // 4]}, max {ins[-1]}")
+print(f"  instructions per wake-up: p25 {ins[n // 4]}, p75 {ins[3 * n // 4]}, max {ins[-1]}")
 by_code, by_data = collections.Counter(), collections.Counter()
 for w in wakes:
     for l in lines(w):
         by_code[name(l << 6)] += 1
-    for ins in w[1].values():
-        by_data[name(ins)] += 1
+    for toucher in w[1].values():
+        by_data[name(toucher)] += 1
 print(f"  code lines by function (mean per wake-up):")
 for k, v in by_code.most_common(top):
     print(f"    {v / n:6.1f}  {k[:110]}")
