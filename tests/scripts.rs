@@ -54,6 +54,9 @@ fn an_unknown_argument_exits_64_naming_it() {
         ("build-pgo.sh", &["--fast"][..], "--fast"),
         ("hop-split.sh", &["haproxy"][..], "haproxy"),
         ("wake-footprint.sh", &["nginx"][..], "nginx"),
+        ("cpu-split.sh", &["--peer", "floor"][..], "--peer"),
+        ("cpu-split.sh", &["--only", "echo"][..], "echo"),
+        ("cpu-split.sh", &["--reps", "0"][..], "0"),
     ] {
         let (code, err) = run(script, args);
         assert_eq!(code, Some(64), "{script} {args:?}: {err}");
