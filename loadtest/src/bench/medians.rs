@@ -16,6 +16,8 @@ pub(crate) enum Metric {
     Paced,
     /// Firehose: the same.
     Firehose,
+    /// Paced: the part of [`Metric::Paced`] spent in user space (sampled).
+    PacedUser,
     /// KiB of RSS per idle session, at this many sessions.
     Idle(usize),
     /// Echo p50 µs at this offered rate (frames/s).
@@ -130,6 +132,9 @@ impl Medians {
         for peer in Peer::KNOWN {
             put(Metric::Paced, "paced", peer, win_us_frame);
             put(Metric::Firehose, "firehose", peer, win_us_frame);
+            put(Metric::PacedUser, "paced", peer, |s| {
+                super::table::window(s)?.user_us_per_frame
+            });
             for (n, case) in &idle {
                 put(Metric::Idle(*n), case, peer, |s| {
                     s.report.as_ref()?.sut.as_ref()?.kib_per_session

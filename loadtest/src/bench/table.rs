@@ -190,6 +190,14 @@ fn win_syscalls(s: &Sample) -> Option<f64> {
     window(s)?.syscalls_per_frame
 }
 
+fn win_user(s: &Sample) -> Option<f64> {
+    window(s)?.user_us_per_frame
+}
+
+fn win_kernel(s: &Sample) -> Option<f64> {
+    window(s)?.kernel_us_per_frame
+}
+
 /// CPU µs per frame of the busiest thread group (the workers: `tollgate-w`, `nginx`,
 /// `haproxy`).
 fn win_main_thread(s: &Sample) -> Option<f64> {
@@ -308,6 +316,20 @@ pub fn markdown(r: &BenchResult, peers: &[Peer]) -> String {
             false,
         ),
         col(
+            "paced user µs/frame",
+            "paced",
+            win_user,
+            Compare::Ratio,
+            false,
+        ),
+        col(
+            "paced kernel µs/frame",
+            "paced",
+            win_kernel,
+            Compare::Ratio,
+            false,
+        ),
+        col(
             "paced main thread µs/frame",
             "paced",
             win_main_thread,
@@ -335,12 +357,19 @@ pub fn markdown(r: &BenchResult, peers: &[Peer]) -> String {
             Compare::Ratio,
             false,
         ),
+        col(
+            "firehose user µs/frame",
+            "firehose",
+            win_user,
+            Compare::Ratio,
+            false,
+        ),
     ];
     table(
         &mut o,
         r,
         peers,
-        "Cost per frame inside the measurement window (connection setup and teardown excluded; paced: 200 conns × 300 deltas/s of ~190 B, one frame per wake-up; firehose: 64 conns unpaced; main thread = the workers; other threads = tollgate's usage-log writer; syscalls from `perf stat -e raw_syscalls:sys_enter`)",
+        "Cost per frame inside the measurement window (connection setup and teardown excluded; paced: 200 conns × 300 deltas/s of ~190 B, one frame per wake-up; firehose: 64 conns unpaced; main thread = the workers; other threads = tollgate's usage-log writer; syscalls from `perf stat -e raw_syscalls:sys_enter`; user and kernel: the SUT's CPU sampled every 250 µs of it with `perf record -e cpu-clock`, user space being the relay's own code)",
         &per_frame,
     );
     let latency = [

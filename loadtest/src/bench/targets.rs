@@ -206,6 +206,32 @@ fn with_floor(mut row: Row, m: &Medians, metric: Metric, peer: Peer, limit: f64)
     row
 }
 
+/// `row` (a paced target `a ≤ limit × b` between two peers on the same kernel path: the
+/// floor, `--tunnel`, tollgate) with what their user-space time per frame tells: the
+/// difference of the two medians, as a share of `b`'s total. Those peers make the same
+/// syscalls and io_uring operations per frame, so their user space is what their code
+/// adds, while their kernel time moves with the host between runs; a run without the
+/// sampled split leaves the row alone.
+fn with_user_split(mut row: Row, m: &Medians, a: Peer, b: Peer) -> Row {
+    if let (Some(ua), Some(ub), Some(tb)) = (
+        m.get(Metric::PacedUser, a),
+        m.get(Metric::PacedUser, b),
+        m.get(Metric::Paced, b).filter(|t| t.median > 0.0),
+    ) {
+        let d = ua.median - ub.median;
+        let _ = write!(
+            row.measured,
+            "; user space (sampled) {} vs {} µs: {:+.2} µs, {:+.1}% of {}'s total",
+            fmt(ua.median),
+            fmt(ub.median),
+            d,
+            100.0 * d / tb.median,
+            b.name()
+        );
+    }
+    row
+}
+
 /// The targets, in the order.
 pub(crate) fn rows(m: &Medians) -> Vec<Row> {
     use Peer::{Floor, Haproxy, Nginx, Tollgate, Tunnel};
@@ -233,7 +259,7 @@ pub(crate) fn rows(m: &Medians) -> Vec<Row> {
             if matches!(b, Nginx | Haproxy) {
                 with_floor(row, m, Metric::Paced, b, limit)
             } else {
-                row
+                with_user_split(row, m, a, b)
             }
         })
         .collect();

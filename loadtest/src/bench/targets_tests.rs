@@ -385,3 +385,47 @@ fn echo_rows_carry_the_floors_ratio_and_are_floor_bound_where_the_floor_was_slow
     assert_eq!(p50.bound, None);
     assert!(!p50.measured.contains("floor"), "{}", p50.measured);
 }
+
+#[test]
+fn the_paced_rows_between_relays_on_one_kernel_path_carry_their_user_space_split() {
+    use Peer::*;
+    // The totals vary with the host; the sampled user space tells the code apart.
+    let m = medians(&[
+        (Metric::Paced, Floor, 14.65),
+        (Metric::Paced, Tunnel, 16.0),
+        (Metric::Paced, Tollgate, 15.0),
+        (Metric::Paced, Nginx, 20.0),
+        (Metric::PacedUser, Floor, 0.29),
+        (Metric::PacedUser, Tunnel, 0.59),
+        (Metric::PacedUser, Tollgate, 0.76),
+        (Metric::PacedUser, Nginx, 3.0),
+    ]);
+    let all = rows(&m);
+    let t = find(&all, "paced: `--tunnel`");
+    assert_eq!(
+        t.verdict,
+        Verdict::Missed,
+        "the verdict stays on the totals"
+    );
+    assert!(
+        t.measured
+            .ends_with("; user space (sampled) 0.59 vs 0.29 µs: +0.30 µs, +2.0% of floor's total"),
+        "{}",
+        t.measured
+    );
+    let g = find(&all, "paced: tollgate ≤ 1.05");
+    assert!(
+        g.measured
+            .ends_with("; user space (sampled) 0.76 vs 0.59 µs: +0.17 µs, +1.1% of tunnel's total"),
+        "{}",
+        g.measured
+    );
+    // Against nginx the kernel paths differ: no split, the floor's ratio instead.
+    let n = find(&all, "paced: tollgate ≤ 0.95");
+    assert!(!n.measured.contains("user space"), "{}", n.measured);
+    // Without the sampled split (perf missing), the rows are as before.
+    let bare = medians(&[(Metric::Paced, Floor, 14.65), (Metric::Paced, Tunnel, 16.0)]);
+    let bare_rows = rows(&bare);
+    let t = find(&bare_rows, "paced: `--tunnel`");
+    assert_eq!(t.measured, "16.0 vs 14.7 µs: ×1.092 (reps ×1.09–×1.09)");
+}

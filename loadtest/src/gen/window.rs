@@ -1,9 +1,11 @@
 //! The measurement window of a run: from when every session is up and the load has
 //! settled to shortly before the end, so connection setup and teardown do not count.
 //! Over it: the system under test's CPU per frame, per thread (workers vs helpers such as
-//! tollgate's usage-log writer), and its syscalls per frame (`perf stat -e
-//! raw_syscalls:sys_enter`, when perf is installed and allowed).
+//! tollgate's usage-log writer), its syscalls per frame (`perf stat -e
+//! raw_syscalls:sys_enter`), and how its CPU splits between user space and the kernel
+//! (`perf record -e cpu-clock`), when perf is installed and allowed.
 
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -40,6 +42,13 @@ pub struct WindowReport {
     pub syscalls_per_frame: Option<f64>,
     /// Per thread group.
     pub threads: Vec<ThreadGroup>,
+    /// CPU µs per frame the SUT spent in user space — its own code — sampled (see
+    /// [`Sampler`]), when measurable.
+    #[serde(default)]
+    pub user_us_per_frame: Option<f64>,
+    /// CPU µs per frame the SUT spent in the kernel, sampled the same way.
+    #[serde(default)]
+    pub kernel_us_per_frame: Option<f64>,
     /// The SUT's hop (switch-in → first forwarded frame), when traced.
     #[serde(default)]
     pub hops: Option<super::hops::HopStats>,
@@ -148,6 +157,96 @@ impl Perf {
     }
 }
 
+/// CPU time between two samples of [`Sampler`], µs.
+const SAMPLE_US: u64 = 250;
+
+/// `perf record` sampling the SUT's threads every [`SAMPLE_US`] of their CPU time
+/// (`cpu-clock`, a software clock: no PMU needed, as in this VM), to split the CPU per
+/// frame into user space and kernel.
+///
+/// Why: the floor, `--tunnel` and tollgate make the same syscalls and io_uring operations
+/// per frame, so what tells them apart is their user-space time — a few percent of the
+/// total on this machine — while the kernel part moves by ±15% between runs with the host
+/// (bfull33: paced totals 14.6–21.4 µs per frame for one peer). The split shows the
+/// difference that noise hides. `/proc/PID/stat`'s utime and stime are no use for it:
+/// they are tick samples too, 100 a second. Sampling at 250 µs costs the SUT a timer
+/// interrupt per sample, well under 1% of its CPU, the same for every peer.
+struct Sampler {
+    child: Child,
+    path: PathBuf,
+}
+
+impl Sampler {
+    fn start(pids: &[u32]) -> Option<Sampler> {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "loadtest-split-{}-{}.data",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let list = pids
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let period = (SAMPLE_US * 1000).to_string();
+        let child = Command::new("perf")
+            .args([
+                "record",
+                "-q",
+                "-e",
+                "cpu-clock",
+                "-c",
+                &period,
+                "-p",
+                &list,
+                "-o",
+            ])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        Some(Sampler { child, path })
+    }
+
+    /// Stop sampling: the SUT's (user, kernel) CPU seconds, from the samples.
+    fn stop(mut self) -> Option<(f64, f64)> {
+        super::hops::interrupt(&self.child);
+        let out = self.child.wait().ok().and_then(|_| {
+            Command::new("perf")
+                .args(["script", "-F", "ip", "-i"])
+                .arg(&self.path)
+                .stderr(Stdio::null())
+                .output()
+                .ok()
+        });
+        let _ = std::fs::remove_file(&self.path);
+        let (user, kernel) = split_samples(&String::from_utf8_lossy(&out?.stdout))?;
+        let s = SAMPLE_US as f64 * 1e-6;
+        Some((user as f64 * s, kernel as f64 * s))
+    }
+}
+
+/// Counts `perf script -F ip` lines (one hex address per sample) as (user, kernel): an
+/// address in the upper half of x86-64's address space is the kernel's. `None` when no
+/// line is a sample.
+fn split_samples(text: &str) -> Option<(u64, u64)> {
+    const KERNEL: u64 = 0xffff_8000_0000_0000;
+    let (mut user, mut kernel) = (0u64, 0u64);
+    for ip in text
+        .lines()
+        .filter_map(|l| u64::from_str_radix(l.trim(), 16).ok())
+    {
+        if ip >= KERNEL {
+            kernel += 1;
+        } else {
+            user += 1;
+        }
+    }
+    (user + kernel > 0).then_some((user, kernel))
+}
+
 /// Sleep until `start`, measure until `end`; `None` if the window is empty.
 pub(crate) fn measure(
     pids: &[u32],
@@ -162,12 +261,16 @@ pub(crate) fn measure(
     std::thread::sleep(start.saturating_duration_since(Instant::now()));
     let perf = Perf::start(pids);
     let trace = trace_hops.then(super::hops::Trace::start).flatten();
+    // Not while the hop is traced: one perf recording at a time keeps the trace's cost
+    // what it was.
+    let sampler = (!trace_hops).then(|| Sampler::start(pids)).flatten();
     // Give perf a moment to attach before the window opens.
     std::thread::sleep(Duration::from_millis(150));
     let a = snapshot(pids, frames);
     std::thread::sleep(end.saturating_duration_since(Instant::now()));
     let b = snapshot(pids, frames);
     let syscalls = perf.and_then(Perf::stop);
+    let split = sampler.and_then(Sampler::stop);
     let hops = trace.and_then(|t| t.stop(&super::hops::thread_ids(pids)));
     let frames = b.frames.saturating_sub(a.frames);
     let per = |cpu: f64| (frames > 0).then(|| cpu * 1e6 / frames as f64);
@@ -185,6 +288,8 @@ pub(crate) fn measure(
             .filter(|_| frames > 0)
             .map(|n| n as f64 / frames as f64),
         threads: groups,
+        user_us_per_frame: split.and_then(|(u, _)| per(u)),
+        kernel_us_per_frame: split.and_then(|(_, k)| per(k)),
         hops,
     })
 }
@@ -245,6 +350,18 @@ mod tests {
         assert!((total_cpu(&a, &b, &groups) - 0.623_456).abs() < 1e-9);
         let gone = snap(vec![Some(1.5), None]);
         assert!((total_cpu(&a, &gone, &groups) - 0.6).abs() < 1e-9);
+    }
+
+    #[test]
+    fn samples_split_by_the_half_of_the_address_space() {
+        // `perf script -F ip`: one address per line, indented; kernel text is in the upper
+        // half, a PIE binary, libc and the vDSO in the lower.
+        let text = "\t ffffffff8225f8ab\n  55d0c2a81234\n\t 7f3a1c2b3c4d\n ffffffff813d01b4\n \
+                    ffffffff81000000\n";
+        assert_eq!(split_samples(text), Some((2, 3)));
+        // Anything else (a warning, an empty recording) is not a sample.
+        assert_eq!(split_samples("no samples\n\n"), None);
+        assert_eq!(split_samples("  zz\n7fff\n"), Some((1, 0)));
     }
 
     #[test]
