@@ -18,6 +18,8 @@ pub(crate) enum Metric {
     Firehose,
     /// Paced: the part of [`Metric::Paced`] spent in user space (sampled).
     PacedUser,
+    /// Firehose: the part of [`Metric::Firehose`] spent in user space (sampled).
+    FirehoseUser,
     /// KiB of RSS per idle session, at this many sessions.
     Idle(usize),
     /// Echo p50 µs at this offered rate (frames/s).
@@ -133,6 +135,9 @@ impl Medians {
             put(Metric::Paced, "paced", peer, win_us_frame);
             put(Metric::Firehose, "firehose", peer, win_us_frame);
             put(Metric::PacedUser, "paced", peer, |s| {
+                super::table::window(s)?.user_us_per_frame
+            });
+            put(Metric::FirehoseUser, "firehose", peer, |s| {
                 super::table::window(s)?.user_us_per_frame
             });
             for (n, case) in &idle {

@@ -206,17 +206,25 @@ fn with_floor(mut row: Row, m: &Medians, metric: Metric, peer: Peer, limit: f64)
     row
 }
 
-/// `row` (a paced target `a ≤ limit × b` between two peers on the same kernel path: the
-/// floor, `--tunnel`, tollgate) with what their user-space time per frame tells: the
-/// difference of the two medians, as a share of `b`'s total. Those peers make the same
-/// syscalls and io_uring operations per frame, so their user space is what their code
-/// adds, while their kernel time moves with the host between runs; a run without the
-/// sampled split leaves the row alone.
-fn with_user_split(mut row: Row, m: &Medians, a: Peer, b: Peer) -> Row {
+/// `row` (a CPU target `a ≤ limit × b`) with what the two peers' user-space time per frame
+/// — their own code, sampled — tells: the two medians and their difference as a share of
+/// `b`'s total. Between the floor, `--tunnel` and tollgate, which make the same syscalls
+/// and io_uring operations per frame, that difference is what one's code adds over the
+/// other's while their kernel time moves with the host between runs; against nginx and
+/// HAProxy the kernel paths differ too, and the split says how much of the gap is code. A
+/// run without the sampled split leaves the row alone.
+fn with_user_split(mut row: Row, m: &Medians, total: Metric, a: Peer, b: Peer) -> Row {
+    if row.verdict == Verdict::NotMeasured {
+        return row;
+    }
+    let user = match total {
+        Metric::Firehose => Metric::FirehoseUser,
+        _ => Metric::PacedUser,
+    };
     if let (Some(ua), Some(ub), Some(tb)) = (
-        m.get(Metric::PacedUser, a),
-        m.get(Metric::PacedUser, b),
-        m.get(Metric::Paced, b).filter(|t| t.median > 0.0),
+        m.get(user, a),
+        m.get(user, b),
+        m.get(total, b).filter(|t| t.median > 0.0),
     ) {
         let d = ua.median - ub.median;
         let _ = write!(
@@ -256,10 +264,11 @@ pub(crate) fn rows(m: &Medians) -> Vec<Row> {
         .into_iter()
         .map(|(a, b, limit, target)| {
             let row = ratio(m, target.into(), Metric::Paced, a, b, limit);
+            let row = with_user_split(row, m, Metric::Paced, a, b);
             if matches!(b, Nginx | Haproxy) {
                 with_floor(row, m, Metric::Paced, b, limit)
             } else {
-                with_user_split(row, m, a, b)
+                row
             }
         })
         .collect();
@@ -275,13 +284,19 @@ pub(crate) fn rows(m: &Medians) -> Vec<Row> {
     };
     v.push(match better {
         Some(b) => with_floor(
-            ratio(
+            with_user_split(
+                ratio(
+                    m,
+                    format!("{FIRE} ({})", b.name()),
+                    Metric::Firehose,
+                    Tollgate,
+                    b,
+                    1.0,
+                ),
                 m,
-                format!("{FIRE} ({})", b.name()),
                 Metric::Firehose,
                 Tollgate,
                 b,
-                1.0,
             ),
             m,
             Metric::Firehose,

@@ -399,6 +399,12 @@ fn the_paced_rows_between_relays_on_one_kernel_path_carry_their_user_space_split
         (Metric::PacedUser, Tunnel, 0.59),
         (Metric::PacedUser, Tollgate, 0.76),
         (Metric::PacedUser, Nginx, 3.0),
+        (Metric::Paced, Haproxy, 22.0),
+        (Metric::Firehose, Tollgate, 0.84),
+        (Metric::Firehose, Haproxy, 0.83),
+        (Metric::Firehose, Nginx, 1.2),
+        (Metric::FirehoseUser, Tollgate, 0.15),
+        (Metric::FirehoseUser, Haproxy, 0.11),
     ]);
     let all = rows(&m);
     let t = find(&all, "paced: `--tunnel`");
@@ -420,9 +426,29 @@ fn the_paced_rows_between_relays_on_one_kernel_path_carry_their_user_space_split
         "{}",
         g.measured
     );
-    // Against nginx the kernel paths differ: no split, the floor's ratio instead.
+    // Against nginx the kernel paths differ: the split says how much of the gap is code,
+    // and the floor's ratio follows.
     let n = find(&all, "paced: tollgate ≤ 0.95");
-    assert!(!n.measured.contains("user space"), "{}", n.measured);
+    assert!(
+        n.measured.ends_with(
+            "; user space (sampled) 0.76 vs 3.00 µs: -2.24 µs, -11.2% of nginx's total; \
+             the floor (no WebSocket work) ×0.733 nginx"
+        ),
+        "{}",
+        n.measured
+    );
+    // HAProxy's paced runs were not sampled (no `PacedUser`): its row has no split.
+    let h = find(&all, "paced: tollgate ≤ 0.85");
+    assert!(h.measured.starts_with("15.0 vs 22.0 µs"), "{}", h.measured);
+    assert!(!h.measured.contains("user space"), "{}", h.measured);
+    // The firehose row compares with the better of the two, sampled in the firehose.
+    let f = find(&all, "firehose:");
+    assert!(
+        f.measured
+            .contains("; user space (sampled) 0.15 vs 0.11 µs: +0.04 µs, +4.8% of haproxy's total"),
+        "{}",
+        f.measured
+    );
     // Without the sampled split (perf missing), the rows are as before.
     let bare = medians(&[(Metric::Paced, Floor, 14.65), (Metric::Paced, Tunnel, 16.0)]);
     let bare_rows = rows(&bare);
