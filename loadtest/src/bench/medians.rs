@@ -134,12 +134,13 @@ impl Medians {
         for peer in Peer::KNOWN {
             put(Metric::Paced, "paced", peer, win_us_frame);
             put(Metric::Firehose, "firehose", peer, win_us_frame);
-            put(Metric::PacedUser, "paced", peer, |s| {
-                super::table::window(s)?.user_us_per_frame
-            });
-            put(Metric::FirehoseUser, "firehose", peer, |s| {
-                super::table::window(s)?.user_us_per_frame
-            });
+            put(Metric::PacedUser, "paced", peer, super::table::win_user);
+            put(
+                Metric::FirehoseUser,
+                "firehose",
+                peer,
+                super::table::win_user,
+            );
             for (n, case) in &idle {
                 put(Metric::Idle(*n), case, peer, |s| {
                     s.report.as_ref()?.sut.as_ref()?.kib_per_session

@@ -42,6 +42,27 @@ pub(crate) fn hop_run(peer: &str, rep: usize, single_p50: f64) -> serde_json::Va
     run
 }
 
+/// One paced run of `peer` whose window measured `total` CPU µs per frame on its clock
+/// and, sampled, `user` and `kernel` µs per frame (`None`: not sampled).
+pub(crate) fn paced_run(
+    peer: &str,
+    rep: usize,
+    total: f64,
+    split: Option<(f64, f64)>,
+) -> serde_json::Value {
+    let mut run = echo_run(peer, 2000.0, rep, 100.0, 0.5);
+    run["case"] = serde_json::json!("paced");
+    run["kind"] = serde_json::json!("paced");
+    let (user, kernel) = split.unzip();
+    run["report"]["sut"] = serde_json::json!({"pids": [1], "cpu_s": 1.0, "cpu_util": 0.4,
+        "cpu_us_per_frame": total, "cpu_us_per_mb": null, "rss_before_kib": 1,
+        "rss_loaded_kib": null, "kib_per_session": null,
+        "window": {"seconds": 4.0, "frames": 1000, "cpu_s": total * 1e-3,
+            "cpu_us_per_frame": total, "syscalls_per_frame": null, "threads": [],
+            "user_us_per_frame": user, "kernel_us_per_frame": kernel}});
+    run
+}
+
 /// `run` with host steal recorded: this fraction of the run on the relay core (CPU 0)
 /// and on the load core (CPU 1).
 pub(crate) fn with_steal(mut run: serde_json::Value, relay: f64, load: f64) -> serde_json::Value {

@@ -43,7 +43,10 @@ pub struct WindowReport {
     /// Per thread group.
     pub threads: Vec<ThreadGroup>,
     /// CPU µs per frame the SUT spent in user space — its own code — sampled (see
-    /// [`Sampler`]), when measurable.
+    /// [`Sampler`]), when measurable: samples × 250 µs over the window's frames. The
+    /// recording runs from perf's start (150 ms before the window) to its stop, and the
+    /// samples come to 96–99% of the clock, so the report divides `cpu_us_per_frame` in
+    /// the proportion of this and `kernel_us_per_frame` (`bench::table::win_split`).
     #[serde(default)]
     pub user_us_per_frame: Option<f64>,
     /// CPU µs per frame the SUT spent in the kernel, sampled the same way.
