@@ -83,3 +83,16 @@ fn build_pgo_help_describes_what_it_builds() {
         "help runs into the code: {help}"
     );
 }
+
+#[test]
+fn cpu_split_refuses_a_sampling_period_that_is_not_a_number() {
+    let out = Command::new("bash")
+        .arg(scripts_dir().join("cpu-split.sh"))
+        .env("PERIOD_US", "1ms")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("bash");
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("PERIOD_US '1ms'"), "{err}");
+}

@@ -379,7 +379,7 @@ pub fn markdown(r: &BenchResult, peers: &[Peer]) -> String {
         &mut o,
         r,
         peers,
-        "Cost per frame inside the measurement window (connection setup and teardown excluded; paced: 200 conns × 300 deltas/s of ~190 B, one frame per wake-up; firehose: 64 conns unpaced; main thread = the workers; other threads = tollgate's usage-log writer; syscalls from `perf stat -e raw_syscalls:sys_enter`; user and kernel: the SUT's CPU sampled every 250 µs of it with `perf record -e cpu-clock`, user space being the relay's own code)",
+        "Cost per frame inside the measurement window (connection setup and teardown excluded; paced: 200 conns × 300 deltas/s of ~190 B, one frame per wake-up; firehose: 64 conns unpaced; main thread = the workers; other threads = tollgate's usage-log writer; syscalls from `perf stat -e raw_syscalls:sys_enter`; user and kernel: the SUT's CPU sampled every 1 ms of it with `perf record -e cpu-clock`, user space being the relay's own code)",
         &per_frame,
     );
     let latency = [
@@ -475,66 +475,5 @@ pub fn markdown(r: &BenchResult, peers: &[Peer]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stats_and_formatting() {
-        assert_eq!(
-            stat(&[3.0, 1.0, 2.0]),
-            Some(Stat {
-                median: 2.0,
-                min: 1.0,
-                max: 3.0
-            })
-        );
-        assert_eq!(stat(&[1.0, 4.0]).map(|s| s.median), Some(2.5));
-        assert_eq!(stat(&[]), None);
-        assert_eq!(fmt(412_345.0), "412.3k");
-        assert_eq!(fmt(1_250_000.0), "1.25M");
-        assert_eq!(fmt(3.214), "3.21");
-    }
-
-    #[test]
-    fn the_sampled_split_divides_the_windows_clock() {
-        use super::super::test_runs::{line, paced_run, result};
-        // The samples came to 9.5 of the clock's 10.0 µs per frame, 2% of them in user
-        // space: the columns show 2% and 98% of 10.0.
-        let r = result(vec![
-            paced_run("tollgate", 0, 10.0, Some((0.19, 9.31))),
-            paced_run("nginx", 0, 12.0, None),
-        ]);
-        let (u, k) = win_split(&r.samples[0]).expect("split");
-        assert!((u - 0.2).abs() < 1e-9 && (k - 9.8).abs() < 1e-9, "{u} {k}");
-        assert_eq!(win_split(&r.samples[1]), None);
-        // A run of an older loadtest, without the fields, reads as not sampled.
-        let mut old = paced_run("tunnel", 0, 9.0, None);
-        let w = old["report"]["sut"]["window"]
-            .as_object_mut()
-            .expect("window");
-        w.remove("user_us_per_frame");
-        w.remove("kernel_us_per_frame");
-        let r2 = result(vec![old]);
-        assert_eq!(win_user(&r2.samples[0]), None);
-        // The report's cost table shows the split, and "—" where there is none.
-        let md = markdown(&r, &[Peer::Tollgate, Peer::Nginx]);
-        let head = line(&md, "| peer | paced frames/s |");
-        let at = |name: &str| {
-            head.split('|')
-                .position(|c| c.trim() == name)
-                .unwrap_or_else(|| panic!("no column {name}: {head}"))
-        };
-        let (user, kernel) = (at("paced user µs/frame"), at("paced kernel µs/frame"));
-        let row_of = |peer: &str| -> Vec<String> {
-            let after = md.split(head).nth(1).expect("the cost table");
-            line(after, &format!("| {peer} |"))
-                .split('|')
-                .map(|c| c.trim().to_string())
-                .collect()
-        };
-        let t = row_of("tollgate");
-        assert_eq!((t[user].as_str(), t[kernel].as_str()), ("0.20", "9.80"));
-        let n = row_of("nginx");
-        assert_eq!((n[user].as_str(), n[kernel].as_str()), ("—", "—"));
-    }
-}
+#[path = "table_tests.rs"]
+mod tests;

@@ -15,13 +15,11 @@
 //! in which the thread sent no data (a timer, an ACK) are not counted.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use super::perf_record::Recording;
 use super::stats::LatencySummary;
 
 /// Smallest `net_dev_queue` length counted as a forwarded frame (IP + TCP headers with
@@ -149,55 +147,24 @@ pub fn thread_ids(pids: &[u32]) -> HashSet<u32> {
         .collect()
 }
 
-/// Stop a `perf` child the way Ctrl-C does, so it writes out what it has.
-pub(crate) fn interrupt(child: &Child) {
-    // SAFETY: signalling our own child.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
-    }
-}
-
 /// A running `perf record` of the two tracepoints, system-wide.
-pub struct Trace {
-    child: Child,
-    path: PathBuf,
-}
+pub struct Trace(Recording);
 
 impl Trace {
     /// Start recording; `None` when perf is missing or not allowed (the hop is then not
     /// reported).
     pub fn start() -> Option<Trace> {
-        static SEQ: AtomicU64 = AtomicU64::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "loadtest-hops-{}-{}.data",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let child = Command::new("perf")
-            .args(["record", "-q", "-a", "-e", "sched:sched_switch"])
-            .args(["-e", "net:net_dev_queue", "-o"])
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        Some(Trace { child, path })
+        Recording::start(
+            "hops",
+            &["-a", "-e", "sched:sched_switch", "-e", "net:net_dev_queue"],
+        )
+        .map(Trace)
     }
 
     /// Stop recording and compute the hop of `tids`.
-    pub fn stop(mut self, tids: &HashSet<u32>) -> Option<HopStats> {
-        interrupt(&self.child);
-        // perf exits 130 after SIGINT; whether it wrote a usable file shows below.
-        let out = self.child.wait().ok().and_then(|_| {
-            Command::new("perf")
-                .args(["script", "--ns", "-F", "tid,cpu,time,event,trace", "-i"])
-                .arg(&self.path)
-                .stderr(Stdio::null())
-                .output()
-                .ok()
-        });
-        let _ = std::fs::remove_file(&self.path);
-        hops(&String::from_utf8_lossy(&out?.stdout), tids)
+    pub fn stop(self, tids: &HashSet<u32>) -> Option<HopStats> {
+        let text = self.0.finish(&["--ns", "-F", "tid,cpu,time,event,trace"])?;
+        hops(&text, tids)
     }
 }
 

@@ -23,6 +23,7 @@ mod echo;
 pub mod hops;
 mod idle;
 pub mod local_loop;
+mod perf_record;
 pub mod procfs;
 mod report;
 mod run;

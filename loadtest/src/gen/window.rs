@@ -5,13 +5,13 @@
 //! raw_syscalls:sys_enter`), and how its CPU splits between user space and the kernel
 //! (`perf record -e cpu-clock`), when perf is installed and allowed.
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::perf_record::Recording;
 use super::procfs;
 
 /// CPU of the threads of one name group over the window.
@@ -43,7 +43,7 @@ pub struct WindowReport {
     /// Per thread group.
     pub threads: Vec<ThreadGroup>,
     /// CPU µs per frame the SUT spent in user space — its own code — sampled (see
-    /// [`Sampler`]), when measurable: samples × 250 µs over the window's frames. The
+    /// [`Sampler`]), when measurable: samples × [`SAMPLE_US`] over the window's frames. The
     /// recording runs from perf's start (150 ms before the window) to its stop, and the
     /// samples come to 96–99% of the clock, so the report divides `cpu_us_per_frame` in
     /// the proportion of this and `kernel_us_per_frame` (`bench::table::win_split`).
@@ -150,7 +150,7 @@ impl Perf {
 
     /// SIGINT, then the count perf printed.
     fn stop(self) -> Option<u64> {
-        super::hops::interrupt(&self.0);
+        super::perf_record::interrupt(&self.0);
         let out = self.0.wait_with_output().ok()?;
         String::from_utf8_lossy(&out.stderr)
             .lines()
@@ -161,7 +161,7 @@ impl Perf {
 }
 
 /// CPU time between two samples of [`Sampler`], µs.
-const SAMPLE_US: u64 = 250;
+const SAMPLE_US: u64 = 1000;
 
 /// `perf record` sampling the SUT's threads every [`SAMPLE_US`] of their CPU time
 /// (`cpu-clock`, a software clock: no PMU needed, as in this VM), to split the CPU per
@@ -170,62 +170,31 @@ const SAMPLE_US: u64 = 250;
 /// Why: the floor, `--tunnel` and tollgate make the same syscalls and io_uring operations
 /// per frame, so what tells them apart is their user-space time — a few percent of the
 /// total on this machine — while the kernel part moves by ±15% between runs with the host
-/// (bfull33: paced totals 14.6–21.4 µs per frame for one peer). The split shows the
+/// (bfull33: the tunnel's seven paced runs 15.6–21.4 µs per frame). The split shows the
 /// difference that noise hides. `/proc/PID/stat`'s utime and stime are no use for it:
-/// they are tick samples too, 100 a second. Sampling at 250 µs costs the SUT a timer
-/// interrupt per sample, well under 1% of its CPU, the same for every peer.
-struct Sampler {
-    child: Child,
-    path: PathBuf,
-}
+/// they are tick samples too, 100 a second.
+///
+/// Cost: a timer interrupt per sample. Every 250 µs (the first runs, b34 and bfull34) it
+/// added 1.3–2.8% to a busy loop's CPU in this VM (`PERIOD_US=250 scripts/cpu-split.sh
+/// --overhead`), the same share for every peer; every 1 ms it is a quarter of that, below
+/// what the loop resolves, and the split still tells the floor, the tunnel and tollgate
+/// apart (loadtest/BENCH.md "How the harness measures").
+struct Sampler(Recording);
 
 impl Sampler {
     fn start(pids: &[u32]) -> Option<Sampler> {
-        static SEQ: AtomicU64 = AtomicU64::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "loadtest-split-{}-{}.data",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
         let list = pids
             .iter()
             .map(u32::to_string)
             .collect::<Vec<_>>()
             .join(",");
         let period = (SAMPLE_US * 1000).to_string();
-        let child = Command::new("perf")
-            .args([
-                "record",
-                "-q",
-                "-e",
-                "cpu-clock",
-                "-c",
-                &period,
-                "-p",
-                &list,
-                "-o",
-            ])
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        Some(Sampler { child, path })
+        Recording::start("split", &["-e", "cpu-clock", "-c", &period, "-p", &list]).map(Sampler)
     }
 
     /// Stop sampling: the SUT's (user, kernel) CPU seconds, from the samples.
-    fn stop(mut self) -> Option<(f64, f64)> {
-        super::hops::interrupt(&self.child);
-        let out = self.child.wait().ok().and_then(|_| {
-            Command::new("perf")
-                .args(["script", "-F", "ip", "-i"])
-                .arg(&self.path)
-                .stderr(Stdio::null())
-                .output()
-                .ok()
-        });
-        let _ = std::fs::remove_file(&self.path);
-        let (user, kernel) = split_samples(&String::from_utf8_lossy(&out?.stdout))?;
+    fn stop(self) -> Option<(f64, f64)> {
+        let (user, kernel) = split_samples(&self.0.finish(&["-F", "ip"])?)?;
         let s = SAMPLE_US as f64 * 1e-6;
         Some((user as f64 * s, kernel as f64 * s))
     }
