@@ -121,16 +121,20 @@ fn group_name(comm: &str) -> String {
         .to_string()
 }
 
+/// `pids` as perf's `-p` takes them: comma-separated.
+fn pid_list(pids: &[u32]) -> String {
+    pids.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// `perf stat` counting the SUT's syscalls until stopped.
 struct Perf(Child);
 
 impl Perf {
     fn start(pids: &[u32]) -> Option<Perf> {
-        let list = pids
-            .iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
+        let list = pid_list(pids);
         Command::new("perf")
             .args([
                 "stat",
@@ -183,11 +187,7 @@ struct Sampler(Recording);
 
 impl Sampler {
     fn start(pids: &[u32]) -> Option<Sampler> {
-        let list = pids
-            .iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
+        let list = pid_list(pids);
         let period = (SAMPLE_US * 1000).to_string();
         Recording::start("split", &["-e", "cpu-clock", "-c", &period, "-p", &list]).map(Sampler)
     }
