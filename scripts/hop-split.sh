@@ -12,6 +12,7 @@
 # across nine runs").
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. scripts/common.sh
 PEER=${1:?usage: scripts/hop-split.sh floor|tunnel|tollgate|nginx [RATE]}
 RATE=${2:-8000}
 case $PEER in
@@ -26,19 +27,22 @@ dir=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"' EXIT
 echo "bench k1" >"$dir/keys"
-taskset -c 1 target/release/loadtest mock-upstream --listen 127.0.0.1:9421 --echo >"$dir/mock.log" 2>&1 &
+# Ports the kernel picks, so two runs (or anything else listening) do not collide.
+up=$(free_port)
+port=$(free_port)
+taskset -c 1 target/release/loadtest mock-upstream --listen "127.0.0.1:$up" --echo >"$dir/mock.log" 2>&1 &
 pids+=($!)
-sleep 0.3
+wait_port "$up" "the mock upstream"
 case $PEER in
 tollgate | tunnel)
     extra=()
     [ "$PEER" = tunnel ] && extra=(--tunnel)
-    taskset -c 0 "${TOLLGATE:-target/release/tollgate}" --listen 127.0.0.1:9420 --workers 1 --no-pin --driver uring \
-        --upstream ws://127.0.0.1:9421 --client-keys "$dir/keys" --upstream-header "Authorization: Bearer x" \
+    taskset -c 0 "${TOLLGATE:-target/release/tollgate}" --listen "127.0.0.1:$port" --workers 1 --no-pin --driver uring \
+        --upstream "ws://127.0.0.1:$up" --client-keys "$dir/keys" --upstream-header "Authorization: Bearer x" \
         --log warn "${extra[@]}" >"$dir/relay.log" 2>&1 &
     ;;
 floor)
-    taskset -c 0 "${FLOOR:-target/release/tollgate-floor}" 127.0.0.1:9420 127.0.0.1:9421 >"$dir/relay.log" 2>&1 &
+    taskset -c 0 "${FLOOR:-target/release/tollgate-floor}" "127.0.0.1:$port" "127.0.0.1:$up" >"$dir/relay.log" 2>&1 &
     ;;
 nginx)
     mkdir -p "$dir/n"
@@ -54,7 +58,7 @@ http {
   access_log off;
   client_body_temp_path $dir/n/body; proxy_temp_path $dir/n/proxy; fastcgi_temp_path $dir/n/f;
   uwsgi_temp_path $dir/n/u; scgi_temp_path $dir/n/s;
-  server { listen 127.0.0.1:9420; location / { proxy_pass http://127.0.0.1:9421;
+  server { listen 127.0.0.1:$port; location / { proxy_pass http://127.0.0.1:$up;
     proxy_http_version 1.1; proxy_set_header Upgrade \$http_upgrade; proxy_set_header Connection "upgrade";
     proxy_buffering off; tcp_nodelay on; proxy_read_timeout 3600s; proxy_send_timeout 3600s; } }
 }
@@ -63,8 +67,8 @@ EOF
     ;;
 esac
 pids+=($!)
-sleep 0.5
-taskset -c 1 target/release/loadtest run --target ws://127.0.0.1:9420 --key k1 --workload echo \
+wait_port "$port" "$PEER"
+taskset -c 1 target/release/loadtest run --target "ws://127.0.0.1:$port" --key k1 --workload echo \
     --sessions 16 --rate "$RATE" --frame-bytes 200 --duration 6 --threads 1 --no-progress >"$dir/run.log" 2>&1 &
 gen=$!
 sleep 2.5
