@@ -119,24 +119,19 @@ perf record -q -e cpu-clock -c "${PERIOD_US}000" -C 0 -o "$dir/perf.data" -- \
     tail -5 "$dir/bench.log" >&2
     exit 1
 }
-perf script -i "$dir/perf.data" -F pid,ip 2>/dev/null >"$dir/samples"
+# Each sample to user space or the kernel by the bench's own rule (loadtest's sampler).
+perf script -i "$dir/perf.data" -F pid,ip 2>/dev/null | target/release/loadtest split-samples >"$dir/samples"
 python3 - "$dir" "$CASE" "$PEERS" "$PERIOD_US" <<'EOF'
 import collections, glob, json, statistics as st, sys
 d, case, peers = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
 PERIOD_US = float(sys.argv[4])
-KERNEL = 0xffff800000000000
-# (pid, "user"|"kernel") -> samples
+# (pid, "user"|"kernel") -> samples, from `loadtest split-samples`: "PID USER KERNEL" lines
 count = collections.Counter()
 with open(f"{d}/samples") as f:
     for line in f:
-        p = line.split()
-        if len(p) < 2:
-            continue
-        try:
-            pid, ip = int(p[0]), int(p[1], 16)
-        except ValueError:
-            continue
-        count[(pid, "kernel" if ip >= KERNEL else "user")] += 1
+        pid, user, kernel = (int(x) for x in line.split())
+        count[(pid, "user")] += user
+        count[(pid, "kernel")] += kernel
 rows = collections.defaultdict(list)
 for path in sorted(glob.glob(f"{d}/bench/runs/{case}-*.json")):
     run = json.load(open(path))

@@ -29,6 +29,10 @@ pub enum Command {
     Bench(BenchArgs),
     /// A scripted conversation through a local relay and mock; no network, no key.
     Demo(DemoArgs),
+    /// Read `perf script -F pid,ip` on stdin; print `PID USER KERNEL` (samples in user
+    /// space and in the kernel) per process, by the bench's own rule
+    /// (`scripts/cpu-split.sh` uses it).
+    SplitSamples,
 }
 
 /// Flags of `loadtest run`.

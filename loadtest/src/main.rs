@@ -33,6 +33,7 @@ fn main() {
         Command::Run(args) => run_load(&args),
         Command::Bench(args) => run_bench(args),
         Command::Demo(args) => run_demo(args),
+        Command::SplitSamples => split_samples(),
     };
     std::process::exit(code);
 }
@@ -68,6 +69,19 @@ fn run_mock(args: MockArgs) -> i32 {
         mock.shutdown();
         0
     })
+}
+
+fn split_samples() -> i32 {
+    use std::io::Read;
+    let mut text = String::new();
+    if let Err(e) = std::io::stdin().read_to_string(&mut text) {
+        eprintln!("loadtest split-samples: reading stdin: {e}");
+        return 1;
+    }
+    for (pid, s) in tollgate_loadtest::gen::window::split_samples(&text) {
+        println!("{pid} {} {}", s.user, s.kernel);
+    }
+    0
 }
 
 /// `tollgate` next to this executable (where `cargo build` puts both).

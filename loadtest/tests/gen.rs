@@ -292,6 +292,31 @@ fn demo_without_a_relay_binary_says_how_to_build_it() {
 }
 
 #[test]
+fn split_samples_prints_each_processes_user_and_kernel_samples() {
+    use std::io::Write;
+    // What `scripts/cpu-split.sh` pipes in: `perf script -F pid,ip`, plus a line perf
+    // prints that is not a sample.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .arg("split-samples")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            b" 900  ffffffff8225f8ab\n 77 55d0c2a81234\nWarning: lost samples\n \
+              900 7f3a1c2b3c4d\n 900 ffffffff81000000\n",
+        )
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "77 1 0\n900 1 2\n");
+}
+
+#[test]
 fn proc_stat_of_this_process_grows_with_cpu_work() {
     let pid = std::process::id();
     let before = procfs::cpu_ticks(pid).unwrap();

@@ -31,6 +31,23 @@ pub(crate) enum Metric {
     EchoLoad(u64),
 }
 
+impl Metric {
+    /// The sampled user-space part of a CPU-per-frame metric; `None` for every metric that
+    /// is not CPU per frame (or is already a part).
+    pub(crate) fn user_part(self) -> Option<Metric> {
+        match self {
+            Metric::Paced => Some(Metric::PacedUser),
+            Metric::Firehose => Some(Metric::FirehoseUser),
+            Metric::PacedUser
+            | Metric::FirehoseUser
+            | Metric::Idle(_)
+            | Metric::EchoP50(_)
+            | Metric::EchoP99(_)
+            | Metric::EchoLoad(_) => None,
+        }
+    }
+}
+
 /// The medians (with the reps' range) the targets need, per metric and peer.
 #[derive(Debug, Default)]
 pub(crate) struct Medians {

@@ -212,15 +212,15 @@ fn with_floor(mut row: Row, m: &Medians, metric: Metric, peer: Peer, limit: f64)
 /// and io_uring operations per frame, that difference is what one's code adds over the
 /// other's while their kernel time moves with the host between runs; against nginx and
 /// HAProxy the kernel paths differ too, and the split says how much of the gap is code. A
-/// run without the sampled split leaves the row alone.
+/// run without the sampled split, or a `total` that is not CPU per frame (no
+/// [`Metric::user_part`]), leaves the row alone.
 fn with_user_split(mut row: Row, m: &Medians, total: Metric, a: Peer, b: Peer) -> Row {
+    let Some(user) = total.user_part() else {
+        return row;
+    };
     if row.verdict == Verdict::NotMeasured {
         return row;
     }
-    let user = match total {
-        Metric::Firehose => Metric::FirehoseUser,
-        _ => Metric::PacedUser,
-    };
     if let (Some(ua), Some(ub), Some(tb)) = (
         m.get(user, a),
         m.get(user, b),

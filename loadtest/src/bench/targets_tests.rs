@@ -455,3 +455,43 @@ fn the_paced_rows_between_relays_on_one_kernel_path_carry_their_user_space_split
     let t = find(&bare_rows, "paced: `--tunnel`");
     assert_eq!(t.measured, "16.0 vs 14.7 µs: ×1.092 (reps ×1.09–×1.09)");
 }
+
+#[test]
+fn only_cpu_per_frame_metrics_have_a_user_space_part() {
+    assert_eq!(Metric::Paced.user_part(), Some(Metric::PacedUser));
+    assert_eq!(Metric::Firehose.user_part(), Some(Metric::FirehoseUser));
+    for m in [
+        Metric::PacedUser,
+        Metric::FirehoseUser,
+        Metric::Idle(4000),
+        Metric::EchoP50(16_000),
+        Metric::EchoP99(16_000),
+        Metric::EchoLoad(16_000),
+    ] {
+        assert_eq!(m.user_part(), None, "{m:?}");
+    }
+    // A row on a metric without one is left alone, even with user samples in the run.
+    let m = medians(&[
+        (Metric::EchoP50(16_000), Peer::Tollgate, 100.0),
+        (Metric::EchoP50(16_000), Peer::Nginx, 110.0),
+        (Metric::PacedUser, Peer::Tollgate, 0.7),
+        (Metric::PacedUser, Peer::Nginx, 2.0),
+    ]);
+    let row = ratio(
+        &m,
+        "echo".into(),
+        Metric::EchoP50(16_000),
+        Peer::Tollgate,
+        Peer::Nginx,
+        1.0,
+    );
+    let before = row.measured.clone();
+    let after = with_user_split(
+        row,
+        &m,
+        Metric::EchoP50(16_000),
+        Peer::Tollgate,
+        Peer::Nginx,
+    );
+    assert_eq!(after.measured, before);
+}

@@ -5,6 +5,7 @@
 //! raw_syscalls:sys_enter`), and how its CPU splits between user space and the kernel
 //! (`perf record -e cpu-clock`), when perf is installed and allowed.
 
+use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -180,9 +181,11 @@ const SAMPLE_US: u64 = 1000;
 ///
 /// Cost: a timer interrupt per sample. Every 250 µs (the first runs, b34 and bfull34) it
 /// added 1.3–2.8% to a busy loop's CPU in this VM (`PERIOD_US=250 scripts/cpu-split.sh
-/// --overhead`), the same share for every peer; every 1 ms it is a quarter of that, below
-/// what the loop resolves, and the split still tells the floor, the tunnel and tollgate
-/// apart (loadtest/BENCH.md "How the harness measures").
+/// --overhead`), the same share for every peer. Every 1 ms there are a quarter as many
+/// interrupts, and the loop no longer resolves their cost (three sets: −0.6%, +6.8%, and
+/// +2.0% with 7 of 15 pairs higher, each inside the loop's own spread); the split still
+/// tells the floor, the tunnel and tollgate apart (loadtest/BENCH.md "How the harness
+/// measures").
 struct Sampler(Recording);
 
 impl Sampler {
@@ -194,29 +197,47 @@ impl Sampler {
 
     /// Stop sampling: the SUT's (user, kernel) CPU seconds, from the samples.
     fn stop(self) -> Option<(f64, f64)> {
-        let (user, kernel) = split_samples(&self.0.finish(&["-F", "ip"])?)?;
+        let per_pid = split_samples(&self.0.finish(&["-F", "pid,ip"])?);
+        let (user, kernel) = per_pid
+            .values()
+            .fold((0, 0), |(u, k), s| (u + s.user, k + s.kernel));
         let s = SAMPLE_US as f64 * 1e-6;
-        Some((user as f64 * s, kernel as f64 * s))
+        (user + kernel > 0).then_some((user as f64 * s, kernel as f64 * s))
     }
 }
 
-/// Counts `perf script -F ip` lines (one hex address per sample) as (user, kernel): an
-/// address in the upper half of x86-64's address space is the kernel's. `None` when no
-/// line is a sample.
-fn split_samples(text: &str) -> Option<(u64, u64)> {
+/// Samples of one process, by where its instruction pointer was.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SampleSplit {
+    /// In user space: the process's own code and its libraries.
+    pub user: u64,
+    /// In the kernel.
+    pub kernel: u64,
+}
+
+/// Counts `perf script -F pid,ip` lines (a pid and a hex address per sample) per pid as
+/// user space or kernel: an address in the upper half of x86-64's address space is the
+/// kernel's. Lines that are not a sample (a warning, a blank) are skipped. The one rule for
+/// both the bench's sampler and `scripts/cpu-split.sh` (through `loadtest split-samples`).
+pub fn split_samples(text: &str) -> BTreeMap<u32, SampleSplit> {
     const KERNEL: u64 = 0xffff_8000_0000_0000;
-    let (mut user, mut kernel) = (0u64, 0u64);
-    for ip in text
-        .lines()
-        .filter_map(|l| u64::from_str_radix(l.trim(), 16).ok())
-    {
+    let mut out: BTreeMap<u32, SampleSplit> = BTreeMap::new();
+    for line in text.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(pid), Some(ip), None) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let (Ok(pid), Ok(ip)) = (pid.parse::<u32>(), u64::from_str_radix(ip, 16)) else {
+            continue;
+        };
+        let s = out.entry(pid).or_default();
         if ip >= KERNEL {
-            kernel += 1;
+            s.kernel += 1;
         } else {
-            user += 1;
+            s.user += 1;
         }
     }
-    (user + kernel > 0).then_some((user, kernel))
+    out
 }
 
 /// Sleep until `start`, measure until `end`; `None` if the window is empty.
@@ -326,14 +347,21 @@ mod tests {
 
     #[test]
     fn samples_split_by_the_half_of_the_address_space() {
-        // `perf script -F ip`: one address per line, indented; kernel text is in the upper
-        // half, a PIE binary, libc and the vDSO in the lower.
-        let text = "\t ffffffff8225f8ab\n  55d0c2a81234\n\t 7f3a1c2b3c4d\n ffffffff813d01b4\n \
-                    ffffffff81000000\n";
-        assert_eq!(split_samples(text), Some((2, 3)));
-        // Anything else (a warning, an empty recording) is not a sample.
-        assert_eq!(split_samples("no samples\n\n"), None);
-        assert_eq!(split_samples("  zz\n7fff\n"), Some((1, 0)));
+        // `perf script -F pid,ip`: a pid and an address per line, indented; kernel text is
+        // in the upper half, a PIE binary, libc and the vDSO in the lower.
+        let text = " 4242 \t ffffffff8225f8ab\n 4242  55d0c2a81234\n 4243\t 7f3a1c2b3c4d\n \
+                    4242 ffffffff813d01b4\n 4243 ffffffff81000000\n";
+        let split = split_samples(text);
+        let s = |user, kernel| SampleSplit { user, kernel };
+        assert_eq!(split.get(&4242), Some(&s(1, 2)));
+        assert_eq!(split.get(&4243), Some(&s(1, 1)));
+        assert_eq!(split.len(), 2);
+        // Anything else (a warning, a bad address, a line of a call chain) is not a sample.
+        assert!(split_samples("no samples\n\n 12 zz\n\t ffffffff81000000\n").is_empty());
+        assert_eq!(
+            split_samples("  zz\n7 7fff\n1 2 3\n"),
+            BTreeMap::from([(7, s(1, 0))])
+        );
     }
 
     #[test]
