@@ -96,3 +96,62 @@ fn cpu_split_refuses_a_sampling_period_that_is_not_a_number() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("PERIOD_US '1ms'"), "{err}");
 }
+
+/// `scripts/bench.sh --dry-run ARGS`: the `loadtest bench` commands it would run, one per
+/// line (nothing is built or run).
+fn bench_plan(args: &[&str]) -> Vec<String> {
+    let out = Command::new("bash")
+        .arg(scripts_dir().join("bench.sh"))
+        .arg("--dry-run")
+        .args(args)
+        .output()
+        .expect("bash");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_full_bench_adds_a_pass_with_a_tls_upstream_leg() {
+    // The full run: the plain matrix, then the TLS pass in a directory of its own, with the
+    // same relay build (PGO here) and repetitions.
+    let plan = bench_plan(&["--full", "--pgo", "--reps", "5", "--out", "/tmp/b"]);
+    assert_eq!(
+        plan,
+        [
+            "target/release/loadtest bench --tollgate target/pgo/release/tollgate --full \
+             --reps 5 --out /tmp/b",
+            "target/release/loadtest bench --tollgate target/pgo/release/tollgate --full \
+             --reps 5 --tls upstream --peers tunnel,tollgate,nginx,haproxy --only paced \
+             --only idle-4000 --out /tmp/b/tls-upstream",
+        ]
+    );
+    // Not without --full, and not when the arguments choose a run of their own.
+    assert_eq!(
+        bench_plan(&["--quick"]),
+        ["target/release/loadtest bench --quick --out bench-out"]
+    );
+    for own in [
+        &["--full", "--only", "paced"][..],
+        &["--full", "--tls=both"][..],
+        &["--full", "--peers", "tollgate,nginx"][..],
+    ] {
+        assert_eq!(bench_plan(own).len(), 1, "{own:?}");
+    }
+    // `--out=DIR` is read too.
+    assert!(bench_plan(&["--full", "--out=/tmp/c"])[1].ends_with("--out /tmp/c/tls-upstream"));
+}
+
+#[test]
+fn bench_refuses_out_without_a_directory() {
+    let (code, err) = run("bench.sh", &["--dry-run", "--out"]);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("'--out'"), "{err}");
+}

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::cases::Kind;
-use super::peers::Peer;
+use super::peers::{Peer, TlsMode};
 use super::sections::load_queues;
 use super::table::{fmt, lat, samples, stat, win_us_frame, Stat};
 use super::BenchResult;
@@ -32,6 +32,20 @@ pub(crate) enum Metric {
 }
 
 impl Metric {
+    /// The unit of its values in the report.
+    pub(crate) fn unit(self) -> &'static str {
+        match self {
+            Metric::Idle(_) => "KiB",
+            Metric::EchoLoad(_) => "of the load core",
+            Metric::Paced
+            | Metric::Firehose
+            | Metric::PacedUser
+            | Metric::FirehoseUser
+            | Metric::EchoP50(_)
+            | Metric::EchoP99(_) => "µs",
+        }
+    }
+
     /// The sampled user-space part of a CPU-per-frame metric; `None` for every metric that
     /// is not CPU per frame (or is already a part).
     pub(crate) fn user_part(self) -> Option<Metric> {
@@ -60,6 +74,8 @@ pub(crate) struct Medians {
     pub(super) sweep_rates: Vec<u64>,
     /// Responses whose usage matched the mock's ledger, and responses in the ledger.
     pub(super) accuracy: Option<(usize, usize)>,
+    /// The run's TLS legs (the idle target differs with TLS).
+    pub(super) tls: TlsMode,
 }
 
 impl Medians {
@@ -179,6 +195,7 @@ impl Medians {
         out.idle_sizes = idle.into_iter().map(|(n, _)| n).collect();
         out.sweep_rates = r.sweep_rates.iter().map(|&x| x as u64).collect();
         out.accuracy = super::sections::accuracy(r).map(|a| (a.matched, a.ledger));
+        out.tls = r.tls;
         out
     }
 }

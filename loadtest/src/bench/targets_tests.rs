@@ -28,13 +28,20 @@ fn find<'a>(rows: &'a [Row], prefix: &str) -> &'a Row {
 
 #[test]
 fn a_ratio_at_the_limit_is_met_and_just_above_it_missed() {
-    let at = ratio_row("t".into(), Some(one(8.5)), Some(one(10.0)), &[], 0.85);
+    let at = ratio_row("µs", "t".into(), Some(one(8.5)), Some(one(10.0)), &[], 0.85);
     assert_eq!(at.verdict, Verdict::Met);
     assert!(!at.within_spread);
     assert_eq!(at.measured, "8.50 vs 10.0 µs: ×0.850 (reps ×0.85–×0.85)");
-    let above = ratio_row("t".into(), Some(one(8.51)), Some(one(10.0)), &[], 0.85);
+    let above = ratio_row(
+        "µs",
+        "t".into(),
+        Some(one(8.51)),
+        Some(one(10.0)),
+        &[],
+        0.85,
+    );
     assert_eq!(above.verdict, Verdict::Missed);
-    let none = ratio_row("t".into(), Some(one(8.0)), None, &[], 0.85);
+    let none = ratio_row("µs", "t".into(), Some(one(8.0)), None, &[], 0.85);
     assert_eq!(none.verdict, Verdict::NotMeasured);
 }
 
@@ -43,15 +50,15 @@ fn a_verdict_the_reps_put_on_both_sides_of_the_limit_is_within_the_spread() {
     let a = st(9.0, 8.0, 10.0);
     let b = st(10.0, 9.5, 10.5);
     // Medians ×0.90: met; reps from 8 / 10.5 = ×0.76 to 10 / 9.5 = ×1.05.
-    let r = ratio_row("t".into(), Some(a), Some(b), &[], 1.0);
+    let r = ratio_row("µs", "t".into(), Some(a), Some(b), &[], 1.0);
     assert_eq!(r.verdict, Verdict::Met);
     assert!(r.within_spread);
     assert_eq!(r.measured, "9.00 vs 10.0 µs: ×0.900 (reps ×0.76–×1.05)");
     // Every rep pair below ×1.1: settled.
-    let r = ratio_row("t".into(), Some(a), Some(b), &[], 1.1);
+    let r = ratio_row("µs", "t".into(), Some(a), Some(b), &[], 1.1);
     assert!(!r.within_spread);
     // Every rep pair above ×0.7: a settled miss.
-    let r = ratio_row("t".into(), Some(a), Some(b), &[], 0.7);
+    let r = ratio_row("µs", "t".into(), Some(a), Some(b), &[], 0.7);
     assert_eq!(r.verdict, Verdict::Missed);
     assert!(!r.within_spread);
 }
@@ -105,6 +112,7 @@ fn pairs_settle_a_verdict_only_when_a_sign_test_says_so() {
     // of nine pairs are above the limit.
     let pairs = [1.01, 1.01, 1.01, 1.01, 1.01, 1.01, 1.01, 1.01, 0.5];
     let r = ratio_row(
+        "µs",
         "t".into(),
         Some(st(9.9, 5.0, 12.0)),
         Some(st(10.0, 9.0, 11.0)),
@@ -278,6 +286,49 @@ fn idle_echo_and_accuracy_rows_follow_the_run() {
     m.accuracy = None;
     assert_eq!(
         find(&rows(&m), "usage accuracy").verdict,
+        Verdict::NotMeasured
+    );
+}
+
+#[test]
+fn with_tls_the_idle_rows_compare_with_haproxys_sessions_on_the_same_legs() {
+    use Peer::*;
+    let mut m = medians(&[
+        (Metric::Idle(1000), Tollgate, 17.6),
+        (Metric::Idle(1000), Haproxy, 24.9),
+        (Metric::Idle(4000), Tollgate, 20.9),
+        (Metric::Idle(4000), Haproxy, 20.4),
+    ]);
+    m.idle_sizes = vec![1000, 4000];
+    m.tls = TlsMode::Upstream;
+    let r = rows(&m);
+    // A TLS session is not held to the plain 4 KiB.
+    assert!(!r.iter().any(|x| x.target.contains("4 KiB")), "{r:?}");
+    let k = find(
+        &r,
+        "idle with a TLS upstream leg: tollgate ≤ HAProxy per session (1000 sessions)",
+    );
+    assert_eq!(k.verdict, Verdict::Met);
+    assert!(
+        k.measured.starts_with("17.6 vs 24.9 KiB: ×0.707"),
+        "{}",
+        k.measured
+    );
+    let k4 = find(
+        &r,
+        "idle with a TLS upstream leg: tollgate ≤ HAProxy per session (4000",
+    );
+    assert_eq!(k4.verdict, Verdict::Missed);
+    // Without HAProxy in the run the target is not measured, never met.
+    m.map.remove(&(Metric::Idle(1000), Haproxy));
+    m.tls = TlsMode::Both;
+    let r = rows(&m);
+    assert_eq!(
+        find(
+            &r,
+            "idle with TLS on both legs: tollgate ≤ HAProxy per session (1000"
+        )
+        .verdict,
         Verdict::NotMeasured
     );
 }
