@@ -19,6 +19,7 @@ pub mod sections;
 pub mod svg;
 pub mod table;
 mod targets;
+mod targets_report;
 #[cfg(test)]
 mod test_runs;
 pub mod usage;
@@ -149,7 +150,7 @@ pub struct BenchResult {
 /// The Markdown report: the tables, then the data plane's targets evaluated on them.
 pub fn markdown(r: &BenchResult, peers: &[Peer]) -> String {
     let mut o = table::markdown(r, peers);
-    targets::section(&mut o, r);
+    targets_report::section(&mut o, r);
     o
 }
 

@@ -159,7 +159,9 @@ mod tests {
             },
         ];
         let svg = sweep_svg("sweep", &s);
-        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+        assert!(svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches('<').count(), svg.matches('>').count());
         assert_eq!(svg.matches("<polyline").count(), 4);
         assert!(svg.contains("a&lt;b") && !svg.contains("a<b"));
         assert!(!svg.contains("NaN") && !svg.contains("inf"));

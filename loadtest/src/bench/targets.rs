@@ -18,9 +18,7 @@ use std::fmt::Write as _;
 
 use super::medians::{Medians, Metric};
 use super::peers::{Peer, TlsMode};
-use super::sections::LOAD_QUEUE_FACTOR;
 use super::table::{fmt, Stat};
-use super::BenchResult;
 
 /// Whether a target holds in this run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -410,96 +408,10 @@ pub(crate) fn rows(m: &Medians) -> Vec<Row> {
     v
 }
 
-/// Writes the targets section.
-pub(crate) fn section(o: &mut String, r: &BenchResult) {
-    let rows = rows(&Medians::of(r));
-    let count = |v: Verdict| rows.iter().filter(|x| x.verdict == v).count();
-    let unsettled = |v: Verdict| {
-        rows.iter()
-            .filter(|x| x.verdict == v && x.within_spread)
-            .count()
-    };
-    let bounded = |v: Verdict, b: Bound| {
-        rows.iter()
-            .filter(|x| x.verdict == v && x.bound == Some(b))
-            .count()
-    };
-    let _ = writeln!(
-        o,
-        "\n### Targets of the data plane (issue 11), from this run's medians\n\n\
-         {} met ({} of them within the reps' spread), {} missed ({} within the reps' spread), \
-         {} not measured (their case or a peer they compare did not run). Within the reps' \
-         spread: some rep of one peer against some rep of the other lands on each side of \
-         the limit (\"reps ×lo–×hi\"), and the repetitions' pairs (the two peers' runs of \
-         one repetition, next to each other in the schedule) do not settle it — a sign \
-         test on them (\"pairs k of n\" within the limit) does not put them on the \
-         verdict's side at 5%. Another run may turn such a verdict.\n",
-        count(Verdict::Met),
-        unsettled(Verdict::Met),
-        count(Verdict::Missed),
-        unsettled(Verdict::Missed),
-        count(Verdict::NotMeasured)
-    );
-    if let Some(legs) = match r.tls {
-        TlsMode::None => None,
-        TlsMode::Upstream => Some("`wss://` between the relay and the upstream"),
-        TlsMode::Both => Some("`wss://` on both legs"),
-    } {
-        let _ = writeln!(
-            o,
-            "This run's legs are TLS ({legs}). The issue states its CPU and echo targets from \
-             plain-TCP measurements; they are judged here as measured, and rows against the \
-             floor are not measured (it runs only without TLS). With TLS the idle target is \
-             HAProxy's figure per session on the same legs instead of 4 KiB.\n"
-        );
-    }
-    let (met_lb, missed_lb) = (
-        bounded(Verdict::Met, Bound::Load),
-        bounded(Verdict::Missed, Bound::Load),
-    );
-    if met_lb + missed_lb > 0 {
-        let _ = writeln!(
-            o,
-            "{met_lb} of the met and {missed_lb} of the missed are *load-bound*: echo at a \
-             rate where the load side queues without any relay (above the rate of direct's \
-             lowest p50, direct's p50 more than {LOAD_QUEUE_FACTOR}× that lowest), so the latencies there are mostly \
-             the load core's queue (generator and mock share one CPU). The verdicts stand as \
-             measured; they say little about the relays.\n"
-        );
-    }
-    let (met_fb, missed_fb) = (
-        bounded(Verdict::Met, Bound::Floor),
-        bounded(Verdict::Missed, Bound::Floor),
-    );
-    if met_fb + missed_fb > 0 {
-        let _ = writeln!(
-            o,
-            "{met_fb} of the met and {missed_fb} of the missed are *floor-bound*: CPU \
-             against nginx or HAProxy, or echo latency against nginx, where the floor — a \
-             minimal io_uring tunnel with no WebSocket work, one multishot receive per \
-             socket and a send straight from the buffer — did not meet the limit itself in \
-             this run. The verdicts stand as measured; on that kernel path no relay meets \
-             them on this machine that hour.\n"
-        );
-    }
-    let _ = writeln!(o, "| target | this run | verdict |\n|---|---|---|");
-    for x in &rows {
-        let _ = writeln!(
-            o,
-            "| {} | {} | {}{}{} |",
-            x.target,
-            x.measured,
-            x.verdict.word(),
-            if x.within_spread {
-                ", within the reps' spread"
-            } else {
-                ""
-            },
-            x.bound.map_or(String::new(), |b| format!(", {}", b.word()))
-        );
-    }
-}
-
 #[cfg(test)]
 #[path = "targets_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "targets_split_tests.rs"]
+mod split_tests;

@@ -234,6 +234,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn proc_stat_of_this_process_grows_with_cpu_work() {
+        let pid = std::process::id();
+        let before = cpu_ticks(pid).unwrap();
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < std::time::Duration::from_millis(120) {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let after = cpu_ticks(pid).unwrap();
+        assert!(after.total() > before.total(), "{before:?} → {after:?}");
+        assert!(rss_kib(pid).unwrap() > 100);
+        assert!(cpu_ticks(u32::MAX).is_err());
+    }
+
+    #[test]
     fn stat_with_spaces_and_parens_in_the_name() {
         let s = "1234 (a b) c)) S 1 2 3 4 5 6 7 8 9 10 111 222 13 14 15";
         assert_eq!(
