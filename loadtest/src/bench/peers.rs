@@ -169,6 +169,17 @@ pub enum TlsMode {
     Both,
 }
 
+impl TlsMode {
+    /// Which legs are TLS, in the report's words; `None` for plain TCP.
+    pub fn legs(self) -> Option<&'static str> {
+        match self {
+            TlsMode::None => None,
+            TlsMode::Upstream => Some("a TLS upstream leg"),
+            TlsMode::Both => Some("TLS on both legs"),
+        }
+    }
+}
+
 /// Certificate files for the TLS legs (one test CA; the certificate names `localhost`
 /// and `127.0.0.1`).
 #[derive(Debug, Clone)]

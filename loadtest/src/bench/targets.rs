@@ -17,7 +17,7 @@
 use std::fmt::Write as _;
 
 use super::medians::{Medians, Metric};
-use super::peers::{Peer, TlsMode};
+use super::peers::Peer;
 use super::table::{fmt, Stat};
 
 /// Whether a target holds in this run.
@@ -316,12 +316,7 @@ pub(crate) fn rows(m: &Medians) -> Vec<Row> {
     for &n in m.idle_sizes.iter().filter(|&&n| n >= 1000) {
         // With TLS the target is HAProxy's figure with the same legs, not 4 KiB:
         // a rustls session's state is several KiB by itself.
-        let legs = match m.tls {
-            TlsMode::None => None,
-            TlsMode::Upstream => Some("a TLS upstream leg"),
-            TlsMode::Both => Some("TLS on both legs"),
-        };
-        if let Some(legs) = legs {
+        if let Some(legs) = m.tls.legs() {
             v.push(ratio(
                 m,
                 format!("idle with {legs}: tollgate ≤ HAProxy per session ({n} sessions)"),

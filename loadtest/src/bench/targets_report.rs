@@ -5,7 +5,6 @@
 use std::fmt::Write as _;
 
 use super::medians::Medians;
-use super::peers::TlsMode;
 use super::sections::LOAD_QUEUE_FACTOR;
 use super::targets::{rows, Bound, Verdict};
 use super::BenchResult;
@@ -40,14 +39,10 @@ pub(crate) fn section(o: &mut String, r: &BenchResult) {
         unsettled(Verdict::Missed),
         count(Verdict::NotMeasured)
     );
-    if let Some(legs) = match r.tls {
-        TlsMode::None => None,
-        TlsMode::Upstream => Some("`wss://` between the relay and the upstream"),
-        TlsMode::Both => Some("`wss://` on both legs"),
-    } {
+    if let Some(legs) = r.tls.legs() {
         let _ = writeln!(
             o,
-            "This run's legs are TLS ({legs}). The issue states its CPU and echo targets from \
+            "This run has {legs} (`wss://`). The issue states its CPU and echo targets from \
              plain-TCP measurements; they are judged here as measured, and rows against the \
              floor are not measured (it runs only without TLS). With TLS the idle target is \
              HAProxy's figure per session on the same legs instead of 4 KiB.\n"
@@ -115,19 +110,16 @@ mod tests {
             plain.contains("### Targets of the data plane (issue 11)"),
             "{plain}"
         );
-        assert!(!plain.contains("legs are TLS"), "{plain}");
+        assert!(!plain.contains("This run has"), "{plain}");
         for (mode, legs) in [
-            (
-                TlsMode::Upstream,
-                "`wss://` between the relay and the upstream",
-            ),
-            (TlsMode::Both, "`wss://` on both legs"),
+            (TlsMode::Upstream, "a TLS upstream leg"),
+            (TlsMode::Both, "TLS on both legs"),
         ] {
             r.tls = mode;
             let mut tls = String::new();
             section(&mut tls, &r);
             assert!(
-                tls.contains(&format!("This run's legs are TLS ({legs})")),
+                tls.contains(&format!("This run has {legs} (`wss://`).")),
                 "{tls}"
             );
             assert!(

@@ -1,6 +1,7 @@
 //! Tests of the targets section (`targets.rs`).
 
 use super::*;
+use crate::bench::peers::TlsMode;
 use crate::bench::table::stat;
 
 /// A median with its reps' range.
