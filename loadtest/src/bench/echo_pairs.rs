@@ -1,7 +1,8 @@
 //! `loadtest bench --history`'s second table: echo latency of the floor and tollgate
 //! against nginx, repetition pair by repetition pair, every run pooled — the fastest echo,
 //! the quantiles, what the echoes cost the load core, the host's steal, and the p50
-//! difference read at equal steal.
+//! difference read at equal steal — and the same columns for the run's A/A pair
+//! (`tollgate-nolog` against tollgate, one relay run twice on echo).
 
 use std::fmt::Write as _;
 
@@ -11,6 +12,20 @@ use super::{BenchResult, Sample};
 
 /// One statistic of one echo run.
 type Statistic = fn(&Sample) -> Option<f64>;
+
+/// A row's two peers: the peer, and the one its differences are taken against.
+type Pair = (Peer, Peer);
+
+/// The table's rows per rate: the floor and tollgate against nginx, then the A/A pair —
+/// `tollgate-nolog` against tollgate, the same relay on echo.
+const ROWS: [(&str, Pair); 3] = [
+    ("floor", (Peer::Floor, Peer::Nginx)),
+    ("tollgate", (Peer::Tollgate, Peer::Nginx)),
+    (
+        "A/A: tollgate-nolog vs tollgate",
+        (Peer::TollgateNoLog, Peer::Tollgate),
+    ),
+];
 
 /// The load core's CPU (the generator and the mock: one thread, one core) per echo, µs.
 fn load_us_per_echo(s: &Sample) -> Option<f64> {
@@ -68,19 +83,30 @@ pub(crate) fn pairs<'a>(
     case: &'a str,
     peer: Peer,
 ) -> impl Iterator<Item = (&'a Sample, &'a Sample)> {
+    pairs_with(runs, case, peer, Peer::Nginx)
+}
+
+/// Every repetition's pair at `case`: `peer`'s run and `reference`'s run of the same
+/// repetition of the same run, all runs pooled.
+fn pairs_with<'a>(
+    runs: &'a [(String, BenchResult)],
+    case: &'a str,
+    peer: Peer,
+    reference: Peer,
+) -> impl Iterator<Item = (&'a Sample, &'a Sample)> {
     runs.iter().flat_map(move |(_, r)| {
         samples(r, case, peer).filter_map(move |s| {
-            let nginx = samples(r, case, Peer::Nginx).find(|n| n.rep == s.rep)?;
-            Some((s, nginx))
+            let other = samples(r, case, reference).find(|n| n.rep == s.rep)?;
+            Some((s, other))
         })
     })
 }
 
-/// The p50 difference against nginx at equal host steal: over every pair that recorded
-/// steal, the Theil–Sen line Δp50 = a + b·Δsteal (points), "a (n pairs, b µs per point)";
-/// "—" when there is no such line.
-fn at_equal_steal(runs: &[(String, BenchResult)], case: &str, peer: Peer) -> String {
-    let pts: Vec<(f64, f64)> = pairs(runs, case, peer)
+/// The p50 difference against `reference` at equal host steal: over every pair that
+/// recorded steal, the Theil–Sen line Δp50 = a + b·Δsteal (points), "a (n pairs, b µs per
+/// point)"; "—" when there is no such line.
+fn at_equal_steal(runs: &[(String, BenchResult)], case: &str, (peer, reference): Pair) -> String {
+    let pts: Vec<(f64, f64)> = pairs_with(runs, case, peer, reference)
         .filter_map(|(s, n)| {
             let steal = steal_points(s)? - steal_points(n)?;
             Some((steal, echo_p50(s)? - echo_p50(n)?))
@@ -92,10 +118,15 @@ fn at_equal_steal(runs: &[(String, BenchResult)], case: &str, peer: Peer) -> Str
     }
 }
 
-/// Every pair's `q` of `peer` minus nginx's at `case` (the two runs of one repetition of
-/// one run), all runs pooled.
-fn diffs(runs: &[(String, BenchResult)], case: &str, peer: Peer, q: Statistic) -> Vec<f64> {
-    pairs(runs, case, peer)
+/// Every pair's `q` of `peer` minus `reference`'s at `case` (the two runs of one
+/// repetition of one run), all runs pooled.
+fn diffs(
+    runs: &[(String, BenchResult)],
+    case: &str,
+    (peer, reference): Pair,
+    q: Statistic,
+) -> Vec<f64> {
+    pairs_with(runs, case, peer, reference)
         .filter_map(|(s, n)| Some(q(s)? - q(n)?))
         .collect()
 }
@@ -115,12 +146,13 @@ pub(crate) fn diff_cell(d: &[f64]) -> Option<String> {
 }
 
 /// One row's cells, one per [`SHAPE`] statistic: "median difference; k of n" with k the
-/// pairs at or below nginx ("—" for a statistic no pair has, such as steal in runs written
-/// before it was recorded), then the p50 difference at equal steal. `None` without pairs.
-fn pair_cells(runs: &[(String, BenchResult)], case: &str, peer: Peer) -> Option<Vec<String>> {
+/// pairs with the peer at or below the reference ("—" for a statistic no pair has, such as
+/// steal in runs written before it was recorded), then the p50 difference at equal steal.
+/// `None` without pairs.
+fn pair_cells(runs: &[(String, BenchResult)], case: &str, pair: Pair) -> Option<Vec<String>> {
     let cells: Vec<Option<String>> = SHAPE
         .iter()
-        .map(|&(_, q)| diff_cell(&diffs(runs, case, peer, q)))
+        .map(|&(_, q)| diff_cell(&diffs(runs, case, pair, q)))
         .collect();
     if cells.iter().all(Option::is_none) {
         return None;
@@ -129,7 +161,7 @@ fn pair_cells(runs: &[(String, BenchResult)], case: &str, peer: Peer) -> Option<
         .into_iter()
         .map(|c| c.unwrap_or_else(|| "—".into()))
         .collect();
-    row.push(at_equal_steal(runs, case, peer));
+    row.push(at_equal_steal(runs, case, pair));
     Some(row)
 }
 
@@ -138,7 +170,9 @@ fn pair_cells(runs: &[(String, BenchResult)], case: &str, peer: Peer) -> Option<
 /// and how many pairs had the peer at or below nginx. `min` is an echo that met no queue —
 /// the path itself; where min agrees and p50/p90 part, the difference is queueing, not the
 /// relay's work per frame. The load core's CPU per echo says whether the relay's traffic
-/// made the side that queues do more work. Empty when no run has nginx in a sweep.
+/// made the side that queues do more work. The last row per rate is the A/A pair
+/// (`tollgate-nolog` against tollgate): the same columns for one relay run twice, the
+/// bench's resolution. Empty when no run has any of the rows' pairs in a sweep.
 pub(crate) fn echo_pairs(runs: &[(String, BenchResult)]) -> String {
     let mut rates: Vec<f64> = Vec::new();
     for (_, r) in runs {
@@ -152,13 +186,12 @@ pub(crate) fn echo_pairs(runs: &[(String, BenchResult)]) -> String {
     let mut body = String::new();
     for rate in &rates {
         let case = format!("sweep@{rate}");
-        for peer in [Peer::Floor, Peer::Tollgate] {
-            if let Some(cells) = pair_cells(runs, &case, peer) {
+        for (label, pair) in ROWS {
+            if let Some(cells) = pair_cells(runs, &case, pair) {
                 let _ = writeln!(
                     body,
-                    "| {}/s | {} | {} |",
+                    "| {}/s | {label} | {} |",
                     fmt(*rate),
-                    peer.name(),
                     cells.join(" | ")
                 );
             }
@@ -182,7 +215,10 @@ pub(crate) fn echo_pairs(runs: &[(String, BenchResult)]) -> String {
          relay core + load core, percentage points of the run; on a shared host a run's \
          p50 rises with it. *p50 at equal steal*: the Theil–Sen line through \
          every pair's (steal difference, p50 difference), read at no steal difference, and \
-         its slope.\n",
+         its slope. *A/A*: `tollgate-nolog` against tollgate, one relay run twice (on \
+         echo no response ends, so no usage record is written): what two runs of the same \
+         relay give in these columns, and so how far a peer's row against nginx must be \
+         from it to say something about the peer.\n",
         runs.len()
     );
     let names: Vec<&str> = SHAPE.iter().map(|&(n, _)| n).collect();
@@ -218,6 +254,8 @@ mod tests {
         let b = result(vec![
             echo_run("nginx", 2000.0, 0, 100.0, 0.2),
             echo_run("tollgate", 2000.0, 0, 120.0, 0.2),
+            // The A/A pair: tollgate-nolog against tollgate of the same repetition.
+            echo_run("tollgate-nolog", 2000.0, 0, 126.0, 0.2),
             echo_run("nginx", 16000.0, 0, 300.0, 0.5),
             echo_run("tollgate", 16000.0, 0, 290.0, 0.5),
         ]);
@@ -246,6 +284,12 @@ mod tests {
             "| 16.0k/s | tollgate | -5.0; 1 of 1 | -10.0; 1 of 1 | -20.0; 1 of 1 | -40.0; 1 of 1 | +0.0; 1 of 1 | — | — |"
         );
         assert!(!md.contains("| 16.0k/s | floor"), "{md}");
+        // tollgate-nolog's one pair: +6 at p50 (126 against 120), so not at or below.
+        assert_eq!(
+            line(&md, "| 2000/s | A/A: tollgate-nolog vs tollgate"),
+            "| 2000/s | A/A: tollgate-nolog vs tollgate | +3.0; 0 of 1 | +6.0; 0 of 1 | +12.0; 0 of 1 | +24.0; 0 of 1 | +0.0; 1 of 1 | — | — |"
+        );
+        assert!(!md.contains("| 16.0k/s | A/A"), "{md}");
         // No nginx anywhere: no section.
         let lone = result(vec![echo_run("tollgate", 2000.0, 0, 90.0, 0.2)]);
         assert_eq!(echo_pairs(&[("c".into(), lone)]), "");

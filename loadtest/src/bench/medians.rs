@@ -142,6 +142,19 @@ impl Medians {
         Some(floor.median / other.median)
     }
 
+    /// The run's A/A pair on `metric`: `tollgate-nolog`'s median over tollgate's. On echo
+    /// the two are the same relay — the mock echoes the generator's frames, no response
+    /// ends, so no usage record is written and the log writer never wakes — so the ratio
+    /// is how far two runs of one relay land apart in this run: the bench's resolution
+    /// there. `None` when either did not run.
+    pub(crate) fn twin_ratio(&self, metric: Metric) -> Option<f64> {
+        let twin = self.get(metric, Peer::TollgateNoLog)?;
+        let relay = self
+            .get(metric, Peer::Tollgate)
+            .filter(|s| s.median > 0.0)?;
+        Some(twin.median / relay.median)
+    }
+
     /// Gathers the medians from a run.
     pub(crate) fn of(r: &BenchResult) -> Medians {
         let mut out = Medians::default();

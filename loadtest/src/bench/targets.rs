@@ -52,6 +52,11 @@ pub(crate) enum Bound {
     /// minimal io_uring tunnel with no WebSocket work) itself did not meet in this run
     /// ([`Medians::floor_ratio`]): no relay built on the same kernel path could have met it.
     Floor,
+    /// An echo row whose ratio is no farther from 1 than the run's A/A pair's
+    /// ([`Medians::twin_ratio`]: the same relay run twice, as tollgate and
+    /// `tollgate-nolog`): the two peers differ by less than one relay differs from
+    /// itself in that run, so the verdict is below what the run can resolve.
+    Resolution,
 }
 
 impl Bound {
@@ -59,6 +64,7 @@ impl Bound {
         match self {
             Bound::Load => "load-bound",
             Bound::Floor => "floor-bound",
+            Bound::Resolution => "below the run's resolution",
         }
     }
 }
@@ -208,6 +214,35 @@ fn with_floor(mut row: Row, m: &Medians, metric: Metric, peer: Peer, limit: f64)
         if bound {
             row.bound = Some(Bound::Floor);
         }
+    }
+    row
+}
+
+/// `row` (an echo target `tollgate ≤ nginx`) with the run's A/A pair appended — the same
+/// relay's two runs on `metric` ([`Medians::twin_ratio`]) — and, when no other bound
+/// applies, bound by the run's resolution if tollgate's ratio to nginx is no farther
+/// from 1 (on a log scale: ×1.05 and ×0.952 are as far) than the A/A pair's. The verdict
+/// stands as measured either way. A row that was not measured, or a run without
+/// `tollgate-nolog`, is left alone.
+fn with_twin(mut row: Row, m: &Medians, metric: Metric) -> Row {
+    if row.verdict == Verdict::NotMeasured {
+        return row;
+    }
+    let (Some(twin), Some(t), Some(n)) = (
+        m.twin_ratio(metric),
+        m.get(metric, Peer::Tollgate),
+        m.get(metric, Peer::Nginx).filter(|s| s.median > 0.0),
+    ) else {
+        return row;
+    };
+    let within = (t.median / n.median).ln().abs() <= twin.ln().abs();
+    let _ = write!(
+        row.measured,
+        "; A/A (tollgate-nolog, the same relay on echo, vs tollgate) ×{twin:.3}{}",
+        if within { ": within it" } else { "" }
+    );
+    if within && row.bound.is_none() {
+        row.bound = Some(Bound::Resolution);
     }
     row
 }
@@ -377,7 +412,7 @@ pub(crate) fn rows(m: &Medians) -> Vec<Row> {
                 // The floor's own latency against nginx's: what the kernel path allows.
                 (None, false) => row = with_floor(row, m, metric, Nginx, 1.0),
             }
-            v.push(row);
+            v.push(with_twin(row, m, metric));
         }
     }
     v.push(match m.accuracy {

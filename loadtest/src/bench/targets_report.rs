@@ -77,6 +77,21 @@ pub(crate) fn section(o: &mut String, r: &BenchResult) {
              them on this machine that hour.\n"
         );
     }
+    let (met_rb, missed_rb) = (
+        bounded(Verdict::Met, Bound::Resolution),
+        bounded(Verdict::Missed, Bound::Resolution),
+    );
+    if met_rb + missed_rb > 0 {
+        let _ = writeln!(
+            o,
+            "{met_rb} of the met and {missed_rb} of the missed are *below the run's \
+             resolution*: echo rows where tollgate's ratio to nginx is no farther from 1 than \
+             the run's A/A pair's — `tollgate-nolog` against tollgate, one relay run twice \
+             (on echo no response ends, so no usage record is written) — so the two peers \
+             differ by less than one relay differs from itself in this run. The verdicts \
+             stand as measured; another run may turn them.\n"
+        );
+    }
     let _ = writeln!(o, "| target | this run | verdict |\n|---|---|---|");
     for x in &rows {
         let _ = writeln!(
@@ -98,8 +113,33 @@ pub(crate) fn section(o: &mut String, r: &BenchResult) {
 #[cfg(test)]
 mod tests {
     use super::super::peers::TlsMode;
-    use super::super::test_runs::result;
+    use super::super::test_runs::{echo_run, line, result};
     use super::section;
+
+    /// An echo miss no farther from 1 than the run's A/A pair is counted and explained
+    /// above the table; without `tollgate-nolog` the paragraph is not written.
+    #[test]
+    fn echo_rows_below_the_runs_resolution_are_counted_and_explained() {
+        let mut runs = vec![
+            echo_run("nginx", 2000.0, 0, 100.0, 0.2),
+            echo_run("tollgate", 2000.0, 0, 104.0, 0.2),
+        ];
+        let mut without = String::new();
+        section(&mut without, &result(runs.clone()));
+        assert!(!without.contains("resolution"), "{without}");
+        runs.push(echo_run("tollgate-nolog", 2000.0, 0, 95.0, 0.2));
+        let mut md = String::new();
+        section(&mut md, &result(runs));
+        assert!(
+            md.contains("0 of the met and 2 of the missed are *below the run's resolution*"),
+            "{md}"
+        );
+        assert!(
+            line(&md, "| echo p50 at 2000/s")
+                .ends_with("×0.913: within it | **missed**, below the run's resolution |"),
+            "{md}"
+        );
+    }
 
     #[test]
     fn a_tls_run_names_its_legs_and_the_idle_target_it_is_held_to() {

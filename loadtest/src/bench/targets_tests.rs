@@ -437,3 +437,51 @@ fn echo_rows_carry_the_floors_ratio_and_are_floor_bound_where_the_floor_was_slow
     assert_eq!(p50.bound, None);
     assert!(!p50.measured.contains("floor"), "{}", p50.measured);
 }
+
+#[test]
+fn echo_rows_carry_the_runs_a_a_pair_and_are_below_its_resolution_when_no_farther_from_1() {
+    use Peer::*;
+    // At 2k/s tollgate ×1.040 nginx, and the A/A pair (tollgate-nolog against tollgate)
+    // ×0.950: one relay twice lands farther apart (|ln 0.950| > |ln 1.040|). At 8k/s the
+    // A/A pair ×1.010 is closer than tollgate's ×0.900 (met) — no bound.
+    let mut m = medians(&[
+        (Metric::EchoP50(2000), Tollgate, 104.0),
+        (Metric::EchoP50(2000), Nginx, 100.0),
+        (Metric::EchoP50(2000), TollgateNoLog, 98.8),
+        (Metric::EchoP50(8000), Tollgate, 90.0),
+        (Metric::EchoP50(8000), Nginx, 100.0),
+        (Metric::EchoP50(8000), TollgateNoLog, 90.9),
+    ]);
+    m.sweep_rates = vec![2000, 8000];
+    let r = rows(&m);
+    let p50 = find(&r, "echo p50 at 2000/s");
+    assert_eq!(p50.verdict, Verdict::Missed, "the verdict stands");
+    assert_eq!(p50.bound, Some(Bound::Resolution));
+    assert!(
+        p50.measured.ends_with(
+            "; A/A (tollgate-nolog, the same relay on echo, vs tollgate) ×0.950: within it"
+        ),
+        "{}",
+        p50.measured
+    );
+    let p8 = find(&r, "echo p50 at 8000/s");
+    assert_eq!(p8.verdict, Verdict::Met);
+    assert_eq!(p8.bound, None);
+    assert!(
+        p8.measured.ends_with(" vs tollgate) ×1.010"),
+        "{}",
+        p8.measured
+    );
+    // A floor-bound row keeps the floor as its bound and still shows the A/A pair.
+    m.map.insert((Metric::EchoP50(2000), Floor), one(110.0));
+    let r = rows(&m);
+    let fb = find(&r, "echo p50 at 2000/s");
+    assert_eq!(fb.bound, Some(Bound::Floor));
+    assert!(fb.measured.contains("×0.950: within it"), "{}", fb.measured);
+    // Without tollgate-nolog in the run, nothing is appended.
+    m.map.retain(|(_, p), _| *p != TollgateNoLog);
+    let r = rows(&m);
+    let p50 = find(&r, "echo p50 at 2000/s");
+    assert!(!p50.measured.contains("A/A"), "{}", p50.measured);
+    assert_eq!(find(&r, "echo p50 at 8000/s").bound, None);
+}
