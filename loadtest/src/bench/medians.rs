@@ -144,7 +144,8 @@ impl Medians {
 
     /// The run's A/A pair on `metric`: `tollgate-nolog`'s median over tollgate's. On echo
     /// the two are the same relay — the mock echoes the generator's frames, no response
-    /// ends, so no usage record is written and the log writer never wakes — so the ratio
+    /// ends, so no usage record is written (the log writer only wakes once a second to look
+    /// for dead relays' journals) — so the ratio
     /// is how far two runs of one relay land apart in this run: the bench's resolution
     /// there. `None` when either did not run.
     pub(crate) fn twin_ratio(&self, metric: Metric) -> Option<f64> {
