@@ -137,9 +137,7 @@ impl Medians {
     /// The floor's median over `peer`'s on `metric`: how close a relay on the floor's
     /// kernel path could come to `peer` in this run. `None` when either did not run.
     pub(crate) fn floor_ratio(&self, metric: Metric, peer: Peer) -> Option<f64> {
-        let floor = self.get(metric, Peer::Floor)?;
-        let other = self.get(metric, peer).filter(|s| s.median > 0.0)?;
-        Some(floor.median / other.median)
+        self.ratio(metric, Peer::Floor, peer)
     }
 
     /// The run's A/A pair on `metric`: `tollgate-nolog`'s median over tollgate's. On echo
@@ -149,11 +147,14 @@ impl Medians {
     /// is how far two runs of one relay land apart in this run: the bench's resolution
     /// there. `None` when either did not run.
     pub(crate) fn twin_ratio(&self, metric: Metric) -> Option<f64> {
-        let twin = self.get(metric, Peer::TollgateNoLog)?;
-        let relay = self
-            .get(metric, Peer::Tollgate)
-            .filter(|s| s.median > 0.0)?;
-        Some(twin.median / relay.median)
+        self.ratio(metric, Peer::TollgateNoLog, Peer::Tollgate)
+    }
+
+    /// `a`'s median over `b`'s on `metric`. `None` when either did not run (or `b`'s is 0).
+    pub(crate) fn ratio(&self, metric: Metric, a: Peer, b: Peer) -> Option<f64> {
+        let a = self.get(metric, a)?;
+        let b = self.get(metric, b).filter(|s| s.median > 0.0)?;
+        Some(a.median / b.median)
     }
 
     /// Gathers the medians from a run.

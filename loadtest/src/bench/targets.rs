@@ -228,14 +228,13 @@ fn with_twin(mut row: Row, m: &Medians, metric: Metric) -> Row {
     if row.verdict == Verdict::NotMeasured {
         return row;
     }
-    let (Some(twin), Some(t), Some(n)) = (
+    let (Some(twin), Some(r)) = (
         m.twin_ratio(metric),
-        m.get(metric, Peer::Tollgate),
-        m.get(metric, Peer::Nginx).filter(|s| s.median > 0.0),
+        m.ratio(metric, Peer::Tollgate, Peer::Nginx),
     ) else {
         return row;
     };
-    let within = (t.median / n.median).ln().abs() <= twin.ln().abs();
+    let within = r.ln().abs() <= twin.ln().abs();
     let _ = write!(
         row.measured,
         "; A/A (tollgate-nolog, the same relay on echo, vs tollgate) ×{twin:.3}{}",

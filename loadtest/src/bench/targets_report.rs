@@ -18,10 +18,14 @@ pub(crate) fn section(o: &mut String, r: &BenchResult) {
             .filter(|x| x.verdict == v && x.within_spread)
             .count()
     };
-    let bounded = |v: Verdict, b: Bound| {
-        rows.iter()
-            .filter(|x| x.verdict == v && x.bound == Some(b))
-            .count()
+    // (met, missed) rows that `b` bounds.
+    let bounded = |b: Bound| {
+        let n = |v: Verdict| {
+            rows.iter()
+                .filter(|x| x.verdict == v && x.bound == Some(b))
+                .count()
+        };
+        (n(Verdict::Met), n(Verdict::Missed))
     };
     let _ = writeln!(
         o,
@@ -48,10 +52,7 @@ pub(crate) fn section(o: &mut String, r: &BenchResult) {
              HAProxy's figure per session on the same legs instead of 4 KiB.\n"
         );
     }
-    let (met_lb, missed_lb) = (
-        bounded(Verdict::Met, Bound::Load),
-        bounded(Verdict::Missed, Bound::Load),
-    );
+    let (met_lb, missed_lb) = bounded(Bound::Load);
     if met_lb + missed_lb > 0 {
         let _ = writeln!(
             o,
@@ -62,10 +63,7 @@ pub(crate) fn section(o: &mut String, r: &BenchResult) {
              measured; they say little about the relays.\n"
         );
     }
-    let (met_fb, missed_fb) = (
-        bounded(Verdict::Met, Bound::Floor),
-        bounded(Verdict::Missed, Bound::Floor),
-    );
+    let (met_fb, missed_fb) = bounded(Bound::Floor);
     if met_fb + missed_fb > 0 {
         let _ = writeln!(
             o,
@@ -77,10 +75,7 @@ pub(crate) fn section(o: &mut String, r: &BenchResult) {
              them on this machine that hour.\n"
         );
     }
-    let (met_rb, missed_rb) = (
-        bounded(Verdict::Met, Bound::Resolution),
-        bounded(Verdict::Missed, Bound::Resolution),
-    );
+    let (met_rb, missed_rb) = bounded(Bound::Resolution);
     if met_rb + missed_rb > 0 {
         let _ = writeln!(
             o,
