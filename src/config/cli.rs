@@ -212,8 +212,13 @@ pub struct Cli {
     #[arg(long, env = "TOLLGATE_USAGE_LOG")]
     pub usage_log: Option<String>,
 
-    /// Group-commit interval of the usage log.
-    #[arg(long, env = "TOLLGATE_USAGE_FSYNC_MS", default_value_t = 10)]
+    /// Group-commit interval of the usage log: the longest a record waits for its
+    /// `fdatasync`, so what a power loss or a host's death can cost (a killed process loses
+    /// nothing: the usage journal keeps its records). Each commit costs the writer thread
+    /// ~0.2 ms of CPU on a virtual disk whatever it carries, so 100 ms spends ~0.2% of a core
+    /// where 10 ms spent ~2% (loadtest/BENCH.md, "The usage log's group-commit interval, a
+    /// third time").
+    #[arg(long, env = "TOLLGATE_USAGE_FSYNC_MS", default_value_t = 100)]
     pub usage_fsync_ms: u64,
 
     /// When a client leaves with responses in flight, keep reading upstream this long for
