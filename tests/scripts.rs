@@ -57,6 +57,8 @@ fn an_unknown_argument_exits_64_naming_it() {
         ("cpu-split.sh", &["--peer", "floor"][..], "--peer"),
         ("cpu-split.sh", &["--only", "echo"][..], "echo"),
         ("cpu-split.sh", &["--reps", "0"][..], "0"),
+        ("commit-cost.sh", &["--fsync"][..], "--fsync"),
+        ("commit-cost.sh", &["--commits", "0"][..], "0"),
     ] {
         let (code, err) = run(script, args);
         assert_eq!(code, Some(64), "{script} {args:?}: {err}");
