@@ -216,3 +216,61 @@ fn keys_new_prints_a_key_and_the_line_that_accepts_it() {
         .expect("run");
     assert_eq!(o.status.code(), Some(64));
 }
+
+/// The flag table in README.md states each flag's default; where the flag has a default
+/// value (not one computed at start, which the table describes in words), it is the one the
+/// binary uses. Catches a default changed in one place and not the other.
+#[test]
+fn the_readme_flag_table_states_the_binarys_defaults() {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let mut compared = 0;
+    for line in readme.lines() {
+        // | `--flag ARG` [/ `--other`] | `default` [(words)] [/ `other's`] | what it does |
+        let Some(rest) = line.strip_prefix("| `--") else {
+            continue;
+        };
+        let cells: Vec<&str> = rest.split(" | ").collect();
+        let (Some(flag), Some(stated)) = (cells.first(), cells.get(1)) else {
+            continue;
+        };
+        // The row's first flag and its default (the first of " / "-separated ones).
+        let name = flag
+            .split([' ', '`', '=', ','])
+            .next()
+            .expect("split yields one piece");
+        let stated = stated.split(" / ").next().expect("split yields one piece");
+        let stated = match stated.split('`').nth(1) {
+            Some(quoted) => quoted,
+            None => stated.trim(),
+        };
+        let arg = cmd
+            .get_arguments()
+            .find(|a| a.get_long() == Some(name))
+            .unwrap_or_else(|| {
+                panic!("README.md's flag table names --{name}, which the binary does not have")
+            });
+        let defaults: Vec<String> = arg
+            .get_default_values()
+            .iter()
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect();
+        if defaults.is_empty() {
+            continue;
+        }
+        let default = defaults.join(",");
+        // A switch's default is `false`, which the table writes "off" (or "—").
+        let same = stated == default || (default == "false" && matches!(stated, "off" | "—"));
+        assert!(
+            same,
+            "README.md's flag table gives --{name} the default {stated:?}; the binary's is {default:?}"
+        );
+        compared += 1;
+    }
+    assert!(
+        compared >= 15,
+        "only {compared} defaults compared: has the table's shape changed?"
+    );
+}
