@@ -1,7 +1,7 @@
 //! The config file and the tools, through the real binary: `--check-config` on the
 //! repository's example config (as CI runs it), precedence (command line > environment >
-//! file > defaults), every kind of mistake exiting 64 with a message naming it, and
-//! `tollgate keys`.
+//! file > defaults), every kind of mistake exiting 64 with a message naming it,
+//! `tollgate keys`, and README.md's flag table against the binary's defaults.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
