@@ -258,6 +258,13 @@ where
         self.write_io().await
     }
 
+    /// Hand the stream over to the data plane (`crate::dataplane::LegTls`): the socket, the
+    /// rustls connection (with any plaintext it holds), and the ciphertext read past what
+    /// rustls took. Only between whole operations: nothing of the stream is in flight.
+    pub fn into_parts(self) -> (TcpStream, C, Vec<u8>) {
+        (self.io, self.session, self.pending)
+    }
+
     /// Wait until a read finds plaintext, the end of the stream or an error, feeding
     /// rustls from the worker's scratch buffer — the caller lends no buffer meanwhile
     /// (`relay::ready`).

@@ -295,8 +295,8 @@ pub struct Cli {
     #[arg(long, env = "TOLLGATE_RING_BUFFER_BYTES", default_value = "16KiB", value_parser = parse_size)]
     pub ring_buffer_bytes: u64,
 
-    /// Run every session on the async adapter, even plain TCP (for comparisons and
-    /// tests; plain sessions run on the buffer-ring data plane under both drivers).
+    /// Run every session on the async adapter (for comparisons and tests; without it every
+    /// session, plain or TLS, runs on the buffer-ring data plane under both drivers).
     #[arg(long, hide = true)]
     pub no_ring: bool,
 

@@ -40,6 +40,7 @@ pub(super) use epoll::Task;
 use super::bufring::BufRing;
 use super::ops::{user_data, Op};
 use super::spares::{SendBuf, MAX_IOV};
+use super::tls::{LegTls, TlsIn};
 use crate::flow::Side;
 use crate::limits::SessionSlot;
 use crate::relay::core::SessionCore;
@@ -120,6 +121,9 @@ struct Leg {
     in_flight_since: Option<Instant>,
     /// Watching this leg's writes for a stall, since.
     watch: Option<Instant>,
+    /// A TLS leg: its rustls connection. What is received is decrypted into `carry`, what
+    /// is queued is sealed into records first (`super::tls`).
+    tls: Option<Box<LegTls>>,
 }
 
 /// Build an SQE on a leg's socket: by its registered file table entry when it has one, else
@@ -207,13 +211,15 @@ impl Conn {
         info: SessionInfo,
         core: SessionCore,
         fds: [RawFd; 2],
+        tls: [Option<Box<LegTls>>; 2],
         fixed: Option<u32>,
         tenant: Option<SessionSlot>,
         tunnel: bool,
     ) -> Conn {
         let mut legs: [Leg; 2] = Default::default();
-        for (i, (leg, fd)) in legs.iter_mut().zip(fds).enumerate() {
+        for (i, ((leg, fd), tls)) in legs.iter_mut().zip(fds).zip(tls).enumerate() {
             leg.fd = fd;
+            leg.tls = tls;
             leg.fixed = fixed.map(|base| base + i as u32);
             leg.reading = true;
             leg.boundary = true;
@@ -233,9 +239,20 @@ impl Conn {
     }
 
     /// Arm both receives and walk what arrived with the handshakes.
-    pub(super) fn start(&mut self, env: &mut Env<'_>, leftovers: [Vec<u8>; 2]) {
+    pub(super) fn start(&mut self, env: &mut Env<'_>, mut leftovers: [Vec<u8>; 2]) {
         for side in Side::BOTH {
             self.arm_recv(env, side);
+        }
+        // A TLS leg: the plaintext rustls still holds, and the ciphertext the handshake read
+        // past what rustls took, go behind the handshake's leftover.
+        let mut ended = [None, None];
+        for side in Side::BOTH {
+            let i = side.index();
+            if let Some(tls) = self.legs[i].tls.as_mut() {
+                let handoff = tls.take_handoff();
+                ended[i] = Self::tls_end_of(tls.recv(&handoff, &mut leftovers[i]), self.info.id);
+                self.tls_pending(env, side);
+            }
         }
         let [client, upstream] = leftovers;
         if self.tunnel {
@@ -246,7 +263,7 @@ impl Conn {
                     self.flush(env, dest);
                 }
             }
-            self.after(env);
+            self.ended_at_start(env, ended);
             return;
         }
         if !upstream.is_empty() {
@@ -256,6 +273,16 @@ impl Conn {
         if !client.is_empty() {
             self.legs[Side::Client.index()].carry = client;
             self.walk_carry(env, Side::Client);
+        }
+        self.ended_at_start(env, ended);
+    }
+
+    /// A TLS leg whose stream ended in what the handshake had read already.
+    fn ended_at_start(&mut self, env: &mut Env<'_>, ended: [Option<PumpEnd>; 2]) {
+        for side in Side::BOTH {
+            if let Some(end) = ended[side.index()] {
+                self.leg_ended(env, side, end);
+            }
         }
         self.after(env);
     }
@@ -309,21 +336,19 @@ impl Conn {
             env.starved.push((env.slot, env.gen, side));
         } else if res == -libc::ECANCELED {
         } else {
-            // EOF (0) or a read error.
-            let first = !self.legs[side.index()].eof;
-            self.legs[side.index()].eof = true;
-            if first && self.phase == Phase::Open {
-                if self.tunnel {
-                    self.end(env);
-                } else {
-                    let end = if res == 0 {
-                        PumpEnd::Eof
-                    } else {
-                        PumpEnd::ReadError
-                    };
-                    self.event(env, Event::Ended(side, end));
-                }
-            }
+            // EOF (0) or a read error. A TLS stream cut without `close_notify` is a read
+            // error, as rustls reports it to the async adapter.
+            let clean = res == 0
+                && self.legs[side.index()]
+                    .tls
+                    .as_ref()
+                    .is_none_or(|t| t.peer_closed());
+            let end = if clean {
+                PumpEnd::Eof
+            } else {
+                PumpEnd::ReadError
+            };
+            self.leg_ended(env, side, end);
         }
         if !more && (res > 0 || res == -libc::ECANCELED) {
             // The kernel ended the multishot receive (it may), or a pause/stop cancelled it:
@@ -331,6 +356,51 @@ impl Conn {
             self.arm_recv(env, side);
         }
         self.after(env);
+    }
+
+    /// `side`'s stream ended (EOF, a read error, a TLS `close_notify` or TLS error): the
+    /// session hears of it once.
+    fn leg_ended(&mut self, env: &mut Env<'_>, side: Side, end: PumpEnd) {
+        let first = !self.legs[side.index()].eof;
+        self.legs[side.index()].eof = true;
+        if first && self.phase == Phase::Open {
+            if self.tunnel {
+                self.end(env);
+            } else {
+                self.event(env, Event::Ended(side, end));
+            }
+        }
+    }
+
+    /// How a TLS receive's result ends the leg's stream, if it does.
+    fn tls_end_of(r: Result<TlsIn, super::tls::TlsLegError>, session: u64) -> Option<PumpEnd> {
+        match r {
+            Ok(TlsIn::Open) => None,
+            Ok(TlsIn::Closed) => Some(PumpEnd::Eof),
+            Err(e) => {
+                tracing::debug!(session, error = %e, "tls leg failed");
+                Some(PumpEnd::ReadError)
+            }
+        }
+    }
+
+    /// Queue the records rustls wants to send on its own on a TLS leg (e.g. an alert) and
+    /// start sending them.
+    pub(super) fn tls_pending(&mut self, env: &mut Env<'_>, side: Side) {
+        let leg = &mut self.legs[side.index()];
+        let Some(tls) = leg.tls.as_mut() else {
+            return;
+        };
+        let mut records = Vec::new();
+        if tls.take_pending(&mut records).is_err() || records.is_empty() || leg.killed {
+            return;
+        }
+        leg.out_bytes += records.len();
+        leg.out.push_back(Out::Owned {
+            data: records,
+            start: 0,
+        });
+        self.flush(env, side);
     }
 
     /// The ring has buffers again: re-arm a receive that ended with ENOBUFS.

@@ -1,5 +1,6 @@
-//! The io_uring data plane: sessions whose two legs are plain TCP move their bytes here,
-//! driven by completions, once the handshake (on monoio futures) has sent the 101.
+//! The io_uring data plane: every session moves its bytes here, driven by completions, once
+//! the handshake (on monoio futures) has sent the 101 — plain TCP legs and TLS legs alike
+//! (a TLS leg keeps its rustls connection and the session does the record work: `tls.rs`).
 //!
 //! # How it works
 //!
@@ -60,9 +61,13 @@
 //! — only the three places that would push an SQE differ — so an idle session costs the same
 //! under both drivers, with no read buffer.
 //!
-//! TLS legs (a `wss://` listener or upstream) stay on the async adapter
-//! (`relay::session`), which runs the same core over `crate::tls` streams; so does every
-//! session with `--no-ring`.
+//! A TLS leg (a `wss://` listener or upstream) arrives here with its rustls connection:
+//! ciphertext is received into ring buffers like any bytes and decrypted into the leg's
+//! carry, and what goes towards it is sealed into records when queued (`tls.rs`). Until
+//! 2026-12-03 TLS sessions stayed on the async adapter, which paid a readiness poll, a
+//! `recv` and a task wake-up per read: 2.14 syscalls per paced frame against 0.26 here, and
+//! 22.8 against 18.4 µs of CPU (loadtest/BENCH.md, "TLS legs on the data plane"). With
+//! `--no-ring` every session runs on the async adapter (`relay::session`), the same core over futures.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -88,12 +93,14 @@ mod fixed_files;
 mod ops;
 mod prefetch;
 mod spares;
+mod tls;
 
 use bufring::{BufRing, BufRingError};
 use conn::{Conn, Env, Task};
 use ops::{decode, user_data, Op, GEN_MASK};
 use prefetch::prefetch;
 use spares::Spares;
+pub use tls::LegTls;
 
 /// One entry of the worker's session table: the session, and a generation that tells a
 /// completion for an earlier session in the same slot from one for this session.
@@ -173,14 +180,17 @@ impl DataPlane {
         self.live.get()
     }
 
-    /// Take over an upgraded session whose legs are the plain TCP sockets `fds` (client,
-    /// upstream), with the bytes each sent past its handshake.
+    /// Take over an upgraded session whose legs are the TCP sockets `fds` (client,
+    /// upstream), with the bytes each sent past its handshake; a leg with TLS comes with
+    /// its rustls connection (`tls`).
+    #[allow(clippy::too_many_arguments)]
     pub fn adopt(
         &self,
         ctx: &Rc<WorkerCtx>,
         info: SessionInfo,
         core: SessionCore,
         fds: [RawFd; 2],
+        tls: [Option<Box<LegTls>>; 2],
         leftovers: [Vec<u8>; 2],
         tenant: Option<SessionSlot>,
     ) {
@@ -214,15 +224,18 @@ impl DataPlane {
         // No table (epoll, or refused by the kernel): `None`, without a syscall.
         let fixed = fixed_files::install(self.files, slot, fds);
         ctx.conn_started();
+        ctx.metrics.ring_session();
         self.live.set(self.live.get() + 1);
         tracing::debug!(
             session = info.id,
             slot,
             fixed = fixed.is_some(),
+            tls_client = tls[0].is_some(),
+            tls_upstream = tls[1].is_some(),
             "session on the buffer-ring data plane"
         );
         let tunnel = ctx.shared.config.tunnel;
-        let mut conn = Box::new(Conn::new(info, core, fds, fixed, tenant, tunnel));
+        let mut conn = Box::new(Conn::new(info, core, fds, tls, fixed, tenant, tunnel));
         {
             let mut starved = self.starved.borrow_mut();
             let mut tasks = self.tasks.borrow_mut();

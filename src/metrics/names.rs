@@ -30,6 +30,8 @@ pub const CREATES_FAILED: &str = "tollgate_usage_creates_failed_total";
 pub const CREATES_REFUSED: &str = "tollgate_creates_refused_total";
 /// Counter: panics contained inside a session or a handshake.
 pub const PANICS: &str = "tollgate_panics_total";
+/// Counter: sessions handed to the buffer-ring data plane (plain or TLS legs).
+pub const RING_SESSIONS: &str = "tollgate_ring_sessions_total";
 /// Counter, label `side`: sessions cut because that leg stopped reading.
 pub const STALLED_LEGS: &str = "tollgate_stalled_legs_total";
 /// Counter: orphan drains started (client left with responses in flight).

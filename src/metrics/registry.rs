@@ -239,6 +239,12 @@ impl Registry {
             "Panics contained inside a session or handshake (the session was closed 1011).",
             t.panics,
         );
+        o.single(
+            names::RING_SESSIONS,
+            "counter",
+            "Sessions handed to the buffer-ring data plane (the rest run on the async adapter).",
+            t.ring_sessions,
+        );
         o.head(
             names::STALLED_LEGS,
             "counter",

@@ -117,6 +117,8 @@ pub struct WorkerSnapshot {
     pub creates_refused: BTreeMap<&'static str, u64>,
     /// Panics contained inside a session or a handshake.
     pub panics: u64,
+    /// Sessions that moved their bytes on the buffer-ring data plane.
+    pub ring_sessions: u64,
     /// Sessions ended because a leg stopped reading (`--slow-consumer-timeout`), by side.
     pub stalls: [u64; 2],
 }
@@ -167,6 +169,7 @@ impl WorkerSnapshot {
             *self.creates_refused.entry(k).or_default() += v;
         }
         self.panics += o.panics;
+        self.ring_sessions += o.ring_sessions;
         for i in 0..2 {
             self.stalls[i] += o.stalls[i];
         }
@@ -187,6 +190,7 @@ pub struct WorkerMetrics {
     orphan_drains_started: Cell<u64>,
     orphan_drains_finished: Cell<u64>,
     panics: Cell<u64>,
+    ring_sessions: Cell<u64>,
     stalls: [Cell<u64>; 2],
     labeled: RefCell<Labeled>,
 }
@@ -256,6 +260,7 @@ impl WorkerMetrics {
             orphan_drains_started: Cell::new(0),
             orphan_drains_finished: Cell::new(0),
             panics: Cell::new(0),
+            ring_sessions: Cell::new(0),
             stalls: Default::default(),
             labeled: RefCell::new(Labeled::default()),
         }
@@ -412,6 +417,11 @@ impl WorkerMetrics {
         bump(&self.panics, 1);
     }
 
+    /// A session was handed to the buffer-ring data plane.
+    pub fn ring_session(&self) {
+        bump(&self.ring_sessions, 1);
+    }
+
     /// A leg of `side` stopped reading for `--slow-consumer-timeout`.
     pub fn stalled(&self, side: crate::flow::Side) {
         bump(&self.stalls[side.index()], 1);
@@ -455,6 +465,7 @@ impl WorkerMetrics {
             orphan_drains_finished: self.orphan_drains_finished.get(),
             creates_refused: l.creates_refused.clone(),
             panics: self.panics.get(),
+            ring_sessions: self.ring_sessions.get(),
             stalls: [self.stalls[0].get(), self.stalls[1].get()],
         }
     }

@@ -13,10 +13,9 @@
 //!   so an idle stream parks at once. (Before that patch this checked the cache with a
 //!   `poll(0)` per read: epoll paced 4.1 syscalls per frame.) After a read that filled its
 //!   buffer exactly the cache still says "readable": the next read is tried and, on
-//!   `EAGAIN`, waits holding its buffer — the one case an idle stream keeps one. Plain
-//!   sessions on io_uring normally run on the data plane
-//!   (`crate::dataplane`), which has no per-session read buffer at all; this covers the
-//!   epoll driver and the plain leg of a session whose other leg is TLS.
+//!   `EAGAIN`, waits holding its buffer — the one case an idle stream keeps one. Sessions
+//!   normally run on the data plane (`crate::dataplane`), which has no per-session read
+//!   buffer at all; this covers `--no-ring`.
 //! - TLS: [`crate::tls::TlsStream::fill`] — the record bytes go into rustls from the
 //!   worker's scratch buffer, and the stream is ready once rustls holds plaintext.
 

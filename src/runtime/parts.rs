@@ -1,6 +1,6 @@
 //! Running a session's parts in one task, polling only the part that woke.
 //!
-//! A session on the async adapter (TLS legs, `--no-ring`) is three futures in one task:
+//! A session on the async adapter (`--no-ring`) is three futures in one task:
 //! two pumps and the control loop. `monoio::join!` polls every unfinished branch on every
 //! wake-up, so a frame arriving from upstream also polls the client pump (parked on its
 //! read) and the control loop (asleep until a deadline) — 4.8% of the adapter's CPU under

@@ -18,6 +18,7 @@ use super::handshake::{
     error_response, parse_request_with, response_101, HeadScanner, Limits, UpgradeRequest,
 };
 use crate::config::AuthMode;
+use crate::dataplane::LegTls;
 use crate::limits::FleetRefusal;
 use crate::relay::session::{self, Conn, SessionInfo};
 use crate::runtime::WorkerCtx;
@@ -90,28 +91,41 @@ async fn refuse<S: AsyncWriteRent>(
     respond(s, response).await;
 }
 
-/// A client stream that may be a plain TCP socket (the data plane's case).
-trait IntoPlainFd: Sized {
-    /// The socket's descriptor (ownership moves to the caller), or `self` back for a TLS
-    /// stream.
-    fn into_plain_fd(self) -> Result<RawFd, Self>;
+/// A stream handed to the data plane: its socket's descriptor (ownership moves to the
+/// caller) and, for TLS, its rustls connection.
+trait IntoLeg: Sized {
+    fn into_leg(self) -> (RawFd, Option<Box<LegTls>>);
 }
 
-impl IntoPlainFd for TcpStream {
-    fn into_plain_fd(self) -> Result<RawFd, Self> {
-        Ok(self.into_raw_fd())
+impl IntoLeg for TcpStream {
+    fn into_leg(self) -> (RawFd, Option<Box<LegTls>>) {
+        (self.into_raw_fd(), None)
     }
 }
 
-impl IntoPlainFd for crate::tls::ServerTlsStream {
-    fn into_plain_fd(self) -> Result<RawFd, Self> {
-        Err(self)
+impl IntoLeg for crate::tls::ServerTlsStream {
+    fn into_leg(self) -> (RawFd, Option<Box<LegTls>>) {
+        let (io, conn, pending) = self.into_parts();
+        (
+            io.into_raw_fd(),
+            Some(LegTls::new(rustls::Connection::Server(conn), pending)),
+        )
+    }
+}
+
+impl IntoLeg for crate::tls::ClientTlsStream {
+    fn into_leg(self) -> (RawFd, Option<Box<LegTls>>) {
+        let (io, conn, pending) = self.into_parts();
+        (
+            io.into_raw_fd(),
+            Some(LegTls::new(rustls::Connection::Client(conn), pending)),
+        )
     }
 }
 
 async fn handle<S>(ctx: &Rc<WorkerCtx>, mut client: S, peer: SocketAddr, client_fd: RawFd)
 where
-    S: AsyncReadRent + AsyncWriteRent + Splitable + IntoPlainFd,
+    S: AsyncReadRent + AsyncWriteRent + Splitable + IntoLeg,
     S::OwnedRead: AsyncReadRent + crate::relay::ready::ReadReady + 'static,
     S::OwnedWrite: AsyncWriteRent + 'static,
 {
@@ -358,27 +372,27 @@ where
     };
     tracing::debug!(session = info.id, %peer, tenant = %info.tenant, path = %info.path, "session open");
     // Nothing of the handshake is kept past this point but the session's identity.
-    // Plain TCP on both legs under io_uring: the buffer-ring data plane takes the sockets.
-    let client = match (&ctx.dataplane, dialed.conn) {
-        (Some(dp), UpstreamConn::Plain(up)) => match client.into_plain_fd() {
-            Ok(cfd) => {
-                let core = session::new_core(ctx, &info, Some(&slot));
-                let ufd = up.into_raw_fd();
-                dp.adopt(
-                    ctx,
-                    info,
-                    core,
-                    [cfd, ufd],
-                    [leftover, dialed.leftover],
-                    Some(slot),
-                );
-                return;
-            }
-            Err(client) => (client, UpstreamConn::Plain(up)),
-        },
-        (_, conn) => (client, conn),
-    };
-    let (client, upstream_conn) = client;
+    // The buffer-ring data plane (unless `--no-ring`) takes the sockets, and a TLS leg's
+    // rustls connection with its socket.
+    if let Some(dp) = &ctx.dataplane {
+        let core = session::new_core(ctx, &info, Some(&slot));
+        let (cfd, ctls) = client.into_leg();
+        let (ufd, utls) = match dialed.conn {
+            UpstreamConn::Plain(up) => up.into_leg(),
+            UpstreamConn::Tls(up) => (*up).into_leg(),
+        };
+        dp.adopt(
+            ctx,
+            info,
+            core,
+            [cfd, ufd],
+            [ctls, utls],
+            [leftover, dialed.leftover],
+            Some(slot),
+        );
+        return;
+    }
+    let upstream_conn = dialed.conn;
     let (crd, cwr) = client.into_split();
     let client = Conn {
         read: crd,

@@ -29,9 +29,9 @@ pub async fn echo_mock() -> tollgate_loadtest::mock::MockUpstream {
     .expect("mock upstream")
 }
 
-/// The drivers every integration test runs under: plain sessions on the data plane under
-/// io_uring and under epoll, and on the async adapter (`--no-ring`, which TLS sessions
-/// always use) under epoll.
+/// The drivers every integration test runs under: sessions (plain or TLS) on the data
+/// plane under io_uring and under epoll, and on the async adapter (`--no-ring`) under
+/// epoll.
 pub const DRIVERS: [&str; 3] = ["uring", "epoll", "epoll-async"];
 
 /// The relay flags that select `driver` (one of [`DRIVERS`], or `auto`).

@@ -63,7 +63,7 @@ impl Conn {
         if leg.boundary && !leg.close_sent {
             leg.outbox.extend_from_slice(&last);
             leg.close_sent = true;
-            self.release_outbox(side);
+            self.release_outbox(env, side);
         }
         self.legs[side.index()].finished = true;
         self.flush(env, side);

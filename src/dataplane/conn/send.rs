@@ -74,10 +74,12 @@ impl Conn {
             }
             return;
         }
-        leg.out_bytes += out.remaining();
-        leg.out.push_back(out);
-        leg.boundary = boundary;
-        self.release_outbox(side);
+        if !leg.push(env, out) {
+            self.kill(side);
+            return;
+        }
+        self.legs[side.index()].boundary = boundary;
+        self.release_outbox(env, side);
         // A full queue stops reading the other side: TCP backpressure reaches its peer.
         let other = side.other();
         if self.legs[side.index()].out_bytes > HIGH_WATER
@@ -90,12 +92,13 @@ impl Conn {
     }
 
     /// Relay-originated frames go out once the queued stream is at a frame boundary.
-    pub(super) fn release_outbox(&mut self, side: Side) {
+    pub(super) fn release_outbox(&mut self, env: &mut Env<'_>, side: Side) {
         let leg = &mut self.legs[side.index()];
         if leg.boundary && !leg.outbox.is_empty() && leg.accepting() {
             let data = std::mem::take(&mut leg.outbox);
-            leg.out_bytes += data.len();
-            leg.out.push_back(Out::Owned { data, start: 0 });
+            if !leg.push(env, Out::Owned { data, start: 0 }) {
+                self.kill(side);
+            }
         }
     }
 
@@ -104,6 +107,19 @@ impl Conn {
         let leg = &mut self.legs[side.index()];
         if leg.sending || leg.killed || leg.failed || self.phase == Phase::Closing {
             return;
+        }
+        if leg.out.is_empty() && leg.finished && !leg.shut_wr {
+            // A TLS leg ends its stream with `close_notify` before the TCP shutdown.
+            if let Some(tls) = leg.tls.as_mut() {
+                let mut records = Vec::new();
+                if tls.close_notify(&mut records).is_ok() && !records.is_empty() {
+                    leg.out_bytes += records.len();
+                    leg.out.push_back(Out::Owned {
+                        data: records,
+                        start: 0,
+                    });
+                }
+            }
         }
         if leg.out.is_empty() {
             leg.in_flight_since = None;
@@ -206,6 +222,49 @@ impl Conn {
             }
         }
         leg.out_bytes = 0;
+    }
+}
+
+impl Leg {
+    /// Put `out` at the end of the queue — on a TLS leg sealed into records first, so the
+    /// queue holds only what goes on the wire. `false`: sealing failed (the piece is
+    /// dropped; the caller kills the leg).
+    fn push(&mut self, env: &mut Env<'_>, out: Out) -> bool {
+        let out = match self.tls.as_mut() {
+            None => out,
+            Some(tls) => {
+                let (ptr, len) = piece(env.ring, &out);
+                let mut records = env.spares.take();
+                // SAFETY: the piece's bytes (a ring buffer this leg was handed, or an owned
+                // vector) are valid for `len` bytes until released below.
+                let sealed = tls.seal(
+                    unsafe { std::slice::from_raw_parts(ptr, len) },
+                    &mut records,
+                );
+                match out {
+                    Out::Ring { bid, .. } => {
+                        env.ring.release(bid);
+                    }
+                    Out::Owned { data, .. } => env.spares.put(data),
+                }
+                if let Err(e) = sealed {
+                    tracing::debug!(error = %e, "tls seal failed");
+                    env.spares.put(records);
+                    return false;
+                }
+                if records.is_empty() {
+                    env.spares.put(records);
+                    return true;
+                }
+                Out::Owned {
+                    data: records,
+                    start: 0,
+                }
+            }
+        };
+        self.out_bytes += out.remaining();
+        self.out.push_back(out);
+        true
     }
 }
 
