@@ -82,21 +82,36 @@ fn firehose_mock() -> MockConfig {
     }
 }
 
+/// With a plain and with a `wss://` upstream leg (on the data plane, a TLS leg's reading
+/// pauses and its plaintext is drained the same way).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_never_reads_is_cut_and_its_response_drained_for_usage() {
-    for driver in DRIVERS {
-        let mock = MockUpstream::start(firehose_mock()).await.unwrap();
-        let p = RelayProcess::start(
-            driver,
-            &mock.url(),
-            "",
-            &[
-                "--slow-consumer-timeout",
-                "2s",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ],
-        );
+    let tls = tollgate_loadtest::tls::test_tls().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _, ca) = tls.write_to(dir.path()).unwrap();
+    let ca = ca.to_str().unwrap().to_string();
+    for (driver, upstream_tls) in DRIVERS.iter().flat_map(|d| [(*d, false), (*d, true)]) {
+        let mock = MockUpstream::start(MockConfig {
+            tls: upstream_tls.then(|| tls.server_config().unwrap()),
+            ..firehose_mock()
+        })
+        .await
+        .unwrap();
+        let mut extra = vec![
+            "--slow-consumer-timeout",
+            "2s",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ];
+        if upstream_tls {
+            extra.extend(["--upstream-ca", ca.as_str()]);
+        }
+        let label = if upstream_tls {
+            format!("{driver} + wss upstream")
+        } else {
+            driver.to_string()
+        };
+        let p = RelayProcess::start(driver, &mock.url(), "", &extra);
         let admin: std::net::SocketAddr = p.admin.as_deref().unwrap().parse().unwrap();
         // Two rounds: the first warms the process up (allocator arenas, the log writer's
         // first record); the second must not grow memory with its ~100 MB.
@@ -120,12 +135,12 @@ async fn a_client_that_never_reads_is_cut_and_its_response_drained_for_usage() {
             assert_eq!(
                 stalled,
                 f64::from(round),
-                "{driver}: the client leg was cut\n{}",
+                "{label}: the client leg was cut\n{}",
                 p.log_text()
             );
             assert!(
                 cut_after < Duration::from_secs(3),
-                "{driver}: cut after {cut_after:?} (timeout 2 s)"
+                "{label}: cut after {cut_after:?} (timeout 2 s)"
             );
             // Upstream is drained (read and discarded) to the terminal event: one exact
             // record per round.
@@ -135,12 +150,12 @@ async fn a_client_that_never_reads_is_cut_and_its_response_drained_for_usage() {
             assert_matches_ledger(&recs, &ledger);
             assert!(recs.iter().all(|r| r.status == RecordStatus::Completed));
             let grew = p.rss_kib().saturating_sub(rss0);
-            println!("{driver} round {round}: cut {cut_after:?} after the stream started; relay RSS grew {grew} KiB while ~100 MB were drained");
+            println!("{label} round {round}: cut {cut_after:?} after the stream started; relay RSS grew {grew} KiB while ~100 MB were drained");
             growth.push(grew);
         }
         assert!(
             growth[1] < 1024,
-            "{driver}: relay RSS grew {} KiB",
+            "{label}: relay RSS grew {} KiB",
             growth[1]
         );
     }

@@ -392,7 +392,13 @@ impl Conn {
             return;
         };
         let mut records = Vec::new();
-        if tls.take_pending(&mut records).is_err() || records.is_empty() || leg.killed {
+        if tls.take_pending(&mut records).is_err()
+            || records.is_empty()
+            || leg.killed
+            || leg.failed
+            || leg.shut_wr
+        {
+            // Nothing to send, or the leg can no longer be written.
             return;
         }
         leg.out_bytes += records.len();
