@@ -495,30 +495,35 @@ async fn a_wss_upstream_leg_runs_on_the_data_plane_and_meters_every_response() {
     }
 }
 
-/// The upstream's TLS stream cut mid-response (FIN without `close_notify`, or RST) on the
-/// data plane: the client gets the error event and 1011, as with a plain upstream.
+/// The upstream cut mid-response (FIN, or RST), over plain TCP and over TLS (on the data
+/// plane a TLS stream cut without `close_notify` reads as a read error): the client gets
+/// the error event and 1011.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_wss_upstream_dying_mid_response_gets_error_event_and_1011() {
+async fn upstream_dying_mid_response_gets_error_event_and_1011() {
     let tls = tollgate_loadtest::tls::test_tls().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (_, _, ca) = tls.write_to(dir.path()).unwrap();
     for driver in DRIVERS {
-        for fault in [
+        for (fault, upstream_tls) in [
             Fault::AbortFin { after_deltas: 2 },
             Fault::AbortRst { after_deltas: 2 },
-        ] {
+        ]
+        .into_iter()
+        .flat_map(|f| [(f.clone(), false), (f, true)])
+        {
             let mock = MockUpstream::start(MockConfig {
-                tls: Some(tls.server_config().unwrap()),
                 fault: Some(fault.clone()),
+                tls: upstream_tls.then(|| tls.server_config().unwrap()),
                 ..MockConfig::default()
             })
             .await
             .unwrap();
-            let relay = start_relay(
-                driver,
-                &mock.url(),
-                &["--upstream-ca", ca.to_str().unwrap()],
-            );
+            let extra: &[&str] = if upstream_tls {
+                &["--upstream-ca", ca.to_str().unwrap()]
+            } else {
+                &[]
+            };
+            let relay = start_relay(driver, &mock.url(), extra);
             let mut c = client(&relay).await;
             c.send_text(&create("gpt-5", "")).await.unwrap();
             let (code, texts) = recv_until_close(&mut c).await;
@@ -526,43 +531,13 @@ async fn a_wss_upstream_dying_mid_response_gets_error_event_and_1011() {
                 .iter()
                 .filter(|t| t.contains("response.output_text.delta"))
                 .count();
-            assert_eq!(deltas, 2, "driver {driver}: {fault:?}");
+            let what = format!("driver {driver}, tls {upstream_tls}: {fault:?}");
+            assert_eq!(deltas, 2, "{what}");
             assert!(
                 texts.iter().any(|t| t.contains("upstream_disconnected")),
-                "{driver} {fault:?}: error event expected"
+                "{what}: error event expected"
             );
-            assert_eq!(code, Some(1011), "{driver} {fault:?}");
-        }
-    }
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn upstream_dying_mid_response_gets_error_event_and_1011() {
-    for driver in DRIVERS {
-        for fault in [
-            Fault::AbortFin { after_deltas: 2 },
-            Fault::AbortRst { after_deltas: 2 },
-        ] {
-            let mock = MockUpstream::start(MockConfig {
-                fault: Some(fault.clone()),
-                ..MockConfig::default()
-            })
-            .await
-            .unwrap();
-            let relay = start_relay(driver, &mock.url(), &[]);
-            let mut c = client(&relay).await;
-            c.send_text(&create("gpt-5", "")).await.unwrap();
-            let (code, texts) = recv_until_close(&mut c).await;
-            let deltas = texts
-                .iter()
-                .filter(|t| t.contains("response.output_text.delta"))
-                .count();
-            assert_eq!(deltas, 2, "driver {driver}: {fault:?}");
-            assert!(
-                texts.iter().any(|t| t.contains("upstream_disconnected")),
-                "{fault:?}: error event expected"
-            );
-            assert_eq!(code, Some(1011), "{fault:?}");
+            assert_eq!(code, Some(1011), "{what}");
         }
     }
 }

@@ -19,7 +19,8 @@
 //! This file holds the session's state, its completion handlers and the arming of
 //! receives; the walk of received bytes is in `conn/recv.rs`, the writing side (queued
 //! pieces, gathered sends, backpressure) in `conn/send.rs`, the close rules (events,
-//! actions, finishing, lingering) in `conn/close.rs`.
+//! actions, finishing, lingering) in `conn/close.rs`, and what a TLS leg adds (decrypting
+//! into the carry, sealing what is queued, `close_notify`) in `conn/tls_leg.rs`.
 
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
@@ -32,6 +33,7 @@ mod close;
 mod epoll;
 mod recv;
 mod send;
+mod tls_leg;
 
 #[cfg(test)]
 pub(super) use epoll::more_with_buffer;
@@ -40,7 +42,7 @@ pub(super) use epoll::Task;
 use super::bufring::BufRing;
 use super::ops::{user_data, Op};
 use super::spares::{SendBuf, MAX_IOV};
-use super::tls::{LegTls, TlsIn};
+use super::tls::LegTls;
 use crate::flow::Side;
 use crate::limits::SessionSlot;
 use crate::relay::core::SessionCore;
@@ -370,43 +372,6 @@ impl Conn {
                 self.event(env, Event::Ended(side, end));
             }
         }
-    }
-
-    /// How a TLS receive's result ends the leg's stream, if it does.
-    fn tls_end_of(r: Result<TlsIn, super::tls::TlsLegError>, session: u64) -> Option<PumpEnd> {
-        match r {
-            Ok(TlsIn::Open) => None,
-            Ok(TlsIn::Closed) => Some(PumpEnd::Eof),
-            Err(e) => {
-                tracing::debug!(session, error = %e, "tls leg failed");
-                Some(PumpEnd::ReadError)
-            }
-        }
-    }
-
-    /// Queue the records rustls wants to send on its own on a TLS leg (e.g. an alert) and
-    /// start sending them.
-    pub(super) fn tls_pending(&mut self, env: &mut Env<'_>, side: Side) {
-        let leg = &mut self.legs[side.index()];
-        let Some(tls) = leg.tls.as_mut() else {
-            return;
-        };
-        let mut records = Vec::new();
-        if tls.take_pending(&mut records).is_err()
-            || records.is_empty()
-            || leg.killed
-            || leg.failed
-            || leg.shut_wr
-        {
-            // Nothing to send, or the leg can no longer be written.
-            return;
-        }
-        leg.out_bytes += records.len();
-        leg.out.push_back(Out::Owned {
-            data: records,
-            start: 0,
-        });
-        self.flush(env, side);
     }
 
     /// The ring has buffers again: re-arm a receive that ended with ENOBUFS.

@@ -44,6 +44,12 @@ fn pair() -> (Connection, Connection) {
     (Connection::Client(c), Connection::Server(s))
 }
 
+/// A joined pair as data-plane legs: (client, server).
+fn legs() -> (Box<LegTls>, Box<LegTls>) {
+    let (c, s) = pair();
+    (LegTls::new(c, Vec::new()), LegTls::new(s, Vec::new()))
+}
+
 fn pattern(n: usize, seed: u8) -> Vec<u8> {
     (0..n)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
@@ -68,9 +74,7 @@ fn feed_split(leg: &mut LegTls, wire: &[u8], sizes: &[usize]) -> (Vec<u8>, TlsIn
 
 #[test]
 fn records_split_anywhere_come_out_as_the_plaintext_sent() {
-    let (c, s) = pair();
-    let mut server = LegTls::new(s, Vec::new());
-    let mut client = LegTls::new(c, Vec::new());
+    let (mut client, mut server) = legs();
     // Several records, one larger than a TLS record (16 KiB) and than any ring buffer.
     let msgs = [
         pattern(190, 1),
@@ -85,9 +89,7 @@ fn records_split_anywhere_come_out_as_the_plaintext_sent() {
     let want: Vec<u8> = msgs.concat();
     assert!(wire.len() > want.len(), "records carry headers and tags");
     for sizes in [&[1usize][..], &[7, 4096, 3], &[4096], &[wire.len()]] {
-        let (c, s) = pair();
-        let mut server = LegTls::new(s, Vec::new());
-        let mut client = LegTls::new(c, Vec::new());
+        let (mut client, mut server) = legs();
         let mut wire = Vec::new();
         for m in &msgs {
             server.seal(m, &mut wire).expect("seal");
@@ -105,9 +107,7 @@ fn records_split_anywhere_come_out_as_the_plaintext_sent() {
 
 #[test]
 fn close_notify_ends_the_stream_after_its_plaintext() {
-    let (c, s) = pair();
-    let mut server = LegTls::new(s, Vec::new());
-    let mut client = LegTls::new(c, Vec::new());
+    let (mut client, mut server) = legs();
     let mut wire = Vec::new();
     server.seal(b"last words", &mut wire).expect("seal");
     server.close_notify(&mut wire).expect("close_notify");
@@ -146,9 +146,9 @@ fn a_key_update_is_answered_and_both_directions_go_on() {
     let mut answer = Vec::new();
     client.take_pending(&mut answer).expect("pending");
     client.seal(b"client side", &mut answer).expect("seal");
-    let (c2, _) = pair();
     let mut plain_seal = Vec::new();
-    LegTls::new(c2, Vec::new())
+    legs()
+        .0
         .seal(b"client side", &mut plain_seal)
         .expect("seal");
     assert!(
@@ -170,9 +170,7 @@ fn a_key_update_is_answered_and_both_directions_go_on() {
 
 #[test]
 fn a_corrupted_record_is_an_error_not_plaintext() {
-    let (c, s) = pair();
-    let mut server = LegTls::new(s, Vec::new());
-    let mut client = LegTls::new(c, Vec::new());
+    let (mut client, mut server) = legs();
     let mut wire = Vec::new();
     server.seal(&pattern(300, 9), &mut wire).expect("seal");
     let mid = wire.len() / 2;
@@ -182,8 +180,7 @@ fn a_corrupted_record_is_an_error_not_plaintext() {
     assert!(matches!(r, Err(TlsLegError::Tls(_))), "{r:?}");
     assert!(plain.is_empty());
     // Garbage that is not even a record header.
-    let (c, _) = pair();
-    let mut fresh = LegTls::new(c, Vec::new());
+    let (mut fresh, _) = legs();
     assert!(fresh.recv(&[0xff; 64], &mut Vec::new()).is_err());
 }
 

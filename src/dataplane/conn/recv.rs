@@ -51,60 +51,6 @@ impl Conn {
         }
     }
 
-    /// Ciphertext from a TLS leg: decrypted into the leg's carry (the ring buffer goes back
-    /// at once), then walked like client messages — or, in tunnel mode, forwarded as is.
-    fn on_tls_data(&mut self, env: &mut Env<'_>, side: Side, bid: u16, n: usize) {
-        let i = side.index();
-        let mut plain = std::mem::take(&mut self.legs[i].carry);
-        if plain.capacity() == 0 {
-            plain = env.spares.take();
-        }
-        let before = plain.len();
-        let r = match self.legs[i].tls.as_mut() {
-            // SAFETY: the completion handed `bid` to us; nothing else references it.
-            Some(tls) => tls.recv(unsafe { &env.ring.buf_mut(bid)[..n] }, &mut plain),
-            None => Ok(super::TlsIn::Open),
-        };
-        env.ring.release(bid);
-        let end = Self::tls_end_of(r, self.info.id);
-        // Records rustls sends on its own go out before anything else is queued.
-        self.tls_pending(env, side);
-        let got = plain.len() - before;
-        if got > 0 {
-            self.core.count_read(side.sends(), got);
-        }
-        if self.tunnel {
-            let dest = side.other();
-            if plain.is_empty() {
-                env.spares.put(plain);
-            } else {
-                self.queue(
-                    env,
-                    dest,
-                    Out::Owned {
-                        data: plain,
-                        start: 0,
-                    },
-                    true,
-                );
-                self.flush(env, dest);
-            }
-        } else {
-            self.legs[i].carry = plain;
-            if got > 0 {
-                self.walk_carry(env, side);
-            }
-            if self.legs[i].carry.is_empty() {
-                // Nothing held: give the buffer's memory back (an idle leg holds none).
-                let carry = std::mem::take(&mut self.legs[i].carry);
-                env.spares.put(carry);
-            }
-        }
-        if let Some(end) = end {
-            self.leg_ended(env, side, end);
-        }
-    }
-
     /// Walk an upstream buffer in place and forward from it.
     fn walk_in_place(&mut self, env: &mut Env<'_>, bid: u16, n: usize) {
         let up = Side::Upstream.index();

@@ -110,16 +110,7 @@ impl Conn {
         }
         if leg.out.is_empty() && leg.finished && !leg.shut_wr {
             // A TLS leg ends its stream with `close_notify` before the TCP shutdown.
-            if let Some(tls) = leg.tls.as_mut() {
-                let mut records = Vec::new();
-                if tls.close_notify(&mut records).is_ok() && !records.is_empty() {
-                    leg.out_bytes += records.len();
-                    leg.out.push_back(Out::Owned {
-                        data: records,
-                        start: 0,
-                    });
-                }
-            }
+            leg.queue_close_notify();
         }
         if leg.out.is_empty() {
             leg.in_flight_since = None;
@@ -230,37 +221,17 @@ impl Leg {
     /// queue holds only what goes on the wire. `false`: sealing failed (the piece is
     /// dropped; the caller kills the leg).
     fn push(&mut self, env: &mut Env<'_>, out: Out) -> bool {
-        let out = match self.tls.as_mut() {
-            None => out,
-            Some(tls) => {
-                let (ptr, len) = piece(env.ring, &out);
-                let mut records = env.spares.take();
-                // SAFETY: the piece's bytes (a ring buffer this leg was handed, or an owned
-                // vector) are valid for `len` bytes until released below.
-                let sealed = tls.seal(
-                    unsafe { std::slice::from_raw_parts(ptr, len) },
-                    &mut records,
-                );
-                match out {
-                    Out::Ring { bid, .. } => {
-                        env.ring.release(bid);
-                    }
-                    Out::Owned { data, .. } => env.spares.put(data),
-                }
-                if let Err(e) = sealed {
+        let out = if self.tls.is_some() {
+            match self.seal(env, out) {
+                Ok(Some(records)) => records,
+                Ok(None) => return true,
+                Err(e) => {
                     tracing::debug!(error = %e, "tls seal failed");
-                    env.spares.put(records);
                     return false;
                 }
-                if records.is_empty() {
-                    env.spares.put(records);
-                    return true;
-                }
-                Out::Owned {
-                    data: records,
-                    start: 0,
-                }
             }
+        } else {
+            out
         };
         self.out_bytes += out.remaining();
         self.out.push_back(out);
@@ -269,7 +240,7 @@ impl Leg {
 }
 
 /// Where a queued piece's unsent bytes are.
-fn piece(ring: &BufRing, out: &Out) -> (*const u8, usize) {
+pub(super) fn piece(ring: &BufRing, out: &Out) -> (*const u8, usize) {
     match out {
         Out::Ring { bid, start, end } => {
             (ring.addr(*bid, *start as usize), (*end - *start) as usize)
