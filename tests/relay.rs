@@ -427,7 +427,7 @@ async fn wss_upstream_and_wss_listener_with_a_generated_ca() {
 }
 
 /// Production's shape — a plain client, a `wss://` upstream — on the data plane: under the
-/// ring drivers the session is handed to it TLS leg and all (`tollgate_ring_sessions_total`;
+/// ring drivers the session is handed to it, TLS leg and all (`tollgate_ring_sessions_total`;
 /// `--no-ring` keeps it on the async adapter), deltas larger than a ring buffer and than a
 /// TLS record come through whole, the client's messages reach the upstream sealed, and
 /// every response gets one record equal to what the upstream billed.

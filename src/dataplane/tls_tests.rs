@@ -9,39 +9,40 @@ use rustls::{ClientConnection, Connection, ServerConnection};
 
 use super::{LegTls, TlsIn, TlsLegError};
 
+/// Move what `from` has queued into `to`, processing it.
+fn shuttle(from: &mut Connection, to: &mut Connection) {
+    let mut wire = Vec::new();
+    while from.wants_write() {
+        from.write_tls(&mut wire).expect("write_tls");
+    }
+    let mut rd = &wire[..];
+    while !rd.is_empty() {
+        to.read_tls(&mut rd).expect("read_tls");
+        to.process_new_packets().expect("process");
+    }
+}
+
 /// A client and a server connection with their handshake done, in memory.
 fn pair() -> (Connection, Connection) {
     let t = tollgate_loadtest::tls::test_tls().expect("test certificates");
     let name = ServerName::try_from("localhost").expect("name");
-    let mut c = ClientConnection::new(t.client_config().expect("client config"), name)
-        .expect("client connection");
-    let mut s = ServerConnection::new(t.server_config().expect("server config"))
-        .expect("server connection");
+    let mut c = Connection::Client(
+        ClientConnection::new(t.client_config().expect("client config"), name)
+            .expect("client connection"),
+    );
+    let mut s = Connection::Server(
+        ServerConnection::new(t.server_config().expect("server config"))
+            .expect("server connection"),
+    );
     for _ in 0..10 {
         if !c.is_handshaking() && !s.is_handshaking() && !c.wants_write() && !s.wants_write() {
             break;
         }
-        let mut wire = Vec::new();
-        while c.wants_write() {
-            c.write_tls(&mut wire).expect("client write_tls");
-        }
-        let mut rd = &wire[..];
-        while !rd.is_empty() {
-            s.read_tls(&mut rd).expect("server read_tls");
-            s.process_new_packets().expect("server process");
-        }
-        let mut wire = Vec::new();
-        while s.wants_write() {
-            s.write_tls(&mut wire).expect("server write_tls");
-        }
-        let mut rd = &wire[..];
-        while !rd.is_empty() {
-            c.read_tls(&mut rd).expect("client read_tls");
-            c.process_new_packets().expect("client process");
-        }
+        shuttle(&mut c, &mut s);
+        shuttle(&mut s, &mut c);
     }
     assert!(!c.is_handshaking() && !s.is_handshaking(), "handshake done");
-    (Connection::Client(c), Connection::Server(s))
+    (c, s)
 }
 
 /// A joined pair as data-plane legs: (client, server).
