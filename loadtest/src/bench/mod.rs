@@ -199,12 +199,13 @@ fn out_err(path: &Path) -> impl FnOnce(std::io::Error) -> BenchError + '_ {
 
 fn run_one(case: &Case, peer: Peer, rep: usize, env: &PeerEnv, work: &Path) -> Sample {
     let mut s = Sample::empty(case, peer, rep);
-    let dir = work.join(format!(
-        "{}-{}-{rep}",
-        case.name.replace('@', "-"),
-        peer.name()
-    ));
-    let _ = std::fs::create_dir_all(&dir);
+    let dir = match fresh_run_dir(work, &format!("{}-{}-{rep}", case.name, peer.name())) {
+        Ok(d) => d,
+        Err(e) => {
+            s.error = Some(format!("run directory: {e}"));
+            return s;
+        }
+    };
     let mut mcfg = case.mock.clone();
     if env.tls != TlsMode::None {
         match env
@@ -266,6 +267,24 @@ fn run_one(case: &Case, peer: Peer, rep: usize, env: &PeerEnv, work: &Path) -> S
         Err(e) => s.error = Some(e.to_string()),
     }
     s
+}
+
+/// An empty directory for one run under `work` (`@` in the name becomes `-`).
+///
+/// The relay's usage log and the mock's ledger both append (the relay's must:
+/// a restart may not drop records), so a run that reused the directory of an
+/// earlier, interrupted run into the same `--out` compared that run's records
+/// too: bfull39 counted 200 responses an aborted run had cut as "record
+/// without a ledger entry". Whatever an earlier run left here is removed.
+fn fresh_run_dir(work: &Path, name: &str) -> std::io::Result<PathBuf> {
+    let dir = work.join(name.replace('@', "-"));
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }
 
 /// Host steal per CPU as whole percents, "3/1%"; "n/a" without the column.
@@ -420,4 +439,26 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
     let svg = out.join("sweep.svg");
     std::fs::write(&svg, sections::sweep_plot(&result, &cfg.peers)).map_err(out_err(&svg))?;
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_directory_left_by_an_interrupted_run_starts_empty() {
+        let work = std::env::temp_dir().join(format!("tollgate-bench-work-{}", std::process::id()));
+        let stale = work.join("paced-tollgate-epoll-0");
+        std::fs::create_dir_all(stale.join("nested")).unwrap();
+        std::fs::write(stale.join("usage.jsonl"), "{\"response_id\":\"old\"}\n").unwrap();
+        std::fs::write(stale.join("nested/x"), "x").unwrap();
+        let dir = fresh_run_dir(&work, "paced-tollgate-epoll-0").unwrap();
+        assert_eq!(dir, stale);
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        // A name with `@` (echo@8000) maps to a path without it, created anew.
+        let echo = fresh_run_dir(&work, "echo@8000-tollgate-1").unwrap();
+        assert_eq!(echo, work.join("echo-8000-tollgate-1"));
+        assert!(echo.is_dir());
+        std::fs::remove_dir_all(&work).unwrap();
+    }
 }
