@@ -1,41 +1,12 @@
 //! The relay doing its job: real sockets, the mock upstream (which speaks the Responses
-//! protocol), both io drivers.
+//! protocol), both io drivers. The TLS legs' suite is tests/relay_tls.rs.
 mod common;
 
+use common::relay_client::*;
 use common::*;
 use std::time::Duration;
-use tollgate_loadtest::client::{connect, ClientOpts, ConnectError, Message, WsClient};
+use tollgate_loadtest::client::Message;
 use tollgate_loadtest::mock::{Fault, MockConfig, MockUpstream, Refusal};
-
-fn opts() -> ClientOpts {
-    ClientOpts {
-        headers: vec![
-            ("Authorization".into(), format!("Bearer {RELAY_KEY}")),
-            (
-                "OpenAI-Beta".into(),
-                "responses_websockets=2026-02-06".into(),
-            ),
-            ("session_id".into(), "sess-42".into()),
-            ("x-client-request-id".into(), "req-7".into()),
-            ("originator".into(), "codex_cli_rs".into()),
-        ],
-        path: "/v1/responses?trace=1".into(),
-        recv_timeout: Some(Duration::from_secs(20)),
-        ..ClientOpts::default()
-    }
-}
-
-async fn client(relay: &TestRelay) -> WsClient {
-    connect(&format!("ws://{}/v1/responses?trace=1", relay.addr), opts())
-        .await
-        .expect("upgrade through the relay")
-}
-
-fn create(model: &str, extra: &str) -> String {
-    format!(
-        r#"{{"type":"response.create","model":"{model}","input":[{{"type":"message","role":"user","content":[{{"type":"input_text","text":"say \"hi\"\n"}}]}}]{extra}}}"#
-    )
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn multi_turn_is_byte_exact_with_credential_swap_and_header_copy() {
@@ -221,23 +192,6 @@ async fn close_codes_propagate_both_ways() {
     }
 }
 
-async fn refused_status(
-    driver: &str,
-    upstream: &str,
-    extra: &[&str],
-) -> (u16, Vec<(String, String)>, String) {
-    let relay = start_relay(driver, upstream, extra);
-    match connect(&format!("ws://{}/v1/responses", relay.addr), opts()).await {
-        Err(ConnectError::Refused {
-            status,
-            headers,
-            body,
-        }) => (status, headers, body),
-        Ok(_) => panic!("expected a refusal from {upstream}"),
-        Err(e) => panic!("expected an HTTP refusal, got {e}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn upstream_refusals_map_to_client_statuses() {
     for driver in DRIVERS {
@@ -366,143 +320,12 @@ async fn pipelined_frames_never_reach_a_refusing_upstream() {
     assert!(!text.contains("response.create"));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn wss_upstream_and_wss_listener_with_a_generated_ca() {
-    let tls = tollgate_loadtest::tls::test_tls().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key, ca) = tls.write_to(dir.path()).unwrap();
-    for driver in DRIVERS {
-        let mock = MockUpstream::start(MockConfig {
-            tls: Some(tls.server_config().unwrap()),
-            ..MockConfig::default()
-        })
-        .await
-        .unwrap();
-        assert!(mock.url().starts_with("wss://"));
-        let relay = start_relay(
-            driver,
-            &mock.url(),
-            &[
-                "--upstream-ca",
-                ca.to_str().unwrap(),
-                "--tls-cert",
-                cert.to_str().unwrap(),
-                "--tls-key",
-                key.to_str().unwrap(),
-            ],
-        );
-        let o = ClientOpts {
-            tls_ca_pem: Some(tls.ca_pem.clone().into_bytes()),
-            server_name: Some("localhost".into()),
-            ..opts()
-        };
-        let mut c = connect(
-            &format!("wss://localhost:{}/v1/responses", relay.addr.port()),
-            o,
-        )
-        .await
-        .expect("wss through the relay");
-        for _ in 0..2 {
-            let events = c.turn(&create("gpt-5", "")).await.unwrap();
-            assert_eq!(events.last().unwrap()["type"], "response.completed");
-        }
-        assert_eq!(
-            mock.requests()[0].header("authorization"),
-            Some(format!("Bearer {PROVIDER_KEY}").as_str())
-        );
-        c.close(1000, "bye").await.unwrap();
-        let (code, _) = recv_until_close(&mut c).await;
-        assert_eq!(code, Some(1000), "{driver}: both TLS legs close cleanly");
-    }
-    // Without the CA the relay refuses to trust the upstream: 502, never a 101.
-    let mock = MockUpstream::start(MockConfig {
-        tls: Some(tls.server_config().unwrap()),
-        ..MockConfig::default()
-    })
-    .await
-    .unwrap();
-    let (status, _, body) = refused_status("auto", &mock.url(), &[]).await;
-    assert_eq!(status, 502, "{body}");
-    assert!(body.contains("upstream_tls_failed"), "{body}");
-}
-
-/// Production's shape — a plain client, a `wss://` upstream — on the data plane: under the
-/// ring drivers the session is handed to it, TLS leg and all (`tollgate_ring_sessions_total`;
-/// `--no-ring` keeps it on the async adapter), deltas larger than a ring buffer and than a
-/// TLS record come through whole, the client's messages reach the upstream sealed, and
-/// every response gets one record equal to what the upstream billed.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_wss_upstream_leg_runs_on_the_data_plane_and_meters_every_response() {
-    let tls = tollgate_loadtest::tls::test_tls().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (_, _, ca) = tls.write_to(dir.path()).unwrap();
-    for driver in DRIVERS {
-        let mock = MockUpstream::start(MockConfig {
-            tls: Some(tls.server_config().unwrap()),
-            deltas: 12,
-            delta_bytes: 40_000,
-            echo_text_limit: Some(64),
-            ..MockConfig::default()
-        })
-        .await
-        .unwrap();
-        let relay = start_relay(
-            driver,
-            &mock.url(),
-            &[
-                "--upstream-ca",
-                ca.to_str().unwrap(),
-                "--usage-log",
-                "{usage_log}",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ],
-        );
-        let mut c = client(&relay).await;
-        for turn in 0..3 {
-            let events = c.turn(&create("gpt-5", "")).await.unwrap();
-            let deltas: Vec<_> = events
-                .iter()
-                .filter(|e| e["type"] == "response.output_text.delta")
-                .collect();
-            assert_eq!(deltas.len(), 12, "{driver} turn {turn}");
-            for d in &deltas {
-                let len = d["delta"].as_str().map_or(0, str::len);
-                assert!(len >= 30_000, "{driver}: a delta of {len} bytes");
-            }
-            assert_eq!(events.last().unwrap()["type"], "response.completed");
-        }
-        let on_ring = metric_at_least(relay.admin(), "tollgate_ring_sessions_total", 1.0);
-        if driver.ends_with("-async") {
-            assert_eq!(
-                on_ring, 0.0,
-                "{driver}: --no-ring keeps sessions off the data plane"
-            );
-        } else {
-            assert_eq!(
-                on_ring, 1.0,
-                "{driver}: the TLS session runs on the data plane"
-            );
-        }
-        c.close(1000, "bye").await.unwrap();
-        let (code, _) = recv_until_close(&mut c).await;
-        assert_eq!(code, Some(1000), "{driver}");
-        let ledger = mock.wait_for_ledger(3, Duration::from_secs(5)).await;
-        let (clean, recs) = relay.stop_and_read(Duration::from_secs(2));
-        assert!(clean, "{driver}");
-        assert_eq!(recs.len(), 3, "{driver}: one record per response");
-        assert_matches_ledger(&recs, &ledger);
-    }
-}
-
 /// The upstream cut mid-response (FIN, or RST), over plain TCP and over TLS (on the data
 /// plane a TLS stream cut without `close_notify` reads as a read error): the client gets
 /// the error event and 1011.
 #[tokio::test(flavor = "multi_thread")]
 async fn upstream_dying_mid_response_gets_error_event_and_1011() {
-    let tls = tollgate_loadtest::tls::test_tls().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (_, _, ca) = tls.write_to(dir.path()).unwrap();
+    let files = TlsFiles::generate();
     for driver in DRIVERS {
         for (fault, upstream_tls) in [
             Fault::AbortFin { after_deltas: 2 },
@@ -513,16 +336,13 @@ async fn upstream_dying_mid_response_gets_error_event_and_1011() {
         {
             let mock = MockUpstream::start(MockConfig {
                 fault: Some(fault.clone()),
-                tls: upstream_tls.then(|| tls.server_config().unwrap()),
+                tls: upstream_tls.then(|| files.tls.server_config().unwrap()),
                 ..MockConfig::default()
             })
             .await
             .unwrap();
-            let extra: &[&str] = if upstream_tls {
-                &["--upstream-ca", ca.to_str().unwrap()]
-            } else {
-                &[]
-            };
+            let ca = files.upstream_ca_args();
+            let extra: &[&str] = if upstream_tls { &ca } else { &[] };
             let relay = start_relay(driver, &mock.url(), extra);
             let mut c = client(&relay).await;
             c.send_text(&create("gpt-5", "")).await.unwrap();

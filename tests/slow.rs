@@ -86,13 +86,10 @@ fn firehose_mock() -> MockConfig {
 /// pauses and its plaintext is drained the same way).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_never_reads_is_cut_and_its_response_drained_for_usage() {
-    let tls = tollgate_loadtest::tls::test_tls().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (_, _, ca) = tls.write_to(dir.path()).unwrap();
-    let ca = ca.to_str().unwrap().to_string();
+    let files = TlsFiles::generate();
     for (driver, upstream_tls) in DRIVERS.iter().flat_map(|d| [(*d, false), (*d, true)]) {
         let mock = MockUpstream::start(MockConfig {
-            tls: upstream_tls.then(|| tls.server_config().unwrap()),
+            tls: upstream_tls.then(|| files.tls.server_config().unwrap()),
             ..firehose_mock()
         })
         .await
@@ -104,7 +101,7 @@ async fn a_client_that_never_reads_is_cut_and_its_response_drained_for_usage() {
             "127.0.0.1:0",
         ];
         if upstream_tls {
-            extra.extend(["--upstream-ca", ca.as_str()]);
+            extra.extend(files.upstream_ca_args());
         }
         let label = if upstream_tls {
             format!("{driver} + wss upstream")

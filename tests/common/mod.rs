@@ -10,6 +10,7 @@ pub use process::RelayProcess;
 pub mod raw;
 #[allow(unused_imports)]
 pub use raw::*;
+pub mod relay_client;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -374,5 +375,35 @@ pub fn assert_matches_ledger(
         assert_eq!(r.stream_id, l.stream_id);
         assert_eq!(r.model.as_deref(), Some(l.model.as_str()));
         assert_eq!(r.tenant, "acme");
+    }
+}
+
+/// Fresh TLS material (a CA and a `localhost` certificate) and its PEM files, which live
+/// as long as this value.
+pub struct TlsFiles {
+    pub tls: tollgate_loadtest::tls::TestTls,
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    pub ca: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsFiles {
+    pub fn generate() -> TlsFiles {
+        let tls = tollgate_loadtest::tls::test_tls().expect("test TLS material");
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (cert, key, ca) = tls.write_to(dir.path()).expect("PEM files");
+        TlsFiles {
+            tls,
+            cert,
+            key,
+            ca,
+            _dir: dir,
+        }
+    }
+
+    /// `--upstream-ca <ca.pem>`: the relay trusts the mock's certificate.
+    pub fn upstream_ca_args(&self) -> [&str; 2] {
+        ["--upstream-ca", self.ca.to_str().expect("a UTF-8 path")]
     }
 }
