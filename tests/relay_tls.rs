@@ -22,18 +22,14 @@ async fn wss_upstream_and_wss_listener_with_a_generated_ca() {
         .await
         .unwrap();
         assert!(mock.url().starts_with("wss://"));
-        let relay = start_relay(
-            driver,
-            &mock.url(),
-            &[
-                "--upstream-ca",
-                files.ca.to_str().unwrap(),
-                "--tls-cert",
-                files.cert.to_str().unwrap(),
-                "--tls-key",
-                files.key.to_str().unwrap(),
-            ],
-        );
+        let mut args = files.upstream_ca_args().to_vec();
+        args.extend([
+            "--tls-cert",
+            files.cert.to_str().unwrap(),
+            "--tls-key",
+            files.key.to_str().unwrap(),
+        ]);
+        let relay = start_relay(driver, &mock.url(), &args);
         let o = ClientOpts {
             tls_ca_pem: Some(tls.ca_pem.clone().into_bytes()),
             server_name: Some("localhost".into()),
@@ -87,18 +83,14 @@ async fn a_wss_upstream_leg_runs_on_the_data_plane_and_meters_every_response() {
         })
         .await
         .unwrap();
-        let relay = start_relay(
-            driver,
-            &mock.url(),
-            &[
-                "--upstream-ca",
-                files.ca.to_str().unwrap(),
-                "--usage-log",
-                "{usage_log}",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ],
-        );
+        let mut args = files.upstream_ca_args().to_vec();
+        args.extend([
+            "--usage-log",
+            "{usage_log}",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ]);
+        let relay = start_relay(driver, &mock.url(), &args);
         let mut c = client(&relay).await;
         for turn in 0..3 {
             let events = c.turn(&create("gpt-5", "")).await.unwrap();

@@ -6,6 +6,7 @@ mod common;
 #[path = "trust/support.rs"]
 mod support;
 
+use common::relay_client::refused;
 use common::*;
 use std::time::Duration;
 use support::*;

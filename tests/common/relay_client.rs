@@ -48,13 +48,19 @@ pub async fn refused_status(
     extra: &[&str],
 ) -> (u16, Vec<(String, String)>, String) {
     let relay = start_relay(driver, upstream, extra);
-    match connect(&format!("ws://{}/v1/responses", relay.addr), opts()).await {
+    refused(connect(&format!("ws://{}/v1/responses", relay.addr), opts()).await)
+}
+
+/// The HTTP refusal an upgrade got: status, headers, body. Panics on a session or a
+/// failure that is not an HTTP answer.
+pub fn refused(r: Result<WsClient, ConnectError>) -> (u16, Vec<(String, String)>, String) {
+    match r {
         Err(ConnectError::Refused {
             status,
             headers,
             body,
         }) => (status, headers, body),
-        Ok(_) => panic!("expected a refusal from {upstream}"),
         Err(e) => panic!("expected an HTTP refusal, got {e}"),
+        Ok(_) => panic!("expected a refusal, got a session"),
     }
 }

@@ -1,11 +1,12 @@
 //! Helpers of the trust-boundary tests: clients with the relay key (and extra headers),
-//! `response.create` messages, waiting for an event, and refusals taken apart.
+//! `response.create` messages, waiting for an event; refusals are taken apart by
+//! `common::relay_client::refused`.
 #![allow(dead_code)]
 
 use std::time::Duration;
 
 use crate::common::*;
-use tollgate_loadtest::client::{connect, ClientOpts, ConnectError, Message, WsClient};
+use tollgate_loadtest::client::{connect, ClientOpts, Message, WsClient};
 
 pub fn opts_with(headers: &[(&str, &str)]) -> ClientOpts {
     let mut h = vec![("Authorization".to_string(), format!("Bearer {RELAY_KEY}"))];
@@ -35,17 +36,5 @@ pub async fn until(c: &mut WsClient, needle: &str) -> String {
             Message::Close(code, reason) => panic!("closed {code:?} {reason} waiting for {needle}"),
             _ => {}
         }
-    }
-}
-
-pub fn refused(r: Result<WsClient, ConnectError>) -> (u16, Vec<(String, String)>, String) {
-    match r {
-        Err(ConnectError::Refused {
-            status,
-            headers,
-            body,
-        }) => (status, headers, body),
-        Err(e) => panic!("expected a refusal, got {e}"),
-        Ok(_) => panic!("expected a refusal, got a session"),
     }
 }
