@@ -10,8 +10,10 @@
 #    churn, each through tollgate on io_uring and again on epoll (turns, churn and
 #    firehose with a usage log); the same with a `wss://` upstream; echo and firehose
 #    through `--tunnel`;
-# 3. merges the profile with `llvm-profdata` of rustc's own LLVM version (Debian:
-#    `apt-get install llvm-22` for rustc 1.95's LLVM 22), exit 69 naming it when missing;
+# 3. merges the profile with `llvm-profdata` of rustc's own LLVM version — rustup's
+#    `llvm-tools` component (`rustup component add llvm-tools`, found in rustc's sysroot),
+#    or `llvm-profdata-22` on PATH for rustc 1.95's LLVM 22 (Debian bookworm's archive stops
+#    at LLVM 19) — exit 69 naming it when missing;
 # 4. builds it again with `-Cprofile-use` (target/pgo), and puts the plain release build of
 #    the floor (`tollgate-floor`) next to it, where `loadtest bench --tollgate` looks for
 #    it. The floor is not trained: it ends by SIGTERM's default action, so an instrumented
@@ -43,14 +45,15 @@ for a in "$@"; do
 done
 llvm=$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
 profdata=
-for c in "llvm-profdata-$llvm" llvm-profdata; do
+host=$(rustc -vV | sed -n 's/^host: //p')
+for c in "$(rustc --print sysroot)/lib/rustlib/$host/bin/llvm-profdata" "llvm-profdata-$llvm" llvm-profdata; do
     if command -v "$c" >/dev/null && "$c" --version 2>/dev/null | grep -q "LLVM version $llvm\."; then
         profdata=$c
         break
     fi
 done
 if [ -z "$profdata" ]; then
-    echo "scripts/build-pgo.sh: needs llvm-profdata of LLVM $llvm, rustc's (Debian: apt-get install llvm-$llvm)" >&2
+    echo "scripts/build-pgo.sh: needs llvm-profdata of LLVM $llvm, rustc's (rustup component add llvm-tools, or llvm-profdata-$llvm on PATH)" >&2
     exit 69
 fi
 for tool in openssl python3; do
