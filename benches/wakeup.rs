@@ -17,7 +17,7 @@
 //! written over a buffer of that size (not timed) — more than this VM's L2 (512 KiB a core)
 //! and more than its L3 (32 MiB) — as after a relay's thread slept while something else ran
 //! on its core. The traced hop's user time grows with the time the relay slept, and the
-//! floor's does not (loadtest/BENCH.md "The relays' own hop across nine runs"); these say
+//! floor's does not (loadtest/BENCH-history.md "The relays' own hop across nine runs"); these say
 //! how much of that the runtime's own memory is.
 
 use std::cell::{Cell, RefCell};

@@ -3,7 +3,7 @@
 # ways around it would cost: each way makes BYTES durable COMMITS times (twice, in turn) in a
 # fresh directory and prints the process's CPU (user + system, getrusage) and wall time per
 # commit. The writer thread does the first: append, then `fdatasync`. The others are the
-# cheaper commits tried for it (loadtest/BENCH.md, "The usage log's group-commit interval,
+# cheaper commits tried for it (loadtest/BENCH-history.md, "The usage log's group-commit interval,
 # a third time"):
 #   append + fdatasync                 the usage log's commit
 #   O_DSYNC append                     the same in one call

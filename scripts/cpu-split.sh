@@ -19,7 +19,7 @@
 # Why: the bench's CPU per frame is the sum of both, and on this VM the kernel part — the
 # same syscalls and io_uring operations for the floor, `--tunnel` and tollgate — moves by
 # ±15% between runs with the host, which hides a few-percent difference in the relays' own
-# code (loadtest/BENCH.md "User space and kernel, sampled"). The samples split the two: the
+# code (loadtest/BENCH-history.md "User space and kernel, sampled"). The samples split the two: the
 # user-space part is what a relay's code adds on a shared kernel path.
 # Each line also prints samples × PERIOD_US against the run's CPU clock (`check`): near 1.0
 # when the sampling saw all of the relay's CPU.

@@ -8,7 +8,7 @@
 # TOLLGATE=path (or FLOOR=path) runs another build of the relay, e.g. to compare two.
 # Tracing every syscall slows each one, so the hops here are longer than the bench's
 # (`loadtest bench --only hop`, which traces only switches and packets); compare peers
-# within one run of this script each, alternated (loadtest/BENCH.md "The relays' own hop
+# within one run of this script each, alternated (loadtest/BENCH-history.md "The relays' own hop
 # across nine runs").
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

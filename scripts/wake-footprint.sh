@@ -13,7 +13,7 @@
 # completion's worth of work: the rate is low because lackey writes a line per access, and
 # at 100 echoes/s, on a slower day of this VM, tollgate's wake-ups took two or three frames
 # at once (the instruction quartiles printed show the mix); what a line costs when the
-# relay wakes cold is `scripts/hop-split.sh`'s to measure (loadtest/BENCH.md "What a
+# relay wakes cold is `scripts/hop-split.sh`'s to measure (loadtest/BENCH-history.md "What a
 # wake-up touches").
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -216,7 +216,7 @@ pub struct Cli {
     /// `fdatasync`, so what a power loss or a host's death can cost (a killed process loses
     /// nothing: the usage journal keeps its records). Each commit cost the writer thread
     /// 0.15–0.25 ms of CPU on the bench's VM whatever it carried, so 100 ms spends ~0.2% of a
-    /// core where 10 ms spent ~2% (loadtest/BENCH.md, "The usage log's group-commit interval,
+    /// core where 10 ms spent ~2% (loadtest/BENCH-history.md, "The usage log's group-commit interval,
     /// a third time"; `scripts/commit-cost.sh` measures it on another disk).
     #[arg(long, env = "TOLLGATE_USAGE_FSYNC_MS", default_value_t = 100)]
     pub usage_fsync_ms: u64,

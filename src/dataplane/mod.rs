@@ -66,7 +66,8 @@
 //! carry, and what goes towards it is sealed into records when queued (`tls.rs`). Until
 //! 2026-12-03 TLS sessions stayed on the async adapter, which paid a readiness poll, a
 //! `recv` and a task wake-up per read: 2.14 syscalls per paced frame against 0.26 here, and
-//! 22.8 against 18.4 µs of CPU (loadtest/BENCH.md, "TLS legs on the data plane"). With
+//! 22.8 against 18.4 µs of CPU (loadtest/BENCH-history.md, "TLS (production's shape)",
+//! "2026-12-03: TLS legs on the data plane"). With
 //! `--no-ring` every session runs on the async adapter (`relay::session`), the same core over futures.
 
 use std::cell::{Cell, RefCell};

@@ -58,7 +58,7 @@ pub struct Profile {
     pub reps: usize,
     /// Repetitions per peer and rate of the latency sweep. More than `reps`: on this VM one
     /// 2.5 s run's p99 moves by up to 5× between repetitions of the same binary (212–1032
-    /// µs at 8k/s; loadtest/BENCH.md, "Echo latency on this VM"), so a median of three
+    /// µs at 8k/s; loadtest/BENCH-history.md, "Echo latency on this VM"), so a median of three
     /// cannot tell two relays' tails apart.
     pub sweep_reps: usize,
     /// Repetitions per peer of the CPU cases the data plane's targets compare (paced and

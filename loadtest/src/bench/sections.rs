@@ -192,7 +192,7 @@ pub(crate) fn sweep(o: &mut String, r: &BenchResult, peers: &[Peer]) {
 
 /// Host steal in the sweep: per peer and rate, the median over repetitions of each CPU's
 /// steal (the hypervisor running something else while that vCPU had work), relay core /
-/// load core. On a shared host a run's echo latency rises with it (loadtest/BENCH.md,
+/// load core. On a shared host a run's echo latency rises with it (loadtest/BENCH-history.md,
 /// "16k/s and the host's steal"). Nothing when no run recorded it.
 fn steal(o: &mut String, r: &BenchResult, peers: &[Peer]) {
     let cpu = |s: &Sample, i: usize| s.report.as_ref()?.host_steal.get(i).map(|f| f * 100.0);

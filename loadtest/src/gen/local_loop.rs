@@ -6,7 +6,7 @@
 //! often the next tick, 4 ms at `HZ=250`. `perf sched record -a` during `loadtest bench
 //! --peers floor --only sweep@8000` put the generator's wake-up waits at up to 4.5–4.8 ms,
 //! nearly all behind the running mock: waits on the load side, added to every peer's echo
-//! tails alike (loadtest/BENCH.md, "Echo tails: the load side's two threads").
+//! tails alike (loadtest/BENCH-history.md, "Echo tails: the load side's two threads").
 //!
 //! The loop's owner makes a [`job_channel`], keeps polling [`serve_jobs`] inside a
 //! `LocalSet`, and gives out the [`LoopHandle`]; [`LoopHandle::spawn`] runs a `!Send` future
