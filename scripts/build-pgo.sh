@@ -23,7 +23,7 @@
 # compiler put the instructions a wake-up runs next to each other, and the rest out of
 # the way. `scripts/wake-footprint.sh tollgate`: 193 → 118 code lines (25 → 9 pages) and
 # 100 → 96 data lines per wake-up; `scripts/hop-split.sh tollgate`: user time before the
-# first send 3.36 → 2.91 µs, medians of four alternations (loadtest/BENCH.md "What a
+# first send 3.36 → 2.91 µs, medians of four alternations (loadtest/BENCH-history.md "What a
 # wake-up touches"). Code the training does not run is laid out as cold: train what you
 # deploy (the workloads are below).
 # Takes ~13 minutes on 2 cores the first time (every dependency built twice more, into
@@ -43,9 +43,10 @@ for a in "$@"; do
         ;;
     esac
 done
-llvm=$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
+rustc_vv=$(rustc -vV)
+llvm=$(sed -n 's/^LLVM version: \([0-9]*\).*/\1/p' <<<"$rustc_vv")
+host=$(sed -n 's/^host: //p' <<<"$rustc_vv")
 profdata=
-host=$(rustc -vV | sed -n 's/^host: //p')
 for c in "$(rustc --print sysroot)/lib/rustlib/$host/bin/llvm-profdata" "llvm-profdata-$llvm" llvm-profdata; do
     if command -v "$c" >/dev/null && "$c" --version 2>/dev/null | grep -q "LLVM version $llvm\."; then
         profdata=$c
