@@ -1,14 +1,16 @@
 //! `loadtest bench --history`: the data plane's targets across saved runs, one column per
 //! run, each verdict computed by this version from the run's `bench.json` (as `--render`
 //! does) — so a reader sees which targets every run meets and which turn from run to run.
-//! Two tables follow it: echo latency against nginx pair by pair (`echo_pairs`) and each
-//! relay's own hop per run (`hop_history`).
+//! Three tables follow it: the paced targets per load-core µs (`load_history`), echo
+//! latency against nginx pair by pair (`echo_pairs`) and each relay's own hop per run
+//! (`hop_history`).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::echo_pairs::echo_pairs;
 use super::hop_history::hop_history;
+use super::load_history::load_history;
 use super::medians::Medians;
 use super::render::{bench_json, load};
 use super::table::stat;
@@ -126,7 +128,7 @@ pub fn history(paths: &[PathBuf], out: &Path) -> Result<String, BenchError> {
         .iter()
         .map(|p| Ok((label(p), load(p)?)))
         .collect::<Result<Vec<_>, BenchError>>()?;
-    let md = table(&runs) + &echo_pairs(&runs) + &hop_history(&runs);
+    let md = table(&runs) + &load_history(&runs) + &echo_pairs(&runs) + &hop_history(&runs);
     std::fs::create_dir_all(out).map_err(out_err(out))?;
     let file = out.join("history.md");
     std::fs::write(&file, &md).map_err(out_err(&file))?;

@@ -20,6 +20,11 @@ pub(crate) enum Metric {
     PacedUser,
     /// Firehose: the part of [`Metric::Firehose`] spent in user space (sampled).
     FirehoseUser,
+    /// Paced: the load core's CPU µs per frame (generator + mock, the whole run).
+    PacedLoad,
+    /// Paced: each run's [`Metric::Paced`] over its [`Metric::PacedLoad`] — the SUT's cost
+    /// with the host's speed that run divided out.
+    PacedPerLoad,
     /// KiB of RSS per idle session, at this many sessions.
     Idle(usize),
     /// Echo p50 µs at this offered rate (frames/s).
@@ -37,7 +42,9 @@ impl Metric {
         match self {
             Metric::Idle(_) => "KiB",
             Metric::EchoLoad(_) => "of the load core",
+            Metric::PacedPerLoad => "per load-core µs",
             Metric::Paced
+            | Metric::PacedLoad
             | Metric::Firehose
             | Metric::PacedUser
             | Metric::FirehoseUser
@@ -54,6 +61,8 @@ impl Metric {
             Metric::Firehose => Some(Metric::FirehoseUser),
             Metric::PacedUser
             | Metric::FirehoseUser
+            | Metric::PacedLoad
+            | Metric::PacedPerLoad
             | Metric::Idle(_)
             | Metric::EchoP50(_)
             | Metric::EchoP99(_)
@@ -183,6 +192,18 @@ impl Medians {
             put(Metric::Paced, "paced", peer, win_us_frame);
             put(Metric::Firehose, "firehose", peer, win_us_frame);
             put(Metric::PacedUser, "paced", peer, super::table::win_user);
+            put(
+                Metric::PacedLoad,
+                "paced",
+                peer,
+                super::table::load_us_frame,
+            );
+            put(
+                Metric::PacedPerLoad,
+                "paced",
+                peer,
+                super::table::win_per_load,
+            );
             put(
                 Metric::FirehoseUser,
                 "firehose",

@@ -186,6 +186,22 @@ pub(crate) fn win_us_frame(s: &Sample) -> Option<f64> {
     window(s)?.cpu_us_per_frame
 }
 
+/// The load core's CPU µs per frame the generator received (generator and mock on CPU 1,
+/// over the whole run). Paced, it does the same work per frame whichever relay is in
+/// between — one frame per wake-up on each side, and `direct`, with no relay, lands with
+/// the relays — so it moves only with how fast the host runs both cores that minute.
+pub(crate) fn load_us_frame(s: &Sample) -> Option<f64> {
+    let r = s.report.as_ref()?;
+    let frames = r.counts.frames_received;
+    (frames > 0 && r.load_cpu_s > 0.0).then(|| r.load_cpu_s * 1e6 / frames as f64)
+}
+
+/// The SUT's CPU per frame in the window over the load core's per frame in the same run
+/// ([`load_us_frame`]): a relay's cost with the host's speed that run divided out.
+pub(crate) fn win_per_load(s: &Sample) -> Option<f64> {
+    Some(win_us_frame(s)? / load_us_frame(s)?)
+}
+
 fn win_syscalls(s: &Sample) -> Option<f64> {
     window(s)?.syscalls_per_frame
 }
@@ -354,6 +370,20 @@ pub fn markdown(r: &BenchResult, peers: &[Peer]) -> String {
             false,
         ),
         col(
+            "paced load core µs/frame",
+            "paced",
+            load_us_frame,
+            Compare::Ratio,
+            false,
+        ),
+        col(
+            "paced SUT per load-core µs",
+            "paced",
+            win_per_load,
+            Compare::Ratio,
+            false,
+        ),
+        col(
             "firehose SUT µs/frame",
             "firehose",
             win_us_frame,
@@ -379,7 +409,7 @@ pub fn markdown(r: &BenchResult, peers: &[Peer]) -> String {
         &mut o,
         r,
         peers,
-        "Cost per frame inside the measurement window (connection setup and teardown excluded; paced: 200 conns × 300 deltas/s of ~190 B, one frame per wake-up; firehose: 64 conns unpaced; main thread = the workers; other threads = tollgate's usage-log writer; syscalls from `perf stat -e raw_syscalls:sys_enter`; user and kernel: the SUT's CPU sampled every 1 ms of it with `perf record -e cpu-clock`, user space being the relay's own code)",
+        "Cost per frame inside the measurement window (connection setup and teardown excluded; paced: 200 conns × 300 deltas/s of ~190 B, one frame per wake-up; firehose: 64 conns unpaced; main thread = the workers; other threads = tollgate's usage-log writer; load core = the generator and the mock on CPU 1 over the whole run, per frame received; syscalls from `perf stat -e raw_syscalls:sys_enter`; user and kernel: the SUT's CPU sampled every 1 ms of it with `perf record -e cpu-clock`, user space being the relay's own code)",
         &per_frame,
     );
     let latency = [

@@ -61,3 +61,38 @@ fn the_sampled_split_divides_the_windows_clock() {
     let n = row_of("nginx");
     assert_eq!((n[user].as_str(), n[kernel].as_str()), ("—", "—"));
 }
+
+#[test]
+fn the_cost_table_shows_the_load_cores_cpu_per_frame_and_the_suts_per_load_core_us() {
+    use super::super::test_runs::{line, paced_run, result, with_load};
+    let mut direct = with_load(paced_run("direct", 0, 1.0, None), 20.0);
+    direct["report"]["sut"] = serde_json::Value::Null;
+    let r = result(vec![
+        direct,
+        with_load(paced_run("tollgate", 0, 10.0, None), 25.0),
+    ]);
+    let md = markdown(&r, &[Peer::Direct, Peer::Tollgate]);
+    let head = line(&md, "| peer | paced frames/s |");
+    let at = |name: &str| {
+        head.split('|')
+            .position(|c| c.trim() == name)
+            .unwrap_or_else(|| panic!("no column {name}: {head}"))
+    };
+    let (load, per) = (
+        at("paced load core µs/frame"),
+        at("paced SUT per load-core µs"),
+    );
+    let after = md.split(head).nth(1).expect("the cost table");
+    let cells = |peer: &str| -> Vec<String> {
+        line(after, &format!("| {peer} |"))
+            .split('|')
+            .map(|c| c.trim().to_string())
+            .collect()
+    };
+    let d = cells("direct");
+    assert_eq!((d[load].as_str(), d[per].as_str()), ("20.0", "—"));
+    let t = cells("tollgate");
+    // 10 µs of the SUT per frame over 25 of the load core's; ×1.25 direct's load.
+    assert!(t[load].starts_with("25.0<br>×1.25 d"), "{}", t[load]);
+    assert_eq!(t[per].as_str(), "0.40");
+}

@@ -4,14 +4,17 @@
 
 use std::fmt::Write as _;
 
-use super::medians::Medians;
+use super::medians::{Medians, Metric};
+use super::peers::Peer;
 use super::sections::LOAD_QUEUE_FACTOR;
+use super::table::fmt;
 use super::targets::{rows, Bound, Verdict};
 use super::BenchResult;
 
 /// Writes the targets section.
 pub(crate) fn section(o: &mut String, r: &BenchResult) {
-    let rows = rows(&Medians::of(r));
+    let medians = Medians::of(r);
+    let rows = rows(&medians);
     let count = |v: Verdict| rows.iter().filter(|x| x.verdict == v).count();
     let unsettled = |v: Verdict| {
         rows.iter()
@@ -87,6 +90,7 @@ pub(crate) fn section(o: &mut String, r: &BenchResult) {
              stand as measured; another run may turn them.\n"
         );
     }
+    load_control(o, &medians);
     let _ = writeln!(o, "| target | this run | verdict |\n|---|---|---|");
     for x in &rows {
         let _ = writeln!(
@@ -103,6 +107,60 @@ pub(crate) fn section(o: &mut String, r: &BenchResult) {
             x.bound.map_or(String::new(), |b| format!(", {}", b.word()))
         );
     }
+}
+
+/// The paragraph on the paced rows' *per load-core µs* figures, with what lets a reader
+/// check them in this run: the load core's CPU per frame with `direct` (no relay) and with
+/// each relay, and how much narrower tollgate's reps are once the host's speed is divided
+/// out. Not written when the run has no such figures.
+fn load_control(o: &mut String, m: &Medians) {
+    let Some(g) = m.get(Metric::PacedPerLoad, Peer::Tollgate) else {
+        return;
+    };
+    let relays: Vec<f64> = Peer::KNOWN
+        .into_iter()
+        .filter(|&p| p != Peer::Direct)
+        .filter_map(|p| m.get(Metric::PacedLoad, p).map(|s| s.median))
+        .collect();
+    let (Some(lo), Some(hi)) = (
+        relays.iter().copied().min_by(f64::total_cmp),
+        relays.iter().copied().max_by(f64::total_cmp),
+    ) else {
+        return;
+    };
+    let direct = match m.get(Metric::PacedLoad, Peer::Direct) {
+        Some(d) if d.median > 0.0 => format!(
+            "direct (no relay) {} µs, the relays {}–{} µs (×{:.2}–×{:.2} direct's)",
+            fmt(d.median),
+            fmt(lo),
+            fmt(hi),
+            lo / d.median,
+            hi / d.median
+        ),
+        _ => format!("the relays {}–{} µs (direct did not run)", fmt(lo), fmt(hi)),
+    };
+    let spread = |s: super::table::Stat| {
+        if s.min > 0.0 {
+            format!("×{:.2}", s.max / s.min)
+        } else {
+            "—".into()
+        }
+    };
+    let total = m
+        .get(Metric::Paced, Peer::Tollgate)
+        .map_or("—".into(), spread);
+    let _ = writeln!(
+        o,
+        "*Per load-core µs* (the paced rows): the same comparison on each run's SUT CPU per \
+         frame over the load core's — the generator and the mock on CPU 1, over the whole \
+         run, per frame received — in that run. Paced, the load core does the same work per \
+         frame whichever relay is in between, so its cost per frame moves only with how \
+         fast the host runs that minute, and the relays' costs move with it; the quotient \
+         divides that out. The load core's CPU per frame, medians: {direct}. Tollgate's \
+         reps spread {total} (largest over smallest) in µs per frame and {} per load-core \
+         µs. The verdicts stay on the totals, as the issue states the targets.\n",
+        spread(g)
+    );
 }
 
 #[cfg(test)]

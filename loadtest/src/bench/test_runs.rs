@@ -63,6 +63,14 @@ pub(crate) fn paced_run(
     run
 }
 
+/// `run` with its load core (generator and mock) having spent `us_per_frame` CPU µs per
+/// frame received, over 1,000 frames; 0 records no load-core CPU at all.
+pub(crate) fn with_load(mut run: serde_json::Value, us_per_frame: f64) -> serde_json::Value {
+    run["report"]["counts"]["frames_received"] = serde_json::json!(1000);
+    run["report"]["load_cpu_s"] = serde_json::json!(us_per_frame * 1000.0 * 1e-6);
+    run
+}
+
 /// `run` with host steal recorded: this fraction of the run on the relay core (CPU 0)
 /// and on the load core (CPU 1).
 pub(crate) fn with_steal(mut run: serde_json::Value, relay: f64, load: f64) -> serde_json::Value {

@@ -1,0 +1,111 @@
+//! `loadtest bench --history`'s table of the paced targets per load-core µs: each run's
+//! SUT CPU per frame over its load core's in the same run (`Metric::PacedPerLoad`), the
+//! ratio of medians per run and every repetition's pair pooled over the runs.
+//!
+//! On this VM a peer's paced CPU per frame moves by ±10–15% between repetitions of one run
+//! and follows the load core's — the generator and the mock, which do the same work per
+//! paced frame whichever relay is in between — so the quotient shows a few per cent
+//! between relays that the totals' medians cannot settle. The targets' verdicts stay on
+//! the totals (the first table).
+
+use std::fmt::Write as _;
+
+use super::medians::{Medians, Metric};
+use super::table::stat;
+use super::targets::PACED;
+use super::BenchResult;
+
+/// The paced targets per load-core µs across `runs`; empty when no run has the figures.
+pub(crate) fn load_history(runs: &[(String, BenchResult)]) -> String {
+    let medians: Vec<Medians> = runs.iter().map(|(_, r)| Medians::of(r)).collect();
+    let metric = Metric::PacedPerLoad;
+    let mut body = String::new();
+    for (a, b, limit, target) in PACED {
+        let mut pooled: Vec<f64> = Vec::new();
+        let mut cells: Vec<String> = Vec::new();
+        for m in &medians {
+            cells.push(match m.ratio(metric, a, b) {
+                Some(x) => {
+                    pooled.extend(m.paired(metric, a, b));
+                    format!(
+                        "×{x:.3} {}",
+                        if x <= limit { "at or under" } else { "over" }
+                    )
+                }
+                None => "—".into(),
+            });
+        }
+        let Some(st) = stat(&pooled) else {
+            continue;
+        };
+        let k = pooled.iter().filter(|&&x| x <= limit).count();
+        let _ = writeln!(
+            body,
+            "| {target} | {} | ×{:.3}; {k} of {} ≤ ×{limit} |",
+            cells.join(" | "),
+            st.median,
+            pooled.len()
+        );
+    }
+    if body.is_empty() {
+        return body;
+    }
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "\n### The paced targets per load-core µs across {} runs\n\n\
+         Each run's cell: the ratio of medians of the two peers' SUT CPU per frame over the \
+         load core's CPU per frame in the same run (the generator and the mock on CPU 1, \
+         which do the same work per paced frame whichever relay is in between, so the \
+         quotient divides out the host's speed that minute), and whether it is at or under \
+         the target's limit. *pairs, all runs*: every repetition's pair of runs pooled, \
+         their median ratio and how many are within the limit. The verdicts of the targets \
+         stay on the totals (the first table).\n",
+        runs.len()
+    );
+    let _ = write!(o, "| target |");
+    for (name, _) in runs {
+        let _ = write!(o, " {name} |");
+    }
+    let _ = writeln!(o, " pairs, all runs |");
+    let _ = writeln!(o, "|---|{}---|", "---|".repeat(runs.len()));
+    o + &body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_runs::{line, paced_run, result, with_load};
+    use super::*;
+
+    /// Two runs; in the second, tollgate ran on slower minutes of the host than the
+    /// tunnel. Per load-core µs both show tollgate 2% over the tunnel.
+    #[test]
+    fn each_run_and_the_pooled_pairs_compare_per_load_core_us() {
+        let run = |slow: f64| {
+            let mut v = Vec::new();
+            for rep in 0..3 {
+                v.push(with_load(paced_run("tunnel", rep, 10.0, None), 20.0));
+                v.push(with_load(
+                    paced_run("tollgate", rep, 10.2 * slow, None),
+                    20.0 * slow,
+                ));
+            }
+            result(v)
+        };
+        let runs = vec![("a".to_string(), run(1.0)), ("b".to_string(), run(1.2))];
+        let md = load_history(&runs);
+        assert!(
+            md.contains("### The paced targets per load-core µs across 2 runs"),
+            "{md}"
+        );
+        assert_eq!(
+            line(&md, "| paced: tollgate ≤ 1.05 × `--tunnel`"),
+            "| paced: tollgate ≤ 1.05 × `--tunnel` | ×1.020 at or under | ×1.020 at or under \
+             | ×1.020; 6 of 6 ≤ ×1.05 |"
+        );
+        // Targets whose peers did not run have no row; runs without the figures, no table.
+        assert!(!md.contains("HAProxy"), "{md}");
+        let bare = result(vec![with_load(paced_run("tunnel", 0, 10.0, None), 0.0)]);
+        assert_eq!(load_history(&[("c".to_string(), bare)]), "");
+    }
+}
