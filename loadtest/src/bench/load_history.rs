@@ -1,6 +1,7 @@
 //! `loadtest bench --history`'s table of the paced targets per load-core µs: each run's
-//! SUT CPU per frame over its load core's in the same run (`Metric::PacedPerLoad`), the
-//! ratio of medians per run and every repetition's pair pooled over the runs.
+//! SUT CPU over its load core's in the same measurement window (`Metric::PacedPerLoad`,
+//! `bench::table::win_per_load`), the ratio of medians per run and every repetition's
+//! pair pooled over the runs.
 //!
 //! On this VM a peer's paced CPU per frame moves by ±10–15% between repetitions of one run
 //! and follows the load core's — the generator and the mock, which do the same work per
@@ -54,11 +55,12 @@ pub(crate) fn load_history(runs: &[(String, BenchResult)]) -> String {
     let _ = writeln!(
         o,
         "\n### The paced targets per load-core µs across {} runs\n\n\
-         Each run's cell: the ratio of medians of the two peers' SUT CPU per frame over the \
-         load core's CPU per frame in the same run (the generator and the mock on CPU 1, \
-         which do the same work per paced frame whichever relay is in between, so the \
-         quotient divides out the host's speed that minute), and whether it is at or under \
-         the target's limit. *pairs, all runs*: every repetition's pair of runs pooled, \
+         Each run's cell: the ratio of medians of the two peers' SUT CPU over the load \
+         core's in the same measurement window (the generator and the mock on CPU 1, which \
+         do the same work per paced frame whichever relay is in between, so the quotient \
+         divides out the host's speed that minute; in reports written before the window \
+         measured the load core, its CPU per frame over the whole run), and whether it is \
+         at or under the target's limit. *pairs, all runs*: every repetition's pair of runs pooled, \
          their median ratio and how many are within the limit. The verdicts of the targets \
          stay on the totals (the first table).\n",
         runs.len()

@@ -22,8 +22,10 @@ pub(crate) enum Metric {
     FirehoseUser,
     /// Paced: the load core's CPU µs per frame (generator + mock, the whole run).
     PacedLoad,
-    /// Paced: each run's [`Metric::Paced`] over its [`Metric::PacedLoad`] — the SUT's cost
-    /// with the host's speed that run divided out.
+    /// Paced: each run's SUT CPU over its load core's in the measurement window
+    /// (`table::win_per_load`; in older reports [`Metric::Paced`] over
+    /// [`Metric::PacedLoad`]) — the SUT's cost with the host's speed that minute divided
+    /// out.
     PacedPerLoad,
     /// KiB of RSS per idle session, at this many sessions.
     Idle(usize),

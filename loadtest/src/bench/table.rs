@@ -190,16 +190,24 @@ pub(crate) fn win_us_frame(s: &Sample) -> Option<f64> {
 /// over the whole run). Paced, it does the same work per frame whichever relay is in
 /// between — one frame per wake-up on each side, and `direct`, with no relay, lands with
 /// the relays — so it moves only with how fast the host runs both cores that minute.
+/// Over the whole run because `direct` has no measurement window; the quotient
+/// ([`win_per_load`]) uses the window's.
 pub(crate) fn load_us_frame(s: &Sample) -> Option<f64> {
     let r = s.report.as_ref()?;
     let frames = r.counts.frames_received;
     (frames > 0 && r.load_cpu_s > 0.0).then(|| r.load_cpu_s * 1e6 / frames as f64)
 }
 
-/// The SUT's CPU per frame in the window over the load core's per frame in the same run
-/// ([`load_us_frame`]): a relay's cost with the host's speed that run divided out.
+/// The SUT's CPU over the load core's: a relay's cost with the host's speed that minute
+/// divided out. Both over the measurement window when the run measured the load core there
+/// (`WindowReport::load_cpu_s`: the same seconds, the same frames); in reports written
+/// before, the window's CPU per frame over the whole run's [`load_us_frame`].
 pub(crate) fn win_per_load(s: &Sample) -> Option<f64> {
-    Some(win_us_frame(s)? / load_us_frame(s)?)
+    let w = window(s)?;
+    match w.load_cpu_s.filter(|&c| c > 0.0) {
+        Some(load) => Some(w.cpu_s / load),
+        None => Some(win_us_frame(s)? / load_us_frame(s)?),
+    }
 }
 
 fn win_syscalls(s: &Sample) -> Option<f64> {
@@ -409,7 +417,7 @@ pub fn markdown(r: &BenchResult, peers: &[Peer]) -> String {
         &mut o,
         r,
         peers,
-        "Cost per frame inside the measurement window (connection setup and teardown excluded; paced: 200 conns × 300 deltas/s of ~190 B, one frame per wake-up; firehose: 64 conns unpaced; main thread = the workers; other threads = tollgate's usage-log writer; load core = the generator and the mock on CPU 1 over the whole run, per frame received; syscalls from `perf stat -e raw_syscalls:sys_enter`; user and kernel: the SUT's CPU sampled every 1 ms of it with `perf record -e cpu-clock`, user space being the relay's own code)",
+        "Cost per frame inside the measurement window (connection setup and teardown excluded; paced: 200 conns × 300 deltas/s of ~190 B, one frame per wake-up; firehose: 64 conns unpaced; main thread = the workers; other threads = tollgate's usage-log writer; load core = the generator and the mock on CPU 1 over the whole run, per frame received; SUT per load-core µs = the two CPUs' quotient inside the window; syscalls from `perf stat -e raw_syscalls:sys_enter`; user and kernel: the SUT's CPU sampled every 1 ms of it with `perf record -e cpu-clock`, user space being the relay's own code)",
         &per_frame,
     );
     let latency = [

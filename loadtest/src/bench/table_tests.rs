@@ -96,3 +96,23 @@ fn the_cost_table_shows_the_load_cores_cpu_per_frame_and_the_suts_per_load_core_
     assert!(t[load].starts_with("25.0<br>×1.25 d"), "{}", t[load]);
     assert_eq!(t[per].as_str(), "0.40");
 }
+
+#[test]
+fn the_quotient_is_taken_inside_the_window_when_the_run_measured_the_load_core_there() {
+    use super::super::test_runs::{paced_run, result, with_load};
+    // Whole run: 25 µs of the load core per frame received; the window: the SUT 4 ms
+    // (10 µs per frame over 400 frames) against the load core's 8 ms.
+    let mut run = with_load(paced_run("tollgate", 0, 10.0, None), 25.0);
+    let r = result(vec![run.clone()]);
+    let q = win_per_load(&r.samples[0]).expect("a quotient");
+    assert!((q - 0.4).abs() < 1e-9, "{q}");
+    run["report"]["sut"]["window"]["frames"] = serde_json::json!(400);
+    run["report"]["sut"]["window"]["cpu_s"] = serde_json::json!(0.004);
+    run["report"]["sut"]["window"]["load_cpu_s"] = serde_json::json!(0.008);
+    let r = result(vec![run]);
+    let q = win_per_load(&r.samples[0]).expect("a quotient");
+    assert!((q - 0.5).abs() < 1e-9, "{q}");
+    // The column of the load core stays the whole run's, as direct (no window) has it.
+    let l = load_us_frame(&r.samples[0]).expect("the load core");
+    assert!((l - 25.0).abs() < 1e-9, "{l}");
+}

@@ -304,7 +304,7 @@ fn with_user_split(mut row: Row, m: &Medians, total: Metric, a: Peer, b: Peer) -
 }
 
 /// `row` (a paced target `a ≤ limit × b`) with the same comparison made on each run's
-/// SUT CPU per frame over the load core's CPU per frame in that run
+/// SUT CPU over the load core's CPU in the same measurement window
 /// ([`Metric::PacedPerLoad`]). Paced, the load core (generator and mock) does the same work
 /// per frame whichever relay is in between, so its cost per frame moves only with how fast
 /// the host runs that minute — and the relays' costs move with it (on this VM a peer's

@@ -151,14 +151,16 @@ fn load_control(o: &mut String, m: &Medians) {
         .map_or("—".into(), spread);
     let _ = writeln!(
         o,
-        "*Per load-core µs* (the paced rows): the same comparison on each run's SUT CPU per \
-         frame over the load core's — the generator and the mock on CPU 1, over the whole \
-         run, per frame received — in that run. Paced, the load core does the same work per \
-         frame whichever relay is in between, so its cost per frame moves only with how \
-         fast the host runs that minute, and the relays' costs move with it; the quotient \
-         divides that out. The load core's CPU per frame, medians: {direct}. Tollgate's \
-         reps spread {total} (largest over smallest) in µs per frame and {} per load-core \
-         µs. The verdicts stay on the totals, as the issue states the targets.\n",
+        "*Per load-core µs* (the paced rows): the same comparison on each run's SUT CPU \
+         over the load core's — the generator and the mock on CPU 1 — inside the \
+         measurement window (in reports written before the window measured the load core: \
+         the window's SUT CPU per frame over the whole run's load-core CPU per frame \
+         received). Paced, the load core does the same work per frame whichever relay is in \
+         between, so its cost per frame moves only with how fast the host runs that \
+         minute, and the relays' costs move with it; the quotient divides that out. The \
+         load core's CPU per frame received over each whole run, medians: {direct}. \
+         Tollgate's reps spread {total} (largest over smallest) in µs per frame and {} per \
+         load-core µs. The verdicts stay on the totals, as the issue states the targets.\n",
         spread(g)
     );
 }

@@ -56,6 +56,13 @@ pub struct WindowReport {
     /// The SUT's hop (switch-in → first forwarded frame), when traced.
     #[serde(default)]
     pub hops: Option<super::hops::HopStats>,
+    /// CPU seconds of the load side — this process: the generator, and in `loadtest
+    /// bench` the mock upstream — over the same window, from its CPU clock. The bench
+    /// divides the SUT's paced CPU by it (`bench::table::win_per_load`): both cores move
+    /// with the host, the load side's work per paced frame does not move with the relay.
+    /// `None` in reports written before it was measured.
+    #[serde(default)]
+    pub load_cpu_s: Option<f64>,
 }
 
 struct Snapshot {
@@ -64,6 +71,8 @@ struct Snapshot {
     /// Each process's CPU clock (ns resolution), `None` once it is gone.
     clocks: Vec<Option<f64>>,
     threads: Vec<procfs::ThreadCpu>,
+    /// This process's CPU clock (the load side).
+    load: Option<f64>,
 }
 
 fn snapshot(pids: &[u32], frames: &AtomicU64) -> Snapshot {
@@ -76,6 +85,7 @@ fn snapshot(pids: &[u32], frames: &AtomicU64) -> Snapshot {
         frames: frames.load(Ordering::Relaxed),
         clocks: pids.iter().map(|p| procfs::cpu_clock_seconds(*p)).collect(),
         threads,
+        load: procfs::cpu_clock_seconds(std::process::id()),
     }
 }
 
@@ -284,6 +294,7 @@ pub(crate) fn measure(
         user_us_per_frame: split.and_then(|(u, _)| per(u)),
         kernel_us_per_frame: split.and_then(|(_, k)| per(k)),
         hops,
+        load_cpu_s: b.load.zip(a.load).map(|(y, x)| (y - x).max(0.0)),
     })
 }
 
@@ -331,6 +342,7 @@ mod tests {
             frames: 0,
             clocks,
             threads: Vec::new(),
+            load: None,
         };
         let groups = [ThreadGroup {
             name: "x".into(),
