@@ -81,12 +81,7 @@ pub(crate) fn table(runs: &[(String, BenchResult)]) -> String {
          one it ties has about half.\n",
         runs.len()
     );
-    let _ = write!(o, "| target |");
-    for (name, _) in runs {
-        let _ = write!(o, " {name} |");
-    }
-    let _ = writeln!(o, " met in | pairs, all runs |");
-    let _ = writeln!(o, "|---|{}---|---|", "---|".repeat(runs.len()));
+    head(&mut o, runs, &["met in", "pairs, all runs"]);
     for key in &keys {
         let _ = write!(o, "| {key} |");
         let (mut met, mut measured) = (0, 0);
@@ -119,6 +114,19 @@ pub(crate) fn table(runs: &[(String, BenchResult)]) -> String {
         );
     }
     o
+}
+
+/// A table's heading row and rule: "target", a column per run, then `tail`'s columns.
+pub(super) fn head(o: &mut String, runs: &[(String, BenchResult)], tail: &[&str]) {
+    let _ = write!(o, "| target |");
+    for name in runs
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .chain(tail.iter().copied())
+    {
+        let _ = write!(o, " {name} |");
+    }
+    let _ = writeln!(o, "\n|---|{}", "---|".repeat(runs.len() + tail.len()));
 }
 
 /// `loadtest bench --history`: reads every run (a `bench.json`, or a directory holding

@@ -65,12 +65,7 @@ pub(crate) fn load_history(runs: &[(String, BenchResult)]) -> String {
          stay on the totals (the first table).\n",
         runs.len()
     );
-    let _ = write!(o, "| target |");
-    for (name, _) in runs {
-        let _ = write!(o, " {name} |");
-    }
-    let _ = writeln!(o, " pairs, all runs |");
-    let _ = writeln!(o, "|---|{}---|", "---|".repeat(runs.len()));
+    super::history::head(&mut o, runs, &["pairs, all runs"]);
     o + &body
 }
 

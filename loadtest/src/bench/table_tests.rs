@@ -21,7 +21,7 @@ fn stats_and_formatting() {
 
 #[test]
 fn the_sampled_split_divides_the_windows_clock() {
-    use super::super::test_runs::{line, paced_run, result};
+    use super::super::test_runs::{paced_run, result};
     // The samples came to 9.5 of the clock's 10.0 µs per frame, 2% of them in user
     // space: the columns show 2% and 98% of 10.0.
     let r = result(vec![
@@ -42,29 +42,36 @@ fn the_sampled_split_divides_the_windows_clock() {
     assert_eq!(win_user(&r2.samples[0]), None);
     // The report's cost table shows the split, and "—" where there is none.
     let md = markdown(&r, &[Peer::Tollgate, Peer::Nginx]);
-    let head = line(&md, "| peer | paced frames/s |");
-    let at = |name: &str| {
-        head.split('|')
-            .position(|c| c.trim() == name)
-            .unwrap_or_else(|| panic!("no column {name}: {head}"))
-    };
-    let (user, kernel) = (at("paced user µs/frame"), at("paced kernel µs/frame"));
-    let row_of = |peer: &str| -> Vec<String> {
-        let after = md.split(head).nth(1).expect("the cost table");
-        line(after, &format!("| {peer} |"))
-            .split('|')
-            .map(|c| c.trim().to_string())
-            .collect()
-    };
-    let t = row_of("tollgate");
-    assert_eq!((t[user].as_str(), t[kernel].as_str()), ("0.20", "9.80"));
-    let n = row_of("nginx");
-    assert_eq!((n[user].as_str(), n[kernel].as_str()), ("—", "—"));
+    let split = ["paced user µs/frame", "paced kernel µs/frame"];
+    assert_eq!(cost_cells(&md, "tollgate", &split), ["0.20", "9.80"]);
+    assert_eq!(cost_cells(&md, "nginx", &split), ["—", "—"]);
+}
+
+/// `peer`'s cells of the cost table in `md` under each of `columns` (a test fails naming
+/// a column or row that is not there).
+fn cost_cells(md: &str, peer: &str, columns: &[&str]) -> Vec<String> {
+    use super::super::test_runs::line;
+    let head = line(md, "| peer | paced frames/s |");
+    let after = md.split(head).nth(1).expect("the cost table");
+    let row: Vec<&str> = line(after, &format!("| {peer} |"))
+        .split('|')
+        .map(str::trim)
+        .collect();
+    columns
+        .iter()
+        .map(|name| {
+            let at = head
+                .split('|')
+                .position(|c| c.trim() == *name)
+                .unwrap_or_else(|| panic!("no column {name}: {head}"));
+            row[at].to_string()
+        })
+        .collect()
 }
 
 #[test]
 fn the_cost_table_shows_the_load_cores_cpu_per_frame_and_the_suts_per_load_core_us() {
-    use super::super::test_runs::{line, paced_run, result, with_load};
+    use super::super::test_runs::{paced_run, result, with_load};
     let mut direct = with_load(paced_run("direct", 0, 1.0, None), 20.0);
     direct["report"]["sut"] = serde_json::Value::Null;
     let r = result(vec![
@@ -72,29 +79,12 @@ fn the_cost_table_shows_the_load_cores_cpu_per_frame_and_the_suts_per_load_core_
         with_load(paced_run("tollgate", 0, 10.0, None), 25.0),
     ]);
     let md = markdown(&r, &[Peer::Direct, Peer::Tollgate]);
-    let head = line(&md, "| peer | paced frames/s |");
-    let at = |name: &str| {
-        head.split('|')
-            .position(|c| c.trim() == name)
-            .unwrap_or_else(|| panic!("no column {name}: {head}"))
-    };
-    let (load, per) = (
-        at("paced load core µs/frame"),
-        at("paced SUT per load-core µs"),
-    );
-    let after = md.split(head).nth(1).expect("the cost table");
-    let cells = |peer: &str| -> Vec<String> {
-        line(after, &format!("| {peer} |"))
-            .split('|')
-            .map(|c| c.trim().to_string())
-            .collect()
-    };
-    let d = cells("direct");
-    assert_eq!((d[load].as_str(), d[per].as_str()), ("20.0", "—"));
-    let t = cells("tollgate");
+    let cols = ["paced load core µs/frame", "paced SUT per load-core µs"];
+    assert_eq!(cost_cells(&md, "direct", &cols), ["20.0", "—"]);
+    let t = cost_cells(&md, "tollgate", &cols);
     // 10 µs of the SUT per frame over 25 of the load core's; ×1.25 direct's load.
-    assert!(t[load].starts_with("25.0<br>×1.25 d"), "{}", t[load]);
-    assert_eq!(t[per].as_str(), "0.40");
+    assert!(t[0].starts_with("25.0<br>×1.25 d"), "{}", t[0]);
+    assert_eq!(t[1], "0.40");
 }
 
 #[test]
