@@ -9,6 +9,7 @@ mod echo_pairs;
 mod history;
 mod hop_history;
 pub mod host;
+mod load_core;
 mod load_history;
 pub mod machine;
 mod medians;

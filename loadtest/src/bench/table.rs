@@ -181,33 +181,11 @@ pub(crate) fn window(s: &Sample) -> Option<&crate::gen::window::WindowReport> {
     s.report.as_ref()?.sut.as_ref()?.window.as_ref()
 }
 
+pub(crate) use super::load_core::{load_us_frame, win_per_load};
+
 /// SUT CPU µs per frame inside the measurement window.
 pub(crate) fn win_us_frame(s: &Sample) -> Option<f64> {
     window(s)?.cpu_us_per_frame
-}
-
-/// The load core's CPU µs per frame the generator received (generator and mock on CPU 1,
-/// over the whole run). Paced, it does the same work per frame whichever relay is in
-/// between — one frame per wake-up on each side, and `direct`, with no relay, lands with
-/// the relays — so it moves only with how fast the host runs both cores that minute.
-/// Over the whole run because `direct` has no measurement window; the quotient
-/// ([`win_per_load`]) uses the window's.
-pub(crate) fn load_us_frame(s: &Sample) -> Option<f64> {
-    let r = s.report.as_ref()?;
-    let frames = r.counts.frames_received;
-    (frames > 0 && r.load_cpu_s > 0.0).then(|| r.load_cpu_s * 1e6 / frames as f64)
-}
-
-/// The SUT's CPU over the load core's: a relay's cost with the host's speed that minute
-/// divided out. Both over the measurement window when the run measured the load core there
-/// (`WindowReport::load_cpu_s`: the same seconds, the same frames); in reports written
-/// before, the window's CPU per frame over the whole run's [`load_us_frame`].
-pub(crate) fn win_per_load(s: &Sample) -> Option<f64> {
-    let w = window(s)?;
-    match w.load_cpu_s.filter(|&c| c > 0.0) {
-        Some(load) => Some(w.cpu_s / load),
-        None => Some(win_us_frame(s)? / load_us_frame(s)?),
-    }
 }
 
 fn win_syscalls(s: &Sample) -> Option<f64> {
