@@ -1,15 +1,16 @@
 //! `loadtest bench --history`: the data plane's targets across saved runs, one column per
 //! run, each verdict computed by this version from the run's `bench.json` (as `--render`
 //! does) — so a reader sees which targets every run meets and which turn from run to run.
-//! Three tables follow it: the paced targets per load-core µs (`load_history`), echo
-//! latency against nginx pair by pair (`echo_pairs`) and each relay's own hop per run
-//! (`hop_history`).
+//! Four tables follow it: the paced targets per load-core µs (`load_history`), how each
+//! peer's paced CPU follows the load core (`load_follow`), echo latency against nginx pair
+//! by pair (`echo_pairs`) and each relay's own hop per run (`hop_history`).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::echo_pairs::echo_pairs;
 use super::hop_history::hop_history;
+use super::load_follow::load_follow;
 use super::load_history::load_history;
 use super::medians::Medians;
 use super::render::{bench_json, load};
@@ -47,7 +48,7 @@ fn cell(row: &Row) -> String {
 }
 
 /// The pooled pairs of a ratio target: "×median; k of n ≤ ×limit", or "—" without pairs.
-fn pooled_cell(limit: Option<f64>, pairs: &[f64]) -> String {
+pub(super) fn pooled_cell(limit: Option<f64>, pairs: &[f64]) -> String {
     let (Some(limit), Some(st)) = (limit, stat(pairs)) else {
         return "—".into();
     };
@@ -136,7 +137,11 @@ pub fn history(paths: &[PathBuf], out: &Path) -> Result<String, BenchError> {
         .iter()
         .map(|p| Ok((label(p), load(p)?)))
         .collect::<Result<Vec<_>, BenchError>>()?;
-    let md = table(&runs) + &load_history(&runs) + &echo_pairs(&runs) + &hop_history(&runs);
+    let md = table(&runs)
+        + &load_history(&runs)
+        + &load_follow(&runs)
+        + &echo_pairs(&runs)
+        + &hop_history(&runs);
     std::fs::create_dir_all(out).map_err(out_err(out))?;
     let file = out.join("history.md");
     std::fs::write(&file, &md).map_err(out_err(&file))?;

@@ -11,8 +11,8 @@
 
 use std::fmt::Write as _;
 
+use super::history::pooled_cell;
 use super::medians::{Medians, Metric};
-use super::table::stat;
 use super::targets::PACED;
 use super::BenchResult;
 
@@ -36,16 +36,14 @@ pub(crate) fn load_history(runs: &[(String, BenchResult)]) -> String {
                 None => "—".into(),
             });
         }
-        let Some(st) = stat(&pooled) else {
+        if pooled.is_empty() {
             continue;
-        };
-        let k = pooled.iter().filter(|&&x| x <= limit).count();
+        }
         let _ = writeln!(
             body,
-            "| {target} | {} | ×{:.3}; {k} of {} ≤ ×{limit} |",
+            "| {target} | {} | {} |",
             cells.join(" | "),
-            st.median,
-            pooled.len()
+            pooled_cell(Some(limit), &pooled)
         );
     }
     if body.is_empty() {

@@ -22,6 +22,9 @@ pub(crate) enum Metric {
     FirehoseUser,
     /// Paced: the load core's CPU µs per frame (generator + mock, the whole run).
     PacedLoad,
+    /// Firehose: the load core's CPU µs per frame, as [`Metric::PacedLoad`] — which,
+    /// unlike the paced one, depends on the relay (how many frames a read brings).
+    FirehoseLoad,
     /// Paced: each run's SUT CPU over its load core's in the measurement window
     /// (`table::win_per_load`; in older reports [`Metric::Paced`] over
     /// [`Metric::PacedLoad`]) — the SUT's cost with the host's speed that minute divided
@@ -47,6 +50,7 @@ impl Metric {
             Metric::PacedPerLoad => "per load-core µs",
             Metric::Paced
             | Metric::PacedLoad
+            | Metric::FirehoseLoad
             | Metric::Firehose
             | Metric::PacedUser
             | Metric::FirehoseUser
@@ -64,6 +68,7 @@ impl Metric {
             Metric::PacedUser
             | Metric::FirehoseUser
             | Metric::PacedLoad
+            | Metric::FirehoseLoad
             | Metric::PacedPerLoad
             | Metric::Idle(_)
             | Metric::EchoP50(_)
@@ -197,6 +202,12 @@ impl Medians {
             put(
                 Metric::PacedLoad,
                 "paced",
+                peer,
+                super::table::load_us_frame,
+            );
+            put(
+                Metric::FirehoseLoad,
+                "firehose",
                 peer,
                 super::table::load_us_frame,
             );

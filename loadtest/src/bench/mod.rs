@@ -10,6 +10,7 @@ mod history;
 mod hop_history;
 pub mod host;
 mod load_core;
+mod load_follow;
 mod load_history;
 pub mod machine;
 mod medians;
