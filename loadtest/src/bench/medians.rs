@@ -41,6 +41,25 @@ pub(crate) enum Metric {
     EchoLoad(u64),
 }
 
+/// How to read a sample's value.
+type Get = fn(&super::Sample) -> Option<f64>;
+
+/// The per-frame metrics of the paced and firehose cases: each with its case and how to
+/// read it from a sample.
+const PER_FRAME: [(Metric, &str, Get); 7] = [
+    (Metric::Paced, "paced", win_us_frame),
+    (Metric::Firehose, "firehose", win_us_frame),
+    (Metric::PacedUser, "paced", super::table::win_user),
+    (Metric::FirehoseUser, "firehose", super::table::win_user),
+    (Metric::PacedLoad, "paced", super::table::load_us_frame),
+    (
+        Metric::FirehoseLoad,
+        "firehose",
+        super::table::load_us_frame,
+    ),
+    (Metric::PacedPerLoad, "paced", super::table::win_per_load),
+];
+
 impl Metric {
     /// The unit of its values in the report.
     pub(crate) fn unit(self) -> &'static str {
@@ -176,17 +195,16 @@ impl Medians {
     /// Gathers the medians from a run.
     pub(crate) fn of(r: &BenchResult) -> Medians {
         let mut out = Medians::default();
-        let mut put =
-            |m: Metric, case: &str, peer: Peer, get: fn(&super::Sample) -> Option<f64>| {
-                let reps: Vec<(usize, f64)> = samples(r, case, peer)
-                    .filter_map(|s| Some((s.rep, get(s).filter(|x| x.is_finite())?)))
-                    .collect();
-                let v: Vec<f64> = reps.iter().map(|&(_, x)| x).collect();
-                if let Some(st) = stat(&v) {
-                    out.map.insert((m, peer), st);
-                    out.reps.insert((m, peer), reps);
-                }
-            };
+        let mut put = |m: Metric, case: &str, peer: Peer, get: Get| {
+            let reps: Vec<(usize, f64)> = samples(r, case, peer)
+                .filter_map(|s| Some((s.rep, get(s).filter(|x| x.is_finite())?)))
+                .collect();
+            let v: Vec<f64> = reps.iter().map(|&(_, x)| x).collect();
+            if let Some(st) = stat(&v) {
+                out.map.insert((m, peer), st);
+                out.reps.insert((m, peer), reps);
+            }
+        };
         let mut idle: Vec<(usize, String)> = Vec::new();
         for s in r.samples.iter().filter(|s| s.kind == Kind::Idle) {
             if let Some(n) = s.case.strip_prefix("idle-").and_then(|n| n.parse().ok()) {
@@ -196,33 +214,9 @@ impl Medians {
             }
         }
         for peer in Peer::KNOWN {
-            put(Metric::Paced, "paced", peer, win_us_frame);
-            put(Metric::Firehose, "firehose", peer, win_us_frame);
-            put(Metric::PacedUser, "paced", peer, super::table::win_user);
-            put(
-                Metric::PacedLoad,
-                "paced",
-                peer,
-                super::table::load_us_frame,
-            );
-            put(
-                Metric::FirehoseLoad,
-                "firehose",
-                peer,
-                super::table::load_us_frame,
-            );
-            put(
-                Metric::PacedPerLoad,
-                "paced",
-                peer,
-                super::table::win_per_load,
-            );
-            put(
-                Metric::FirehoseUser,
-                "firehose",
-                peer,
-                super::table::win_user,
-            );
+            for (m, case, get) in PER_FRAME {
+                put(m, case, peer, get);
+            }
             for (n, case) in &idle {
                 put(Metric::Idle(*n), case, peer, |s| {
                     s.report.as_ref()?.sut.as_ref()?.kib_per_session
