@@ -9,12 +9,12 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::echo_pairs::echo_pairs;
+use super::history_cells::{head, pooled_cell};
 use super::hop_history::hop_history;
 use super::load_follow::load_follow;
 use super::load_history::load_history;
 use super::medians::Medians;
 use super::render::{bench_json, load};
-use super::table::stat;
 use super::targets::{rows, Row, Verdict};
 use super::{out_err, BenchError, BenchResult};
 
@@ -45,15 +45,6 @@ fn cell(row: &Row) -> String {
         let _ = write!(c, " ({})", notes.join(", "));
     }
     c
-}
-
-/// The pooled pairs of a ratio target: "×median; k of n ≤ ×limit", or "—" without pairs.
-pub(super) fn pooled_cell(limit: Option<f64>, pairs: &[f64]) -> String {
-    let (Some(limit), Some(st)) = (limit, stat(pairs)) else {
-        return "—".into();
-    };
-    let k = pairs.iter().filter(|&&x| x <= limit).count();
-    format!("×{:.3}; {k} of {} ≤ ×{limit}", st.median, pairs.len())
 }
 
 /// The history table of `runs` (label, result), in the order given. Targets appear in the
@@ -115,19 +106,6 @@ pub(crate) fn table(runs: &[(String, BenchResult)]) -> String {
         );
     }
     o
-}
-
-/// A table's heading row and rule: "target", a column per run, then `tail`'s columns.
-pub(super) fn head(o: &mut String, runs: &[(String, BenchResult)], tail: &[&str]) {
-    let _ = write!(o, "| target |");
-    for name in runs
-        .iter()
-        .map(|(n, _)| n.as_str())
-        .chain(tail.iter().copied())
-    {
-        let _ = write!(o, " {name} |");
-    }
-    let _ = writeln!(o, "\n|---|{}", "---|".repeat(runs.len() + tail.len()));
 }
 
 /// `loadtest bench --history`: reads every run (a `bench.json`, or a directory holding

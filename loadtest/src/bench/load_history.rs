@@ -11,7 +11,7 @@
 
 use std::fmt::Write as _;
 
-use super::history::pooled_cell;
+use super::history_cells::{head, pooled_cell};
 use super::medians::{Medians, Metric};
 use super::targets::PACED;
 use super::BenchResult;
@@ -63,7 +63,7 @@ pub(crate) fn load_history(runs: &[(String, BenchResult)]) -> String {
          stay on the totals (the first table).\n",
         runs.len()
     );
-    super::history::head(&mut o, runs, &["pairs, all runs"]);
+    head(&mut o, runs, &["pairs, all runs"]);
     o + &body
 }
 

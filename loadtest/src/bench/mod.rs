@@ -7,6 +7,7 @@
 pub mod cases;
 mod echo_pairs;
 mod history;
+mod history_cells;
 mod hop_history;
 pub mod host;
 mod load_core;
