@@ -9,14 +9,13 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::echo_pairs::echo_pairs;
-use super::history_cells::{head, pooled_cell};
+use super::history_cells::{head, measured, pooled_cell, Measured};
 use super::hop_history::hop_history;
 use super::load_follow::load_follow;
 use super::load_history::load_history;
-use super::medians::Medians;
 use super::render::{bench_json, load};
 use super::targets::{rows, Row, Verdict};
-use super::{out_err, BenchError, BenchResult};
+use super::{out_err, BenchError};
 
 /// A run's column heading: the name of the directory its `bench.json` sits in (`bfull28`),
 /// else the file's own name.
@@ -50,8 +49,8 @@ fn cell(row: &Row) -> String {
 /// The history table of `runs` (label, result), in the order given. Targets appear in the
 /// order of the first run that has them; a target a run does not have (another sweep rate,
 /// no 9,000-session idle case) is "—" there.
-pub(crate) fn table(runs: &[(String, BenchResult)]) -> String {
-    let per_run: Vec<Vec<Row>> = runs.iter().map(|(_, r)| rows(&Medians::of(r))).collect();
+pub(crate) fn table(runs: &[Measured]) -> String {
+    let per_run: Vec<Vec<Row>> = runs.iter().map(|(_, m)| rows(m)).collect();
     let mut keys: Vec<String> = Vec::new();
     for r in per_run.iter().flatten() {
         if !keys.iter().any(|k| k == r.key()) {
@@ -73,7 +72,7 @@ pub(crate) fn table(runs: &[(String, BenchResult)]) -> String {
          one it ties has about half.\n",
         runs.len()
     );
-    head(&mut o, runs, &["met in", "pairs, all runs"]);
+    head(&mut o, "target", runs, &["met in", "pairs, all runs"]);
     for key in &keys {
         let _ = write!(o, "| {key} |");
         let (mut met, mut measured) = (0, 0);
@@ -115,9 +114,10 @@ pub fn history(paths: &[PathBuf], out: &Path) -> Result<String, BenchError> {
         .iter()
         .map(|p| Ok((label(p), load(p)?)))
         .collect::<Result<Vec<_>, BenchError>>()?;
-    let md = table(&runs)
-        + &load_history(&runs)
-        + &load_follow(&runs)
+    let medians = measured(&runs);
+    let md = table(&medians)
+        + &load_history(&medians)
+        + &load_follow(&medians)
         + &echo_pairs(&runs)
         + &hop_history(&runs);
     std::fs::create_dir_all(out).map_err(out_err(out))?;
@@ -129,6 +129,7 @@ pub fn history(paths: &[PathBuf], out: &Path) -> Result<String, BenchError> {
 #[cfg(test)]
 mod tests {
     use super::super::test_runs::{echo_run, line, result};
+    use super::super::BenchResult;
     use super::*;
 
     /// Two runs: nginx at 161 µs both times; tollgate meets p50 at 2000/s in the first and
@@ -149,7 +150,7 @@ mod tests {
 
     #[test]
     fn each_run_is_a_column_and_the_last_counts_the_runs_that_met_the_target() {
-        let md = table(&two_runs());
+        let md = table(&measured(&two_runs()));
         assert!(
             md.contains(
                 "| target | bfull1 | bfull2 | met in | pairs, all runs |\n|---|---|---|---|---|\n"
@@ -197,7 +198,10 @@ mod tests {
             fire("nginx", 1.1),
             fire("haproxy", 0.8),
         ]);
-        let md = table(&[("a".into(), nginx_better), ("b".into(), haproxy_better)]);
+        let md = table(&measured(&[
+            ("a".into(), nginx_better),
+            ("b".into(), haproxy_better),
+        ]));
         assert_eq!(
             line(&md, "| firehose"),
             "| firehose: tollgate ≤ 1.0 × the better of nginx and HAProxy | ×0.900 met | ×1.125 **missed** | 1 of 2 | ×1.012; 1 of 2 ≤ ×1 |"

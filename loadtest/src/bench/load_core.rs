@@ -17,14 +17,19 @@ pub(crate) fn load_us_frame(s: &Sample) -> Option<f64> {
     (frames > 0 && r.load_cpu_s > 0.0).then(|| r.load_cpu_s * 1e6 / frames as f64)
 }
 
-/// The SUT's CPU over the load core's: a relay's cost with the host's speed that minute
-/// divided out. Both over the measurement window when the run measured the load core there
-/// (`WindowReport::load_cpu_s`: the same seconds, the same frames); in reports written
-/// before, the window's CPU per frame over the whole run's [`load_us_frame`].
-pub(crate) fn win_per_load(s: &Sample) -> Option<f64> {
+/// The SUT's CPU over the load core's, both over the measurement window
+/// (`WindowReport::load_cpu_s`: the same seconds, the same frames); `None` in reports
+/// written before the window measured the load core.
+pub(crate) fn per_window_load(s: &Sample) -> Option<f64> {
     let w = window(s)?;
-    match w.load_cpu_s.filter(|&c| c > 0.0) {
-        Some(load) => Some(w.cpu_s / load),
-        None => Some(win_us_frame(s)? / load_us_frame(s)?),
-    }
+    let load = w.load_cpu_s.filter(|&c| c > 0.0)?;
+    Some(w.cpu_s / load)
+}
+
+/// The SUT's CPU over the load core's: a relay's cost with the host's speed that minute
+/// divided out. Over the measurement window where the run measured the load core there
+/// ([`per_window_load`]); in reports written before, the window's CPU per frame over the
+/// whole run's [`load_us_frame`].
+pub(crate) fn win_per_load(s: &Sample) -> Option<f64> {
+    per_window_load(s).or_else(|| Some(win_us_frame(s)? / load_us_frame(s)?))
 }

@@ -11,10 +11,10 @@
 
 use std::fmt::Write as _;
 
+use super::history_cells::{head, Measured};
 use super::medians::{Medians, Metric};
 use super::peers::Peer;
 use super::table::stat;
-use super::BenchResult;
 
 /// Population coefficient of variation of `v` (standard deviation over mean); `None` with
 /// fewer than two values or a mean of 0.
@@ -61,9 +61,9 @@ struct Follow {
     /// Their CV per load-core µs over the whole run (the window's CPU per frame over the
     /// whole run's load-core CPU per frame).
     whole: f64,
-    /// Their CV per load-core µs as the bench compares it (`Metric::PacedPerLoad`), when
-    /// that is over the measurement window (reports since e9025eb); `None` when it is the
-    /// whole run's.
+    /// Their CV per load-core µs over the measurement window, as the bench compares it
+    /// (`Metric::PacedPerWindowLoad`, reports since e9025eb); `None` in reports without
+    /// the window's load core, where the bench compares the whole run's.
     window: Option<f64>,
 }
 
@@ -80,21 +80,15 @@ impl Follow {
             .collect();
         let whole_q: Vec<f64> = pairs.iter().map(|(y, l)| y / l).collect();
         let totals: Vec<f64> = paced.iter().map(|&(_, y)| y).collect();
-        let printed: Vec<f64> = reps(Metric::PacedPerLoad)
-            .map(|v| v.iter().map(|&(_, q)| q).collect())
-            .unwrap_or_default();
-        // The bench's quotient is the whole run's in reports without the window's load
-        // core: then the two series are one.
-        let same = printed.len() == whole_q.len()
-            && printed
-                .iter()
-                .zip(&whole_q)
-                .all(|(a, b)| (a - b).abs() <= 1e-9 * b.abs());
+        let window = reps(Metric::PacedPerWindowLoad).and_then(|v| {
+            let q: Vec<f64> = v.iter().map(|&(_, q)| q).collect();
+            cv(&q)
+        });
         Some(Follow {
             r: correlation(&pairs),
             totals: cv(&totals)?,
             whole: cv(&whole_q)?,
-            window: if same { None } else { cv(&printed) },
+            window,
         })
     }
 
@@ -119,12 +113,11 @@ impl Follow {
 }
 
 /// The table across `runs`; empty when no run has a paced peer with the load core's CPU.
-pub(crate) fn load_follow(runs: &[(String, BenchResult)]) -> String {
-    let medians: Vec<Medians> = runs.iter().map(|(_, r)| Medians::of(r)).collect();
+pub(crate) fn load_follow(runs: &[Measured]) -> String {
     let mut body = String::new();
     let (mut cells, mut narrower, mut halved) = (0, 0, 0);
     for peer in Peer::KNOWN {
-        let row: Vec<Option<Follow>> = medians.iter().map(|m| Follow::of(m, peer)).collect();
+        let row: Vec<Option<Follow>> = runs.iter().map(|(_, m)| Follow::of(m, peer)).collect();
         if row.iter().all(Option::is_none) {
             continue;
         }
@@ -158,28 +151,24 @@ pub(crate) fn load_follow(runs: &[(String, BenchResult)]) -> String {
          has r near 1 and a spread the quotient narrows.\n",
         runs.len()
     );
-    let _ = write!(o, "| peer |");
-    for (name, _) in runs {
-        let _ = write!(o, " {name} |");
-    }
-    let _ = writeln!(o, "\n|---|{}", "---|".repeat(runs.len()));
+    head(&mut o, "peer", runs, &[]);
     o += &body;
     let _ = writeln!(
         o,
         "\nThe reps' CV per load-core µs (the window's where measured) is below the totals' \
          in {narrower} of {cells} cells, half or less in {halved}."
     );
-    o + &against_tunnel(&medians)
+    o + &against_tunnel(runs)
 }
 
 /// The load core's CPU per frame with each peer in between against the tunnel's in the same
 /// repetition, every run's pairs pooled, paced and firehose: paced it should not depend on
 /// the peer (the quotient's premise), firehose it does.
-fn against_tunnel(medians: &[Medians]) -> String {
+fn against_tunnel(runs: &[Measured]) -> String {
     let pooled = |metric, peer| -> String {
-        let pairs: Vec<f64> = medians
+        let pairs: Vec<f64> = runs
             .iter()
-            .flat_map(|m| m.paired(metric, peer, Peer::Tunnel))
+            .flat_map(|(_, m)| m.paired(metric, peer, Peer::Tunnel))
             .collect();
         match stat(&pairs) {
             Some(st) => format!(
@@ -216,6 +205,7 @@ fn against_tunnel(medians: &[Medians]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::history_cells::measured;
     use super::super::test_runs::{line, paced_run, result, with_load};
     use super::*;
 
@@ -255,7 +245,7 @@ mod tests {
                 v.push(run);
             }
         }
-        let md = load_follow(&[("a".to_string(), result(v))]);
+        let md = load_follow(&measured(&[("a".to_string(), result(v))]));
         assert!(
             md.contains("### How each peer's paced CPU follows the load core, 1 runs"),
             "{md}"
@@ -281,7 +271,7 @@ mod tests {
         );
         // No peer with the load core's CPU: no table.
         let bare = result(vec![with_load(paced_run("tunnel", 0, 10.0, None), 0.0)]);
-        assert_eq!(load_follow(&[("b".to_string(), bare)]), "");
+        assert_eq!(load_follow(&measured(&[("b".to_string(), bare)])), "");
     }
 
     /// A report that measured the load core inside the window: the cell gives the whole
@@ -295,7 +285,7 @@ mod tests {
             run["report"]["sut"]["window"]["load_cpu_s"] = serde_json::json!(0.02 * slow);
             v.push(run);
         }
-        let md = load_follow(&[("a".to_string(), result(v))]);
+        let md = load_follow(&measured(&[("a".to_string(), result(v))]));
         // Without the tunnel there is nothing to hold the load core against.
         assert!(!md.contains("| peer | paced | firehose |"), "{md}");
         assert_eq!(

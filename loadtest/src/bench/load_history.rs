@@ -11,20 +11,18 @@
 
 use std::fmt::Write as _;
 
-use super::history_cells::{head, pooled_cell};
-use super::medians::{Medians, Metric};
+use super::history_cells::{head, pooled_cell, Measured};
+use super::medians::Metric;
 use super::targets::PACED;
-use super::BenchResult;
 
 /// The paced targets per load-core µs across `runs`; empty when no run has the figures.
-pub(crate) fn load_history(runs: &[(String, BenchResult)]) -> String {
-    let medians: Vec<Medians> = runs.iter().map(|(_, r)| Medians::of(r)).collect();
+pub(crate) fn load_history(runs: &[Measured]) -> String {
     let metric = Metric::PacedPerLoad;
     let mut body = String::new();
     for (a, b, limit, target) in PACED {
         let mut pooled: Vec<f64> = Vec::new();
         let mut cells: Vec<String> = Vec::new();
-        for m in &medians {
+        for (_, m) in runs {
             cells.push(match m.ratio(metric, a, b) {
                 Some(x) => {
                     pooled.extend(m.paired(metric, a, b));
@@ -63,12 +61,13 @@ pub(crate) fn load_history(runs: &[(String, BenchResult)]) -> String {
          stay on the totals (the first table).\n",
         runs.len()
     );
-    head(&mut o, runs, &["pairs, all runs"]);
+    head(&mut o, "target", runs, &["pairs, all runs"]);
     o + &body
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::history_cells::measured;
     use super::super::test_runs::{line, paced_run, result, with_load};
     use super::*;
 
@@ -88,7 +87,7 @@ mod tests {
             result(v)
         };
         let runs = vec![("a".to_string(), run(1.0)), ("b".to_string(), run(1.2))];
-        let md = load_history(&runs);
+        let md = load_history(&measured(&runs));
         assert!(
             md.contains("### The paced targets per load-core µs across 2 runs"),
             "{md}"
@@ -101,6 +100,6 @@ mod tests {
         // Targets whose peers did not run have no row; runs without the figures, no table.
         assert!(!md.contains("HAProxy"), "{md}");
         let bare = result(vec![with_load(paced_run("tunnel", 0, 10.0, None), 0.0)]);
-        assert_eq!(load_history(&[("c".to_string(), bare)]), "");
+        assert_eq!(load_history(&measured(&[("c".to_string(), bare)])), "");
     }
 }

@@ -30,6 +30,9 @@ pub(crate) enum Metric {
     /// [`Metric::PacedLoad`]) — the SUT's cost with the host's speed that minute divided
     /// out.
     PacedPerLoad,
+    /// Paced: [`Metric::PacedPerLoad`] only where the run measured the load core inside the
+    /// measurement window (`table::per_window_load`; none in older reports).
+    PacedPerWindowLoad,
     /// KiB of RSS per idle session, at this many sessions.
     Idle(usize),
     /// Echo p50 µs at this offered rate (frames/s).
@@ -46,7 +49,7 @@ type Get = fn(&super::Sample) -> Option<f64>;
 
 /// The per-frame metrics of the paced and firehose cases: each with its case and how to
 /// read it from a sample.
-const PER_FRAME: [(Metric, &str, Get); 7] = [
+const PER_FRAME: [(Metric, &str, Get); 8] = [
     (Metric::Paced, "paced", win_us_frame),
     (Metric::Firehose, "firehose", win_us_frame),
     (Metric::PacedUser, "paced", super::table::win_user),
@@ -58,6 +61,11 @@ const PER_FRAME: [(Metric, &str, Get); 7] = [
         super::table::load_us_frame,
     ),
     (Metric::PacedPerLoad, "paced", super::table::win_per_load),
+    (
+        Metric::PacedPerWindowLoad,
+        "paced",
+        super::table::per_window_load,
+    ),
 ];
 
 impl Metric {
@@ -66,7 +74,7 @@ impl Metric {
         match self {
             Metric::Idle(_) => "KiB",
             Metric::EchoLoad(_) => "of the load core",
-            Metric::PacedPerLoad => "per load-core µs",
+            Metric::PacedPerLoad | Metric::PacedPerWindowLoad => "per load-core µs",
             Metric::Paced
             | Metric::PacedLoad
             | Metric::FirehoseLoad
@@ -89,6 +97,7 @@ impl Metric {
             | Metric::PacedLoad
             | Metric::FirehoseLoad
             | Metric::PacedPerLoad
+            | Metric::PacedPerWindowLoad
             | Metric::Idle(_)
             | Metric::EchoP50(_)
             | Metric::EchoP99(_)

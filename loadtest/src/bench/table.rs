@@ -181,7 +181,7 @@ pub(crate) fn window(s: &Sample) -> Option<&crate::gen::window::WindowReport> {
     s.report.as_ref()?.sut.as_ref()?.window.as_ref()
 }
 
-pub(crate) use super::load_core::{load_us_frame, win_per_load};
+pub(crate) use super::load_core::{load_us_frame, per_window_load, win_per_load};
 
 /// SUT CPU µs per frame inside the measurement window.
 pub(crate) fn win_us_frame(s: &Sample) -> Option<f64> {
