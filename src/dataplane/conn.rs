@@ -54,6 +54,19 @@ use crate::runtime::WorkerCtx;
 /// Queued bytes towards a leg above which the other leg stops being read (TCP backpressure
 /// reaches its peer); reading resumes below a quarter of it.
 const HIGH_WATER: usize = 256 * 1024;
+/// Ring buffers one leg's queue may hold (pieces, the send in flight included): as many as
+/// one gathered send takes. A piece queued beyond that — or while fewer than a quarter of
+/// the ring's buffers are free ([`RING_LOW_WATER`]) — is copied into memory of the
+/// session's own and its buffer goes back to the ring at once (`Leg::push`). Without this,
+/// a client that stopped reading while its response streamed small deltas held one ring
+/// buffer per delta once its socket buffer was full, and emptied the ring of its worker:
+/// every other session there waited for buffers until the stuck one's slow-consumer
+/// timeout (tests/slow.rs, `a_stuck_client_of_small_deltas_…`). A queue moving at the
+/// client's pace never holds this many, so the forwarding path stays copy-free.
+const RING_PIECES_PER_LEG: u16 = MAX_IOV as u16;
+/// The ring is low below `count / RING_LOW_WATER` free buffers: then every queued piece is
+/// copied, so stuck legs together cannot take more than three quarters of the ring.
+const RING_LOW_WATER: usize = 4;
 /// Bytes of a new buffer copied behind a carried partial header: enough to complete any
 /// frame header (14) or control frame (131).
 const CARRY_JOIN: usize = 256;
@@ -102,6 +115,8 @@ struct Leg {
     carry: Vec<u8>,
     out: VecDeque<Out>,
     out_bytes: usize,
+    /// Queued pieces that are ring buffers (at most [`RING_PIECES_PER_LEG`]).
+    ring_pieces: u16,
     sending: bool,
     /// The iovecs of the gathered send in flight, from the worker's spares; given back at
     /// its completion (a single piece goes out as a plain `send` and needs none), so an

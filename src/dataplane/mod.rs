@@ -353,6 +353,8 @@ impl DataPlane {
         }
         self.unstarve(ctx, now);
         self.run_tasks(ctx, now);
+        ctx.metrics
+            .set_ring_held(self.ring.count() - self.ring.available());
     }
 
     /// epoll: run the queued tasks — send results, reads of newly armed legs — and those

@@ -32,6 +32,11 @@ pub const CREATES_REFUSED: &str = "tollgate_creates_refused_total";
 pub const PANICS: &str = "tollgate_panics_total";
 /// Counter: sessions handed to the buffer-ring data plane (plain or TLS legs).
 pub const RING_SESSIONS: &str = "tollgate_ring_sessions_total";
+/// Counter: bytes copied out of the receive ring because a leg held its share of ring
+/// buffers or the ring ran low (clients behind their streams).
+pub const RING_COPIED_BYTES: &str = "tollgate_ring_copied_bytes_total";
+/// Gauge: receive-ring buffers holding bytes not yet forwarded (all workers).
+pub const RING_HELD: &str = "tollgate_ring_buffers_held";
 /// Counter, label `side`: sessions cut because that leg stopped reading.
 pub const STALLED_LEGS: &str = "tollgate_stalled_legs_total";
 /// Counter: orphan drains started (client left with responses in flight).

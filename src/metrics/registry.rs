@@ -245,6 +245,18 @@ impl Registry {
             "Sessions handed to the buffer-ring data plane (the rest run on the async adapter).",
             t.ring_sessions,
         );
+        o.single(
+            names::RING_COPIED_BYTES,
+            "counter",
+            "Bytes copied out of the receive ring into a session's own memory because that leg held its share of ring buffers or the ring ran low (clients behind their streams).",
+            t.ring_copied_bytes,
+        );
+        o.single(
+            names::RING_HELD,
+            "gauge",
+            "Receive-ring buffers holding bytes not yet forwarded, all workers (each worker's ring has --ring-buffers).",
+            t.ring_held,
+        );
         o.head(
             names::STALLED_LEGS,
             "counter",

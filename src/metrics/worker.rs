@@ -119,6 +119,11 @@ pub struct WorkerSnapshot {
     pub panics: u64,
     /// Sessions that moved their bytes on the buffer-ring data plane.
     pub ring_sessions: u64,
+    /// Bytes copied out of the receive ring because a leg held its share of ring buffers
+    /// or the ring ran low (a client behind its stream).
+    pub ring_copied_bytes: u64,
+    /// Receive-ring buffers holding bytes not yet forwarded, as of the last turn.
+    pub ring_held: u64,
     /// Sessions ended because a leg stopped reading (`--slow-consumer-timeout`), by side.
     pub stalls: [u64; 2],
 }
@@ -170,6 +175,8 @@ impl WorkerSnapshot {
         }
         self.panics += o.panics;
         self.ring_sessions += o.ring_sessions;
+        self.ring_copied_bytes += o.ring_copied_bytes;
+        self.ring_held += o.ring_held;
         for i in 0..2 {
             self.stalls[i] += o.stalls[i];
         }
@@ -191,6 +198,8 @@ pub struct WorkerMetrics {
     orphan_drains_finished: Cell<u64>,
     panics: Cell<u64>,
     ring_sessions: Cell<u64>,
+    ring_copied_bytes: Cell<u64>,
+    ring_held: Cell<u64>,
     stalls: [Cell<u64>; 2],
     labeled: RefCell<Labeled>,
 }
@@ -261,6 +270,8 @@ impl WorkerMetrics {
             orphan_drains_finished: Cell::new(0),
             panics: Cell::new(0),
             ring_sessions: Cell::new(0),
+            ring_copied_bytes: Cell::new(0),
+            ring_held: Cell::new(0),
             stalls: Default::default(),
             labeled: RefCell::new(Labeled::default()),
         }
@@ -422,6 +433,16 @@ impl WorkerMetrics {
         bump(&self.ring_sessions, 1);
     }
 
+    /// `n` bytes were copied out of the receive ring (a queue behind its client).
+    pub fn ring_copied(&self, n: usize) {
+        bump(&self.ring_copied_bytes, n as u64);
+    }
+
+    /// `n` receive-ring buffers hold bytes not yet forwarded.
+    pub fn set_ring_held(&self, n: usize) {
+        self.ring_held.set(n as u64);
+    }
+
     /// A leg of `side` stopped reading for `--slow-consumer-timeout`.
     pub fn stalled(&self, side: crate::flow::Side) {
         bump(&self.stalls[side.index()], 1);
@@ -466,6 +487,8 @@ impl WorkerMetrics {
             creates_refused: l.creates_refused.clone(),
             panics: self.panics.get(),
             ring_sessions: self.ring_sessions.get(),
+            ring_copied_bytes: self.ring_copied_bytes.get(),
+            ring_held: self.ring_held.get(),
             stalls: [self.stalls[0].get(), self.stalls[1].get()],
         }
     }

@@ -5,8 +5,12 @@
 
 use io_uring::opcode;
 
-use super::{io_err, on_socket, user_data, Conn, Env, Leg, Op, Out, Phase, HIGH_WATER, MAX_IOV};
+use super::{
+    io_err, on_socket, user_data, Conn, Env, Leg, Op, Out, Phase, HIGH_WATER, MAX_IOV,
+    RING_LOW_WATER, RING_PIECES_PER_LEG,
+};
 use crate::dataplane::bufring::BufRing;
+use crate::dataplane::spares::MAX_SPARE_CAPACITY;
 use crate::flow::Side;
 use crate::relay::lifecycle::Event;
 
@@ -42,6 +46,7 @@ impl Conn {
                     n -= rem;
                     match leg.out.pop_front() {
                         Some(Out::Ring { bid, .. }) => {
+                            leg.ring_pieces -= 1;
                             env.ring.release(bid);
                         }
                         Some(Out::Owned { data, .. }) => env.spares.put(data),
@@ -213,6 +218,7 @@ impl Conn {
             }
         }
         leg.out_bytes = 0;
+        leg.ring_pieces = 0;
     }
 }
 
@@ -231,11 +237,49 @@ impl Leg {
                 }
             }
         } else {
-            out
+            match out {
+                Out::Ring { bid, start, end }
+                    if self.ring_pieces >= RING_PIECES_PER_LEG
+                        || env.ring.available() < env.ring.count() / RING_LOW_WATER =>
+                {
+                    self.copy_out_of_ring(env, bid, start as usize, end as usize);
+                    return true;
+                }
+                Out::Ring { .. } => {
+                    self.ring_pieces += 1;
+                    out
+                }
+                out => out,
+            }
         };
         self.out_bytes += out.remaining();
         self.out.push_back(out);
         true
+    }
+
+    /// Queue bytes `start..end` of ring buffer `bid` as a copy and give the buffer's piece
+    /// back (see [`RING_PIECES_PER_LEG`]): appended to the last queued copy when it has
+    /// room without growing (its bytes may be in a send in flight, so it must not move),
+    /// else in a buffer of its own.
+    fn copy_out_of_ring(&mut self, env: &mut Env<'_>, bid: u16, start: usize, end: usize) {
+        let n = end - start;
+        // SAFETY: the caller holds a piece of `bid` (a buffer a completion handed out, not
+        // yet released: nothing writes to it meanwhile), and `start..end` lies inside it.
+        let bytes = unsafe { std::slice::from_raw_parts(env.ring.addr(bid, start), n) };
+        match self.out.back_mut() {
+            Some(Out::Owned { data, .. }) if data.capacity() - data.len() >= n => {
+                data.extend_from_slice(bytes);
+            }
+            _ => {
+                let mut data = env.spares.take();
+                data.reserve(n.max(MAX_SPARE_CAPACITY));
+                data.extend_from_slice(bytes);
+                self.out.push_back(Out::Owned { data, start: 0 });
+            }
+        }
+        self.out_bytes += n;
+        env.ring.release(bid);
+        env.ctx.metrics.ring_copied(n);
     }
 }
 
