@@ -679,3 +679,108 @@ async fn a_client_that_falls_behind_gets_every_byte_of_its_copied_queue_in_order
         }
     }
 }
+
+/// A client that streams a response, stops reading, and floods creates the relay refuses
+/// (an invalid `stream_id`): each refusal is an `error` event queued towards that client
+/// behind its deltas, written by the relay in answer to the client's own bytes. The relay
+/// must stop reading such a client once that queue is full — its socket, not the relay's
+/// memory, holds the rest — keep serving the other sessions on the worker, and, once the
+/// client reads again, deliver its response and answer every create it sent: none lost,
+/// none doubled.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_flooding_refused_creates_without_reading_is_paused_and_loses_no_answer() {
+    let mock = MockUpstream::start(MockConfig {
+        deltas: 6_000,
+        delta_bytes: 2_000,
+        token_rate: Some(1000.0),
+        echo_text_limit: Some(4096),
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let refused = create("bad lane!");
+    let frame = client_frame(true, 1, refused.as_bytes(), Some([1, 2, 3, 4]));
+    let batch = frame.repeat(512);
+    for driver in DRIVERS {
+        let p = RelayProcess::start(driver, &mock.url(), "", &["--slow-consumer-timeout", "60s"]);
+        let url = format!("ws://{}/v1/responses", p.addr);
+        let mut pinger = connect(&url, opts()).await.unwrap();
+        let rss0 = p.rss_kib();
+        // A response streams at 2 MB/s into a client that reads nothing: once ~5 MB went,
+        // the sockets are full and the relay's write towards the client is stuck.
+        let sent0 = mock.frames_sent();
+        let s = raw_session(&p.addr, Some(4096), &create("stream")).await;
+        while mock.frames_sent() < sent0 + 2_500 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let (mut sent, mut last_progress) = (0usize, Instant::now());
+        let start = Instant::now();
+        // Until the relay has read nothing for 1.5 s (or 20 s pass: the test fails below).
+        while last_progress.elapsed() < Duration::from_millis(1_500)
+            && start.elapsed() < Duration::from_secs(20)
+        {
+            match tokio::time::timeout(Duration::from_millis(50), s.writable()).await {
+                Ok(Ok(())) => match s.try_write(&batch[sent % batch.len()..]) {
+                    Ok(n) => {
+                        sent += n;
+                        last_progress = Instant::now();
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("{driver}: the flood's write failed: {e}"),
+                },
+                Ok(Err(e)) => panic!("{driver}: {e}"),
+                Err(_) => {}
+            }
+        }
+        let grown_mib = p.rss_kib().saturating_sub(rss0) as f64 / 1024.0;
+        println!(
+            "{driver}: the relay stopped reading after {:.1} MB of refused creates \
+             ({:.1} s); its RSS grew {grown_mib:.1} MiB",
+            sent as f64 / 1e6,
+            (last_progress - start).as_secs_f64()
+        );
+        assert!(
+            last_progress.elapsed() >= Duration::from_millis(1_500),
+            "{driver}: the relay kept reading a client that reads nothing for 20 s \
+             ({} MB)",
+            sent / 1_000_000
+        );
+        assert!(
+            grown_mib < 48.0,
+            "{driver}: the relay's RSS grew {grown_mib:.1} MiB for one flooding client"
+        );
+        // The worker still serves the other session at once.
+        let rtts = ping_loop(&mut pinger, Duration::from_millis(500)).await;
+        assert!(!rtts.is_empty(), "{driver}: no round trip beside the flood");
+        // The client reads again: its whole response, and one `error` event per complete
+        // create it sent (a frame cut by the last write stays unsent, unanswered).
+        let creates = sent / frame.len();
+        let mut s = s.into_std().unwrap();
+        s.set_nonblocking(false).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let (mut errors, mut completed) = (0usize, false);
+        while errors < creates || !completed {
+            let Some(f) = read_frame(&mut s) else {
+                panic!(
+                    "{driver}: the relay closed after {errors} of {creates} answers \
+                     (response completed: {completed})"
+                );
+            };
+            assert_eq!(f.opcode, 1, "{driver}: a frame that is not text: {f:?}");
+            let v: serde_json::Value = serde_json::from_slice(&f.payload).unwrap();
+            match v["type"].as_str().unwrap() {
+                "error" => errors += 1,
+                "response.completed" => completed = true,
+                _ => {}
+            }
+        }
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let extra = read_frame(&mut s);
+        assert!(
+            extra.is_none(),
+            "{driver}: more frames than answers and the response: {extra:?}"
+        );
+        println!("{driver}: {creates} refused creates, {errors} answers, the response whole");
+    }
+}

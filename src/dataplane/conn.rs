@@ -52,7 +52,8 @@ use crate::runtime::timers::TimerKey;
 use crate::runtime::WorkerCtx;
 
 /// Queued bytes towards a leg above which the other leg stops being read (TCP backpressure
-/// reaches its peer); reading resumes below a quarter of it.
+/// reaches its peer); reading resumes below a quarter of it. The client leg's own reading
+/// stops the same way when what fills its queue is the relay's answers to it (`paused_own`).
 const HIGH_WATER: usize = 256 * 1024;
 /// Ring buffers one leg's queue may hold (pieces, the send in flight included): as many as
 /// one gathered send takes. A piece queued beyond that — or while fewer than a quarter of
@@ -100,6 +101,10 @@ struct Leg {
     reading: bool,
     /// Reading paused because the other leg's queue is full.
     paused: bool,
+    /// The client leg's reading paused because its *own* queue is full of what the relay
+    /// answered it with (refused creates' `error` events): a client that sends and never
+    /// reads would otherwise grow that queue without bound (see `Conn::handle_next`).
+    paused_own: bool,
     /// The last receive ended with ENOBUFS: re-armed when buffers come back.
     starved: bool,
     /// epoll: a cancel of the armed receive is queued (no more reads meanwhile).
@@ -441,7 +446,7 @@ impl Conn {
     fn arm_recv(&mut self, env: &mut Env<'_>, side: Side) {
         let leg = &mut self.legs[side.index()];
         let wanted = match self.phase {
-            Phase::Open => leg.reading && !leg.paused,
+            Phase::Open => leg.reading && !leg.paused && !leg.paused_own,
             Phase::Finishing { .. } | Phase::Lingering { .. } => true,
             Phase::Closing => false,
         };

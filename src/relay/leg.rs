@@ -28,6 +28,12 @@ pub const FINISH_TIMEOUT: Duration = Duration::from_secs(1);
 /// The same while the relay is stopping (the drain deadline already passed).
 pub const FINISH_TIMEOUT_STOPPING: Duration = Duration::from_millis(200);
 
+/// Most bytes of relay-originated frames an outbox holds before [`Leg::inject`] waits for
+/// it to drain (the data plane's high-water mark): the client pump, which injects refused
+/// creates' `error` events, then stops reading a client that sends and never reads, and
+/// that client's socket, not the relay's memory, holds what it sends next.
+pub const OUTBOX_HIGH_WATER: usize = 256 * 1024;
+
 /// A leg's write half plus the state needed to share and interrupt it.
 pub struct Leg<W> {
     writer: RefCell<Option<W>>,
@@ -218,7 +224,9 @@ impl<W: AsyncWriteRent> Leg<W> {
     }
 
     /// Inject a complete relay-originated frame: written now when the leg is idle at a
-    /// boundary, otherwise by the forwarding pump at its next boundary.
+    /// boundary, otherwise by the forwarding pump at its next boundary. With more than
+    /// [`OUTBOX_HIGH_WATER`] waiting that way, this waits until the outbox is written (or
+    /// the leg is dead): the caller reads no more meanwhile.
     pub async fn inject(&self, frame: Vec<u8>) {
         if self.dead.get() {
             return;
@@ -234,6 +242,18 @@ impl<W: AsyncWriteRent> Leg<W> {
                 self.write_raw(&mut w, pending, Instant::now()).await;
             }
             self.put(w);
+        } else if self.outbox.borrow().len() > OUTBOX_HIGH_WATER {
+            // Woken by `put` (the holder's write ended; at a boundary the outbox went with
+            // it) and by `kill`.
+            poll_fn(|cx| {
+                if self.dead.get() || self.outbox.borrow().len() <= OUTBOX_HIGH_WATER {
+                    Poll::Ready(())
+                } else {
+                    self.waiters.register(cx.waker());
+                    Poll::Pending
+                }
+            })
+            .await;
         }
     }
 

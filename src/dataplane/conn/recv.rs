@@ -3,7 +3,7 @@
 //! upstream (and any partial header) in the leg's carry — and what each step's `next` asks
 //! for.
 
-use super::{Conn, Env, Out, Phase, CARRY_JOIN};
+use super::{Conn, Env, Out, Phase, CARRY_JOIN, HIGH_WATER};
 use crate::flow::{Direction, Side};
 use crate::relay::core::{Next, Step};
 use crate::relay::lifecycle::{Event, PumpEnd};
@@ -183,6 +183,18 @@ impl Conn {
                 .extend_from_slice(&out);
             self.release_outbox(env, Side::Client);
             self.flush(env, Side::Client);
+            // The client's own messages filled its queue with the relay's answers (a
+            // client that floods refused creates and reads nothing): stop reading it until
+            // the queue drains, so its socket, not the relay's memory, holds the rest.
+            let c = &mut self.legs[Side::Client.index()];
+            if side == Side::Client
+                && c.out_bytes + c.outbox.len() > HIGH_WATER
+                && c.reading
+                && !c.paused_own
+            {
+                c.paused_own = true;
+                self.cancel_recv(env, Side::Client);
+            }
         }
         if self.core.take_recheck() {
             self.retime = true;

@@ -1,7 +1,8 @@
 //! The writing side of a data-plane session: pieces queued towards a leg (ring buffers
 //! forwarded in place, bytes the session owns), gathered into one `send`/`sendmsg` of up to
 //! [`MAX_IOV`] pieces, completed by releasing what was sent; backpressure between the legs
-//! (reading one leg pauses while the other's queue is over [`HIGH_WATER`]).
+//! (reading one leg pauses while the other's queue is over [`HIGH_WATER`]; the client's,
+//! too, while its own queue is, when its own messages filled it with refusals).
 
 use io_uring::opcode;
 
@@ -62,8 +63,14 @@ impl Conn {
             }
             leg.in_flight_since = (!leg.out.is_empty()).then_some(env.now);
             self.flush(env, side);
-            // The other leg was paused for this one's queue: resume below a quarter.
-            if self.legs[side.index()].out_bytes < HIGH_WATER / 4 {
+            // The other leg was paused for this one's queue: resume below a quarter; so
+            // is this leg's own reading when its queue of the relay's answers paused it.
+            let leg = &mut self.legs[side.index()];
+            if leg.out_bytes < HIGH_WATER / 4 {
+                if leg.paused_own && leg.out_bytes + leg.outbox.len() < HIGH_WATER / 4 {
+                    leg.paused_own = false;
+                    self.arm_recv(env, side);
+                }
                 self.unpause_other(env, side);
             }
         }
