@@ -499,6 +499,21 @@ async fn a_hundred_client_resets_mid_stream_give_a_hundred_exact_records() {
     }
 }
 
+/// A 6 s response of 6,000 deltas of ~2 KB, 2 MB/s: past the ~3 MB the sockets buffer
+/// within two seconds when the client reads nothing (the terminal event echoes only the
+/// first 4 KiB of the text).
+async fn streamed_mock() -> MockUpstream {
+    MockUpstream::start(MockConfig {
+        deltas: 6_000,
+        delta_bytes: 2_000,
+        token_rate: Some(1000.0),
+        echo_text_limit: Some(4096),
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
 /// Clients that stop reading while their responses stream deltas — one ring buffer each,
 /// once their socket buffers are full — must not take the worker's receive ring from the
 /// other sessions: a session on the same worker keeps its round trips while the stuck ones
@@ -507,15 +522,7 @@ async fn a_hundred_client_resets_mid_stream_give_a_hundred_exact_records() {
 #[tokio::test(flavor = "multi_thread")]
 async fn stuck_clients_of_streamed_deltas_never_starve_the_other_sessions_of_ring_buffers() {
     const STUCK: usize = 4;
-    let mock = MockUpstream::start(MockConfig {
-        deltas: 6_000,
-        delta_bytes: 2_000,
-        token_rate: Some(1000.0),
-        echo_text_limit: Some(4096),
-        ..MockConfig::default()
-    })
-    .await
-    .unwrap();
+    let mock = streamed_mock().await;
     for driver in DRIVERS {
         let before = mock.ledger().len();
         // A small ring (the default is 512), so the test is quick: 4 stuck legs of 16
@@ -689,15 +696,7 @@ async fn a_client_that_falls_behind_gets_every_byte_of_its_copied_queue_in_order
 /// none doubled.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_flooding_refused_creates_without_reading_is_paused_and_loses_no_answer() {
-    let mock = MockUpstream::start(MockConfig {
-        deltas: 6_000,
-        delta_bytes: 2_000,
-        token_rate: Some(1000.0),
-        echo_text_limit: Some(4096),
-        ..MockConfig::default()
-    })
-    .await
-    .unwrap();
+    let mock = streamed_mock().await;
     let refused = create("bad lane!");
     let frame = client_frame(true, 1, refused.as_bytes(), Some([1, 2, 3, 4]));
     let batch = frame.repeat(512);
