@@ -54,7 +54,7 @@ use crate::runtime::WorkerCtx;
 /// Queued bytes towards a leg above which the other leg stops being read (TCP backpressure
 /// reaches its peer); reading resumes below a quarter of it. The client leg's own reading
 /// stops the same way when what fills its queue is the relay's answers to it (`paused_own`).
-const HIGH_WATER: usize = 256 * 1024;
+const HIGH_WATER: usize = crate::relay::leg::OUTBOX_HIGH_WATER;
 /// Ring buffers one leg's queue may hold (pieces, the send in flight included): as many as
 /// one gathered send takes. A piece queued beyond that — or while fewer than a quarter of
 /// the ring's buffers are free ([`RING_LOW_WATER`]) — is copied into memory of the

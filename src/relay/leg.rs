@@ -29,9 +29,10 @@ pub const FINISH_TIMEOUT: Duration = Duration::from_secs(1);
 pub const FINISH_TIMEOUT_STOPPING: Duration = Duration::from_millis(200);
 
 /// Most bytes of relay-originated frames an outbox holds before [`Leg::inject`] waits for
-/// it to drain (the data plane's high-water mark): the client pump, which injects refused
-/// creates' `error` events, then stops reading a client that sends and never reads, and
-/// that client's socket, not the relay's memory, holds what it sends next.
+/// it to drain (also the data plane's high-water mark, which is defined as this): the
+/// client pump, which injects refused creates' `error` events, then stops reading a client
+/// that sends and never reads, and that client's socket, not the relay's memory, holds
+/// what it sends next.
 pub const OUTBOX_HIGH_WATER: usize = 256 * 1024;
 
 /// A leg's write half plus the state needed to share and interrupt it.
