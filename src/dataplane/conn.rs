@@ -35,13 +35,15 @@ mod recv;
 mod send;
 mod tls_leg;
 
+use send::Out;
+
 #[cfg(test)]
 pub(super) use epoll::more_with_buffer;
 pub(super) use epoll::Task;
 
 use super::bufring::BufRing;
 use super::ops::{user_data, Op};
-use super::spares::{SendBuf, MAX_IOV};
+use super::spares::SendBuf;
 use super::tls::LegTls;
 use crate::flow::Side;
 use crate::limits::SessionSlot;
@@ -55,39 +57,9 @@ use crate::runtime::WorkerCtx;
 /// reaches its peer); reading resumes below a quarter of it. The client leg's own reading
 /// stops the same way when what fills its queue is the relay's answers to it (`paused_own`).
 const HIGH_WATER: usize = crate::relay::leg::OUTBOX_HIGH_WATER;
-/// Ring buffers one leg's queue may hold (pieces, the send in flight included): as many as
-/// one gathered send takes. A piece queued beyond that — or while fewer than a quarter of
-/// the ring's buffers are free ([`RING_LOW_WATER`]) — is copied into memory of the
-/// session's own and its buffer goes back to the ring at once (`Leg::push`). Without this,
-/// a client that stopped reading while its response streamed small deltas held one ring
-/// buffer per delta once its socket buffer was full, and emptied the ring of its worker:
-/// every other session there waited for buffers until the stuck one's slow-consumer
-/// timeout (tests/slow.rs, `a_stuck_client_of_small_deltas_…`). A queue moving at the
-/// client's pace never holds this many, so the forwarding path stays copy-free.
-const RING_PIECES_PER_LEG: u16 = MAX_IOV as u16;
-/// The ring is low below `count / RING_LOW_WATER` free buffers: then every queued piece is
-/// copied, so stuck legs together cannot take more than three quarters of the ring.
-const RING_LOW_WATER: usize = 4;
 /// Bytes of a new buffer copied behind a carried partial header: enough to complete any
 /// frame header (14) or control frame (131).
 const CARRY_JOIN: usize = 256;
-
-/// A piece of a leg's outgoing stream.
-enum Out {
-    /// Bytes of a ring buffer (`bid`), `start..end`.
-    Ring { bid: u16, start: u32, end: u32 },
-    /// Bytes the session owns (carried or relay-originated), from `start`.
-    Owned { data: Vec<u8>, start: usize },
-}
-
-impl Out {
-    fn remaining(&self) -> usize {
-        match self {
-            Out::Ring { start, end, .. } => (*end - *start) as usize,
-            Out::Owned { data, start } => data.len() - start,
-        }
-    }
-}
 
 #[derive(Default)]
 struct Leg {
@@ -120,7 +92,7 @@ struct Leg {
     carry: Vec<u8>,
     out: VecDeque<Out>,
     out_bytes: usize,
-    /// Queued pieces that are ring buffers (at most [`RING_PIECES_PER_LEG`]).
+    /// Queued pieces that are ring buffers (at most `send::RING_PIECES_PER_LEG`).
     ring_pieces: u16,
     sending: bool,
     /// The iovecs of the gathered send in flight, from the worker's spares; given back at

@@ -11,6 +11,7 @@ pub mod raw;
 #[allow(unused_imports)]
 pub use raw::*;
 pub mod relay_client;
+pub mod slow_peers;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -6,14 +6,42 @@
 
 use io_uring::opcode;
 
-use super::{
-    io_err, on_socket, user_data, Conn, Env, Leg, Op, Out, Phase, HIGH_WATER, MAX_IOV,
-    RING_LOW_WATER, RING_PIECES_PER_LEG,
-};
+use super::{io_err, on_socket, user_data, Conn, Env, Leg, Op, Phase, HIGH_WATER};
 use crate::dataplane::bufring::BufRing;
-use crate::dataplane::spares::MAX_SPARE_CAPACITY;
+use crate::dataplane::spares::{MAX_IOV, MAX_SPARE_CAPACITY};
 use crate::flow::Side;
 use crate::relay::lifecycle::Event;
+
+/// Ring buffers one leg's queue may hold (pieces, the send in flight included): as many as
+/// one gathered send takes. A piece queued beyond that — or while fewer than a quarter of
+/// the ring's buffers are free ([`RING_LOW_WATER`]) — is copied into memory of the
+/// session's own and its buffer goes back to the ring at once (`Leg::push`). Without this,
+/// a client that stopped reading while its response streamed small deltas held one ring
+/// buffer per delta once its socket buffer was full, and emptied the ring of its worker:
+/// every other session there waited for buffers until the stuck one's slow-consumer
+/// timeout (tests/backpressure.rs, `stuck_clients_of_streamed_deltas_…`). A queue moving
+/// at the client's pace never holds this many, so the forwarding path stays copy-free.
+const RING_PIECES_PER_LEG: u16 = MAX_IOV as u16;
+/// The ring is low below `count / RING_LOW_WATER` free buffers: then every queued piece is
+/// copied, so stuck legs together cannot take more than three quarters of the ring.
+const RING_LOW_WATER: usize = 4;
+
+/// A piece of a leg's outgoing stream.
+pub(super) enum Out {
+    /// Bytes of a ring buffer (`bid`), `start..end`.
+    Ring { bid: u16, start: u32, end: u32 },
+    /// Bytes the session owns (carried or relay-originated), from `start`.
+    Owned { data: Vec<u8>, start: usize },
+}
+
+impl Out {
+    pub(super) fn remaining(&self) -> usize {
+        match self {
+            Out::Ring { start, end, .. } => (*end - *start) as usize,
+            Out::Owned { data, start } => data.len() - start,
+        }
+    }
+}
 
 impl Conn {
     pub(in crate::dataplane) fn on_send(&mut self, env: &mut Env<'_>, side: Side, res: i32) {
