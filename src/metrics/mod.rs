@@ -1,6 +1,7 @@
 //! Counters and the Prometheus admin endpoint.
 //!
 //! - [`WorkerMetrics`]: one per worker thread, plain `Cell`s (no atomics per frame).
+//! - [`WorkerSnapshot`] (`snapshot`): the plain copy a worker publishes, and its labels.
 //! - [`Registry`]: shared; each worker [`WorkerMetrics::publish`]es a copy of its counters
 //!   into it every ~500 ms and at shutdown; [`Registry::render`] sums the workers into
 //!   Prometheus text format 0.0.4, with the counters of the parts beside the workers.
@@ -13,6 +14,7 @@ mod admin;
 pub mod names;
 mod registry;
 mod shared;
+mod snapshot;
 #[cfg(test)]
 mod tests;
 mod worker;
@@ -22,7 +24,8 @@ pub use admin::{
 };
 pub use registry::{escape_label_into, Registry};
 pub use shared::{FleetMetrics, SinkMetrics};
+pub use snapshot::{close_code_label, Side, TokenCounts, WorkerSnapshot};
 pub use worker::{
-    close_code_label, Side, TokenCounts, WorkerMetrics, WorkerSnapshot, MAX_MODEL_LABEL,
-    MAX_STATUS_SERIES, MAX_TENANT_LABELS, MAX_TOKEN_SERIES, OTHER, SESSION_DURATION_BUCKETS,
+    WorkerMetrics, MAX_MODEL_LABEL, MAX_STATUS_SERIES, MAX_TENANT_LABELS, MAX_TOKEN_SERIES, OTHER,
+    SESSION_DURATION_BUCKETS,
 };

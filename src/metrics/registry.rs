@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use super::names;
 use super::shared::{FleetMetrics, SinkMetrics};
-use super::worker::{WorkerSnapshot, SESSION_DURATION_LE};
+use super::snapshot::WorkerSnapshot;
+use super::worker::SESSION_DURATION_LE;
 
 /// Everything `/metrics` shows: the workers' latest snapshots, the sink's counters, and
 /// static info. `Mutex`-protected: touched on the publish timer and by scrapes only.
