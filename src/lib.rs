@@ -29,6 +29,7 @@ pub mod config;
 pub mod dataplane;
 pub mod fleet;
 pub mod flow;
+pub mod heap;
 pub mod limits;
 pub mod metering;
 pub mod metrics;

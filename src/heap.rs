@@ -1,0 +1,22 @@
+//! Giving the process's freed heap back to the kernel after a burst.
+//!
+//! The binary's allocator is mimalloc (`src/main.rs`). It keeps freed pages for reuse and
+//! returns them to the kernel (`madvise`) only after a purge delay (1 s in mimalloc 3), and
+//! only when some later allocator call on that thread or arena notices the delay is over. A
+//! relay that goes quiet after a burst makes no such call, so what the burst freed stays
+//! resident for as long as it is quiet. [`release_freed`] runs that purge now; the usage-log
+//! writer calls it when it has shrunk its buffers after a burst and has nothing queued
+//! (see `metering::sink::writer`). It is never called on a worker's hot path.
+//!
+//! Without mimalloc as the global allocator (the test binaries use the system allocator) it
+//! only collects mimalloc's own empty heap: harmless.
+
+/// Returns the calling thread's free heap pages and every arena range whose purge is due or
+/// pending to the kernel (`mi_collect(true)`). Costs a few `madvise` calls; call it off the
+/// hot path, at most once per quiet period.
+pub fn release_freed() {
+    // SAFETY: `mi_collect` takes a plain bool and only walks mimalloc's own structures for
+    // the calling thread's heap and the shared arenas; it is safe to call from any thread at
+    // any time (mimalloc documents it for exactly this: "eagerly free memory").
+    unsafe { libmimalloc_sys::mi_collect(true) }
+}
