@@ -12,11 +12,13 @@
 //! only collects mimalloc's own empty heap: harmless.
 
 /// Returns the calling thread's free heap pages and every arena range whose purge is due or
-/// pending to the kernel (`mi_collect(true)`). Costs a few `madvise` calls; call it off the
-/// hot path, at most once per quiet period.
+/// pending to the kernel (`mi_collect(true)`). It walks the thread's heap and purges
+/// (`madvise`); libmimalloc-sys's docs warn that a forced collect "can be expensive", so
+/// call it off the hot path, at most once per quiet period. Its cost was not measured on
+/// its own; the writer calls it only after a trim.
 pub fn release_freed() {
     // SAFETY: `mi_collect` takes a plain bool and only walks mimalloc's own structures for
-    // the calling thread's heap and the shared arenas; it is safe to call from any thread at
-    // any time (mimalloc documents it for exactly this: "eagerly free memory").
+    // the calling thread's heap and the shared arenas; mimalloc exports it for any thread
+    // to call at any time (libmimalloc-sys: "Eagerly free memory").
     unsafe { libmimalloc_sys::mi_collect(true) }
 }

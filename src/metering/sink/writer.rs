@@ -14,9 +14,10 @@ const ADOPT_EVERY: Duration = Duration::from_secs(1);
 
 /// Bytes of the write buffer a quiet writer keeps. A burst (a thousand sessions finishing a
 /// turn within one group-commit interval) grows it to hundreds of KiB; kept for good, that
-/// is memory a quiet relay holds (measured: a 318 KiB buffer after 1,000 turns in one
-/// round, counted by the idle bench against its sessions). 64 KiB holds a round of ~200
-/// records. A busy writer keeps what it has: it trims only when nothing is queued.
+/// is memory a quiet relay holds (heaptrack: a 318 KB buffer after 1,000 sessions' turns,
+/// counted by the idle bench against its sessions; loadtest/BENCH-history.md). 64 KiB holds
+/// a round of ~200 records of ~300 bytes. A busy writer keeps what it has: it trims only
+/// when nothing is queued.
 const KEEP_BUF_BYTES: usize = 64 * 1024;
 
 /// Entries of the record queues (`queue`, `journaled`, `unsynced`) a quiet writer keeps.
