@@ -387,3 +387,28 @@ fn two_relays_with_the_same_pid_get_journals_of_their_own() {
     assert_eq!(ids(&log), vec!["resp_1"]);
     assert!(b.path.exists());
 }
+
+#[test]
+fn two_dead_journals_holding_one_record_append_it_once() {
+    // Two relays on one log both journaled record 2 (a record is only ever submitted once,
+    // but a copied journal or a bug must not double it); record 1 the log already has, past
+    // a window that starts mid-line.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("usage.jsonl");
+    let big: Vec<Vec<u8>> = (100..400).map(|i| line(i, 300)).collect();
+    let (mut a, mut f) = fresh(dir.path(), &big);
+    f.write_all(&line(1, 10)).unwrap();
+    f.write_all(b"\n").unwrap();
+    let (mut b, _) = Journal::open_as(ME + 10, CAP, &mut f, &log).unwrap();
+    a.append(&line(1, 10)).unwrap();
+    a.append(&line(2, 10)).unwrap();
+    b.append(&line(2, 10)).unwrap();
+    b.append(&line(3, 10)).unwrap();
+    drop((a, b));
+    let (_next, r) = Journal::open_as(ME + 20, CAP, &mut f, &log).unwrap();
+    assert_eq!((r.found, r.appended), (4, 2));
+    let got = ids(&log);
+    assert_eq!(got.len(), 300 + 3, "each record once");
+    assert_eq!(got[300..], ["resp_1", "resp_2", "resp_3"]);
+    assert!(!journal_path(&log, ME).exists() && !journal_path(&log, ME + 10).exists());
+}
