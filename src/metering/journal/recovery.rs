@@ -3,8 +3,9 @@
 //!
 //! **Memory.** A dead journal is mapped read-only, not read into the heap, and the log's last
 //! `capacity` bytes are streamed through a 64 KiB buffer looking only for the ids the dead
-//! journals hold. What the recovery allocates is those ids and the lines it appends —
-//! nothing in proportion to the ring or the log. It used to read the whole journal and the
+//! journals hold, on lines no longer than their longest entry. What the recovery allocates
+//! is those ids and the lines it appends — nothing in proportion to the ring or the log
+//! (`tests/journal_memory.rs` fails above 1 MiB). It used to read the whole journal and the
 //! log's last `capacity` bytes into the heap, on a relay's writer thread when it adopts a
 //! journal while it serves: `tests/journal_memory.rs` (a dead 16 MiB journal with 200
 //! records, 80 of them not in a 20 MiB log) measured a heap peak of 51.8 MB that way and
@@ -54,7 +55,7 @@ pub(super) fn recover(log: &mut File, log_path: &Path) -> Result<Recovered, Jour
     // entries past `written` the writer may still have appended are in the log's last
     // `capacity` bytes at most (their lines are no longer than their entries).
     let mut wanted = HashSet::new();
-    let mut window = 0;
+    let (mut window, mut longest) = (0, 0);
     for d in &dead {
         let entries = d.entries();
         if entries.is_empty() {
@@ -63,12 +64,13 @@ pub(super) fn recover(log: &mut File, log_path: &Path) -> Result<Recovered, Jour
         if let Some(map) = &d.map {
             window = window.max(read_u64(map, CAPACITY_AT) + PAGE);
         }
+        longest = entries.iter().map(|l| l.len()).fold(longest, usize::max);
         wanted.extend(entries.iter().filter_map(|line| response_id(line)));
     }
     let mut seen = if wanted.is_empty() {
         HashSet::new()
     } else {
-        ids_in_tail(log_path, window, &wanted).map_err(io_err(log_path))?
+        ids_in_tail(log_path, window, longest, &wanted).map_err(io_err(log_path))?
     };
     drop(wanted);
     let mut found = Recovered::default();
@@ -187,10 +189,12 @@ fn entries_of(bytes: &[u8]) -> Vec<&[u8]> {
 }
 
 /// Which of `wanted` are the `response_id` of a complete line in the last `window` bytes of
-/// the log, read [`TAIL_CHUNK`] bytes at a time.
+/// the log, read [`TAIL_CHUNK`] bytes at a time. A line longer than `longest` (the longest
+/// journal entry) cannot be one of theirs and is skipped without being held.
 fn ids_in_tail(
     log_path: &Path,
     window: u64,
+    longest: usize,
     wanted: &HashSet<String>,
 ) -> io::Result<HashSet<String>> {
     let mut log = File::open(log_path)?;
@@ -198,20 +202,48 @@ fn ids_in_tail(
     let start = len.saturating_sub(window);
     log.seek(SeekFrom::Start(start))?;
     let mut tail = BufReader::with_capacity(TAIL_CHUNK, log.take(len - start));
-    let mut line = Vec::new();
-    // A window that starts mid-line skips that first partial line.
-    if start > 0 {
-        tail.read_until(b'\n', &mut line)?;
-    }
     let mut present = HashSet::new();
-    loop {
-        line.clear();
-        if tail.read_until(b'\n', &mut line)? == 0 {
-            return Ok(present);
+    // A window that starts mid-line skips that first partial line.
+    let mut first = start > 0;
+    complete_lines(&mut tail, longest, |line| {
+        if std::mem::take(&mut first) {
+            return;
         }
-        let body = line.strip_suffix(b"\n").unwrap_or(&line);
-        if let Some(id) = response_id(body).filter(|id| wanted.contains(id)) {
+        if let Some(id) = response_id(line).filter(|id| wanted.contains(id)) {
             present.insert(id);
+        }
+    })?;
+    Ok(present)
+}
+
+/// Calls `f` with each newline-terminated line of `r` (without its newline), or with an empty
+/// slice for one longer than `max` bytes, whose bytes are skipped, not gathered. An
+/// unterminated last line is not passed.
+fn complete_lines(r: &mut impl BufRead, max: usize, mut f: impl FnMut(&[u8])) -> io::Result<()> {
+    let mut line = Vec::new();
+    let mut too_long = false;
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let (part, ends) = match memchr::memchr(b'\n', buf) {
+            Some(i) => (&buf[..i], true),
+            None => (buf, false),
+        };
+        if !too_long && line.len() + part.len() > max {
+            too_long = true;
+            line = Vec::new();
+        }
+        if !too_long {
+            line.extend_from_slice(part);
+        }
+        let used = part.len() + usize::from(ends);
+        r.consume(used);
+        if ends {
+            f(if too_long { &[] } else { &line });
+            line.clear();
+            too_long = false;
         }
     }
 }
@@ -224,4 +256,30 @@ pub(super) fn response_id(line: &[u8]) -> Option<String> {
     serde_json::from_slice::<Id>(line)
         .ok()
         .map(|id| id.response_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(input: &[u8], chunk: usize, max: usize) -> Vec<Vec<u8>> {
+        let mut r = BufReader::with_capacity(chunk, input);
+        let mut out = Vec::new();
+        complete_lines(&mut r, max, |l| out.push(l.to_vec())).expect("in memory");
+        out
+    }
+
+    #[test]
+    fn lines_are_whole_at_any_read_size_long_ones_empty_and_an_unterminated_one_dropped() {
+        let input = b"ab\n\nabcdefgh\nxyz\nlast";
+        for chunk in 1..=input.len() + 1 {
+            assert_eq!(
+                lines(input, chunk, 4),
+                [&b"ab"[..], b"", b"", b"xyz"],
+                "read {chunk} bytes at a time"
+            );
+        }
+        // A line of exactly `max` bytes is passed.
+        assert_eq!(lines(b"abcd\n", 2, 4), [b"abcd"]);
+    }
 }
