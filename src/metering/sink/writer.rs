@@ -16,8 +16,9 @@ const ADOPT_EVERY: Duration = Duration::from_secs(1);
 /// turn within one group-commit interval) grows it to hundreds of KiB; kept for good, that
 /// is memory a quiet relay holds (heaptrack: a 318 KB buffer after 1,000 sessions' turns,
 /// counted by the idle bench against its sessions; loadtest/BENCH-history.md). 64 KiB holds
-/// a round of ~200 records of ~300 bytes. A busy writer keeps what it has: it trims only
-/// when nothing is queued.
+/// a round of ~100 records (a bench run's records average 625–630 bytes: `awk` over
+/// bfull65's usage logs). A busy writer keeps what it has: it trims only when nothing is
+/// queued.
 const KEEP_BUF_BYTES: usize = 64 * 1024;
 
 /// Entries of the record queues (`queue`, `journaled`, `unsynced`) a quiet writer keeps.
