@@ -115,6 +115,7 @@ fn recovering_a_dead_16_mib_journal_holds_what_it_recovers_not_the_ring_or_the_l
             bytes: (120..200)
                 .map(|i| line(&format!("resp_new_{i}")).len() as u64 + 1)
                 .sum(),
+            end: Some(std::fs::metadata(&path).expect("log").len()),
         }
     );
     // Each record in the log once.

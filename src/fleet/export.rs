@@ -63,6 +63,32 @@ struct Key<'a> {
     route: Option<Cow<'a, str>>,
 }
 
+/// What a line of the log (without its newline) is, to the exporter.
+#[derive(Debug)]
+enum Line<'a> {
+    /// A record: publish it.
+    Record(Key<'a>),
+    /// Empty: skip it.
+    Blank,
+    /// The beginning of a record cut short (its JSON ends early): a relay sharing the log was
+    /// killed mid-write and the next append began a new line after it (`metering::append`).
+    /// Skip it; the dead relay's journal appends the record again.
+    Fragment,
+    /// Anything else: never a line a relay wrote. Skip it, loudly.
+    NotARecord(serde_json::Error),
+}
+
+fn classify(body: &[u8]) -> Line<'_> {
+    if body.is_empty() {
+        return Line::Blank;
+    }
+    match serde_json::from_slice::<Key<'_>>(body) {
+        Ok(k) => Line::Record(k),
+        Err(e) if e.is_eof() => Line::Fragment,
+        Err(e) => Line::NotARecord(e),
+    }
+}
+
 /// The subject for a record: `template` with `{route}` and `{tenant}` filled in (a value
 /// that would break the subject's tokens becomes `_`).
 pub fn subject(template: &str, route: &str, tenant: &str) -> String {
@@ -339,9 +365,20 @@ impl Exporter {
             let at = start + end as u64;
             let body = &line[..line.len() - 1];
             from = end;
-            let key: Key<'_> = match serde_json::from_slice(body) {
-                Ok(k) => k,
-                Err(e) => {
+            let key = match classify(body) {
+                Line::Record(k) => k,
+                Line::Blank => {
+                    acks.push_back((at, None));
+                    continue;
+                }
+                Line::Fragment => {
+                    // A relay sharing the log was killed mid-write; its journal appends the
+                    // record again, whole, and that line is exported.
+                    tracing::warn!(offset = at - line.len() as u64, "usage log line is a record cut short by a killed writer; skipped (its journal re-appends it)");
+                    acks.push_back((at, None));
+                    continue;
+                }
+                Line::NotARecord(e) => {
                     // Never a record the relay wrote; kept in the log, not published.
                     tracing::error!(offset = at - line.len() as u64, error = %e, "usage log line is not a record; not exported");
                     acks.push_back((at, None));
@@ -430,6 +467,30 @@ impl Exporter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_are_records_blanks_fragments_or_not_records() {
+        let rec = br#"{"response_id":"resp_1","tenant":"acme","route":"xai","model":"m"}"#;
+        match classify(rec) {
+            Line::Record(k) => assert_eq!(
+                (&*k.response_id, &*k.tenant, k.route.as_deref()),
+                ("resp_1", "acme", Some("xai"))
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(classify(b""), Line::Blank));
+        // Every cut of a record inside its JSON is a fragment.
+        for cut in 1..rec.len() {
+            assert!(
+                matches!(classify(&rec[..cut]), Line::Fragment),
+                "cut at {cut}: {:?}",
+                classify(&rec[..cut])
+            );
+        }
+        for bad in [&b"not json"[..], b"{\"tenant\":\"a\"}", b"{\"a\":1}}"] {
+            assert!(matches!(classify(bad), Line::NotARecord(_)), "{bad:?}");
+        }
+    }
 
     #[test]
     fn subjects_fill_tokens_safely() {

@@ -99,8 +99,12 @@ pub struct Recovered {
     pub found: u64,
     /// Of those, records appended to the log (the rest were already in it).
     pub appended: u64,
-    /// Bytes appended to the log.
+    /// Bytes appended to the log (with the newline that ended another writer's torn line,
+    /// when one was written first).
     pub bytes: u64,
+    /// The log's length after the last append (`None` when nothing was appended, or the log
+    /// is not a regular file).
+    pub end: Option<u64>,
 }
 
 /// The mapped journal (owned by the sink, appended to under its queue lock).
@@ -308,7 +312,7 @@ impl Journal {
             return Err(JournalError::TooSmall(capacity));
         }
         let capacity = capacity & !(PAGE - 1);
-        let recovered = recovery::recover(log, log_path)?;
+        let recovered = recovery::recover(log, log_path, None)?;
         let path = journal_path(log_path, id);
         let mut file = create_locked(&path).map_err(io_err(&path))?;
         file.set_len(0).map_err(io_err(&path))?;
@@ -341,9 +345,14 @@ impl Journal {
     /// the old process of an overlapping restart killed during its drain). Appends to `log`
     /// every record those journals hold that the log lacks, fsyncs it, and deletes them. This
     /// process's own journal is locked, so it is never taken. The writer thread calls it once
-    /// a second.
-    pub fn adopt(log: &mut File, log_path: &Path) -> Result<Recovered, JournalError> {
-        recovery::recover(log, log_path)
+    /// a second, with the log's length after its own last append (`known_end`, see
+    /// [`append_lines`](crate::metering::append::append_lines)).
+    pub fn adopt(
+        log: &mut File,
+        log_path: &Path,
+        known_end: Option<u64>,
+    ) -> Result<Recovered, JournalError> {
+        recovery::recover(log, log_path, known_end)
     }
 
     /// Deletes this process's journal; for a clean stop, once every record is in the log.

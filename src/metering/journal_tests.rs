@@ -87,6 +87,7 @@ fn unwritten_records_reach_the_log_at_the_next_start_once() {
             found: 3,
             appended: 2,
             bytes: (line(4, 100).len() + line(5, 100).len() + 2) as u64,
+            end: Some(std::fs::metadata(&log).unwrap().len()),
         }
     );
     let want: Vec<String> = (0..=5).map(|i| format!("resp_{i}")).collect();
@@ -303,12 +304,12 @@ fn adoption_takes_a_journal_whose_relay_died_beside_this_one_and_never_its_own()
     other.append(&line(3, 10)).unwrap();
     let len = std::fs::metadata(&log).unwrap().len();
     assert_eq!(
-        Journal::adopt(&mut f, &log).unwrap(),
+        Journal::adopt(&mut f, &log, None).unwrap(),
         Recovered::default(),
         "it lives"
     );
     drop(other);
-    let r = Journal::adopt(&mut f, &log).unwrap();
+    let r = Journal::adopt(&mut f, &log, None).unwrap();
     assert_eq!((r.found, r.appended), (2, 2));
     assert_eq!(
         ids(&log),
@@ -319,7 +320,10 @@ fn adoption_takes_a_journal_whose_relay_died_beside_this_one_and_never_its_own()
     assert!(!journal_path(&log, ME + 10).exists());
     assert!(journal_path(&log, ME).exists());
     // Nothing left to adopt; this relay's journal still holds its record, intact.
-    assert_eq!(Journal::adopt(&mut f, &log).unwrap(), Recovered::default());
+    assert_eq!(
+        Journal::adopt(&mut f, &log, None).unwrap(),
+        Recovered::default()
+    );
     drop(g);
     let (_next, r) = restart(dir.path(), mine);
     assert_eq!((r.found, r.appended), (1, 1));
@@ -382,7 +386,7 @@ fn two_relays_with_the_same_pid_get_journals_of_their_own() {
     assert!(b.append(&line(2, 10)).is_some());
     // The first dies: the second adopts its record and keeps its own.
     drop(a);
-    let r = Journal::adopt(&mut g, &log).unwrap();
+    let r = Journal::adopt(&mut g, &log, None).unwrap();
     assert_eq!((r.found, r.appended), (1, 1));
     assert_eq!(ids(&log), vec!["resp_1"]);
     assert!(b.path.exists());
@@ -411,4 +415,37 @@ fn two_dead_journals_holding_one_record_append_it_once() {
     assert_eq!(got.len(), 300 + 3, "each record once");
     assert_eq!(got[300..], ["resp_1", "resp_2", "resp_3"]);
     assert!(!journal_path(&log, ME).exists() && !journal_path(&log, ME + 10).exists());
+}
+
+#[test]
+fn adoption_after_a_dead_relays_torn_line_starts_a_new_line_and_counts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("usage.jsonl");
+    let (_mine, mut f) = fresh(dir.path(), &[line(0, 10)]);
+    let mut g = open_log(&log);
+    let (mut other, _) = Journal::open_as(ME + 10, CAP, &mut g, &log).unwrap();
+    let rec = line(2, 10);
+    other.append(&rec).unwrap();
+    // Killed mid-write: half the line in the log.
+    g.write_all(&rec[..rec.len() / 2]).unwrap();
+    drop(other);
+    let len = std::fs::metadata(&log).unwrap().len();
+    let r = Journal::adopt(&mut f, &log, None).unwrap();
+    assert_eq!((r.found, r.appended), (1, 1));
+    assert_eq!(
+        r.bytes,
+        rec.len() as u64 + 2,
+        "the record's line and the newline before it"
+    );
+    let end = std::fs::metadata(&log).unwrap().len();
+    assert_eq!((r.end, end), (Some(end), len + r.bytes));
+    let text = std::fs::read(&log).unwrap();
+    let lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
+    assert_eq!(
+        lines.len(),
+        4,
+        "record, fragment, record, and after the last newline nothing"
+    );
+    assert_eq!(lines[1], &rec[..rec.len() / 2]);
+    assert_eq!(lines[2], &rec[..]);
 }

@@ -7,11 +7,14 @@
 //!   disconnects).
 //! - [`sink`]: the durable JSON Lines log with group commit that fails closed
 //!   ([`Sink`], [`SinkHandle`]).
+//! - [`append`]: appending whole lines to a log other relays may share (a new line after a
+//!   killed writer's torn one), under the log's `flock`.
 //! - [`journal`]: each record in a memory-mapped file as it is submitted, so a killed
 //!   process loses none between group commits.
 //! - [`reader`]: reads a log back, tolerating a torn last line.
 //! - [`recover`]: moves a torn last line aside when the sink starts.
 
+pub mod append;
 pub mod journal;
 pub mod reader;
 pub mod recent;

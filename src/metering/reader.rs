@@ -14,6 +14,11 @@ pub struct LogRead {
     /// Byte offset of a torn last line (no trailing newline, or unparsable), which is not in
     /// `records`; `None` when the log ends cleanly.
     pub torn_tail: Option<usize>,
+    /// Byte offsets of lines before the last that are the start of a record cut short: a
+    /// relay sharing the log was killed in the middle of a write, and the next append began
+    /// a new line after it (`metering::append`). The record is appended again, whole, from
+    /// that relay's journal. Blank lines are skipped and not listed.
+    pub fragments: Vec<usize>,
 }
 
 /// Why a usage log could not be read.
@@ -42,8 +47,9 @@ pub enum ReadError {
 }
 
 /// Reads every record of the JSON Lines log at `path`. A torn last line is tolerated and
-/// reported in [`LogRead::torn_tail`]; an unparsable line before it is a
-/// [`ReadError::Corrupt`] naming its line number.
+/// reported in [`LogRead::torn_tail`]; a line before it that is a record's beginning cut
+/// short (the JSON ends early) in [`LogRead::fragments`]; any other unparsable line before
+/// the last is a [`ReadError::Corrupt`] naming its line number. Blank lines are skipped.
 pub fn read_log(path: impl AsRef<Path>) -> Result<LogRead, ReadError> {
     let path = path.as_ref();
     let io_err = |source| ReadError::Io {
@@ -52,6 +58,7 @@ pub fn read_log(path: impl AsRef<Path>) -> Result<LogRead, ReadError> {
     };
     let mut r = BufReader::new(File::open(path).map_err(io_err)?);
     let mut records = Vec::new();
+    let mut fragments = Vec::new();
     let mut line = Vec::new();
     let mut offset = 0usize;
     let mut lineno = 0usize;
@@ -64,12 +71,16 @@ pub fn read_log(path: impl AsRef<Path>) -> Result<LogRead, ReadError> {
             break;
         }
         if let Some((line, offset, source)) = pending.take() {
-            return Err(ReadError::Corrupt {
-                path: path.to_owned(),
-                line,
-                offset,
-                source,
-            });
+            if source.is_eof() {
+                fragments.push(offset);
+            } else {
+                return Err(ReadError::Corrupt {
+                    path: path.to_owned(),
+                    line,
+                    offset,
+                    source,
+                });
+            }
         }
         lineno += 1;
         let Some(body) = line.strip_suffix(b"\n") else {
@@ -77,8 +88,13 @@ pub fn read_log(path: impl AsRef<Path>) -> Result<LogRead, ReadError> {
             return Ok(LogRead {
                 records,
                 torn_tail: Some(offset),
+                fragments,
             });
         };
+        if body.is_empty() {
+            offset += n;
+            continue;
+        }
         match serde_json::from_slice::<UsageRecord>(body) {
             Ok(rec) => records.push(rec),
             Err(e) => pending = Some((lineno, offset, e)),
@@ -86,5 +102,9 @@ pub fn read_log(path: impl AsRef<Path>) -> Result<LogRead, ReadError> {
         offset += n;
     }
     let torn_tail = pending.map(|(_, at, _)| at);
-    Ok(LogRead { records, torn_tail })
+    Ok(LogRead {
+        records,
+        torn_tail,
+        fragments,
+    })
 }

@@ -1,6 +1,10 @@
 //! Start-up repair of a usage log whose last line was torn (power loss mid-write): the
 //! fragment after the last newline is copied to a side file and cut from the log, so that
 //! new records are not appended onto it (which would make a corrupt line mid-file).
+//!
+//! It holds the log's `flock` while it looks and cuts (the lock every append takes, see
+//! [`append`](super::append)): a relay sharing the log that is in the middle of a write
+//! holds it, so a start never takes a live relay's unfinished line for a torn one.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -37,9 +41,10 @@ pub fn recover_torn_tail(path: &Path) -> Result<Option<u64>, RecoverError> {
     if !meta.is_file() || meta.len() == 0 {
         return Ok(None);
     }
-    let mut file = OpenOptions::new().read(true).write(true).open(path)?;
+    let file = OpenOptions::new().read(true).write(true).open(path)?;
+    let held = super::append::lock(&file)?;
     let len = file.metadata()?.len();
-    let offset = match last_line_start(&mut file, len)? {
+    let offset = match last_line_start(&file, len)? {
         None => return Ok(None),
         Some(o) => o,
     };
@@ -48,10 +53,8 @@ pub fn recover_torn_tail(path: &Path) -> Result<Option<u64>, RecoverError> {
         return Err(RecoverError::TooLong { len: torn });
     }
     let mut fragment = Vec::with_capacity(torn as usize);
-    file.seek(SeekFrom::Start(offset))?;
-    Read::by_ref(&mut file)
-        .take(torn)
-        .read_to_end(&mut fragment)?;
+    (&file).seek(SeekFrom::Start(offset))?;
+    Read::take(&file, torn).read_to_end(&mut fragment)?;
     let side = side_path(path, offset);
     let mut s = OpenOptions::new()
         .write(true)
@@ -61,6 +64,7 @@ pub fn recover_torn_tail(path: &Path) -> Result<Option<u64>, RecoverError> {
     s.sync_all()?;
     file.set_len(offset)?;
     file.sync_all()?;
+    drop(held);
     tracing::warn!(
         path = %path.display(),
         offset,
@@ -72,7 +76,7 @@ pub fn recover_torn_tail(path: &Path) -> Result<Option<u64>, RecoverError> {
 }
 
 /// `Some(start of the unterminated last line)`, or `None` when the file ends in `\n`.
-fn last_line_start(file: &mut File, len: u64) -> io::Result<Option<u64>> {
+fn last_line_start(mut file: &File, len: u64) -> io::Result<Option<u64>> {
     const CHUNK: u64 = 64 * 1024;
     let mut end = len;
     let mut buf = vec![0u8; CHUNK as usize];

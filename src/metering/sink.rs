@@ -469,9 +469,12 @@ fn open_log(path: &std::path::Path) -> Result<File, SinkError> {
 }
 
 /// `O_APPEND | O_CREAT`, mode `0640`; a new file's directory entry is made durable too.
+/// Readable as well: an append reads the log's last byte when another relay may have left
+/// a torn line ([`append_lines`](crate::metering::append::append_lines)).
 fn open_append(path: &std::path::Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
+        .read(true)
         .append(true)
         .create(true)
         .mode(0o640)

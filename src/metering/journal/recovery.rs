@@ -13,10 +13,12 @@
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
+
+use crate::metering::append::append_lines;
 
 use super::{
     io_err, read_u64, scan, try_lock, JournalError, Recovered, CAPACITY_AT, HEADER, MAGIC, PAGE,
@@ -46,7 +48,11 @@ impl Dead {
 ///
 /// [`Journal::open`]: super::Journal::open
 /// [`Journal::adopt`]: super::Journal::adopt
-pub(super) fn recover(log: &mut File, log_path: &Path) -> Result<Recovered, JournalError> {
+pub(super) fn recover(
+    log: &mut File,
+    log_path: &Path,
+    mut known_end: Option<u64>,
+) -> Result<Recovered, JournalError> {
     let dead = take_dead(log_path)?;
     if dead.is_empty() {
         return Ok(Recovered::default());
@@ -96,12 +102,17 @@ pub(super) fn recover(log: &mut File, log_path: &Path) -> Result<Recovered, Jour
             appended += 1;
         }
         if !out.is_empty() {
-            log.write_all(&out).map_err(io_err(log_path))?;
+            // After a torn line the dead relay may have left: on a line of its own.
+            let a = append_lines(log, &out, known_end).map_err(io_err(log_path))?;
             log.sync_data().map_err(io_err(log_path))?;
+            found.bytes += out.len() as u64 + u64::from(a.ended_torn_line);
+            if a.end.is_some() {
+                known_end = a.end;
+                found.end = a.end;
+            }
         }
         found.found += entries.len() as u64;
         found.appended += appended;
-        found.bytes += out.len() as u64;
         // Everything it held is in the log and synced: the journal goes.
         match std::fs::remove_file(&d.path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&d.path)(e)),

@@ -7,6 +7,7 @@ use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::{open_append, Journal, Queued, Shared, SinkConfig, State};
+use crate::metering::append::append_lines;
 
 /// How often a writer with a journal looks for journals of relays that died beside it
 /// ([`Journal::adopt`]): one directory listing a second when there are none.
@@ -24,15 +25,21 @@ const KEEP_BUF_BYTES: usize = 64 * 1024;
 /// Entries of the record queues (`queue`, `journaled`, `unsynced`) a quiet writer keeps.
 const KEEP_QUEUED: usize = 1024;
 
-/// `bytes` more of the log are durable (appended and fsynced): the exporter may read them.
-fn advance_mark(shared: &Shared, bytes: u64) {
+/// The log is durable (appended and fsynced) up to `end` — its length right after this
+/// relay's last append, which counts what relays sharing the log appended before it (the
+/// fsync covers their bytes too) — or, for a log that is not a regular file, `bytes` more of
+/// it: the exporter may read that far.
+fn advance_mark(shared: &Shared, end: Option<u64>, bytes: u64) {
     if let Some(m) = shared
         .mark
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .as_mut()
     {
-        m.offset += bytes;
+        m.offset = match end {
+            Some(end) => m.offset.max(end),
+            None => m.offset + bytes,
+        };
     }
 }
 
@@ -70,13 +77,17 @@ pub(super) enum Output {
 }
 
 impl Output {
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+    /// Appends `buf` (whole lines); for a file, after ending another relay's torn line and
+    /// returning the log's length after it ([`append_lines`]; `known_end` is the length this
+    /// writer left it at).
+    fn append(&mut self, buf: &[u8], known_end: Option<u64>) -> io::Result<Option<u64>> {
         match self {
-            Output::File { file, .. } => file.write_all(buf),
+            Output::File { file, .. } => append_lines(file, buf, known_end).map(|a| a.end),
             Output::Stdout(s) => {
                 let mut l = s.lock();
                 l.write_all(buf)?;
-                l.flush()
+                l.flush()?;
+                Ok(None)
             }
         }
     }
@@ -126,6 +137,9 @@ pub(super) struct Writer {
     unsynced: Vec<Queued>,
     buf: Vec<u8>,
     durable: u64,
+    /// The log's length after this writer's last append (or adoption), while no rotation
+    /// came between: a log still that long ends in this writer's newline.
+    log_end: Option<u64>,
     /// When to look for dead relays' journals next (with a journal of its own).
     adopt_at: Option<Instant>,
 }
@@ -142,6 +156,7 @@ impl Writer {
             unsynced: Vec::new(),
             buf: Vec::new(),
             durable: 0,
+            log_end: None,
             adopt_at,
         }
     }
@@ -228,9 +243,10 @@ impl Writer {
         }
     }
 
-    /// Serializes `batch` (what the workers did not), appends it with one `write_all`, frees its journal entries up to
-    /// `journaled` (the records are in the kernel's page cache now, which a killed process
-    /// does not take with it), and fsyncs it.
+    /// Serializes `batch` (what the workers did not), appends it with one `write_all` (under
+    /// the log's lock, on a new line if a relay sharing the log left a torn one:
+    /// [`append_lines`]), frees its journal entries up to `journaled` (the records are in the
+    /// kernel's page cache now, which a killed process does not take with it), and fsyncs it.
     fn commit(
         &mut self,
         batch: Vec<Queued>,
@@ -257,7 +273,11 @@ impl Writer {
             line.map_err(|e| ("serialize", e))?;
             self.buf.push(b'\n');
         }
-        self.out.write_all(&self.buf).map_err(|e| ("write", e))?;
+        let end = self
+            .out
+            .append(&self.buf, self.log_end)
+            .map_err(|e| ("write", e))?;
+        self.log_end = end;
         self.shared.metrics.add_written(n);
         if let Some(at) = journaled {
             if let Some(j) = self.shared.lock().journal.as_mut() {
@@ -272,7 +292,7 @@ impl Writer {
         // "succeed" without the data ever reaching the disk. `fail` stops this writer for
         // good instead.
         self.out.sync().map_err(|e| ("fsync", e))?;
-        advance_mark(&self.shared, self.buf.len() as u64);
+        advance_mark(&self.shared, end, self.buf.len() as u64);
         let n = self.unsynced.len() as u64;
         self.durable += n;
         self.shared.metrics.add_durable(n);
@@ -294,9 +314,12 @@ impl Writer {
             return;
         }
         self.adopt_at = Some(now + ADOPT_EVERY);
-        match Journal::adopt(file, path) {
+        match Journal::adopt(file, path, self.log_end) {
             Ok(found) if found.found > 0 => {
-                advance_mark(&self.shared, found.bytes);
+                if found.end.is_some() {
+                    self.log_end = found.end;
+                }
+                advance_mark(&self.shared, found.end, found.bytes);
                 self.shared.metrics.add_journal_recovered(found.appended);
                 tracing::warn!(
                     log = %path.display(),
@@ -330,6 +353,7 @@ impl Writer {
                         .unwrap_or_else(PoisonError::into_inner) = Some(m);
                 }
                 *file = f;
+                self.log_end = None;
                 self.shared.metrics.add_reopen();
                 tracing::info!(path = %path.display(), "usage log reopened");
             }

@@ -81,3 +81,15 @@ fn missing_file_is_io_error() {
     let (_d, path) = temp_log();
     assert!(matches!(read_log(&path), Err(ReadError::Io { .. })));
 }
+
+#[test]
+fn a_record_cut_short_mid_file_is_a_fragment_and_blank_lines_are_skipped() {
+    let (_d, path) = temp_log();
+    let a = line("a");
+    let cut = &line("b")[..40];
+    std::fs::write(&path, format!("{a}\n{cut}\n{}", line("c"))).expect("write");
+    let log = read_log(&path).expect("read");
+    assert_eq!(log.records, vec![rec("a"), rec("c")]);
+    assert_eq!(log.fragments, vec![a.len() + 1]);
+    assert_eq!(log.torn_tail, None);
+}
