@@ -23,7 +23,6 @@
 //!   and bytes durable but not acknowledged) is a metric; over `--usage-export-max-backlog`
 //!   `/readyz` answers 503.
 
-use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
@@ -32,10 +31,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use serde::Deserialize;
 use tokio::sync::watch;
 
-use super::logfile::{find_rotated, next_file, Tail};
+use super::logfile::{classify, find_rotated, next_file, Line, Tail};
 pub use super::logfile::{line_ends, Cursor};
 use super::FleetError;
 use crate::config::ExportConfig;
@@ -51,43 +49,6 @@ const READ_CHUNK: usize = 1 << 20;
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the last pass at shutdown may take.
 const FINAL_PASS: Duration = Duration::from_secs(5);
-
-/// The fields of a record line the exporter needs.
-#[derive(Debug, Deserialize)]
-struct Key<'a> {
-    #[serde(borrow)]
-    response_id: Cow<'a, str>,
-    #[serde(borrow)]
-    tenant: Cow<'a, str>,
-    #[serde(borrow, default)]
-    route: Option<Cow<'a, str>>,
-}
-
-/// What a line of the log (without its newline) is, to the exporter.
-#[derive(Debug)]
-enum Line<'a> {
-    /// A record: publish it.
-    Record(Key<'a>),
-    /// Empty: skip it.
-    Blank,
-    /// The beginning of a record cut short (its JSON ends early): a relay sharing the log was
-    /// killed mid-write and the next append began a new line after it (`metering::append`).
-    /// Skip it; the dead relay's journal appends the record again.
-    Fragment,
-    /// Anything else: never a line a relay wrote. Skip it, loudly.
-    NotARecord(serde_json::Error),
-}
-
-fn classify(body: &[u8]) -> Line<'_> {
-    if body.is_empty() {
-        return Line::Blank;
-    }
-    match serde_json::from_slice::<Key<'_>>(body) {
-        Ok(k) => Line::Record(k),
-        Err(e) if e.is_eof() => Line::Fragment,
-        Err(e) => Line::NotARecord(e),
-    }
-}
 
 /// The subject for a record: `template` with `{route}` and `{tenant}` filled in (a value
 /// that would break the subject's tokens becomes `_`).
@@ -467,30 +428,6 @@ impl Exporter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lines_are_records_blanks_fragments_or_not_records() {
-        let rec = br#"{"response_id":"resp_1","tenant":"acme","route":"xai","model":"m"}"#;
-        match classify(rec) {
-            Line::Record(k) => assert_eq!(
-                (&*k.response_id, &*k.tenant, k.route.as_deref()),
-                ("resp_1", "acme", Some("xai"))
-            ),
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(classify(b""), Line::Blank));
-        // Every cut of a record inside its JSON is a fragment.
-        for cut in 1..rec.len() {
-            assert!(
-                matches!(classify(&rec[..cut]), Line::Fragment),
-                "cut at {cut}: {:?}",
-                classify(&rec[..cut])
-            );
-        }
-        for bad in [&b"not json"[..], b"{\"tenant\":\"a\"}", b"{\"a\":1}}"] {
-            assert!(matches!(classify(bad), Line::NotARecord(_)), "{bad:?}");
-        }
-    }
 
     #[test]
     fn subjects_fill_tokens_safely() {

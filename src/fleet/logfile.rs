@@ -1,10 +1,14 @@
 //! Where the usage exporter is in the log: the cursor (file and offset, stored atomically),
-//! the file being read and its line count, complete lines, and the log's rotated copies.
+//! the file being read and its line count, complete lines and what each is, and the log's
+//! rotated copies.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
 
 use crate::metering::DurableMark;
 
@@ -59,6 +63,44 @@ impl Cursor {
 /// Complete lines (each with its `\n`) at the front of `buf`: their end offsets.
 pub fn line_ends(buf: &[u8]) -> Vec<usize> {
     memchr::memchr_iter(b'\n', buf).map(|i| i + 1).collect()
+}
+
+/// The fields of a record line the exporter needs.
+#[derive(Debug, Deserialize)]
+pub(super) struct Key<'a> {
+    #[serde(borrow)]
+    pub(super) response_id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub(super) tenant: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub(super) route: Option<Cow<'a, str>>,
+}
+
+/// What a line of the log (without its newline) is, to the exporter.
+#[derive(Debug)]
+pub(super) enum Line<'a> {
+    /// A record: publish it.
+    Record(Key<'a>),
+    /// Empty: skip it.
+    Blank,
+    /// The beginning of a record cut short (its JSON ends early): a relay sharing the log was
+    /// killed mid-write and the next append began a new line after it (`metering::append`).
+    /// Skip it; the dead relay's journal appends the record again.
+    Fragment,
+    /// Anything else: never a line a relay wrote. Skip it, loudly.
+    NotARecord(serde_json::Error),
+}
+
+/// What `body` (a line without its newline) is.
+pub(super) fn classify(body: &[u8]) -> Line<'_> {
+    if body.is_empty() {
+        return Line::Blank;
+    }
+    match serde_json::from_slice::<Key<'_>>(body) {
+        Ok(k) => Line::Record(k),
+        Err(e) if e.is_eof() => Line::Fragment,
+        Err(e) => Line::NotARecord(e),
+    }
 }
 
 /// The file being exported.
@@ -200,6 +242,30 @@ mod tests {
             .collect();
         found.sort();
         assert_eq!(found, ["usage.jsonl", "usage.jsonl.1"]);
+    }
+
+    #[test]
+    fn lines_are_records_blanks_fragments_or_not_records() {
+        let rec = br#"{"response_id":"resp_1","tenant":"acme","route":"xai","model":"m"}"#;
+        match classify(rec) {
+            Line::Record(k) => assert_eq!(
+                (&*k.response_id, &*k.tenant, k.route.as_deref()),
+                ("resp_1", "acme", Some("xai"))
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(classify(b""), Line::Blank));
+        // Every cut of a record inside its JSON is a fragment.
+        for cut in 1..rec.len() {
+            assert!(
+                matches!(classify(&rec[..cut]), Line::Fragment),
+                "cut at {cut}: {:?}",
+                classify(&rec[..cut])
+            );
+        }
+        for bad in [&b"not json"[..], b"{\"tenant\":\"a\"}", b"{\"a\":1}}"] {
+            assert!(matches!(classify(bad), Line::NotARecord(_)), "{bad:?}");
+        }
     }
 
     #[test]
