@@ -17,8 +17,10 @@
 //! the line of a live relay that is mid-write.
 //!
 //! Costs, per group commit (once per `--usage-fsync-ms` interval, never per frame): two
-//! `flock` calls, one `fstat`, one `lseek`; a one-byte `pread` only when the log's length is
-//! not the one this process left it at. A peer stopped while it holds the lock (`SIGSTOP`
+//! `flock` calls, two `fstat`s, one `lseek`; a one-byte `pread` only when the log's length is
+//! not the one this process left it at. About 3 µs over a plain `write_all` of a 630-byte
+//! line on this VM's ext4 (`cargo bench --bench append`, two runs: 4.09 and 4.10 µs against
+//! 1.09 and 1.20), next to the commit's ~0.2 ms `fdatasync`. A peer stopped while it holds the lock (`SIGSTOP`
 //! during its write) stalls this writer for as long; the sink's backpressure then refuses new
 //! responses, as it does for a slow disk.
 //!
