@@ -46,6 +46,29 @@ pub(super) fn temp_log() -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
+/// A sink's configuration: `path`, a group commit every `interval` or `every` records, a
+/// queue of `cap`, no added fsync delay, a 1 MiB journal.
+pub(super) fn sink_cfg(
+    path: crate::metering::SinkPath,
+    interval: Duration,
+    every: usize,
+    cap: usize,
+) -> crate::metering::SinkConfig {
+    crate::metering::SinkConfig {
+        path,
+        fsync_interval: interval,
+        fsync_every: every,
+        queue_capacity: cap,
+        fsync_delay: Duration::ZERO,
+        journal_bytes: 1 << 20,
+    }
+}
+
+/// The records' response ids, in order.
+pub(super) fn ids(records: &[UsageRecord]) -> Vec<&str> {
+    records.iter().map(|r| r.response_id.as_str()).collect()
+}
+
 /// Polls `f` for up to 5 s.
 pub(super) fn wait_until(f: impl Fn() -> bool) -> bool {
     let end = Instant::now() + Duration::from_secs(5);

@@ -4,25 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{rec, temp_log, wait_until};
+use super::{ids, rec, sink_cfg, temp_log, wait_until};
 use crate::metering::reader::read_log;
-use crate::metering::sink::{Sink, SinkConfig, SinkPath};
+use crate::metering::sink::{Sink, SinkPath};
 use crate::metrics::SinkMetrics;
-
-fn cfg(path: SinkPath) -> SinkConfig {
-    SinkConfig {
-        path,
-        fsync_interval: Duration::from_millis(1),
-        fsync_every: 1,
-        queue_capacity: 8,
-        fsync_delay: Duration::ZERO,
-        journal_bytes: 1 << 20,
-    }
-}
-
-fn ids(records: &[crate::metering::UsageRecord]) -> Vec<&str> {
-    records.iter().map(|r| r.response_id.as_str()).collect()
-}
 
 /// Two relays on one log (an overlapping restart), the old one killed in the middle of a
 /// multi-page write: its last line is torn. The survivor's writer and its adoption of the
@@ -34,7 +19,11 @@ fn a_relay_killed_mid_write_beside_this_one_leaves_a_fragment_on_its_own_line() 
     use std::io::Write;
     let (_d, path) = temp_log();
     let m = Arc::new(SinkMetrics::default());
-    let sink = Sink::start(cfg(SinkPath::File(path.clone())), m.clone()).expect("start");
+    let sink = Sink::start(
+        sink_cfg(SinkPath::File(path.clone()), Duration::from_millis(1), 1, 8),
+        m.clone(),
+    )
+    .expect("start");
     let h = sink.handle();
     h.submit(rec("a")).expect("submit");
     assert!(wait_until(|| h.durable_count() == 1));

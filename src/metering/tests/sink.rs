@@ -1,25 +1,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{rec, temp_log, wait_until};
+use super::{ids, rec, sink_cfg as cfg, temp_log, wait_until};
 use crate::metering::reader::read_log;
 use crate::metering::sink::{Sink, SinkConfig, SinkError, SinkPath};
 use crate::metrics::SinkMetrics;
-
-fn cfg(path: SinkPath, interval: Duration, every: usize, cap: usize) -> SinkConfig {
-    SinkConfig {
-        path,
-        fsync_interval: interval,
-        fsync_every: every,
-        queue_capacity: cap,
-        fsync_delay: Duration::ZERO,
-        journal_bytes: 1 << 20,
-    }
-}
-
-fn ids(records: &[crate::metering::UsageRecord]) -> Vec<&str> {
-    records.iter().map(|r| r.response_id.as_str()).collect()
-}
 
 #[test]
 fn group_commit_counts_durable_only_after_fsync() {
