@@ -335,7 +335,7 @@ impl Exporter {
                 Line::Fragment => {
                     // A relay sharing the log was killed mid-write; its journal appends the
                     // record again, whole, and that line is exported.
-                    tracing::warn!(offset = at - line.len() as u64, "usage log line is a record cut short by a killed writer; skipped (its journal re-appends it)");
+                    tracing::warn!(offset = at - line.len() as u64, "usage log line is a record cut short by a killed writer; skipped (the killed relay's usage journal, when it had one, re-appends the record)");
                     acks.push_back((at, None));
                     continue;
                 }

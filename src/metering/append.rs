@@ -20,9 +20,9 @@
 //! `flock` calls, two `fstat`s, one `lseek`; a one-byte `pread` only when the log's length is
 //! not the one this process left it at. About 3 µs over a plain `write_all` of a 630-byte
 //! line on this VM's ext4 (`cargo bench --bench append`, two runs: 4.09 and 4.10 µs against
-//! 1.09 and 1.20), next to the commit's ~0.2 ms `fdatasync`. A peer stopped while it holds the lock (`SIGSTOP`
-//! during its write) stalls this writer for as long; the sink's backpressure then refuses new
-//! responses, as it does for a slow disk.
+//! 1.09 and 1.20), next to the commit's ~0.2 ms `fdatasync`. A peer stopped while it holds
+//! the lock (`SIGSTOP` during its write) stalls this writer for as long; the sink's
+//! backpressure then refuses new responses, as it does for a slow disk.
 //!
 //! Readers tolerate what this leaves: the fragment is a line of its own that is a prefix of a
 //! record ([`crate::metering::read_log`] lists it in `fragments`; the exporter skips it),
