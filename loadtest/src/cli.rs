@@ -248,6 +248,10 @@ pub struct MockArgs {
     /// (default: all of it, as the API does).
     #[arg(long)]
     pub echo_text_limit: Option<usize>,
+    /// How long a steering successor takes to start after its predecessor ended (e.g.
+    /// 20ms, 1s).
+    #[arg(long, value_parser = parse_duration, default_value = "20ms")]
+    pub successor_delay: Duration,
     /// Refuse every upgrade with this HTTP status (e.g. 401, 429, 503).
     #[arg(long, value_parser = clap::value_parser!(u16).range(200..=599))]
     pub refuse: Option<u16>,
@@ -318,6 +322,7 @@ impl MockArgs {
             echo: self.echo,
             delta_burst: self.delta_burst,
             echo_text_limit: self.echo_text_limit,
+            successor_delay: self.successor_delay,
             record: false,
             ..MockConfig::default()
         }

@@ -276,8 +276,17 @@ async fn control_frames_steer_unknown_events_and_close() {
     };
     let v: Value = serde_json::from_str(&t).expect("json");
     assert_eq!(
-        (v["type"].as_str(), v["previous_response_id"].as_str()),
-        (Some("response.steer.accepted"), Some("resp_x"))
+        (
+            v["type"].as_str(),
+            v["previous_response_id"].as_str(),
+            v["error"]["code"].as_str()
+        ),
+        (
+            Some("response.steer.failed"),
+            Some("resp_x"),
+            Some("response_not_found")
+        ),
+        "no such response"
     );
     c.close(4001, "bye").await.expect("close");
     assert!(matches!(

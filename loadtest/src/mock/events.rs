@@ -214,6 +214,20 @@ impl Resp<'_> {
         usage: Usage,
         seq: u64,
     ) -> String {
+        self.terminal_because(status, "max_output_tokens", text, instructions, usage, seq)
+    }
+
+    /// [`Resp::terminal`] with `reason` as an incomplete response's
+    /// `incomplete_details.reason` (`steered` for a response a steer ended).
+    pub fn terminal_because(
+        &self,
+        status: &str,
+        reason: &str,
+        text: Option<&str>,
+        instructions: Option<&str>,
+        usage: Usage,
+        seq: u64,
+    ) -> String {
         let output = text
             .map(|t| vec![self.message("completed", Some(t))])
             .unwrap_or_default();
@@ -222,8 +236,7 @@ impl Resp<'_> {
         response.usage = Some(usage.json());
         match status {
             "incomplete" => {
-                response.incomplete_details =
-                    Some(serde_json::json!({"reason": "max_output_tokens"}))
+                response.incomplete_details = Some(serde_json::json!({"reason": reason}))
             }
             "failed" => {
                 response.error = Some(serde_json::json!({"code": "server_error",
@@ -268,11 +281,43 @@ pub(crate) fn error_event(
     })
 }
 
-/// `response.steer.accepted`.
-pub(crate) fn steer_accepted(previous: Option<&str>, stream_id: Option<&str>, seq: u64) -> String {
-    let body = serde_json::json!({"previous_response_id": previous});
+/// How the mock answers a `response.steer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SteerAnswer {
+    /// `response.steer.accepted`: the running response ended (`steered`); a successor
+    /// takes the input.
+    Accepted,
+    /// `response.steer.pending`: the response had already finished; a successor takes it.
+    Pending,
+    /// `response.steer.failed` with this error code.
+    Failed(&'static str),
+}
+
+/// `response.steer.accepted` / `.pending` / `.failed` for the steer of `previous`.
+pub(crate) fn steer_answer(
+    answer: SteerAnswer,
+    previous: Option<&str>,
+    stream_id: Option<&str>,
+    seq: u64,
+) -> String {
+    let (kind, body) = match answer {
+        SteerAnswer::Accepted => (
+            "response.steer.accepted",
+            serde_json::json!({"previous_response_id": previous}),
+        ),
+        SteerAnswer::Pending => (
+            "response.steer.pending",
+            serde_json::json!({"previous_response_id": previous}),
+        ),
+        SteerAnswer::Failed(code) => (
+            "response.steer.failed",
+            serde_json::json!({"previous_response_id": previous,
+                "error": {"type": "invalid_request_error", "code": code,
+                    "message": format!("The steer could not be applied: {code}.")}}),
+        ),
+    };
     to_string(&Envelope {
-        kind: "response.steer.accepted",
+        kind,
         body: Flat(body),
         stream_id,
         sequence_number: seq,

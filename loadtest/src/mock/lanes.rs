@@ -1,9 +1,16 @@
 //! Lanes and responses: routes each `response.create` to its `stream_id` lane (one
 //! task per lane, FIFO inside it, ≤16 responses in flight per connection) and
 //! produces the event sequence of one response.
+//!
+//! Steering: a `response.steer` for a running response ends it after its next delta with
+//! `response.incomplete` (reason `steered`) and `response.steer.accepted`; one that arrives
+//! after the response's last delta gets `response.steer.pending` after its terminal event.
+//! Either way a successor response starts on the same lane `successor_delay` later, with
+//! no `response.create`. A steer for a response that is not running gets
+//! `response.steer.failed` (`response_already_completed` or `response_not_found`).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -11,7 +18,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
-use super::events::{self, Resp, Usage};
+use super::events::{self, Resp, SteerAnswer, Usage};
 use super::plan::Plan;
 use super::writer::{Framing, Out};
 use super::{lock, Fault, LedgerEntry, Shared};
@@ -27,6 +34,8 @@ pub(crate) struct ConnCtx {
     pub tx: mpsc::Sender<Out>,
     pub framing: Framing,
     known: Mutex<HashSet<String>>,
+    /// Responses streaming now, each with the flag a steer for it sets.
+    running: Mutex<HashMap<String, Arc<AtomicBool>>>,
     inflight: Arc<Semaphore>,
 }
 
@@ -37,6 +46,7 @@ impl ConnCtx {
             tx,
             framing,
             known: Mutex::default(),
+            running: Mutex::default(),
             inflight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         })
     }
@@ -151,12 +161,28 @@ impl Dispatcher {
                 Ok(())
             }
             Some("response.steer") => {
-                let seq = self.next_seq(&stream_id);
                 let prev = v.get("previous_response_id").and_then(Value::as_str);
+                // A running response takes the steer and answers it (see the module docs).
+                let taken = prev.is_some_and(|p| match lock(&self.ctx.running).get(p) {
+                    Some(flag) => {
+                        flag.store(true, Ordering::Relaxed);
+                        true
+                    }
+                    None => false,
+                });
+                if taken {
+                    return Ok(());
+                }
+                let code = match prev {
+                    Some(p) if lock(&self.ctx.known).contains(p) => "response_already_completed",
+                    _ => "response_not_found",
+                };
+                let seq = self.next_seq(&stream_id);
                 let sid = stream_id
                     .as_deref()
                     .filter(|_| self.lanes.contains_key(&stream_id));
-                self.ctx.send(events::steer_accepted(prev, sid, seq)).await
+                let answer = events::steer_answer(SteerAnswer::Failed(code), prev, sid, seq);
+                self.ctx.send(answer).await
             }
             _ => Ok(()), // unknown client events are recorded and ignored
         }
@@ -170,7 +196,7 @@ async fn lane_task(
     seq: Arc<AtomicU64>,
 ) {
     while let Some(job) = jobs.recv().await {
-        let plan = Plan::new(&ctx.shared.cfg, &job.create, job.frame_bytes);
+        let mut plan = Plan::new(&ctx.shared.cfg, &job.create, job.frame_bytes);
         let known = plan
             .previous
             .as_ref()
@@ -179,7 +205,17 @@ async fn lane_task(
             let Ok(_permit) = ctx.inflight.clone().acquire_owned().await else {
                 return;
             };
-            run_response(&ctx, lane.as_deref(), &plan, &seq).await
+            // A steered response is followed by its successor (which may be steered too).
+            loop {
+                match run_response(&ctx, lane.as_deref(), &plan, &seq).await {
+                    Ok(Some(steered)) => {
+                        plan = plan.successor(steered);
+                        tokio::time::sleep(ctx.shared.cfg.successor_delay).await;
+                    }
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e),
+                }
+            }
         } else {
             let prev = plan.previous.as_deref().unwrap_or_default();
             let msg = format!("Previous response with id '{prev}' not found.");
@@ -208,12 +244,55 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// How a response's stream ended.
+enum Ended {
+    /// Its terminal event was sent.
+    Done,
+    /// A steer ended it (`response.incomplete` and `response.steer.accepted` sent).
+    Steered,
+}
+
+/// Streams one response; `Some(its id)` when a steer ended it or waits for it (a successor
+/// follows).
 async fn run_response(
     ctx: &ConnCtx,
     lane: Option<&str>,
     plan: &Plan,
     seq: &AtomicU64,
-) -> Result<(), Closed> {
+) -> Result<Option<String>, Closed> {
+    let id = ctx.shared.new_id("resp");
+    lock(&ctx.known).insert(id.clone());
+    let steer = Arc::new(AtomicBool::new(false));
+    lock(&ctx.running).insert(id.clone(), steer.clone());
+    let res = stream_response(ctx, lane, plan, seq, &id, &steer).await;
+    // Removed under the lock a steer sets the flag under: a steer either found the response
+    // running (and is answered here) or finds it gone (and is answered `failed`).
+    let late = lock(&ctx.running).remove(&id).is_some() && steer.load(Ordering::Relaxed);
+    match res? {
+        Ended::Steered => Ok(Some(id)),
+        Ended::Done if late => {
+            let s = seq.fetch_add(1, Ordering::Relaxed);
+            ctx.send(events::steer_answer(
+                SteerAnswer::Pending,
+                Some(&id),
+                lane,
+                s,
+            ))
+            .await?;
+            Ok(Some(id))
+        }
+        Ended::Done => Ok(None),
+    }
+}
+
+async fn stream_response(
+    ctx: &ConnCtx,
+    lane: Option<&str>,
+    plan: &Plan,
+    seq: &AtomicU64,
+    id: &str,
+    steer: &AtomicBool,
+) -> Result<Ended, Closed> {
     if plan.fault == Some(Fault::Stall) {
         std::future::pending::<()>().await;
     }
@@ -230,11 +309,9 @@ async fn run_response(
     };
     let emit = |text: String| ctx.tx.send(Out::Event { text, framing });
     let next = || seq.fetch_add(1, Ordering::Relaxed);
-    let id = ctx.shared.new_id("resp");
     let item_id = ctx.shared.new_id("msg");
-    lock(&ctx.known).insert(id.clone());
     let r = Resp {
-        id: &id,
+        id,
         item_id: &item_id,
         model: &plan.model,
         stream_id: lane,
@@ -247,7 +324,7 @@ async fn run_response(
         .await
         .map_err(|_| Closed)?;
     let entry = |status: &str, u: Usage| LedgerEntry {
-        response_id: id.clone(),
+        response_id: id.to_string(),
         stream_id: lane.map(str::to_string),
         model: plan.model.clone(),
         status: status.to_string(),
@@ -265,7 +342,8 @@ async fn run_response(
             framing,
             entry: entry("completed", u),
         };
-        return ctx.tx.send(out).await.map_err(|_| Closed);
+        ctx.tx.send(out).await.map_err(|_| Closed)?;
+        return Ok(Ended::Done);
     }
     emit(r.lifecycle("response.in_progress", next()))
         .await
@@ -319,6 +397,20 @@ async fn run_response(
         if full.len() + t.len() <= echo_limit {
             full.push_str(t);
         }
+        if steer.load(Ordering::Relaxed) {
+            // Billed for what it produced; the successor takes the steer's input.
+            let u = plan.usage(i as u64 + 1);
+            let text = r.terminal_because("incomplete", "steered", Some(&full), None, u, next());
+            let out = Out::Terminal {
+                text,
+                framing,
+                entry: entry("incomplete", u),
+            };
+            ctx.tx.send(out).await.map_err(|_| Closed)?;
+            let answer = events::steer_answer(SteerAnswer::Accepted, Some(id), lane, next());
+            emit(answer).await.map_err(|_| Closed)?;
+            return Ok(Ended::Steered);
+        }
     }
     if let Some((_, out)) = abort {
         let _ = ctx.tx.send(out).await;
@@ -346,5 +438,6 @@ async fn run_response(
         framing,
         entry: entry(&plan.terminal, u),
     };
-    ctx.tx.send(out).await.map_err(|_| Closed)
+    ctx.tx.send(out).await.map_err(|_| Closed)?;
+    Ok(Ended::Done)
 }

@@ -85,6 +85,9 @@ pub struct MockConfig {
     /// Unpaced only: deltas queued before the lane yields to the writer (default 1).
     /// Larger values let the writer put many frames in one syscall (firehose load).
     pub delta_burst: usize,
+    /// How long a steering successor takes to start after its predecessor ended (the
+    /// `response.steer.accepted` / `.pending`) before its `response.created` (default 20 ms).
+    pub successor_delay: Duration,
 }
 
 impl Default for MockConfig {
@@ -106,6 +109,7 @@ impl Default for MockConfig {
             record: true,
             max_message_size: 64 << 20,
             delta_burst: 1,
+            successor_delay: Duration::from_millis(20),
         }
     }
 }

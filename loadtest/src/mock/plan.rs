@@ -7,7 +7,7 @@ use super::events::Usage;
 use super::{Fault, MockConfig};
 
 /// What one `response.create` asks for, after config and metadata overrides.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Plan {
     pub model: String,
     pub service_tier: String,
@@ -61,6 +61,17 @@ impl Plan {
             fault,
             terminal,
             pad,
+        }
+    }
+
+    /// The plan of the steering successor of response `previous` (which this plan made):
+    /// the same request continuing the chain, without a fault.
+    pub fn successor(self, previous: String) -> Plan {
+        Plan {
+            previous: Some(previous),
+            fault: None,
+            generate: true,
+            ..self
         }
     }
 

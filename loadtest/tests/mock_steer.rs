@@ -1,0 +1,151 @@
+//! The mock upstream's steering: a steer ends the running response (`incomplete`, reason
+//! `steered`) or waits for it to finish (`pending`), and a successor follows with no
+//! `response.create`; both are billed.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{create, mock_and_client};
+use serde_json::{json, Value};
+use tollgate_loadtest::client::{Message, WsClient};
+use tollgate_loadtest::mock::MockConfig;
+
+async fn next_event(c: &mut WsClient) -> Value {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), c.recv())
+            .await
+            .expect("an event within 10 s")
+            .expect("recv");
+        if let Message::Text(t) = m {
+            return serde_json::from_str(&t).expect("json");
+        }
+    }
+}
+
+/// Events up to and including the first of type `ty`.
+async fn until(c: &mut WsClient, ty: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    loop {
+        let v = next_event(c).await;
+        let done = v["type"] == ty;
+        out.push(v);
+        if done {
+            return out;
+        }
+    }
+}
+
+fn steer(previous: &str) -> String {
+    json!({"type": "response.steer", "previous_response_id": previous,
+        "input": [{"type": "message", "role": "user",
+            "content": [{"type": "input_text", "text": "actually, stop"}]}]})
+    .to_string()
+}
+
+fn paced(rate: f64) -> MockConfig {
+    MockConfig {
+        deltas: 30,
+        token_rate: Some(rate),
+        successor_delay: Duration::from_millis(50),
+        ..MockConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn a_steer_ends_the_running_response_and_a_successor_follows() {
+    let (mock, mut c) = mock_and_client(paced(50.0)).await;
+    c.send_text(&create(json!({}))).await.expect("create");
+    let created = until(&mut c, "response.output_text.delta").await;
+    let first = created[0]["response"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    c.send_text(&steer(&first)).await.expect("steer");
+    let ended = until(&mut c, "response.incomplete").await;
+    let incomplete = ended.last().expect("terminal");
+    assert_eq!(incomplete["response"]["id"], first.as_str());
+    assert_eq!(
+        incomplete["response"]["incomplete_details"]["reason"],
+        "steered"
+    );
+    let output = incomplete["response"]["usage"]["output_tokens"]
+        .as_u64()
+        .expect("usage");
+    assert!(output < 30, "ended early: {output} deltas billed");
+    let answer = next_event(&mut c).await;
+    assert_eq!(
+        (
+            answer["type"].as_str(),
+            answer["previous_response_id"].as_str()
+        ),
+        (Some("response.steer.accepted"), Some(first.as_str()))
+    );
+    let successor = until(&mut c, "response.completed").await;
+    assert_eq!(successor[0]["type"], "response.created");
+    let second = successor[0]["response"]["id"].as_str().expect("id");
+    assert_ne!(second, first);
+    let ledger = mock.ledger();
+    let billed: Vec<(&str, &str, u64)> = ledger
+        .iter()
+        .map(|e| (e.response_id.as_str(), e.status.as_str(), e.output_tokens))
+        .collect();
+    assert_eq!(
+        billed,
+        [
+            (first.as_str(), "incomplete", output),
+            (second, "completed", 30)
+        ]
+    );
+    assert!(
+        ledger[1].cached_tokens > 0,
+        "the successor continues the chain"
+    );
+    // The first response is over: a steer for it now fails.
+    c.send_text(&steer(&first)).await.expect("steer");
+    let failed = next_event(&mut c).await;
+    assert_eq!(
+        (failed["type"].as_str(), failed["error"]["code"].as_str()),
+        (
+            Some("response.steer.failed"),
+            Some("response_already_completed")
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_steer_after_the_last_delta_is_pending_and_a_successor_follows_the_terminal() {
+    // 5 deltas a second: 200 ms between the last delta and the `.done` events.
+    let (mock, mut c) = mock_and_client(MockConfig {
+        deltas: 3,
+        ..paced(5.0)
+    })
+    .await;
+    c.send_text(&create(json!({}))).await.expect("create");
+    let mut seen = Vec::new();
+    let mut deltas = 0;
+    while deltas < 3 {
+        let v = next_event(&mut c).await;
+        deltas += usize::from(v["type"] == "response.output_text.delta");
+        seen.push(v);
+    }
+    let first = seen[0]["response"]["id"].as_str().expect("id").to_string();
+    c.send_text(&steer(&first)).await.expect("steer");
+    let ended = until(&mut c, "response.completed").await;
+    assert_eq!(
+        ended.last().expect("terminal")["response"]["id"],
+        first.as_str()
+    );
+    let answer = next_event(&mut c).await;
+    assert_eq!(
+        (
+            answer["type"].as_str(),
+            answer["previous_response_id"].as_str()
+        ),
+        (Some("response.steer.pending"), Some(first.as_str()))
+    );
+    let successor = until(&mut c, "response.completed").await;
+    assert_eq!(successor[0]["type"], "response.created");
+    let statuses: Vec<String> = mock.ledger().iter().map(|e| e.status.clone()).collect();
+    assert_eq!(statuses, ["completed", "completed"]);
+}
