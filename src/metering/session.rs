@@ -8,7 +8,8 @@
 //! - An upstream `response.created` opens a response and binds it to the oldest pending create
 //!   of its lane (FIFO within a lane). With no pending create on that lane it is a *steering
 //!   successor*: it still opens a response, with the lane's last requested model and its own
-//!   arrival as start time.
+//!   arrival as start time. Steers and their answers tell the session when a successor is
+//!   still to come ([`super::successors`]; [`SessionMeter::awaiting`] counts them).
 //! - A terminal event makes one record, keyed by `response.id`; a second terminal for an id
 //!   already recorded (among the last [`MAX_RECENT_DONE`]) is ignored and counted. A terminal
 //!   for an id never seen `created` is still recorded (it consumes the lane's oldest pending
@@ -35,8 +36,9 @@ use std::time::{Duration, Instant};
 pub use super::recent::MAX_RECENT_DONE;
 use super::recent::{id_hash, RecentIds};
 pub use super::record::EndReason;
-use super::record::{now_rfc3339_ms, RecordStatus, UsageRecord};
+use super::record::RecordStatus;
 use super::sink::{SinkError, SinkHandle};
+use super::successors::Successors;
 use crate::metrics::WorkerMetrics;
 use crate::tap::{TapEvent, Terminal, TerminalKind, Usage};
 
@@ -46,6 +48,8 @@ pub const MAX_PENDING: usize = 1024;
 pub const MAX_OPEN: usize = 64;
 /// Most lanes remembered per session (upstream allows 32 named lanes per connection).
 pub const MAX_LANES: usize = 64;
+
+mod records;
 
 /// Counters of one session's metering (also fed to [`WorkerMetrics`] when attached).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -107,6 +111,7 @@ pub struct SessionMeter {
     open: Vec<Open>,
     /// The last [`MAX_RECENT_DONE`] recorded `response.id`s, as keyed hashes.
     done: RecentIds,
+    successors: Successors,
     stats: MeterStats,
 }
 
@@ -124,10 +129,6 @@ fn capped(s: &str) -> String {
     s[..end].to_owned()
 }
 
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 impl SessionMeter {
     /// A meter for session `session` of `tenant` relayed to route `upstream`.
     pub fn new(session: u64, tenant: Arc<str>, upstream: Arc<str>, sink: SinkHandle) -> Self {
@@ -143,6 +144,7 @@ impl SessionMeter {
             untracked: 0,
             open: Vec::new(),
             done: RecentIds::default(),
+            successors: Successors::default(),
             stats: MeterStats::default(),
         }
     }
@@ -159,12 +161,16 @@ impl SessionMeter {
         self
     }
 
-    /// A client event: `Create` queues a pending create on its lane; others are ignored.
+    /// A client event: `Create` queues a pending create on its lane, `Steer` waits for its
+    /// answer; others are ignored.
     pub fn on_client(&mut self, ev: &TapEvent, now: Instant) {
         let TapEvent::Create {
             model, stream_id, ..
         } = ev
         else {
+            if let TapEvent::Steer = ev {
+                self.successors.steer_sent();
+            }
             return;
         };
         let pending = self.pending;
@@ -209,18 +215,32 @@ impl SessionMeter {
                 Ok(())
             }
             TapEvent::Terminal(t) => self.terminal(t, now),
-            TapEvent::Error { stream_id, .. } => {
+            TapEvent::Error {
+                stream_id, code, ..
+            } => {
                 self.stats.errors += 1;
-                if self.take_pending(stream_id.as_deref()).is_some() {
+                if code.as_deref() == Some("successor_creation_failed") {
+                    self.successors.settle_oldest();
+                } else if self.take_pending(stream_id.as_deref()).is_some() {
                     self.stats.creates_failed += 1;
                     if let Some(m) = &self.metrics {
                         m.create_failed();
                     }
                     self.compact_if_quiet();
+                } else {
+                    self.successors.unclaimed_error();
                 }
                 Ok(())
             }
-            TapEvent::Create { .. } => Ok(()),
+            TapEvent::SteerAnswer {
+                outcome,
+                previous_response_id,
+            } => {
+                self.successors
+                    .answered(*outcome, previous_response_id.as_deref());
+                Ok(())
+            }
+            TapEvent::Create { .. } | TapEvent::Steer => Ok(()),
         }
     }
 
@@ -230,10 +250,16 @@ impl SessionMeter {
         self.open.iter().any(|o| o.ttft.is_none())
     }
 
-    /// Responses created (or pending creation) but not yet terminal; the orphan drain waits
-    /// for this to reach 0.
+    /// Responses created (or pending creation) but not yet terminal.
     pub fn open_responses(&self) -> usize {
         self.open.len() + self.pending + self.untracked
+    }
+
+    /// [`Self::open_responses`] and the steering successors still to come (steers not yet
+    /// answered, successors announced and not yet created): the orphan drain, and a shutdown's
+    /// or the age limit's wait, end when this reaches 0.
+    pub fn awaiting(&self) -> usize {
+        self.open_responses() + self.successors.waiting()
     }
 
     /// When the oldest open response (or pending create) started; `--response-timeout`
@@ -270,6 +296,7 @@ impl SessionMeter {
         }
         self.pending = 0;
         self.untracked = 0;
+        self.successors.clear();
     }
 
     fn created(&mut self, id: &str, lane: &Option<String>, model: &Option<String>, now: Instant) {
@@ -278,7 +305,7 @@ impl SessionMeter {
         if self.open.iter().any(|o| o.response_id == id) || self.done.contains(id_hash(id)) {
             return;
         }
-        let (requested_model, start) = match self.take_pending(lane.as_deref()) {
+        let (requested_model, start) = match self.create_answered(lane.as_deref()) {
             Some(p) => (p.requested_model, p.start),
             // Steering successor (or a create past the bounds): the lane's last model.
             None => (
@@ -317,7 +344,7 @@ impl SessionMeter {
             Some(i) => self.open.remove(i),
             None => {
                 // Never saw its `response.created`: still billable.
-                let p = self.take_pending(t.stream_id.as_deref());
+                let p = self.create_answered(t.stream_id.as_deref());
                 Open {
                     response_id: rid.clone(),
                     lane: t.stream_id.as_deref().map(capped),
@@ -381,59 +408,6 @@ impl SessionMeter {
             + self.lanes.iter().map(|l| l.queue.capacity()).sum::<usize>()
     }
 
-    fn record(
-        &self,
-        o: &Open,
-        status: RecordStatus,
-        usage: Option<&Usage>,
-        model: Option<&String>,
-        service_tier: Option<&String>,
-        now: Instant,
-    ) -> UsageRecord {
-        let u = usage.copied().unwrap_or_default();
-        UsageRecord {
-            ts: now_rfc3339_ms(),
-            session: self.session,
-            // `String::from(&str)`: `to_string()` on an `Arc<str>` goes through `Display`.
-            tenant: String::from(&*self.tenant),
-            route: String::from(&*self.route),
-            upstream: String::from(&*self.upstream),
-            stream_id: o.lane.clone(),
-            response_id: o.response_id.clone(),
-            model: model.or(o.model.as_ref()).map(|m| capped(m)),
-            requested_model: o.requested_model.clone(),
-            status,
-            input_tokens: u.input_tokens,
-            cached_tokens: u.cached_tokens,
-            output_tokens: u.output_tokens,
-            reasoning_tokens: u.reasoning_tokens,
-            total_tokens: u.total_tokens,
-            service_tier: service_tier.map(|t| capped(t)),
-            ttft_ms: o.ttft.map(ms),
-            duration_ms: ms(now.saturating_duration_since(o.start)),
-            usage_final: usage.is_some(),
-            usage: None,
-        }
-    }
-
-    fn emit(&mut self, rec: UsageRecord, usage: &Usage) -> Result<(), SinkError> {
-        self.stats.records += 1;
-        if let Some(m) = &self.metrics {
-            m.response(rec.status.as_str(), &self.route);
-            m.tokens(
-                rec.model.as_deref().unwrap_or("unknown"),
-                &self.tenant,
-                &self.route,
-                usage,
-            );
-        }
-        let res = self.sink.submit(rec);
-        if res.is_err() {
-            self.stats.submit_errors += 1;
-        }
-        res
-    }
-
     /// The lane `id`, created if `create` (evicting an idle lane at [`MAX_LANES`]).
     fn lane_mut(&mut self, id: Option<&str>, create: bool) -> Option<&mut Lane> {
         if let Some(i) = self.lanes.iter().position(|l| l.id.as_deref() == id) {
@@ -452,6 +426,18 @@ impl SessionMeter {
             last_model: None,
         });
         self.lanes.last_mut()
+    }
+
+    /// The create a response that just arrived answers: [`Self::take_pending`]; when there is
+    /// neither a pending nor an untracked create, the response is a steering successor and
+    /// takes the oldest one due.
+    fn create_answered(&mut self, lane: Option<&str>) -> Option<Pending> {
+        let untracked = self.untracked;
+        let p = self.take_pending(lane);
+        if p.is_none() && untracked == 0 {
+            self.successors.settle_oldest();
+        }
+        p
     }
 
     /// Pops the lane's oldest pending create; else consumes one untracked create (`None`).

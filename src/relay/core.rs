@@ -263,7 +263,8 @@ impl SessionCore {
             Err(e) => return protocol_end(e, buf.len()),
         };
         pipe.stats.frames += w.frames;
-        let open = meter.open_responses();
+        // Responses open and successors to come: the drain (and a shutdown's wait) ends at 0.
+        let open = meter.awaiting();
         if open == 0 && self.recheck_when_idle {
             self.recheck = true;
         }
@@ -306,7 +307,7 @@ impl SessionCore {
     /// `may_drain`: whether the worker has a free orphan-drain slot.
     pub fn on_event(&mut self, event: Event, may_drain: bool, now: Instant) -> Actions {
         let facts = Facts {
-            open_responses: self.meter.open_responses(),
+            awaiting: self.meter.awaiting(),
             closing: self.closing_since.is_some(),
             draining: self.drain_since.is_some(),
             may_drain,

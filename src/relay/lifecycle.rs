@@ -199,8 +199,9 @@ pub enum Outgoing {
 /// What the rules need to know about the session when an event arrives.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Facts {
-    /// Responses created (or requested) and not yet ended.
-    pub open_responses: usize,
+    /// Responses created (or requested) and not yet ended, and steering successors still
+    /// to come (`SessionMeter::awaiting`).
+    pub awaiting: usize,
     /// A close was forwarded and its answer is awaited.
     pub closing: bool,
     /// The client is gone; upstream is read for usage (orphan drain).
@@ -341,7 +342,7 @@ fn client_gone(facts: &Facts, mut a: Actions) -> Actions {
     if facts.draining {
         return a;
     }
-    if facts.open_responses > 0 && facts.may_drain {
+    if facts.awaiting > 0 && facts.may_drain {
         a.start_drain = true;
         a.end_reason = Some(EndReason::ClientDisconnected);
     } else {
@@ -357,7 +358,7 @@ fn upstream_ended(facts: &Facts, end: PumpEnd) -> Actions {
             let mut a = Actions::by(ClosedBy::Upstream);
             a.close_received[1] = true;
             a.stop_reading[1] = true;
-            if facts.open_responses > 0 {
+            if facts.awaiting > 0 {
                 a.end_reason = Some(EndReason::UpstreamDisconnected);
             }
             if facts.closing || facts.draining || facts.dead[0] {
@@ -429,13 +430,13 @@ fn deadline(facts: &Facts, d: Deadline) -> Actions {
         Deadline::OrphanDrain | Deadline::CloseHandshake => {}
         Deadline::MaxAge => {
             a.closed_by = Some(ClosedBy::MaxConnectionAge);
-            if facts.open_responses > 0 {
+            if facts.awaiting > 0 {
                 a.end_reason = Some(EndReason::RelayShutdown);
             }
         }
         Deadline::Shutdown => {
             a.closed_by = Some(ClosedBy::RelayShutdown);
-            if facts.open_responses > 0 && !facts.draining {
+            if facts.awaiting > 0 && !facts.draining {
                 a.end_reason = Some(EndReason::RelayShutdown);
             }
         }

@@ -7,7 +7,7 @@ const U: usize = 1;
 
 fn open(n: usize) -> Facts {
     Facts {
-        open_responses: n,
+        awaiting: n,
         may_drain: true,
         ..Facts::default()
     }

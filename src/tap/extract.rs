@@ -8,7 +8,7 @@
 use std::ops::Range;
 
 use super::scan::{decode_escaped, unquote, Scanner, Step};
-use super::{Direction, TapError, TapEvent, Terminal, TerminalKind, Usage};
+use super::{Direction, SteerOutcome, TapError, TapEvent, Terminal, TerminalKind, Usage};
 
 /// What a message is, once its top-level type is known and it is worth extracting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +23,10 @@ pub(crate) enum Kind {
     Error,
     /// Upstream `response.*.delta` while deltas are tracked.
     Delta,
+    /// Client `response.steer`.
+    Steer,
+    /// Upstream `response.steer.accepted` / `.pending` / `.failed`.
+    SteerAnswer(SteerOutcome),
 }
 
 /// The kind of message whose raw (still quoted-content, maybe escaped) type is `raw`;
@@ -43,13 +47,20 @@ pub(crate) fn classify(dir: Direction, raw: &[u8], track_deltas: bool) -> Option
 #[inline]
 pub(crate) fn classify_plain(dir: Direction, ty: &[u8], track_deltas: bool) -> Option<Kind> {
     match dir {
-        Direction::ClientToUpstream => (ty == b"response.create").then_some(Kind::Create),
+        Direction::ClientToUpstream => match ty {
+            b"response.create" => Some(Kind::Create),
+            b"response.steer" => Some(Kind::Steer),
+            _ => None,
+        },
         Direction::UpstreamToClient => match ty {
             b"response.created" => Some(Kind::Created),
             b"response.completed" => Some(Kind::Terminal(TerminalKind::Completed)),
             b"response.incomplete" => Some(Kind::Terminal(TerminalKind::Incomplete)),
             b"response.failed" => Some(Kind::Terminal(TerminalKind::Failed)),
             b"error" => Some(Kind::Error),
+            b"response.steer.accepted" => Some(Kind::SteerAnswer(SteerOutcome::Accepted)),
+            b"response.steer.pending" => Some(Kind::SteerAnswer(SteerOutcome::Pending)),
+            b"response.steer.failed" => Some(Kind::SteerAnswer(SteerOutcome::Failed)),
             _ if track_deltas && ty.starts_with(b"response.") && ty.ends_with(b".delta") => {
                 Some(Kind::Delta)
             }
@@ -90,7 +101,7 @@ pub(crate) fn fast_type(msg: &[u8]) -> Option<&[u8]> {
 }
 
 /// Names of the top-level members [`TopFields`] records, in its slot order.
-pub(crate) const TOP_NAMES: [&[u8]; 7] = [
+pub(crate) const TOP_NAMES: [&[u8]; 8] = [
     b"type",
     b"stream_id",
     b"model",
@@ -98,6 +109,7 @@ pub(crate) const TOP_NAMES: [&[u8]; 7] = [
     b"status",
     b"error",
     b"response",
+    b"previous_response_id",
 ];
 
 /// Spans of the top-level members the tap may need (first occurrence wins).
@@ -110,6 +122,7 @@ pub(crate) struct TopFields {
     status: Option<Range<usize>>,
     error: Option<Range<usize>>,
     response: Option<Range<usize>>,
+    previous_response_id: Option<Range<usize>>,
 }
 
 impl TopFields {
@@ -123,6 +136,7 @@ impl TopFields {
             4 => &mut self.status,
             5 => &mut self.error,
             6 => &mut self.response,
+            7 => &mut self.previous_response_id,
             _ => return None,
         })
     }
@@ -225,6 +239,11 @@ pub(crate) fn build<const SIMD: bool>(
     let stream_id = opt_string(msg, &f.stream_id)?;
     Ok(match kind {
         Kind::Delta => TapEvent::Delta { stream_id },
+        Kind::Steer => TapEvent::Steer,
+        Kind::SteerAnswer(outcome) => TapEvent::SteerAnswer {
+            outcome,
+            previous_response_id: opt_string(msg, &f.previous_response_id)?,
+        },
         Kind::Create => TapEvent::Create {
             model: opt_string(msg, &f.model)?,
             stream_id,

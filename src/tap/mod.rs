@@ -189,6 +189,27 @@ pub enum TapEvent {
         /// Top-level `stream_id`
         stream_id: Option<String>,
     },
+    /// client `response.steer`: input queued onto a running response
+    Steer,
+    /// upstream `response.steer.accepted` / `.pending` / `.failed`: the answer to a steer
+    SteerAnswer {
+        /// Which answer.
+        outcome: SteerOutcome,
+        /// Top-level `previous_response_id` (the response the steer was for)
+        previous_response_id: Option<String>,
+    },
+}
+
+/// How the upstream answered a `response.steer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SteerOutcome {
+    /// `response.steer.accepted`: a successor response takes the input.
+    Accepted,
+    /// `response.steer.pending`: queued; a successor takes it (may come after the
+    /// response's terminal event).
+    Pending,
+    /// `response.steer.failed`: no successor for this steer.
+    Failed,
 }
 
 /// Where the tap is within the current message.

@@ -198,6 +198,7 @@ pub(super) fn reference(dir: Direction, track: bool, msg: &[u8]) -> Option<TapEv
             stream_id,
             generate: obj.get("generate").and_then(Value::as_bool),
         }),
+        (Direction::ClientToUpstream, "response.steer") => Some(TapEvent::Steer),
         (Direction::ClientToUpstream, _) => None,
         (_, "response.created") => {
             let r = obj.get("response")?.as_object()?;
@@ -205,6 +206,16 @@ pub(super) fn reference(dir: Direction, track: bool, msg: &[u8]) -> Option<TapEv
                 response_id: s(r, "id")?,
                 stream_id,
                 model: s(r, "model"),
+            })
+        }
+        (_, "response.steer.accepted" | "response.steer.pending" | "response.steer.failed") => {
+            Some(TapEvent::SteerAnswer {
+                outcome: match ty {
+                    "response.steer.accepted" => SteerOutcome::Accepted,
+                    "response.steer.pending" => SteerOutcome::Pending,
+                    _ => SteerOutcome::Failed,
+                },
+                previous_response_id: s(obj, "previous_response_id"),
             })
         }
         (_, "response.completed") => terminal(TerminalKind::Completed),
@@ -349,10 +360,11 @@ fn create_events_from_client_fixtures() {
                 create("gpt-5-mini", Some("agent.b-2"), None),
             ],
         ),
-        // response.steer and an unknown future client event are not reported.
+        // response.steer is reported (the meter waits for its answer); an unknown future
+        // client event is not.
         (
             "steer-unknown",
-            vec![create("gpt-5", None, None), None, None],
+            vec![create("gpt-5", None, None), Some(TapEvent::Steer), None],
         ),
     ];
     for (name, want) in cases {
@@ -361,6 +373,49 @@ fn create_events_from_client_fixtures() {
             let mut tap = Tap::new(Direction::ClientToUpstream, BIG);
             assert_eq!(run(&mut tap, &fx.client, cut), want, "{name} {cut:?}");
         }
+    }
+}
+
+#[test]
+fn steer_answer_from_fixture_on_every_path() {
+    let fx = load(LOCAL, "steer-unknown");
+    let want = TapEvent::SteerAnswer {
+        outcome: SteerOutcome::Accepted,
+        previous_response_id: Some("resp_672de172a2d38d0dba9089da".into()),
+    };
+    // Whole, a byte at a time (assembled: `previous_response_id` is kept, not dropped as
+    // a member nothing reads), and cut at random.
+    for cut in [Cut::Whole, Cut::Bytes1, Cut::Random { seed: 3, max: 7 }] {
+        let mut tap = Tap::new(Direction::UpstreamToClient, BIG);
+        let answers: Vec<_> = run(&mut tap, &fx.upstream, cut)
+            .into_iter()
+            .flatten()
+            .filter(|e| matches!(e, TapEvent::SteerAnswer { .. }))
+            .collect();
+        assert_eq!(answers, vec![want.clone()], "{cut:?}");
+    }
+    // The other answers, with `type` last and the id escaped.
+    for (ty, outcome) in [
+        ("response.steer.pending", SteerOutcome::Pending),
+        ("response.steer.failed", SteerOutcome::Failed),
+    ] {
+        let msg = format!(
+            r#"{{"previous_response_id":"resp_\u0061","error":{{"type":"x"}},"type":"{ty}"}}"#
+        );
+        let mut tap = Tap::new(Direction::UpstreamToClient, BIG);
+        assert_eq!(
+            tap.feed(msg.as_bytes(), true),
+            Some(TapEvent::SteerAnswer {
+                outcome,
+                previous_response_id: Some("resp_a".into()),
+            })
+        );
+        let mut client = Tap::new(Direction::ClientToUpstream, BIG);
+        assert_eq!(
+            client.feed(msg.as_bytes(), true),
+            None,
+            "only from upstream"
+        );
     }
 }
 

@@ -5,6 +5,7 @@ mod record;
 mod session;
 mod session_ends;
 mod session_fixtures;
+mod session_steering;
 mod shared_log;
 mod sink;
 

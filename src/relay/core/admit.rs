@@ -47,6 +47,8 @@ impl SessionCore {
             model, stream_id, ..
         } = &ev
         else {
+            // A steer is forwarded; the meter waits for its answer (and its successor).
+            self.meter.on_client(&ev, now);
             return Decision::Forward;
         };
         let (refusal, rewrite) =

@@ -26,9 +26,10 @@ impl SessionCore {
         pipe.stats.frames += w.frames;
         if let Some(close) = w.close {
             self.charge_held(0);
-            // Hold a client's close while responses are open: the relay answers the client
-            // itself and keeps reading upstream for their usage (orphan drain).
-            let held = self.meter.open_responses() > 0;
+            // Hold a client's close while responses are open or a steering successor is to
+            // come: the relay answers the client itself and keeps reading upstream for their
+            // usage (orphan drain).
+            let held = self.meter.awaiting() > 0;
             self.close_codes[0] = close.code;
             return Step {
                 forward: if held { w.close_start } else { w.ready },

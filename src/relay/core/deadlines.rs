@@ -18,6 +18,10 @@ impl SessionCore {
     ) -> Option<(Instant, Event)> {
         let l = &*self.limits;
         let open = self.meter.open_responses();
+        // Steering successors still to come hold the age limit and a shutdown as open
+        // responses do; the idle and response timeouts count responses only, so an upstream
+        // that never answers a steer cannot keep a session for ever.
+        let awaiting = self.meter.awaiting();
         let mut best: Option<(Instant, Event)> = None;
         let mut consider = |at: Instant, ev: Event| {
             if best.is_none_or(|(b, _)| at < b) {
@@ -51,7 +55,7 @@ impl SessionCore {
         }
         if let Some(age) = l.max_connection_age {
             let at = self.started + age;
-            if open == 0 {
+            if awaiting == 0 {
                 consider(at, Event::Deadline(Deadline::MaxAge));
             } else {
                 consider(at + l.drain_timeout, Event::Deadline(Deadline::MaxAge));
@@ -61,7 +65,7 @@ impl SessionCore {
             }
         }
         if let Some(deadline) = shutdown {
-            if open == 0 {
+            if awaiting == 0 {
                 consider(now, Event::Deadline(Deadline::Shutdown));
             } else {
                 consider(deadline, Event::Deadline(Deadline::Shutdown));
