@@ -34,59 +34,76 @@ pub const MAX_DUE: usize = 64;
 /// Most unanswered steers counted per session.
 pub const MAX_UNANSWERED: u16 = 1024;
 
-/// The steering successors one session waits for.
+/// The steering successors one session waits for: nothing allocated until a steer is seen,
+/// and freed once nothing waits (a session holds 8 bytes for it, not 32).
 #[derive(Debug, Default)]
-pub(crate) struct Successors {
+pub(crate) struct Successors(Option<Box<Waiting>>);
+
+#[derive(Debug, Default)]
+struct Waiting {
     /// Client steers no answer has matched yet.
     unanswered: u16,
     /// Keyed hashes of the responses whose successor is due (`0` for an answer without a
-    /// `previous_response_id`), oldest first. Freed when it empties.
+    /// `previous_response_id`), oldest first.
     due: Vec<u64>,
 }
 
 impl Successors {
     /// The client sent a `response.steer`.
     pub(crate) fn steer_sent(&mut self) {
-        self.unanswered = (self.unanswered + 1).min(MAX_UNANSWERED);
+        let w = self.0.get_or_insert_with(Box::default);
+        w.unanswered = (w.unanswered + 1).min(MAX_UNANSWERED);
     }
 
     /// The upstream answered a steer for `previous` (its `previous_response_id`).
     pub(crate) fn answered(&mut self, outcome: SteerOutcome, previous: Option<&str>) {
-        self.unanswered = self.unanswered.saturating_sub(1);
         if outcome == SteerOutcome::Failed {
-            return;
+            return self.unclaimed_error();
         }
+        let w = self.0.get_or_insert_with(Box::default);
+        w.unanswered = w.unanswered.saturating_sub(1);
         let key = previous.map_or(0, id_hash);
-        if !self.due.contains(&key) && self.due.len() < MAX_DUE {
-            self.due.push(key);
+        if !w.due.contains(&key) && w.due.len() < MAX_DUE {
+            w.due.push(key);
         }
     }
 
-    /// An `error` event that ended no pending create: the answer to a steer, if any waits.
+    /// An `error` event that ended no pending create (or a `failed` answer): the answer to
+    /// a steer, if any waits.
     pub(crate) fn unclaimed_error(&mut self) {
-        self.unanswered = self.unanswered.saturating_sub(1);
+        if let Some(w) = &mut self.0 {
+            w.unanswered = w.unanswered.saturating_sub(1);
+        }
+        self.free_if_done();
     }
 
     /// A response arrived that answers no client create (a successor), or the upstream said
     /// it could not create one (`successor_creation_failed`): the oldest due entry is done.
     pub(crate) fn settle_oldest(&mut self) {
-        if self.due.is_empty() {
-            return;
+        if let Some(w) = &mut self.0 {
+            if !w.due.is_empty() {
+                w.due.remove(0);
+            }
         }
-        self.due.remove(0);
-        if self.due.is_empty() {
-            self.due = Vec::new();
-        }
+        self.free_if_done();
     }
 
     /// Steers unanswered plus successors due.
     pub(crate) fn waiting(&self) -> usize {
-        usize::from(self.unanswered) + self.due.len()
+        self.0
+            .as_ref()
+            .map_or(0, |w| usize::from(w.unanswered) + w.due.len())
     }
 
     /// The session ended: nothing is waited for any more.
     pub(crate) fn clear(&mut self) {
-        *self = Successors::default();
+        self.0 = None;
+    }
+
+    fn free_if_done(&mut self) {
+        if self.waiting() == 0 {
+            self.0 = None;
+        }
     }
 }
 
@@ -103,7 +120,7 @@ mod tests {
         assert_eq!(s.waiting(), 1, "successor due");
         s.settle_oldest();
         assert_eq!(s.waiting(), 0);
-        assert_eq!(s.due.capacity(), 0, "freed once empty");
+        assert!(s.0.is_none(), "freed once nothing waits");
     }
 
     #[test]
@@ -136,8 +153,14 @@ mod tests {
         s.answered(SteerOutcome::Failed, None);
         assert_eq!(s.waiting(), 0, "answers without a steer change nothing");
         // An answer with no steer seen (the client's was not tapped) still makes one due.
+        assert!(s.0.is_none(), "nothing allocated for answers alone");
         s.answered(SteerOutcome::Accepted, None);
         assert_eq!(s.waiting(), 1);
+    }
+
+    #[test]
+    fn a_session_that_never_steers_holds_one_pointer() {
+        assert_eq!(std::mem::size_of::<Successors>(), 8);
     }
 
     #[test]
