@@ -36,6 +36,22 @@ async fn until(c: &mut WsClient, ty: &str) -> Vec<Value> {
     }
 }
 
+/// The steer's answer (`ty`, for `first`), then the successor's events, which open with its
+/// `response.created`.
+async fn answer_then_successor(c: &mut WsClient, ty: &str, first: &str) -> Vec<Value> {
+    let answer = next_event(c).await;
+    assert_eq!(
+        (
+            answer["type"].as_str(),
+            answer["previous_response_id"].as_str()
+        ),
+        (Some(ty), Some(first))
+    );
+    let successor = until(c, "response.completed").await;
+    assert_eq!(successor[0]["type"], "response.created");
+    successor
+}
+
 fn steer(previous: &str) -> String {
     json!({"type": "response.steer", "previous_response_id": previous,
         "input": [{"type": "message", "role": "user",
@@ -73,16 +89,7 @@ async fn a_steer_ends_the_running_response_and_a_successor_follows() {
         .as_u64()
         .expect("usage");
     assert!(output < 30, "ended early: {output} deltas billed");
-    let answer = next_event(&mut c).await;
-    assert_eq!(
-        (
-            answer["type"].as_str(),
-            answer["previous_response_id"].as_str()
-        ),
-        (Some("response.steer.accepted"), Some(first.as_str()))
-    );
-    let successor = until(&mut c, "response.completed").await;
-    assert_eq!(successor[0]["type"], "response.created");
+    let successor = answer_then_successor(&mut c, "response.steer.accepted", &first).await;
     let second = successor[0]["response"]["id"].as_str().expect("id");
     assert_ne!(second, first);
     let ledger = mock.ledger();
@@ -136,16 +143,7 @@ async fn a_steer_after_the_last_delta_is_pending_and_a_successor_follows_the_ter
         ended.last().expect("terminal")["response"]["id"],
         first.as_str()
     );
-    let answer = next_event(&mut c).await;
-    assert_eq!(
-        (
-            answer["type"].as_str(),
-            answer["previous_response_id"].as_str()
-        ),
-        (Some("response.steer.pending"), Some(first.as_str()))
-    );
-    let successor = until(&mut c, "response.completed").await;
-    assert_eq!(successor[0]["type"], "response.created");
+    answer_then_successor(&mut c, "response.steer.pending", &first).await;
     let statuses: Vec<String> = mock.ledger().iter().map(|e| e.status.clone()).collect();
     assert_eq!(statuses, ["completed", "completed"]);
 }
