@@ -442,3 +442,6 @@ mod tests;
 #[cfg(test)]
 #[path = "core_tests_routes.rs"]
 mod tests_routes;
+#[cfg(test)]
+#[path = "core_tests_steering.rs"]
+mod tests_steering;
