@@ -278,7 +278,7 @@ async fn control_frames_steer_unknown_events_and_close() {
     assert_eq!(
         (
             v["type"].as_str(),
-            v["previous_response_id"].as_str(),
+            v["steer"]["previous_response_id"].as_str(),
             v["error"]["code"].as_str()
         ),
         (

@@ -1,6 +1,6 @@
-//! The mock upstream's steering: a steer ends the running response (`incomplete`, reason
-//! `steered`) or waits for it to finish (`pending`), and a successor follows with no
-//! `response.create`; both are billed.
+//! The mock upstream's steering: a steer is accepted at once and ends the running response
+//! (`incomplete`, reason `steered`) — or, after its last delta, lets it complete — and an
+//! automatic successor follows with no `response.create`; both are billed.
 
 mod common;
 
@@ -36,20 +36,25 @@ async fn until(c: &mut WsClient, ty: &str) -> Vec<Value> {
     }
 }
 
-/// The steer's answer (`ty`, for `first`), then the successor's events, which open with its
-/// `response.created`.
-async fn answer_then_successor(c: &mut WsClient, ty: &str, first: &str) -> Vec<Value> {
-    let answer = next_event(c).await;
-    assert_eq!(
-        (
-            answer["type"].as_str(),
-            answer["previous_response_id"].as_str()
-        ),
-        (Some(ty), Some(first))
-    );
-    let successor = until(c, "response.completed").await;
-    assert_eq!(successor[0]["type"], "response.created");
-    successor
+/// The `response.steer.accepted` among `events`, for a steer of `first`: it carries the
+/// submission's id.
+fn accepted_in(events: &[Value], first: &str) {
+    let a: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "response.steer.accepted")
+        .collect();
+    assert_eq!(a.len(), 1, "{events:?}");
+    assert_eq!(a[0]["steer"]["previous_response_id"], first);
+    assert!(a[0]["steer"]["id"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("steer_")));
+}
+
+/// The successor's events, which open with its `response.created`.
+async fn successor(c: &mut WsClient) -> Vec<Value> {
+    let events = until(c, "response.completed").await;
+    assert_eq!(events[0]["type"], "response.created");
+    events
 }
 
 fn steer(previous: &str) -> String {
@@ -89,7 +94,8 @@ async fn a_steer_ends_the_running_response_and_a_successor_follows() {
         .as_u64()
         .expect("usage");
     assert!(output < 30, "ended early: {output} deltas billed");
-    let successor = answer_then_successor(&mut c, "response.steer.accepted", &first).await;
+    accepted_in(&ended, &first);
+    let successor = successor(&mut c).await;
     let second = successor[0]["response"]["id"].as_str().expect("id");
     assert_ne!(second, first);
     let ledger = mock.ledger();
@@ -112,16 +118,22 @@ async fn a_steer_ends_the_running_response_and_a_successor_follows() {
     c.send_text(&steer(&first)).await.expect("steer");
     let failed = next_event(&mut c).await;
     assert_eq!(
-        (failed["type"].as_str(), failed["error"]["code"].as_str()),
+        (
+            failed["type"].as_str(),
+            failed["error"]["code"].as_str(),
+            failed["steer"]["previous_response_id"].as_str()
+        ),
         (
             Some("response.steer.failed"),
-            Some("response_already_completed")
+            Some("response_already_completed"),
+            Some(first.as_str())
         )
     );
+    assert!(failed["steer"].get("id").is_none(), "no id was allocated");
 }
 
 #[tokio::test]
-async fn a_steer_after_the_last_delta_is_pending_and_a_successor_follows_the_terminal() {
+async fn a_steer_after_the_last_delta_lets_the_response_complete_and_a_successor_follows() {
     // 5 deltas a second: 200 ms between the last delta and the `.done` events.
     let (mock, mut c) = mock_and_client(MockConfig {
         deltas: 3,
@@ -143,7 +155,8 @@ async fn a_steer_after_the_last_delta_is_pending_and_a_successor_follows_the_ter
         ended.last().expect("terminal")["response"]["id"],
         first.as_str()
     );
-    answer_then_successor(&mut c, "response.steer.pending", &first).await;
+    accepted_in(&ended, &first);
+    successor(&mut c).await;
     let statuses: Vec<String> = mock.ledger().iter().map(|e| e.status.clone()).collect();
     assert_eq!(statuses, ["completed", "completed"]);
 }

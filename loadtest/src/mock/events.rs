@@ -281,39 +281,34 @@ pub(crate) fn error_event(
     })
 }
 
-/// How the mock answers a `response.steer`.
+/// How the mock answers a `response.steer` (openai-python's `BetaResponseSteer*Event`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SteerAnswer {
-    /// `response.steer.accepted`: the running response ended (`steered`); a successor
-    /// takes the input.
-    Accepted,
-    /// `response.steer.pending`: the response had already finished; a successor takes it.
-    Pending,
-    /// `response.steer.failed` with this error code.
-    Failed(&'static str),
+pub(crate) enum SteerAnswer<'a> {
+    /// `response.steer.accepted` for submission `id`: queued; a successor commits it.
+    Accepted { id: &'a str },
+    /// `response.steer.failed` with this error code (before an id was allocated).
+    Failed { code: &'a str },
 }
 
-/// `response.steer.accepted` / `.pending` / `.failed` for the steer of `previous`.
+/// `response.steer.accepted` / `.failed` for a steer of `previous` carrying `input`.
 pub(crate) fn steer_answer(
-    answer: SteerAnswer,
+    answer: SteerAnswer<'_>,
     previous: Option<&str>,
+    input: &Value,
     stream_id: Option<&str>,
     seq: u64,
 ) -> String {
     let (kind, body) = match answer {
-        SteerAnswer::Accepted => (
+        SteerAnswer::Accepted { id } => (
             "response.steer.accepted",
-            serde_json::json!({"previous_response_id": previous}),
+            serde_json::json!({"steer": {"id": id, "previous_response_id": previous}}),
         ),
-        SteerAnswer::Pending => (
-            "response.steer.pending",
-            serde_json::json!({"previous_response_id": previous}),
-        ),
-        SteerAnswer::Failed(code) => (
+        SteerAnswer::Failed { code } => (
             "response.steer.failed",
-            serde_json::json!({"previous_response_id": previous,
+            serde_json::json!({
                 "error": {"type": "invalid_request_error", "code": code,
-                    "message": format!("The steer could not be applied: {code}.")}}),
+                    "message": format!("The steering input was not accepted: {code}.")},
+                "steer": {"previous_response_id": previous, "input": input}}),
         ),
     };
     to_string(&Envelope {

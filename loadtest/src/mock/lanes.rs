@@ -2,12 +2,15 @@
 //! task per lane, FIFO inside it, ≤16 responses in flight per connection) and
 //! produces the event sequence of one response.
 //!
-//! Steering: a `response.steer` for a running response ends it after its next delta with
-//! `response.incomplete` (reason `steered`) and `response.steer.accepted`; one that arrives
-//! after the response's last delta gets `response.steer.pending` after its terminal event.
-//! Either way a successor response starts on the same lane `successor_delay` later, with
-//! no `response.create`. A steer for a response that is not running gets
-//! `response.steer.failed` (`response_already_completed` or `response_not_found`).
+//! Steering (openai-python's `BetaResponseSteer*Event` docs): a `response.steer` for a
+//! running response is answered `response.steer.accepted` at once (with a `steer.id`, on
+//! the response's lane); the response ends after its next delta with `response.incomplete`
+//! (reason `steered`), or — when the steer came after its last delta — completes normally.
+//! Either way an automatic successor, continuing the chain, starts on the same lane
+//! `successor_delay` later with no `response.create` and commits the queued input. A steer
+//! for a response that is not running gets `response.steer.failed`
+//! (`response_already_completed` or `response_not_found`). The mock has no client-owned
+//! tools, so it never sends `response.steer.pending`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,8 +37,8 @@ pub(crate) struct ConnCtx {
     pub tx: mpsc::Sender<Out>,
     pub framing: Framing,
     known: Mutex<HashSet<String>>,
-    /// Responses streaming now, each with the flag a steer for it sets.
-    running: Mutex<HashMap<String, Arc<AtomicBool>>>,
+    /// Responses streaming now, by id.
+    running: Mutex<HashMap<String, Running>>,
     inflight: Arc<Semaphore>,
 }
 
@@ -59,6 +62,9 @@ impl ConnCtx {
         self.tx.send(out).await.map_err(|_| Closed)
     }
 }
+
+/// A response streaming now: its lane, and the flag a steer for it sets.
+type Running = (Option<String>, Arc<AtomicBool>);
 
 /// The connection's writer is gone; stop producing.
 #[derive(Debug)]
@@ -162,26 +168,32 @@ impl Dispatcher {
             }
             Some("response.steer") => {
                 let prev = v.get("previous_response_id").and_then(Value::as_str);
-                // A running response takes the steer and answers it (see the module docs).
-                let taken = prev.is_some_and(|p| match lock(&self.ctx.running).get(p) {
-                    Some(flag) => {
-                        flag.store(true, Ordering::Relaxed);
-                        true
-                    }
-                    None => false,
+                let input = v.get("input").cloned().unwrap_or(Value::Null);
+                // A running response takes the steer (see the module docs); its lane answers.
+                let taken = prev.and_then(|p| {
+                    let running = lock(&self.ctx.running);
+                    let (lane, flag) = running.get(p)?;
+                    flag.store(true, Ordering::Relaxed);
+                    Some(lane.clone())
                 });
-                if taken {
-                    return Ok(());
-                }
-                let code = match prev {
-                    Some(p) if lock(&self.ctx.known).contains(p) => "response_already_completed",
-                    _ => "response_not_found",
+                let answer = match taken {
+                    Some(lane) => {
+                        let id = self.ctx.shared.new_id("steer");
+                        let seq = self.next_seq(&lane);
+                        let a = SteerAnswer::Accepted { id: &id };
+                        events::steer_answer(a, prev, &input, lane.as_deref(), seq)
+                    }
+                    None => {
+                        let code = match prev {
+                            Some(p) if lock(&self.ctx.known).contains(p) => {
+                                "response_already_completed"
+                            }
+                            _ => "response_not_found",
+                        };
+                        let seq = self.next_seq(&None);
+                        events::steer_answer(SteerAnswer::Failed { code }, prev, &input, None, seq)
+                    }
                 };
-                let seq = self.next_seq(&stream_id);
-                let sid = stream_id
-                    .as_deref()
-                    .filter(|_| self.lanes.contains_key(&stream_id));
-                let answer = events::steer_answer(SteerAnswer::Failed(code), prev, sid, seq);
                 self.ctx.send(answer).await
             }
             _ => Ok(()), // unknown client events are recorded and ignored
@@ -263,24 +275,17 @@ async fn run_response(
     let id = ctx.shared.new_id("resp");
     lock(&ctx.known).insert(id.clone());
     let steer = Arc::new(AtomicBool::new(false));
-    lock(&ctx.running).insert(id.clone(), steer.clone());
+    let entry = (lane.map(str::to_string), steer.clone());
+    lock(&ctx.running).insert(id.clone(), entry);
     let res = stream_response(ctx, lane, plan, seq, &id, &steer).await;
     // Removed under the lock a steer sets the flag under: a steer either found the response
-    // running (and is answered here) or finds it gone (and is answered `failed`).
+    // running (and its successor follows) or finds it gone (and is answered `failed`).
     let late = lock(&ctx.running).remove(&id).is_some() && steer.load(Ordering::Relaxed);
     match res? {
+        // A steer after the last delta: the response completed normally, and an automatic
+        // successor follows it too.
         Ended::Steered => Ok(Some(id)),
-        Ended::Done if late => {
-            let s = seq.fetch_add(1, Ordering::Relaxed);
-            ctx.send(events::steer_answer(
-                SteerAnswer::Pending,
-                Some(&id),
-                lane,
-                s,
-            ))
-            .await?;
-            Ok(Some(id))
-        }
+        Ended::Done if late => Ok(Some(id)),
         Ended::Done => Ok(None),
     }
 }
@@ -407,8 +412,6 @@ async fn stream_response(
                 entry: entry("incomplete", u),
             };
             ctx.tx.send(out).await.map_err(|_| Closed)?;
-            let answer = events::steer_answer(SteerAnswer::Accepted, Some(id), lane, next());
-            emit(answer).await.map_err(|_| Closed)?;
             return Ok(Ended::Steered);
         }
     }
