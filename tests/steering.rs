@@ -132,9 +132,9 @@ async fn a_client_leaving_after_a_steered_response_ends_does_not_lose_its_succes
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_client_leaving_after_the_terminal_with_a_steer_pending_does_not_lose_its_successor() {
-    // 5 deltas a second: the steer sent at the last delta arrives before the terminal event,
-    // and is answered `pending` after it.
+async fn a_client_leaving_after_a_normal_completion_does_not_lose_its_automatic_successor() {
+    // 5 deltas a second: the steer sent at the last delta is accepted before the terminal
+    // event, the response completes normally, and an automatic successor follows.
     leave_in_the_gap(
         "response.output_text.delta",
         "response.completed",

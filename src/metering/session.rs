@@ -215,13 +215,9 @@ impl SessionMeter {
                 Ok(())
             }
             TapEvent::Terminal(t) => self.terminal(t, now),
-            TapEvent::Error {
-                stream_id, code, ..
-            } => {
+            TapEvent::Error { stream_id, .. } => {
                 self.stats.errors += 1;
-                if code.as_deref() == Some("successor_creation_failed") {
-                    self.successors.settle_oldest();
-                } else if self.take_pending(stream_id.as_deref()).is_some() {
+                if self.take_pending(stream_id.as_deref()).is_some() {
                     self.stats.creates_failed += 1;
                     if let Some(m) = &self.metrics {
                         m.create_failed();
@@ -234,10 +230,14 @@ impl SessionMeter {
             }
             TapEvent::SteerAnswer {
                 outcome,
+                steer_id,
                 previous_response_id,
             } => {
-                self.successors
-                    .answered(*outcome, previous_response_id.as_deref());
+                self.successors.answered(
+                    *outcome,
+                    steer_id.as_deref(),
+                    previous_response_id.as_deref(),
+                );
                 Ok(())
             }
             TapEvent::Create { .. } | TapEvent::Steer => Ok(()),
@@ -429,13 +429,12 @@ impl SessionMeter {
     }
 
     /// The create a response that just arrived answers: [`Self::take_pending`]; when there is
-    /// neither a pending nor an untracked create, the response is a steering successor and
-    /// takes the oldest one due.
+    /// neither a pending nor an untracked create, the response is a steering successor.
     fn create_answered(&mut self, lane: Option<&str>) -> Option<Pending> {
         let untracked = self.untracked;
         let p = self.take_pending(lane);
         if p.is_none() && untracked == 0 {
-            self.successors.settle_oldest();
+            self.successors.successor_arrived();
         }
         p
     }

@@ -118,7 +118,7 @@ pub(crate) fn fast_type(msg: &[u8]) -> Option<&[u8]> {
 }
 
 /// Names of the top-level members [`TopFields`] records, in its slot order.
-pub(crate) const TOP_NAMES: [&[u8]; 8] = [
+pub(crate) const TOP_NAMES: [&[u8]; 9] = [
     b"type",
     b"stream_id",
     b"model",
@@ -127,6 +127,7 @@ pub(crate) const TOP_NAMES: [&[u8]; 8] = [
     b"error",
     b"response",
     b"previous_response_id",
+    b"steer",
 ];
 
 /// Spans of the top-level members the tap may need (first occurrence wins).
@@ -140,6 +141,7 @@ pub(crate) struct TopFields {
     error: Option<Range<usize>>,
     response: Option<Range<usize>>,
     previous_response_id: Option<Range<usize>>,
+    steer: Option<Range<usize>>,
 }
 
 impl TopFields {
@@ -154,6 +156,7 @@ impl TopFields {
             5 => &mut self.error,
             6 => &mut self.response,
             7 => &mut self.previous_response_id,
+            8 => &mut self.steer,
             _ => return None,
         })
     }
@@ -257,10 +260,25 @@ pub(crate) fn build<const SIMD: bool>(
     Ok(match kind {
         Kind::Delta => TapEvent::Delta { stream_id },
         Kind::Steer => TapEvent::Steer,
-        Kind::SteerAnswer(outcome) => TapEvent::SteerAnswer {
-            outcome,
-            previous_response_id: opt_string(msg, &f.previous_response_id)?,
-        },
+        Kind::SteerAnswer(outcome) => {
+            // The submission is `steer: {id, previous_response_id}` (openai-python's
+            // `BetaResponseSteer*Event`); a top-level `previous_response_id` is read too.
+            let (steer_id, nested) = match object_span(msg, &f.steer) {
+                Some(obj) => {
+                    let [id, prev] = members::<SIMD, 2>(obj, [b"id", b"previous_response_id"])?;
+                    (opt_string(obj, &id)?, opt_string(obj, &prev)?)
+                }
+                None => (None, None),
+            };
+            TapEvent::SteerAnswer {
+                outcome,
+                steer_id,
+                previous_response_id: match nested {
+                    Some(p) => Some(p),
+                    None => opt_string(msg, &f.previous_response_id)?,
+                },
+            }
+        }
         Kind::Create => TapEvent::Create {
             model: opt_string(msg, &f.model)?,
             stream_id,

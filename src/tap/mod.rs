@@ -191,24 +191,28 @@ pub enum TapEvent {
     },
     /// client `response.steer`: input queued onto a running response
     Steer,
-    /// upstream `response.steer.accepted` / `.pending` / `.failed`: the answer to a steer
+    /// upstream `response.steer.accepted` / `.pending` / `.failed`: about one steer
     SteerAnswer {
         /// Which answer.
         outcome: SteerOutcome,
-        /// Top-level `previous_response_id` (the response the steer was for)
+        /// `steer.id`: the submission's id (absent on a failure before one was allocated)
+        steer_id: Option<String>,
+        /// `steer.previous_response_id` (or a top-level `previous_response_id`): the
+        /// response steered
         previous_response_id: Option<String>,
     },
 }
 
-/// How the upstream answered a `response.steer`.
+/// What the upstream said of a `response.steer` (openai-python's `BetaResponseSteer*Event`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SteerOutcome {
-    /// `response.steer.accepted`: a successor response takes the input.
+    /// `response.steer.accepted`: queued; the successor's `response.created` commits it
+    /// (after a `steered` incomplete, or after a normal completion).
     Accepted,
-    /// `response.steer.pending`: queued; a successor takes it (may come after the
-    /// response's terminal event).
+    /// `response.steer.pending`: still queued after `response.completed`, waiting for the
+    /// client's tool results — only an explicit `response.create` continues it.
     Pending,
-    /// `response.steer.failed`: no successor for this steer.
+    /// `response.steer.failed`: rejected, or (with the accepted steer's id) not committed.
     Failed,
 }
 

@@ -209,13 +209,17 @@ pub(super) fn reference(dir: Direction, track: bool, msg: &[u8]) -> Option<TapEv
             })
         }
         (_, "response.steer.accepted" | "response.steer.pending" | "response.steer.failed") => {
+            let steer = obj.get("steer").and_then(Value::as_object);
             Some(TapEvent::SteerAnswer {
                 outcome: match ty {
                     "response.steer.accepted" => SteerOutcome::Accepted,
                     "response.steer.pending" => SteerOutcome::Pending,
                     _ => SteerOutcome::Failed,
                 },
-                previous_response_id: s(obj, "previous_response_id"),
+                steer_id: steer.and_then(|o| s(o, "id")),
+                previous_response_id: steer
+                    .and_then(|o| s(o, "previous_response_id"))
+                    .or_else(|| s(obj, "previous_response_id")),
             })
         }
         (_, "response.completed") => terminal(TerminalKind::Completed),
@@ -381,6 +385,7 @@ fn steer_answer_from_fixture_on_every_path() {
     let fx = load(LOCAL, "steer-unknown");
     let want = TapEvent::SteerAnswer {
         outcome: SteerOutcome::Accepted,
+        steer_id: None,
         previous_response_id: Some("resp_672de172a2d38d0dba9089da".into()),
     };
     // Whole, a byte at a time (assembled: `previous_response_id` is kept, not dropped as
@@ -394,22 +399,26 @@ fn steer_answer_from_fixture_on_every_path() {
             .collect();
         assert_eq!(answers, vec![want.clone()], "{cut:?}");
     }
-    // The other answers, with `type` last and the id escaped.
+    // openai-python's shape (`steer: {id, previous_response_id}`), `type` last, an id
+    // escaped, every answer, whole and a byte at a time.
     for (ty, outcome) in [
+        ("response.steer.accepted", SteerOutcome::Accepted),
         ("response.steer.pending", SteerOutcome::Pending),
         ("response.steer.failed", SteerOutcome::Failed),
     ] {
         let msg = format!(
-            r#"{{"previous_response_id":"resp_\u0061","error":{{"type":"x"}},"type":"{ty}"}}"#
+            r#"{{"sequence_number":4,"steer":{{"input":[{{"type":"message"}}],"previous_response_id":"resp_\u0061","id":"steer_1"}},"error":{{"type":"x"}},"type":"{ty}"}}"#
         );
-        let mut tap = Tap::new(Direction::UpstreamToClient, BIG);
-        assert_eq!(
-            tap.feed(msg.as_bytes(), true),
-            Some(TapEvent::SteerAnswer {
-                outcome,
-                previous_response_id: Some("resp_a".into()),
-            })
-        );
+        let want = Some(TapEvent::SteerAnswer {
+            outcome,
+            steer_id: Some("steer_1".into()),
+            previous_response_id: Some("resp_a".into()),
+        });
+        for cut in [Cut::Whole, Cut::Bytes1] {
+            let mut tap = Tap::new(Direction::UpstreamToClient, BIG);
+            let got = run(&mut tap, &[msg.clone().into_bytes()], cut);
+            assert_eq!(got, vec![want.clone()], "{ty} {cut:?}");
+        }
         let mut client = Tap::new(Direction::ClientToUpstream, BIG);
         assert_eq!(
             client.feed(msg.as_bytes(), true),
