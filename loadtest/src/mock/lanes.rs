@@ -256,16 +256,8 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// How a response's stream ended.
-enum Ended {
-    /// Its terminal event was sent.
-    Done,
-    /// A steer ended it (`response.incomplete` and `response.steer.accepted` sent).
-    Steered,
-}
-
-/// Streams one response; `Some(its id)` when a steer ended it or waits for it (a successor
-/// follows).
+/// Streams one response; `Some(its id)` when a steer took it — it ended `steered`, or the
+/// steer came after its last delta and it completed normally — so a successor follows.
 async fn run_response(
     ctx: &ConnCtx,
     lane: Option<&str>,
@@ -280,14 +272,9 @@ async fn run_response(
     let res = stream_response(ctx, lane, plan, seq, &id, &steer).await;
     // Removed under the lock a steer sets the flag under: a steer either found the response
     // running (and its successor follows) or finds it gone (and is answered `failed`).
-    let late = lock(&ctx.running).remove(&id).is_some() && steer.load(Ordering::Relaxed);
-    match res? {
-        // A steer after the last delta: the response completed normally, and an automatic
-        // successor follows it too.
-        Ended::Steered => Ok(Some(id)),
-        Ended::Done if late => Ok(Some(id)),
-        Ended::Done => Ok(None),
-    }
+    lock(&ctx.running).remove(&id);
+    res?;
+    Ok(steer.load(Ordering::Relaxed).then_some(id))
 }
 
 async fn stream_response(
@@ -297,7 +284,7 @@ async fn stream_response(
     seq: &AtomicU64,
     id: &str,
     steer: &AtomicBool,
-) -> Result<Ended, Closed> {
+) -> Result<(), Closed> {
     if plan.fault == Some(Fault::Stall) {
         std::future::pending::<()>().await;
     }
@@ -328,27 +315,30 @@ async fn stream_response(
     emit(r.lifecycle("response.created", next()))
         .await
         .map_err(|_| Closed)?;
-    let entry = |status: &str, u: Usage| LedgerEntry {
-        response_id: id.to_string(),
-        stream_id: lane.map(str::to_string),
-        model: plan.model.clone(),
-        status: status.to_string(),
-        service_tier: plan.service_tier.clone(),
-        input_tokens: u.input,
-        cached_tokens: u.cached,
-        output_tokens: u.output,
-        reasoning_tokens: u.reasoning,
+    // The terminal event `text` with its ledger entry.
+    let terminal = |text: String, status: &str, u: Usage| Out::Terminal {
+        text,
+        framing,
+        entry: LedgerEntry {
+            response_id: id.to_string(),
+            stream_id: lane.map(str::to_string),
+            model: plan.model.clone(),
+            status: status.to_string(),
+            service_tier: plan.service_tier.clone(),
+            input_tokens: u.input,
+            cached_tokens: u.cached,
+            output_tokens: u.output,
+            reasoning_tokens: u.reasoning,
+        },
     };
     if !plan.generate {
         let u = plan.usage(0);
         let text = r.terminal("completed", None, plan.instructions.as_deref(), u, next());
-        let out = Out::Terminal {
-            text,
-            framing,
-            entry: entry("completed", u),
-        };
-        ctx.tx.send(out).await.map_err(|_| Closed)?;
-        return Ok(Ended::Done);
+        return ctx
+            .tx
+            .send(terminal(text, "completed", u))
+            .await
+            .map_err(|_| Closed);
     }
     emit(r.lifecycle("response.in_progress", next()))
         .await
@@ -406,13 +396,11 @@ async fn stream_response(
             // Billed for what it produced; the successor takes the steer's input.
             let u = plan.usage(i as u64 + 1);
             let text = r.terminal_because("incomplete", "steered", Some(&full), None, u, next());
-            let out = Out::Terminal {
-                text,
-                framing,
-                entry: entry("incomplete", u),
-            };
-            ctx.tx.send(out).await.map_err(|_| Closed)?;
-            return Ok(Ended::Steered);
+            return ctx
+                .tx
+                .send(terminal(text, "incomplete", u))
+                .await
+                .map_err(|_| Closed);
         }
     }
     if let Some((_, out)) = abort {
@@ -436,11 +424,6 @@ async fn stream_response(
     let instructions = (!instructions.is_empty()).then_some(instructions.as_str());
     let u = plan.usage(plan.deltas as u64);
     let text = r.terminal(&plan.terminal, Some(&full), instructions, u, next());
-    let out = Out::Terminal {
-        text,
-        framing,
-        entry: entry(&plan.terminal, u),
-    };
-    ctx.tx.send(out).await.map_err(|_| Closed)?;
-    Ok(Ended::Done)
+    let out = terminal(text, &plan.terminal, u);
+    ctx.tx.send(out).await.map_err(|_| Closed)
 }
