@@ -57,7 +57,8 @@ fn the_drain_waits_for_a_steered_responses_successor() {
     );
     let a = f.core.on_event(step_end(step), true, now);
     assert!(a.start_drain && f.core.draining());
-    let answer = r#"{"type":"response.steer.accepted","previous_response_id":"resp_1"}"#;
+    // The answer in openai-python 3.54's shape (`ResponseSteerAcceptedEvent`).
+    let answer = r#"{"type":"response.steer.accepted","sequence_number":9,"stream_id":"lane-1","steer":{"id":"steer_1","previous_response_id":"resp_1"}}"#;
     assert_eq!(upstream(&mut f, answer), Next::Read);
     let successor =
         r#"{"type":"response.created","stream_id":"lane-1","response":{"id":"resp_2"}}"#;
