@@ -333,14 +333,18 @@ impl SessionMeter {
         // Hashed once (keyed SipHash: the ids come from the upstream) for the check and
         // for remembering it.
         let done = id_hash(&rid);
-        if self.done.contains(done) {
+        let at = self.open.iter().position(|o| o.response_id == rid);
+        // An open id is never among the done ones (`created` refuses those, and an id is
+        // remembered as it leaves `open`), so the scan of the done ones — 1 KiB, cold by the
+        // time a response ends — runs only for a terminal of a response not open.
+        if at.is_none() && self.done.contains(done) {
             self.stats.duplicate_terminals += 1;
             if let Some(m) = &self.metrics {
                 m.duplicate_terminal();
             }
             return Ok(());
         }
-        let open = match self.open.iter().position(|o| o.response_id == rid) {
+        let open = match at {
             Some(i) => self.open.remove(i),
             None => {
                 // Never saw its `response.created`: still billable.
