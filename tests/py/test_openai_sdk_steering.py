@@ -106,8 +106,18 @@ def _assert_records_match_ledger(mock: RustMock, usage_log: Path, want: dict[str
             assert rec[k] == entry[k], (k, rec, entry)
 
 
-def _client(port: int) -> AsyncOpenAI:
-    return AsyncOpenAI(api_key=RELAY_KEY, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0)
+def _connect(port: int) -> Any:
+    """The SDK's WebSocket connection to the relay on `port`, with the relay's key."""
+    client = AsyncOpenAI(api_key=RELAY_KEY, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0)
+    return client.responses.connect(websocket_connection_options={"open_timeout": 10, "close_timeout": 5})
+
+
+async def _warm_then_steer(conn: Any) -> tuple[str, list[Any], str]:
+    """The warm-up turn, then the steered one: (warm-up id, steered events, steered id)."""
+    warm = await _warm_up(conn)
+    steered: list[Any] = []
+    first = await _steered_turn(conn, steered)
+    return warm, steered, first
 
 
 def test_sdk_steer_and_successor_through_relay(
@@ -119,12 +129,8 @@ def test_sdk_steer_and_successor_through_relay(
     relay = relay_factory(f"ws://127.0.0.1:{paced_mock.port}", driver, usage_log=usage_log)
 
     async def main() -> tuple[str, list[Any], str, list[Any], list[Any]]:
-        async with _client(relay.port).responses.connect(
-            websocket_connection_options={"open_timeout": 10, "close_timeout": 5}
-        ) as conn:
-            warm = await _warm_up(conn)
-            steered: list[Any] = []
-            first = await _steered_turn(conn, steered)
+        async with _connect(relay.port) as conn:
+            warm, steered, first = await _warm_then_steer(conn)
             successor: list[Any] = []
             await _until(conn, successor, lambda ev: ev.type in TERMINAL)
             late: list[Any] = []
@@ -138,12 +144,12 @@ def test_sdk_steer_and_successor_through_relay(
     assert types[0] == "response.created" and types[-1] == "response.completed", types
     second = successor[0].response.id
     assert second != first and successor[-1].response.id == second
-    assert late == late[-1:], [e.type for e in late]
+    assert successor[-1].response.usage.output_tokens == 20
+    assert [e.type for e in late] == ["response.steer.failed"], [e.type for e in late]
     assert isinstance(late[0], ResponseSteerFailedEvent), type(late[0])
     assert late[0].error.code == "response_already_completed"
     assert late[0].steer.id is None and late[0].steer.previous_response_id == first
 
-    assert successor[-1].response.usage.output_tokens == 20
     want = {warm: "completed", first: "incomplete", second: "completed"}
     _assert_records_match_ledger(paced_mock, usage_log, want)
     assert RELAY_KEY not in relay.log_text()
@@ -159,13 +165,8 @@ def test_sdk_client_leaves_before_the_successor(
     relay = relay_factory(f"ws://127.0.0.1:{paced_mock.port}", driver, usage_log=usage_log)
 
     async def main() -> tuple[str, list[Any], str]:
-        async with _client(relay.port).responses.connect(
-            websocket_connection_options={"open_timeout": 10, "close_timeout": 5}
-        ) as conn:
-            warm = await _warm_up(conn)
-            steered: list[Any] = []
-            first = await _steered_turn(conn, steered)
-        return warm, steered, first
+        async with _connect(relay.port) as conn:
+            return await _warm_then_steer(conn)
 
     warm, steered, first = asyncio.run(asyncio.wait_for(main(), 60))
     _assert_steered(steered, first)
