@@ -70,8 +70,8 @@ pub(crate) fn classify_plain(dir: Direction, ty: &[u8], track_deltas: bool) -> O
     }
 }
 
-/// The longest steer answer type, `response.steer.accepted`.
-const STEER_ANSWER_MAX_LEN: usize = 23;
+/// The longest steer answer type.
+const STEER_ANSWER_MAX_LEN: usize = b"response.steer.accepted".len();
 
 /// The kind of a steer answer's type; None for any other type.
 #[cold]

@@ -74,8 +74,8 @@ async def _steered_turn(conn: Any, events: list[Any]) -> str:
     return first
 
 
-def _assert_steered(events: list[Any], first: str) -> str:
-    """The steered response's events as the SDK parsed them; returns the steer id."""
+def _assert_steered(events: list[Any], first: str) -> None:
+    """The steered response's events as the SDK parsed them."""
     accepted = [e for e in events if e.type == "response.steer.accepted"]
     assert len(accepted) == 1, [e.type for e in events]
     assert isinstance(accepted[0], ResponseSteerAcceptedEvent), type(accepted[0])
@@ -85,7 +85,6 @@ def _assert_steered(events: list[Any], first: str) -> str:
     assert end.type == "response.incomplete", [e.type for e in events]
     assert end.response.id == first
     assert end.response.incomplete_details.reason == "steered"
-    return accepted[0].steer.id
 
 
 def _assert_records_match_ledger(mock: RustMock, usage_log: Path, want: dict[str, str]) -> None:
