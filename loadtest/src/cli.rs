@@ -248,8 +248,8 @@ pub struct MockArgs {
     /// (default: all of it, as the API does).
     #[arg(long)]
     pub echo_text_limit: Option<usize>,
-    /// How long a steering successor takes to start after its predecessor ended (e.g.
-    /// 20ms, 1s).
+    /// How long a steering successor takes to start after its predecessor ended, and a
+    /// steered function call's `response.steer.pending` to follow it (e.g. 20ms, 1s).
     #[arg(long, value_parser = parse_duration, default_value = "20ms")]
     pub successor_delay: Duration,
     /// Refuse every upgrade with this HTTP status (e.g. 401, 429, 503).

@@ -1,6 +1,8 @@
 //! The mock upstream's steering: a steer is accepted at once and ends the running response
 //! (`incomplete`, reason `steered`) — or, after its last delta, lets it complete — and an
-//! automatic successor follows with no `response.create`; both are billed.
+//! automatic successor follows with no `response.create`; both are billed. A steer of a
+//! client-owned function call is answered `pending` after it completes, and only the
+//! client's continuation follows.
 
 mod common;
 
@@ -159,4 +161,74 @@ async fn a_steer_after_the_last_delta_lets_the_response_complete_and_a_successor
     successor(&mut c).await;
     let statuses: Vec<String> = mock.ledger().iter().map(|e| e.status.clone()).collect();
     assert_eq!(statuses, ["completed", "completed"]);
+}
+
+#[tokio::test]
+async fn a_steered_function_call_completes_then_the_steer_is_pending_until_the_client_continues() {
+    let (mock, mut c) = mock_and_client(paced(50.0)).await;
+    let tools = json!([{"type": "function", "name": "lookup", "parameters": {"type": "object"}}]);
+    let call = json!({"tools": tools, "tool_choice": "required"});
+    c.send_text(&create(call)).await.expect("create");
+    let started = until(&mut c, "response.function_call_arguments.delta").await;
+    let first = started[0]["response"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert_eq!(started[2]["item"]["type"], "function_call", "{started:?}");
+    c.send_text(&steer(&first)).await.expect("steer");
+    // The steer does not cut a function call short: all 30 argument deltas, then completed.
+    let ended = until(&mut c, "response.completed").await;
+    accepted_in(&ended, &first);
+    let done = ended.last().expect("terminal");
+    assert_eq!(done["response"]["usage"]["output_tokens"], 30);
+    let item = &done["response"]["output"][0];
+    assert_eq!(
+        (item["type"].as_str(), item["name"].as_str()),
+        (Some("function_call"), Some("lookup"))
+    );
+    let args: Value = serde_json::from_str(item["arguments"].as_str().expect("arguments"))
+        .expect("the argument deltas join into JSON");
+    assert!(args["query"].is_string(), "{args}");
+    let deltas: String = started
+        .iter()
+        .chain(&ended)
+        .filter(|e| e["type"] == "response.function_call_arguments.delta")
+        .map(|e| e["delta"].as_str().expect("delta"))
+        .collect();
+    assert_eq!(deltas, item["arguments"].as_str().expect("arguments"));
+
+    let pending = next_event(&mut c).await;
+    let accepted_id = ended
+        .iter()
+        .find(|e| e["type"] == "response.steer.accepted")
+        .map(|e| e["steer"]["id"].clone());
+    assert_eq!(pending["type"], "response.steer.pending", "{pending}");
+    assert_eq!(pending["reason"], "waiting_for_required_input");
+    assert_eq!(Some(pending["steer"]["id"].clone()), accepted_id);
+    assert_eq!(pending["steer"]["previous_response_id"], first.as_str());
+    let required = &pending["required_input"][0];
+    assert_eq!(required["type"], "function_call_output");
+    assert_eq!(required["call_id"], item["call_id"]);
+    // No successor starts on its own: only the client's continuation.
+    let quiet = tokio::time::timeout(Duration::from_millis(300), c.recv()).await;
+    assert!(quiet.is_err(), "nothing follows `pending`: {quiet:?}");
+    let output =
+        json!({"type": "function_call_output", "call_id": required["call_id"], "output": "42"});
+    let next = json!({"previous_response_id": first, "input": [output]});
+    c.send_text(&create(next)).await.expect("continuation");
+    let cont = until(&mut c, "response.completed").await;
+    assert_eq!(cont[0]["type"], "response.created");
+    let statuses: Vec<(String, String)> = mock
+        .ledger()
+        .iter()
+        .map(|e| (e.response_id.clone(), e.status.clone()))
+        .collect();
+    let second = cont[0]["response"]["id"].as_str().expect("id");
+    assert_eq!(
+        statuses,
+        [
+            (first.clone(), "completed".to_string()),
+            (second.to_string(), "completed".to_string())
+        ]
+    );
 }

@@ -9,17 +9,27 @@ The mock answers as openai-python's `ResponseSteer*Event` types describe: `accep
 What the relay must do (protocol.md: the successor's `response.created` is the commit
 point): carry the steer and its answers unchanged, and write one usage record per billed
 response — the steered one and its successor — even when the client leaves between them.
+
+A steered call of a client-owned function (`tool_choice: "required"`) is different: it
+completes, and the steer is answered `response.steer.pending` (`waiting_for_required_input`)
+— no successor comes until the client sends its tool result. A relay whose client left must
+then stop waiting for one, not hold the upstream until `--orphan-drain-timeout`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 from openai import AsyncOpenAI
-from openai.types.responses import ResponseSteerAcceptedEvent, ResponseSteerFailedEvent
+from openai.types.responses import (
+    ResponseSteerAcceptedEvent,
+    ResponseSteerFailedEvent,
+    ResponseSteerPendingEvent,
+)
 
 from conftest import RELAY_KEY, TENANT, RelayFactory
 from helpers.rust_mock import RustMock
@@ -176,4 +186,103 @@ def test_sdk_client_leaves_before_the_successor(
     second = next(e["response_id"] for e in ledger if e["response_id"] not in (warm, first))
     want = {warm: "completed", first: "incomplete", second: "completed"}
     _assert_records_match_ledger(paced_mock, usage_log, want)
+    assert RELAY_KEY not in relay.log_text()
+
+
+TOOLS = [{"type": "function", "name": "lookup", "parameters": {"type": "object", "properties": {}}}]
+# The relay would hold an upstream this long waiting for a successor that never comes.
+LONG_ORPHAN_DRAIN = ["--orphan-drain-timeout", "60s", "--admin-listen", "127.0.0.1:0"]
+
+
+async def _steered_call(conn: Any, events: list[Any]) -> str:
+    """Create a response that must call `lookup` and steer it at its first argument delta;
+    return its id once its `response.completed` arrived (the `pending` has not yet)."""
+    create = {"type": "response.create", "model": "gpt-5", "input": "look it up", "store": False}
+    await conn.send({**create, "tools": TOOLS, "tool_choice": "required"})
+    await _until(conn, events, lambda ev: ev.type == "response.function_call_arguments.delta")
+    first = events[0].response.id
+    await conn.response.steer(input="and be quick", previous_response_id=first)
+    await _until(conn, events, lambda ev: ev.type in TERMINAL)
+    return first
+
+
+def _assert_call_completed(events: list[Any], first: str) -> tuple[str, str]:
+    """The steered call completed with its `function_call`; returns (steer id, call id)."""
+    accepted = [e for e in events if e.type == "response.steer.accepted"]
+    assert len(accepted) == 1 and accepted[0].steer.previous_response_id == first, events
+    end = events[-1]
+    assert end.type == "response.completed" and end.response.id == first, [e.type for e in events]
+    call = end.response.output[0]
+    assert call.type == "function_call" and call.name == "lookup", call
+    return accepted[0].steer.id, call.call_id
+
+
+def test_sdk_steered_function_call_waits_for_the_clients_result(
+    driver: str, relay_factory: RelayFactory, paced_mock: RustMock, tmp_path: Path
+) -> None:
+    """The steer of a function call is `pending` after `response.completed`; the client's
+    continuation (its `function_call_output`) is the next response, and nothing else."""
+    usage_log = tmp_path / "usage.jsonl"
+    relay = relay_factory(f"ws://127.0.0.1:{paced_mock.port}", driver, usage_log=usage_log)
+
+    async def main() -> tuple[str, list[Any], str, list[Any], list[Any]]:
+        async with _connect(relay.port) as conn:
+            warm = await _warm_up(conn)
+            called: list[Any] = []
+            first = await _steered_call(conn, called)
+            pending: list[Any] = []
+            await _until(conn, pending, lambda ev: ev.type == "response.steer.pending")
+            call_id = called[-1].response.output[0].call_id
+            result = {"type": "function_call_output", "call_id": call_id, "output": "42"}
+            cont = {"type": "response.create", "model": "gpt-5", "store": False, "tools": TOOLS}
+            await conn.send({**cont, "previous_response_id": first, "input": [result]})
+            continued: list[Any] = []
+            await _until(conn, continued, lambda ev: ev.type in TERMINAL)
+        return warm, called, first, pending, continued
+
+    warm, called, first, pending, continued = asyncio.run(asyncio.wait_for(main(), 60))
+    steer_id, call_id = _assert_call_completed(called, first)
+    assert [e.type for e in pending] == ["response.steer.pending"], [e.type for e in pending]
+    p = pending[0]
+    assert isinstance(p, ResponseSteerPendingEvent), type(p)
+    assert p.reason == "waiting_for_required_input"
+    assert p.steer.id == steer_id and p.steer.previous_response_id == first
+    assert [(r.type, r.call_id) for r in p.required_input] == [("function_call_output", call_id)]
+    types = [e.type for e in continued]
+    assert types[0] == "response.created" and types[-1] == "response.completed", types
+    second = continued[-1].response.id
+    assert second not in (warm, first)
+
+    want = {warm: "completed", first: "completed", second: "completed"}
+    _assert_records_match_ledger(paced_mock, usage_log, want)
+    assert RELAY_KEY not in relay.log_text()
+
+
+def test_sdk_client_leaves_before_the_pending_steer(
+    driver: str, relay_factory: RelayFactory, paced_mock: RustMock, tmp_path: Path
+) -> None:
+    """The client closes right after the steered call's `response.completed`, 300 ms before
+    its `response.steer.pending`. The accepted steer is owed a successor, so the relay keeps
+    the upstream (an orphan drain starts); `pending` says none will come without the client,
+    so the drain ends then — not 60 s later at `--orphan-drain-timeout`."""
+    usage_log = tmp_path / "usage.jsonl"
+    upstream = f"ws://127.0.0.1:{paced_mock.port}"
+    relay = relay_factory(upstream, driver, usage_log=usage_log, extra=LONG_ORPHAN_DRAIN)
+
+    async def main() -> tuple[str, list[Any], str]:
+        async with _connect(relay.port) as conn:
+            warm = await _warm_up(conn)
+            called: list[Any] = []
+            return warm, called, await _steered_call(conn, called)
+
+    warm, called, first = asyncio.run(asyncio.wait_for(main(), 60))
+    _assert_call_completed(called, first)
+
+    deadline = time.monotonic() + 10
+    while relay.metric("tollgate_orphan_drains_finished_total") < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert relay.metric("tollgate_orphan_drains_started_total") == 1
+    assert relay.metric("tollgate_orphan_drains_finished_total") == 1, "the drain outlived `pending`"
+    assert relay.metric("tollgate_orphan_drains_active") == 0
+    _assert_records_match_ledger(paced_mock, usage_log, {warm: "completed", first: "completed"})
     assert RELAY_KEY not in relay.log_text()

@@ -11,7 +11,8 @@ use tokio::io::{AsyncWriteExt, BufReader, ReadHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use super::lanes::{ConnCtx, Dispatcher};
+use super::ctx::ConnCtx;
+use super::lanes::Dispatcher;
 use super::writer::{writer_loop, Framing, Out, WriterEnd};
 use super::{events, lock, Fault, ReceivedFrame, RecordedRequest, Shared};
 use crate::frame_tap::{pop_header, FrameTap, HeaderQueue};

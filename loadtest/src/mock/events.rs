@@ -231,6 +231,19 @@ impl Resp<'_> {
         let output = text
             .map(|t| vec![self.message("completed", Some(t))])
             .unwrap_or_default();
+        self.terminal_with(status, reason, output, instructions, usage, seq)
+    }
+
+    /// [`Resp::terminal_because`] with these `output` items.
+    pub fn terminal_with(
+        &self,
+        status: &str,
+        reason: &str,
+        output: Vec<Value>,
+        instructions: Option<&str>,
+        usage: Usage,
+        seq: u64,
+    ) -> String {
         let mut response = self.obj(status, output);
         response.instructions = instructions;
         response.usage = Some(usage.json());
@@ -250,6 +263,62 @@ impl Resp<'_> {
             seq,
         )
     }
+}
+
+/// A call of a client-owned function tool (`function_call` item).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Call<'a> {
+    pub name: &'a str,
+    pub call_id: &'a str,
+}
+
+impl Resp<'_> {
+    /// The `function_call` item: in progress with empty arguments (`arguments: None`) or
+    /// completed with them.
+    pub fn call_json(&self, call: &Call<'_>, arguments: Option<&str>) -> Value {
+        let status = if arguments.is_some() {
+            "completed"
+        } else {
+            "in_progress"
+        };
+        serde_json::json!({"id": self.item_id, "type": "function_call", "status": status,
+            "arguments": arguments.unwrap_or(""), "call_id": call.call_id, "name": call.name})
+    }
+
+    /// `response.output_item.added` of a function call (`arguments: None`) or `.done`.
+    pub fn call_item(&self, call: &Call<'_>, arguments: Option<&str>, seq: u64) -> String {
+        let kind = match arguments {
+            None => "response.output_item.added",
+            Some(_) => "response.output_item.done",
+        };
+        let body = serde_json::json!({"output_index": 0, "item": self.call_json(call, arguments)});
+        self.wrap(kind, Flat(body), seq)
+    }
+
+    /// `response.function_call_arguments.delta`.
+    pub fn arguments_delta(&self, delta: &str, seq: u64) -> String {
+        let body = serde_json::json!({"item_id": self.item_id, "output_index": 0, "delta": delta});
+        self.wrap("response.function_call_arguments.delta", Flat(body), seq)
+    }
+
+    /// `response.function_call_arguments.done`.
+    pub fn arguments_done(&self, call: &Call<'_>, arguments: &str, seq: u64) -> String {
+        let body = serde_json::json!({"item_id": self.item_id, "output_index": 0,
+            "name": call.name, "arguments": arguments});
+        self.wrap("response.function_call_arguments.done", Flat(body), seq)
+    }
+}
+
+/// The argument deltas of a function call with `n` output tokens: pieces that join into one
+/// JSON object (`{"query":"q q … q"}`); none when `n` is 0.
+pub(crate) fn argument_deltas(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let open = if i == 0 { "{\"query\":\"" } else { " " };
+            let close = if i + 1 == n { "\"}" } else { "" };
+            format!("{open}q{close}")
+        })
+        .collect()
 }
 
 /// A `serde_json::Value` object serialized inline (for `#[serde(flatten)]`).
@@ -288,9 +357,13 @@ pub(crate) enum SteerAnswer<'a> {
     Accepted { id: &'a str },
     /// `response.steer.failed` with this error code (before an id was allocated).
     Failed { code: &'a str },
+    /// `response.steer.pending` for submission `id`: its response completed with `call` and
+    /// waits for the client's result (`waiting_for_required_input`).
+    Pending { id: &'a str, call: &'a Call<'a> },
 }
 
-/// `response.steer.accepted` / `.failed` for a steer of `previous` carrying `input`.
+/// `response.steer.accepted` / `.failed` / `.pending` for a steer of `previous` carrying
+/// `input`.
 pub(crate) fn steer_answer(
     answer: SteerAnswer<'_>,
     previous: Option<&str>,
@@ -309,6 +382,13 @@ pub(crate) fn steer_answer(
                 "error": {"type": "invalid_request_error", "code": code,
                     "message": format!("The steering input was not accepted: {code}.")},
                 "steer": {"previous_response_id": previous, "input": input}}),
+        ),
+        SteerAnswer::Pending { id, call } => (
+            "response.steer.pending",
+            serde_json::json!({"reason": "waiting_for_required_input",
+                "required_input": [{"type": "function_call_output", "call_id": call.call_id,
+                    "name": call.name}],
+                "steer": {"id": id, "previous_response_id": previous}}),
         ),
     };
     to_string(&Envelope {

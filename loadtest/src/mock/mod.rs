@@ -7,8 +7,11 @@
 //! `.output_item.done` and a terminal event carrying `response.usage`. Lanes
 //! (`stream_id`) run concurrently (FIFO within a lane, ≤16 responses in flight per
 //! connection); `generate:false` warm-ups, `previous_response_id` checks and the
-//! connection-age limit behave like the real service. Everything the mock sees and
-//! bills is recorded for assertions.
+//! connection-age limit behave like the real service. A create whose `tool_choice` forces a
+//! client-owned function (`required`, or `{"type":"function","name":…}`) gets a
+//! `function_call` streamed as `.function_call_arguments.delta`s instead of text; steering
+//! and its `response.steer.pending` are in [`stream`]. Everything the mock sees and bills is
+//! recorded for assertions.
 //!
 //! Usage is deterministic: `input_tokens = max(1, create frame bytes / 4)`,
 //! `cached_tokens = input_tokens / 2` when `previous_response_id` is given,
@@ -24,10 +27,12 @@
 //! was on the wire.
 
 mod conn;
+mod ctx;
 mod events;
 mod fault;
 mod lanes;
 mod plan;
+mod stream;
 mod writer;
 
 use std::net::SocketAddr;
@@ -85,8 +90,9 @@ pub struct MockConfig {
     /// Unpaced only: deltas queued before the lane yields to the writer (default 1).
     /// Larger values let the writer put many frames in one syscall (firehose load).
     pub delta_burst: usize,
-    /// How long a steering successor takes to start after its predecessor ended (the
-    /// `response.steer.accepted` / `.pending`) before its `response.created` (default 20 ms).
+    /// How long a steering successor takes to start after its steered predecessor ended,
+    /// and a steered function call's `response.steer.pending` to follow its
+    /// `response.completed` (default 20 ms).
     pub successor_delay: Duration,
 }
 

@@ -16,6 +16,9 @@ pub(crate) struct Plan {
     pub instructions: Option<String>,
     pub generate: bool,
     pub previous: Option<String>,
+    /// The client-owned function the model calls instead of writing text: the create's
+    /// `tool_choice` is `required` (its first function tool) or names a function.
+    pub call: Option<String>,
     pub deltas: usize,
     pub input_tokens: u64,
     pub reasoning: bool,
@@ -55,6 +58,7 @@ impl Plan {
             instructions: s("instructions"),
             generate: c.get("generate").and_then(Value::as_bool).unwrap_or(true),
             previous: s("previous_response_id"),
+            call: forced_call(c),
             deltas,
             input_tokens: (frame_bytes as u64 / 4).max(1),
             reasoning: c.get("reasoning").is_some_and(|r| !r.is_null()),
@@ -70,6 +74,7 @@ impl Plan {
         Plan {
             previous: Some(previous),
             fault: None,
+            call: None,
             generate: true,
             ..self
         }
@@ -86,5 +91,47 @@ impl Plan {
             output,
             reasoning: if self.reasoning { output / 2 } else { 0 },
         }
+    }
+}
+
+/// The function a create makes the model call: `tool_choice: "required"` picks its first
+/// function tool, `tool_choice: {"type": "function", "name": N}` picks `N`; anything else
+/// (`auto`, `none`, no function tool) lets it write text.
+fn forced_call(c: &Value) -> Option<String> {
+    let first_function = || {
+        c.get("tools")?
+            .as_array()?
+            .iter()
+            .find(|t| t.get("type").and_then(Value::as_str) == Some("function"))?
+            .get("name")?
+            .as_str()
+            .map(str::to_string)
+    };
+    match c.get("tool_choice")? {
+        Value::String(s) if s == "required" => first_function(),
+        Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("function") => {
+            o.get("name").and_then(Value::as_str).map(str::to_string)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::forced_call;
+    use serde_json::json;
+
+    #[test]
+    fn only_a_forcing_tool_choice_makes_the_model_call_a_function() {
+        let tools = json!([{"type": "web_search"}, {"type": "function", "name": "a"},
+            {"type": "function", "name": "b"}]);
+        let with = |choice: serde_json::Value| json!({"tools": tools, "tool_choice": choice});
+        assert_eq!(forced_call(&with(json!("required"))).as_deref(), Some("a"));
+        let named = json!({"type": "function", "name": "b"});
+        assert_eq!(forced_call(&with(named)).as_deref(), Some("b"));
+        assert_eq!(forced_call(&with(json!("auto"))), None);
+        assert_eq!(forced_call(&json!({"tools": tools})), None);
+        let no_function = json!({"tools": [{"type": "web_search"}], "tool_choice": "required"});
+        assert_eq!(forced_call(&no_function), None);
     }
 }

@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -20,6 +21,7 @@ REPO = Path(__file__).resolve().parents[3]
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _LISTEN = re.compile(r"tollgate listening .*?\blisten=(\S+)")
 _DRIVER = re.compile(r'\bdriver="?([A-Za-z_]+)"?')
+_ADMIN = re.compile(r"\badmin=127\.0\.0\.1:(\d+)")
 
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
@@ -47,6 +49,8 @@ class Relay:
         self.log_path = log_path
         self.port: int = 0
         self.driver: str = ""
+        # The admin listener's port (`--admin-listen 127.0.0.1:0`); 0 without one.
+        self.admin_port: int = 0
         self.returncode: int | None = None
         # Only what we pass: no TOLLGATE_* or OPENAI_API_KEY leaks in from the caller.
         base = {
@@ -107,6 +111,8 @@ class Relay:
                 line = text[m.start() :].splitlines()[0]
                 d = _DRIVER.search(line)
                 self.driver = d.group(1) if d else ""
+                a = _ADMIN.search(line)
+                self.admin_port = int(a.group(1)) if a else 0
                 return
             if self.proc.poll() is not None:
                 raise RelayStartError(
@@ -114,6 +120,18 @@ class Relay:
                 )
             time.sleep(0.02)
         raise RelayStartError(f"relay did not log `listen=` within {timeout}s:\n{self.log_text()[-4000:]}")
+
+    def metric(self, name: str) -> float:
+        """The value of the unlabelled metric `name` on the admin listener's /metrics."""
+        assert self.admin_port, "start the relay with --admin-listen 127.0.0.1:0"
+        url = f"http://127.0.0.1:{self.admin_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            text = resp.read().decode()
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == name:
+                return float(parts[1])
+        raise KeyError(f"{name} not in /metrics:\n{text[:2000]}")
 
     @property
     def url(self) -> str:

@@ -108,3 +108,45 @@ fn padding_is_exactly_sized_ascii() {
         assert!(p.is_ascii());
     }
 }
+
+#[test]
+fn argument_deltas_join_into_one_json_object() {
+    assert!(argument_deltas(0).is_empty());
+    for n in [1usize, 2, 7] {
+        let joined = argument_deltas(n).concat();
+        let v: Value = serde_json::from_str(&joined).expect("json");
+        assert_eq!(
+            v["query"].as_str().map(|q| q.split(' ').count()),
+            Some(n),
+            "{joined}"
+        );
+    }
+}
+
+#[test]
+fn a_pending_steer_names_the_call_the_response_waits_for() {
+    let call = Call {
+        name: "lookup",
+        call_id: "call_1",
+    };
+    let answer = SteerAnswer::Pending {
+        id: "steer_1",
+        call: &call,
+    };
+    let t = steer_answer(answer, Some("resp_1"), &Value::Null, Some("a"), 9);
+    let v: Value = serde_json::from_str(&t).expect("json");
+    assert_eq!(v["type"], "response.steer.pending");
+    assert_eq!(v["reason"], "waiting_for_required_input");
+    assert_eq!(
+        v["required_input"],
+        json!([{"type": "function_call_output", "call_id": "call_1", "name": "lookup"}])
+    );
+    assert_eq!(
+        v["steer"],
+        json!({"id": "steer_1", "previous_response_id": "resp_1"})
+    );
+    assert!(
+        t.ends_with(r#""stream_id":"a","sequence_number":9}"#),
+        "{t}"
+    );
+}
