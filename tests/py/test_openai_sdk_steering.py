@@ -32,6 +32,7 @@ from openai.types.responses import (
 )
 
 from conftest import RELAY_KEY, TENANT, RelayFactory
+from helpers.relay import Relay
 from helpers.rust_mock import RustMock
 from test_openai_sdk import TERMINAL, _usage_records
 
@@ -97,9 +98,10 @@ def _assert_steered(events: list[Any], first: str) -> None:
     assert end.response.incomplete_details.reason == "steered"
 
 
-def _assert_records_match_ledger(mock: RustMock, usage_log: Path, want: dict[str, str]) -> None:
-    """The mock billed exactly the responses of `want` (id → status), and the relay wrote
-    one final record for each with the ledger's usage."""
+def _assert_recorded(mock: RustMock, relay: Relay, usage_log: Path, want: dict[str, str]) -> None:
+    """The mock billed exactly the responses of `want` (id → status), the relay wrote one
+    final record for each with the ledger's usage, and its log never showed the client's key."""
+    assert RELAY_KEY not in relay.log_text()
     ledger = {e["response_id"]: e for e in mock.wait_ledger(len(want))}
     assert set(ledger) == set(want), (ledger, want)
     records = _usage_records(usage_log, len(want))
@@ -160,8 +162,7 @@ def test_sdk_steer_and_successor_through_relay(
     assert late[0].steer.id is None and late[0].steer.previous_response_id == first
 
     want = {warm: "completed", first: "incomplete", second: "completed"}
-    _assert_records_match_ledger(paced_mock, usage_log, want)
-    assert RELAY_KEY not in relay.log_text()
+    _assert_recorded(paced_mock, relay, usage_log, want)
 
 
 def test_sdk_client_leaves_before_the_successor(
@@ -185,8 +186,7 @@ def test_sdk_client_leaves_before_the_successor(
     assert len(ledger) == 3, ledger
     second = next(e["response_id"] for e in ledger if e["response_id"] not in (warm, first))
     want = {warm: "completed", first: "incomplete", second: "completed"}
-    _assert_records_match_ledger(paced_mock, usage_log, want)
-    assert RELAY_KEY not in relay.log_text()
+    _assert_recorded(paced_mock, relay, usage_log, want)
 
 
 TOOLS = [{"type": "function", "name": "lookup", "parameters": {"type": "object", "properties": {}}}]
@@ -254,8 +254,7 @@ def test_sdk_steered_function_call_waits_for_the_clients_result(
     assert second not in (warm, first)
 
     want = {warm: "completed", first: "completed", second: "completed"}
-    _assert_records_match_ledger(paced_mock, usage_log, want)
-    assert RELAY_KEY not in relay.log_text()
+    _assert_recorded(paced_mock, relay, usage_log, want)
 
 
 def test_sdk_client_leaves_before_the_pending_steer(
@@ -284,5 +283,4 @@ def test_sdk_client_leaves_before_the_pending_steer(
     assert relay.metric("tollgate_orphan_drains_started_total") == 1
     assert relay.metric("tollgate_orphan_drains_finished_total") == 1, "the drain outlived `pending`"
     assert relay.metric("tollgate_orphan_drains_active") == 0
-    _assert_records_match_ledger(paced_mock, usage_log, {warm: "completed", first: "completed"})
-    assert RELAY_KEY not in relay.log_text()
+    _assert_recorded(paced_mock, relay, usage_log, {warm: "completed", first: "completed"})
