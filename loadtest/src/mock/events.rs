@@ -355,19 +355,18 @@ pub(crate) fn error_event(
 pub(crate) enum SteerAnswer<'a> {
     /// `response.steer.accepted` for submission `id`: queued; a successor commits it.
     Accepted { id: &'a str },
-    /// `response.steer.failed` with this error code (before an id was allocated).
-    Failed { code: &'a str },
+    /// `response.steer.failed` with this error code (before an id was allocated), echoing
+    /// the steer's `input`.
+    Failed { code: &'a str, input: &'a Value },
     /// `response.steer.pending` for submission `id`: its response completed with `call` and
     /// waits for the client's result (`waiting_for_required_input`).
     Pending { id: &'a str, call: &'a Call<'a> },
 }
 
-/// `response.steer.accepted` / `.failed` / `.pending` for a steer of `previous` carrying
-/// `input`.
+/// `response.steer.accepted` / `.failed` / `.pending` for a steer of `previous`.
 pub(crate) fn steer_answer(
     answer: SteerAnswer<'_>,
     previous: Option<&str>,
-    input: &Value,
     stream_id: Option<&str>,
     seq: u64,
 ) -> String {
@@ -376,7 +375,7 @@ pub(crate) fn steer_answer(
             "response.steer.accepted",
             serde_json::json!({"steer": {"id": id, "previous_response_id": previous}}),
         ),
-        SteerAnswer::Failed { code } => (
+        SteerAnswer::Failed { code, input } => (
             "response.steer.failed",
             serde_json::json!({
                 "error": {"type": "invalid_request_error", "code": code,

@@ -137,7 +137,7 @@ impl Dispatcher {
                     Some((lane, id)) => {
                         let seq = self.next_seq(&lane);
                         let a = SteerAnswer::Accepted { id: &id };
-                        events::steer_answer(a, prev, &input, lane.as_deref(), seq)
+                        events::steer_answer(a, prev, lane.as_deref(), seq)
                     }
                     None => {
                         let code = match prev {
@@ -147,7 +147,11 @@ impl Dispatcher {
                             _ => "response_not_found",
                         };
                         let seq = self.next_seq(&None);
-                        events::steer_answer(SteerAnswer::Failed { code }, prev, &input, None, seq)
+                        let a = SteerAnswer::Failed {
+                            code,
+                            input: &input,
+                        };
+                        events::steer_answer(a, prev, None, seq)
                     }
                 };
                 self.ctx.send(answer).await

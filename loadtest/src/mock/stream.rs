@@ -16,6 +16,7 @@
 //!   tokens: its usage stays the create frame's size, as for every create.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::ctx::{Closed, ConnCtx, Steers};
@@ -42,7 +43,7 @@ pub(crate) async fn run_response(
 ) -> Result<Option<String>, Closed> {
     let id = ctx.shared.new_id("resp");
     lock(&ctx.known).insert(id.clone());
-    let steers = std::sync::Arc::new(Steers::default());
+    let steers = Arc::new(Steers::default());
     let entry = (lane.map(str::to_string), steers.clone());
     lock(&ctx.running).insert(id.clone(), entry);
     let res = stream_response(ctx, lane, plan, seq, &id, &steers).await;
@@ -262,22 +263,17 @@ async fn stream_call(
     let output = vec![r.call_json(&call, Some(&arguments))];
     let text = r.terminal_with("completed", "", output, None, u, em.next());
     em.terminal(text, "completed", u).await?;
-    if !steers.taken() {
+    let taken = steers.ids();
+    if taken.is_empty() {
         return Ok(());
     }
     tokio::time::sleep(ctx.shared.cfg.successor_delay).await;
-    for steer_id in steers.ids() {
+    for steer_id in taken {
         let answer = SteerAnswer::Pending {
             id: &steer_id,
             call: &call,
         };
-        let text = events::steer_answer(
-            answer,
-            Some(r.id),
-            &serde_json::Value::Null,
-            em.lane,
-            em.next(),
-        );
+        let text = events::steer_answer(answer, Some(r.id), em.lane, em.next());
         em.event(text).await?;
     }
     Ok(())

@@ -133,7 +133,7 @@ fn a_pending_steer_names_the_call_the_response_waits_for() {
         id: "steer_1",
         call: &call,
     };
-    let t = steer_answer(answer, Some("resp_1"), &Value::Null, Some("a"), 9);
+    let t = steer_answer(answer, Some("resp_1"), Some("a"), 9);
     let v: Value = serde_json::from_str(&t).expect("json");
     assert_eq!(v["type"], "response.steer.pending");
     assert_eq!(v["reason"], "waiting_for_required_input");
