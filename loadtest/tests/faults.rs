@@ -28,6 +28,25 @@ async fn abort_fin_ends_the_stream_with_eof_after_n_deltas() {
 }
 
 #[tokio::test]
+async fn abort_fin_cuts_a_function_call_after_n_argument_deltas() {
+    let (mock, mut c) = mock_and_client(MockConfig::default()).await;
+    let tools = json!([{"type": "function", "name": "lookup", "parameters": {"type": "object"}}]);
+    let call = json!({"tools": tools, "tool_choice": "required",
+        "metadata": {"mock_fault": "abort_fin", "mock_after_deltas": "3"}});
+    let (events, cause) = interrupted(c.turn(&create(call)).await);
+    assert!(matches!(cause, ClientError::Eof), "{cause:?}");
+    let mut want = vec![
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+    ];
+    want.extend(["response.function_call_arguments.delta"; 3]);
+    assert_eq!(types(&events), want);
+    assert_eq!(events[2]["item"]["type"], "function_call");
+    assert!(mock.ledger().is_empty());
+}
+
+#[tokio::test]
 async fn abort_rst_resets_the_connection() {
     let cfg = MockConfig {
         fault: Some(Fault::AbortRst { after_deltas: 1 }),

@@ -11,8 +11,8 @@ use serde_json::Value;
 /// `Fragmented`) apply to the whole connection; the others apply to each response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
-    /// Send `after_deltas` deltas, then close the TCP connection (FIN) without a
-    /// WebSocket close frame.
+    /// Send `after_deltas` deltas (text deltas, or a function call's argument deltas),
+    /// then close the TCP connection (FIN) without a WebSocket close frame.
     AbortFin {
         /// Deltas written before the FIN.
         after_deltas: usize,

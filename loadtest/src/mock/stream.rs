@@ -182,25 +182,29 @@ async fn stream_response(
     }
 }
 
+/// Where an abort fault cuts a response short: after this many deltas (text or argument
+/// deltas; after the last one when there are fewer), with this end of the connection.
+fn abort_point(plan: &Plan) -> Option<(usize, Out)> {
+    match &plan.fault {
+        Some(Fault::AbortFin { after_deltas }) => Some((*after_deltas, Out::AbortFin)),
+        Some(Fault::AbortRst { after_deltas }) => Some((*after_deltas, Out::AbortRst)),
+        _ => None,
+    }
+}
+
 /// A message streamed as text deltas (see the module docs for a steer).
 async fn stream_text(em: &Emitter<'_>, r: &Resp<'_>, steers: &Steers) -> Result<(), Closed> {
     let (ctx, plan) = (em.ctx, em.plan);
     em.event(r.item(None, em.next())).await?;
     em.event(r.part(None, em.next())).await?;
-    let abort = match &plan.fault {
-        Some(Fault::AbortFin { after_deltas }) => Some((*after_deltas, Out::AbortFin)),
-        Some(Fault::AbortRst { after_deltas }) => Some((*after_deltas, Out::AbortRst)),
-        _ => None,
-    };
+    let abort = abort_point(plan);
     let mut full = String::new();
     let texts = events::delta_texts(r, plan.deltas, ctx.shared.cfg.delta_bytes);
     let echo_limit = ctx.shared.cfg.echo_text_limit.unwrap_or(usize::MAX);
     for i in 0..plan.deltas {
         let t = &texts[i % texts.len().max(1)];
-        if let Some((after, _)) = &abort {
-            if i == *after {
-                break;
-            }
+        if abort.as_ref().is_some_and(|(after, _)| i == *after) {
+            break;
         }
         em.pace(i).await;
         em.event(r.delta(t, em.next())).await?;
@@ -250,9 +254,17 @@ async fn stream_call(
     };
     em.event(r.call_item(&call, None, em.next())).await?;
     let pieces = events::argument_deltas(plan.deltas);
+    let abort = abort_point(plan);
     for (i, piece) in pieces.iter().enumerate() {
+        if abort.as_ref().is_some_and(|(after, _)| i == *after) {
+            break;
+        }
         em.pace(i).await;
         em.event(r.arguments_delta(piece, em.next())).await?;
+    }
+    if let Some((_, out)) = abort {
+        let _ = ctx.tx.send(out).await;
+        return Err(Closed);
     }
     let arguments = pieces.concat();
     em.event(r.arguments_done(&call, &arguments, em.next()))
