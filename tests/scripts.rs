@@ -54,6 +54,8 @@ fn an_unknown_argument_exits_64_naming_it() {
         ("build-pgo.sh", &["--fast"][..], "--fast"),
         ("hop-split.sh", &["haproxy"][..], "haproxy"),
         ("wake-footprint.sh", &["nginx"][..], "nginx"),
+        ("profile.sh", &["haproxy"][..], "haproxy"),
+        ("profile.sh", &["tollgate", "echo"][..], "echo"),
         ("cpu-split.sh", &["--peer", "floor"][..], "--peer"),
         ("cpu-split.sh", &["--only", "echo"][..], "echo"),
         ("cpu-split.sh", &["--reps", "0"][..], "0"),
