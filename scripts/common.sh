@@ -18,3 +18,13 @@ wait_port() {
     echo "$0: nothing listens on 127.0.0.1:$1 ($2)" >&2
     exit 1
 }
+
+# scratch_dir: sets `dir` to a new temporary directory holding a keys file for key `k1`
+# and `pids` to an empty array, and traps EXIT to stop every PID in `pids` and remove
+# `dir` (the scripts that start a relay and a mock on loopback).
+scratch_dir() {
+    dir=$(mktemp -d)
+    pids=()
+    trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"' EXIT
+    echo "bench k1" >"$dir/keys"
+}

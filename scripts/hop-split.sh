@@ -23,10 +23,7 @@ floor | tunnel | tollgate | nginx) ;;
     ;;
 esac
 cargo build --release --workspace -q
-dir=$(mktemp -d)
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"' EXIT
-echo "bench k1" >"$dir/keys"
+scratch_dir
 # Ports the kernel picks, so two runs (or anything else listening) do not collide.
 up=$(free_port)
 port=$(free_port)

@@ -39,10 +39,7 @@ firehose)
 esac
 cargo build --release --workspace -q
 mkdir -p "$OUT"
-dir=$(mktemp -d)
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"' EXIT
-echo "bench k1" >"$dir/keys"
+scratch_dir
 up=$(free_port)
 port=$(free_port)
 taskset -c 1 target/release/loadtest mock-upstream --listen "127.0.0.1:$up" "${mock[@]}" >"$dir/mock.log" 2>&1 &
