@@ -182,13 +182,32 @@ async fn stream_response(
     }
 }
 
-/// Where an abort fault cuts a response short: after this many deltas (text or argument
-/// deltas; after the last one when there are fewer), with this end of the connection.
-fn abort_point(plan: &Plan) -> Option<(usize, Out)> {
-    match &plan.fault {
-        Some(Fault::AbortFin { after_deltas }) => Some((*after_deltas, Out::AbortFin)),
-        Some(Fault::AbortRst { after_deltas }) => Some((*after_deltas, Out::AbortRst)),
-        _ => None,
+/// An abort fault of a response: the connection ends (FIN or RST) after `after` deltas —
+/// text or argument deltas; after the last one when there are fewer.
+struct Abort {
+    after: usize,
+    end: Out,
+}
+
+impl Abort {
+    fn of(plan: &Plan) -> Option<Abort> {
+        let (after, end) = match &plan.fault {
+            Some(Fault::AbortFin { after_deltas }) => (*after_deltas, Out::AbortFin),
+            Some(Fault::AbortRst { after_deltas }) => (*after_deltas, Out::AbortRst),
+            _ => return None,
+        };
+        Some(Abort { after, end })
+    }
+
+    /// Whether delta `i` is one too many.
+    fn cuts(abort: &Option<Abort>, i: usize) -> bool {
+        abort.as_ref().is_some_and(|a| a.after == i)
+    }
+
+    /// Ends the connection; the response stops here.
+    async fn end(self, ctx: &ConnCtx) -> Result<(), Closed> {
+        let _ = ctx.tx.send(self.end).await;
+        Err(Closed)
     }
 }
 
@@ -197,13 +216,13 @@ async fn stream_text(em: &Emitter<'_>, r: &Resp<'_>, steers: &Steers) -> Result<
     let (ctx, plan) = (em.ctx, em.plan);
     em.event(r.item(None, em.next())).await?;
     em.event(r.part(None, em.next())).await?;
-    let abort = abort_point(plan);
+    let abort = Abort::of(plan);
     let mut full = String::new();
     let texts = events::delta_texts(r, plan.deltas, ctx.shared.cfg.delta_bytes);
     let echo_limit = ctx.shared.cfg.echo_text_limit.unwrap_or(usize::MAX);
     for i in 0..plan.deltas {
         let t = &texts[i % texts.len().max(1)];
-        if abort.as_ref().is_some_and(|(after, _)| i == *after) {
+        if Abort::cuts(&abort, i) {
             break;
         }
         em.pace(i).await;
@@ -218,9 +237,8 @@ async fn stream_text(em: &Emitter<'_>, r: &Resp<'_>, steers: &Steers) -> Result<
             return em.terminal(text, "incomplete", u).await;
         }
     }
-    if let Some((_, out)) = abort {
-        let _ = ctx.tx.send(out).await;
-        return Err(Closed);
+    if let Some(a) = abort {
+        return a.end(ctx).await;
     }
     if ctx.shared.cfg.token_rate.is_some_and(|r| r > 0.0) {
         // The model takes a moment to finish after its last token: a client can read
@@ -254,17 +272,16 @@ async fn stream_call(
     };
     em.event(r.call_item(&call, None, em.next())).await?;
     let pieces = events::argument_deltas(plan.deltas);
-    let abort = abort_point(plan);
+    let abort = Abort::of(plan);
     for (i, piece) in pieces.iter().enumerate() {
-        if abort.as_ref().is_some_and(|(after, _)| i == *after) {
+        if Abort::cuts(&abort, i) {
             break;
         }
         em.pace(i).await;
         em.event(r.arguments_delta(piece, em.next())).await?;
     }
-    if let Some((_, out)) = abort {
-        let _ = ctx.tx.send(out).await;
-        return Err(Closed);
+    if let Some(a) = abort {
+        return a.end(ctx).await;
     }
     let arguments = pieces.concat();
     em.event(r.arguments_done(&call, &arguments, em.next()))
