@@ -1,18 +1,17 @@
 #!/usr/bin/env bash
-# Where one relay's CPU goes under the bench's paced or firehose load: the relay on CPU 0
-# (one worker), the mock upstream and the generator on CPU 1, `perf record -g` of the
-# relay's process for 8 s once the load runs; prints the split by binary (kernel, the
-# relay's own code, libc) and the top functions, and keeps perf.data for `perf report`.
+# Where one relay's CPU goes under the bench's paced or firehose load: `loadtest bench
+# --peers PEER --only WORKLOAD` (one repetition; the case exactly as the bench defines it,
+# relay on CPU 0 with one worker, the mock and the generator on CPU 1) under `perf record -g
+# -C 0`; prints the split by binary (kernel, the relay's own code, libc) and the top
+# functions of the relay's threads, and keeps perf.data for `perf report`.
 #   scripts/profile.sh PEER [WORKLOAD=paced] [OUT=profile-out]
 #     PEER: floor | tunnel | tollgate        WORKLOAD: paced | firehose
-# paced: 200 sessions, 300 deltas of ~190 B at 300/s each (the bench's `paced` case, one
-# frame per wake-up); firehose: 64 sessions, unpaced bursts of 64 deltas.
-# Builds the workspace in release mode first; TOLLGATE=path (or FLOOR=path) profiles another
-# build, e.g. target/pgo/release/tollgate. FREQ (default 2000) is perf's sampling rate.
-# Compare peers within one sitting, each profiled in turn: the VM's speed moves by the hour.
+# Builds the workspace in release mode first; TOLLGATE=path profiles another build, e.g.
+# target/pgo/release/tollgate (the floor is the `tollgate-floor` next to it, as in the
+# bench). FREQ (default 2000) is perf's sampling rate. Compare peers within one sitting,
+# each profiled in turn: the VM's speed moves by the hour.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-. scripts/common.sh
 PEER=${1:?usage: scripts/profile.sh floor|tunnel|tollgate [paced|firehose] [OUT]}
 WORKLOAD=${2:-paced}
 OUT=${3:-profile-out}
@@ -24,14 +23,7 @@ floor | tunnel | tollgate) ;;
     ;;
 esac
 case $WORKLOAD in
-paced)
-    mock=(--deltas 300 --delta-bytes 190 --token-rate 300 --terminal-pad-bytes 1024)
-    run=(--workload stream --sessions 200 --duration 16s)
-    ;;
-firehose)
-    mock=(--deltas 500 --delta-burst 64)
-    run=(--workload firehose --sessions 64 --duration 14s)
-    ;;
+paced | firehose) ;;
 *)
     echo "scripts/profile.sh: unknown workload '$WORKLOAD' (paced, firehose)" >&2
     exit 64
@@ -39,36 +31,29 @@ firehose)
 esac
 cargo build --release --workspace -q
 mkdir -p "$OUT"
-scratch_dir
-up=$(free_port)
-port=$(free_port)
-taskset -c 1 target/release/loadtest mock-upstream --listen "127.0.0.1:$up" "${mock[@]}" >"$dir/mock.log" 2>&1 &
-pids+=($!)
-wait_port "$up" "the mock upstream"
-case $PEER in
-tollgate | tunnel)
-    extra=(--usage-log "$dir/usage.jsonl")
-    [ "$PEER" = tunnel ] && extra=(--tunnel)
-    taskset -c 0 "${TOLLGATE:-target/release/tollgate}" --listen "127.0.0.1:$port" --workers 1 --no-pin --driver uring \
-        --upstream "ws://127.0.0.1:$up" --client-keys "$dir/keys" --upstream-header "Authorization: Bearer x" \
-        --log warn --drain-timeout 2s "${extra[@]}" >"$dir/relay.log" 2>&1 &
-    ;;
-floor)
-    taskset -c 0 "${FLOOR:-target/release/tollgate-floor}" "127.0.0.1:$port" "127.0.0.1:$up" >"$dir/relay.log" 2>&1 &
-    ;;
-esac
-relay=$!
-pids+=($relay)
-wait_port "$port" "$PEER"
-taskset -c 1 target/release/loadtest run --target "ws://127.0.0.1:$port/v1/responses" --key k1 "${run[@]}" \
-    --threads 1 --no-progress >"$OUT/$PEER-$WORKLOAD.run.txt" 2>&1 &
-gen=$!
-sleep 3
-perf record -F "${FREQ:-2000}" -g -p "$relay" -o "$OUT/$PEER-$WORKLOAD.perf.data" -- sleep 8 2>/dev/null
-wait $gen
-grep -E '^\| (frames/s|completed) ' "$OUT/$PEER-$WORKLOAD.run.txt" || true
-echo "== $PEER, $WORKLOAD: CPU by binary"
-perf report -i "$OUT/$PEER-$WORKLOAD.perf.data" --no-children --sort dso -q -g none 2>/dev/null | head -5
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+data="$OUT/$PEER-$WORKLOAD.perf.data"
+perf record -F "${FREQ:-2000}" -g -C 0 -o "$data" -- \
+    target/release/loadtest bench --tollgate "${TOLLGATE:-target/release/tollgate}" --peers "$PEER" \
+    --only "$WORKLOAD" --reps 1 --cpu-reps 1 --no-install --out "$dir/bench" >"$dir/bench.log" 2>&1 || {
+    echo "scripts/profile.sh: the bench failed:" >&2
+    tail -5 "$dir/bench.log" >&2
+    exit 1
+}
+cp "$dir/bench/bench.md" "$OUT/$PEER-$WORKLOAD.bench.md"
+# CPU 0's samples of the relay's threads (`tollgate`, its worker `tollgate-w0`, the usage
+# log's writer `tollgate-usage-`; the floor's one thread `tollgate-floor`), not the idle
+# loop or kernel threads, as shares of the relay's own samples. (Filtered here rather than
+# with `perf report --comms`, which with `--sort dso` drops the kernel's samples.)
+relay_share() {
+    perf report -i "$data" --no-children --sort "comm,$1" -q -g none 2>/dev/null |
+        awk '$2 ~ /^tollgate/ { p = $1; sub(/%/, "", p); $1 = ""; $2 = ""; k = substr($0, 3)
+                                 s[k] += p; t += p }
+             END { for (k in s) printf "%7.2f%%  %s\n", 100 * s[k] / t, k }' | sort -rn
+}
+echo "== $PEER, $WORKLOAD: the relay's CPU by binary"
+relay_share dso | head -4
 echo "== top functions"
-perf report -i "$OUT/$PEER-$WORKLOAD.perf.data" --no-children --sort dso,sym -q -g none 2>/dev/null | head -25
-echo "perf.data: $OUT/$PEER-$WORKLOAD.perf.data"
+relay_share dso,sym | head -25
+echo "perf.data: $data; the bench's report: $OUT/$PEER-$WORKLOAD.bench.md"
