@@ -1,5 +1,5 @@
-//! The repository's shell scripts: every one parses (`bash -n`), and the measurement and
-//! build scripts refuse an argument they do not know with exit 64 and a message naming
+//! The repository's shell scripts: every one parses (`bash -n`), and the measurement, build
+//! and fuzz scripts refuse an argument they do not know with exit 64 and a message naming
 //! it, before they build or start anything. (What the scripts measure is documented in
 //! loadtest/BENCH.md with the figures they printed; `scripts/build-pgo.sh` takes minutes
 //! and is run by hand and by `scripts/bench.sh --pgo`, not here.)
@@ -61,6 +61,9 @@ fn an_unknown_argument_exits_64_naming_it() {
         ("cpu-split.sh", &["--reps", "0"][..], "0"),
         ("commit-cost.sh", &["--fsync"][..], "--fsync"),
         ("commit-cost.sh", &["--commits", "0"][..], "0"),
+        ("fuzz.sh", &["0"][..], "0"),
+        ("fuzz.sh", &["soon"][..], "soon"),
+        ("fuzz.sh", &["5", "walker", "parser"][..], "parser"),
     ] {
         let (code, err) = run(script, args);
         assert_eq!(code, Some(64), "{script} {args:?}: {err}");
