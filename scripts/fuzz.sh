@@ -43,11 +43,12 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     echo "scripts/fuzz.sh: installing cargo-fuzz $CARGO_FUZZ_VERSION" >&2
     cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
 fi
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 for t in "${targets[@]}"; do
     corpus=("fuzz/corpus/$t")
     mkdir -p "${corpus[0]}" "fuzz/artifacts/$t"
     [[ -d fuzz/seeds/$t ]] && corpus+=("fuzz/seeds/$t")
-    log=$(mktemp)
     echo "== $t: ${SECONDS_EACH}s, corpus ${corpus[*]}"
     if ! cargo +nightly fuzz run -O "$t" "${corpus[@]}" -- -max_total_time="$SECONDS_EACH" \
         >"$log" 2>&1; then
@@ -55,10 +56,8 @@ for t in "${targets[@]}"; do
         artifact=$(grep -o "fuzz/artifacts/$t/[^ ]*" "$log" | tail -1 || true)
         echo "scripts/fuzz.sh: $t failed; input: ${artifact:-see above}" >&2
         echo "replay: cargo +nightly fuzz run -O $t ${artifact:-ARTIFACT}" >&2
-        rm -f "$log"
         exit 1
     fi
     grep -E '^Done [0-9]+ runs' "$log" || tail -1 "$log"
     echo "   corpus: $(find "${corpus[0]}" -type f | wc -l) inputs"
-    rm -f "$log"
 done
