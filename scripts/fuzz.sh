@@ -1,17 +1,16 @@
 #!/usr/bin/env bash
-# Runs the cargo-fuzz targets in fuzz/ (the frame header, the handshake, the tap, the UTF-8
-# check and the frame walker; each target's header says what it asserts), one after the
-# other, each for SECONDS. A target's corpus is fuzz/corpus/TARGET (kept between runs, not
-# tracked), read together with fuzz/seeds/TARGET when that exists (never written to).
-# `cargo fuzz run` builds each target first (release, with AddressSanitizer).
-# Exits 1 at the first target that fails to build, crashes, panics or times out, naming the input libFuzzer
-# kept in fuzz/artifacts/TARGET/ and the command that replays it; 0 when every target ran
-# its time clean.
+# Runs every cargo-fuzz target in fuzz/fuzz_targets/ (or those named), one after the other,
+# each for SECONDS; each target's header says what it asserts. A target's corpus is
+# fuzz/corpus/TARGET (kept between runs, not tracked), read together with fuzz/seeds/TARGET
+# when that exists (never written to). `cargo fuzz run` builds each target first (release,
+# with AddressSanitizer; ~5 minutes on 2 cores the first time).
+# Exits 1 at the first target that fails to build, crashes, panics or times out, naming the
+# input libFuzzer kept in fuzz/artifacts/TARGET/ and the command that replays it; 0 when
+# every target ran its time clean.
 #   scripts/fuzz.sh [SECONDS=60] [TARGET...]      (no TARGET: every one)
 # Needs the nightly toolchain (`rustup toolchain install nightly`; the relay itself builds on
 # stable) and cargo-fuzz: when `cargo +nightly fuzz` is missing it installs the version
-# pinned here. The first build (release, with AddressSanitizer) takes ~5 minutes on 2 cores.
-# Run it by hand: CI only checks that the targets compile (`.ci/run`).
+# pinned here. Run it by hand: CI only checks that the targets compile (`.ci/run`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 CARGO_FUZZ_VERSION=0.13.2
