@@ -13,10 +13,11 @@
 //! terminal with no created. The script (one op per byte, its arguments from the bytes after
 //! it): 0 client `response.create` (lane, model, warm-up); 1 client `response.steer` or an
 //! unknown event; 2 upstream `response.created`; 3 a delta; 4 a terminal event with usage;
-//! 5 an `error` event; 6 raw bytes towards the client; 7 raw bytes towards the upstream;
-//! 8 the client ends (close frame, EOF or reset); 9 the upstream ends; 10 the nearest
-//! deadline passes; 11 a write fails or stalls. Before each op's bytes arrive, one byte sets
-//! how much of each leg's pending bytes arrives now (the rest with a later op, or at the end).
+//! 5 an `error` event or a steer's answer (`response.steer.accepted`, `.pending`, `.failed`);
+//! 6 raw bytes towards the client; 7 raw bytes towards the upstream; 8 the client ends
+//! (close frame, EOF or reset); 9 the upstream ends; 10 the nearest deadline passes; 11 a
+//! write fails or stalls. Before each op's bytes arrive, one byte sets how much of each
+//! leg's pending bytes arrives now (the rest with a later op, or at the end).
 //!
 //! The harness is `tests/session_script/harness.rs`, shared with `tests/session_script.rs`,
 //! which runs it on pseudo-random scripts in every `cargo test`.

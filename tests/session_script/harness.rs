@@ -335,9 +335,21 @@ pub fn run(data: &[u8]) -> Vec<(String, RecordStatus, u64, u64)> {
             }
             5 => {
                 let lane = lane_json(LANES[s.pick(3)]);
-                let json = format!(
-                    r#"{{"type":"error","status":429,"error":{{"code":"rate_limit_exceeded","message":"slow"}}{lane}}}"#
-                );
+                let (steer, previous) = (s.pick(4), s.pick(IDS));
+                let json = match s.pick(4) {
+                    0 => format!(
+                        r#"{{"type":"error","status":429,"error":{{"code":"rate_limit_exceeded","message":"slow"}}{lane}}}"#
+                    ),
+                    1 => format!(
+                        r#"{{"type":"response.steer.accepted","steer":{{"id":"steer_{steer}","previous_response_id":"resp_{previous}"}}{lane}}}"#
+                    ),
+                    2 => format!(
+                        r#"{{"type":"response.steer.pending","reason":"waiting_for_required_input","steer":{{"id":"steer_{steer}","previous_response_id":"resp_{previous}"}}{lane}}}"#
+                    ),
+                    _ => format!(
+                        r#"{{"type":"response.steer.failed","error":{{"code":"successor_creation_failed"}},"steer":{{"id":"steer_{steer}","previous_response_id":"resp_{previous}"}}{lane}}}"#
+                    ),
+                };
                 h.frame(Side::Upstream, Opcode::Text, json.as_bytes());
             }
             op @ (6 | 7) => {
