@@ -10,7 +10,8 @@
 #   scripts/fuzz.sh [SECONDS=60] [TARGET...]      (no TARGET: every one)
 # Needs the nightly toolchain (`rustup toolchain install nightly`; the relay itself builds on
 # stable) and cargo-fuzz: when `cargo +nightly fuzz` is missing it installs the version
-# pinned here. Run it by hand: CI only checks that the targets compile (`.ci/run`).
+# pinned here. Run it by hand: CI checks that the targets compile (`.ci/run`) and runs the
+# session target's harness on fixed scripts (`tests/session_script.rs`), but fuzzes nothing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 CARGO_FUZZ_VERSION=0.13.2

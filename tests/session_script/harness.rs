@@ -222,6 +222,135 @@ impl Harness {
             }
         }
     }
+
+    /// One op of the script: what it queues on a leg, or the end, deadline or write failure it
+    /// reports.
+    fn op(&mut self, s: &mut Script) {
+        match s.pick(12) {
+            0 => {
+                let lane = lane_json(LANES[s.pick(3)]);
+                let model = ["gpt-5", "", "gpt-5-mini"][s.pick(3)];
+                let generate = if s.pick(4) == 0 {
+                    r#","generate":false"#
+                } else {
+                    ""
+                };
+                let json = format!(
+                    r#"{{"type":"response.create","model":"{model}"{lane}{generate},"input":"hi"}}"#
+                );
+                self.frame(Side::Client, Opcode::Text, json.as_bytes());
+            }
+            1 => {
+                let id = s.pick(IDS);
+                let json = if s.pick(2) == 0 {
+                    format!(
+                        r#"{{"type":"response.steer","previous_response_id":"resp_{id}","input":"go"}}"#
+                    )
+                } else {
+                    r#"{"type":"response.future_thing","x":[1,{"type":"response.create"}]}"#
+                        .to_owned()
+                };
+                self.frame(Side::Client, Opcode::Text, json.as_bytes());
+            }
+            2 => {
+                let (id, lane) = (s.pick(IDS), lane_json(LANES[s.pick(3)]));
+                let json = format!(
+                    r#"{{"type":"response.created","response":{{"id":"resp_{id}","status":"in_progress","model":"gpt-5-2026"}}{lane}}}"#
+                );
+                self.upstream_event(&json, id, None);
+            }
+            3 => {
+                let (id, lane) = (s.pick(IDS), lane_json(LANES[s.pick(3)]));
+                let json = format!(
+                    r#"{{"type":"response.output_text.delta","response_id":"resp_{id}","delta":"tok"{lane}}}"#
+                );
+                self.frame(Side::Upstream, Opcode::Text, json.as_bytes());
+            }
+            4 => {
+                let (id, lane) = (s.pick(IDS), lane_json(LANES[s.pick(3)]));
+                let (kind, status) = [
+                    ("response.completed", "completed"),
+                    ("response.incomplete", "incomplete"),
+                    ("response.failed", "failed"),
+                ][s.pick(3)];
+                let (usage, tokens) = usage_json(s);
+                let json = format!(
+                    r#"{{"type":"{kind}","response":{{"id":"resp_{id}","status":"{status}","model":"gpt-5-2026","usage":{usage}}}{lane}}}"#
+                );
+                self.upstream_event(&json, id, Some(tokens));
+            }
+            5 => {
+                let lane = lane_json(LANES[s.pick(3)]);
+                let (steer, previous) = (s.pick(4), s.pick(IDS));
+                let json = match s.pick(4) {
+                    0 => format!(
+                        r#"{{"type":"error","status":429,"error":{{"code":"rate_limit_exceeded","message":"slow"}}{lane}}}"#
+                    ),
+                    1 => format!(
+                        r#"{{"type":"response.steer.accepted","steer":{{"id":"steer_{steer}","previous_response_id":"resp_{previous}"}}{lane}}}"#
+                    ),
+                    2 => format!(
+                        r#"{{"type":"response.steer.pending","reason":"waiting_for_required_input","steer":{{"id":"steer_{steer}","previous_response_id":"resp_{previous}"}}{lane}}}"#
+                    ),
+                    _ => format!(
+                        r#"{{"type":"response.steer.failed","error":{{"code":"successor_creation_failed"}},"steer":{{"id":"steer_{steer}","previous_response_id":"resp_{previous}"}}{lane}}}"#
+                    ),
+                };
+                self.frame(Side::Upstream, Opcode::Text, json.as_bytes());
+            }
+            op @ (6 | 7) => {
+                let side = if op == 6 {
+                    Side::Upstream
+                } else {
+                    Side::Client
+                };
+                let n = s.pick(24);
+                for _ in 0..n {
+                    let b = s.byte();
+                    self.legs[side.index()].wire.push(b);
+                }
+                self.legs[side.index()].dirty = true;
+            }
+            op @ (8 | 9) => {
+                let side = if op == 8 {
+                    Side::Client
+                } else {
+                    Side::Upstream
+                };
+                match s.pick(3) {
+                    0 => self.frame(side, Opcode::Close, &1000u16.to_be_bytes()),
+                    how => {
+                        let n = self.legs[side.index()].wire.len();
+                        self.arrive(side, n);
+                        if !self.legs[side.index()].stopped {
+                            self.legs[side.index()].stopped = true;
+                            let end = if how == 1 {
+                                PumpEnd::Eof
+                            } else {
+                                PumpEnd::ReadError
+                            };
+                            self.event(Event::Ended(side, end));
+                        }
+                    }
+                }
+            }
+            10 => {
+                if let Some((at, ev)) = self.core.next_deadline(None, [None, None], self.now) {
+                    self.now = self.now.max(at);
+                    self.event(ev);
+                }
+            }
+            _ => {
+                let side = [Side::Client, Side::Upstream][s.pick(2)];
+                let ev = if s.pick(2) == 0 {
+                    Event::WriteFailed(side)
+                } else {
+                    Event::Stalled(side)
+                };
+                self.event(ev);
+            }
+        }
+    }
 }
 
 fn usage_json(s: &mut Script) -> (String, Tokens) {
@@ -280,130 +409,7 @@ pub fn run(data: &[u8]) -> Vec<(String, RecordStatus, u64, u64)> {
         h.arrive(Side::Client, usize::from(cut & 0x0f) * 16);
         h.arrive(Side::Upstream, usize::from(cut >> 4) * 64);
         h.now += Duration::from_millis(u64::from(s.byte()));
-        match s.pick(12) {
-            0 => {
-                let lane = lane_json(LANES[s.pick(3)]);
-                let model = ["gpt-5", "", "gpt-5-mini"][s.pick(3)];
-                let generate = if s.pick(4) == 0 {
-                    r#","generate":false"#
-                } else {
-                    ""
-                };
-                let json = format!(
-                    r#"{{"type":"response.create","model":"{model}"{lane}{generate},"input":"hi"}}"#
-                );
-                h.frame(Side::Client, Opcode::Text, json.as_bytes());
-            }
-            1 => {
-                let id = s.pick(IDS);
-                let json = if s.pick(2) == 0 {
-                    format!(
-                        r#"{{"type":"response.steer","previous_response_id":"resp_{id}","input":"go"}}"#
-                    )
-                } else {
-                    r#"{"type":"response.future_thing","x":[1,{"type":"response.create"}]}"#
-                        .to_owned()
-                };
-                h.frame(Side::Client, Opcode::Text, json.as_bytes());
-            }
-            2 => {
-                let (id, lane) = (s.pick(IDS), lane_json(LANES[s.pick(3)]));
-                let json = format!(
-                    r#"{{"type":"response.created","response":{{"id":"resp_{id}","status":"in_progress","model":"gpt-5-2026"}}{lane}}}"#
-                );
-                h.upstream_event(&json, id, None);
-            }
-            3 => {
-                let (id, lane) = (s.pick(IDS), lane_json(LANES[s.pick(3)]));
-                let json = format!(
-                    r#"{{"type":"response.output_text.delta","response_id":"resp_{id}","delta":"tok"{lane}}}"#
-                );
-                h.frame(Side::Upstream, Opcode::Text, json.as_bytes());
-            }
-            4 => {
-                let (id, lane) = (s.pick(IDS), lane_json(LANES[s.pick(3)]));
-                let (kind, status) = [
-                    ("response.completed", "completed"),
-                    ("response.incomplete", "incomplete"),
-                    ("response.failed", "failed"),
-                ][s.pick(3)];
-                let (usage, tokens) = usage_json(&mut s);
-                let json = format!(
-                    r#"{{"type":"{kind}","response":{{"id":"resp_{id}","status":"{status}","model":"gpt-5-2026","usage":{usage}}}{lane}}}"#
-                );
-                h.upstream_event(&json, id, Some(tokens));
-            }
-            5 => {
-                let lane = lane_json(LANES[s.pick(3)]);
-                let (steer, previous) = (s.pick(4), s.pick(IDS));
-                let json = match s.pick(4) {
-                    0 => format!(
-                        r#"{{"type":"error","status":429,"error":{{"code":"rate_limit_exceeded","message":"slow"}}{lane}}}"#
-                    ),
-                    1 => format!(
-                        r#"{{"type":"response.steer.accepted","steer":{{"id":"steer_{steer}","previous_response_id":"resp_{previous}"}}{lane}}}"#
-                    ),
-                    2 => format!(
-                        r#"{{"type":"response.steer.pending","reason":"waiting_for_required_input","steer":{{"id":"steer_{steer}","previous_response_id":"resp_{previous}"}}{lane}}}"#
-                    ),
-                    _ => format!(
-                        r#"{{"type":"response.steer.failed","error":{{"code":"successor_creation_failed"}},"steer":{{"id":"steer_{steer}","previous_response_id":"resp_{previous}"}}{lane}}}"#
-                    ),
-                };
-                h.frame(Side::Upstream, Opcode::Text, json.as_bytes());
-            }
-            op @ (6 | 7) => {
-                let side = if op == 6 {
-                    Side::Upstream
-                } else {
-                    Side::Client
-                };
-                let n = s.pick(24);
-                for _ in 0..n {
-                    let b = s.byte();
-                    h.legs[side.index()].wire.push(b);
-                }
-                h.legs[side.index()].dirty = true;
-            }
-            op @ (8 | 9) => {
-                let side = if op == 8 {
-                    Side::Client
-                } else {
-                    Side::Upstream
-                };
-                match s.pick(3) {
-                    0 => h.frame(side, Opcode::Close, &1000u16.to_be_bytes()),
-                    how => {
-                        let n = h.legs[side.index()].wire.len();
-                        h.arrive(side, n);
-                        if !h.legs[side.index()].stopped {
-                            h.legs[side.index()].stopped = true;
-                            let end = if how == 1 {
-                                PumpEnd::Eof
-                            } else {
-                                PumpEnd::ReadError
-                            };
-                            h.event(Event::Ended(side, end));
-                        }
-                    }
-                }
-            }
-            10 => {
-                if let Some((at, ev)) = h.core.next_deadline(None, [None, None], h.now) {
-                    h.now = h.now.max(at);
-                    h.event(ev);
-                }
-            }
-            _ => {
-                let side = [Side::Client, Side::Upstream][s.pick(2)];
-                let ev = if s.pick(2) == 0 {
-                    Event::WriteFailed(side)
-                } else {
-                    Event::Stalled(side)
-                };
-                h.event(ev);
-            }
-        }
+        h.op(&mut s);
     }
     // The rest arrives, then the session ends as the relay ends it at shutdown.
     for side in Side::BOTH {
