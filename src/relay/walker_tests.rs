@@ -291,3 +291,130 @@ fn a_close_inside_a_held_message_releases_it() {
     assert_eq!((walked.close_start, walked.ready), (at, input.len()));
     assert!(walked.close.is_some() && !walked.holding);
 }
+
+/// Walks `input` (upstream frames) in reads of `chunk` bytes; returns the forwarded bytes,
+/// the tap events and the frames counted.
+fn walk_upstream(input: &[u8], chunk: usize) -> (Vec<u8>, Vec<TapEvent>, u64) {
+    let mut w = Walker::new(Role::Server, 1 << 20, 1 << 22, 64);
+    let mut tap = Tap::new(Direction::UpstreamToClient, 1 << 22);
+    let (mut buf, mut out, mut events, mut frames) = (Vec::new(), Vec::new(), Vec::new(), 0);
+    for piece in input.chunks(chunk) {
+        buf.extend_from_slice(piece);
+        let walked = w
+            .walk(&mut buf, &mut tap, &mut |e, _| events.push(e))
+            .unwrap();
+        frames += walked.frames;
+        out.extend_from_slice(&buf[..walked.ready]);
+        buf.drain(..walked.ready);
+    }
+    assert!(buf.is_empty(), "nothing left over at the end");
+    (out, events, frames)
+}
+
+#[test]
+fn whole_text_frames_are_walked_as_the_general_path_walks_them() {
+    // Whole text frames (7- and 16-bit lengths, ASCII and not) take `Walker::whole_text`
+    // when read whole; read a byte at a time, every one of them goes the general way.
+    let delta = |s: &str| format!(r#"{{"type":"response.output_text.delta","delta":"{s}"}}"#);
+    let long = delta(&"café ☃ 🚀 ".repeat(40));
+    let big = delta(&"x".repeat(70_000));
+    let done = r#"{"type":"response.completed","response":{"id":"resp_9","model":"m","status":"completed","usage":{"input_tokens":5,"output_tokens":6,"total_tokens":11}}}"#;
+    let created = r#"{"type":"response.created","response":{"id":"resp_9","model":"m"}}"#;
+    let (d1, d2) = (delta("a"), delta("naïve"));
+    let mut input = frames(
+        false,
+        &[
+            (created.as_bytes(), Opcode::Text),
+            (d1.as_bytes(), Opcode::Text),
+            (long.as_bytes(), Opcode::Text),
+            (b"", Opcode::Text),
+            (b"ping", Opcode::Ping),
+            (&[1, 2, 3], Opcode::Binary),
+            (big.as_bytes(), Opcode::Text),
+            (d2.as_bytes(), Opcode::Text),
+        ],
+    );
+    // The terminal event fragmented, then a whole one of another response.
+    let (a, b) = done.split_at(30);
+    encode_frame(&mut input, Opcode::Text, a.as_bytes(), None);
+    let fin_at = input.len() - a.len() - 2;
+    input[fin_at] &= 0x7f;
+    encode_frame(&mut input, Opcode::Continuation, b.as_bytes(), None);
+    let done2 = done.replace("resp_9", "resp_10");
+    input.extend(frames(false, &[(done2.as_bytes(), Opcode::Text)]));
+    let (out, events, frames_seen) = walk_upstream(&input, 1);
+    assert_eq!(out, input, "upstream bytes pass untouched");
+    assert_eq!(frames_seen, 11);
+    let terminals = events
+        .iter()
+        .filter(|e| matches!(e, TapEvent::Terminal(_)))
+        .count();
+    assert_eq!(terminals, 2, "{events:?}");
+    for chunk in [7, 64, 1000, input.len()] {
+        assert_eq!(
+            walk_upstream(&input, chunk),
+            (out.clone(), events.clone(), frames_seen),
+            "reads of {chunk} bytes"
+        );
+    }
+}
+
+#[test]
+fn a_whole_text_frame_the_short_way_refuses_gets_the_general_paths_verdict() {
+    let walk = |w: &mut Walker, buf: &mut Vec<u8>| {
+        let mut tap = Tap::new(Direction::UpstreamToClient, 1 << 20);
+        w.walk(buf, &mut tap, &mut |_, _| {})
+            .map(|r| r.ready)
+            .map_err(|e| (e.code, e.valid_upto, e.mid_frame))
+    };
+    let server = || Walker::new(Role::Server, 1 << 20, 1 << 20, 8);
+    let good = frames(false, &[(b"{}", Opcode::Text), (b"[1]", Opcode::Text)]);
+    let cases: [(&str, Walker, Vec<u8>, u16); 6] = [
+        (
+            "invalid UTF-8",
+            server(),
+            frames(false, &[(&[b'a', 0xff], Opcode::Text)]),
+            1007,
+        ),
+        (
+            "ends inside a character",
+            server(),
+            frames(false, &[(&[b'a', 0xc3], Opcode::Text)]),
+            1007,
+        ),
+        (
+            "over the message limit",
+            Walker::new(Role::Server, 1 << 20, 4, 8),
+            frames(false, &[(b"12345", Opcode::Text)]),
+            1009,
+        ),
+        (
+            "over the frame limit",
+            Walker::new(Role::Server, 4, 1 << 20, 8),
+            frames(false, &[(b"12345", Opcode::Text)]),
+            1009,
+        ),
+        ("reserved bit", server(), vec![0xc1, 1, b'x'], 1002),
+        (
+            "masked",
+            server(),
+            frames(true, &[(b"x", Opcode::Text)]),
+            1002,
+        ),
+    ];
+    for (what, mut w, bad, code) in cases {
+        let mut buf = [good.clone(), bad].concat();
+        assert_eq!(
+            walk(&mut w, &mut buf),
+            Err((code, good.len(), false)),
+            "{what}"
+        );
+    }
+    // A whole text frame while a fragmented message is open.
+    let mut w = server();
+    let mut buf = frames(false, &[(b"part", Opcode::Text)]);
+    buf[0] &= 0x7f;
+    let open = buf.len();
+    buf.extend(frames(false, &[(b"whole", Opcode::Text)]));
+    assert_eq!(walk(&mut w, &mut buf), Err((1002, open, false)));
+}
