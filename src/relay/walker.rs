@@ -373,7 +373,7 @@ impl Walker {
     /// cost more than the frame's UTF-8 check; see `loadtest/BENCH.md`.
     ///
     /// Out of line, one call per run of such frames: inlined into [`Walker::walk`] it made
-    /// the general path (all the client's frames) ~5% slower in `cargo bench --bench walker`.
+    /// the general path (all the client's frames) slower, `cargo bench --bench walker`.
     #[inline(never)]
     fn whole_texts(
         &mut self,

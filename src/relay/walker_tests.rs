@@ -41,6 +41,16 @@ fn run(
     sender: Role,
     chunks: &[usize],
 ) -> (Vec<u8>, Vec<TapEvent>, Option<CloseSeen>) {
+    let (out, events, close, _) = run_counting(input, sender, chunks);
+    (out, events, close)
+}
+
+/// [`run`], also returning the frames the walks counted.
+fn run_counting(
+    input: &[u8],
+    sender: Role,
+    chunks: &[usize],
+) -> (Vec<u8>, Vec<TapEvent>, Option<CloseSeen>, u64) {
     let mut w = Walker::new(sender, 1 << 20, 1 << 22, 64).with_hold(sender == Role::Client);
     let dir = if sender == Role::Client {
         Direction::ClientToUpstream
@@ -52,6 +62,7 @@ fn run(
     let mut out = Vec::new();
     let mut events = Vec::new();
     let mut pos = 0;
+    let mut frames = 0;
     let mut ci = 0;
     while pos < input.len() {
         let n = chunks[ci % chunks.len()].max(1).min(input.len() - pos);
@@ -62,9 +73,10 @@ fn run(
             let walked = w
                 .walk(&mut buf, &mut tap, &mut |e, _| events.push(e))
                 .unwrap();
+            frames += walked.frames;
             out.extend_from_slice(&buf[..walked.ready]);
             if walked.close.is_some() {
-                return (out, events, walked.close);
+                return (out, events, walked.close, frames);
             }
             buf.drain(..walked.ready);
             // A held message was handed over: walk what follows it before reading more.
@@ -74,7 +86,7 @@ fn run(
         }
     }
     assert!(buf.is_empty(), "nothing left over at the end");
-    (out, events, None)
+    (out, events, None, frames)
 }
 
 const CREATE: &[u8] = br#"{"type":"response.create","model":"gpt-5","stream_id":"a"}"#;
@@ -292,25 +304,6 @@ fn a_close_inside_a_held_message_releases_it() {
     assert!(walked.close.is_some() && !walked.holding);
 }
 
-/// Walks `input` (upstream frames) in reads of `chunk` bytes; returns the forwarded bytes,
-/// the tap events and the frames counted.
-fn walk_upstream(input: &[u8], chunk: usize) -> (Vec<u8>, Vec<TapEvent>, u64) {
-    let mut w = Walker::new(Role::Server, 1 << 20, 1 << 22, 64);
-    let mut tap = Tap::new(Direction::UpstreamToClient, 1 << 22);
-    let (mut buf, mut out, mut events, mut frames) = (Vec::new(), Vec::new(), Vec::new(), 0);
-    for piece in input.chunks(chunk) {
-        buf.extend_from_slice(piece);
-        let walked = w
-            .walk(&mut buf, &mut tap, &mut |e, _| events.push(e))
-            .unwrap();
-        frames += walked.frames;
-        out.extend_from_slice(&buf[..walked.ready]);
-        buf.drain(..walked.ready);
-    }
-    assert!(buf.is_empty(), "nothing left over at the end");
-    (out, events, frames)
-}
-
 #[test]
 fn whole_text_frames_are_walked_as_the_general_path_walks_them() {
     // Whole text frames (7- and 16-bit lengths, ASCII and not) take `Walker::whole_text`
@@ -342,7 +335,8 @@ fn whole_text_frames_are_walked_as_the_general_path_walks_them() {
     encode_frame(&mut input, Opcode::Continuation, b.as_bytes(), None);
     let done2 = done.replace("resp_9", "resp_10");
     input.extend(frames(false, &[(done2.as_bytes(), Opcode::Text)]));
-    let (out, events, frames_seen) = walk_upstream(&input, 1);
+    let (out, events, close, frames_seen) = run_counting(&input, Role::Server, &[1]);
+    assert_eq!(close, None);
     assert_eq!(out, input, "upstream bytes pass untouched");
     assert_eq!(frames_seen, 11);
     let terminals = events
@@ -352,8 +346,8 @@ fn whole_text_frames_are_walked_as_the_general_path_walks_them() {
     assert_eq!(terminals, 2, "{events:?}");
     for chunk in [7, 64, 1000, input.len()] {
         assert_eq!(
-            walk_upstream(&input, chunk),
-            (out.clone(), events.clone(), frames_seen),
+            run_counting(&input, Role::Server, &[chunk]),
+            (out.clone(), events.clone(), None, frames_seen),
             "reads of {chunk} bytes"
         );
     }
