@@ -416,7 +416,7 @@ impl Walker {
         if len as u64 > self.max_frame || !crate::ws::utf8_simd::is_valid(payload) {
             return None;
         }
-        if !self.tracker.on_whole(true, len as u64) {
+        if !self.tracker.on_whole_text(len as u64) {
             return None;
         }
         self.utf8.reset();

@@ -409,15 +409,16 @@ impl MessageTracker {
         self.open
     }
 
-    /// A whole unfragmented message of `len` payload bytes (one FIN data frame, no message
-    /// open): the state [`MessageTracker::on_frame`] leaves for it, and `true`; `false`, with
-    /// nothing changed, when `on_frame` would refuse it (a message open, or over a limit).
+    /// A whole unfragmented text message of `len` payload bytes (one FIN text frame, no
+    /// message open): the state [`MessageTracker::on_frame`] leaves for it, and `true`;
+    /// `false`, with nothing changed, when `on_frame` would refuse it (a message open, or
+    /// over a limit).
     #[inline]
-    pub fn on_whole(&mut self, is_text: bool, len: u64) -> bool {
+    pub fn on_whole_text(&mut self, len: u64) -> bool {
         if self.open || self.max_fragments == 0 || len > self.max_message_bytes {
             return false;
         }
-        self.is_text = is_text;
+        self.is_text = true;
         self.bytes = len;
         self.frames = 1;
         true
