@@ -114,7 +114,7 @@ fi
 cargo build --release --workspace -q
 perf record -q -e cpu-clock -c "${PERIOD_US}000" -C 0 -o "$dir/perf.data" -- \
     target/release/loadtest bench --tollgate "${TOLLGATE:-target/release/tollgate}" --peers "$PEERS" \
-    --only "$CASE" --reps 1 --cpu-reps "$REPS" --out "$dir/bench" >"$dir/bench.log" 2>&1 || {
+    --only "$CASE" --reps 1 --cpu-reps "$REPS" --probe-reps 0 --out "$dir/bench" >"$dir/bench.log" 2>&1 || {
     echo "scripts/cpu-split.sh: the bench failed:" >&2
     tail -5 "$dir/bench.log" >&2
     exit 1

@@ -36,7 +36,7 @@ trap 'rm -rf "$dir"' EXIT
 data="$OUT/$PEER-$WORKLOAD.perf.data"
 perf record -F "${FREQ:-2000}" -g -C 0 -o "$data" -- \
     target/release/loadtest bench --tollgate "${TOLLGATE:-target/release/tollgate}" --peers "$PEER" \
-    --only "$WORKLOAD" --reps 1 --cpu-reps 1 --no-install --out "$dir/bench" >"$dir/bench.log" 2>&1 || {
+    --only "$WORKLOAD" --reps 1 --cpu-reps 1 --probe-reps 0 --no-install --out "$dir/bench" >"$dir/bench.log" 2>&1 || {
     echo "scripts/profile.sh: the bench failed:" >&2
     tail -5 "$dir/bench.log" >&2
     exit 1

@@ -144,6 +144,12 @@ pub struct BenchArgs {
     /// (default 7, at least --reps; 1 with --quick).
     #[arg(long)]
     pub cpu_reps: Option<usize>,
+    /// Probe repetitions per peer of each CPU case, after its --cpu-reps: the runs with
+    /// `perf stat` (syscalls per frame) and `perf record` (user/kernel split) attached,
+    /// whose CPU, raised by perf, the CPU medians leave out (default 1; 0: no syscall
+    /// counts or split).
+    #[arg(long)]
+    pub probe_reps: Option<usize>,
     /// Peers to run, comma-separated [default: direct,floor,tunnel,tollgate,tollgate-nolog,
     /// tollgate-epoll,nginx,haproxy (floor only without --tls; it skips idle and churn);
     /// also tollgate-async (data plane off), tollgate-coop (COOP_TASKRUN rings) and

@@ -163,6 +163,7 @@ fn run_bench(args: BenchArgs) -> i32 {
         reps: args.reps,
         sweep_reps: args.sweep_reps,
         cpu_reps: args.cpu_reps,
+        probe_reps: args.probe_reps,
         peers: if args.peers.is_empty() {
             // The floor speaks plain TCP only: by default it runs in plain benches.
             Peer::ALL

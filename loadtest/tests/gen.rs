@@ -1,6 +1,5 @@
 //! The load generator, the bench plumbing and the demo, end to end on loopback.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tollgate_loadtest::bench::host::MockHost;
@@ -10,58 +9,7 @@ use tollgate_loadtest::gen::{self, Report, RunConfig, Workload};
 use tollgate_loadtest::mock::MockConfig;
 
 mod common;
-use common::{assert_every_echo_back, echo_mock};
-
-fn quick(workload: Workload, target: String) -> RunConfig {
-    RunConfig {
-        target,
-        workload,
-        sessions: 4,
-        threads: 2,
-        progress: false,
-        duration: Duration::from_millis(600),
-        ..RunConfig::default()
-    }
-}
-
-/// `tollgate` next to the `loadtest` test binary's directory (`target/debug/`).
-/// The `tollgate` binary of this build (next to `loadtest`). `cargo test` in the workspace
-/// root builds it; `cargo test -p tollgate-loadtest` alone does not, so build it here
-/// rather than skip (a skipped test proves nothing).
-fn debug_tollgate() -> PathBuf {
-    sibling_bin("tollgate")
-}
-
-/// A binary of the `tollgate` package next to `loadtest`, built here when missing.
-fn sibling_bin(name: &str) -> PathBuf {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_loadtest"));
-    let t = exe.parent().expect("target dir").join(name);
-    if !t.is_file() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-        let ok = std::process::Command::new(cargo)
-            .current_dir(root)
-            .args(["build", "-p", "tollgate", "--bin", name])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok && t.is_file(), "could not build {}", t.display());
-    }
-    t
-}
-
-/// A plain (no TLS) environment for this build's relay, with a keys file in `dir`
-/// holding the tenant `bench` with key `k-test-1`.
-fn plain_env(dir: &std::path::Path) -> PeerEnv {
-    let keys = dir.join("keys");
-    std::fs::write(&keys, "bench k-test-1\n").unwrap();
-    PeerEnv {
-        tls: tollgate_loadtest::bench::peers::TlsMode::None,
-        tls_files: None,
-        tollgate: debug_tollgate(),
-        keys_file: keys,
-        sut_cpu: None,
-    }
-}
+use common::{assert_every_echo_back, debug_tollgate, echo_mock, plain_env, quick, sibling_bin};
 
 /// A mock answering every create with `deltas` deltas and keeping its ledger at `ledger`,
 /// and this build's relay in front of it, its files in `dir`.
@@ -366,65 +314,6 @@ fn stream_over_tls_on_both_legs_is_metered_exactly() {
         "{check:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// Whether `perf record` of a tracepoint works here (installed, allowed).
-fn perf_can_trace() -> bool {
-    let out = std::env::temp_dir().join(format!("loadtest-perf-probe-{}", std::process::id()));
-    let ok = std::process::Command::new("perf")
-        .args(["record", "-q", "-a", "-e", "sched:sched_switch", "-o"])
-        .arg(&out)
-        .args(["--", "true"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    let _ = std::fs::remove_file(&out);
-    ok
-}
-
-/// The bench's hop case end to end: an echo through the real relay with the relay's hop
-/// traced. Where perf can trace, every wake-up of the relay's worker that forwarded an
-/// echo is counted; where it cannot, the hop is not reported at all (never a guess).
-#[test]
-fn the_relays_hop_is_traced_over_an_echo_run() {
-    let dir = std::env::temp_dir().join(format!("loadtest-gen-hop-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mock = echo_mock();
-    let relay = RunningPeer::start(Peer::Tollgate, &plain_env(&dir), mock.addr, &dir).unwrap();
-    let cfg = RunConfig {
-        key: Some("k-test-1".into()),
-        rate: Some(2_000.0),
-        frame_bytes: 200,
-        duration: Duration::from_secs(2),
-        sut_pids: relay.pids(),
-        trace_hops: true,
-        ..quick(Workload::Echo, relay.url.clone())
-    };
-    let r = gen::run(&cfg).unwrap();
-    relay.stop();
-    let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(r.counts.errors, 0, "{:?}", r.error_samples);
-    let window = r
-        .sut
-        .as_ref()
-        .and_then(|s| s.window.as_ref())
-        .expect("window");
-    if !perf_can_trace() {
-        assert_eq!(window.hops, None);
-        eprintln!("perf cannot trace here: the hop is not reported, as it should");
-        return;
-    }
-    let h = window.hops.as_ref().expect("hop traced");
-    // ~2,000 echoes/s cross the relay twice each over a window of ~1.3 s: thousands of
-    // wake-ups forward a frame (a wake-up may forward several).
-    eprintln!("{h:?}");
-    assert!(h.wakeups > 500, "{h:?}");
-    assert!(h.frames_per_wakeup >= 1.0, "{h:?}");
-    assert!(
-        h.p50_us > 0.0 && h.p50_us <= h.p90_us && h.p90_us < 5_000.0,
-        "{h:?}"
-    );
 }
 
 /// The bench's floor peer (`tollgate-floor`, a minimal io_uring byte tunnel) carries

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use crate::gen::{RunConfig, Workload};
+use crate::gen::{Probes, RunConfig, Workload};
 use crate::mock::MockConfig;
 
 /// Which group of columns a case feeds.
@@ -129,6 +129,11 @@ fn base(workload: Workload, sessions: usize, seconds: f64) -> RunConfig {
         threads: 1,
         progress: false,
         drain_timeout: Duration::from_secs(5),
+        // No perf over the window: its processes took the load core from the latency
+        // cases' generator, and it raises the SUT's CPU ([`Probes::None`]). The CPU cases
+        // count syscalls and split user from kernel in probe repetitions of their own
+        // (`schedule::Reps::probe`).
+        probes: Probes::None,
         ..RunConfig::default()
     }
 }
@@ -234,7 +239,7 @@ pub fn cases(p: &Profile, quick: bool, full: bool) -> Vec<Case> {
         run: RunConfig {
             rate: Some(HOP_RATE),
             frame_bytes: 200,
-            trace_hops: true,
+            probes: Probes::Hops,
             ..base(Workload::Echo, 16, p.sweep_s)
         },
     });

@@ -2,7 +2,7 @@
 //! over it: the paced cost with the host's speed divided out (loadtest/BENCH.md "Per
 //! load-core µs").
 
-use super::table::{win_us_frame, window};
+use super::window_cpu::{run_report, win_us_frame, window};
 use super::Sample;
 
 /// The load core's CPU µs per frame the generator received (generator and mock on CPU 1,
@@ -12,7 +12,7 @@ use super::Sample;
 /// Over the whole run because `direct` has no measurement window; the quotient
 /// ([`win_per_load`]) uses the window's.
 pub(crate) fn load_us_frame(s: &Sample) -> Option<f64> {
-    let r = s.report.as_ref()?;
+    let r = run_report(s)?;
     let frames = r.counts.frames_received;
     (frames > 0 && r.load_cpu_s > 0.0).then(|| r.load_cpu_s * 1e6 / frames as f64)
 }

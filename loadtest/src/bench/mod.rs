@@ -27,6 +27,7 @@ mod targets_report;
 #[cfg(test)]
 mod test_runs;
 pub mod usage;
+mod window_cpu;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -62,6 +63,8 @@ pub struct BenchConfig {
     pub sweep_reps: Option<usize>,
     /// Override the profile's repetitions of the CPU cases (paced, firehose).
     pub cpu_reps: Option<usize>,
+    /// Probe repetitions of each CPU case (default [`schedule::DEFAULT_PROBE_REPS`]).
+    pub probe_reps: Option<usize>,
     /// Peers to run (default: all).
     pub peers: Vec<Peer>,
     /// Output directory.
@@ -99,6 +102,12 @@ pub struct Sample {
     pub generator_bound: bool,
     /// Why there is no report.
     pub error: Option<String>,
+    /// A CPU case's probe repetition: the run with perf's syscall count and user/kernel
+    /// sampler attached (`gen::Probes::Split`). Its CPU, raised by the probes, is left out
+    /// of every CPU figure; only the probes' own are read from it (`window_cpu`). Reports
+    /// written before probe repetitions existed have none: their CPU runs were all probed.
+    #[serde(default)]
+    pub probe_rep: bool,
 }
 
 impl Sample {
@@ -114,6 +123,7 @@ impl Sample {
             usage: None,
             generator_bound: false,
             error: None,
+            probe_rep: false,
         }
     }
 }
@@ -141,6 +151,9 @@ pub struct BenchResult {
     /// it existed).
     #[serde(default)]
     pub cpu_reps: Option<usize>,
+    /// Probe repetitions of each CPU case (none in reports written before they existed).
+    #[serde(default)]
+    pub probe_reps: Option<usize>,
     /// Offered sweep rates.
     pub sweep_rates: Vec<f64>,
     /// Package installs attempted.
@@ -167,6 +180,11 @@ impl BenchResult {
     /// Repetitions of the CPU cases (paced, firehose).
     pub fn cpu_reps(&self) -> usize {
         self.cpu_reps.unwrap_or(self.reps)
+    }
+
+    /// Probe repetitions of each CPU case (0 in reports written before they existed).
+    pub fn probe_reps(&self) -> usize {
+        self.probe_reps.unwrap_or(0)
     }
 }
 
@@ -201,8 +219,11 @@ fn out_err(path: &Path) -> impl FnOnce(std::io::Error) -> BenchError + '_ {
     }
 }
 
-fn run_one(case: &Case, peer: Peer, rep: usize, env: &PeerEnv, work: &Path) -> Sample {
-    let mut s = Sample::empty(case, peer, rep);
+fn run_one(case: &Case, peer: Peer, rep: usize, probe: bool, env: &PeerEnv, work: &Path) -> Sample {
+    let mut s = Sample {
+        probe_rep: probe,
+        ..Sample::empty(case, peer, rep)
+    };
     let dir = match fresh_run_dir(work, &format!("{}-{}-{rep}", case.name, peer.name())) {
         Ok(d) => d,
         Err(e) => {
@@ -247,6 +268,9 @@ fn run_one(case: &Case, peer: Peer, rep: usize, env: &PeerEnv, work: &Path) -> S
     rc.target = rp.url.clone();
     rc.key = Some(BENCH_KEY.to_string());
     rc.sut_pids = rp.pids();
+    if probe {
+        rc.probes = gen::Probes::Split;
+    }
     if case.one_load_thread() {
         rc.host = Some(mock.event_loop.clone());
     }
@@ -366,7 +390,13 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
     } else {
         Profile::DEFAULT
     };
-    let reps = Reps::resolve(&profile, cfg.reps, cfg.sweep_reps, cfg.cpu_reps);
+    let reps = Reps::resolve(
+        &profile,
+        cfg.reps,
+        cfg.sweep_reps,
+        cfg.cpu_reps,
+        cfg.probe_reps,
+    );
     let all: Vec<Case> = cases::cases(&profile, cfg.quick, cfg.full)
         .into_iter()
         .filter(|c| cfg.only.is_empty() || cfg.only.iter().any(|o| c.name.starts_with(o.as_str())))
@@ -388,7 +418,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
                 ..Sample::empty(case, peer, rep)
             }
         } else {
-            run_one(case, peer, rep, &env, &work)
+            run_one(case, peer, rep, reps.is_probe(case.kind, rep), &env, &work)
         };
         if s.error
             .as_deref()
@@ -430,6 +460,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchResult, BenchError> {
         reps: reps.other,
         sweep_reps: Some(reps.sweep),
         cpu_reps: Some(reps.cpu),
+        probe_reps: Some(reps.probe),
         sweep_rates: cases::sweep_rates(cfg.quick),
         installs,
         elapsed_s: started.elapsed().as_secs_f64(),

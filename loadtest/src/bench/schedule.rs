@@ -3,6 +3,9 @@
 use super::cases::{Case, Kind, Profile};
 use super::peers::Peer;
 
+/// Probe repetitions of each CPU case unless `--probe-reps` says otherwise.
+pub const DEFAULT_PROBE_REPS: usize = 1;
+
 /// How many times each case runs per peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reps {
@@ -12,6 +15,10 @@ pub struct Reps {
     pub sweep: usize,
     /// The CPU cases the targets compare: paced and firehose.
     pub cpu: usize,
+    /// Probe repetitions of each CPU case, after its `cpu` ones: runs with perf's syscall
+    /// count and user/kernel sampler attached, whose CPU the medians leave out
+    /// ([`Reps::is_probe`]).
+    pub probe: usize,
 }
 
 impl Reps {
@@ -19,9 +26,15 @@ impl Reps {
     pub fn of(&self, kind: Kind) -> usize {
         match kind {
             Kind::Sweep => self.sweep,
-            Kind::Paced | Kind::Firehose => self.cpu,
+            Kind::Paced | Kind::Firehose => self.cpu + self.probe,
             _ => self.other,
         }
+    }
+
+    /// Whether repetition `rep` of a case of this kind is a probe repetition: a CPU case's
+    /// repetitions after its first `cpu`.
+    pub fn is_probe(&self, kind: Kind, rep: usize) -> bool {
+        matches!(kind, Kind::Paced | Kind::Firehose) && rep >= self.cpu
     }
 
     /// The repetitions of a run: the profile's, each at least `--reps`, unless given.
@@ -30,6 +43,7 @@ impl Reps {
         reps: Option<usize>,
         sweep: Option<usize>,
         cpu: Option<usize>,
+        probe: Option<usize>,
     ) -> Reps {
         let other = reps.unwrap_or(profile.reps).max(1);
         Reps {
@@ -38,6 +52,7 @@ impl Reps {
                 .unwrap_or_else(|| profile.sweep_reps.max(other))
                 .max(1),
             cpu: cpu.unwrap_or_else(|| profile.cpu_reps.max(other)).max(1),
+            probe: probe.unwrap_or(DEFAULT_PROBE_REPS),
         }
     }
 }
@@ -71,8 +86,8 @@ mod tests {
     use crate::bench::cases;
     use crate::bench::targets::sign_test_p;
 
-    /// Sweep rates run `sweep` times, paced and firehose `cpu` times, other cases `other`
-    /// times; odd repetitions run the peers in reverse.
+    /// Sweep rates run `sweep` times, paced and firehose `cpu` times and then `probe` probe
+    /// repetitions, other cases `other` times; odd repetitions run the peers in reverse.
     #[test]
     fn schedule_repeats_sweep_rates_and_cpu_cases_more_and_alternates_peer_order() {
         let all = cases::cases(&Profile::DEFAULT, false, false);
@@ -85,12 +100,21 @@ mod tests {
             other: 3,
             sweep: 9,
             cpu: 7,
+            probe: 2,
         };
         let runs = schedule(&all, &peers, reps);
         assert_eq!(
             runs.len(),
-            ((all.len() - sweeps - cpu) * 3 + sweeps * 9 + cpu * 7) * peers.len()
+            ((all.len() - sweeps - cpu) * 3 + sweeps * 9 + cpu * 9) * peers.len()
         );
+        let probes: Vec<_> = runs
+            .iter()
+            .filter(|(c, rep, _)| reps.is_probe(c.kind, *rep))
+            .collect();
+        assert_eq!(probes.len(), cpu * 2 * peers.len());
+        assert!(probes
+            .iter()
+            .all(|(c, rep, _)| matches!(c.kind, Kind::Paced | Kind::Firehose) && *rep >= 7));
         for case in &all {
             let of_case: Vec<_> = runs
                 .iter()
@@ -98,7 +122,7 @@ mod tests {
                 .collect();
             let want = match case.kind {
                 Kind::Sweep => 9,
-                Kind::Paced | Kind::Firehose => 7,
+                Kind::Paced | Kind::Firehose => 9,
                 _ => 3,
             };
             assert_eq!(of_case.len(), want * peers.len(), "{}", case.name);
@@ -134,6 +158,7 @@ mod tests {
             other: 1,
             sweep: 1,
             cpu: 1,
+            probe: 1,
         };
         let runs = schedule(&all, &[Peer::Floor, Peer::Tollgate], one);
         for case in &all {
@@ -156,18 +181,22 @@ mod tests {
     }
 
     /// `--reps` raises the sweep's and the CPU cases' defaults, never lowers them; an
-    /// explicit count wins; zero becomes one.
+    /// explicit count wins; zero becomes one, except probe repetitions, which may be none.
     #[test]
     fn reps_resolve_from_the_profile_and_the_flags() {
         let d = Profile::DEFAULT;
-        let r = Reps::resolve(&d, None, None, None);
-        assert_eq!((r.other, r.sweep, r.cpu), (3, 9, 7));
-        let r = Reps::resolve(&d, Some(8), None, None);
-        assert_eq!((r.other, r.sweep, r.cpu), (8, 9, 8));
-        let r = Reps::resolve(&d, Some(1), Some(2), Some(0));
-        assert_eq!((r.other, r.sweep, r.cpu), (1, 2, 1));
-        let r = Reps::resolve(&Profile::QUICK, None, None, None);
-        assert_eq!((r.other, r.sweep, r.cpu), (1, 1, 1));
-        assert_eq!(r.of(Kind::Paced), 1);
+        let r = Reps::resolve(&d, None, None, None, None);
+        assert_eq!((r.other, r.sweep, r.cpu, r.probe), (3, 9, 7, 1));
+        let r = Reps::resolve(&d, Some(8), None, None, Some(0));
+        assert_eq!((r.other, r.sweep, r.cpu, r.probe), (8, 9, 8, 0));
+        assert!(!r.is_probe(Kind::Paced, 7));
+        let r = Reps::resolve(&d, Some(1), Some(2), Some(0), Some(3));
+        assert_eq!((r.other, r.sweep, r.cpu, r.probe), (1, 2, 1, 3));
+        let r = Reps::resolve(&Profile::QUICK, None, None, None, None);
+        assert_eq!((r.other, r.sweep, r.cpu, r.probe), (1, 1, 1, 1));
+        assert_eq!(r.of(Kind::Paced), 2);
+        assert_eq!(r.of(Kind::Sweep), 1);
+        assert!(!r.is_probe(Kind::Paced, 0) && r.is_probe(Kind::Paced, 1));
+        assert!(!r.is_probe(Kind::Sweep, 1));
     }
 }

@@ -7,6 +7,10 @@ use super::cases::Kind;
 use super::peers::Peer;
 use super::{BenchResult, Sample};
 
+pub(crate) use super::load_core::{load_us_frame, per_window_load, win_per_load};
+pub(crate) use super::window_cpu::{run_report, win_us_frame, win_user, window};
+use super::window_cpu::{sut_us_frame, win_helpers, win_kernel, win_main_thread, win_syscalls};
+
 /// Median, min and max of some values.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Stat {
@@ -173,56 +177,6 @@ pub(crate) fn table(o: &mut String, r: &BenchResult, peers: &[Peer], title: &str
     }
 }
 
-fn sut_us_frame(s: &Sample) -> Option<f64> {
-    s.report.as_ref()?.sut.as_ref()?.cpu_us_per_frame
-}
-
-pub(crate) fn window(s: &Sample) -> Option<&crate::gen::window::WindowReport> {
-    s.report.as_ref()?.sut.as_ref()?.window.as_ref()
-}
-
-pub(crate) use super::load_core::{load_us_frame, per_window_load, win_per_load};
-
-/// SUT CPU µs per frame inside the measurement window.
-pub(crate) fn win_us_frame(s: &Sample) -> Option<f64> {
-    window(s)?.cpu_us_per_frame
-}
-
-fn win_syscalls(s: &Sample) -> Option<f64> {
-    window(s)?.syscalls_per_frame
-}
-
-/// The window's CPU µs per frame (its clock) divided into (user space, kernel) in the
-/// proportion of the samples. The samples themselves come to 96–99% of the clock and span
-/// the window plus perf's start and stop; their proportion is what they measure well.
-pub(crate) fn win_split(s: &Sample) -> Option<(f64, f64)> {
-    let w = window(s)?;
-    let (u, k) = (w.user_us_per_frame?, w.kernel_us_per_frame?);
-    let total = w.cpu_us_per_frame?;
-    (u + k > 0.0).then(|| (total * u / (u + k), total * k / (u + k)))
-}
-
-pub(crate) fn win_user(s: &Sample) -> Option<f64> {
-    win_split(s).map(|(u, _)| u)
-}
-
-fn win_kernel(s: &Sample) -> Option<f64> {
-    win_split(s).map(|(_, k)| k)
-}
-
-/// CPU µs per frame of the busiest thread group (the workers: `tollgate-w`, `nginx`,
-/// `haproxy`).
-fn win_main_thread(s: &Sample) -> Option<f64> {
-    window(s)?.threads.first()?.cpu_us_per_frame
-}
-
-/// CPU µs per frame of every other thread group (tollgate: the usage-log writer).
-fn win_helpers(s: &Sample) -> Option<f64> {
-    let w = window(s)?;
-    let rest: f64 = w.threads.iter().skip(1).map(|g| g.cpu_s).sum();
-    (w.frames > 0).then(|| rest * 1e6 / w.frames as f64)
-}
-
 /// The Markdown report.
 pub fn markdown(r: &BenchResult, peers: &[Peer]) -> String {
     let mut o = String::new();
@@ -241,7 +195,11 @@ pub fn markdown(r: &BenchResult, peers: &[Peer]) -> String {
         r.pinning
     );
     let _ = writeln!(o, "- limits: a process may hold at most {} open files here (hard limit), so one relay process holds at most ~{} sessions (2 descriptors each)", r.machine.nofile.1, r.machine.nofile.1 / 2);
-    let _ = writeln!(o, "- {} repetition(s) per peer ({} of paced and firehose, {} per sweep rate) in alternating order; cells: median (min–max); `×r d`/`×r t` = ratio of medians to direct/tunnel; `+x d` = added µs; bench wall time {:.0} s", r.reps, r.cpu_reps(), r.sweep_reps(), r.elapsed_s);
+    let probes = match r.probe_reps() {
+        0 => String::new(),
+        n => format!(" and {n} more of each with perf's probes, read only for syscalls and the user/kernel split"),
+    };
+    let _ = writeln!(o, "- {} repetition(s) per peer ({} of paced and firehose{probes}, {} per sweep rate) in alternating order; cells: median (min–max); `×r d`/`×r t` = ratio of medians to direct/tunnel; `+x d` = added µs; bench wall time {:.0} s", r.reps, r.cpu_reps(), r.sweep_reps(), r.elapsed_s);
     if !r.installs.is_empty() {
         let _ = writeln!(o, "- installed: {}", r.installs.join("; "));
     }
@@ -251,7 +209,7 @@ pub fn markdown(r: &BenchResult, peers: &[Peer]) -> String {
         col(
             "firehose frames/s",
             "firehose",
-            |s| s.report.as_ref().map(|r| r.frames_per_s),
+            |s| run_report(s).map(|r| r.frames_per_s),
             Compare::Ratio,
             true,
         ),
@@ -309,7 +267,7 @@ pub fn markdown(r: &BenchResult, peers: &[Peer]) -> String {
         col(
             "paced frames/s",
             "paced",
-            |s| s.report.as_ref().map(|r| r.frames_per_s),
+            |s| run_report(s).map(|r| r.frames_per_s),
             Compare::Ratio,
             true,
         ),

@@ -1,6 +1,7 @@
 //! Tests of the report's tables (`table.rs`).
 
 use super::*;
+use crate::bench::window_cpu::win_split;
 
 #[test]
 fn stats_and_formatting() {
@@ -105,4 +106,57 @@ fn the_quotient_is_taken_inside_the_window_when_the_run_measured_the_load_core_t
     // The column of the load core stays the whole run's, as direct (no window) has it.
     let l = load_us_frame(&r.samples[0]).expect("the load core");
     assert!((l - 25.0).abs() < 1e-9, "{l}");
+}
+
+/// A probe repetition (perf's syscall count and sampler attached) gives the syscalls and
+/// the user/kernel split; its CPU, raised by the probes, stays out of every CPU column and
+/// of the targets' medians. Without the flag (a report from before probe repetitions) the
+/// same run counts as it always did.
+#[test]
+fn a_probe_repetition_gives_the_split_but_not_the_cpu() {
+    use super::super::medians::{Medians, Metric};
+    use super::super::test_runs::{paced_run, result, with_load};
+    let mut probe = with_load(paced_run("tollgate", 2, 20.0, Some((1.0, 19.0))), 40.0);
+    probe["report"]["sut"]["window"]["syscalls_per_frame"] = serde_json::json!(0.2);
+    let runs = |probe_rep: bool| {
+        let mut p = probe.clone();
+        p["probe_rep"] = serde_json::json!(probe_rep);
+        result(vec![
+            with_load(paced_run("tollgate", 0, 10.0, None), 30.0),
+            with_load(paced_run("tollgate", 1, 12.0, None), 30.0),
+            p,
+        ])
+    };
+    let r = runs(true);
+    let md = markdown(&r, &[Peer::Tollgate]);
+    let cells = cost_cells(
+        &md,
+        "tollgate",
+        &[
+            "paced SUT µs/frame",
+            "paced load core µs/frame",
+            "paced syscalls/frame",
+            "paced user µs/frame",
+            "paced kernel µs/frame",
+        ],
+    );
+    assert!(cells[0].starts_with("11.0 (10.0–12.0)"), "{cells:?}");
+    // The probe's load core (40) would widen the cell to "30.0 (30.0–40.0)".
+    assert_eq!(cells[1], "30.0", "{cells:?}");
+    assert_eq!(cells[2..], ["0.20", "1.00", "19.0"], "{cells:?}");
+    let m = Medians::of(&r);
+    assert_eq!(
+        m.get(Metric::Paced, Peer::Tollgate).map(|s| s.median),
+        Some(11.0)
+    );
+    assert_eq!(
+        m.get(Metric::PacedUser, Peer::Tollgate).map(|s| s.median),
+        Some(1.0)
+    );
+    // The same three runs with none marked a probe: all three count.
+    let m = Medians::of(&runs(false));
+    assert_eq!(
+        m.get(Metric::Paced, Peer::Tollgate).map(|s| s.median),
+        Some(12.0)
+    );
 }

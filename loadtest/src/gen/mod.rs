@@ -117,8 +117,8 @@ pub struct RunConfig {
     pub drain_timeout: Duration,
     /// CA (PEM) to verify a `wss://` target against.
     pub tls_ca_pem: Option<Vec<u8>>,
-    /// Also trace the SUT's hop over the measurement window ([`hops`]; needs perf).
-    pub trace_hops: bool,
+    /// What runs over the measurement window besides reading `/proc`.
+    pub probes: Probes,
     /// Run generator thread 0's work on this event loop (the mock's, in the bench's latency
     /// sweep: [`local_loop`]) instead of on a thread of its own.
     pub host: Option<local_loop::LoopHandle>,
@@ -146,10 +146,28 @@ impl Default for RunConfig {
             connect_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(10),
             tls_ca_pem: None,
-            trace_hops: false,
+            probes: Probes::Split,
             host: None,
         }
     }
+}
+
+/// What a run's measurement window runs besides reading `/proc` ([`window`]). Each is a
+/// `perf` process of its own, and they run where the bench's main process may, on the load
+/// core too, so a case that measures latency runs none of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probes {
+    /// Nothing but `/proc`: CPU per frame and per thread, no syscall count, no user/kernel
+    /// split. For the latency cases: with `perf stat` and `perf record` running over the
+    /// window, their processes took the load core from the generator and the mock for
+    /// milliseconds at a time, and every relay's echo p99 at 2k–8k/s was 3–4 ms against
+    /// 0.4–2 ms without them (direct, which has no SUT and so never ran them, 0.1–0.2 ms).
+    None,
+    /// `perf stat -e raw_syscalls:sys_enter` (syscalls per frame) and the `cpu-clock`
+    /// sampler (user space against kernel): the CPU cases.
+    Split,
+    /// `perf stat` and the hop trace ([`hops`]).
+    Hops,
 }
 
 /// Failures of one generator connection or of the run.

@@ -231,11 +231,11 @@ pub fn run(cfg: &RunConfig) -> Result<Report, GenError> {
         && !matches!(cfg.workload, Workload::Idle | Workload::Churn))
     .then(|| {
         let (pids, frames) = (cfg.sut_pids.clone(), shared.live_frames.clone());
-        let trace_hops = cfg.trace_hops;
+        let probes = cfg.probes;
         let d = cfg.duration;
         let start = epoch + (d / 5).max(Duration::from_millis(300));
         let end = epoch + d - d / 10;
-        std::thread::spawn(move || super::window::measure(&pids, &frames, start, end, trace_hops))
+        std::thread::spawn(move || super::window::measure(&pids, &frames, start, end, probes))
     });
 
     let mut rss_loaded = None;

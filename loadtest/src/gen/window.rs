@@ -3,7 +3,8 @@
 //! Over it: the system under test's CPU per frame, per thread (workers vs helpers such as
 //! tollgate's usage-log writer), its syscalls per frame (`perf stat -e
 //! raw_syscalls:sys_enter`), and how its CPU splits between user space and the kernel
-//! (`perf record -e cpu-clock`), when perf is installed and allowed.
+//! (`perf record -e cpu-clock`), when perf is installed and allowed and the run asks for
+//! them ([`Probes`]: the latency cases do not).
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::perf_record::Recording;
 use super::procfs;
+use super::Probes;
 
 /// CPU of the threads of one name group over the window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -256,17 +258,23 @@ pub(crate) fn measure(
     frames: &AtomicU64,
     start: Instant,
     end: Instant,
-    trace_hops: bool,
+    probes: Probes,
 ) -> Option<WindowReport> {
     if pids.is_empty() || end <= start {
         return None;
     }
     std::thread::sleep(start.saturating_duration_since(Instant::now()));
-    let perf = Perf::start(pids);
-    let trace = trace_hops.then(super::hops::Trace::start).flatten();
+    let perf = (probes != Probes::None)
+        .then(|| Perf::start(pids))
+        .flatten();
+    let trace = (probes == Probes::Hops)
+        .then(super::hops::Trace::start)
+        .flatten();
     // Not while the hop is traced: one perf recording at a time keeps the trace's cost
     // what it was.
-    let sampler = (!trace_hops).then(|| Sampler::start(pids)).flatten();
+    let sampler = (probes == Probes::Split)
+        .then(|| Sampler::start(pids))
+        .flatten();
     // Give perf a moment to attach before the window opens.
     std::thread::sleep(Duration::from_millis(150));
     let a = snapshot(pids, frames);

@@ -1,10 +1,14 @@
 //! Helpers shared by the loadtest integration tests.
 #![allow(dead_code)]
 
+use std::path::PathBuf;
+use std::time::Duration;
+
 use serde_json::{json, Value};
 use tollgate_loadtest::bench::host::MockHost;
+use tollgate_loadtest::bench::peers::PeerEnv;
 use tollgate_loadtest::client::{self, ClientOpts, WsClient};
-use tollgate_loadtest::gen::Report;
+use tollgate_loadtest::gen::{Report, RunConfig, Workload};
 use tollgate_loadtest::mock::{MockConfig, MockUpstream};
 
 /// A `response.create` with `extra` merged in.
@@ -70,4 +74,55 @@ pub fn assert_every_echo_back(r: &Report) {
     assert!(r.counts.frames_sent > 500, "{:?}", r.counts);
     assert_eq!(r.counts.frames_received, r.counts.frames_sent);
     assert_eq!(r.latency["echo"].count, r.counts.frames_sent);
+}
+
+/// A short run of `workload` against `target`: 4 sessions on 2 threads for 600 ms.
+pub fn quick(workload: Workload, target: String) -> RunConfig {
+    RunConfig {
+        target,
+        workload,
+        sessions: 4,
+        threads: 2,
+        progress: false,
+        duration: Duration::from_millis(600),
+        ..RunConfig::default()
+    }
+}
+
+/// The `tollgate` binary of this build (next to `loadtest`). `cargo test` in the workspace
+/// root builds it; `cargo test -p tollgate-loadtest` alone does not, so build it here
+/// rather than skip (a skipped test proves nothing).
+pub fn debug_tollgate() -> PathBuf {
+    sibling_bin("tollgate")
+}
+
+/// A binary of the `tollgate` package next to `loadtest`, built here when missing.
+pub fn sibling_bin(name: &str) -> PathBuf {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_loadtest"));
+    let t = exe.parent().expect("target dir").join(name);
+    if !t.is_file() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let ok = std::process::Command::new(cargo)
+            .current_dir(root)
+            .args(["build", "-p", "tollgate", "--bin", name])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok && t.is_file(), "could not build {}", t.display());
+    }
+    t
+}
+
+/// A plain (no TLS) environment for this build's relay, with a keys file in `dir`
+/// holding the tenant `bench` with key `k-test-1`.
+pub fn plain_env(dir: &std::path::Path) -> PeerEnv {
+    let keys = dir.join("keys");
+    std::fs::write(&keys, "bench k-test-1\n").unwrap();
+    PeerEnv {
+        tls: tollgate_loadtest::bench::peers::TlsMode::None,
+        tls_files: None,
+        tollgate: debug_tollgate(),
+        keys_file: keys,
+        sut_cpu: None,
+    }
 }
