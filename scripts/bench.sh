@@ -6,7 +6,7 @@
 # sweep.svg, runs/*.json). Installs nginx-light and haproxy with apt-get when
 # missing (pass --no-install to skip them instead).
 #
-#   scripts/bench.sh            # 3 repetitions (7 of paced and firehose, 9 per sweep rate)
+#   scripts/bench.sh            # 3 repetitions (7 of paced and firehose plus 1 probe repetition, 9 per sweep rate)
 #   scripts/bench.sh --quick    # 1 repetition, short runs, < 3 min
 #   scripts/bench.sh --full     # also 4,000 and 9,000 idle sessions, and a second pass with
 #                               # a wss:// upstream leg (production's shape) into OUT/tls-upstream

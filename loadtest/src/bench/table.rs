@@ -353,7 +353,11 @@ pub fn markdown(r: &BenchResult, peers: &[Peer]) -> String {
         &mut o,
         r,
         peers,
-        "Cost per frame inside the measurement window (connection setup and teardown excluded; paced: 200 conns × 300 deltas/s of ~190 B, one frame per wake-up; firehose: 64 conns unpaced; main thread = the workers; other threads = tollgate's usage-log writer; load core = the generator and the mock on CPU 1 over the whole run, per frame received; SUT per load-core µs = the two CPUs' quotient inside the window; syscalls from `perf stat -e raw_syscalls:sys_enter`; user and kernel: the SUT's CPU sampled every 1 ms of it with `perf record -e cpu-clock`, user space being the relay's own code)",
+        &format!("Cost per frame inside the measurement window (connection setup and teardown excluded; paced: 200 conns × 300 deltas/s of ~190 B, one frame per wake-up; firehose: 64 conns unpaced; main thread = the workers; other threads = tollgate's usage-log writer; load core = the generator and the mock on CPU 1 over the whole run, per frame received; SUT per load-core µs = the two CPUs' quotient inside the window; syscalls from `perf stat -e raw_syscalls:sys_enter`; user and kernel: the SUT's CPU sampled every 1 ms of it with `perf record -e cpu-clock`, user space being the relay's own code{})", if r.probe_reps() > 0 {
+            "; syscalls, user and kernel from the probe repetitions, whose CPU includes perf's own: their user plus kernel is that run's total, not the SUT µs/frame of the unprobed ones"
+        } else {
+            ""
+        }),
         &per_frame,
     );
     let latency = [
