@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use tollgate_loadtest::bench::peers::{Peer, RunningPeer};
+use tollgate_loadtest::gen::window::WindowReport;
 use tollgate_loadtest::gen::{self, Probes, RunConfig, Workload};
 
 mod common;
@@ -24,33 +25,40 @@ fn perf_can_trace() -> bool {
     ok
 }
 
+/// Echo runs through one relay of this build (an echoing mock behind it), each 2 s at
+/// 2,000 frames/s with `probes` over its window; `f` gets a function that makes one run
+/// and returns its window. The relay stops and its directory goes once `f` returns.
+fn with_echo_relay<T>(tag: &str, f: impl FnOnce(&dyn Fn(Probes) -> WindowReport) -> T) -> T {
+    let dir = std::env::temp_dir().join(format!("loadtest-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mock = echo_mock();
+    let relay = RunningPeer::start(Peer::Tollgate, &plain_env(&dir), mock.addr, &dir).unwrap();
+    let run = |probes: Probes| {
+        let cfg = RunConfig {
+            key: Some("k-test-1".into()),
+            rate: Some(2_000.0),
+            frame_bytes: 200,
+            duration: Duration::from_secs(2),
+            sut_pids: relay.pids(),
+            probes,
+            ..quick(Workload::Echo, relay.url.clone())
+        };
+        let r = gen::run(&cfg).unwrap();
+        assert_eq!(r.counts.errors, 0, "{:?}", r.error_samples);
+        r.sut.and_then(|s| s.window).expect("window")
+    };
+    let out = f(&run);
+    relay.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
 /// The bench's hop case end to end: an echo through the real relay with the relay's hop
 /// traced. Where perf can trace, every wake-up of the relay's worker that forwarded an
 /// echo is counted; where it cannot, the hop is not reported at all (never a guess).
 #[test]
 fn the_relays_hop_is_traced_over_an_echo_run() {
-    let dir = std::env::temp_dir().join(format!("loadtest-gen-hop-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mock = echo_mock();
-    let relay = RunningPeer::start(Peer::Tollgate, &plain_env(&dir), mock.addr, &dir).unwrap();
-    let cfg = RunConfig {
-        key: Some("k-test-1".into()),
-        rate: Some(2_000.0),
-        frame_bytes: 200,
-        duration: Duration::from_secs(2),
-        sut_pids: relay.pids(),
-        probes: Probes::Hops,
-        ..quick(Workload::Echo, relay.url.clone())
-    };
-    let r = gen::run(&cfg).unwrap();
-    relay.stop();
-    let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(r.counts.errors, 0, "{:?}", r.error_samples);
-    let window = r
-        .sut
-        .as_ref()
-        .and_then(|s| s.window.as_ref())
-        .expect("window");
+    let window = with_echo_relay("gen-hop", |run| run(Probes::Hops));
     if !perf_can_trace() {
         assert_eq!(window.hops, None);
         eprintln!("perf cannot trace here: the hop is not reported, as it should");
@@ -92,28 +100,8 @@ fn perf_can_count() -> bool {
 /// `Probes::Split` has both wherever perf can count.
 #[test]
 fn a_window_without_probes_runs_no_perf_and_still_reads_the_cpu() {
-    let dir = std::env::temp_dir().join(format!("loadtest-gen-probes-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mock = echo_mock();
-    let relay = RunningPeer::start(Peer::Tollgate, &plain_env(&dir), mock.addr, &dir).unwrap();
-    let run = |probes: Probes| {
-        let cfg = RunConfig {
-            key: Some("k-test-1".into()),
-            rate: Some(2_000.0),
-            frame_bytes: 200,
-            duration: Duration::from_secs(2),
-            sut_pids: relay.pids(),
-            probes,
-            ..quick(Workload::Echo, relay.url.clone())
-        };
-        let r = gen::run(&cfg).unwrap();
-        assert_eq!(r.counts.errors, 0, "{:?}", r.error_samples);
-        r.sut.and_then(|s| s.window).expect("window")
-    };
-    let quiet = run(Probes::None);
-    let split = run(Probes::Split);
-    relay.stop();
-    let _ = std::fs::remove_dir_all(&dir);
+    let (quiet, split) =
+        with_echo_relay("gen-probes", |run| (run(Probes::None), run(Probes::Split)));
     assert!(quiet.frames > 1_000, "{quiet:?}");
     assert!(quiet.cpu_us_per_frame.is_some(), "{quiet:?}");
     assert_eq!(
