@@ -29,6 +29,14 @@ pub enum Kind {
     Churn,
 }
 
+impl Kind {
+    /// The CPU cases the targets compare, paced and firehose: repeated more, and with
+    /// probe repetitions of their own (`schedule::Reps`).
+    pub fn is_cpu(self) -> bool {
+        matches!(self, Kind::Paced | Kind::Firehose)
+    }
+}
+
 /// One workload configuration, run once per peer per repetition.
 #[derive(Debug, Clone)]
 pub struct Case {

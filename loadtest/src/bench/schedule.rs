@@ -26,7 +26,7 @@ impl Reps {
     pub fn of(&self, kind: Kind) -> usize {
         match kind {
             Kind::Sweep => self.sweep,
-            Kind::Paced | Kind::Firehose => self.cpu + self.probe,
+            k if k.is_cpu() => self.cpu + self.probe,
             _ => self.other,
         }
     }
@@ -34,7 +34,7 @@ impl Reps {
     /// Whether repetition `rep` of a case of this kind is a probe repetition: a CPU case's
     /// repetitions after its first `cpu`.
     pub fn is_probe(&self, kind: Kind, rep: usize) -> bool {
-        matches!(kind, Kind::Paced | Kind::Firehose) && rep >= self.cpu
+        kind.is_cpu() && rep >= self.cpu
     }
 
     /// The repetitions of a run: the profile's, each at least `--reps`, unless given.

@@ -6,7 +6,7 @@
 //! `perf stat` and `perf record` attached to the SUT ([`crate::gen::Probes::Split`]). The
 //! probes cost the SUT CPU of their own — a perf context switched with every wake-up, a
 //! tracepoint on every syscall, so more for a relay that wakes and calls the kernel more
-//! (loadtest/BENCH.md, "The probes' own cost") — so everything read here but the probes'
+//! (loadtest/BENCH.md, "perf's own cost, and probe repetitions") — so everything read here but the probes'
 //! own figures leaves that run out: [`run_report`] and [`window`] see no probe repetition,
 //! [`probed_window`] sees every run.
 
@@ -16,7 +16,7 @@ use crate::gen::Report;
 
 /// The generator's report of a run whose figures count: `None` for a probe repetition.
 pub(crate) fn run_report(s: &Sample) -> Option<&Report> {
-    (!s.probe_rep).then_some(s.report.as_ref()).flatten()
+    s.report.as_ref().filter(|_| !s.probe_rep)
 }
 
 /// The measurement window of a run whose figures count (no probe repetition).

@@ -275,7 +275,8 @@ pub(crate) fn measure(
     let sampler = (probes == Probes::Split)
         .then(|| Sampler::start(pids))
         .flatten();
-    // Give perf a moment to attach before the window opens.
+    // Give perf a moment to attach before the window opens (waited without perf too, so
+    // every case's window covers the same part of its run).
     std::thread::sleep(Duration::from_millis(150));
     let a = snapshot(pids, frames);
     std::thread::sleep(end.saturating_duration_since(Instant::now()));
