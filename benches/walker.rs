@@ -70,7 +70,8 @@ fn bench(c: &mut Criterion) {
 /// UTF-8 validation alone, `simdutf8`'s AVX2 kernel against tollgate's dispatch (its own
 /// AVX-512 or AVX2 kernel, whichever the CPU has): every delta payload of the fixture one
 /// call each (the relay's per-frame shape), payloads shaped like the mock upstream's deltas
-/// (random, one call each), and the same text as one 64 KiB chunk (a large event).
+/// (random, one call each; with its words and ASCII only), and the same text as one 64 KiB
+/// chunk (a large event).
 fn utf8(c: &mut Criterion) {
     let text = std::fs::read_to_string(FIXTURE).expect("fixture");
     let deltas: Vec<&[u8]> = text
@@ -90,10 +91,12 @@ fn utf8(c: &mut Criterion) {
     large.truncate(cut);
     // The mock upstream's kind of text: a non-ASCII character every ~17 bytes (4 in 70).
     let mixed = "token relay café ☃ quoted edge lane 🚀 usage frame socket naïve ".repeat(1000);
-    // The mock upstream's delta frames (`loadtest/src/mock/events.rs`): an ASCII envelope
-    // around 4–15 of its words drawn at random, ~160–240 bytes each, one call per payload;
-    // 4,096 of them, so a branch predictor cannot learn their pattern of ASCII blocks.
-    let words = [
+    // The mock upstream's delta frames (`loadtest/src/mock/events.rs`, its words as they are
+    // on the wire): an ASCII envelope around 4–15 words drawn at random, ~160–240 bytes each,
+    // one call per payload; 4,096 of them, so a branch predictor cannot learn their pattern
+    // of ASCII blocks. `frames` uses the mock's words (one payload in seven all ASCII),
+    // `frames_ascii` the same with its three non-ASCII words swapped for ASCII ones.
+    let mock_words = [
         " token",
         " relay",
         " café",
@@ -109,21 +112,33 @@ fn utf8(c: &mut Criterion) {
         " frame",
         " socket",
     ];
-    let mut rng = fastrand::Rng::with_seed(0x6672_616d);
-    let frames: Vec<Vec<u8>> = (0..4096)
-        .map(|i| {
-            let text: String = (0..rng.usize(4..16))
-                .map(|_| words[rng.usize(..words.len())])
-                .collect();
-            format!(
-                "{{\"type\":\"response.output_text.delta\",\"item_id\":\"msg_0123456789abcdef\",\
-                 \"output_index\":0,\"content_index\":0,\"delta\":\"{text}\",\
-                 \"sequence_number\":{}}}",
-                i + 4
-            )
-            .into_bytes()
-        })
-        .collect();
+    let ascii_words = mock_words.map(|w| match w {
+        " café" => " cafe",
+        " ☃" => " the",
+        " 🚀" => " of",
+        w => w,
+    });
+    let random_frames = |words: &[&str]| -> Vec<Vec<u8>> {
+        let mut rng = fastrand::Rng::with_seed(0x6672_616d);
+        (0..4096)
+            .map(|i| {
+                let text: String = (0..rng.usize(4..16))
+                    .map(|_| words[rng.usize(..words.len())])
+                    .collect();
+                format!(
+                    "{{\"type\":\"response.output_text.delta\",\"item_id\":\"msg_0123456789abcdef\",\
+                     \"output_index\":0,\"content_index\":0,\"delta\":\"{text}\",\
+                     \"sequence_number\":{}}}",
+                    i + 4
+                )
+                .into_bytes()
+            })
+            .collect()
+    };
+    let frame_sets = [
+        ("frames", random_frames(&mock_words)),
+        ("frames_ascii", random_frames(&ascii_words)),
+    ];
     let mut g = c.benchmark_group("utf8");
     g.measurement_time(Duration::from_secs(3)).sample_size(30);
     type Kernel = fn(&[u8]) -> bool;
@@ -138,12 +153,14 @@ fn utf8(c: &mut Criterion) {
         g.bench_function(format!("deltas/{name}"), |b| {
             b.iter(|| deltas.iter().all(|d| f(black_box(d))))
         });
-        g.throughput(Throughput::Bytes(
-            frames.iter().map(|d| d.len() as u64).sum(),
-        ));
-        g.bench_function(format!("frames/{name}"), |b| {
-            b.iter(|| frames.iter().all(|d| f(black_box(d))))
-        });
+        for (set, frames) in &frame_sets {
+            g.throughput(Throughput::Bytes(
+                frames.iter().map(|d| d.len() as u64).sum(),
+            ));
+            g.bench_function(format!("{set}/{name}"), |b| {
+                b.iter(|| frames.iter().all(|d| f(black_box(d))))
+            });
+        }
         g.throughput(Throughput::Bytes(large.len() as u64));
         g.bench_function(format!("large/{name}"), |b| b.iter(|| f(black_box(&large))));
         g.throughput(Throughput::Bytes(mixed.len() as u64));

@@ -6,9 +6,9 @@
 //! `perf stat` and `perf record` attached to the SUT ([`crate::gen::Probes::Split`]). The
 //! probes cost the SUT CPU of their own — a perf context switched with every wake-up, a
 //! tracepoint on every syscall, so more for a relay that wakes and calls the kernel more
-//! (loadtest/BENCH.md, "perf's own cost, and probe repetitions") — so everything read here but the probes'
-//! own figures leaves that run out: [`run_report`] and [`window`] see no probe repetition,
-//! [`probed_window`] sees every run.
+//! (loadtest/BENCH.md, "perf's own cost, and probe repetitions") — so everything read here
+//! but the probes' own figures leaves that run out: [`run_report`] and [`window`] see no
+//! probe repetition, [`probed_window`] sees every run.
 
 use super::Sample;
 use crate::gen::window::WindowReport;
