@@ -8,7 +8,7 @@
 //!   (every delta, unless [`Tap::set_track_deltas`] is on) costs nothing more.
 //! - Otherwise a depth-aware scanner (`scan`) walks the top-level members; strings, where the
 //!   bulk bytes are, are skipped 64 bytes at a time (`skip`: escapes resolved with bit
-//!   arithmetic, AVX-512 or SSE2). It stops at the first top-level `"type"` when that type
+//!   arithmetic, AVX-512, AVX2 or SSE2). It stops at the first top-level `"type"` when that type
 //!   is uninteresting.
 //! - A message in one chunk is scanned in place (no copy). A message split over chunks is
 //!   scanned in place up to the end of its first chunk; if the type is found and uninteresting

@@ -3,7 +3,7 @@
 //! The scanner walks the members (`"key": value`) of the object that starts the buffer and
 //! reports each member's key and value spans. Nested objects/arrays are skipped by counting
 //! brackets outside strings; strings, where the bulk of the bytes are, are skipped 64 bytes at
-//! a time (`skip::skip_string_simd`: AVX-512 or SSE2 compares, escapes resolved with bit
+//! a time (`skip::skip_string_simd`: AVX-512, AVX2 or SSE2 compares, escapes resolved with bit
 //! arithmetic; `memchr2` off x86_64), or with the scalar twin `skip_string_scalar` (same
 //! contract, used by the tests and benches for comparison).
 //!

@@ -4,7 +4,7 @@
 
 use super::scan::{Scanner, Step};
 #[cfg(target_arch = "x86_64")]
-use super::skip::skip_string_sse2;
+use super::skip::{skip_string_avx2, skip_string_sse2};
 use super::skip::{skip_string_memchr, skip_string_scalar, skip_string_simd, Skip};
 use super::tests_fixtures::{feed_msg, load, reference, Cut};
 use super::*;
@@ -63,12 +63,16 @@ fn terminal(id: &str) -> Terminal {
     }
 }
 
-/// The block skip agrees with `want`: the dispatched one and, on x86_64, the SSE2 kernel too
-/// (the dispatcher takes AVX-512 where the CPU has it).
+/// The block skip agrees with `want`: the dispatched one and, on x86_64, the SSE2 kernel and
+/// (where the CPU has it) the AVX2 one too (the dispatcher takes AVX-512, else AVX2).
 fn assert_block_skips(buf: &[u8], from: usize, want: Skip, ctx: &str) {
     assert_eq!(skip_string_simd(buf, from), want, "simd {ctx}");
     #[cfg(target_arch = "x86_64")]
     assert_eq!(skip_string_sse2(buf, from), want, "sse2 {ctx}");
+    #[cfg(target_arch = "x86_64")]
+    if let Some(got) = skip_string_avx2(buf, from) {
+        assert_eq!(got, want, "avx2 {ctx}");
+    }
 }
 
 #[test]
