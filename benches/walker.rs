@@ -70,8 +70,9 @@ fn bench(c: &mut Criterion) {
 /// UTF-8 validation alone, `simdutf8`'s AVX2 kernel against tollgate's dispatch (its own
 /// AVX-512 or AVX2 kernel, whichever the CPU has): every delta payload of the fixture one
 /// call each (the relay's per-frame shape), payloads shaped like the mock upstream's deltas
-/// (random, one call each; with its words and ASCII only), and the same text as one 64 KiB
-/// chunk (a large event).
+/// (random, one call each; with its words and ASCII only), the same text as one 64 KiB
+/// chunk (a large event), and the streaming validator over mixed text in ~16 KB reads cut
+/// inside characters (`stream_16k`).
 fn utf8(c: &mut Criterion) {
     let text = std::fs::read_to_string(FIXTURE).expect("fixture");
     let deltas: Vec<&[u8]> = text
@@ -168,6 +169,27 @@ fn utf8(c: &mut Criterion) {
             b.iter(|| f(black_box(mixed.as_bytes())))
         });
     }
+    // The streaming validator over the mixed text in reads of ~16 KB that each end inside a
+    // character (a large done event of a response arrives in such reads).
+    let text = mixed.as_bytes();
+    let mut reads = Vec::new();
+    let mut from = 0;
+    while from < text.len() {
+        let mut to = (from + 16_000).min(text.len());
+        while to < text.len() && text[to] & 0xC0 != 0x80 {
+            to += 1;
+        }
+        reads.push(&text[from..to]);
+        from = to;
+    }
+    g.throughput(Throughput::Bytes(text.len() as u64));
+    g.bench_function("stream_16k/tollgate", |b| {
+        let mut v = tollgate::ws::utf8::Utf8Validator::new();
+        b.iter(|| {
+            let ok = reads.iter().all(|r| v.feed(black_box(r)).is_ok());
+            black_box(ok && v.finish().is_ok())
+        })
+    });
     g.finish();
 }
 

@@ -56,10 +56,43 @@ impl Utf8Validator {
         if self.pending_len != 0 {
             return self.feed_after_pending(chunk);
         }
-        // The whole-chunk check (no error position, faster) answers the common case: the
-        // chunk is valid and ends on a character boundary.
+        self.feed_fresh(chunk)
+    }
+
+    /// [`Self::feed`] with nothing pending. The whole-chunk check (no error position, faster)
+    /// answers the common case: the chunk is valid and ends on a character boundary. A chunk
+    /// that ends inside a character (a read or a frame cut there: in text with a non-ASCII
+    /// character every ~17 bytes, about one chunk in fourteen) has its last 1–3 bytes, the
+    /// sequence's start, set aside first: the fast check then reads the bytes before them
+    /// once, and `std` the ≤ 3 bytes, which must be a valid prefix. Checking the whole chunk
+    /// instead fails at the cut and takes a second pass (`compat`) to find it
+    /// (`utf8/stream_16k` in `cargo bench --bench walker`; see `loadtest/BENCH.md`).
+    #[inline]
+    fn feed_fresh(&mut self, chunk: &[u8]) -> Result<(), Utf8Error> {
+        if chunk.last().is_some_and(|&b| b >= 0x80) {
+            return self.feed_cut(chunk);
+        }
         if super::utf8_simd::is_valid(chunk) {
             return Ok(());
+        }
+        self.feed_rejected(chunk)
+    }
+
+    /// [`Self::feed_fresh`] for a chunk whose last byte is not ASCII.
+    #[inline(never)]
+    fn feed_cut(&mut self, chunk: &[u8]) -> Result<(), Utf8Error> {
+        match cut_sequence_start(chunk) {
+            Some(cut) => {
+                let (head, tail) = chunk.split_at(cut);
+                let prefix = matches!(std::str::from_utf8(tail), Err(e) if e.error_len().is_none());
+                if prefix && super::utf8_simd::is_valid(head) {
+                    self.pending[..tail.len()].copy_from_slice(tail);
+                    self.pending_len = tail.len() as u8;
+                    return Ok(());
+                }
+            }
+            None if super::utf8_simd::is_valid(chunk) => return Ok(()),
+            None => {}
         }
         self.feed_rejected(chunk)
     }
@@ -75,14 +108,12 @@ impl Utf8Validator {
                 return Err(e);
             }
         };
-        if super::utf8_simd::is_valid(rest) {
-            return Ok(());
-        }
-        self.feed_rejected(rest)
+        self.feed_fresh(rest)
     }
 
     /// A chunk (with nothing pending) the whole-chunk check rejected — invalid, or a sequence
-    /// split at the chunk's end — validated again by `compat` for the detail.
+    /// split at the chunk's end whose start is not a valid prefix — validated again by
+    /// `compat` for the detail.
     #[inline(never)]
     fn feed_rejected(&mut self, rest: &[u8]) -> Result<(), Utf8Error> {
         match simdutf8::compat::from_utf8(rest) {
@@ -147,6 +178,26 @@ impl Utf8Validator {
         }
         Ok(Some(rest))
     }
+}
+
+/// Where a multi-byte sequence starts that runs past the end of `bytes`, when one does: its
+/// lead byte is among the last three and fewer bytes follow it than it announces. Says nothing
+/// about validity (the caller checks both sides).
+fn cut_sequence_start(bytes: &[u8]) -> Option<usize> {
+    let from = bytes.len().saturating_sub(3);
+    let (at, &lead) = bytes
+        .iter()
+        .enumerate()
+        .skip(from)
+        .rev()
+        .find(|(_, &b)| b & 0xC0 != 0x80)?;
+    let announced = match lead {
+        0xC0..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF7 => 4,
+        _ => return None,
+    };
+    (bytes.len() - at < announced).then_some(at)
 }
 
 #[cfg(test)]

@@ -176,3 +176,57 @@ fn agrees_with_std_on_random_inputs() {
         );
     }
 }
+
+/// Long text (the SIMD kernels' sizes) split into chunks at random points, so reads end
+/// inside characters: after every chunk the validator fails exactly when `std` says the bytes
+/// so far hold an error that more bytes cannot mend (fail fast), and at the end it agrees with
+/// `std` on the whole.
+#[test]
+fn agrees_with_std_chunk_by_chunk_on_long_inputs() {
+    let mut rng = fastrand::Rng::with_seed(1007);
+    let chars = ["a", " ", "é", "☃", "🚀", "中", "\u{7FF}", "\u{10FFFF}"];
+    let bad: &[u8] = &[0x80, 0xbf, 0xc0, 0xc2, 0xe0, 0xed, 0xf0, 0xf4, 0xf5, 0xff];
+    let mut v = Utf8Validator::new();
+    for round in 0..4_000 {
+        let mut bytes = Vec::new();
+        while bytes.len() < rng.usize(40..400) {
+            bytes.extend_from_slice(chars[rng.usize(..chars.len())].as_bytes());
+        }
+        // Half the inputs carry one stray byte somewhere.
+        if round % 2 == 1 {
+            let at = rng.usize(..=bytes.len());
+            bytes.insert(at, bad[rng.usize(..bad.len())]);
+        }
+        let mut cuts: Vec<usize> = (0..rng.usize(1..4))
+            .map(|_| rng.usize(..=bytes.len()))
+            .collect();
+        cuts.sort_unstable();
+        cuts.push(bytes.len());
+        let mut from = 0;
+        let mut failed = false;
+        for &to in &cuts {
+            let got = v.feed(&bytes[from..to]);
+            let hopeless =
+                matches!(std::str::from_utf8(&bytes[..to]), Err(e) if e.error_len().is_some());
+            assert_eq!(
+                got.is_err(),
+                hopeless,
+                "round {round}: {bytes:x?} fed to {to}"
+            );
+            from = to;
+            if hopeless {
+                failed = true;
+                break;
+            }
+        }
+        if !failed {
+            let whole = std::str::from_utf8(&bytes).is_ok();
+            assert_eq!(
+                v.finish().is_ok(),
+                whole,
+                "round {round}: {bytes:x?} at the end"
+            );
+        }
+        v.reset();
+    }
+}
