@@ -61,12 +61,13 @@ impl Utf8Validator {
 
     /// [`Self::feed`] with nothing pending. The whole-chunk check (no error position, faster)
     /// answers the common case: the chunk is valid and ends on a character boundary. A chunk
-    /// that ends inside a character (a read or a frame cut there: in text with a non-ASCII
-    /// character every ~17 bytes, about one chunk in fourteen) has its last 1–3 bytes, the
-    /// sequence's start, set aside first: the fast check then reads the bytes before them
-    /// once, and `std` the ≤ 3 bytes, which must be a valid prefix. Checking the whole chunk
-    /// instead fails at the cut and takes a second pass (`compat`) to find it
-    /// (`utf8/stream_16k` in `cargo bench --bench walker`; see `loadtest/BENCH.md`).
+    /// that ends inside a character (a read or a frame cut there: about one chunk in fifteen
+    /// in the bench mock's text, 6.7% of whose bytes are a character's second to fourth)
+    /// has its last 1–3 bytes, the sequence's start, set aside first: the fast check then
+    /// reads the bytes before them once, and `std` the ≤ 3 bytes, which must be a valid
+    /// prefix. Checking the whole chunk instead fails at the cut and takes a second pass
+    /// (`compat`) to find it (`utf8/stream_16k` in `cargo bench --bench walker`; see
+    /// `loadtest/BENCH.md`).
     #[inline]
     fn feed_fresh(&mut self, chunk: &[u8]) -> Result<(), Utf8Error> {
         if chunk.last().is_some_and(|&b| b >= 0x80) {
