@@ -141,7 +141,8 @@ mod avx512 {
 }
 
 /// AVX2 block stops: two 32-byte loads and four compares per 64 bytes (SSE2 takes four
-/// loads and eight); the last, short block is copied into zeros first, as in SSE2.
+/// loads and eight); the last, short block is copied into zeros first (`padded`), as in
+/// SSE2.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::{
@@ -172,27 +173,6 @@ mod avx2 {
         )
     }
 
-    /// `"` and `\\` bits of `bytes[..min(len, 64)]`.
-    ///
-    /// # Safety
-    /// The CPU must have AVX2.
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    unsafe fn stops(bytes: &[u8]) -> (u64, u64) {
-        match bytes.first_chunk::<64>() {
-            // SAFETY: this function's own precondition.
-            Some(block) => unsafe { stops64(block) },
-            None => {
-                let mut pad = [0u8; 64];
-                if let Some(head) = pad.get_mut(..bytes.len()) {
-                    head.copy_from_slice(bytes);
-                }
-                // SAFETY: this function's own precondition.
-                unsafe { stops64(&pad) }
-            }
-        }
-    }
-
     /// [`super::skip_string_simd`] on AVX2 (the block loop compiled with the feature, so the
     /// kernel is inlined into it).
     ///
@@ -200,23 +180,25 @@ mod avx2 {
     /// The CPU must have AVX2.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn skip(buf: &[u8], i: usize) -> super::Skip {
-        // SAFETY: this function's own precondition.
-        super::skip_blocks(buf, i, |bytes| unsafe { stops(bytes) })
+        super::skip_blocks(buf, i, |bytes| {
+            // SAFETY: this function's own precondition.
+            super::padded(bytes, |block| unsafe { stops64(block) })
+        })
     }
 }
 
-/// SSE2 stops of `bytes[..min(len, 64)]`; a short block is copied into zeros first.
+/// `stops64` of `bytes[..min(len, 64)]`: a short block is copied into zeros first.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn stops64_sse2_padded(bytes: &[u8]) -> (u64, u64) {
+fn padded(bytes: &[u8], stops64: impl Fn(&[u8; 64]) -> (u64, u64)) -> (u64, u64) {
     match bytes.first_chunk::<64>() {
-        Some(block) => stops64_sse2(block),
+        Some(block) => stops64(block),
         None => {
             let mut pad = [0u8; 64];
             if let Some(head) = pad.get_mut(..bytes.len()) {
                 head.copy_from_slice(bytes);
             }
-            stops64_sse2(&pad)
+            stops64(&pad)
         }
     }
 }
@@ -256,11 +238,10 @@ fn skip_blocks(buf: &[u8], mut i: usize, stops: impl Fn(&[u8]) -> (u64, u64)) ->
 
 /// Skips the body of a string that starts at `i` (just after its opening quote): 64-byte
 /// blocks, the `"` and `\\` bits of each in two compares (AVX-512), four (AVX2) or eight
-/// (SSE2), escapes
-/// resolved by [`escapes`] without a loop per escape, so escape-dense text (`\n`, `\"` every
-/// dozen bytes in real outputs) costs the same per block as plain text. Most strings the tap
-/// walks are keys and short values: the first 16 bytes are looked at with one SSE2 compare
-/// pair first, without the CPU feature check.
+/// (SSE2), escapes resolved by [`escapes`] without a loop per escape, so escape-dense text
+/// (`\n`, `\"` every dozen bytes in real outputs) costs the same per block as plain text.
+/// Most strings the tap walks are keys and short values: the first 16 bytes are looked at
+/// with one SSE2 compare pair first, without the CPU feature check.
 ///
 /// Why hand-written: the bytes of a terminal event's output text are most of what the tap
 /// reads. A skip that stops at every escape (`memchr2`, or a loop over each escape's mask
@@ -326,7 +307,7 @@ fn stops16_sse2(bytes: &[u8; 16]) -> (u32, u32) {
 #[cfg(target_arch = "x86_64")]
 #[inline]
 pub(crate) fn skip_string_sse2(buf: &[u8], i: usize) -> Skip {
-    skip_blocks(buf, i, stops64_sse2_padded)
+    skip_blocks(buf, i, |bytes| padded(bytes, stops64_sse2))
 }
 
 /// Off x86_64 the SIMD skip is memchr2 (NEON etc. inside memchr).

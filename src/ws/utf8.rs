@@ -3,10 +3,13 @@
 //! RFC 6455 §8.1 requires failing the connection (1007) on invalid UTF-8 in a text message;
 //! Autobahn 6.x additionally expects "fail fast": the error must be reported as soon as the
 //! bytes seen so far cannot start a valid sequence, not at the end of the message. Each chunk
-//! is checked whole by [`super::utf8_simd::is_valid`] (AVX-512 or AVX2 where the
-//! CPU has it, `simdutf8`'s `basic` flavour elsewhere) and, only when that fails, again with `simdutf8`'s
-//! `compat` flavour, whose error detail matches `std`: an
-//! `error_len()` of `None` means only "input ended inside a sequence whose prefix is valid".
+//! is checked whole by [`super::utf8_simd::is_valid`] (AVX-512 or AVX2 where the CPU has it,
+//! `simdutf8`'s `basic` flavour elsewhere) and, only when that fails, again with `simdutf8`'s
+//! `compat` flavour, whose error detail matches `std`: an `error_len()` of `None` means only
+//! "input ended inside a sequence whose prefix is valid". A chunk that ends inside a
+//! character is checked without that character's first 1–3 bytes, which `std` checks as a
+//! valid prefix and which wait for the next chunk: the fast check then passes it, with no
+//! second pass to find the cut.
 
 use thiserror::Error;
 

@@ -189,7 +189,8 @@ fn agrees_with_std_chunk_by_chunk_on_long_inputs() {
     let mut v = Utf8Validator::new();
     for round in 0..4_000 {
         let mut bytes = Vec::new();
-        while bytes.len() < rng.usize(40..400) {
+        let len = rng.usize(40..400);
+        while bytes.len() < len {
             bytes.extend_from_slice(chars[rng.usize(..chars.len())].as_bytes());
         }
         // Half the inputs carry one stray byte somewhere.
