@@ -117,7 +117,9 @@ impl Utf8Validator {
 
     /// A chunk (with nothing pending) the whole-chunk check rejected — invalid, or a sequence
     /// split at the chunk's end whose start is not a valid prefix — validated again by
-    /// `compat` for the detail.
+    /// `compat` for the detail. A chunk that only ends inside a valid sequence takes
+    /// [`Self::feed_cut`]'s way and does not get here; the pending case below stays as the
+    /// net under that shortcut, so a verdict never depends on it alone.
     #[inline(never)]
     fn feed_rejected(&mut self, rest: &[u8]) -> Result<(), Utf8Error> {
         match simdutf8::compat::from_utf8(rest) {
