@@ -49,10 +49,11 @@
 //! own backpressure refuses new responses well before that at the default sizes.
 //!
 //! **Cost.** Per record, on the worker: serializing it (~0.6 KiB) outside the queue lock and
-//! copying it in under it, plus a page fault per ~6 records as the ring advances; ~1 µs per
-//! record in all (a throwaway harness timing `SinkHandle::submit` with and without a journal,
-//! minimum of 20 × 1,000 submits, seven rounds: 1.4–2.3 µs, median 2.0, against 0.7–1.7,
-//! median 1.0). Never per frame.
+//! copying it in under it; ~1 µs per record in all (a throwaway harness timing
+//! `SinkHandle::submit` with and without a journal, minimum of 20 × 1,000 submits, seven
+//! rounds: 1.4–2.3 µs, median 2.0, against 0.7–1.7, median 1.0), which then included a page
+//! fault per ~6 records as the ring advanced. The writer thread now faults the ring's next
+//! pages in ahead of the workers ([`Ahead`]). Never per frame.
 //! The journal's dirty pages are written back by the kernel's flusher threads, not the relay.
 
 use std::fs::{File, OpenOptions};
@@ -436,7 +437,9 @@ impl Journal {
     }
 }
 
+mod ahead;
 mod recovery;
+pub use ahead::{Ahead, AHEAD};
 #[cfg(test)]
 use recovery::response_id;
 

@@ -3,6 +3,7 @@ use std::io::Write;
 use std::path::Path;
 
 use super::*;
+use crate::metering::tests::mapped_rss_kib;
 
 const CAP: u64 = 64 << 10;
 /// The "process" a test's journal belongs to.
@@ -218,30 +219,6 @@ fn a_ring_under_64_kib_is_refused() {
 }
 
 /// The resident KiB of this process's mapping of `path` (`/proc/self/smaps`).
-fn mapped_rss_kib(path: &Path) -> u64 {
-    let smaps = std::fs::read_to_string("/proc/self/smaps").expect("smaps");
-    let name = path.to_str().expect("utf8");
-    let mut lines = smaps.lines();
-    let mut total = 0;
-    while let Some(l) = lines.next() {
-        if !l.ends_with(name) {
-            continue;
-        }
-        for l in lines.by_ref() {
-            if let Some(v) = l.strip_prefix("Rss:") {
-                total += v
-                    .trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse::<u64>()
-                    .expect("kB");
-                break;
-            }
-        }
-    }
-    total
-}
-
 #[test]
 fn written_pages_leave_the_resident_set_and_unwritten_ones_stay_readable() {
     let dir = tempfile::tempdir().unwrap();

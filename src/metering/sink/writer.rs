@@ -142,11 +142,15 @@ pub(super) struct Writer {
     log_end: Option<u64>,
     /// When to look for dead relays' journals next (with a journal of its own).
     adopt_at: Option<Instant>,
+    /// Whether to fault in the journal's next pages after each round (see
+    /// [`Writer::fault_in_ahead`]).
+    fault_ahead: bool,
 }
 
 impl Writer {
     pub(super) fn new(shared: Arc<Shared>, out: Output, cfg: &SinkConfig) -> Self {
         let adopt_at = shared.journaled.then(|| Instant::now() + ADOPT_EVERY);
+        let fault_ahead = shared.journaled;
         Writer {
             shared,
             out,
@@ -158,11 +162,13 @@ impl Writer {
             durable: 0,
             log_end: None,
             adopt_at,
+            fault_ahead,
         }
     }
 
     /// Runs until shutdown; returns what became durable and what did not.
     pub(super) fn run(mut self) -> Outcome {
+        self.fault_in_ahead();
         loop {
             let round = self.take_round();
             if let Err((what, e)) = self.commit(round.batch, round.journaled) {
@@ -175,6 +181,7 @@ impl Writer {
             if round.last {
                 break;
             }
+            self.fault_in_ahead();
             self.adopt();
         }
         Outcome {
@@ -298,6 +305,30 @@ impl Writer {
         self.shared.metrics.add_durable(n);
         self.unsynced.clear();
         Ok(())
+    }
+
+    /// Faults in the journal's next pages ([`Journal::ahead`]), outside the queue's lock, so
+    /// the workers' copies into them take no page fault. Stops asking on a kernel without
+    /// `MADV_POPULATE_WRITE`; another failure only leaves the faults to the workers.
+    fn fault_in_ahead(&mut self) {
+        if !self.fault_ahead {
+            return;
+        }
+        let Some(ahead) = self.shared.lock().journal.as_ref().map(Journal::ahead) else {
+            return;
+        };
+        match ahead.populate() {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                self.fault_ahead = false;
+                tracing::info!(
+                    "the kernel has no MADV_POPULATE_WRITE (Linux 5.14): workers fault the usage journal's pages in themselves"
+                );
+            }
+            Err(error) => {
+                tracing::debug!(%error, "could not fault in the usage journal's next pages");
+            }
+        }
     }
 
     /// Once every [`ADOPT_EVERY`]: appends the records of relays that died beside this one

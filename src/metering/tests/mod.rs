@@ -81,3 +81,28 @@ pub(super) fn wait_until(f: impl Fn() -> bool) -> bool {
     }
     f()
 }
+
+/// KiB of the process's resident set in its mappings of the file at `path` (`/proc/self/smaps`).
+pub(super) fn mapped_rss_kib(path: &std::path::Path) -> u64 {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").expect("smaps");
+    let name = path.to_str().expect("utf8");
+    let mut lines = smaps.lines();
+    let mut total = 0;
+    while let Some(l) = lines.next() {
+        if !l.ends_with(name) {
+            continue;
+        }
+        for l in lines.by_ref() {
+            if let Some(v) = l.strip_prefix("Rss:") {
+                total += v
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .expect("kB");
+                break;
+            }
+        }
+    }
+    total
+}

@@ -409,3 +409,44 @@ fn a_start_counts_the_records_it_appends_from_a_dead_relays_journal() {
         ["left-behind"]
     );
 }
+
+#[test]
+fn the_writer_keeps_the_journals_next_pages_faulted_in_as_the_ring_advances() {
+    let (d, path) = temp_log();
+    let m = Arc::new(SinkMetrics::default());
+    let cfg = cfg(
+        SinkPath::File(path.clone()),
+        Duration::from_millis(5),
+        64,
+        4096,
+    );
+    let sink = Sink::start(cfg, m).expect("start");
+    let journal = std::fs::read_dir(d.path())
+        .expect("dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            crate::metering::journal::is_journal_of("usage.jsonl", name)
+        })
+        .expect("the sink's journal");
+    // A 1 MiB ring: a quarter of it ahead of the head, faulted in as the writer starts.
+    let ahead_kib = (1 << 20) / 4 / 1024;
+    assert!(
+        wait_until(|| super::mapped_rss_kib(&journal) >= ahead_kib),
+        "{} KiB of the journal resident",
+        super::mapped_rss_kib(&journal)
+    );
+    // 1,500 records carry the head well past that first range; the pages behind the
+    // written mark leave, and the writer faults in the range ahead of the new head.
+    let h = sink.handle();
+    for i in 0..1500 {
+        h.submit(rec(&format!("r{i}"))).expect("submit");
+    }
+    assert!(wait_until(|| h.durable_count() == 1500));
+    assert!(
+        wait_until(|| super::mapped_rss_kib(&journal) >= ahead_kib),
+        "{} KiB of the journal resident after the ring advanced",
+        super::mapped_rss_kib(&journal)
+    );
+    sink.shutdown().expect("shutdown");
+}
