@@ -5,7 +5,7 @@
 //! - [`session`]: [`SessionMeter`], one per session on its worker, turning the tap's events
 //!   into records (exactly once per `response.id`, lanes matched FIFO, steering successors,
 //!   disconnects).
-//! - [`successors`]: the steering successors a session still waits for (steers unanswered,
+//! - `successors`: the steering successors a session still waits for (steers unanswered,
 //!   successors announced), so the orphan drain does not end between a steered response's
 //!   terminal event and its successor's `response.created`.
 //! - [`sink`]: the durable JSON Lines log with group commit that fails closed

@@ -9,7 +9,7 @@
 //!   of its lane (FIFO within a lane). With no pending create on that lane it is a *steering
 //!   successor*: it still opens a response, with the lane's last requested model and its own
 //!   arrival as start time. Steers and their answers tell the session when a successor is
-//!   still to come ([`super::successors`]; [`SessionMeter::awaiting`] counts them).
+//!   still to come (`super::successors`; [`SessionMeter::awaiting`] counts them).
 //! - A terminal event makes one record, keyed by `response.id`; a second terminal for an id
 //!   already recorded (among the last [`MAX_RECENT_DONE`]) is ignored and counted. A terminal
 //!   for an id never seen `created` is still recorded (it consumes the lane's oldest pending

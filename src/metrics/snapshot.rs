@@ -57,7 +57,7 @@ pub struct TokenCounts {
     pub reasoning: u64,
 }
 
-/// A plain copy of one worker's counters, as published into the [`Registry`].
+/// A plain copy of one worker's counters, as published into the [`Registry`](super::Registry).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct WorkerSnapshot {
     /// Sessions opened.

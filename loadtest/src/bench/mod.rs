@@ -63,7 +63,7 @@ pub struct BenchConfig {
     pub sweep_reps: Option<usize>,
     /// Override the profile's repetitions of the CPU cases (paced, firehose).
     pub cpu_reps: Option<usize>,
-    /// Probe repetitions of each CPU case (default [`schedule::DEFAULT_PROBE_REPS`]).
+    /// Probe repetitions of each CPU case (default `schedule::DEFAULT_PROBE_REPS`).
     pub probe_reps: Option<usize>,
     /// Peers to run (default: all).
     pub peers: Vec<Peer>,

@@ -46,7 +46,7 @@ pub struct WindowReport {
     /// Per thread group.
     pub threads: Vec<ThreadGroup>,
     /// CPU µs per frame the SUT spent in user space — its own code — sampled (see
-    /// [`Sampler`]), when measurable: samples × [`SAMPLE_US`] over the window's frames. The
+    /// `Sampler`), when measurable: samples × `SAMPLE_US` over the window's frames. The
     /// recording runs from perf's start (150 ms before the window) to its stop, and the
     /// samples come to 96–99% of the clock, so the report divides `cpu_us_per_frame` in
     /// the proportion of this and `kernel_us_per_frame` (`bench::table::win_split`).

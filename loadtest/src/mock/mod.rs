@@ -10,7 +10,7 @@
 //! connection-age limit behave like the real service. A create whose `tool_choice` forces a
 //! client-owned function (`required`, or `{"type":"function","name":…}`) gets a
 //! `function_call` streamed as `.function_call_arguments.delta`s instead of text; steering
-//! and its `response.steer.pending` are in [`stream`]. Everything the mock sees and bills is
+//! and its `response.steer.pending` are in `stream`. Everything the mock sees and bills is
 //! recorded for assertions.
 //!
 //! Usage is deterministic: `input_tokens = max(1, create frame bytes / 4)`,
