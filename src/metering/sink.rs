@@ -30,7 +30,9 @@
 //! journal `<log>.journal.<pid>-<random>` (see [`super::journal`]) before it returns — before the terminal event
 //! that completed the record is forwarded. A relay killed between group commits (`kill -9`)
 //! leaves its unwritten records there, and the next start appends them to the log — or,
-//! when another relay runs on the same log, that relay's writer within a second.
+//! when another relay runs on the same log, that relay's writer within a second. After each
+//! round the writer faults in the journal's next pages ([`super::journal::Ahead`]), so the
+//! workers' copies into it take no page fault.
 
 use std::collections::VecDeque;
 use std::fs::File;
