@@ -17,7 +17,8 @@ fn line(id: usize, pad: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-fn open_log(path: &Path) -> File {
+/// The log at `path`, opened as the sink opens it (created, appended to, readable).
+pub(super) fn open_log(path: &Path) -> File {
     OpenOptions::new()
         .create(true)
         .append(true)

@@ -21,12 +21,14 @@
 //! **Measured.** `cargo bench --bench journal` (a ~630-byte entry into a 16 MiB journal on
 //! ext4, 512 appends per chunk, the pages behind marked written between chunks), three runs
 //! with `taskset -c 1`: a worker's append took 364–463 ns with its pages left to fault and
-//! 79–138 ns with the range faulted in beforehand. In the relay, one firehose run of the
-//! bench's (`perf record -e page-faults -c 1 -C 0 -- target/release/loadtest bench --peers
-//! tollgate --only firehose --reps 1 --cpu-reps 1 --probe-reps 0 --no-install`), the worker
-//! took 734 page faults for 3,147 records before (585 of them in the journal's copy) and 221
-//! for 3,035 after (97 in a copy, heap ones included). The writer's faults in `madvise` do not
-//! show in that count: the kernel counts only faults taken by an instruction.
+//! 79–138 ns with the range faulted in beforehand. In the relay, the release builds of the
+//! commit before and of this one, alternated twice under one firehose run of the bench's
+//! each (`perf record -e page-faults -c 1 -C 0 -- target/release/loadtest bench --tollgate
+//! <build> --peers tollgate --only firehose --reps 1 --cpu-reps 1 --probe-reps 0
+//! --no-install --out OUT`): the worker thread took 675 and 636 page faults for 2,917 and
+//! 2,647 records before (512–554 in the journal's copy), 216 and 199 for 2,978 and 2,348
+//! after (at most 98 in a copy, heap growth included). The writer's faults inside `madvise`
+//! do not show in that count: the kernel counts only faults taken by an instruction.
 
 use std::io;
 

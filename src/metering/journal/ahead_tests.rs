@@ -1,6 +1,7 @@
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::Path;
 
+use super::super::tests::open_log;
 use super::super::PAGE;
 use super::*;
 
@@ -9,12 +10,7 @@ const CAP: u64 = 256 << 10;
 /// A journal of `capacity` ring bytes for `dir/usage.jsonl`, and its log.
 fn journal(dir: &Path, capacity: u64) -> (Journal, File) {
     let log = dir.join("usage.jsonl");
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .read(true)
-        .open(&log)
-        .expect("log");
+    let mut f = open_log(&log);
     let (j, _) = Journal::open_as(1, capacity, &mut f, &log).expect("open");
     (j, f)
 }

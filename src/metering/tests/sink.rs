@@ -413,14 +413,7 @@ fn a_start_counts_the_records_it_appends_from_a_dead_relays_journal() {
 #[test]
 fn the_writer_keeps_the_journals_next_pages_faulted_in_as_the_ring_advances() {
     let (d, path) = temp_log();
-    let m = Arc::new(SinkMetrics::default());
-    let cfg = cfg(
-        SinkPath::File(path.clone()),
-        Duration::from_millis(5),
-        64,
-        4096,
-    );
-    let sink = Sink::start(cfg, m).expect("start");
+    let (sink, _) = journaled_sink(&path);
     let journal = std::fs::read_dir(d.path())
         .expect("dir")
         .filter_map(|e| e.ok().map(|e| e.path()))
