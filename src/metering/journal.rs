@@ -190,6 +190,21 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> JournalError + '_ {
     }
 }
 
+/// The ring positions `from..to` (at most one lap) as `(offset in the ring, bytes)`: one
+/// slice, or two when they wrap past the ring's end.
+fn ring_slices(capacity: u64, from: u64, to: u64) -> impl Iterator<Item = (usize, usize)> {
+    let mut pos = from;
+    std::iter::from_fn(move || {
+        if pos >= to {
+            return None;
+        }
+        let at = pos % capacity;
+        let len = (to - pos).min(capacity - at);
+        pos += len;
+        Some((at as usize, len as usize))
+    })
+}
+
 fn align8(n: u64) -> u64 {
     (n + 7) & !7
 }
@@ -416,22 +431,16 @@ impl Journal {
         // and `&mut self` makes this the only access to it in the process.
         unsafe { AtomicU64::from_ptr(field) }.store(pos.to_le(), Ordering::Release);
         let end = pos & !(PAGE - 1);
-        let mut from = self.released.max(end.saturating_sub(self.capacity));
-        while from < end {
-            let at = from % self.capacity;
-            let len = (end - from).min(self.capacity - at);
+        let from = self.released.max(end.saturating_sub(self.capacity));
+        for (at, len) in ring_slices(self.capacity, from, end) {
             // SAFETY: a range of the ring inside the mapping, nothing borrowed from it (`&mut
             // self`); for a shared file mapping MADV_DONTNEED only drops the page table entries
             // — the data stays in the page cache and comes back on the next access. A failure
             // only leaves the pages resident.
             let _ = unsafe {
-                self.map.unchecked_advise_range(
-                    UncheckedAdvice::DontNeed,
-                    HEADER + at as usize,
-                    len as usize,
-                )
+                self.map
+                    .unchecked_advise_range(UncheckedAdvice::DontNeed, HEADER + at, len)
             };
-            from += len;
         }
         self.released = self.released.max(end);
     }

@@ -15,8 +15,8 @@
 //! **Cost.** [`AHEAD`] bytes of the file's page cache stay mapped in the relay (counted in its
 //! resident set) and marked dirty: the flushers write up to that much more per
 //! `dirty_expire` period than the records alone would need. A worker that appends more than
-//! [`AHEAD`] within one group-commit interval (about 8,000 records a second at the default
-//! 100 ms) runs past the range and takes the faults itself again, as it did before.
+//! [`AHEAD`] within one group-commit interval (512 KiB of ~630-byte entries per 100 ms, the
+//! default: about 8,000 records a second) runs past the range and takes the faults itself again, as it did before.
 //!
 //! **Measured.** `cargo bench --bench journal` (a ~630-byte entry into a 16 MiB journal on
 //! ext4, 512 appends per chunk, the pages behind marked written between chunks), three runs
@@ -32,7 +32,7 @@
 
 use std::io;
 
-use super::{Journal, HEADER, PAGE};
+use super::{ring_slices, Journal, HEADER, PAGE};
 
 /// Ring bytes kept faulted in ahead of the next entry: ~800 records of a bench's ~630 bytes.
 /// A quarter of the ring when that is less.
@@ -58,15 +58,12 @@ impl Journal {
         let to = (self.head + want).min(free_to) & !(PAGE - 1);
         let base = self.map.as_ptr() as usize + HEADER;
         let mut out = Ahead::default();
-        let mut pos = from;
-        for span in &mut out.spans {
-            if pos >= to {
-                break;
-            }
-            let at = pos % self.capacity;
-            let len = (to - pos).min(self.capacity - at);
-            *span = (base + at as usize, len as usize);
-            pos += len;
+        for (span, (at, len)) in out
+            .spans
+            .iter_mut()
+            .zip(ring_slices(self.capacity, from, to))
+        {
+            *span = (base + at, len);
         }
         out
     }
@@ -94,16 +91,6 @@ impl Ahead {
             }
         }
         Ok(())
-    }
-
-    /// Bytes in the ranges.
-    pub fn len(&self) -> usize {
-        self.spans.iter().map(|s| s.1).sum()
-    }
-
-    /// Whether the ranges are empty (the ring has no free page ahead of its head).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
