@@ -16,7 +16,8 @@
 //! resident set) and marked dirty: the flushers write up to that much more per
 //! `dirty_expire` period than the records alone would need. A worker that appends more than
 //! [`AHEAD`] within one group-commit interval (512 KiB of ~630-byte entries per 100 ms, the
-//! default: about 8,000 records a second) runs past the range and takes the faults itself again, as it did before.
+//! default: about 8,000 records a second) runs past the range and takes the faults itself
+//! again, as it did before.
 //!
 //! **Measured.** `cargo bench --bench journal` (a ~630-byte entry into a 16 MiB journal on
 //! ext4, 512 appends per chunk, the pages behind marked written between chunks), three runs
