@@ -53,6 +53,9 @@ fn an_unknown_argument_exits_64_naming_it() {
     for (script, args, named) in [
         ("build-pgo.sh", &["--fast"][..], "--fast"),
         ("hop-split.sh", &["haproxy"][..], "haproxy"),
+        ("echo-split.sh", &["squid"][..], "squid"),
+        ("echo-split.sh", &["tollgate", "8k"][..], "8k"),
+        ("echo-split.sh", &["tollgate", "8000", "9"][..], "9"),
         ("wake-footprint.sh", &["nginx"][..], "nginx"),
         ("profile.sh", &["haproxy"][..], "haproxy"),
         ("profile.sh", &["tollgate", "echo"][..], "echo"),
