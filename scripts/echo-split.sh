@@ -12,6 +12,9 @@
 #   load      the load thread woken → switched in on CPU 1
 # A data packet is a `net_dev_queue` of more than 100 bytes (pure ACKs are 54–74); the
 # relay's thread is the one sending most of them on CPU 0, the load thread on CPU 1.
+# The hop step is the bench's hop (`loadtest/src/gen/hops.rs`, the same switch-in → first
+# data packet over 100 bytes) measured again here, because the other steps need the
+# wakings (`sched_waking`) in the same trace, which the bench's hop case does not record.
 #   scripts/echo-split.sh PEER [RATE=8000]   PEER: floor | tunnel | tollgate | nginx | haproxy
 # Needs release builds of loadtest (and of tollgate-floor for `floor`), perf, python3, and
 # nginx or haproxy for those peers; TOLLGATE=path runs another tollgate build (default
@@ -86,7 +89,6 @@ if not senders[0] or not senders[1]:
 relay, load = senders[0].most_common(1)[0][0], senders[1].most_common(1)[0][0]
 steps = {k: [] for k in ("deliver", "wake-up", "hop", "return", "load")}
 load_sent = relay_woken = relay_in = relay_sent = load_woken = None
-idle_before = False
 for tid, cpu, t, ev, tr in events:
     if ev == "sched:sched_waking":
         pid = int(re.search(r"pid=(\d+)", tr)[1])
